@@ -1,0 +1,23 @@
+import type { CofferErrorCode } from '@coffer/engine';
+
+/** Exit statuses, one per error class; stable, documented in the README. */
+export const EXIT_CODES: Record<CofferErrorCode, number> = {
+  COFFER_INVALID_ARGUMENT: 3,
+  COFFER_NOT_A_REPOSITORY: 4,
+  COFFER_ALREADY_INITIALISED: 5,
+  COFFER_WRONG_KEY: 6,
+  COFFER_BACKUP_NOT_FOUND: 7,
+  COFFER_TARGET_NOT_EMPTY: 8,
+  COFFER_SOURCE_ERROR: 9,
+  COFFER_MISSING_OBJECT: 10,
+  COFFER_CORRUPT_OBJECT: 11,
+  COFFER_OBJECT_CONFLICT: 12,
+  COFFER_UNSUPPORTED_FORMAT: 13,
+  COFFER_STORE_UNAVAILABLE: 14,
+  COFFER_CHECK_FAILED: 15,
+};
+
+/** Unexpected failures (bugs, unclassified system errors). */
+export const EXIT_INTERNAL = 1;
+/** Command-line usage errors (unknown option, missing argument). */
+export const EXIT_USAGE = 2;

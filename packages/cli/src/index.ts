@@ -1,0 +1,2 @@
+export { runCli, buildProgram, type CliIo } from './program.js';
+export { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';

@@ -1,0 +1,57 @@
+/**
+ * Worker-thread side of the backup pipeline: runs `chunkFile` for files the
+ * main thread hands it, asking the main thread (which owns dedup state and the
+ * pack writer) which chunks are new and sending it the sealed ones.
+ */
+import { parentPort } from 'node:worker_threads';
+import { ChunkCodec } from '../format/chunk-codec.js';
+import { chunkFile, type ChunkSink } from './chunk-pipeline.js';
+import type { ToMain, ToWorker, WorkerInit } from './worker-protocol.js';
+import type { SealedChunk } from './pack-writer.js';
+
+const port = parentPort;
+if (!port) throw new Error('chunk-worker must run in a worker thread');
+
+let init: WorkerInit | undefined;
+let codec: ChunkCodec | undefined;
+let nextReq = 1;
+const waiting = new Map<number, (value: unknown) => void>();
+
+function call(msg: Extract<ToMain, { t: 'claim' | 'store' }>): Promise<unknown> {
+  return new Promise((resolve) => {
+    waiting.set(msg.req, resolve);
+    port!.postMessage(msg);
+  });
+}
+
+port.on('message', (msg: ToWorker) => {
+  if (msg.t === 'init') {
+    init = msg;
+    codec = new ChunkCodec({ idKey: msg.idKey, dataKeys: new Map(msg.dataKeys), currentKeyId: msg.currentKeyId }, msg.compressionLevel);
+  } else if (msg.t === 'reply') {
+    const resolve = waiting.get(msg.req);
+    waiting.delete(msg.req);
+    resolve?.(msg.value);
+  } else if (msg.t === 'file') {
+    void runJob(msg.job, msg.path);
+  }
+});
+
+async function runJob(job: number, path: string): Promise<void> {
+  const sink: ChunkSink = {
+    async claim(ids: Buffer[]) {
+      const flat = Buffer.concat(ids);
+      return (await call({ t: 'claim', job, req: nextReq++, ids: flat })) as boolean[];
+    },
+    async store(chunks: SealedChunk[]) {
+      await call({ t: 'store', job, req: nextReq++, chunks });
+    },
+  };
+  try {
+    const result = await chunkFile(path, init!.chunker, codec!, sink);
+    port!.postMessage({ t: 'done', job, result } satisfies ToMain);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    port!.postMessage({ t: 'failed', job, message: err.message, code: err.code } satisfies ToMain);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Collects sealed chunks into packs and commits them in ARCHITECTURE order:
+ * a pack is uploaded (create-only, durable) before any index names it, and
+ * the index objects are written before the caller writes a manifest. A crash
+ * at any moment therefore leaves at worst packs that nothing references.
+ */
+import { sha256Hex } from '../bytes.js';
+import { type IndexedPack } from '../format/index-file.js';
+import { packKey } from '../format/keys-layout.js';
+import { encodeTrailer, type PackEntry } from '../format/pack.js';
+import { ChunkIndex, idKeyOf } from '../repository/chunk-index.js';
+import type { Repository } from '../repository/repository.js';
+
+export interface SealedChunk {
+  id: Buffer;
+  blob: Buffer;
+  rawLength: number;
+}
+
+export interface PackWriterStats {
+  packs: number;
+  indexes: number;
+  newChunks: number;
+  newBytes: number;
+  storedBytes: number;
+}
+
+/** Packs per index object: an index is written at least this often, so a killed backup's packs are reused by the next. */
+const PACKS_PER_INDEX = 64;
+
+export class PackWriter {
+  private readonly repo: Repository;
+  private readonly index: ChunkIndex;
+  private readonly maxUploads: number;
+  /** Ids accepted for storage but whose pack is not yet indexed. */
+  private readonly reserved = new Set<string>();
+  private blobs: Buffer[] = [];
+  private entries: PackEntry[] = [];
+  private size = 0;
+  private readonly uploading = new Set<Promise<void>>();
+  private uploaded: IndexedPack[] = [];
+  private failure: unknown;
+  readonly stats: PackWriterStats = { packs: 0, indexes: 0, newChunks: 0, newBytes: 0, storedBytes: 0 };
+
+  constructor(repo: Repository, index: ChunkIndex, maxUploads = 2) {
+    this.repo = repo;
+    this.index = index;
+    this.maxUploads = maxUploads;
+  }
+
+  /**
+   * For each id, whether its chunk must be stored. Answers `true` once per id:
+   * the caller that got `true` must then `add` the chunk.
+   */
+  claim(ids: readonly Uint8Array[]): boolean[] {
+    return ids.map((id) => {
+      if (this.index.has(id)) return false;
+      const k = idKeyOf(id);
+      if (this.reserved.has(k)) return false;
+      this.reserved.add(k);
+      return true;
+    });
+  }
+
+  /** Adds sealed chunks; waits when too many packs are uploading (backpressure). */
+  async add(chunks: readonly SealedChunk[]): Promise<void> {
+    if (this.failure) throw this.failure;
+    for (const c of chunks) {
+      this.entries.push({ id: c.id, offset: this.size, length: c.blob.length, rawLength: c.rawLength });
+      this.blobs.push(c.blob);
+      this.size += c.blob.length;
+      this.stats.newChunks++;
+      this.stats.newBytes += c.rawLength;
+      if (this.size >= this.repo.config.packSize) await this.sealPack();
+    }
+  }
+
+  private async sealPack(): Promise<void> {
+    if (this.entries.length === 0) return;
+    const entries = this.entries;
+    const trailer = this.repo.codec.sealObject(encodeTrailer(entries), this.repo.aad('pack-trailer'));
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(trailer.length);
+    const pack = Buffer.concat([...this.blobs, trailer, len]);
+    this.blobs = [];
+    this.entries = [];
+    this.size = 0;
+    while (this.uploading.size >= this.maxUploads) await Promise.race(this.uploading);
+    if (this.failure) throw this.failure;
+    const sha = sha256Hex(pack);
+    const p: Promise<void> = this.repo.store
+      .put(packKey(sha), pack)
+      .then(async () => {
+        this.stats.packs++;
+        this.stats.storedBytes += pack.length;
+        this.uploaded.push({ sha, entries });
+        if (this.uploaded.length >= PACKS_PER_INDEX) await this.writeIndex();
+      })
+      .catch((e: unknown) => {
+        this.failure ??= e;
+      })
+      .finally(() => this.uploading.delete(p));
+    this.uploading.add(p);
+  }
+
+  private async writeIndex(): Promise<void> {
+    const batch = this.uploaded;
+    this.uploaded = [];
+    if (batch.length === 0) return;
+    const { size } = await this.repo.writeIndexObject(batch);
+    this.stats.indexes++;
+    this.stats.storedBytes += size;
+    for (const p of batch) {
+      for (const e of p.entries) {
+        this.index.add(p.sha, e);
+        this.reserved.delete(idKeyOf(e.id));
+      }
+    }
+  }
+
+  /** Seals the last pack, waits for every upload, and writes the remaining index. */
+  async finish(): Promise<PackWriterStats> {
+    await this.sealPack();
+    while (this.uploading.size > 0) await Promise.race(this.uploading);
+    if (this.failure) throw this.failure;
+    await this.writeIndex();
+    return this.stats;
+  }
+
+  /** Waits for in-flight uploads without committing anything more (used when a backup fails). */
+  async abandon(): Promise<void> {
+    while (this.uploading.size > 0) await Promise.race(this.uploading);
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * A fixed pool of chunk workers. Each worker chunks one file at a time; the
+ * pool queues the rest. Claims and sealed chunks from every worker go to one
+ * `ChunkSink` on the main thread, so dedup and packing stay single-owner.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Repository } from '../repository/repository.js';
+import type { ChunkSink, FileChunks } from './chunk-pipeline.js';
+import type { SealedChunk } from './pack-writer.js';
+import type { ToMain, ToWorker } from './worker-protocol.js';
+
+interface Job {
+  id: number;
+  path: string;
+  resolve: (r: FileChunks) => void;
+  reject: (e: NodeJS.ErrnoException) => void;
+}
+
+export class ChunkWorkerPool {
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly queue: Job[] = [];
+  private readonly running = new Map<number, { job: Job; worker: Worker }>();
+  private nextJob = 1;
+  private readonly sink: ChunkSink;
+  private fatal: Error | undefined;
+  private closing = false;
+
+  constructor(repo: Repository, size: number, sink: ChunkSink) {
+    this.sink = sink;
+    const init: ToWorker = {
+      t: 'init',
+      idKey: repo.keys.idKey,
+      dataKeys: [...repo.keys.dataKeys],
+      currentKeyId: repo.keys.currentKeyId,
+      compressionLevel: repo.config.compression.level,
+      chunker: { minSize: repo.config.chunker.minSize, avgSize: repo.config.chunker.avgSize, maxSize: repo.config.chunker.maxSize },
+    };
+    for (let i = 0; i < size; i++) {
+      const w = new Worker(new URL('./chunk-worker.js', import.meta.url));
+      w.on('message', (m: ToMain) => this.onMessage(w, m));
+      w.on('error', (e) => this.onFatal(e));
+      w.on('exit', (code) => {
+        if (code !== 0) this.onFatal(new Error(`chunk worker exited with status ${code}`));
+      });
+      w.postMessage(init);
+      this.workers.push(w);
+      this.idle.push(w);
+    }
+  }
+
+  run(path: string): Promise<FileChunks> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id: this.nextJob++, path, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const worker = this.idle.pop()!;
+      const job = this.queue.shift()!;
+      this.running.set(job.id, { job, worker });
+      worker.postMessage({ t: 'file', job: job.id, path: job.path } satisfies ToWorker);
+    }
+  }
+
+  private onMessage(worker: Worker, m: ToMain): void {
+    if (m.t === 'claim') {
+      const ids: Buffer[] = [];
+      const flat = Buffer.from(m.ids.buffer, m.ids.byteOffset, m.ids.byteLength);
+      for (let o = 0; o < flat.length; o += 32) ids.push(flat.subarray(o, o + 32));
+      this.sink.claim(ids).then(
+        (value) => worker.postMessage({ t: 'reply', req: m.req, value } satisfies ToWorker),
+        (e: unknown) => this.onFatal(asError(e)),
+      );
+    } else if (m.t === 'store') {
+      const chunks: SealedChunk[] = m.chunks.map((c) => ({ id: asBuf(c.id), blob: asBuf(c.blob), rawLength: c.rawLength }));
+      this.sink.store(chunks).then(
+        () => worker.postMessage({ t: 'reply', req: m.req, value: true } satisfies ToWorker),
+        (e: unknown) => this.onFatal(asError(e)),
+      );
+    } else {
+      const entry = this.running.get(m.job);
+      if (!entry) return;
+      this.running.delete(m.job);
+      this.idle.push(worker);
+      if (m.t === 'done') entry.job.resolve(m.result);
+      else entry.job.reject(Object.assign(new Error(m.message), { code: m.code }));
+      this.dispatch();
+    }
+  }
+
+  /** A sink failure (store down, say) or a dead worker ends the whole backup: every job fails. */
+  private onFatal(e: Error): void {
+    if (this.fatal || this.closing) return;
+    this.fatal = e;
+    for (const { job } of this.running.values()) job.reject(e);
+    for (const job of this.queue) job.reject(e);
+    this.running.clear();
+    this.queue.length = 0;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function asBuf(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}

@@ -1,0 +1,131 @@
+/**
+ * `check`: every manifest and index opens, every chunk a manifest references
+ * is indexed, and every pack the index names for those chunks exists. With
+ * `readData`, every pack is read whole, checked against its SHA-256 name, and
+ * every chunk in it is decrypted and checked against its id.
+ */
+import pLimit from 'p-limit';
+import { sha256Hex } from '../bytes.js';
+import { CofferError, CorruptObjectError, MissingObjectError } from '../errors.js';
+import type { IndexedPack } from '../format/index-file.js';
+import { packKey, PACK_PREFIX } from '../format/keys-layout.js';
+import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
+import { ChunkIndex } from '../repository/chunk-index.js';
+import type { Repository } from '../repository/repository.js';
+import { collectList } from '../store/object-store.js';
+
+export interface CheckOptions {
+  readData?: boolean;
+  /** Packs read at once with `readData` (default 4). */
+  concurrency?: number;
+  onProgress?: (p: { packsDone: number; packsTotal: number }) => void;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  backups: number;
+  indexes: number;
+  packs: number;
+  chunksReferenced: number;
+  /** Chunks decrypted and checked against their id (with `readData`). */
+  chunksVerified: number;
+  /** Packs in the store that no index lists (left by an interrupted backup; harmless). */
+  unindexedPacks: number;
+  problems: CofferError[];
+}
+
+export async function checkRepository(repo: Repository, options: CheckOptions = {}): Promise<CheckReport> {
+  const problems: CofferError[] = [];
+  const record = (e: unknown) => {
+    if (e instanceof CofferError) problems.push(e);
+    else throw e;
+  };
+  const packObjects = new Map((await collectList(repo.store, PACK_PREFIX)).map((o) => [o.key, o.size]));
+
+  const index = new ChunkIndex();
+  const packs = new Map<string, IndexedPack['entries']>();
+  const indexKeys = await repo.listIndexKeys();
+  for (const key of indexKeys) {
+    try {
+      for (const p of await repo.readIndexObject(key)) {
+        for (const e of p.entries) index.add(p.sha, e);
+        packs.set(p.sha, [...(packs.get(p.sha) ?? []), ...p.entries]);
+      }
+    } catch (e) {
+      record(e);
+    }
+  }
+
+  const referenced = new Set<string>();
+  const backupKeys = await repo.listBackupKeys();
+  for (const key of backupKeys) {
+    try {
+      const m = await repo.readManifest(key);
+      for (const entry of m.entries) {
+        for (const id of entry.chunks ?? []) {
+          referenced.add(id);
+          if (!index.hasHex(id)) record(new MissingObjectError(`chunk ${id}`, `referenced by ${key} (${entry.path}) but listed by no index`));
+        }
+      }
+    } catch (e) {
+      record(e);
+    }
+  }
+  const neededPacks = new Set<string>();
+  for (const id of referenced) {
+    const loc = index.get(Buffer.from(id, 'hex'));
+    if (loc) neededPacks.add(loc.pack);
+  }
+  for (const sha of neededPacks) if (!packObjects.has(packKey(sha))) record(new MissingObjectError(packKey(sha), 'listed by an index but not in the store'));
+
+  let chunksVerified = 0;
+  if (options.readData) {
+    const limit = pLimit(Math.max(1, options.concurrency ?? 4));
+    const shas = [...packs.keys()].filter((sha) => packObjects.has(packKey(sha)));
+    let done = 0;
+    await Promise.all(
+      shas.map((sha) =>
+        limit(async () => {
+          try {
+            const n = await verifyPack(repo, sha, packs.get(sha)!);
+            chunksVerified += n;
+          } catch (e) {
+            record(e);
+          }
+          options.onProgress?.({ packsDone: ++done, packsTotal: shas.length });
+        }),
+      ),
+    );
+  }
+  let unindexedPacks = 0;
+  for (const key of packObjects.keys()) if (!packs.has(key.slice(key.lastIndexOf('/') + 1))) unindexedPacks++;
+  return {
+    ok: problems.length === 0,
+    backups: backupKeys.length,
+    indexes: indexKeys.length,
+    packs: packObjects.size,
+    chunksReferenced: referenced.size,
+    chunksVerified,
+    unindexedPacks,
+    problems,
+  };
+}
+
+async function verifyPack(repo: Repository, sha: string, entries: IndexedPack['entries']): Promise<number> {
+  const key = packKey(sha);
+  const data = Buffer.from(await repo.store.get(key));
+  if (sha256Hex(data) !== sha) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
+  for (const e of entries) {
+    const plain = repo.codec.decode(e.id, data.subarray(e.offset, e.offset + e.length));
+    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+  }
+  // The trailer must open and agree with the index, or the pack cannot rebuild one.
+  const tlen = trailerLengthOf(data);
+  const trailer = repo.codec.openObject(data.subarray(data.length - 4 - tlen, data.length - 4), repo.aad('pack-trailer'));
+  if (typeof trailer === 'string') throw new CorruptObjectError(key, `trailer: ${trailer}`);
+  const listed = decodeTrailer(trailer);
+  if (listed.length !== entries.length || listed.some((l, i) => !l.id.equals(entries[i]!.id) || l.offset !== entries[i]!.offset)) {
+    throw new CorruptObjectError(key, 'trailer disagrees with the index');
+  }
+  return entries.length;
+}

@@ -1,0 +1,80 @@
+/**
+ * Streaming content-defined chunking over `fastcdc-wasm`.
+ *
+ * `get_chunks(bytes, min, avg, max)` cuts a whole buffer; its last cut is the
+ * buffer's end, which is not a real boundary. FastCDC also normalises by the
+ * bytes it has left: with fewer than `max` bytes after a chunk's start, it
+ * switches masks earlier and may cut where the full stream would not. So a
+ * chunk is only final once at least `max` bytes followed its start in the
+ * buffer (or the input ended); everything from the first non-final start is
+ * held back and cut again when more data arrives. Boundaries therefore depend
+ * only on the bytes, never on how they were split into reads.
+ */
+import { get_chunks } from 'fastcdc-wasm';
+import { InvalidArgumentError } from '../errors.js';
+
+export interface ChunkerParams {
+  minSize: number;
+  avgSize: number;
+  maxSize: number;
+}
+
+export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 16 * 1024, avgSize: 64 * 1024, maxSize: 256 * 1024 };
+
+export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
+  const ok =
+    Number.isInteger(p.minSize) && Number.isInteger(p.avgSize) && Number.isInteger(p.maxSize) &&
+    p.minSize >= 64 && p.avgSize >= 256 && p.maxSize >= 1024 &&
+    p.minSize <= p.avgSize && p.avgSize <= p.maxSize && p.maxSize <= 64 * 1024 * 1024;
+  if (!ok) throw new InvalidArgumentError('chunker parameters', `need 64 ≤ min ≤ avg ≤ max ≤ 64 MiB with avg ≥ 256 and max ≥ 1024, got ${JSON.stringify(p)}`);
+  return p;
+}
+
+/** Feed bytes in any pieces; receive chunks (views into an internal buffer, valid until the next call). */
+export class StreamingChunker {
+  private readonly params: ChunkerParams;
+  private pending: Buffer = Buffer.alloc(0);
+
+  constructor(params: ChunkerParams) {
+    this.params = validateChunkerParams(params);
+  }
+
+  /** Returns the chunks that became final with this input. */
+  push(data: Uint8Array): Buffer[] {
+    if (data.byteLength === 0) return [];
+    this.pending = this.pending.length === 0 ? Buffer.from(data) : Buffer.concat([this.pending, data]);
+    // Cutting is only worth calling once a final chunk can exist.
+    if (this.pending.length < this.params.maxSize * 2) return [];
+    return this.cut(false);
+  }
+
+  /** End of input: returns the remaining chunks. */
+  finish(): Buffer[] {
+    const out = this.cut(true);
+    this.pending = Buffer.alloc(0);
+    return out;
+  }
+
+  private cut(atEnd: boolean): Buffer[] {
+    const buf = this.pending;
+    if (buf.length === 0) return [];
+    const { minSize, avgSize, maxSize } = this.params;
+    const cuts = get_chunks(buf, minSize, avgSize, maxSize);
+    const out: Buffer[] = [];
+    let start = 0;
+    for (let i = 1; i < cuts.length; i++) {
+      const end = cuts[i]!;
+      if (!atEnd && buf.length - start < maxSize) break;
+      out.push(buf.subarray(start, end));
+      start = end;
+    }
+    this.pending = start === 0 ? buf : buf.subarray(start);
+    return out;
+  }
+}
+
+/** Chunks a whole buffer at once (same boundaries as streaming it). */
+export function chunkBuffer(data: Uint8Array, params: ChunkerParams): Buffer[] {
+  const c = new StreamingChunker(params);
+  return [...c.push(data), ...c.finish()];
+}

@@ -1,0 +1,37 @@
+/**
+ * AES-256-GCM sealing. A sealed box is `nonce(12) ‖ ciphertext ‖ tag(16)`;
+ * the nonce is random per box (96 bits: safe for far more boxes than one data
+ * key will ever seal). Associated data binds a box to its role — a chunk's id,
+ * or the kind and repository of a metadata object — so boxes cannot be swapped.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+
+export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(aad);
+  const head = cipher.update(plaintext);
+  const tail = cipher.final();
+  return Buffer.concat([nonce, head, tail, cipher.getAuthTag()]);
+}
+
+/** Opens a sealed box; returns `undefined` when the tag does not verify. */
+export function open(key: Uint8Array, box: Uint8Array, aad: Uint8Array): Buffer | undefined {
+  if (box.byteLength < SEAL_OVERHEAD) return undefined;
+  const buf = Buffer.from(box.buffer, box.byteOffset, box.byteLength);
+  const nonce = buf.subarray(0, NONCE_BYTES);
+  const tag = buf.subarray(buf.length - TAG_BYTES);
+  const decipher = createDecipheriv('aes-256-gcm', key, nonce);
+  decipher.setAAD(aad);
+  decipher.setAuthTag(tag);
+  const head = decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES));
+  try {
+    return Buffer.concat([head, decipher.final()]);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Coffer's error registry. Every failure a caller may want to act on is a
+ * subclass of {@link CofferError} with a stable `code`; the CLI maps codes to
+ * exit statuses, so codes never change meaning once released. Messages name the
+ * object key or file at fault and never contain key material.
+ */
+
+export type CofferErrorCode =
+  | 'COFFER_CORRUPT_OBJECT'
+  | 'COFFER_MISSING_OBJECT'
+  | 'COFFER_WRONG_KEY'
+  | 'COFFER_NOT_A_REPOSITORY'
+  | 'COFFER_ALREADY_INITIALISED'
+  | 'COFFER_OBJECT_CONFLICT'
+  | 'COFFER_BACKUP_NOT_FOUND'
+  | 'COFFER_TARGET_NOT_EMPTY'
+  | 'COFFER_INVALID_ARGUMENT'
+  | 'COFFER_UNSUPPORTED_FORMAT'
+  | 'COFFER_SOURCE_ERROR'
+  | 'COFFER_STORE_UNAVAILABLE'
+  | 'COFFER_CHECK_FAILED';
+
+export class CofferError extends Error {
+  readonly code: CofferErrorCode;
+  constructor(code: CofferErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An object's bytes do not match its SHA-256 name, its AEAD tag, or its chunk id. */
+export class CorruptObjectError extends CofferError {
+  /** Store key of the damaged object. */
+  readonly key: string;
+  /** Files (relative paths) whose restored content depends on the damaged object. */
+  readonly affectedFiles: readonly string[];
+  constructor(key: string, detail: string, affectedFiles: readonly string[] = []) {
+    super(
+      'COFFER_CORRUPT_OBJECT',
+      `corrupt object ${key}: ${detail}` + describeFiles(affectedFiles),
+    );
+    this.key = key;
+    this.affectedFiles = affectedFiles;
+  }
+  /** The same fault, with the files that need the object attached. */
+  withAffectedFiles(files: readonly string[]): CorruptObjectError {
+    const detail = this.message.slice(`corrupt object ${this.key}: `.length).replace(/ \(affects .*\)$/s, '');
+    return new CorruptObjectError(this.key, detail, files);
+  }
+}
+
+/** An object that the repository's metadata references is not in the store. */
+export class MissingObjectError extends CofferError {
+  readonly key: string;
+  readonly affectedFiles: readonly string[];
+  constructor(key: string, detail = 'not found in the store', affectedFiles: readonly string[] = []) {
+    super('COFFER_MISSING_OBJECT', `missing object ${key}: ${detail}` + describeFiles(affectedFiles));
+    this.key = key;
+    this.affectedFiles = affectedFiles;
+  }
+}
+
+/** The passphrase, key file or KMS key does not open the repository's data keys. */
+export class WrongKeyError extends CofferError {
+  constructor(detail: string) {
+    super('COFFER_WRONG_KEY', `wrong key: ${detail}`);
+  }
+}
+
+/** The location holds no Coffer repository (no readable `config`). */
+export class NotARepositoryError extends CofferError {
+  readonly location: string;
+  constructor(location: string, detail = 'no repository config found') {
+    super('COFFER_NOT_A_REPOSITORY', `not a Coffer repository: ${location}: ${detail}`);
+    this.location = location;
+  }
+}
+
+export class AlreadyInitialisedError extends CofferError {
+  readonly location: string;
+  constructor(location: string) {
+    super('COFFER_ALREADY_INITIALISED', `a repository already exists at ${location}`);
+    this.location = location;
+  }
+}
+
+/** A create-only write found an object of the same name with different bytes. */
+export class ObjectConflictError extends CofferError {
+  readonly key: string;
+  constructor(key: string, detail = 'an object with different bytes already exists under this name') {
+    super('COFFER_OBJECT_CONFLICT', `object conflict at ${key}: ${detail}`);
+    this.key = key;
+  }
+}
+
+export class BackupNotFoundError extends CofferError {
+  readonly selector: string;
+  constructor(selector: string, detail = 'no backup matches') {
+    super('COFFER_BACKUP_NOT_FOUND', `backup ${JSON.stringify(selector)}: ${detail}`);
+    this.selector = selector;
+  }
+}
+
+export class TargetNotEmptyError extends CofferError {
+  readonly path: string;
+  constructor(path: string) {
+    super('COFFER_TARGET_NOT_EMPTY', `restore target ${path} is not empty`);
+    this.path = path;
+  }
+}
+
+/** A setting or argument is out of range or malformed; `setting` names it. */
+export class InvalidArgumentError extends CofferError {
+  readonly setting: string;
+  constructor(setting: string, detail: string) {
+    super('COFFER_INVALID_ARGUMENT', `invalid ${setting}: ${detail}`);
+    this.setting = setting;
+  }
+}
+
+/** The repository was written by a format this version does not read. */
+export class UnsupportedFormatError extends CofferError {
+  readonly key: string;
+  constructor(key: string, detail: string) {
+    super('COFFER_UNSUPPORTED_FORMAT', `unsupported format in ${key}: ${detail}`);
+    this.key = key;
+  }
+}
+
+/** The data being backed up could not be read (file vanished, permission denied…). */
+export class SourceError extends CofferError {
+  readonly path: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super('COFFER_SOURCE_ERROR', `cannot read ${path}: ${detail}`, options);
+    this.path = path;
+  }
+}
+
+/** The store could not be reached or kept failing after retries. */
+export class StoreUnavailableError extends CofferError {
+  readonly key: string;
+  constructor(key: string, detail: string, options?: { cause?: unknown }) {
+    super('COFFER_STORE_UNAVAILABLE', `store unavailable for ${key}: ${detail}`, options);
+    this.key = key;
+  }
+}
+
+/** `check` found problems; `problems` lists each one as its own error. */
+export class CheckFailedError extends CofferError {
+  readonly problems: readonly CofferError[];
+  constructor(problems: readonly CofferError[]) {
+    super('COFFER_CHECK_FAILED', `check found ${problems.length} problem(s):\n` + problems.map((p) => `  - ${p.message}`).join('\n'));
+    this.problems = problems;
+  }
+}
+
+function describeFiles(files: readonly string[]): string {
+  if (files.length === 0) return '';
+  const shown = files.slice(0, 20).join(', ');
+  return ` (affects ${files.length} file(s): ${shown}${files.length > 20 ? ', …' : ''})`;
+}
+
+export function isCofferError(e: unknown): e is CofferError {
+  return e instanceof CofferError;
+}

@@ -1,0 +1,46 @@
+/**
+ * An index object lists, for a batch of packs, which chunk sits where:
+ *
+ *   "CIX1" ‖ u32 packs ‖ packs × (sha(32) ‖ u32 n ‖ n × (id(32) ‖ u32 offset ‖ u32 length ‖ u32 rawLength))
+ *
+ * It is sealed like every metadata object and named by its stored SHA-256.
+ */
+import { BinaryReader, BinaryWriter } from './binary.js';
+import { ID_BYTES } from './chunk-codec.js';
+import type { PackEntry } from './pack.js';
+
+export interface IndexedPack {
+  /** SHA-256 (hex) of the pack's stored bytes: its name. */
+  sha: string;
+  entries: PackEntry[];
+}
+
+const MAGIC = Buffer.from('CIX1');
+
+export function encodeIndex(packs: readonly IndexedPack[]): Buffer {
+  const w = new BinaryWriter().bytes(MAGIC).u32(packs.length);
+  for (const p of packs) {
+    w.bytes(Buffer.from(p.sha, 'hex')).u32(p.entries.length);
+    for (const e of p.entries) w.bytes(e.id).u32(e.offset).u32(e.length).u32(e.rawLength);
+  }
+  return w.finish();
+}
+
+export function decodeIndex(plain: Buffer): IndexedPack[] {
+  const r = new BinaryReader(plain);
+  if (!r.bytes(4).equals(MAGIC)) throw new RangeError('bad index magic');
+  const nPacks = r.u32();
+  const out: IndexedPack[] = [];
+  for (let i = 0; i < nPacks; i++) {
+    const sha = r.bytes(32).toString('hex');
+    const n = r.u32();
+    const entries: PackEntry[] = [];
+    for (let j = 0; j < n; j++) {
+      const id = r.bytes(ID_BYTES);
+      entries.push({ id, offset: r.u32(), length: r.u32(), rawLength: r.u32() });
+    }
+    out.push({ sha, entries });
+  }
+  if (r.remaining !== 0) throw new RangeError('trailing bytes after index');
+  return out;
+}

@@ -1,0 +1,35 @@
+/**
+ * Where each kind of object lives in the store. Every object but `config` is
+ * named by the SHA-256 of its stored bytes, so anyone can verify it without
+ * keys; packs are fanned out by their first byte to keep directories small.
+ */
+import { SHA256_HEX } from '../bytes.js';
+
+export const CONFIG_KEY = 'config';
+export const PACK_PREFIX = 'data/';
+export const INDEX_PREFIX = 'index/';
+export const BACKUP_PREFIX = 'backups/';
+
+export function packKey(sha: string): string {
+  return `${PACK_PREFIX}${sha.slice(0, 2)}/${sha}`;
+}
+
+export function indexKey(sha: string): string {
+  return `${INDEX_PREFIX}${sha}`;
+}
+
+export function backupKey(label: string, sha: string): string {
+  return `${BACKUP_PREFIX}${label}-${sha}`;
+}
+
+/** The SHA-256 an object's key promises, or `undefined` for keys that carry none. */
+export function expectedSha(key: string): string | undefined {
+  const last = key.slice(key.lastIndexOf('/') + 1);
+  const sha = last.slice(-64);
+  return SHA256_HEX.test(sha) && (last.length === 64 || last[last.length - 65] === '-') ? sha : undefined;
+}
+
+/** A sortable label for a backup: its start time in UTC, to the millisecond. */
+export function backupLabel(at: Date): string {
+  return at.toISOString().replace(/[-:]/g, '').replace('.', '_');
+}

@@ -1,0 +1,28 @@
+/**
+ * @coffer/engine — content-addressed, deduplicating, encrypted backups.
+ *
+ * Layers, leaves first: errors, bytes → store (ObjectStore, FileStore,
+ * MemoryStore) and keys (KeyProvider, LocalKeyProvider) → chunking, crypto →
+ * format (chunk codec, packs, index, manifests, config) → repository →
+ * backup, restore, check.
+ */
+export * from './errors.js';
+export type { ObjectStore, ObjectInfo, ByteRange, PutOutcome, StoreProperties } from './store/object-store.js';
+export { collectList } from './store/object-store.js';
+export { FileStore, fileStorePath } from './store/file-store.js';
+export { MemoryStore } from './store/memory-store.js';
+export type { KeyProvider, WrappedKey, DataKey, KeyContext } from './keys/key-provider.js';
+export { LocalKeyProvider } from './keys/local-key-provider.js';
+export { StreamingChunker, chunkBuffer, DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './chunking/chunker.js';
+export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
+export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
+export type { RepositoryConfig, KeyRecord } from './format/config.js';
+export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType } from './format/manifest.js';
+export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
+export { Repository, DEFAULT_PACK_SIZE, type InitOptions } from './repository/repository.js';
+export { ChunkIndex, type ChunkLocation } from './repository/chunk-index.js';
+export { backupFiles, type BackupFilesOptions, type BackupProgress, type BackupResult } from './backup/backup-files.js';
+export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipeline.js';
+export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
+export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
+export { sha256Hex, toHex } from './bytes.js';

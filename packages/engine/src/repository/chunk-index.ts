@@ -1,0 +1,68 @@
+/**
+ * The in-memory index: chunk id → pack, offset, length. Ids are keyed by
+ * their 32 raw bytes as a one-byte string (compact in V8) and locations
+ * live in parallel number arrays, not one object per chunk.
+ */
+import type { PackEntry } from '../format/pack.js';
+
+export interface ChunkLocation {
+  /** Pack SHA-256, hex. */
+  pack: string;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+export function idKeyOf(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
+}
+
+export class ChunkIndex {
+  private readonly slots = new Map<string, number>();
+  private readonly packs: string[] = [];
+  private readonly packNumber = new Map<string, number>();
+  private readonly locPack: number[] = [];
+  private readonly locOffset: number[] = [];
+  private readonly locLength: number[] = [];
+  private readonly locRaw: number[] = [];
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  has(id: Uint8Array): boolean {
+    return this.slots.has(idKeyOf(id));
+  }
+
+  hasHex(idHex: string): boolean {
+    return this.slots.has(Buffer.from(idHex, 'hex').toString('latin1'));
+  }
+
+  get(id: Uint8Array): ChunkLocation | undefined {
+    const slot = this.slots.get(idKeyOf(id));
+    if (slot === undefined) return undefined;
+    return { pack: this.packs[this.locPack[slot]!]!, offset: this.locOffset[slot]!, length: this.locLength[slot]!, rawLength: this.locRaw[slot]! };
+  }
+
+  /** Records a chunk's location; the first location seen for an id wins. */
+  add(packSha: string, entry: PackEntry): void {
+    const key = idKeyOf(entry.id);
+    if (this.slots.has(key)) return;
+    let p = this.packNumber.get(packSha);
+    if (p === undefined) {
+      p = this.packs.length;
+      this.packs.push(packSha);
+      this.packNumber.set(packSha, p);
+    }
+    const slot = this.locPack.length;
+    this.locPack.push(p);
+    this.locOffset.push(entry.offset);
+    this.locLength.push(entry.length);
+    this.locRaw.push(entry.rawLength);
+    this.slots.set(key, slot);
+  }
+
+  packShas(): readonly string[] {
+    return this.packs;
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * A repository: a store plus the keys that open it. `init` writes the config
+ * once; `open` reads it, unwraps a data key with the first provider that can,
+ * and from then on reads and writes verified, sealed objects.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import pLimit from 'p-limit';
+import { sha256Hex } from '../bytes.js';
+import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from '../chunking/chunker.js';
+import { open as openBox, seal } from '../crypto/aead.js';
+import {
+  AlreadyInitialisedError,
+  BackupNotFoundError,
+  CorruptObjectError,
+  InvalidArgumentError,
+  MissingObjectError,
+  NotARepositoryError,
+  ObjectConflictError,
+  UnsupportedFormatError,
+  WrongKeyError,
+} from '../errors.js';
+import { ChunkCodec, type Keys } from '../format/chunk-codec.js';
+import { decodeConfig, encodeConfig, FORMAT_VERSION, type KeyRecord, type RepositoryConfig } from '../format/config.js';
+import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
+import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey } from '../format/keys-layout.js';
+import type { BackupManifest, BackupSummary } from '../format/manifest.js';
+import type { KeyProvider } from '../keys/key-provider.js';
+import { collectList, type ObjectStore } from '../store/object-store.js';
+import { ChunkIndex } from './chunk-index.js';
+
+export interface InitOptions {
+  chunker?: Partial<ChunkerParams>;
+  /** zstd level for chunks, 1–19 (default 3). */
+  compressionLevel?: number;
+  /** Target pack size in bytes (default 16 MiB). */
+  packSize?: number;
+}
+
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+
+type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets';
+
+export class Repository {
+  readonly store: ObjectStore;
+  readonly config: RepositoryConfig;
+  /** Key material; only in memory, handed to worker threads by message. */
+  readonly keys: Keys;
+  readonly codec: ChunkCodec;
+
+  private constructor(store: ObjectStore, config: RepositoryConfig, keys: Keys) {
+    this.store = store;
+    this.config = config;
+    this.keys = keys;
+    this.codec = new ChunkCodec(keys, config.compression.level);
+  }
+
+  get location(): string {
+    return this.store.properties.location;
+  }
+
+  /** Creates a new repository in `store`; fails with `AlreadyInitialisedError` if one is there. */
+  static async init(store: ObjectStore, provider: KeyProvider, options: InitOptions = {}): Promise<Repository> {
+    if (await store.head(CONFIG_KEY)) throw new AlreadyInitialisedError(store.properties.location);
+    const chunker = validateChunkerParams({ ...DEFAULT_CHUNKER, ...options.chunker });
+    const level = options.compressionLevel ?? 3;
+    if (!Number.isInteger(level) || level < 1 || level > 19) throw new InvalidArgumentError('compression level', `must be an integer 1–19, got ${level}`);
+    const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
+    if (!Number.isInteger(packSize) || packSize < 64 * 1024 || packSize > 1024 * 1024 * 1024) {
+      throw new InvalidArgumentError('pack size', `must be between 64 KiB and 1 GiB, got ${packSize}`);
+    }
+    const repositoryId = randomUUID();
+    const dataKey = await provider.generateDataKey({ repositoryId });
+    const idKey = randomBytes(32);
+    const keyId = 1;
+    const record: KeyRecord = { id: keyId, wrappings: [dataKey.wrapped], secrets: sealSecrets(dataKey.plaintext, repositoryId, keyId, idKey) };
+    const config: RepositoryConfig = {
+      format: FORMAT_VERSION,
+      repositoryId,
+      createdAt: new Date().toISOString(),
+      chunker: { algorithm: 'fastcdc', ...chunker },
+      compression: { algorithm: 'zstd', level },
+      packSize,
+      keys: [record],
+    };
+    try {
+      await store.put(CONFIG_KEY, encodeConfig(config));
+    } catch (e) {
+      if (e instanceof ObjectConflictError) throw new AlreadyInitialisedError(store.properties.location);
+      throw e;
+    }
+    return new Repository(store, config, { idKey, dataKeys: new Map([[keyId, dataKey.plaintext]]), currentKeyId: keyId });
+  }
+
+  /** Opens the repository in `store` with whichever of `providers` can unwrap its data keys. */
+  static async open(store: ObjectStore, providers: KeyProvider | readonly KeyProvider[]): Promise<Repository> {
+    const list = Array.isArray(providers) ? (providers as readonly KeyProvider[]) : [providers as KeyProvider];
+    let raw: Uint8Array;
+    try {
+      raw = await store.get(CONFIG_KEY);
+    } catch (e) {
+      if (e instanceof MissingObjectError) throw new NotARepositoryError(store.properties.location);
+      throw e;
+    }
+    const config = decodeConfig(raw);
+    if (typeof config === 'string') throw new NotARepositoryError(store.properties.location, config);
+    if (config.format !== FORMAT_VERSION) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads format ${FORMAT_VERSION}`);
+    const dataKeys = new Map<number, Uint8Array>();
+    let idKey: Uint8Array | undefined;
+    let lastError: WrongKeyError | undefined;
+    for (const record of config.keys) {
+      for (const wrapped of record.wrappings) {
+        const provider = list.find((p) => p.canUnwrap(wrapped));
+        if (!provider) continue;
+        try {
+          const key = await provider.unwrap(wrapped, { repositoryId: config.repositoryId });
+          const secrets = openSecrets(key, config.repositoryId, record.id, record.secrets);
+          if (!secrets) throw new CorruptObjectError(CONFIG_KEY, `secrets of data key ${record.id} do not open`);
+          dataKeys.set(record.id, key);
+          idKey = secrets;
+          break;
+        } catch (e) {
+          if (e instanceof WrongKeyError) lastError = e;
+          else throw e;
+        }
+      }
+    }
+    if (!idKey || dataKeys.size === 0) {
+      const wrappers = [...new Set(config.keys.flatMap((k) => k.wrappings.map((w) => `${w.provider}/${w.keyRef}`)))].join(', ');
+      throw lastError ?? new WrongKeyError(`none of the given keys can open this repository (it is wrapped by ${wrappers})`);
+    }
+    return new Repository(store, config, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) });
+  }
+
+  /** AAD that binds a sealed metadata object to its kind and repository. */
+  aad(kind: ObjectKind): Buffer {
+    return createHash('sha256').update(`coffer ${kind}\0${this.config.repositoryId}`).digest();
+  }
+
+  /** Gets an object and checks it against the SHA-256 its name carries. */
+  async getVerified(key: string): Promise<Buffer> {
+    const bytes = Buffer.from(await this.store.get(key));
+    const expected = expectedSha(key);
+    if (expected && sha256Hex(bytes) !== expected) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
+    return bytes;
+  }
+
+  async readIndexObject(key: string): Promise<IndexedPack[]> {
+    const bytes = await this.getVerified(key);
+    const plain = this.codec.openObject(bytes, this.aad('index'));
+    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    try {
+      return decodeIndex(plain);
+    } catch (e) {
+      throw new CorruptObjectError(key, (e as Error).message);
+    }
+  }
+
+  async writeIndexObject(packs: readonly IndexedPack[]): Promise<{ key: string; size: number }> {
+    const sealed = this.codec.sealObject(encodeIndex(packs), this.aad('index'));
+    const key = indexKey(sha256Hex(sealed));
+    await this.store.put(key, sealed);
+    return { key, size: sealed.length };
+  }
+
+  async listIndexKeys(): Promise<string[]> {
+    return (await collectList(this.store, INDEX_PREFIX)).map((o) => o.key).sort();
+  }
+
+  /** Loads every index object into memory (used by backup for dedup and by check). */
+  async loadIndex(): Promise<ChunkIndex> {
+    const index = new ChunkIndex();
+    const limit = pLimit(Math.max(2, Math.min(16, this.store.properties.connections)));
+    const keys = await this.listIndexKeys();
+    await Promise.all(
+      keys.map((key) =>
+        limit(async () => {
+          for (const pack of await this.readIndexObject(key)) for (const e of pack.entries) index.add(pack.sha, e);
+        }),
+      ),
+    );
+    return index;
+  }
+
+  async writeManifest(manifest: BackupManifest): Promise<string> {
+    const json = Buffer.from(JSON.stringify(manifest));
+    const sealed = this.codec.sealObject(this.codec.compress(json), this.aad('manifest'));
+    const key = backupKey(manifest.label, sha256Hex(sealed));
+    await this.store.put(key, sealed);
+    return key;
+  }
+
+  async readManifest(key: string): Promise<BackupManifest> {
+    const bytes = await this.getVerified(key);
+    const plain = this.codec.openObject(bytes, this.aad('manifest'));
+    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    try {
+      const manifest = JSON.parse(this.codec.decompress(plain).toString('utf8')) as BackupManifest;
+      if (manifest.format !== FORMAT_VERSION) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
+      return manifest;
+    } catch (e) {
+      if (e instanceof UnsupportedFormatError) throw e;
+      throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
+    }
+  }
+
+  /** Manifest keys, oldest first (labels sort by time). */
+  async listBackupKeys(): Promise<string[]> {
+    return (await collectList(this.store, BACKUP_PREFIX)).map((o) => o.key).sort();
+  }
+
+  async listBackups(): Promise<BackupSummary[]> {
+    const keys = await this.listBackupKeys();
+    const limit = pLimit(8);
+    return Promise.all(keys.map((key) => limit(async () => summarise(key, await this.readManifest(key)))));
+  }
+
+  /**
+   * Finds a backup by `latest`, its short id (any unique prefix of its SHA-256),
+   * its label, or its full key.
+   */
+  async resolveBackup(selector: string): Promise<{ key: string; manifest: BackupManifest }> {
+    const keys = await this.listBackupKeys();
+    if (keys.length === 0) throw new BackupNotFoundError(selector, 'the repository holds no backups');
+    let matches: string[];
+    if (selector === 'latest') matches = [keys[keys.length - 1]!];
+    else {
+      const s = selector.toLowerCase();
+      matches = keys.filter((k) => k === selector || k.slice(BACKUP_PREFIX.length).startsWith(selector) || (s.length >= 4 && expectedSha(k)?.startsWith(s)));
+    }
+    if (matches.length === 0) throw new BackupNotFoundError(selector);
+    if (matches.length > 1) throw new BackupNotFoundError(selector, `ambiguous: matches ${matches.length} backups`);
+    const key = matches[0]!;
+    return { key, manifest: await this.readManifest(key) };
+  }
+}
+
+export function summarise(key: string, m: BackupManifest): BackupSummary {
+  return {
+    key,
+    id: (expectedSha(key) ?? key).slice(0, 12),
+    kind: m.kind,
+    label: m.label,
+    startedAt: m.startedAt,
+    finishedAt: m.finishedAt,
+    hostname: m.hostname,
+    source: m.source,
+    tags: m.tags,
+    stats: m.stats,
+  };
+}
+
+function secretsAad(repositoryId: string, keyId: number): Buffer {
+  return createHash('sha256').update(`coffer secrets\0${repositoryId}\0${keyId}`).digest();
+}
+
+function sealSecrets(dataKey: Uint8Array, repositoryId: string, keyId: number, idKey: Uint8Array): string {
+  return seal(dataKey, Buffer.from(JSON.stringify({ idKey: Buffer.from(idKey).toString('base64') })), secretsAad(repositoryId, keyId)).toString('base64');
+}
+
+function openSecrets(dataKey: Uint8Array, repositoryId: string, keyId: number, sealed: string): Uint8Array | undefined {
+  const plain = openBox(dataKey, Buffer.from(sealed, 'base64'), secretsAad(repositoryId, keyId));
+  if (!plain) return undefined;
+  return Buffer.from((JSON.parse(plain.toString('utf8')) as { idKey: string }).idKey, 'base64');
+}

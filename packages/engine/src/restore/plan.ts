@@ -1,0 +1,144 @@
+/**
+ * Restore planning from the manifest graph: which chunks the backup needs,
+ * where each one is used (file, offset), where each sits (pack, offset), and
+ * how to fetch them — per pack, sorted ranges with neighbours merged into one
+ * request, or the whole pack in one SHA-256-verified read when most of it is
+ * needed anyway.
+ */
+import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
+import { SEAL_OVERHEAD } from '../crypto/aead.js';
+import type { TreeEntry } from '../format/manifest.js';
+import { idKeyOf } from '../repository/chunk-index.js';
+import type { Repository } from '../repository/repository.js';
+
+export interface ChunkUse {
+  file: number;
+  offset: number;
+}
+
+export interface NeededChunk {
+  id: Buffer;
+  uses: ChunkUse[];
+  rawLength: number;
+  pack?: string;
+  offset?: number;
+  length?: number;
+}
+
+export interface FetchRange {
+  pack: string;
+  /** Byte range inside the pack; `whole` means the entire object is read and checked against its name. */
+  offset: number;
+  length: number;
+  whole: boolean;
+  chunks: NeededChunk[];
+}
+
+export interface RestorePlan {
+  chunks: Map<string, NeededChunk>;
+  ranges: FetchRange[];
+  /** Chunks no index lists. */
+  unindexed: NeededChunk[];
+}
+
+export interface PlanOptions {
+  /** Merge ranges separated by at most this many unneeded bytes. */
+  mergeGap: number;
+  /** Largest single request. */
+  maxRequest: number;
+}
+
+export const DEFAULT_PLAN: PlanOptions = { mergeGap: 256 * 1024, maxRequest: 16 * 1024 * 1024 };
+
+/** The distinct chunks the given entries reference, with no locations or uses yet. */
+export function neededChunks(files: readonly TreeEntry[]): Map<string, NeededChunk> {
+  const chunks = new Map<string, NeededChunk>();
+  for (const f of files) {
+    for (const hex of f.chunks ?? []) {
+      const id = Buffer.from(hex, 'hex');
+      const k = idKeyOf(id);
+      if (!chunks.has(k)) chunks.set(k, { id, uses: [], rawLength: -1 });
+    }
+  }
+  return chunks;
+}
+
+/** Files (paths) that reference any of `ids`. */
+export function filesUsing(files: readonly TreeEntry[], ids: Iterable<Uint8Array>): string[] {
+  const wanted = new Set([...ids].map((id) => Buffer.from(id).toString('hex')));
+  return files.filter((f) => f.chunks?.some((c) => wanted.has(c))).map((f) => f.path);
+}
+
+/** Size of a pack with `n` entries whose blobs end at `dataEnd` (the trailer's size is fixed by `n`). */
+function packSize(dataEnd: number, n: number): number {
+  return dataEnd + BLOB_HEADER + SEAL_OVERHEAD + 8 + n * (ID_BYTES + 8) + 4;
+}
+
+export async function planRestore(repo: Repository, files: readonly TreeEntry[], opts: PlanOptions = DEFAULT_PLAN): Promise<RestorePlan> {
+  const chunks = neededChunks(files);
+  const packInfo = new Map<string, { dataEnd: number; n: number }>();
+  // Scan index objects keeping only what this backup needs: memory follows the backup, not the repository.
+  for (const key of await repo.listIndexKeys()) {
+    for (const pack of await repo.readIndexObject(key)) {
+      let hit = false;
+      for (const e of pack.entries) {
+        const c = chunks.get(idKeyOf(e.id));
+        if (c && c.pack === undefined) {
+          c.pack = pack.sha;
+          c.offset = e.offset;
+          c.length = e.length;
+          c.rawLength = e.rawLength;
+          hit = true;
+        }
+      }
+      if (hit) {
+        const last = pack.entries[pack.entries.length - 1]!;
+        packInfo.set(pack.sha, { dataEnd: last.offset + last.length, n: pack.entries.length });
+      }
+    }
+  }
+  const unindexed = [...chunks.values()].filter((c) => c.pack === undefined);
+  if (unindexed.length === 0) fillOffsets(files, chunks);
+
+  const byPack = new Map<string, NeededChunk[]>();
+  for (const c of chunks.values()) {
+    if (c.pack === undefined) continue;
+    let list = byPack.get(c.pack);
+    if (!list) byPack.set(c.pack, (list = []));
+    list.push(c);
+  }
+  const ranges: FetchRange[] = [];
+  for (const [pack, list] of byPack) {
+    list.sort((a, b) => a.offset! - b.offset!);
+    const info = packInfo.get(pack)!;
+    const size = packSize(info.dataEnd, info.n);
+    const needed = list.reduce((n, c) => n + c.length!, 0);
+    if (size <= opts.maxRequest * 2 && needed * 2 >= size) {
+      ranges.push({ pack, offset: 0, length: size, whole: true, chunks: list });
+      continue;
+    }
+    let cur: FetchRange | undefined;
+    for (const c of list) {
+      const end = c.offset! + c.length!;
+      if (cur && c.offset! - (cur.offset + cur.length) <= opts.mergeGap && end - cur.offset <= opts.maxRequest) {
+        cur.length = end - cur.offset;
+        cur.chunks.push(c);
+      } else {
+        cur = { pack, offset: c.offset!, length: c.length!, whole: false, chunks: [c] };
+        ranges.push(cur);
+      }
+    }
+  }
+  return { chunks, ranges, unindexed };
+}
+
+function fillOffsets(files: readonly TreeEntry[], chunks: Map<string, NeededChunk>): void {
+  files.forEach((f, file) => {
+    let offset = 0;
+    for (const hex of f.chunks ?? []) {
+      const c = chunks.get(Buffer.from(hex, 'hex').toString('latin1'))!;
+      c.uses.push({ file, offset });
+      offset += c.rawLength;
+    }
+  });
+}

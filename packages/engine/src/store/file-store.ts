@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, opendir, readFile, rm, stat, unlink, link } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { bytesEqual } from '../bytes.js';
+import { MissingObjectError, ObjectConflictError, StoreUnavailableError } from '../errors.js';
+import { assertValidKey, type ByteRange, type ObjectInfo, type ObjectStore, type PutOutcome, type StoreProperties } from './object-store.js';
+import { checkRange } from './range.js';
+
+/** Scratch area inside the store root for half-written objects; never listed. */
+const TMP_DIR = '.tmp';
+
+/**
+ * A store in a local directory. A put writes a temporary file, fsyncs it, then
+ * hard-links it to its final name: `link(2)` fails with EEXIST instead of
+ * replacing, which gives an atomic create-if-absent, and a crash at any moment
+ * leaves at worst a stray file under `.tmp/` that no listing returns. The
+ * directory holding the new name is fsync'd before the put resolves.
+ */
+export class FileStore implements ObjectStore {
+  readonly properties: StoreProperties;
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.properties = { connections: 8, location: pathToFileURL(root).href };
+  }
+
+  private path(key: string): string {
+    assertValidKey(key);
+    return join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, data: Uint8Array): Promise<PutOutcome> {
+    const finalPath = this.path(key);
+    const tmpDir = join(this.root, TMP_DIR);
+    await mkdir(tmpDir, { recursive: true });
+    const tmpPath = join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    try {
+      const fh = await open(tmpPath, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const dir = dirname(finalPath);
+      await mkdir(dir, { recursive: true });
+      try {
+        await link(tmpPath, finalPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const existing = await readFile(finalPath);
+        if (bytesEqual(existing, data)) return 'existed';
+        throw new ObjectConflictError(key);
+      }
+      await fsyncDir(dir);
+      return 'created';
+    } catch (e) {
+      if (e instanceof ObjectConflictError) throw e;
+      throw new StoreUnavailableError(key, `write failed under ${this.root}: ${(e as Error).message}`, { cause: e });
+    } finally {
+      await unlink(tmpPath).catch(() => undefined);
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+    const p = this.path(key);
+    let fh;
+    try {
+      fh = await open(p, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingObjectError(key);
+      throw new StoreUnavailableError(key, (e as Error).message, { cause: e });
+    }
+    try {
+      if (!range) return await fh.readFile();
+      const { size } = await fh.stat();
+      checkRange(key, size, range);
+      const buf = Buffer.allocUnsafe(range.length);
+      let done = 0;
+      while (done < range.length) {
+        const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      if (done !== range.length) throw new StoreUnavailableError(key, `short read: ${done} of ${range.length} bytes`);
+      return buf;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const s = await stat(this.path(key));
+      return s.isFile() ? { key, size: s.size } : undefined;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      throw new StoreUnavailableError(key, (e as Error).message, { cause: e });
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // Walk only the directories that can hold keys with this prefix.
+    const slash = prefix.lastIndexOf('/');
+    const baseKey = slash >= 0 ? prefix.slice(0, slash) : '';
+    yield* this.walk(baseKey, prefix);
+  }
+
+  private async *walk(dirKey: string, prefix: string): AsyncIterable<ObjectInfo> {
+    const dirPath = dirKey ? join(this.root, ...dirKey.split('/')) : this.root;
+    let dir;
+    try {
+      dir = await opendir(dirPath);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw new StoreUnavailableError(dirKey || '/', (e as Error).message, { cause: e });
+    }
+    for await (const entry of dir) {
+      if (!dirKey && entry.name === TMP_DIR) continue;
+      const key = dirKey ? `${dirKey}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* this.walk(key, prefix);
+      } else if (entry.isFile() && key.startsWith(prefix)) {
+        const s = await stat(join(dirPath, entry.name)).catch(() => undefined);
+        if (s) yield { key, size: s.size };
+      }
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await rm(this.path(key), { force: true });
+    } catch (e) {
+      throw new StoreUnavailableError(key, (e as Error).message, { cause: e });
+    }
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `file:///x`, `file:x` or a plain path, as a directory path. */
+export function fileStorePath(location: string): string {
+  if (location.startsWith('file://')) return decodeURIComponent(new URL(location).pathname);
+  if (location.startsWith('file:')) return location.slice('file:'.length);
+  return location.split('/').join(sep);
+}
