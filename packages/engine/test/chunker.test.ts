@@ -1,0 +1,97 @@
+import fc from 'fast-check';
+import { get_chunks } from 'fastcdc-wasm';
+import { describe, expect, it } from 'vitest';
+import { chunkBuffer, InvalidArgumentError, StreamingChunker, type ChunkerParams } from '@coffer/engine';
+
+const SMALL: ChunkerParams = { minSize: 256, avgSize: 1024, maxSize: 4096 };
+
+/** The reference: fastcdc-wasm over the whole input at once. */
+function referenceBoundaries(data: Uint8Array, p: ChunkerParams): number[] {
+  if (data.length === 0) return [];
+  return [...get_chunks(data, p.minSize, p.avgSize, p.maxSize)].slice(1);
+}
+
+function streamBoundaries(data: Uint8Array, splits: number[], p: ChunkerParams): number[] {
+  const c = new StreamingChunker(p);
+  const ends: number[] = [];
+  let pos = 0;
+  const take = (chunks: Buffer[]) => {
+    for (const ch of chunks) ends.push((pos += ch.length));
+  };
+  let prev = 0;
+  for (const s of [...splits].sort((a, b) => a - b)) {
+    take(c.push(data.subarray(prev, s)));
+    prev = s;
+  }
+  take(c.push(data.subarray(prev)));
+  take(c.finish());
+  return ends;
+}
+
+/** Inputs with structure (repeats) and noise, so both hash masks matter. */
+const inputArb = fc
+  .tuple(fc.uint8Array({ minLength: 0, maxLength: 20_000 }), fc.integer({ min: 0, max: 40 }), fc.uint8Array({ minLength: 0, maxLength: 5000 }))
+  .map(([a, reps, b]) => Buffer.concat([a, ...Array.from({ length: reps }, () => b.subarray(0, 900)), b, a]));
+
+describe('StreamingChunker', () => {
+  it('gives the same boundaries as one-shot FastCDC for every split of the input', () => {
+    fc.assert(
+      fc.property(inputArb, fc.array(fc.nat(), { maxLength: 12 }), (data, rawSplits) => {
+        const splits = rawSplits.map((s) => (data.length ? s % (data.length + 1) : 0));
+        expect(streamBoundaries(data, splits, SMALL)).toEqual(referenceBoundaries(data, SMALL));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('byte-at-a-time feeding matches too', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 12_000 }), (data) => {
+        const splits = Array.from({ length: data.length }, (_, i) => i);
+        expect(streamBoundaries(data, splits, SMALL)).toEqual(referenceBoundaries(data, SMALL));
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  it('matches with the default parameters on multi-MiB inputs split at read-like sizes', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 31 }), fc.array(fc.integer({ min: 1, max: 3_000_000 }), { maxLength: 6 }), (seed, rawSplits) => {
+        const data = Buffer.alloc(3_000_000);
+        let x = seed;
+        for (let i = 0; i < data.length; i++) {
+          x = (x * 1103515245 + 12345) >>> 0;
+          data[i] = x >>> 24;
+        }
+        const p = { minSize: 16384, avgSize: 65536, maxSize: 262144 };
+        expect(streamBoundaries(data, rawSplits, p)).toEqual(referenceBoundaries(data, p));
+      }),
+      { numRuns: 8 },
+    );
+  });
+
+  it('chunks concatenate to the input and respect min/max (all but the last ≥ min)', () => {
+    fc.assert(
+      fc.property(inputArb, (data) => {
+        const chunks = chunkBuffer(data, SMALL);
+        expect(Buffer.concat(chunks).equals(Buffer.from(data))).toBe(true);
+        chunks.forEach((ch, i) => {
+          expect(ch.length).toBeLessThanOrEqual(SMALL.maxSize);
+          if (i < chunks.length - 1) expect(ch.length).toBeGreaterThanOrEqual(SMALL.minSize);
+        });
+      }),
+    );
+  });
+
+  it('rejects parameters FastCDC cannot use, naming them', () => {
+    for (const bad of [
+      { minSize: 10, avgSize: 1024, maxSize: 4096 },
+      { minSize: 2048, avgSize: 1024, maxSize: 4096 },
+      { minSize: 256, avgSize: 8192, maxSize: 4096 },
+      { minSize: 256.5, avgSize: 1024, maxSize: 4096 },
+    ]) {
+      expect(() => new StreamingChunker(bad)).toThrow(InvalidArgumentError);
+      expect(() => new StreamingChunker(bad)).toThrow(/chunker parameters/);
+    }
+  });
+});
