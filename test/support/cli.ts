@@ -1,0 +1,32 @@
+/** Runs the real `coffer` binary as a child process. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const COFFER_BIN = fileURLToPath(new URL('../../packages/cli/bin/coffer.js', import.meta.url));
+
+export interface RunResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function startCoffer(args: string[], env: Record<string, string | undefined> = {}): { child: ChildProcess; done: Promise<RunResult> } {
+  const child = spawn(process.execPath, [COFFER_BIN, ...args], {
+    env: { ...process.env, COFFER_PASSPHRASE: undefined, COFFER_REPO: undefined, COFFER_KEY_FILE: undefined, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<RunResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+export function coffer(args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
+  return startCoffer(args, env).done;
+}
