@@ -21,26 +21,43 @@ export interface FileChunks {
   size: number;
 }
 
-export const READ_SIZE = 4 * 1024 * 1024;
+export const READ_SIZE = 1024 * 1024;
+
+/** Two read buffers per thread, reused from file to file: reads alternate between them. */
+const spare: Buffer[] = [];
+function takeBuffer(): Buffer {
+  return spare.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+}
 
 export async function chunkFile(path: string, params: ChunkerParams, codec: ChunkCodec, sink: ChunkSink): Promise<FileChunks> {
   const fh = await open(path, 'r');
   const chunker = new StreamingChunker(params);
   const ids: string[] = [];
+  const buffers = [takeBuffer(), takeBuffer()];
   let size = 0;
+  let turn = 0;
+  const read = () => {
+    const buffer = buffers[turn++ % 2]!;
+    return fh.read(buffer, 0, buffer.length, null);
+  };
+  let next = read();
   try {
-    const read = () => fh.read(Buffer.allocUnsafe(READ_SIZE), 0, READ_SIZE, null);
-    let next = read();
     for (;;) {
       const { bytesRead, buffer } = await next;
       if (bytesRead === 0) break;
-      next = read(); // overlap the next read with this batch's CPU work
+      // The chunker copies what it keeps, so the other buffer can be read into
+      // while this batch is hashed, compressed and sealed.
+      const batch = chunker.push(buffer.subarray(0, bytesRead));
+      next = read();
       size += bytesRead;
-      await processBatch(chunker.push(buffer.subarray(0, bytesRead)), codec, sink, ids);
+      await processBatch(batch, codec, sink, ids);
     }
     await processBatch(chunker.finish(), codec, sink, ids);
   } finally {
+    // No read may still be filling a buffer when it goes back to the pool.
+    await next.catch(() => undefined);
     await fh.close();
+    spare.push(...buffers);
   }
   return { chunks: ids, size };
 }

@@ -34,7 +34,10 @@ export class PackWriter {
   private readonly maxUploads: number;
   /** Ids accepted for storage but whose pack is not yet indexed. */
   private readonly reserved = new Set<string>();
-  private blobs: Buffer[] = [];
+  /** The pack being filled; blobs are copied in as they arrive. */
+  private buf: Buffer | undefined;
+  /** Pack buffers whose upload finished, for reuse: memory stays at (uploads + 1) packs. */
+  private readonly spare: Buffer[] = [];
   private entries: PackEntry[] = [];
   private size = 0;
   private readonly uploading = new Set<Promise<void>>();
@@ -66,13 +69,23 @@ export class PackWriter {
   async add(chunks: readonly SealedChunk[]): Promise<void> {
     if (this.failure) throw this.failure;
     for (const c of chunks) {
-      this.entries.push({ id: c.id, offset: this.size, length: c.blob.length, rawLength: c.rawLength });
-      this.blobs.push(c.blob);
-      this.size += c.blob.length;
+      this.append(c.blob);
+      this.entries.push({ id: Buffer.from(c.id), offset: this.size - c.blob.length, length: c.blob.length, rawLength: c.rawLength });
       this.stats.newChunks++;
       this.stats.newBytes += c.rawLength;
       if (this.size >= this.repo.config.packSize) await this.sealPack();
     }
+  }
+
+  private append(bytes: Uint8Array): void {
+    if (!this.buf) this.buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.repo.config.packSize + (1 << 20));
+    if (this.size + bytes.byteLength > this.buf.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.size + bytes.byteLength));
+      this.buf.copy(grown, 0, 0, this.size);
+      this.buf = grown;
+    }
+    this.buf.set(bytes, this.size);
+    this.size += bytes.byteLength;
   }
 
   private async sealPack(): Promise<void> {
@@ -81,8 +94,11 @@ export class PackWriter {
     const trailer = this.repo.codec.sealObject(encodeTrailer(entries), this.repo.aad('pack-trailer'));
     const len = Buffer.alloc(4);
     len.writeUInt32BE(trailer.length);
-    const pack = Buffer.concat([...this.blobs, trailer, len]);
-    this.blobs = [];
+    this.append(trailer);
+    this.append(len);
+    const buf = this.buf!;
+    const pack = buf.subarray(0, this.size);
+    this.buf = undefined;
     this.entries = [];
     this.size = 0;
     while (this.uploading.size >= this.maxUploads) await Promise.race(this.uploading);
@@ -99,7 +115,10 @@ export class PackWriter {
       .catch((e: unknown) => {
         this.failure ??= e;
       })
-      .finally(() => this.uploading.delete(p));
+      .finally(() => {
+        this.uploading.delete(p);
+        this.spare.push(buf);
+      });
     this.uploading.add(p);
   }
 

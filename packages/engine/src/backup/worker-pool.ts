@@ -76,7 +76,13 @@ export class ChunkWorkerPool {
         (e: unknown) => this.onFatal(asError(e)),
       );
     } else if (m.t === 'store') {
-      const chunks: SealedChunk[] = m.chunks.map((c) => ({ id: asBuf(c.id), blob: asBuf(c.blob), rawLength: c.rawLength }));
+      const data = asBuf(m.data);
+      const ids = asBuf(m.ids);
+      let o = 0;
+      const chunks: SealedChunk[] = m.lengths.map((length, i) => {
+        const blob = data.subarray(o, (o += length));
+        return { id: ids.subarray(i * 32, i * 32 + 32), blob, rawLength: m.rawLengths[i]! };
+      });
       this.sink.store(chunks).then(
         () => worker.postMessage({ t: 'reply', req: m.req, value: true } satisfies ToWorker),
         (e: unknown) => this.onFatal(asError(e)),

@@ -1,7 +1,6 @@
 /** Messages between the backup's main thread and its chunk workers. */
 import type { ChunkerParams } from '../chunking/chunker.js';
 import type { FileChunks } from './chunk-pipeline.js';
-import type { SealedChunk } from './pack-writer.js';
 
 export interface WorkerInit {
   t: 'init';
@@ -16,6 +15,7 @@ export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string } | {
 
 export type ToMain =
   | { t: 'claim'; job: number; req: number; ids: Uint8Array }
-  | { t: 'store'; job: number; req: number; chunks: SealedChunk[] }
+  /** Sealed chunks back to back in `data` (transferred, not copied), with their ids and lengths. */
+  | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; rawLengths: number[]; data: Uint8Array }
   | { t: 'done'; job: number; result: FileChunks }
   | { t: 'failed'; job: number; message: string; code: string | undefined };

@@ -5,7 +5,7 @@
  * every chunk in it is decrypted and checked against its id.
  */
 import pLimit from 'p-limit';
-import { sha256Hex } from '../bytes.js';
+import { asBuffer, sha256Hex } from '../bytes.js';
 import { CofferError, CorruptObjectError, MissingObjectError } from '../errors.js';
 import type { IndexedPack } from '../format/index-file.js';
 import { packKey, PACK_PREFIX } from '../format/keys-layout.js';
@@ -113,7 +113,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
 
 async function verifyPack(repo: Repository, sha: string, entries: IndexedPack['entries']): Promise<number> {
   const key = packKey(sha);
-  const data = Buffer.from(await repo.store.get(key));
+  const data = asBuffer(await repo.store.get(key));
   if (sha256Hex(data) !== sha) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
   for (const e of entries) {
     const plain = repo.codec.decode(e.id, data.subarray(e.offset, e.offset + e.length));

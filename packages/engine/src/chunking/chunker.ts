@@ -30,10 +30,16 @@ export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
   return p;
 }
 
-/** Feed bytes in any pieces; receive chunks (views into an internal buffer, valid until the next call). */
+/**
+ * Feed bytes in any pieces; receive chunks. Returned chunks are views into a
+ * working buffer that is reused, so they are valid only until the next call.
+ */
 export class StreamingChunker {
   private readonly params: ChunkerParams;
-  private pending: Buffer = Buffer.alloc(0);
+  private work: Buffer = Buffer.alloc(0);
+  /** Bytes [start, len) of `work` are pending: not yet emitted as chunks. */
+  private start = 0;
+  private len = 0;
 
   constructor(params: ChunkerParams) {
     this.params = validateChunkerParams(params);
@@ -42,33 +48,45 @@ export class StreamingChunker {
   /** Returns the chunks that became final with this input. */
   push(data: Uint8Array): Buffer[] {
     if (data.byteLength === 0) return [];
-    this.pending = this.pending.length === 0 ? Buffer.from(data) : Buffer.concat([this.pending, data]);
+    const pending = this.len - this.start;
+    if (pending + data.byteLength > this.work.length) {
+      // Pending bytes stay below maxSize, so this grows only to maxSize + the largest push.
+      const next = Buffer.allocUnsafeSlow(Math.max(pending + data.byteLength, this.params.maxSize * 2, this.work.length * 2));
+      this.work.copy(next, 0, this.start, this.len);
+      this.work = next;
+    } else if (this.start > 0) {
+      this.work.copyWithin(0, this.start, this.len);
+    }
+    this.start = 0;
+    this.len = pending;
+    this.work.set(data, this.len);
+    this.len += data.byteLength;
     // Cutting is only worth calling once a final chunk can exist.
-    if (this.pending.length < this.params.maxSize * 2) return [];
+    if (this.len < this.params.maxSize * 2) return [];
     return this.cut(false);
   }
 
   /** End of input: returns the remaining chunks. */
   finish(): Buffer[] {
     const out = this.cut(true);
-    this.pending = Buffer.alloc(0);
+    this.start = this.len = 0;
     return out;
   }
 
   private cut(atEnd: boolean): Buffer[] {
-    const buf = this.pending;
+    const buf = this.work.subarray(this.start, this.len);
     if (buf.length === 0) return [];
     const { minSize, avgSize, maxSize } = this.params;
     const cuts = get_chunks(buf, minSize, avgSize, maxSize);
     const out: Buffer[] = [];
     let start = 0;
     for (let i = 1; i < cuts.length; i++) {
-      const end = cuts[i]!;
       if (!atEnd && buf.length - start < maxSize) break;
+      const end = cuts[i]!;
       out.push(buf.subarray(start, end));
       start = end;
     }
-    this.pending = start === 0 ? buf : buf.subarray(start);
+    this.start += start;
     return out;
   }
 }

@@ -30,7 +30,8 @@ export function open(key: Uint8Array, box: Uint8Array, aad: Uint8Array): Buffer 
   decipher.setAuthTag(tag);
   const head = decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES));
   try {
-    return Buffer.concat([head, decipher.final()]);
+    const tail = decipher.final(); // empty for GCM: skip the copy a concat would make
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
   } catch {
     return undefined;
   }

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import pLimit from 'p-limit';
-import { sha256Hex } from '../bytes.js';
+import { asBuffer, sha256Hex } from '../bytes.js';
 import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from '../chunking/chunker.js';
 import { open as openBox, seal } from '../crypto/aead.js';
 import {
@@ -138,7 +138,7 @@ export class Repository {
 
   /** Gets an object and checks it against the SHA-256 its name carries. */
   async getVerified(key: string): Promise<Buffer> {
-    const bytes = Buffer.from(await this.store.get(key));
+    const bytes = asBuffer(await this.store.get(key));
     const expected = expectedSha(key);
     if (expected && sha256Hex(bytes) !== expected) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
     return bytes;

@@ -8,7 +8,7 @@
 import { chmod, chown, lchown, lutimes, mkdir, open, readdir, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import pLimit from 'p-limit';
-import { sha256Hex } from '../bytes.js';
+import { asBuffer, sha256Hex } from '../bytes.js';
 import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
@@ -112,7 +112,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     const affected = () => filesUsing(entries, r.chunks.map((c) => c.id));
     let data: Buffer;
     try {
-      data = Buffer.from(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
+      data = asBuffer(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
     } catch (e) {
       if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
       throw e;

@@ -40,6 +40,7 @@ export interface ObjectStore {
    *   so a retried or concurrent put of the same content is harmless.
    * - Present with other bytes: rejects with `ObjectConflictError`, keeping the
    *   original object.
+   * The store must not use `data` after the promise settles: callers reuse it.
    */
   put(key: string, data: Uint8Array): Promise<PutOutcome>;
 
