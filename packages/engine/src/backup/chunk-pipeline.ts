@@ -12,6 +12,7 @@ import type { SealedChunk } from './pack-writer.js';
 export interface ChunkSink {
   /** Which of these chunks must be stored (each id answered `true` at most once repository-wide). */
   claim(ids: Buffer[]): Promise<boolean[]>;
+  /** Takes sealed chunks; must copy the blobs before resolving (they are reused afterwards). */
   store(chunks: SealedChunk[]): Promise<void>;
 }
 
@@ -67,6 +68,7 @@ async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink
   const batchIds = pieces.map((p) => codec.id(p));
   for (const id of batchIds) ids.push(id.toString('hex'));
   const needed = await sink.claim(batchIds);
+  codec.startBatch(); // the previous batch's blobs were copied out by sink.store
   const sealed: SealedChunk[] = [];
   for (let i = 0; i < pieces.length; i++) {
     if (!needed[i]) continue;

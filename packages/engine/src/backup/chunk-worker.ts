@@ -37,6 +37,16 @@ port.on('message', (msg: ToWorker) => {
   }
 });
 
+/** The one batch buffer this worker owns (when it is not on loan to the main thread). */
+let batchBuffer: ArrayBuffer | undefined;
+
+function takeBatchBuffer(size: number): Buffer {
+  const own = batchBuffer;
+  batchBuffer = undefined;
+  if (own && own.byteLength >= size) return Buffer.from(own, 0, size);
+  return Buffer.from(new ArrayBuffer(Math.max(size, 2 << 20)), 0, size);
+}
+
 async function runJob(job: number, path: string): Promise<void> {
   const sink: ChunkSink = {
     async claim(ids: Buffer[]) {
@@ -44,9 +54,9 @@ async function runJob(job: number, path: string): Promise<void> {
       return (await call({ t: 'claim', job, req: nextReq++, ids: flat })) as boolean[];
     },
     async store(chunks: SealedChunk[]) {
-      // One buffer of our own per batch, moved to the main thread without a copy.
+      // The batch moves to the main thread without a copy, and comes back with the reply for reuse.
       const total = chunks.reduce((n, c) => n + c.blob.length, 0);
-      const data = Buffer.allocUnsafeSlow(total);
+      const data = takeBatchBuffer(total);
       const ids = Buffer.allocUnsafeSlow(chunks.length * 32);
       let o = 0;
       chunks.forEach((c, i) => {
@@ -55,7 +65,8 @@ async function runJob(job: number, path: string): Promise<void> {
         ids.set(c.id, i * 32);
       });
       const msg = { t: 'store' as const, job, req: nextReq++, ids, lengths: chunks.map((c) => c.blob.length), rawLengths: chunks.map((c) => c.rawLength), data };
-      await call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]);
+      const returned = (await call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer])) as ArrayBuffer | undefined;
+      if (returned instanceof ArrayBuffer) batchBuffer = returned;
     },
   };
   try {

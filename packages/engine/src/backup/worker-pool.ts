@@ -84,7 +84,8 @@ export class ChunkWorkerPool {
         return { id: ids.subarray(i * 32, i * 32 + 32), blob, rawLength: m.rawLengths[i]! };
       });
       this.sink.store(chunks).then(
-        () => worker.postMessage({ t: 'reply', req: m.req, value: true } satisfies ToWorker),
+        // The sink copied the blobs: hand the batch buffer back for the worker's next batch.
+        () => worker.postMessage({ t: 'reply', req: m.req, value: m.data.buffer } satisfies ToWorker, [m.data.buffer as ArrayBuffer]),
         (e: unknown) => this.onFatal(asError(e)),
       );
     } else {

@@ -12,9 +12,12 @@
  * Opening verifies the tag, decodes, and recomputes the keyed id: a blob that
  * decrypts but yields other bytes than its id promises is corrupt too.
  */
-import { createHmac } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { Compressor, Decompressor } from 'zstd-napi';
-import { open, seal, SEAL_OVERHEAD } from '../crypto/aead.js';
+import zstdBinding from 'zstd-napi/binding.js';
+
+const { CCtx, DCtx, compressBound, getFrameContentSize } = zstdBinding;
+import { NONCE_BYTES, open, seal, SEAL_OVERHEAD, TAG_BYTES } from '../crypto/aead.js';
 import { bytesEqual } from '../bytes.js';
 
 export const BLOB_VERSION = 1;
@@ -37,37 +40,89 @@ export function chunkId(idKey: Uint8Array, plaintext: Uint8Array): Buffer {
   return createHmac('sha256', idKey).update(plaintext).digest();
 }
 
-/** Reused codec state (zstd contexts are costly to create); one per thread. */
+/**
+ * Reused codec state, one per thread: zstd contexts are costly to create, and
+ * the encoder writes into buffers it keeps (a compression scratch buffer and a
+ * slab for sealed blobs) so that the hot path leaves little garbage behind —
+ * dead buffers otherwise pile up to V8's external-memory trigger in every thread.
+ */
 export class ChunkCodec {
   private readonly keys: Keys;
+  private readonly level: number;
   private readonly compressor = new Compressor();
   private readonly decompressor = new Decompressor();
+  private readonly cctx = new CCtx();
+  private readonly dctx = new DCtx();
+  private scratch = Buffer.alloc(0);
+  private slab = Buffer.alloc(0);
+  private slabUsed = 0;
 
   constructor(keys: Keys, compressionLevel: number) {
     this.keys = keys;
+    this.level = compressionLevel;
     this.compressor.setParameters({ compressionLevel, contentSizeFlag: true, checksumFlag: false });
+  }
+
+  /**
+   * Starts a batch: blobs from earlier `encode` calls may be overwritten from
+   * now on. Callers copy blobs out (into a pack or a message) before this.
+   */
+  startBatch(): void {
+    this.slabUsed = 0;
+  }
+
+  private slabSpace(size: number): Buffer {
+    if (this.slabUsed + size > this.slab.length) {
+      // Blobs already handed out keep the old slab alive until their batch ends.
+      this.slab = Buffer.allocUnsafeSlow(Math.max(2 << 20, size, this.slab.length));
+      this.slabUsed = 0;
+    }
+    const out = this.slab.subarray(this.slabUsed, this.slabUsed + size);
+    this.slabUsed += size;
+    return out;
   }
 
   id(plaintext: Uint8Array): Buffer {
     return chunkId(this.keys.idKey, plaintext);
   }
 
-  /** Compresses (when it shrinks) and seals a chunk. */
+  /**
+   * Compresses (when it shrinks) and seals a chunk. The blob returned is a view
+   * into the codec's slab, valid until the next `startBatch`.
+   */
   encode(id: Uint8Array, plaintext: Uint8Array): Buffer {
-    const packed = this.compressor.compress(plaintext);
-    const useZstd = packed.length < plaintext.byteLength;
-    const body = useZstd ? packed : plaintext;
-    const encoded = Buffer.allocUnsafe(1 + body.byteLength);
-    encoded[0] = useZstd ? ENC_ZSTD : ENC_RAW;
-    encoded.set(body, 1);
-    return this.sealWithHeader(encoded, id);
+    const bound = compressBound(plaintext.byteLength);
+    if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafeSlow(Math.max(bound, 300 * 1024));
+    const packedLength = this.cctx.compress(this.scratch, plaintext, this.level);
+    const useZstd = packedLength < plaintext.byteLength;
+    const body = useZstd ? this.scratch.subarray(0, packedLength) : plaintext;
+    const keyId = this.keys.currentKeyId;
+    const nonce = randomBytes(NONCE_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.dataKey(keyId), nonce);
+    cipher.setAAD(id);
+    const out = this.slabSpace(BLOB_HEADER + NONCE_BYTES + 1 + body.byteLength + TAG_BYTES);
+    out[0] = BLOB_VERSION;
+    out[1] = keyId >> 8;
+    out[2] = keyId & 0xff;
+    nonce.copy(out, BLOB_HEADER);
+    let o = BLOB_HEADER + NONCE_BYTES;
+    // GCM is a stream mode: each update returns exactly as many bytes as it was given.
+    o += cipher.update(Buffer.of(useZstd ? ENC_ZSTD : ENC_RAW)).copy(out, o);
+    o += cipher.update(body).copy(out, o);
+    cipher.final();
+    cipher.getAuthTag().copy(out, o);
+    return out;
+  }
+
+  private dataKey(keyId: number): Uint8Array {
+    const key = this.keys.dataKeys.get(keyId);
+    if (!key) throw new Error(`data key ${keyId} is not loaded`);
+    return key;
   }
 
   private sealWithHeader(encoded: Uint8Array, aad: Uint8Array): Buffer {
     const keyId = this.keys.currentKeyId;
-    const key = this.keys.dataKeys.get(keyId);
-    if (!key) throw new Error(`data key ${keyId} is not loaded`);
-    const box = seal(key, encoded, aad);
+    const box = seal(this.dataKey(keyId), encoded, aad);
     const head = Buffer.from([BLOB_VERSION, keyId >> 8, keyId & 0xff]);
     return Buffer.concat([head, box]);
   }
@@ -75,15 +130,20 @@ export class ChunkCodec {
   /**
    * Opens a blob and checks it against `id`; returns the plaintext, or a reason
    * it is corrupt (a string, so callers attach the object key and files).
+   * With `into`, a compressed chunk is decompressed into that buffer when it
+   * fits, and the result is a view of it.
    */
-  decode(id: Uint8Array, blob: Uint8Array): Buffer | string {
+  decode(id: Uint8Array, blob: Uint8Array, into?: Buffer): Buffer | string {
     const plain = this.openSealed(blob, id);
     if (typeof plain === 'string') return plain;
     let data: Buffer;
     if (plain[0] === ENC_RAW) data = plain.subarray(1);
     else if (plain[0] === ENC_ZSTD) {
       try {
-        data = this.decompressor.decompress(plain.subarray(1));
+        const frame = plain.subarray(1);
+        const size = getFrameContentSize(frame);
+        if (into && size !== null && size <= into.length) data = into.subarray(0, this.dctx.decompress(into, frame));
+        else data = this.decompressor.decompress(frame);
       } catch (e) {
         return `chunk ${hex(id)} does not decompress: ${(e as Error).message}`;
       }

@@ -121,9 +121,11 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     if (!r.whole) rangedRequests++;
     bytesFetched += data.length;
     if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+    // One decompression buffer per request, reused chunk after chunk (writes are awaited in turn).
+    const scratch = Buffer.allocUnsafeSlow(Math.max(...r.chunks.map((c) => c.rawLength)));
     for (const c of r.chunks) {
       const start = c.offset! - r.offset;
-      const plain = repo.codec.decode(c.id, data.subarray(start, start + c.length!));
+      const plain = repo.codec.decode(c.id, data.subarray(start, start + c.length!), scratch);
       if (typeof plain === 'string') throw new CorruptObjectError(key, plain, affected());
       for (const u of c.uses) {
         await writeTo(u.file, plain, u.offset);
