@@ -65,22 +65,28 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
     } else toRead.push(e);
   }
 
-  const writer = new PackWriter(repo, index);
-  const sink: ChunkSink = {
-    claim: async (ids) => writer.claim(ids),
-    store: (chunks) => writer.add(chunks),
-  };
   const bytesToRead = toRead.reduce((n, e) => n + (e.size ?? 0), 0);
-  const workers = options.workers ?? (bytesToRead >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
-  const pool = workers > 0 ? new ChunkWorkerPool(repo, workers, sink) : undefined;
-  const params = repo.config.chunker;
+  const bytesTotal = entries.reduce((n, e) => n + (e.size ?? 0), 0);
   const progress: BackupProgress = {
     filesTotal: entries.filter((e) => e.type === 'file').length,
     filesDone: unchangedFiles,
-    bytesTotal: entries.reduce((n, e) => n + (e.size ?? 0), 0),
-    bytesDone: entries.reduce((n, e) => n + (e.size ?? 0), 0) - bytesToRead,
+    bytesTotal,
+    bytesDone: bytesTotal - bytesToRead,
     newBytes: 0,
   };
+  const writer = new PackWriter(repo, index);
+  const sink: ChunkSink = {
+    claim: async (ids, bytes) => {
+      progress.bytesDone += bytes;
+      progress.newBytes = writer.stats.newBytes;
+      options.onProgress?.({ ...progress });
+      return writer.claim(ids);
+    },
+    store: (chunks) => writer.add(chunks),
+  };
+  const workers = options.workers ?? (bytesToRead >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
+  const pool = workers > 0 ? new ChunkWorkerPool(repo, workers, sink) : undefined;
+  const params = repo.config.chunker;
   const vanished: string[] = [];
   try {
     const limit = pLimit(Math.max(1, workers * 2));
@@ -103,8 +109,6 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
           e.chunks = result.chunks;
           e.size = result.size;
           progress.filesDone++;
-          progress.bytesDone += result.size;
-          progress.newBytes = writer.stats.newBytes;
           options.onProgress?.({ ...progress });
         }),
       ),

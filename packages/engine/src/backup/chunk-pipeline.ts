@@ -10,8 +10,11 @@ import type { ChunkCodec } from '../format/chunk-codec.js';
 import type { SealedChunk } from './pack-writer.js';
 
 export interface ChunkSink {
-  /** Which of these chunks must be stored (each id answered `true` at most once repository-wide). */
-  claim(ids: Buffer[]): Promise<boolean[]>;
+  /**
+   * Which of these chunks must be stored (each id answered `true` at most once
+   * repository-wide). `bytes` is their plaintext size, for progress.
+   */
+  claim(ids: Buffer[], bytes: number): Promise<boolean[]>;
   /** Takes sealed chunks; must copy the blobs before resolving (they are reused afterwards). */
   store(chunks: SealedChunk[]): Promise<void>;
 }
@@ -67,7 +70,7 @@ async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink
   if (pieces.length === 0) return;
   const batchIds = pieces.map((p) => codec.id(p));
   for (const id of batchIds) ids.push(id.toString('hex'));
-  const needed = await sink.claim(batchIds);
+  const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0));
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
   const sealed: SealedChunk[] = [];
   for (let i = 0; i < pieces.length; i++) {

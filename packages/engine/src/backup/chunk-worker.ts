@@ -49,9 +49,9 @@ function takeBatchBuffer(size: number): Buffer {
 
 async function runJob(job: number, path: string): Promise<void> {
   const sink: ChunkSink = {
-    async claim(ids: Buffer[]) {
+    async claim(ids: Buffer[], bytes: number) {
       const flat = Buffer.concat(ids);
-      return (await call({ t: 'claim', job, req: nextReq++, ids: flat })) as boolean[];
+      return (await call({ t: 'claim', job, req: nextReq++, ids: flat, bytes })) as boolean[];
     },
     async store(chunks: SealedChunk[]) {
       // The batch moves to the main thread without a copy, and comes back with the reply for reuse.

@@ -71,7 +71,7 @@ export class ChunkWorkerPool {
       const ids: Buffer[] = [];
       const flat = Buffer.from(m.ids.buffer, m.ids.byteOffset, m.ids.byteLength);
       for (let o = 0; o < flat.length; o += 32) ids.push(flat.subarray(o, o + 32));
-      this.sink.claim(ids).then(
+      this.sink.claim(ids, m.bytes).then(
         (value) => worker.postMessage({ t: 'reply', req: m.req, value } satisfies ToWorker),
         (e: unknown) => this.onFatal(asError(e)),
       );

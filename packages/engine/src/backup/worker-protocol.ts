@@ -14,7 +14,7 @@ export interface WorkerInit {
 export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string } | { t: 'reply'; req: number; value: unknown };
 
 export type ToMain =
-  | { t: 'claim'; job: number; req: number; ids: Uint8Array }
+  | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number }
   /** Sealed chunks back to back in `data` (transferred, not copied), with their ids and lengths. */
   | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; rawLengths: number[]; data: Uint8Array }
   | { t: 'done'; job: number; result: FileChunks }
