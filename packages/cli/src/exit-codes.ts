@@ -15,6 +15,9 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_UNSUPPORTED_FORMAT: 13,
   COFFER_STORE_UNAVAILABLE: 14,
   COFFER_CHECK_FAILED: 15,
+  COFFER_BAD_PAGE: 16,
+  COFFER_TARGET_IN_USE: 17,
+  COFFER_POSTGRES_ERROR: 18,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

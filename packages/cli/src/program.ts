@@ -3,8 +3,21 @@
  * call into the libraries, which a service could make the same way.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   backupFiles,
+  backupPostgres,
+  chooseBackup,
+  defaultSpool,
+  restorePostgres,
+  segmentsAfter,
+  walFetch,
+  walPrefetch,
+  walPush,
+  type BackupProgress,
+  type RestoreProgress,
   checkRepository,
   CofferError,
   CorruptObjectError,
@@ -36,6 +49,41 @@ function intOption(name: string, min: number, max: number) {
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(name, `expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
     return n;
   };
+}
+
+/** This command's own entry point, for restore_command and background prefetch. */
+const COFFER_BIN = fileURLToPath(new URL('../bin/coffer.js', import.meta.url));
+
+interface RestoreCliOptions {
+  to: string;
+  delta?: boolean;
+  targetTime?: string;
+  targetLsn?: string;
+  targetXid?: string;
+  targetName?: string;
+  target?: 'immediate';
+  targetTimeline?: string;
+  targetAction?: 'promote' | 'pause' | 'shutdown';
+  targetExclusive?: boolean;
+  standby?: boolean;
+  restoreCommand?: string;
+  concurrency?: number;
+  json?: boolean;
+}
+
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_\/.:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function repoLocation(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
+  const loc = g.repo ?? env.COFFER_REPO ?? '';
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(loc) ? loc : resolve(loc);
+}
+
+/** wal-fetch through this same coffer and repository; the key comes from the server's environment or the key file. */
+function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
+  const keyFile = g.keyFile ?? env.COFFER_KEY_FILE;
+  return [process.execPath, COFFER_BIN, '--repo', repoLocation(g, env), ...(keyFile ? ['--key-file', resolve(keyFile)] : []), 'wal-fetch', '%f', '%p'].map((a) => (a.startsWith('%') ? a : shellQuote(a))).join(' ');
 }
 
 export function buildProgram(io: CliIo): Command {
@@ -72,35 +120,77 @@ export function buildProgram(io: CliIo): Command {
 
   program
     .command('backup')
-    .description('back up a directory tree')
-    .requiredOption('--path <dir>', 'directory to back up')
+    .description('back up PostgreSQL (connects with the PG* environment or --db), or a directory tree with --path')
+    .option('--path <dir>', 'back up this directory tree instead of a PostgreSQL cluster')
+    .option('--db <connstring>', 'libpq connection string (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD)')
+    .option('--pgdata <dir>', "the cluster's data directory as seen here (default: the server's data_directory)")
     .option('--tag <tag>', 'label the backup (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--parent <id>', 'compare against this backup instead of the latest of the same path ("none" to read everything)')
+    .option('--parent <id>', 'compare against this backup instead of the latest of the same source ("none" to read everything)')
     .option('--workers <n>', 'chunking threads (0 = none; default: one per core for large inputs)', intOption('--workers', 0, 64))
     .option('--json', 'print the result as JSON')
-    .action(async (o: { path: string; tag: string[]; parent?: string; workers?: number; json?: boolean }) => {
+    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; json?: boolean }) => {
+      if (o.path && (o.db || o.pgdata)) throw new InvalidArgumentError('--path', 'a files backup takes no --db or --pgdata');
       const repo = await openRepo();
       const bar = progressBar('backup ', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();
+      const common = {
+        tags: o.tag,
+        ...(o.parent ? { parent: o.parent } : {}),
+        ...(o.workers !== undefined ? { workers: o.workers } : {}),
+        onProgress: (p: BackupProgress) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files, ${humanBytes(p.newBytes)} new`),
+      };
       let result;
       try {
-        result = await backupFiles(repo, o.path, {
-          tags: o.tag,
-          ...(o.parent ? { parent: o.parent } : {}),
-          ...(o.workers !== undefined ? { workers: o.workers } : {}),
-          onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files, ${humanBytes(p.newBytes)} new`),
-        });
+        result = o.path
+          ? await backupFiles(repo, o.path, common)
+          : await backupPostgres(repo, { ...common, ...(o.db ? { connectionString: o.db } : {}), ...(o.pgdata ? { pgdata: o.pgdata } : {}) });
       } finally {
         bar.stop();
       }
       const seconds = (performance.now() - t0) / 1000;
       const s = result.manifest.stats;
       const id = result.key.slice(-64, -52);
-      if (o.json) return say(JSON.stringify({ id, key: result.key, seconds, stats: s }, null, 2));
+      const pg = result.manifest.postgres;
+      if (o.json) return say(JSON.stringify({ id, key: result.key, seconds, stats: s, ...(pg ? { postgres: { ...pg, backupLabel: undefined, tablespaceMap: undefined } } : {}) }, null, 2));
       say(`backup ${id} (${result.manifest.label})`);
+      if (pg) say(`  PostgreSQL ${pg.versionNum}, timeline ${pg.timeline}, ${pg.startLsn} → ${pg.stopLsn}${pg.standby ? ', from a standby' : ''}${pg.dataChecksums ? ', pages verified' : ''}`);
       say(`  ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${humanBytes(s.bytes)} (${s.unchangedFiles} files unchanged)`);
       say(`  new: ${s.newChunks} chunks, ${humanBytes(s.newBytes)} → ${humanBytes(s.storedBytes)} stored, in ${seconds.toFixed(2)} s`);
       if (s.skipped.length) say(`  skipped ${s.skipped.length}: ${s.skipped.slice(0, 10).join(', ')}${s.skipped.length > 10 ? ', …' : ''}`);
+    });
+
+  program
+    .command('wal-push <path>')
+    .description("archive a WAL file: PostgreSQL's archive_command ('coffer wal-push %p')")
+    .option('--ahead <n>', 'also archive up to N other .ready files, in parallel', intOption('--ahead', 0, 64), 4)
+    .action(async (path: string, o: { ahead: number }) => {
+      const repo = await openRepo();
+      await walPush(repo, path, { ahead: o.ahead });
+    });
+
+  program
+    .command('wal-fetch <name> <dest>')
+    .description("restore an archived WAL file: PostgreSQL's restore_command ('coffer wal-fetch %f %p')")
+    .option('--prefetch <n>', 'fetch the next N segments into a spool in the background', intOption('--prefetch', 0, 64), 4)
+    .option('--spool <dir>', 'prefetch spool (default: .coffer-spool beside <dest>)')
+    .action(async (name: string, dest: string, o: { prefetch: number; spool?: string }) => {
+      const repo = await openRepo();
+      const spool = o.spool ?? defaultSpool(dest);
+      await walFetch(repo, name, dest, { spoolDir: spool });
+      const next = segmentsAfter(name, o.prefetch);
+      if (next.length > 0) {
+        // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
+        const g = globals();
+        const args = [COFFER_BIN, '--repo', repoLocation(g, io.env), ...(g.keyFile ? ['--key-file', g.keyFile] : []), 'wal-prefetch', '--spool', spool, ...next];
+        spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
+      }
+    });
+
+  program
+    .command('wal-prefetch <names...>', { hidden: true })
+    .requiredOption('--spool <dir>', 'spool directory')
+    .action(async (names: string[], o: { spool: string }) => {
+      await walPrefetch(await openRepo(), names, o.spool);
     });
 
   program
@@ -117,27 +207,58 @@ export function buildProgram(io: CliIo): Command {
     });
 
   program
-    .command('restore <backup>')
-    .description('restore a backup (id, unique id prefix, label, or "latest") into an empty or new directory')
-    .requiredOption('--to <dir>', 'target directory (must be empty or absent)')
+    .command('restore [backup]')
+    .description('restore a backup (id, id prefix, label or "latest"; with a PostgreSQL target and no id, the newest backup before it)')
+    .requiredOption('--to <dir>', 'target directory (empty or absent, unless --delta)')
+    .option('--delta', 'restore over existing content: keep chunks in place, write only what differs, remove the rest')
+    .option('--target-time <time>', 'PostgreSQL: recover up to this time')
+    .option('--target-lsn <lsn>', 'PostgreSQL: recover up to this LSN')
+    .option('--target-xid <xid>', 'PostgreSQL: recover up to this transaction')
+    .option('--target-name <name>', 'PostgreSQL: recover up to this restore point')
+    .addOption(new Option('--target <immediate>', 'PostgreSQL: stop as soon as the backup is consistent').choices(['immediate']))
+    .option('--target-timeline <tli>', 'PostgreSQL: latest (default), current, or a timeline number')
+    .addOption(new Option('--target-action <action>', 'PostgreSQL: on reaching the target').choices(['promote', 'pause', 'shutdown']))
+    .option('--target-exclusive', 'PostgreSQL: stop just before the target instead of just after')
+    .option('--standby', 'PostgreSQL: write standby.signal to build a standby')
+    .option('--restore-command <cmd>', 'PostgreSQL: restore_command to write (default: this coffer, same repository, wal-fetch %f %p)')
     .option('--concurrency <n>', 'pack requests in flight', intOption('--concurrency', 1, 256))
     .option('--json', 'print the result as JSON')
-    .action(async (selector: string, o: { to: string; concurrency?: number; json?: boolean }) => {
+    .action(async (selector: string | undefined, o: RestoreCliOptions) => {
       const repo = await openRepo();
+      const target = {
+        ...(o.targetTime !== undefined ? { time: o.targetTime } : {}),
+        ...(o.targetLsn !== undefined ? { lsn: o.targetLsn } : {}),
+        ...(o.targetXid !== undefined ? { xid: o.targetXid } : {}),
+        ...(o.targetName !== undefined ? { name: o.targetName } : {}),
+        ...(o.target === 'immediate' ? { immediate: true } : {}),
+        ...(o.targetTimeline !== undefined ? { timeline: o.targetTimeline } : {}),
+        ...(o.targetAction !== undefined ? { action: o.targetAction } : {}),
+        ...(o.targetExclusive ? { inclusive: false } : {}),
+      };
+      const pgWanted = Object.keys(target).length > 0 || !!o.standby || !!o.restoreCommand;
+      const key = selector ? (await repo.resolveBackup(selector)).key : pgWanted ? (await chooseBackup(repo, target)).key : (await repo.resolveBackup('latest')).key;
+      const kind = (await repo.readManifest(key)).kind;
+      if (kind !== 'postgres' && pgWanted) throw new InvalidArgumentError('restore', `${key} is a ${kind} backup: PostgreSQL options do not apply`);
       const bar = progressBar('restore', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();
+      const common = {
+        ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+        ...(o.delta ? { delta: true } : {}),
+        onProgress: (p: RestoreProgress) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files`),
+      };
       let r;
       try {
-        r = await restoreBackup(repo, selector, o.to, {
-          ...(o.concurrency ? { concurrency: o.concurrency } : {}),
-          onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files`),
-        });
+        r =
+          kind === 'postgres'
+            ? await restorePostgres(repo, key, o.to, { ...common, target, ...(o.standby ? { standby: true } : {}), restoreCommand: o.restoreCommand ?? defaultRestoreCommand(globals(), io.env) })
+            : await restoreBackup(repo, key, o.to, common);
       } finally {
         bar.stop();
       }
       const seconds = (performance.now() - t0) / 1000;
-      if (o.json) return say(JSON.stringify({ key: r.key, files: r.files, bytes: r.bytes, requests: r.requests, bytesFetched: r.bytesFetched, seconds }, null, 2));
-      say(`restored ${r.key} to ${o.to}: ${r.files} files, ${humanBytes(r.bytes)} in ${seconds.toFixed(2)} s (${r.requests} requests, ${humanBytes(r.bytesFetched)} fetched)`);
+      if (o.json) return say(JSON.stringify({ key: r.key, files: r.files, bytes: r.bytes, bytesWritten: r.bytesWritten, requests: r.requests, bytesFetched: r.bytesFetched, seconds }, null, 2));
+      say(`restored ${r.key} to ${o.to}: ${r.files} files, ${humanBytes(r.bytes)} (${humanBytes(r.bytesWritten)} written) in ${seconds.toFixed(2)} s (${r.requests} requests, ${humanBytes(r.bytesFetched)} fetched)`);
+      if (kind === 'postgres') say(`recovery settings written to ${o.to}/postgresql.auto.conf; start the server to recover`);
     });
 
   program

@@ -18,7 +18,10 @@ export type CofferErrorCode =
   | 'COFFER_UNSUPPORTED_FORMAT'
   | 'COFFER_SOURCE_ERROR'
   | 'COFFER_STORE_UNAVAILABLE'
-  | 'COFFER_CHECK_FAILED';
+  | 'COFFER_CHECK_FAILED'
+  | 'COFFER_BAD_PAGE'
+  | 'COFFER_TARGET_IN_USE'
+  | 'COFFER_POSTGRES_ERROR';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;
@@ -143,6 +146,35 @@ export class StoreUnavailableError extends CofferError {
   constructor(key: string, detail: string, options?: { cause?: unknown }) {
     super('COFFER_STORE_UNAVAILABLE', `store unavailable for ${key}: ${detail}`, options);
     this.key = key;
+  }
+}
+
+/** A PostgreSQL data page failed its checksum while being backed up. */
+export class BadPageError extends CofferError {
+  readonly path: string;
+  readonly block: number;
+  constructor(path: string, block: number, detail = 'page checksum mismatch') {
+    super('COFFER_BAD_PAGE', `${detail} in ${path} block ${block}`);
+    this.path = path;
+    this.block = block;
+  }
+}
+
+/** The restore target is in use (a running or crashed server's postmaster.pid is there). */
+export class TargetInUseError extends CofferError {
+  readonly path: string;
+  constructor(path: string, detail: string) {
+    super('COFFER_TARGET_IN_USE', `restore target ${path} is in use: ${detail}`);
+    this.path = path;
+  }
+}
+
+/** PostgreSQL refused or failed a step of a backup (connection, pg_backup_start/stop…). */
+export class PostgresError extends CofferError {
+  readonly step: string;
+  constructor(step: string, detail: string, options?: { cause?: unknown }) {
+    super('COFFER_POSTGRES_ERROR', `PostgreSQL ${step}: ${detail}`, options);
+    this.step = step;
   }
 }
 

@@ -17,11 +17,16 @@ export { StreamingChunker, chunkBuffer, DEFAULT_CHUNKER, validateChunkerParams, 
 export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
 export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
 export type { RepositoryConfig, KeyRecord } from './format/config.js';
-export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType } from './format/manifest.js';
+export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, PostgresBackupInfo } from './format/manifest.js';
 export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
 export { Repository, DEFAULT_PACK_SIZE, type InitOptions } from './repository/repository.js';
 export { ChunkIndex, type ChunkLocation } from './repository/chunk-index.js';
-export { backupFiles, type BackupFilesOptions, type BackupProgress, type BackupResult } from './backup/backup-files.js';
+export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, type BackupResult, type TreeSource } from './backup/backup-files.js';
+export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-postgres.js';
+export { walPush, walFetch, walPrefetch, segmentsAfter, defaultSpool, readWalRecord, fetchWalBytes, walKey, type WalPushResult, type WalRecord, type WalFetchOptions } from './postgres/wal.js';
+export { restorePostgres, chooseBackup, recoverySettings, type RecoveryTarget, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
+export { pageChecksum, badPages } from './postgres/page-checksum.js';
+export { parseLsn, formatLsn, pgdataDecision } from './postgres/layout.js';
 export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipeline.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';

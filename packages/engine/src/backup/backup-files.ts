@@ -6,17 +6,17 @@
  */
 import { hostname } from 'node:os';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { SourceError } from '../errors.js';
+import { CofferError, SourceError } from '../errors.js';
 import { FORMAT_VERSION } from '../format/config.js';
 import { backupLabel } from '../format/keys-layout.js';
 import type { BackupManifest, BackupStats, TreeEntry } from '../format/manifest.js';
 import type { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
-import { chunkFile, type ChunkSink, type FileChunks } from './chunk-pipeline.js';
+import { chunkFile, type ChunkSink, type FileChunks, type PageVerify } from './chunk-pipeline.js';
 import { PackWriter } from './pack-writer.js';
-import { walkTree } from './walk.js';
+import { walkTree, type WalkOptions } from './walk.js';
 import { ChunkWorkerPool } from './worker-pool.js';
 
 export interface BackupProgress {
@@ -41,25 +41,48 @@ export interface BackupResult {
   manifest: BackupManifest;
 }
 
+/** What a kind of backup supplies to the tree backup. */
+export interface TreeSource {
+  kind: BackupManifest['kind'];
+  /** Absolute directory walked. */
+  root: string;
+  walk?: WalkOptions;
+  /** Page checks for a file, if any. */
+  verify?: (entry: TreeEntry) => PageVerify | undefined;
+  /** Whether a previous backup may serve as this one's parent. */
+  isParent: (m: BackupManifest) => boolean;
+  /** Runs after the data is stored and before the manifest is written (PostgreSQL: pg_backup_stop). */
+  finish?: () => Promise<Pick<BackupManifest, 'postgres'>>;
+}
+
 /** Below this much data to read, worker start-up costs more than it saves. */
 const WORKER_THRESHOLD = 32 * 1024 * 1024;
 
 export async function backupFiles(repo: Repository, sourceDir: string, options: BackupFilesOptions = {}): Promise<BackupResult> {
+  const root = resolve(sourceDir);
+  return backupTree(repo, { kind: 'files', root, isParent: (m) => m.kind === 'files' && m.source === root }, options);
+}
+
+/** Backs up a directory tree as described by `src`; the engine of every backup kind. */
+export async function backupTree(repo: Repository, src: TreeSource, options: BackupFilesOptions = {}): Promise<BackupResult> {
   const startedAt = new Date();
-  const source = resolve(sourceDir);
+  const source = src.root;
   const index = await repo.loadIndex();
-  const parent = await findParent(repo, source, options.parent ?? 'auto');
-  const { entries, skipped } = await walkTree(source);
+  const parent = await findParent(repo, src.isParent, options.parent ?? 'auto');
+  const { entries, skipped, absPath } = await walkTree(source, src.walk);
 
   const parentFiles = new Map<string, TreeEntry>();
   for (const e of parent?.manifest.entries ?? []) if (e.type === 'file') parentFiles.set(e.path, e);
+  // A file's mtime only proves it unchanged if it was set well before the parent backup began:
+  // a write in the same clock tick as the parent's read could leave the mtime as it was.
+  const trustBeforeNs = parent ? BigInt(Date.parse(parent.manifest.startedAt) - 1000) * 1_000_000n : 0n;
 
   const toRead: TreeEntry[] = [];
   let unchangedFiles = 0;
   for (const e of entries) {
     if (e.type !== 'file') continue;
     const prev = parentFiles.get(e.path);
-    if (prev && unchanged(prev, e, index)) {
+    if (prev && unchanged(prev, e, index, trustBeforeNs)) {
       e.chunks = prev.chunks!;
       unchangedFiles++;
     } else toRead.push(e);
@@ -93,17 +116,18 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
     await Promise.all(
       toRead.map((e) =>
         limit(async () => {
-          const abs = join(source, e.path);
+          const abs = absPath(e.path);
+          const verify = src.verify?.(e);
           let result: FileChunks;
           try {
-            result = pool ? await pool.run(abs) : await chunkFile(abs, params, repo.codec, sink);
+            result = pool ? await pool.run(abs, verify) : await chunkFile(abs, params, repo.codec, sink, verify);
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code;
-            if (code === 'ENOENT') {
+            if (code === 'ENOENT' && !(err instanceof CofferError)) {
               vanished.push(e.path);
               return;
             }
-            if (code) throw new SourceError(abs, (err as Error).message, { cause: err });
+            if (code && !(err instanceof CofferError)) throw new SourceError(abs, (err as Error).message, { cause: err });
             throw err;
           }
           e.chunks = result.chunks;
@@ -121,6 +145,7 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
     await pool?.close();
   }
 
+  const extra = src.finish ? await src.finish() : {};
   const kept = vanished.length ? entries.filter((e) => !vanished.includes(e.path)) : entries;
   const stats: BackupStats = {
     files: kept.filter((e) => e.type === 'file').length,
@@ -135,7 +160,7 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
   };
   const manifest: BackupManifest = {
     format: FORMAT_VERSION,
-    kind: 'files',
+    kind: src.kind,
     label: backupLabel(startedAt),
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -145,13 +170,15 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
     tags: options.tags ?? [],
     stats,
     entries: kept,
+    ...extra,
   };
   const key = await repo.writeManifest(manifest);
   return { key, manifest };
 }
 
-function unchanged(prev: TreeEntry, cur: TreeEntry, index: ChunkIndex): boolean {
+function unchanged(prev: TreeEntry, cur: TreeEntry, index: ChunkIndex, trustBeforeNs: bigint): boolean {
   return (
+    BigInt(prev.mtimeNs) < trustBeforeNs &&
     prev.size === cur.size &&
     prev.mtimeNs === cur.mtimeNs &&
     prev.ctimeNs === cur.ctimeNs &&
@@ -160,13 +187,13 @@ function unchanged(prev: TreeEntry, cur: TreeEntry, index: ChunkIndex): boolean 
   );
 }
 
-async function findParent(repo: Repository, source: string, parent: string): Promise<{ key: string; manifest: BackupManifest } | undefined> {
+async function findParent(repo: Repository, isParent: (m: BackupManifest) => boolean, parent: string): Promise<{ key: string; manifest: BackupManifest } | undefined> {
   if (parent === 'none') return undefined;
   if (parent !== 'auto') return repo.resolveBackup(parent);
   const keys = await repo.listBackupKeys();
   for (let i = keys.length - 1; i >= 0; i--) {
     const manifest = await repo.readManifest(keys[i]!);
-    if (manifest.kind === 'files' && manifest.source === source) return { key: keys[i]!, manifest };
+    if (isParent(manifest)) return { key: keys[i]!, manifest };
   }
   return undefined;
 }

@@ -4,7 +4,9 @@
  * a worker thread; `ChunkSink` is how it asks which chunks are new and hands
  * over sealed ones, so dedup state stays in one place.
  */
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { BadPageError } from '../errors.js';
+import { badPages, BLCKSZ } from '../postgres/page-checksum.js';
 import { StreamingChunker, type ChunkerParams } from '../chunking/chunker.js';
 import type { ChunkCodec } from '../format/chunk-codec.js';
 import type { SealedChunk } from './pack-writer.js';
@@ -27,13 +29,23 @@ export interface FileChunks {
 
 export const READ_SIZE = 1024 * 1024;
 
+/** Page checks for a PostgreSQL relation file read with data checksums on. */
+export interface PageVerify {
+  /** Path named in errors (relative to the data directory). */
+  label: string;
+  /** Relation block number of the file's first page. */
+  firstBlock: number;
+  /** Pages with an LSN at or past the backup's start are not judged (WAL replay rewrites them). */
+  startLsn: bigint;
+}
+
 /** Two read buffers per thread, reused from file to file: reads alternate between them. */
 const spare: Buffer[] = [];
 function takeBuffer(): Buffer {
   return spare.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
 }
 
-export async function chunkFile(path: string, params: ChunkerParams, codec: ChunkCodec, sink: ChunkSink): Promise<FileChunks> {
+export async function chunkFile(path: string, params: ChunkerParams, codec: ChunkCodec, sink: ChunkSink, verify?: PageVerify): Promise<FileChunks> {
   const fh = await open(path, 'r');
   const chunker = new StreamingChunker(params);
   const ids: string[] = [];
@@ -45,10 +57,12 @@ export async function chunkFile(path: string, params: ChunkerParams, codec: Chun
     return fh.read(buffer, 0, buffer.length, null);
   };
   let next = read();
+  const pages = verify ? new PageChecker(verify, fh) : undefined;
   try {
     for (;;) {
       const { bytesRead, buffer } = await next;
       if (bytesRead === 0) break;
+      await pages?.check(buffer.subarray(0, bytesRead));
       // The chunker copies what it keeps, so the other buffer can be read into
       // while this batch is hashed, compressed and sealed.
       const batch = chunker.push(buffer.subarray(0, bytesRead));
@@ -64,6 +78,34 @@ export async function chunkFile(path: string, params: ChunkerParams, codec: Chun
     spare.push(...buffers);
   }
   return { chunks: ids, size };
+}
+
+/**
+ * Checks whole pages as they are read. A page that fails is read again once
+ * on its own: PostgreSQL may have been writing it (a torn read), and the
+ * second read then shows a good page or one past the start LSN.
+ */
+class PageChecker {
+  private carry = Buffer.alloc(0);
+  private block: number;
+  constructor(
+    private readonly verify: PageVerify,
+    private readonly fh: FileHandle,
+  ) {
+    this.block = verify.firstBlock;
+  }
+
+  async check(data: Buffer): Promise<void> {
+    const buf = this.carry.length ? Buffer.concat([this.carry, data]) : data;
+    const whole = buf.length - (buf.length % BLCKSZ);
+    for (const block of badPages(buf.subarray(0, whole), this.block, this.verify.startLsn)) {
+      const again = Buffer.alloc(BLCKSZ);
+      const { bytesRead } = await this.fh.read(again, 0, BLCKSZ, (block - this.verify.firstBlock) * BLCKSZ);
+      if (bytesRead === BLCKSZ && badPages(again, block, this.verify.startLsn).length > 0) throw new BadPageError(this.verify.label, block);
+    }
+    this.block += whole / BLCKSZ;
+    this.carry = Buffer.from(buf.subarray(whole));
+  }
 }
 
 async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: string[]): Promise<void> {

@@ -5,7 +5,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
-import { chunkFile, type ChunkSink } from './chunk-pipeline.js';
+import { BadPageError } from '../errors.js';
+import { chunkFile, type ChunkSink, type PageVerify } from './chunk-pipeline.js';
 import type { ToMain, ToWorker, WorkerInit } from './worker-protocol.js';
 import type { SealedChunk } from './pack-writer.js';
 
@@ -33,7 +34,7 @@ port.on('message', (msg: ToWorker) => {
     waiting.delete(msg.req);
     resolve?.(msg.value);
   } else if (msg.t === 'file') {
-    void runJob(msg.job, msg.path);
+    void runJob(msg.job, msg.path, msg.verify ? { ...msg.verify, startLsn: BigInt(msg.verify.startLsn) } : undefined);
   }
 });
 
@@ -47,7 +48,7 @@ function takeBatchBuffer(size: number): Buffer {
   return Buffer.from(new ArrayBuffer(Math.max(size, 2 << 20)), 0, size);
 }
 
-async function runJob(job: number, path: string): Promise<void> {
+async function runJob(job: number, path: string, verify: PageVerify | undefined): Promise<void> {
   const sink: ChunkSink = {
     async claim(ids: Buffer[], bytes: number) {
       const flat = Buffer.concat(ids);
@@ -70,10 +71,11 @@ async function runJob(job: number, path: string): Promise<void> {
     },
   };
   try {
-    const result = await chunkFile(path, init!.chunker, codec!, sink);
+    const result = await chunkFile(path, init!.chunker, codec!, sink, verify);
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    port!.postMessage({ t: 'failed', job, message: err.message, code: err.code } satisfies ToMain);
+    const badPage = e instanceof BadPageError ? { label: e.path, block: e.block } : undefined;
+    port!.postMessage({ t: 'failed', job, message: err.message, code: err.code, ...(badPage ? { badPage } : {}) } satisfies ToMain);
   }
 }

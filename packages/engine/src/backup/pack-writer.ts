@@ -28,6 +28,14 @@ export interface PackWriterStats {
 /** Packs per index object: an index is written at least this often, so a killed backup's packs are reused by the next. */
 const PACKS_PER_INDEX = 64;
 
+/** A pack's tail: its sealed trailer and the trailer's length. */
+export function sealedTrailer(repo: Repository, entries: readonly PackEntry[]): Buffer {
+  const trailer = repo.codec.sealObject(encodeTrailer(entries), repo.aad('pack-trailer'));
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(trailer.length);
+  return Buffer.concat([trailer, len]);
+}
+
 export class PackWriter {
   private readonly repo: Repository;
   private readonly index: ChunkIndex;
@@ -91,11 +99,7 @@ export class PackWriter {
   private async sealPack(): Promise<void> {
     if (this.entries.length === 0) return;
     const entries = this.entries;
-    const trailer = this.repo.codec.sealObject(encodeTrailer(entries), this.repo.aad('pack-trailer'));
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(trailer.length);
-    this.append(trailer);
-    this.append(len);
+    this.append(sealedTrailer(this.repo, entries));
     const buf = this.buf!;
     const pack = buf.subarray(0, this.size);
     this.buf = undefined;

@@ -11,20 +11,49 @@ export interface WalkResult {
   entries: TreeEntry[];
   /** Paths of entries that a backup cannot represent (sockets, devices, FIFOs). */
   skipped: string[];
+  /** Where to read an entry from (mounts make this differ from `root/path`). */
+  absPath(path: string): string;
 }
 
-export async function walkTree(root: string): Promise<WalkResult> {
+export type WalkDecision = 'include' | 'exclude' | 'exclude-contents';
+
+export interface WalkOptions {
+  /** Leaves entries out, or keeps a directory without its contents. */
+  decide?: (relPath: string, isDir: boolean, siblings: ReadonlySet<string>) => WalkDecision;
+  /**
+   * Symlinks to walk as directories (PostgreSQL tablespaces): relative path →
+   * absolute directory. The link itself is recorded too.
+   */
+  mounts?: ReadonlyMap<string, string>;
+}
+
+export async function walkTree(root: string, options: WalkOptions = {}): Promise<WalkResult> {
   const entries: TreeEntry[] = [];
   const skipped: string[] = [];
   const rootStat = await statOrThrow(root, root);
   if (!rootStat.isDirectory()) throw new SourceError(root, 'not a directory');
   entries.push(baseEntry('.', 'dir', rootStat));
-  await walkDir(root, '', entries, skipped);
-  return { entries, skipped };
+  const ctx: WalkContext = { root, entries, skipped, options, mounted: [] };
+  await walkDir(ctx, '');
+  const mounted = [...ctx.mounted].sort((a, b) => b[0].length - a[0].length);
+  const absPath = (path: string) => {
+    for (const [prefix, dir] of mounted) if (path.startsWith(prefix + '/')) return join(dir, ...path.slice(prefix.length + 1).split('/'));
+    return join(root, ...path.split('/'));
+  };
+  return { entries, skipped, absPath };
 }
 
-async function walkDir(root: string, rel: string, entries: TreeEntry[], skipped: string[]): Promise<void> {
-  const abs = rel ? join(root, rel) : root;
+interface WalkContext {
+  root: string;
+  entries: TreeEntry[];
+  skipped: string[];
+  options: WalkOptions;
+  mounted: [string, string][];
+}
+
+async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<void> {
+  const { entries, skipped, options } = ctx;
+  const abs = absDir ?? (rel ? join(ctx.root, rel) : ctx.root);
   let names: string[];
   try {
     names = await readdir(abs);
@@ -33,6 +62,7 @@ async function walkDir(root: string, rel: string, entries: TreeEntry[], skipped:
     throw new SourceError(abs, (e as Error).message, { cause: e });
   }
   names.sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  const siblings = new Set(names);
   for (const name of names) {
     const childRel = rel ? `${rel}/${name}` : name;
     const childAbs = join(abs, name);
@@ -43,9 +73,18 @@ async function walkDir(root: string, rel: string, entries: TreeEntry[], skipped:
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // vanished since readdir
       throw new SourceError(childAbs, (e as Error).message, { cause: e });
     }
-    if (st.isDirectory()) {
+    const mount = options.mounts?.get(childRel);
+    const decision = options.decide?.(childRel, st.isDirectory() || mount !== undefined, siblings) ?? 'include';
+    if (decision === 'exclude') continue;
+    if (mount !== undefined) {
+      const target = await statOrThrow(mount, mount);
+      if (!target.isDirectory()) throw new SourceError(mount, 'tablespace location is not a directory');
+      entries.push({ ...baseEntry(childRel, 'dir', target), target: mount });
+      ctx.mounted.push([childRel, mount]);
+      await walkDir(ctx, childRel, mount);
+    } else if (st.isDirectory()) {
       entries.push(baseEntry(childRel, 'dir', st));
-      await walkDir(root, childRel, entries, skipped);
+      if (decision !== 'exclude-contents') await walkDir(ctx, childRel, childAbs);
     } else if (st.isFile()) {
       entries.push({ ...baseEntry(childRel, 'file', st), size: Number(st.size), ino: Number(st.ino), ctimeNs: st.ctimeNs.toString(), chunks: [] });
     } else if (st.isSymbolicLink()) {

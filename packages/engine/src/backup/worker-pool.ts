@@ -5,15 +5,17 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repository/repository.js';
-import type { ChunkSink, FileChunks } from './chunk-pipeline.js';
+import { BadPageError } from '../errors.js';
+import type { ChunkSink, FileChunks, PageVerify } from './chunk-pipeline.js';
 import type { SealedChunk } from './pack-writer.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
 
 interface Job {
   id: number;
   path: string;
+  verify: PageVerify | undefined;
   resolve: (r: FileChunks) => void;
-  reject: (e: NodeJS.ErrnoException) => void;
+  reject: (e: Error) => void;
 }
 
 export class ChunkWorkerPool {
@@ -49,10 +51,10 @@ export class ChunkWorkerPool {
     }
   }
 
-  run(path: string): Promise<FileChunks> {
+  run(path: string, verify?: PageVerify): Promise<FileChunks> {
     if (this.fatal) return Promise.reject(this.fatal);
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextJob++, path, resolve, reject });
+      this.queue.push({ id: this.nextJob++, path, verify, resolve, reject });
       this.dispatch();
     });
   }
@@ -62,7 +64,8 @@ export class ChunkWorkerPool {
       const worker = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(job.id, { job, worker });
-      worker.postMessage({ t: 'file', job: job.id, path: job.path } satisfies ToWorker);
+      const verify = job.verify ? { ...job.verify, startLsn: job.verify.startLsn.toString() } : undefined;
+      worker.postMessage({ t: 'file', job: job.id, path: job.path, ...(verify ? { verify } : {}) } satisfies ToWorker);
     }
   }
 
@@ -94,6 +97,7 @@ export class ChunkWorkerPool {
       this.running.delete(m.job);
       this.idle.push(worker);
       if (m.t === 'done') entry.job.resolve(m.result);
+      else if (m.badPage) entry.job.reject(new BadPageError(m.badPage.label, m.badPage.block));
       else entry.job.reject(Object.assign(new Error(m.message), { code: m.code }));
       this.dispatch();
     }

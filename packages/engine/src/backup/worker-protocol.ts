@@ -11,11 +11,18 @@ export interface WorkerInit {
   chunker: ChunkerParams;
 }
 
-export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string } | { t: 'reply'; req: number; value: unknown };
+/** Page checks as sent to a worker (bigints do not cross as JSON-like data reliably everywhere; the LSN travels as text). */
+export interface WorkerPageVerify {
+  label: string;
+  firstBlock: number;
+  startLsn: string;
+}
+
+export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; verify?: WorkerPageVerify } | { t: 'reply'; req: number; value: unknown };
 
 export type ToMain =
   | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number }
   /** Sealed chunks back to back in `data` (transferred, not copied), with their ids and lengths. */
   | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; rawLengths: number[]; data: Uint8Array }
   | { t: 'done'; job: number; result: FileChunks }
-  | { t: 'failed'; job: number; message: string; code: string | undefined };
+  | { t: 'failed'; job: number; message: string; code: string | undefined; badPage?: { label: string; block: number } };

@@ -13,6 +13,7 @@ import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
+import { decodeRecord, listWalKeys } from '../postgres/wal.js';
 
 export interface CheckOptions {
   readData?: boolean;
@@ -24,6 +25,8 @@ export interface CheckOptions {
 export interface CheckReport {
   ok: boolean;
   backups: number;
+  /** Archived WAL files (segments, history files). */
+  walFiles: number;
   indexes: number;
   packs: number;
   chunksReferenced: number;
@@ -76,6 +79,21 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     const loc = index.get(Buffer.from(id, 'hex'));
     if (loc) neededPacks.add(loc.pack);
   }
+  // WAL records locate their own chunks, in packs no index lists.
+  const walKeys = await listWalKeys(repo);
+  for (const key of walKeys) {
+    try {
+      const record = decodeRecord(repo, key, asBuffer(await repo.store.get(key)));
+      for (const [id, [pack, offset, length, rawLength]] of Object.entries(record.locations)) {
+        neededPacks.add(pack);
+        const list = packs.get(pack) ?? [];
+        if (!list.some((e) => e.offset === offset)) list.push({ id: Buffer.from(id, 'hex'), offset, length, rawLength });
+        packs.set(pack, list);
+      }
+    } catch (e) {
+      record(e);
+    }
+  }
   for (const sha of neededPacks) if (!packObjects.has(packKey(sha))) record(new MissingObjectError(packKey(sha), 'listed by an index but not in the store'));
 
   let chunksVerified = 0;
@@ -102,6 +120,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   return {
     ok: problems.length === 0,
     backups: backupKeys.length,
+    walFiles: walKeys.length,
     indexes: indexKeys.length,
     packs: packObjects.size,
     chunksReferenced: referenced.size,
@@ -111,8 +130,9 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   };
 }
 
-async function verifyPack(repo: Repository, sha: string, entries: IndexedPack['entries']): Promise<number> {
+async function verifyPack(repo: Repository, sha: string, unsorted: IndexedPack['entries']): Promise<number> {
   const key = packKey(sha);
+  const entries = [...unsorted].sort((a, b) => a.offset - b.offset);
   const data = asBuffer(await repo.store.get(key));
   if (sha256Hex(data) !== sha) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
   for (const e of entries) {

@@ -19,7 +19,7 @@ export interface TreeEntry {
   /** Regular files: size in bytes and chunk ids (hex) in order. */
   size?: number;
   chunks?: string[];
-  /** Symlinks: the link's target, verbatim. */
+  /** Symlinks: the link's target, verbatim. Directories: the original location of a tablespace read through its link. */
   target?: string;
   /** Regular files: change detection against the next backup's source. */
   ino?: number;
@@ -43,9 +43,36 @@ export interface BackupStats {
   skipped: string[];
 }
 
+/** What a PostgreSQL base backup records about the server and the backup. */
+export interface PostgresBackupInfo {
+  /** `server_version_num`, e.g. 150018. */
+  versionNum: number;
+  version: string;
+  systemIdentifier: string;
+  /** Timeline the backup started on. */
+  timeline: number;
+  /** Start and stop LSNs, as `X/Y`. */
+  startLsn: string;
+  stopLsn: string;
+  /** First transaction id not yet assigned when the backup stopped (xid8, decimal). */
+  stopNextXid: string;
+  /** Server clock at start and stop. */
+  startTime: string;
+  stopTime: string;
+  /** Taken on a standby. */
+  standby: boolean;
+  dataChecksums: boolean;
+  walSegmentSize: number;
+  dataDirectory: string;
+  /** Contents returned by pg_backup_stop, written back at restore. */
+  backupLabel: string;
+  tablespaceMap: string;
+  tablespaces: { oid: string; name: string; location: string }[];
+}
+
 export interface BackupManifest {
   format: number;
-  kind: 'files';
+  kind: 'files' | 'postgres';
   label: string;
   startedAt: string;
   finishedAt: string;
@@ -57,6 +84,7 @@ export interface BackupManifest {
   tags: string[];
   stats: BackupStats;
   entries: TreeEntry[];
+  postgres?: PostgresBackupInfo;
 }
 
 /** What `list` shows of a backup without its tree. */
@@ -73,4 +101,5 @@ export interface BackupSummary {
   source: string;
   tags: string[];
   stats: BackupStats;
+  postgres?: PostgresBackupInfo;
 }

@@ -38,7 +38,7 @@ export interface InitOptions {
 
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
-type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets';
+type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | 'wal';
 
 export class Repository {
   readonly store: ObjectStore;
@@ -246,6 +246,7 @@ export function summarise(key: string, m: BackupManifest): BackupSummary {
     source: m.source,
     tags: m.tags,
     stats: m.stats,
+    ...(m.postgres ? { postgres: m.postgres } : {}),
   };
 }
 

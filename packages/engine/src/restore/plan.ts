@@ -34,11 +34,12 @@ export interface FetchRange {
   chunks: NeededChunk[];
 }
 
-export interface RestorePlan {
+export interface ChunkLookup {
   chunks: Map<string, NeededChunk>;
-  ranges: FetchRange[];
   /** Chunks no index lists. */
   unindexed: NeededChunk[];
+  /** Per pack holding needed chunks: where its blobs end and how many it has (fixes its size). */
+  packInfo: Map<string, { dataEnd: number; n: number }>;
 }
 
 export interface PlanOptions {
@@ -74,7 +75,8 @@ function packSize(dataEnd: number, n: number): number {
   return dataEnd + BLOB_HEADER + SEAL_OVERHEAD + 8 + n * (ID_BYTES + 8) + 4;
 }
 
-export async function planRestore(repo: Repository, files: readonly TreeEntry[], opts: PlanOptions = DEFAULT_PLAN): Promise<RestorePlan> {
+/** Finds where each chunk the entries need sits, and every (file, offset) that uses it. */
+export async function locateChunks(repo: Repository, files: readonly TreeEntry[]): Promise<ChunkLookup> {
   const chunks = neededChunks(files);
   const packInfo = new Map<string, { dataEnd: number; n: number }>();
   // Scan index objects keeping only what this backup needs: memory follows the backup, not the repository.
@@ -99,10 +101,14 @@ export async function planRestore(repo: Repository, files: readonly TreeEntry[],
   }
   const unindexed = [...chunks.values()].filter((c) => c.pack === undefined);
   if (unindexed.length === 0) fillOffsets(files, chunks);
+  return { chunks, unindexed, packInfo };
+}
 
+/** Requests that fetch every located chunk that still has uses. */
+export function planFetches({ chunks, packInfo }: ChunkLookup, opts: PlanOptions = DEFAULT_PLAN): FetchRange[] {
   const byPack = new Map<string, NeededChunk[]>();
   for (const c of chunks.values()) {
-    if (c.pack === undefined) continue;
+    if (c.pack === undefined || c.uses.length === 0) continue;
     let list = byPack.get(c.pack);
     if (!list) byPack.set(c.pack, (list = []));
     list.push(c);
@@ -129,7 +135,7 @@ export async function planRestore(repo: Repository, files: readonly TreeEntry[],
       }
     }
   }
-  return { chunks, ranges, unindexed };
+  return ranges;
 }
 
 function fillOffsets(files: readonly TreeEntry[], chunks: Map<string, NeededChunk>): void {

@@ -5,7 +5,8 @@
  * chunk id), then write it to every file offset that uses it. No unverified
  * byte is written. Memory is bounded by `concurrency × maxRequest`.
  */
-import { chmod, chown, lchown, lutimes, mkdir, open, readdir, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { chmod, chown, lchown, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
@@ -13,7 +14,7 @@ import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
-import { DEFAULT_PLAN, filesUsing, planRestore, type FetchRange, type PlanOptions } from './plan.js';
+import { DEFAULT_PLAN, filesUsing, locateChunks, planFetches, type ChunkLookup, type FetchRange, type NeededChunk, type PlanOptions } from './plan.js';
 
 export interface RestoreProgress {
   bytesTotal: number;
@@ -29,6 +30,12 @@ export interface RestoreOptions {
   onProgress?: (p: RestoreProgress) => void;
   /** Set owners from the backup (default: when running as root). */
   restoreOwners?: boolean;
+  /**
+   * Restore over existing content: chunks already in place are kept, only
+   * differing ones are written, and whatever the backup does not hold is
+   * removed. Without it the target must be empty or absent.
+   */
+  delta?: boolean;
 }
 
 export interface RestoreResult {
@@ -40,6 +47,8 @@ export interface RestoreResult {
   requests: number;
   rangedRequests: number;
   bytesFetched: number;
+  /** File bytes written (less than `bytes` after a delta restore that found data in place). */
+  bytesWritten: number;
 }
 
 /** Open file handles kept for files still receiving chunks; beyond this, writes open and close. */
@@ -53,23 +62,29 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} would escape the restore target`);
     }
   }
-  const plan = await planRestore(repo, entries, { ...DEFAULT_PLAN, ...options.plan });
-  if (plan.unindexed.length > 0) {
-    const first = plan.unindexed[0]!;
-    throw new MissingObjectError(`chunk ${first.id.toString('hex')}`, `no index lists it (${plan.unindexed.length} chunk(s) missing)`, filesUsing(entries, plan.unindexed.map((c) => c.id)));
+  const lookup = await locateChunks(repo, entries);
+  if (lookup.unindexed.length > 0) {
+    const first = lookup.unindexed[0]!;
+    throw new MissingObjectError(`chunk ${first.id.toString('hex')}`, `no index lists it (${lookup.unindexed.length} chunk(s) missing)`, filesUsing(entries, lookup.unindexed.map((c) => c.id)));
   }
-  await prepareTarget(targetDir);
-
   const pathOf = (e: TreeEntry) => (e.path === '.' ? targetDir : join(targetDir, ...e.path.split('/')));
+  const existing = await prepareTarget(targetDir, !!options.delta);
+  if (existing) {
+    await removeUnlisted(targetDir, entries);
+    await dropChunksInPlace(repo, entries, lookup, pathOf);
+  }
+  const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
+
   // Directories first, writable by us until their final modes are applied at the end.
   for (const e of entries) if (e.type === 'dir') await mkdir(pathOf(e), { recursive: true, mode: 0o700 });
   const remaining = new Int32Array(entries.length);
-  for (const c of plan.chunks.values()) for (const u of c.uses) remaining[u.file]!++;
+  for (const c of lookup.chunks.values()) for (const u of c.uses) remaining[u.file]!++;
   const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
     if (e.type === 'file') {
-      const fh = await open(pathOf(e), 'w', 0o600);
+      // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
+      const fh = await open(pathOf(e), existing ? fsc.O_RDWR | fsc.O_CREAT : 'w', 0o600);
       await fh.truncate(e.size ?? 0);
       if (remaining[i] === 0) await fh.sync();
       await fh.close();
@@ -77,7 +92,10 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       progress.bytesTotal += e.size ?? 0;
       if (remaining[i] === 0) progress.filesDone++;
     } else if (e.type === 'symlink') {
-      await symlink(e.target ?? '', pathOf(e));
+      const p = pathOf(e);
+      if (existing && (await readlink(p).catch(() => undefined)) === e.target) continue;
+      if (existing) await rm(p, { force: true, recursive: true });
+      await symlink(e.target ?? '', p);
     }
   }
 
@@ -92,6 +110,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     const fh = await h;
     let done = 0;
     while (done < data.byteLength) done += (await fh.write(data, done, data.byteLength - done, offset + done)).bytesWritten;
+    bytesWritten += done;
     const left = --remaining[file]!;
     if (left === 0) {
       handles.delete(file);
@@ -103,6 +122,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
 
   let requests = 0;
   let rangedRequests = 0;
+  let bytesWritten = 0;
   let bytesFetched = 0;
   let failed: unknown;
   const limit = pLimit(Math.max(1, options.concurrency ?? 3));
@@ -136,7 +156,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
   };
   try {
     await Promise.all(
-      plan.ranges.map((r) =>
+      ranges.map((r) =>
         limit(() =>
           runRange(r).catch((e: unknown) => {
             failed ??= e;
@@ -150,17 +170,70 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
   if (failed) throw failed;
 
   await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0);
-  return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched };
+  return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten };
 }
 
-async function prepareTarget(dir: string): Promise<void> {
+/** Creates the target if absent; returns whether it holds content a delta restore works over. */
+async function prepareTarget(dir: string, delta: boolean): Promise<boolean> {
+  let names: string[];
   try {
-    const names = await readdir(dir);
-    if (names.length > 0) throw new TargetNotEmptyError(dir);
+    names = await readdir(dir);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    return false;
   }
+  if (names.length > 0 && !delta) throw new TargetNotEmptyError(dir);
+  return names.length > 0;
+}
+
+/** Delta restore: removes what the backup does not hold, and entries whose type changed. */
+async function removeUnlisted(root: string, entries: readonly TreeEntry[]): Promise<void> {
+  const wanted = new Map(entries.map((e) => [e.path, e.type]));
+  const visit = async (rel: string): Promise<void> => {
+    const abs = rel === '.' ? root : join(root, ...rel.split('/'));
+    for (const d of await readdir(abs, { withFileTypes: true })) {
+      const childRel = rel === '.' ? d.name : `${rel}/${d.name}`;
+      const type = d.isDirectory() ? 'dir' : d.isSymbolicLink() ? 'symlink' : d.isFile() ? 'file' : 'other';
+      if (wanted.get(childRel) !== type) await rm(join(abs, d.name), { recursive: true, force: true });
+      else if (type === 'dir') await visit(childRel);
+    }
+  };
+  await visit('.');
+}
+
+/** Delta restore: every chunk use whose bytes are already at their offset needs no write. */
+async function dropChunksInPlace(repo: Repository, entries: readonly TreeEntry[], lookup: ChunkLookup, pathOf: (e: TreeEntry) => string): Promise<void> {
+  const byFile = new Map<number, { chunk: NeededChunk; offset: number }[]>();
+  for (const chunk of lookup.chunks.values()) {
+    for (const u of chunk.uses) {
+      const list = byFile.get(u.file) ?? [];
+      list.push({ chunk, offset: u.offset });
+      byFile.set(u.file, list);
+    }
+  }
+  const satisfied = new Set<string>();
+  const limit = pLimit(4);
+  await Promise.all(
+    [...byFile].map(([file, uses]) =>
+      limit(async () => {
+        const fh = await open(pathOf(entries[file]!), 'r').catch(() => undefined);
+        if (!fh) return;
+        try {
+          const size = (await fh.stat()).size;
+          const buf = Buffer.allocUnsafe(Math.max(...uses.map((u) => u.chunk.rawLength)));
+          for (const { chunk, offset } of uses) {
+            if (offset + chunk.rawLength > size) continue;
+            const { bytesRead } = await fh.read(buf, 0, chunk.rawLength, offset);
+            if (bytesRead === chunk.rawLength && repo.codec.id(buf.subarray(0, bytesRead)).equals(chunk.id)) satisfied.add(`${file}:${offset}`);
+          }
+        } finally {
+          await fh.close();
+        }
+      }),
+    ),
+  );
+  for (const chunk of lookup.chunks.values()) chunk.uses = chunk.uses.filter((u) => !satisfied.has(`${u.file}:${u.offset}`));
 }
 
 /**
