@@ -7,7 +7,7 @@
  */
 
 /** Directories kept (empty) but whose contents are never copied. */
-const CONTENTS_EXCLUDED = new Set(['pg_wal', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans', 'pg_replslot']);
+const CONTENTS_EXCLUDED = new Set(['pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans', 'pg_replslot']);
 
 /** Files in the data directory's top level never copied. */
 const TOP_FILES_EXCLUDED = new Set([
@@ -39,10 +39,11 @@ export function pgdataDecision(relPath: string, isDir: boolean, siblings: Readon
   const name = parts[parts.length - 1]!;
   if (name.startsWith('pgsql_tmp')) return 'exclude';
   if (name === 'pg_internal.init') return 'exclude';
+  // pg_wal: only the (empty) archive_status directory; WAL comes from the archive.
+  if (parts[0] === 'pg_wal' && parts.length >= 2) return parts.length === 2 && isDir && name === 'archive_status' ? 'exclude-contents' : 'exclude';
   if (parts.length === 1) {
     if (isDir && CONTENTS_EXCLUDED.has(name)) return 'exclude-contents';
     if (!isDir && TOP_FILES_EXCLUDED.has(name)) return 'exclude';
-    // Our own WAL prefetch spool lives under pg_wal, already excluded.
   }
   if (isDir) return 'include';
   if (TEMP_RELATION.test(name)) return 'exclude';
