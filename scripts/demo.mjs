@@ -1,43 +1,77 @@
 #!/usr/bin/env node
-// A real backup-and-restore on the embedded defaults: a local directory store
-// and a passphrase-derived key. Everything happens in a scratch directory that
-// is removed at the end.
-import { createHash } from 'node:crypto';
-import { mkdtemp, mkdir, readFile, rm, symlink, writeFile, appendFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+// The Coffer demo on the embedded defaults: a local repository, a
+// passphrase-derived key and a throwaway PostgreSQL cluster (Debian's server,
+// or the embedded one from npm). It archives WAL, takes a base backup, writes
+// more, restores to a point in time into a second directory, starts it and
+// shows that exactly the rows committed up to that point are there.
 import { join } from 'node:path';
-import { backupFiles, checkRepository, FileStore, LocalKeyProvider, Repository, restoreBackup } from '@coffer/engine';
+import { fileURLToPath } from 'node:url';
+import { embeddedPostgres, findPostgres, grantServerUserTraverse, PostgresSandbox, runAsServerUser, serverScratch } from '@coffer/verify';
 
-const work = await mkdtemp(join(tmpdir(), 'coffer-demo-'));
-const say = (s) => console.log(s);
-try {
-  const src = join(work, 'source');
-  await mkdir(join(src, 'docs'), { recursive: true });
-  const rows = Array.from({ length: 200_000 }, (_, i) => `${i},customer-${i % 977},${(i * 37) % 10_000}.00\n`).join('');
-  await writeFile(join(src, 'orders.csv'), rows);
-  await writeFile(join(src, 'docs', 'readme.txt'), 'Coffer demo data\n');
-  await symlink('docs/readme.txt', join(src, 'README'));
+const COFFER = fileURLToPath(new URL('../packages/cli/bin/coffer.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const say = (s) => console.log(`demo: ${s}`);
+// Secrets come from the environment; the demo makes up its own.
+const env = { COFFER_PASSPHRASE: process.env.COFFER_PASSPHRASE ?? 'coffer demo passphrase' };
 
-  process.env.COFFER_PASSPHRASE ??= 'demo passphrase';
-  const key = LocalKeyProvider.fromPassphrase(process.env.COFFER_PASSPHRASE);
-  const store = new FileStore(join(work, 'repository'));
-  const repo = await Repository.init(store, key);
-  say(`repository ${repo.config.repositoryId} at ${store.properties.location}`);
-
-  const first = await backupFiles(repo, src);
-  say(`backup 1: ${first.manifest.stats.files} files, ${first.manifest.stats.bytes} bytes, stored ${first.manifest.stats.storedBytes} bytes`);
-  await appendFile(join(src, 'orders.csv'), '200000,customer-late,1.00\n');
-  const second = await backupFiles(repo, src);
-  say(`backup 2 after appending one row: ${second.manifest.stats.newBytes} new bytes, stored ${second.manifest.stats.storedBytes} bytes`);
-
-  const out = join(work, 'restored');
-  const restored = await restoreBackup(await Repository.open(store, key), 'latest', out);
-  const digest = async (p) => createHash('sha256').update(await readFile(p)).digest('hex');
-  const same = (await digest(join(src, 'orders.csv'))) === (await digest(join(out, 'orders.csv')));
-  say(`restored ${restored.files} files into ${out}: orders.csv ${same ? 'identical' : 'DIFFERENT'}`);
-  const report = await checkRepository(repo, { readData: true });
-  say(`check --read-data: ${report.ok ? 'ok' : 'PROBLEMS'} (${report.chunksVerified} chunks verified)`);
-  if (!same || !report.ok) process.exitCode = 1;
-} finally {
-  await rm(work, { recursive: true, force: true });
+async function coffer(args, extraEnv = {}) {
+  const r = await runAsServerUser(process.execPath, [COFFER, ...args], { ...env, ...extraEnv });
+  if (r.status !== 0) throw new Error(`coffer ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout.trim();
 }
+
+// COFFER_DEMO_POSTGRES=embedded uses the npm-packaged server even where Debian's is installed.
+const install = process.env.COFFER_DEMO_POSTGRES === 'embedded' ? embeddedPostgres() : findPostgres();
+if (!install) throw new Error('the embedded PostgreSQL package is not installed (npm ci)');
+for (const dir of grantServerUserTraverse(ROOT)) say(`granted o+x on ${dir} so the postgres user can run coffer as archive_command`);
+const work = await serverScratch('coffer-demo-');
+const clusters = [];
+let ok = false;
+try {
+  const repo = join(work.dir, 'repository');
+  say(`using ${install.label}; scratch directory ${work.dir}`);
+  say(await coffer(['--repo', repo, 'init']));
+
+  const source = await PostgresSandbox.create(install, work.dir, {
+    checksums: true,
+    archiveCommand: `${process.execPath} ${COFFER} --repo ${repo} wal-push %p`,
+    serverEnv: env,
+  });
+  clusters.push(source);
+  await source.start();
+  say(`source cluster up on 127.0.0.1:${source.port}, archiving WAL into the repository`);
+
+  await source.query(`CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric, placed timestamptz DEFAULT clock_timestamp())`);
+  await source.query(`INSERT INTO orders SELECT g, 'customer-' || (g % 97), (g * 37) % 1000 FROM generate_series(1, 1000) g`);
+  say('loaded 1000 orders; taking a base backup');
+  for (const line of (await coffer(['--repo', repo, 'backup'], source.pgEnv)).split('\n')) say(`  ${line}`);
+
+  let target;
+  for (let id = 1001; id <= 1100; id++) {
+    await source.query(`INSERT INTO orders(id, customer, amount) VALUES ($1, 'late', 1)`, [id]);
+    if (id === 1050) {
+      const [row] = await source.query(`SELECT to_char(pg_xact_commit_timestamp(xmin) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at FROM orders WHERE id = 1050`);
+      target = row.at;
+    }
+  }
+  await source.archiveNow();
+  say(`committed orders 1001–1100 one at a time; order 1050 committed at ${target}`);
+
+  const restored = join(work.dir, 'restored');
+  say(`restoring to --target-time ${target}`);
+  for (const line of (await coffer(['--repo', repo, 'restore', '--to', restored, '--target-time', target])).split('\n')) say(`  ${line}`);
+  const copy = await PostgresSandbox.adopt(install, restored, { serverEnv: env });
+  clusters.push(copy);
+  await copy.start({ archive_mode: 'off' });
+  await copy.waitPromoted();
+  const [got] = await copy.query(`SELECT count(*)::int AS n, max(id) AS last FROM orders`);
+  const [all] = await source.query(`SELECT count(*)::int AS n FROM orders`);
+  ok = got.n === 1050 && got.last === 1050;
+  say(`restored cluster holds ${got.n} orders (last id ${got.last}); the source holds ${all.n}: ${ok ? 'exactly the rows committed up to the target' : 'NOT what was expected'}`);
+  say(await coffer(['--repo', repo, 'check', '--read-data']).then((s) => s.split('\n').pop()));
+} finally {
+  for (const c of clusters.reverse()) await c.stop().catch(() => undefined);
+  await work.cleanup();
+  say('cleaned up');
+}
+process.exitCode = ok ? 0 : 1;
