@@ -84,7 +84,8 @@ describe('coffer CLI', () => {
     const path = join(repo, 'data', fan, name);
     const original = await readFile(path);
     const damaged = Buffer.from(original);
-    damaged[Math.floor(damaged.length / 2)] ^= 0x01;
+    const mid = Math.floor(damaged.length / 2);
+    damaged[mid] = damaged[mid]! ^ 0x01;
     await writeFile(path, damaged);
     try {
       const check = await coffer(['--repo', repo, 'check', '--read-data'], env);

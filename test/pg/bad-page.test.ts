@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '@coffer/cli';
-import { Cluster, cofferAsPostgres, debianInstall, pgScratch } from '../support/pg.js';
+import { archivingCluster, cofferAsPostgres, debianInstall, type Cluster } from '../support/pg.js';
 
 const env = { COFFER_PASSPHRASE: 'bad page passphrase' };
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -11,11 +11,7 @@ let c: Cluster;
 let repo: string;
 
 beforeAll(async () => {
-  work = await pgScratch('coffer-badpage-');
-  repo = join(work.dir, 'repo');
-  expect((await cofferAsPostgres(['--repo', repo, 'init'], env)).status).toBe(0);
-  c = await Cluster.create(debianInstall(), work.dir, { checksums: true, archiveRepo: repo, passphrase: env.COFFER_PASSPHRASE });
-  await c.start();
+  ({ work, repo, cluster: c } = await archivingCluster('coffer-badpage-', debianInstall(), env.COFFER_PASSPHRASE));
   await c.query('CREATE TABLE victim AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g');
   await c.query('CHECKPOINT');
 }, 120_000);

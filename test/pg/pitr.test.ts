@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, cofferAsPostgres, pgInstalls, pgScratch } from '../support/pg.js';
+import { archivingCluster, Cluster, cofferAsPostgres, pgInstalls } from '../support/pg.js';
 
 interface Row {
   id: number;
@@ -62,11 +62,7 @@ for (const install of pgInstalls()) {
     const upTo = (k: number) => Array.from({ length: k }, (_, i) => i + 1);
 
     beforeAll(async () => {
-      work = await pgScratch();
-      repo = join(work.dir, 'repo');
-      expect((await cofferAsPostgres(['--repo', repo, 'init'], env)).status).toBe(0);
-      src = await Cluster.create(install, work.dir, { archiveRepo: repo, passphrase: env.COFFER_PASSPHRASE });
-      await src.start();
+      ({ work, repo, cluster: src } = await archivingCluster('coffer-pitr-', install, env.COFFER_PASSPHRASE));
       await src.query('CREATE TABLE t (id int PRIMARY KEY, filler text DEFAULT repeat(md5(random()::text), 20))');
       await src.query('INSERT INTO t(id) SELECT -g FROM generate_series(1, 20000) g');
       await src.query('DELETE FROM t WHERE id < 0');

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, cofferAsPostgres, debianInstall, pgScratch, postgresUser, runAsPostgres } from '../support/pg.js';
+import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, postgresUser, runAsPostgres } from '../support/pg.js';
 import { snapshot } from '../support/tree.js';
 
 const env = { COFFER_PASSPHRASE: 'restore passphrase' };
@@ -18,11 +18,7 @@ let repo: string;
 let n = 0;
 
 beforeAll(async () => {
-  work = await pgScratch('coffer-restore-');
-  repo = join(work.dir, 'repo');
-  expect((await cofferAsPostgres(['--repo', repo, 'init'], env)).status).toBe(0);
-  src = await Cluster.create(install, work.dir, { archiveRepo: repo, passphrase: env.COFFER_PASSPHRASE });
-  await src.start();
+  ({ work, repo, cluster: src } = await archivingCluster('coffer-restore-', install, env.COFFER_PASSPHRASE));
 }, 120_000);
 afterAll(async () => {
   await src?.stop();

@@ -6,7 +6,7 @@
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, cofferAsPostgres, debianInstall, pgScratch } from '../support/pg.js';
+import { archivingCluster, Cluster, cofferAsPostgres, debianInstall } from '../support/pg.js';
 
 const env = { COFFER_PASSPHRASE: 'standby passphrase' };
 const install = debianInstall();
@@ -16,11 +16,7 @@ let standby: Cluster | undefined;
 let repo: string;
 
 beforeAll(async () => {
-  work = await pgScratch('coffer-standby-');
-  repo = join(work.dir, 'repo');
-  expect((await cofferAsPostgres(['--repo', repo, 'init'], env)).status).toBe(0);
-  primary = await Cluster.create(install, work.dir, { archiveRepo: repo, passphrase: env.COFFER_PASSPHRASE });
-  await primary.start();
+  ({ work, repo, cluster: primary } = await archivingCluster('coffer-standby-', install, env.COFFER_PASSPHRASE));
   await primary.query('CREATE TABLE s (id int PRIMARY KEY)');
   await primary.query('INSERT INTO s SELECT generate_series(1, 100)');
 }, 120_000);

@@ -57,7 +57,7 @@ describe('wal-push and wal-fetch', () => {
     const name = segments[0]!;
     const original = await readFile(seg(name));
     const altered = Buffer.from(original);
-    altered[1000] ^= 0xff;
+    altered[1000] = altered[1000]! ^ 0xff;
     const dir = join(work.dir, 'altered', 'pg_wal');
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, name), altered);

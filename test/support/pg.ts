@@ -81,4 +81,15 @@ export const Cluster = {
   },
 };
 
+/** A scratch directory, a repository in it, and a started cluster (checksums on) archiving into it. */
+export async function archivingCluster(prefix: string, install: PostgresInstall, passphrase: string): Promise<{ work: { dir: string; cleanup: () => Promise<void> }; repo: string; cluster: Cluster }> {
+  const work = await pgScratch(prefix);
+  const repo = join(work.dir, 'repo');
+  const init = await cofferAsPostgres(['--repo', repo, 'init'], { COFFER_PASSPHRASE: passphrase });
+  if (init.status !== 0) throw new Error(`coffer init failed: ${init.stderr}`);
+  const cluster = await Cluster.create(install, work.dir, { archiveRepo: repo, passphrase, checksums: true });
+  await cluster.start();
+  return { work, repo, cluster };
+}
+
 export { freePort };

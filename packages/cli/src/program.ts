@@ -66,9 +66,20 @@ interface RestoreCliOptions {
   targetAction?: 'promote' | 'pause' | 'shutdown';
   targetExclusive?: boolean;
   standby?: boolean;
+  tablespaceMap: string[];
   restoreCommand?: string;
   concurrency?: number;
   json?: boolean;
+}
+
+function parseTablespaceMap(pairs: readonly string[]): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0 || eq === pair.length - 1) throw new InvalidArgumentError('--tablespace-map', `${JSON.stringify(pair)} is not NAME=DIR`);
+    map[pair.slice(0, eq)] = resolve(pair.slice(eq + 1));
+  }
+  return map;
 }
 
 function shellQuote(s: string): string {
@@ -220,6 +231,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--target-action <action>', 'PostgreSQL: on reaching the target').choices(['promote', 'pause', 'shutdown']))
     .option('--target-exclusive', 'PostgreSQL: stop just before the target instead of just after')
     .option('--standby', 'PostgreSQL: write standby.signal to build a standby')
+    .option('--tablespace-map <name=dir>', 'PostgreSQL: restore a tablespace (by name or OID) into DIR instead of its original location (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--restore-command <cmd>', 'PostgreSQL: restore_command to write (default: this coffer, same repository, wal-fetch %f %p)')
     .option('--concurrency <n>', 'pack requests in flight', intOption('--concurrency', 1, 256))
     .option('--json', 'print the result as JSON')
@@ -235,7 +247,7 @@ export function buildProgram(io: CliIo): Command {
         ...(o.targetAction !== undefined ? { action: o.targetAction } : {}),
         ...(o.targetExclusive ? { inclusive: false } : {}),
       };
-      const pgWanted = Object.keys(target).length > 0 || !!o.standby || !!o.restoreCommand;
+      const pgWanted = Object.keys(target).length > 0 || !!o.standby || !!o.restoreCommand || o.tablespaceMap.length > 0;
       const key = selector ? (await repo.resolveBackup(selector)).key : pgWanted ? (await chooseBackup(repo, target)).key : (await repo.resolveBackup('latest')).key;
       const kind = (await repo.readManifest(key)).kind;
       if (kind !== 'postgres' && pgWanted) throw new InvalidArgumentError('restore', `${key} is a ${kind} backup: PostgreSQL options do not apply`);
@@ -250,7 +262,13 @@ export function buildProgram(io: CliIo): Command {
       try {
         r =
           kind === 'postgres'
-            ? await restorePostgres(repo, key, o.to, { ...common, target, ...(o.standby ? { standby: true } : {}), restoreCommand: o.restoreCommand ?? defaultRestoreCommand(globals(), io.env) })
+            ? await restorePostgres(repo, key, o.to, {
+                ...common,
+                target,
+                ...(o.standby ? { standby: true } : {}),
+                tablespaceMap: parseTablespaceMap(o.tablespaceMap),
+                restoreCommand: o.restoreCommand ?? defaultRestoreCommand(globals(), io.env),
+              })
             : await restoreBackup(repo, key, o.to, common);
       } finally {
         bar.stop();

@@ -36,6 +36,12 @@ export interface RestoreOptions {
    * removed. Without it the target must be empty or absent.
    */
   delta?: boolean;
+  /**
+   * Entries to restore outside the target (PostgreSQL tablespaces): entry path
+   * → absolute directory. The entry itself becomes a symlink to that directory,
+   * which must be empty or absent (unless `delta`).
+   */
+  relocate?: ReadonlyMap<string, string>;
 }
 
 export interface RestoreResult {
@@ -67,16 +73,34 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     const first = lookup.unindexed[0]!;
     throw new MissingObjectError(`chunk ${first.id.toString('hex')}`, `no index lists it (${lookup.unindexed.length} chunk(s) missing)`, filesUsing(entries, lookup.unindexed.map((c) => c.id)));
   }
-  const pathOf = (e: TreeEntry) => (e.path === '.' ? targetDir : join(targetDir, ...e.path.split('/')));
+  const relocate = options.relocate ?? new Map<string, string>();
+  const pathOf = (e: TreeEntry) => {
+    if (e.path === '.') return targetDir;
+    for (const [prefix, dir] of relocate) {
+      if (e.path === prefix) return dir;
+      if (e.path.startsWith(prefix + '/')) return join(dir, ...e.path.slice(prefix.length + 1).split('/'));
+    }
+    return join(targetDir, ...e.path.split('/'));
+  };
+  // Every destination is checked before any is created: a refusal leaves nothing behind.
+  if (!options.delta) for (const dir of [targetDir, ...relocate.values()]) await assertEmptyOrAbsent(dir);
   const existing = await prepareTarget(targetDir, !!options.delta);
+  for (const dir of relocate.values()) await prepareTarget(dir, !!options.delta);
   if (existing) {
-    await removeUnlisted(targetDir, entries);
+    await removeUnlisted(targetDir, entries, relocate);
     await dropChunksInPlace(repo, entries, lookup, pathOf);
   }
   const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
 
   // Directories first, writable by us until their final modes are applied at the end.
   for (const e of entries) if (e.type === 'dir') await mkdir(pathOf(e), { recursive: true, mode: 0o700 });
+  for (const [prefix, dir] of relocate) {
+    const link = join(targetDir, ...prefix.split('/'));
+    if ((await readlink(link).catch(() => undefined)) !== dir) {
+      await rm(link, { recursive: true, force: true });
+      await symlink(dir, link);
+    }
+  }
   const remaining = new Int32Array(entries.length);
   for (const c of lookup.chunks.values()) for (const u of c.uses) remaining[u.file]!++;
   const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
@@ -173,6 +197,14 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
   return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten };
 }
 
+async function assertEmptyOrAbsent(dir: string): Promise<void> {
+  const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  if (names.length > 0) throw new TargetNotEmptyError(dir);
+}
+
 /** Creates the target if absent; returns whether it holds content a delta restore works over. */
 async function prepareTarget(dir: string, delta: boolean): Promise<boolean> {
   let names: string[];
@@ -188,8 +220,9 @@ async function prepareTarget(dir: string, delta: boolean): Promise<boolean> {
 }
 
 /** Delta restore: removes what the backup does not hold, and entries whose type changed. */
-async function removeUnlisted(root: string, entries: readonly TreeEntry[]): Promise<void> {
-  const wanted = new Map(entries.map((e) => [e.path, e.type]));
+async function removeUnlisted(root: string, entries: readonly TreeEntry[], relocate: ReadonlyMap<string, string>): Promise<void> {
+  const wanted = new Map<string, string>(entries.filter((e) => !relocate.has(e.path)).map((e) => [e.path, e.type]));
+  for (const prefix of relocate.keys()) wanted.set(prefix, 'symlink');
   const visit = async (rel: string): Promise<void> => {
     const abs = rel === '.' ? root : join(root, ...rel.split('/'));
     for (const d of await readdir(abs, { withFileTypes: true })) {
