@@ -5,7 +5,7 @@
  * `postgresql.auto.conf`, and `recovery.signal` or `standby.signal`.
  * PostgreSQL then replays archived WAL through `restore_command`.
  */
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { BackupNotFoundError, InvalidArgumentError, TargetInUseError } from '../errors.js';
 import type { BackupSummary } from '../format/manifest.js';
@@ -145,7 +145,6 @@ export async function restorePostgres(repo: Repository, selector: string | undef
   // Files we wrote belong to the cluster's owner, like the rest of the data directory.
   const root = result.manifest.entries.find((e) => e.path === '.');
   if (root && process.getuid?.() === 0) {
-    const { chown } = await import('node:fs/promises');
     for (const f of ['backup_label', 'postgresql.auto.conf', options.standby ? 'standby.signal' : 'recovery.signal', 'pg_wal/archive_status']) {
       await chown(join(dir, f), root.uid, root.gid).catch(() => undefined);
     }
