@@ -4,8 +4,7 @@
  * reuse its chunk list without being read; the rest go through the chunk
  * pipeline, inline or on worker threads. The manifest is written last.
  */
-import { hostname } from 'node:os';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { CofferError, SourceError } from '../errors.js';
