@@ -18,6 +18,8 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_BAD_PAGE: 16,
   COFFER_TARGET_IN_USE: 17,
   COFFER_POSTGRES_ERROR: 18,
+  COFFER_STORE_ACCESS_DENIED: 19,
+  COFFER_KEY_UNAVAILABLE: 20,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

@@ -24,14 +24,19 @@ import {
   InvalidArgumentError,
   LocalKeyProvider,
   MissingObjectError,
+  mirror,
   Repository,
+  WrongKeyError,
+  type KeyProvider,
+  type MirrorReport,
   restoreBackup,
   type CheckReport,
 } from '@coffer/engine';
 import { drillRestore } from '@coffer/verify';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
 import { humanBytes, progressBar } from './progress.js';
-import { keyProviders, openStore, type RepoOptions } from './repo-options.js';
+import { initProviders, keyProviders, kmsProvider, localProvider, openStore, repoLocation as rawRepoLocation, storeAt, type RepoOptions } from './repo-options.js';
+import { KMS_PROVIDER } from '@coffer/store-s3';
 
 export interface CliIo {
   stdout: NodeJS.WriteStream;
@@ -87,28 +92,58 @@ function shellQuote(s: string): string {
 }
 
 function repoLocation(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
-  const loc = g.repo ?? env.COFFER_REPO ?? '';
+  const loc = rawRepoLocation(g, env);
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(loc) ? loc : resolve(loc);
+}
+
+/** The options that name this repository and its keys, for a coffer run by PostgreSQL or in the background. */
+function repoArgs(g: GlobalOptions, env: NodeJS.ProcessEnv): string[] {
+  const keyFile = g.keyFile ?? env.COFFER_KEY_FILE;
+  return [
+    '--repo',
+    repoLocation(g, env),
+    ...(keyFile ? ['--key-file', resolve(keyFile)] : []),
+    ...(g.kmsKeyId ? ['--kms-key-id', g.kmsKeyId] : []),
+    ...(g.s3Endpoint ? ['--s3-endpoint', g.s3Endpoint] : []),
+    ...(g.s3PathStyle === true ? ['--s3-path-style'] : g.s3PathStyle === false ? ['--no-s3-path-style'] : []),
+  ];
 }
 
 /** wal-fetch through this same coffer and repository; the key comes from the server's environment or the key file. */
 function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
-  const keyFile = g.keyFile ?? env.COFFER_KEY_FILE;
-  return [process.execPath, COFFER_BIN, '--repo', repoLocation(g, env), ...(keyFile ? ['--key-file', resolve(keyFile)] : []), 'wal-fetch', '%f', '%p'].map((a) => (a.startsWith('%') ? a : shellQuote(a))).join(' ');
+  return [process.execPath, COFFER_BIN, ...repoArgs(g, env), 'wal-fetch', '%f', '%p'].map((a) => (a.startsWith('%') ? a : shellQuote(a))).join(' ');
 }
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('coffer')
     .description('Content-addressed, deduplicating, encrypted backups')
-    .addOption(new Option('--repo <path|url>', 'repository: a directory path or file:// URL (env COFFER_REPO)'))
+    .addOption(new Option('--repo <path|url>', 'repository: a directory path, file:// URL or s3://bucket/prefix (env COFFER_REPO)'))
     .addOption(new Option('--key-file <file>', 'key file instead of the COFFER_PASSPHRASE environment variable (env COFFER_KEY_FILE)'))
+    .addOption(new Option('--kms-key-id <id>', 'AWS KMS key: wraps the data key at init; when opening, the only KMS key tried (env COFFER_KMS_KEY_ID)'))
+    .addOption(new Option('--s3-endpoint <url>', 'S3-compatible endpoint (env AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)'))
+    .addOption(new Option('--s3-path-style', 'path-style S3 addressing (the default with an endpoint)'))
+    .addOption(new Option('--no-s3-path-style', 'virtual-hosted S3 addressing'))
+    .addOption(new Option('--s3-pack-storage-class <class>', 'storage class of packs (env COFFER_S3_PACK_STORAGE_CLASS)'))
+    .addOption(new Option('--s3-metadata-storage-class <class>', 'storage class of indexes, manifests and WAL records (env COFFER_S3_METADATA_STORAGE_CLASS)'))
+    .addOption(new Option('--s3-sse-kms-key-id <id>', 'S3 server-side encryption with this KMS key, on top of our own (env COFFER_S3_SSE_KMS_KEY_ID)'))
+    .addOption(new Option('--s3-object-lock <mode:days>', 'Object Lock retention on every object written, e.g. COMPLIANCE:30 (env COFFER_S3_OBJECT_LOCK)'))
     .option('-q, --quiet', 'no progress display')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
-  const openRepo = async () => Repository.open(openStore(globals(), io.env), await keyProviders(globals(), io.env));
+  const openRepoAt = async (store = openStore(globals(), io.env)) => {
+    try {
+      return await Repository.open(store, await keyProviders(globals(), io.env));
+    } catch (e) {
+      if (e instanceof WrongKeyError && !(await localProvider(globals(), io.env))) {
+        throw new WrongKeyError(`${e.message.replace(/^wrong key: /, '')}; set COFFER_PASSPHRASE or --key-file for a local key, or AWS credentials and --kms-key-id for KMS`);
+      }
+      throw e;
+    }
+  };
+  const openRepo = () => openRepoAt();
   const say = (s: string): void => {
     io.stdout.write(s + '\n');
   };
@@ -123,9 +158,9 @@ export function buildProgram(io: CliIo): Command {
     .option('--compression-level <n>', 'zstd level 1–19', intOption('--compression-level', 1, 19))
     .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; packSize?: number; compressionLevel?: number }) => {
       const store = openStore(globals(), io.env);
-      const [provider] = await keyProviders(globals(), io.env);
+      const providers = await initProviders(globals(), io.env);
       const chunker = { ...(o.chunkMin ? { minSize: o.chunkMin } : {}), ...(o.chunkAvg ? { avgSize: o.chunkAvg } : {}), ...(o.chunkMax ? { maxSize: o.chunkMax } : {}) };
-      const repo = await Repository.init(store, provider!, { chunker, ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}) });
+      const repo = await Repository.init(store, providers, { chunker, ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}) });
       say(`initialised repository ${repo.config.repositoryId} at ${repo.location}`);
     });
 
@@ -191,8 +226,7 @@ export function buildProgram(io: CliIo): Command {
       const next = segmentsAfter(name, o.prefetch);
       if (next.length > 0) {
         // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
-        const g = globals();
-        const args = [COFFER_BIN, '--repo', repoLocation(g, io.env), ...(g.keyFile ? ['--key-file', g.keyFile] : []), 'wal-prefetch', '--spool', spool, ...next];
+        const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, ...next];
         spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
       }
     });
@@ -305,6 +339,69 @@ export function buildProgram(io: CliIo): Command {
       if (!report.ok) throw new CorruptObjectError(report.backup, `restored content differs from the manifest`, report.mismatches);
     });
 
+  const key = program.command('key').description("manage the keys that open the repository's data keys");
+
+  key
+    .command('list')
+    .description('data keys and the providers that wrap each (no key material)')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const repo = await openRepo();
+      const rows = repo.keyRecords.map((r) => ({ id: r.id, current: r.id === repo.keys.currentKeyId, open: repo.keys.dataKeys.has(r.id), wrappedBy: r.wrappings.map((w) => `${w.provider}/${w.keyRef}`) }));
+      if (o.json) return say(JSON.stringify(rows, null, 2));
+      for (const r of rows) say(`data key ${r.id}${r.current ? ' (current)' : ''}${r.open ? '' : ' (not opened by the given keys)'}: ${r.wrappedBy.join(', ')}`);
+    });
+
+  key
+    .command('add')
+    .description('wrap every data key with another key too (another region\'s KMS key, or a key file), so it alone opens the repository')
+    .option('--kms-key-id <id>', 'the AWS KMS key to add')
+    .option('--new-key-file <file>', 'a local key file to add')
+    .action(async (o: { kmsKeyId?: string; newKeyFile?: string }) => {
+      if (!o.kmsKeyId === !o.newKeyFile) throw new InvalidArgumentError('key add', 'pass exactly one of --kms-key-id or --new-key-file');
+      const repo = await openRepo();
+      const provider: KeyProvider = o.kmsKeyId ? kmsProvider(o.kmsKeyId, io.env) : await LocalKeyProvider.fromKeyFile(o.newKeyFile!);
+      const added = await repo.addKeyWrapping(provider);
+      say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${o.kmsKeyId ?? o.newKeyFile} (${added.key})` : `${o.kmsKeyId ?? o.newKeyFile} already wraps every data key`);
+    });
+
+  key
+    .command('rotate')
+    .description('start a new data key for new writes, wrapped by every key that wraps the current one; old keys stay for reading, no data is rewritten')
+    .action(async () => {
+      const repo = await openRepo();
+      const current = repo.keyRecords.find((r) => r.id === repo.keys.currentKeyId)!;
+      const local = await localProvider(globals(), io.env);
+      const providers: KeyProvider[] = [];
+      const unreachable: string[] = [];
+      for (const w of current.wrappings) {
+        if (w.provider === KMS_PROVIDER) providers.push(kmsProvider(w.keyRef, io.env));
+        else if (local?.canUnwrap(w)) providers.push(local);
+        else unreachable.push(`${w.provider}/${w.keyRef}`);
+      }
+      // Rotating without one of the current wrappers would lock that holder out of new data.
+      if (unreachable.length > 0) throw new InvalidArgumentError('key rotate', `the current data key is also wrapped by ${unreachable.join(', ')}; give that key too (COFFER_PASSPHRASE or --key-file) so the new data key is wrapped for it`);
+      const rotated = await repo.rotateDataKey(providers);
+      say(`data key ${rotated.keyId} is now current, wrapped by ${current.wrappings.map((w) => `${w.provider}/${w.keyRef}`).join(', ')} (${rotated.key})`);
+    });
+
+  program
+    .command('mirror')
+    .description('copy every object the destination lacks (packs, indexes, key records, manifests, WAL, config), each checked against its SHA-256; resumable')
+    .requiredOption('--to <path|url>', 'destination repository: a path, file:// URL or s3://bucket/prefix')
+    .option('--concurrency <n>', 'objects in flight', intOption('--concurrency', 1, 256))
+    .option('--json', 'print the report as JSON')
+    .action(async (o: { to: string; concurrency?: number; json?: boolean }) => {
+      const from = openStore(globals(), io.env);
+      const to = storeAt(/^[a-z][a-z0-9+.-]*:\/\//i.test(o.to) ? o.to : resolve(o.to), globals(), io.env);
+      const t0 = performance.now();
+      const report = await mirror(from, to, o.concurrency ? { concurrency: o.concurrency } : {});
+      const seconds = (performance.now() - t0) / 1000;
+      if (o.json) say(JSON.stringify({ ...report, seconds, problems: report.problems.map((p) => ({ code: p.code, message: p.message })) }, null, 2));
+      else printMirror(report, from.properties.location, to.properties.location, seconds, say);
+      if (!report.ok) throw report.problems[0]!;
+    });
+
   program
     .command('key-file')
     .description('print 32 random bytes, base64 — the content of a new key file (redirect it somewhere safe)')
@@ -313,6 +410,12 @@ export function buildProgram(io: CliIo): Command {
     });
 
   return program;
+}
+
+function printMirror(r: MirrorReport, from: string, to: string, seconds: number, say: (s: string) => void): void {
+  const parts = Object.entries(r.copiedByPrefix).map(([p, n]) => `${n} ${p.replace(/\/$/, '')}`);
+  say(`mirrored ${from} → ${to}: copied ${r.copied} objects (${humanBytes(r.bytesCopied)})${parts.length ? ` [${parts.join(', ')}]` : ''}, ${r.present} already there, in ${seconds.toFixed(2)} s`);
+  for (const p of r.problems) say(`  ${p.code}: ${p.message}`);
 }
 
 function printCheck(r: CheckReport, say: (s: string) => void): void {

@@ -1,26 +1,107 @@
-/** Turns `--repo` and key options (or their environment variables) into a store and key providers. */
+/**
+ * Turns `--repo` and the key and S3 options (or their environment variables)
+ * into a store and key providers. Credentials for S3 and KMS come from the
+ * AWS SDK's standard chain (environment, profiles, instance and pod roles);
+ * nothing secret is read from the command line or written anywhere.
+ */
 import { FileStore, fileStorePath, InvalidArgumentError, LocalKeyProvider, type KeyProvider, type ObjectStore } from '@coffer/engine';
+import { KmsKeyProvider, parseS3Url, S3Store, type ObjectLockRetention, type S3StoreOptions } from '@coffer/store-s3';
 
 export interface RepoOptions {
   repo?: string;
   keyFile?: string;
+  kmsKeyId?: string;
+  s3Endpoint?: string;
+  s3PathStyle?: boolean;
+  s3PackStorageClass?: string;
+  s3MetadataStorageClass?: string;
+  s3SseKmsKeyId?: string;
+  s3ObjectLock?: string;
 }
 
-export function openStore(opts: RepoOptions, env: NodeJS.ProcessEnv): ObjectStore {
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+export function repoLocation(opts: RepoOptions, env: NodeJS.ProcessEnv): string {
   const location = opts.repo ?? env.COFFER_REPO;
-  if (!location) throw new InvalidArgumentError('repository', 'pass --repo PATH|file://URL or set COFFER_REPO');
-  if (location.startsWith('s3://')) throw new InvalidArgumentError('repository', `${location}: S3 repositories are not supported by this build yet`);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location) && !location.startsWith('file://')) {
-    throw new InvalidArgumentError('repository', `${location}: unknown scheme (use a path or file://)`);
+  if (!location) throw new InvalidArgumentError('repository', 'pass --repo PATH|file://URL|s3://BUCKET/PREFIX or set COFFER_REPO');
+  return location;
+}
+
+/** The AWS region: the SDK's variables, else us-east-1 for an explicit endpoint (S3-compatible servers ignore it). */
+function region(env: NodeJS.ProcessEnv, endpoint: string | undefined): string | undefined {
+  return env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? (endpoint ? 'us-east-1' : undefined);
+}
+
+function parseObjectLock(value: string): ObjectLockRetention {
+  const m = /^(GOVERNANCE|COMPLIANCE):([1-9][0-9]{0,4})$/i.exec(value);
+  if (!m) throw new InvalidArgumentError('--s3-object-lock', `expected MODE:DAYS with MODE GOVERNANCE or COMPLIANCE, got ${JSON.stringify(value)}`);
+  return { mode: m[1]!.toUpperCase() as ObjectLockRetention['mode'], days: Number(m[2]) };
+}
+
+export function s3StoreOptions(url: string, opts: RepoOptions, env: NodeJS.ProcessEnv): S3StoreOptions {
+  const { bucket, prefix } = parseS3Url(url);
+  const endpoint = opts.s3Endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) throw new InvalidArgumentError('S3 endpoint', `${JSON.stringify(endpoint)} is not an http(s) URL`);
+  const packs = opts.s3PackStorageClass ?? env.COFFER_S3_PACK_STORAGE_CLASS;
+  const metadata = opts.s3MetadataStorageClass ?? env.COFFER_S3_METADATA_STORAGE_CLASS;
+  const sse = opts.s3SseKmsKeyId ?? env.COFFER_S3_SSE_KMS_KEY_ID;
+  const lock = opts.s3ObjectLock ?? env.COFFER_S3_OBJECT_LOCK;
+  const r = region(env, endpoint);
+  return {
+    bucket,
+    prefix,
+    ...(r ? { region: r } : {}),
+    ...(endpoint ? { endpoint } : {}),
+    ...(opts.s3PathStyle !== undefined ? { forcePathStyle: opts.s3PathStyle } : {}),
+    ...(packs || metadata ? { storageClass: { ...(packs ? { packs: packs as never } : {}), ...(metadata ? { metadata: metadata as never } : {}) } } : {}),
+    ...(sse ? { sseKmsKeyId: sse } : {}),
+    ...(lock ? { objectLock: parseObjectLock(lock) } : {}),
+  };
+}
+
+/** A store for `location`: a directory path, a file:// URL, or s3://bucket/prefix. */
+export function storeAt(location: string, opts: RepoOptions, env: NodeJS.ProcessEnv): ObjectStore {
+  if (location.startsWith('s3://')) return new S3Store(s3StoreOptions(location, opts, env));
+  if (URL_SCHEME.test(location) && !location.startsWith('file://')) {
+    throw new InvalidArgumentError('repository', `${location}: unknown scheme (use a path, file:// or s3://)`);
   }
   return new FileStore(fileStorePath(location));
 }
 
+export function openStore(opts: RepoOptions, env: NodeJS.ProcessEnv): ObjectStore {
+  return storeAt(repoLocation(opts, env), opts, env);
+}
+
+export function kmsProvider(keyId: string | undefined, env: NodeJS.ProcessEnv, unwrap: 'any' | 'key-id' = 'any'): KmsKeyProvider {
+  const endpoint = env.AWS_ENDPOINT_URL_KMS ?? env.AWS_ENDPOINT_URL;
+  const r = region(env, endpoint);
+  return new KmsKeyProvider({ ...(keyId ? { keyId } : {}), unwrap, ...(endpoint ? { endpoint } : {}), ...(r ? { region: r } : {}) });
+}
+
 /** The passphrase is read from the environment only: a command-line argument would show in `ps`. */
-export async function keyProviders(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<KeyProvider[]> {
+export async function localProvider(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<LocalKeyProvider | undefined> {
   const keyFile = opts.keyFile ?? env.COFFER_KEY_FILE;
-  if (keyFile) return [await LocalKeyProvider.fromKeyFile(keyFile)];
+  if (keyFile) return LocalKeyProvider.fromKeyFile(keyFile);
   const passphrase = env.COFFER_PASSPHRASE;
-  if (passphrase) return [LocalKeyProvider.fromPassphrase(passphrase)];
-  throw new InvalidArgumentError('key', 'set COFFER_PASSPHRASE or pass --key-file FILE (or set COFFER_KEY_FILE)');
+  return passphrase ? LocalKeyProvider.fromPassphrase(passphrase) : undefined;
+}
+
+/**
+ * Providers that may open a repository: the local key when one is given, and
+ * AWS KMS — restricted to `--kms-key-id` when one is given (a region using its
+ * own key), else any KMS key the repository is wrapped by.
+ */
+export async function keyProviders(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<KeyProvider[]> {
+  const local = await localProvider(opts, env);
+  const kmsKeyId = opts.kmsKeyId ?? env.COFFER_KMS_KEY_ID;
+  return [...(local ? [local] : []), kmsProvider(kmsKeyId, env, kmsKeyId ? 'key-id' : 'any')];
+}
+
+/** Providers that wrap a new repository's data key: KMS with --kms-key-id, and/or the local key. */
+export async function initProviders(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<KeyProvider[]> {
+  const local = await localProvider(opts, env);
+  const kmsKeyId = opts.kmsKeyId ?? env.COFFER_KMS_KEY_ID;
+  const providers = [...(kmsKeyId ? [kmsProvider(kmsKeyId, env)] : []), ...(local ? [local] : [])];
+  if (providers.length === 0) throw new InvalidArgumentError('key', 'set COFFER_PASSPHRASE, pass --key-file FILE (or set COFFER_KEY_FILE), or pass --kms-key-id (or set COFFER_KMS_KEY_ID)');
+  return providers;
 }

@@ -21,7 +21,9 @@ export type CofferErrorCode =
   | 'COFFER_CHECK_FAILED'
   | 'COFFER_BAD_PAGE'
   | 'COFFER_TARGET_IN_USE'
-  | 'COFFER_POSTGRES_ERROR';
+  | 'COFFER_POSTGRES_ERROR'
+  | 'COFFER_STORE_ACCESS_DENIED'
+  | 'COFFER_KEY_UNAVAILABLE';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;
@@ -146,6 +148,28 @@ export class StoreUnavailableError extends CofferError {
   constructor(key: string, detail: string, options?: { cause?: unknown }) {
     super('COFFER_STORE_UNAVAILABLE', `store unavailable for ${key}: ${detail}`, options);
     this.key = key;
+  }
+}
+
+/**
+ * The store refused a request outright: credentials or permissions, or an
+ * object under retention (S3 Object Lock) that may not be deleted or replaced.
+ * Retrying does not help.
+ */
+export class StoreAccessDeniedError extends CofferError {
+  readonly key: string;
+  constructor(key: string, detail: string, options?: { cause?: unknown }) {
+    super('COFFER_STORE_ACCESS_DENIED', `store refused access to ${key}: ${detail}`, options);
+    this.key = key;
+  }
+}
+
+/** The key service (AWS KMS) could not be reached or kept failing; the key itself may be fine. */
+export class KeyUnavailableError extends CofferError {
+  readonly keyRef: string;
+  constructor(keyRef: string, detail: string, options?: { cause?: unknown }) {
+    super('COFFER_KEY_UNAVAILABLE', `key service unavailable for ${keyRef}: ${detail}`, options);
+    this.keyRef = keyRef;
   }
 }
 

@@ -8,7 +8,8 @@
  */
 export * from './errors.js';
 export type { ObjectStore, ObjectInfo, ByteRange, PutOutcome, StoreProperties } from './store/object-store.js';
-export { collectList } from './store/object-store.js';
+export { collectList, assertValidKey } from './store/object-store.js';
+export { checkRange } from './store/range.js';
 export { FileStore, fileStorePath } from './store/file-store.js';
 export { MemoryStore } from './store/memory-store.js';
 export type { KeyProvider, WrappedKey, DataKey, KeyContext } from './keys/key-provider.js';
@@ -18,7 +19,7 @@ export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
 export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
 export type { RepositoryConfig, KeyRecord } from './format/config.js';
 export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, PostgresBackupInfo } from './format/manifest.js';
-export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
+export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
 export { Repository, DEFAULT_PACK_SIZE, type InitOptions } from './repository/repository.js';
 export { ChunkIndex, type ChunkLocation } from './repository/chunk-index.js';
 export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, type BackupResult, type TreeSource } from './backup/backup-files.js';
@@ -29,5 +30,6 @@ export { pageChecksum, badPages } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision } from './postgres/layout.js';
 export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipeline.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
+export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
 export { sha256Hex, toHex } from './bytes.js';

@@ -1,20 +1,10 @@
 /**
- * @coffer/store-s3 — S3Store and KmsKeyProvider implement the engine's
- * `ObjectStore` and `KeyProvider` contracts. This package holds the S3 URL
- * syntax that the CLI accepts; the store and the KMS provider land with the
- * S3 work (see the project's issues), and until then an `s3://` repository is
- * refused with a clear error rather than half-supported.
+ * @coffer/store-s3 — Coffer repositories on S3 and S3-compatible servers, with
+ * data keys wrapped by AWS KMS. `S3Store` implements the engine's
+ * `ObjectStore` contract and `KmsKeyProvider` its `KeyProvider` contract; both
+ * pass the same suites as the engine's own implementations.
  */
-import { InvalidArgumentError } from '@coffer/engine';
-
-export interface S3Location {
-  bucket: string;
-  prefix: string;
-}
-
-/** Parses `s3://bucket/prefix` into bucket and key prefix (no trailing slash). */
-export function parseS3Url(url: string): S3Location {
-  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
-  if (!m) throw new InvalidArgumentError('repository', `${url} is not an s3://bucket/prefix URL`);
-  return { bucket: m[1]!, prefix: (m[2] ?? '').replace(/\/+$/, '') };
-}
+export { S3Store, type S3StoreOptions, type S3RequestStats, type ObjectLockRetention } from './s3-store.js';
+export { parseS3Url, type S3Location } from './s3-url.js';
+export { withRetry, isRetryable, type RetryOptions } from './retry.js';
+export { KmsKeyProvider, KMS_PROVIDER, type KmsKeyProviderOptions } from './kms-key-provider.js';

@@ -21,3 +21,4 @@ export {
   type OsUser,
   type RunResult,
 } from './postgres-sandbox.js';
+export { RadosgwSandbox, radosgwMissing, type RadosgwOptions } from './radosgw-sandbox.js';

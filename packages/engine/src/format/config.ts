@@ -32,6 +32,8 @@ export interface RepositoryConfig {
   /** Target size of a pack, in bytes. */
   packSize: number;
   keys: KeyRecord[];
+  /** HMAC of a fixed text under the chunk-id key: later key records must carry the same chunk-id key. */
+  idKeyCheck?: string;
 }
 
 export function encodeConfig(config: RepositoryConfig): Buffer {

@@ -9,6 +9,8 @@ export const CONFIG_KEY = 'config';
 export const PACK_PREFIX = 'data/';
 export const INDEX_PREFIX = 'index/';
 export const BACKUP_PREFIX = 'backups/';
+/** Key records added after init (other providers' wrappings, rotated data keys). */
+export const KEYS_PREFIX = 'keys/';
 
 export function packKey(sha: string): string {
   return `${PACK_PREFIX}${sha.slice(0, 2)}/${sha}`;
@@ -16,6 +18,10 @@ export function packKey(sha: string): string {
 
 export function indexKey(sha: string): string {
   return `${INDEX_PREFIX}${sha}`;
+}
+
+export function keyRecordsKey(sha: string): string {
+  return `${KEYS_PREFIX}${sha}`;
 }
 
 export function backupKey(label: string, sha: string): string {

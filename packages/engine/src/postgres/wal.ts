@@ -65,9 +65,17 @@ export async function readWalRecord(repo: Repository, name: string): Promise<Wal
   return decodeRecord(repo, key, bytes, name);
 }
 
+/** Why a stored WAL object is damaged, checked without keys; undefined when its bytes match the SHA-256 they carry. */
+export function walObjectProblem(bytes: Uint8Array): string | undefined {
+  const b = asBuffer(bytes);
+  if (b.length < 36 || !b.subarray(0, 4).equals(MAGIC)) return 'not a WAL record';
+  if (sha256Hex(b.subarray(36)) !== b.subarray(4, 36).toString('hex')) return 'SHA-256 of its bytes does not match the one it carries';
+  return undefined;
+}
+
 export function decodeRecord(repo: Repository, key: string, bytes: Buffer, name = key.slice(key.lastIndexOf('/') + 1)): WalRecord {
-  if (bytes.length < 36 || !bytes.subarray(0, 4).equals(MAGIC)) throw new CorruptObjectError(key, 'not a WAL record');
-  if (sha256Hex(bytes.subarray(36)) !== bytes.subarray(4, 36).toString('hex')) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match the one it carries');
+  const problem = walObjectProblem(bytes);
+  if (problem) throw new CorruptObjectError(key, problem);
   const plain = repo.codec.openObject(bytes.subarray(36), repo.aad('wal'));
   if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
   const record = JSON.parse(plain.toString('utf8')) as WalRecord;

@@ -7,11 +7,12 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from '../chunking/chunker.js';
-import { open as openBox, seal } from '../crypto/aead.js';
 import {
   AlreadyInitialisedError,
   BackupNotFoundError,
+  CofferError,
   CorruptObjectError,
+  KeyUnavailableError,
   InvalidArgumentError,
   MissingObjectError,
   NotARepositoryError,
@@ -22,11 +23,12 @@ import {
 import { ChunkCodec, type Keys } from '../format/chunk-codec.js';
 import { decodeConfig, encodeConfig, FORMAT_VERSION, type KeyRecord, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey } from '../format/keys-layout.js';
+import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, KEYS_PREFIX } from '../format/keys-layout.js';
 import type { BackupManifest, BackupSummary } from '../format/manifest.js';
-import type { KeyProvider } from '../keys/key-provider.js';
+import type { KeyProvider, WrappedKey } from '../keys/key-provider.js';
 import { collectList, type ObjectStore } from '../store/object-store.js';
 import { ChunkIndex } from './chunk-index.js';
+import { decodeKeyRecords, idKeyCheck, keyRecordsObject, mergeKeyRecords, openSecrets, sealSecrets, type StoredKeyRecords } from './key-records.js';
 
 export interface InitOptions {
   chunker?: Partial<ChunkerParams>;
@@ -46,11 +48,14 @@ export class Repository {
   /** Key material; only in memory, handed to worker threads by message. */
   readonly keys: Keys;
   readonly codec: ChunkCodec;
+  /** Every data key's wrappings: the config's merged with those of `keys/` objects. */
+  readonly keyRecords: readonly KeyRecord[];
 
-  private constructor(store: ObjectStore, config: RepositoryConfig, keys: Keys) {
+  private constructor(store: ObjectStore, config: RepositoryConfig, keys: Keys, keyRecords: readonly KeyRecord[]) {
     this.store = store;
     this.config = config;
     this.keys = keys;
+    this.keyRecords = keyRecords;
     this.codec = new ChunkCodec(keys, config.compression.level);
   }
 
@@ -58,8 +63,14 @@ export class Repository {
     return this.store.properties.location;
   }
 
-  /** Creates a new repository in `store`; fails with `AlreadyInitialisedError` if one is there. */
-  static async init(store: ObjectStore, provider: KeyProvider, options: InitOptions = {}): Promise<Repository> {
+  /**
+   * Creates a new repository in `store`; fails with `AlreadyInitialisedError` if
+   * one is there. The first provider generates the data key; every other one
+   * wraps it too, so any of them opens the repository.
+   */
+  static async init(store: ObjectStore, providers: KeyProvider | readonly KeyProvider[], options: InitOptions = {}): Promise<Repository> {
+    const list = Array.isArray(providers) ? (providers as readonly KeyProvider[]) : [providers as KeyProvider];
+    if (list.length === 0) throw new InvalidArgumentError('key', 'a repository needs at least one key provider');
     if (await store.head(CONFIG_KEY)) throw new AlreadyInitialisedError(store.properties.location);
     const chunker = validateChunkerParams({ ...DEFAULT_CHUNKER, ...options.chunker });
     const level = options.compressionLevel ?? 3;
@@ -69,10 +80,12 @@ export class Repository {
       throw new InvalidArgumentError('pack size', `must be between 64 KiB and 1 GiB, got ${packSize}`);
     }
     const repositoryId = randomUUID();
-    const dataKey = await provider.generateDataKey({ repositoryId });
+    const dataKey = await list[0]!.generateDataKey({ repositoryId });
+    const wrappings = [dataKey.wrapped];
+    for (const p of list.slice(1)) wrappings.push(await p.wrap(dataKey.plaintext, { repositoryId }));
     const idKey = randomBytes(32);
     const keyId = 1;
-    const record: KeyRecord = { id: keyId, wrappings: [dataKey.wrapped], secrets: sealSecrets(dataKey.plaintext, repositoryId, keyId, idKey) };
+    const record: KeyRecord = { id: keyId, wrappings, secrets: sealSecrets(dataKey.plaintext, repositoryId, keyId, idKey) };
     const config: RepositoryConfig = {
       format: FORMAT_VERSION,
       repositoryId,
@@ -81,6 +94,7 @@ export class Repository {
       compression: { algorithm: 'zstd', level },
       packSize,
       keys: [record],
+      idKeyCheck: idKeyCheck(idKey),
     };
     try {
       await store.put(CONFIG_KEY, encodeConfig(config));
@@ -88,7 +102,7 @@ export class Repository {
       if (e instanceof ObjectConflictError) throw new AlreadyInitialisedError(store.properties.location);
       throw e;
     }
-    return new Repository(store, config, { idKey, dataKeys: new Map([[keyId, dataKey.plaintext]]), currentKeyId: keyId });
+    return new Repository(store, config, { idKey, dataKeys: new Map([[keyId, dataKey.plaintext]]), currentKeyId: keyId }, config.keys);
   }
 
   /** Opens the repository in `store` with whichever of `providers` can unwrap its data keys. */
@@ -104,31 +118,78 @@ export class Repository {
     const config = decodeConfig(raw);
     if (typeof config === 'string') throw new NotARepositoryError(store.properties.location, config);
     if (config.format !== FORMAT_VERSION) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads format ${FORMAT_VERSION}`);
+    const added = await loadKeyObjects(store, config.repositoryId);
+    const records = mergeKeyRecords(config.keys, added.flatMap((o) => o.body.records));
     const dataKeys = new Map<number, Uint8Array>();
     let idKey: Uint8Array | undefined;
-    let lastError: WrongKeyError | undefined;
-    for (const record of config.keys) {
+    let lastError: CofferError | undefined;
+    for (const record of records) {
       for (const wrapped of record.wrappings) {
         const provider = list.find((p) => p.canUnwrap(wrapped));
         if (!provider) continue;
         try {
           const key = await provider.unwrap(wrapped, { repositoryId: config.repositoryId });
           const secrets = openSecrets(key, config.repositoryId, record.id, record.secrets);
-          if (!secrets) throw new CorruptObjectError(CONFIG_KEY, `secrets of data key ${record.id} do not open`);
+          if (!secrets) throw new WrongKeyError(`${describeWrapping(wrapped)} does not open the secrets of data key ${record.id}`);
+          if (config.idKeyCheck !== undefined && idKeyCheck(secrets) !== config.idKeyCheck) throw new CorruptObjectError(CONFIG_KEY, `data key ${record.id} carries another chunk-id key than the repository's`);
           dataKeys.set(record.id, key);
           idKey = secrets;
           break;
         } catch (e) {
-          if (e instanceof WrongKeyError) lastError = e;
+          // One region's key service down or one key disabled: another wrapping may still open this key.
+          if (e instanceof WrongKeyError || e instanceof KeyUnavailableError) lastError = e;
           else throw e;
         }
       }
     }
     if (!idKey || dataKeys.size === 0) {
-      const wrappers = [...new Set(config.keys.flatMap((k) => k.wrappings.map((w) => `${w.provider}/${w.keyRef}`)))].join(', ');
+      const wrappers = [...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))].join(', ');
       throw lastError ?? new WrongKeyError(`none of the given keys can open this repository (it is wrapped by ${wrappers})`);
     }
-    return new Repository(store, config, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) });
+    for (const o of added) if (!o.authentic(idKey)) throw new CorruptObjectError(o.key, 'key records not authenticated by this repository');
+    return new Repository(store, config, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records);
+  }
+
+  /**
+   * Wraps every data key with `provider` too (another region's KMS key, say),
+   * so that `provider` alone opens the repository. Writes one `keys/` object;
+   * reopen the repository to use it. Returns undefined when `provider` already
+   * wraps every key.
+   */
+  async addKeyWrapping(provider: KeyProvider): Promise<{ key: string; keyIds: number[] } | undefined> {
+    const unopened = this.keyRecords.filter((r) => !this.keys.dataKeys.has(r.id)).map((r) => r.id);
+    if (unopened.length > 0) throw new WrongKeyError(`data key(s) ${unopened.join(', ')} are not open with the given keys, so they cannot be wrapped again`);
+    const context = { repositoryId: this.config.repositoryId };
+    const records: KeyRecord[] = [];
+    for (const r of this.keyRecords) {
+      const wrapped = await provider.wrap(this.keys.dataKeys.get(r.id)!, context);
+      if (r.wrappings.some((w) => w.provider === wrapped.provider && w.keyRef === wrapped.keyRef)) continue;
+      records.push({ id: r.id, wrappings: [wrapped], secrets: r.secrets });
+    }
+    if (records.length === 0) return undefined;
+    const key = await this.writeKeyRecords('wrap', records);
+    return { key, keyIds: records.map((r) => r.id) };
+  }
+
+  /**
+   * Starts a new data key for new writes, wrapped by each of `providers`;
+   * older keys stay for reading and no data is rewritten. Reopen to use it.
+   */
+  async rotateDataKey(providers: readonly KeyProvider[]): Promise<{ key: string; keyId: number }> {
+    if (providers.length === 0) throw new InvalidArgumentError('key rotation', 'at least one key provider must wrap the new data key');
+    const keyId = Math.max(...this.keyRecords.map((r) => r.id)) + 1;
+    const context = { repositoryId: this.config.repositoryId };
+    const plaintext = randomBytes(32);
+    const wrappings: WrappedKey[] = [];
+    for (const p of providers) wrappings.push(await p.wrap(plaintext, context));
+    const key = await this.writeKeyRecords('rotate', [{ id: keyId, wrappings, secrets: sealSecrets(plaintext, this.config.repositoryId, keyId, this.keys.idKey) }]);
+    return { key, keyId };
+  }
+
+  private async writeKeyRecords(reason: 'wrap' | 'rotate', records: KeyRecord[]): Promise<string> {
+    const { key, bytes } = keyRecordsObject({ repositoryId: this.config.repositoryId, createdAt: new Date().toISOString(), reason, records }, this.keys.idKey);
+    await this.store.put(key, bytes);
+    return key;
   }
 
   /** AAD that binds a sealed metadata object to its kind and repository. */
@@ -250,16 +311,16 @@ export function summarise(key: string, m: BackupManifest): BackupSummary {
   };
 }
 
-function secretsAad(repositoryId: string, keyId: number): Buffer {
-  return createHash('sha256').update(`coffer secrets\0${repositoryId}\0${keyId}`).digest();
+function describeWrapping(w: WrappedKey): string {
+  return `${w.provider}/${w.keyRef}`;
 }
 
-function sealSecrets(dataKey: Uint8Array, repositoryId: string, keyId: number, idKey: Uint8Array): string {
-  return seal(dataKey, Buffer.from(JSON.stringify({ idKey: Buffer.from(idKey).toString('base64') })), secretsAad(repositoryId, keyId)).toString('base64');
-}
-
-function openSecrets(dataKey: Uint8Array, repositoryId: string, keyId: number, sealed: string): Uint8Array | undefined {
-  const plain = openBox(dataKey, Buffer.from(sealed, 'base64'), secretsAad(repositoryId, keyId));
-  if (!plain) return undefined;
-  return Buffer.from((JSON.parse(plain.toString('utf8')) as { idKey: string }).idKey, 'base64');
+async function loadKeyObjects(store: ObjectStore, repositoryId: string): Promise<StoredKeyRecords[]> {
+  const out: StoredKeyRecords[] = [];
+  for (const { key } of (await collectList(store, KEYS_PREFIX)).sort((a, b) => (a.key < b.key ? -1 : 1))) {
+    const bytes = asBuffer(await store.get(key));
+    if (expectedSha(key) !== sha256Hex(bytes)) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
+    out.push(decodeKeyRecords(key, bytes, repositoryId));
+  }
+  return out;
 }

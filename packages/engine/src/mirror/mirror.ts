@@ -1,0 +1,144 @@
+/**
+ * Mirroring: copy a repository's immutable objects to another store (another
+ * region, another provider), needing no keys.
+ *
+ * Every object the destination lacks is read, checked against the SHA-256 it
+ * is named by (or carries, for `wal/` records and `config`), and written
+ * create-only. Order keeps the destination consistent if a run stops part
+ * way: packs, then indexes, then key records, manifests and WAL records — an
+ * object is written only after everything it can reference — and `config`
+ * last, so an interrupted first mirror is not yet a repository. A corrupt
+ * source object is reported and not copied; the run goes on with the rest and
+ * then fails. Runs are resumable: a second run lists the destination and
+ * copies nothing that is already there.
+ *
+ * Memory: one listing per top-level prefix (about 100 bytes per object) and
+ * at most `concurrency` objects in flight.
+ */
+import pLimit from 'p-limit';
+import { asBuffer, sha256Hex } from '../bytes.js';
+import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryError, ObjectConflictError } from '../errors.js';
+import { decodeConfig } from '../format/config.js';
+import { BACKUP_PREFIX, CONFIG_KEY, expectedSha, INDEX_PREFIX, KEYS_PREFIX, PACK_PREFIX } from '../format/keys-layout.js';
+import { WAL_PREFIX, walObjectProblem } from '../postgres/wal.js';
+import type { ObjectInfo, ObjectStore } from '../store/object-store.js';
+
+/** Copy order: what may be referenced comes before what references it. */
+export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, BACKUP_PREFIX, WAL_PREFIX] as const;
+
+export interface MirrorOptions {
+  /** Objects in flight at once (default: the smaller of the two stores' connections, at most 16). */
+  concurrency?: number;
+  onProgress?: (p: MirrorProgress) => void;
+}
+
+export interface MirrorProgress {
+  prefix: string;
+  copied: number;
+  bytesCopied: number;
+  toCopy: number;
+}
+
+export interface MirrorReport {
+  ok: boolean;
+  /** Objects written to the destination in this run. */
+  copied: number;
+  bytesCopied: number;
+  /** Objects the destination already held. */
+  present: number;
+  /** Copied objects per prefix (`data/`, `index/`, …, `config`). */
+  copiedByPrefix: Record<string, number>;
+  /** Objects not copied, each with why: corrupt at the source, or other bytes already at the destination. */
+  problems: CofferError[];
+}
+
+/** Why `bytes` stored under `key` are not intact, checked without keys; undefined when they are. */
+export function storedObjectProblem(key: string, bytes: Uint8Array): string | undefined {
+  if (key === CONFIG_KEY) {
+    const config = decodeConfig(bytes);
+    return typeof config === 'string' ? config : undefined;
+  }
+  if (key.startsWith(WAL_PREFIX)) return walObjectProblem(bytes);
+  const sha = expectedSha(key);
+  if (!sha) return 'its name carries no SHA-256';
+  return sha256Hex(bytes) === sha ? undefined : 'SHA-256 of its bytes does not match its name';
+}
+
+export async function mirror(from: ObjectStore, to: ObjectStore, options: MirrorOptions = {}): Promise<MirrorReport> {
+  const source = from.properties.location;
+  let sourceConfig: Uint8Array;
+  try {
+    sourceConfig = await from.get(CONFIG_KEY);
+  } catch (e) {
+    if (e instanceof MissingObjectError) throw new NotARepositoryError(source);
+    throw e;
+  }
+  const problem = storedObjectProblem(CONFIG_KEY, sourceConfig);
+  if (problem) throw new NotARepositoryError(source, problem);
+  if (await to.head(CONFIG_KEY)) {
+    const theirs = asBuffer(await to.get(CONFIG_KEY));
+    if (!theirs.equals(asBuffer(sourceConfig))) throw new ObjectConflictError(CONFIG_KEY, `${to.properties.location} holds another repository (or another copy of its config); nothing was copied`);
+  }
+
+  const report: MirrorReport = { ok: true, copied: 0, bytesCopied: 0, present: 0, copiedByPrefix: {}, problems: [] };
+  const concurrency = options.concurrency ?? Math.max(1, Math.min(16, from.properties.connections, to.properties.connections));
+  const limit = pLimit(concurrency);
+
+  const copy = async (info: ObjectInfo, prefix: string, progress: MirrorProgress): Promise<void> => {
+    let bytes: Uint8Array;
+    try {
+      bytes = await from.get(info.key);
+    } catch (e) {
+      if (e instanceof MissingObjectError) return; // removed by garbage collection since it was listed
+      throw e;
+    }
+    const damage = storedObjectProblem(info.key, bytes);
+    if (damage) {
+      report.problems.push(new CorruptObjectError(info.key, `${damage} at ${source}; not copied`));
+      return;
+    }
+    try {
+      if ((await to.put(info.key, bytes)) === 'existed') {
+        report.present++;
+        return;
+      }
+    } catch (e) {
+      if (e instanceof ObjectConflictError) {
+        report.problems.push(new ObjectConflictError(info.key, `${to.properties.location} holds other bytes under this name; left as it is`));
+        return;
+      }
+      throw e;
+    }
+    report.copied++;
+    report.bytesCopied += bytes.length;
+    report.copiedByPrefix[prefix] = (report.copiedByPrefix[prefix] ?? 0) + 1;
+    progress.copied++;
+    progress.bytesCopied += bytes.length;
+    options.onProgress?.({ ...progress });
+  };
+
+  for (const prefix of MIRROR_ORDER) {
+    const have = new Map<string, number>();
+    for await (const o of to.list(prefix)) have.set(o.key, o.size);
+    const missing: ObjectInfo[] = [];
+    for await (const o of from.list(prefix)) {
+      const size = have.get(o.key);
+      if (size === undefined) missing.push(o);
+      else if (size === o.size) report.present++;
+      else report.problems.push(new ObjectConflictError(o.key, `${to.properties.location} holds ${size} bytes under this name, the source ${o.size}; left as it is`));
+    }
+    have.clear();
+    const progress: MirrorProgress = { prefix, copied: 0, bytesCopied: 0, toCopy: missing.length };
+    // Within a prefix objects are independent; the next prefix starts only when all of these are durable.
+    await Promise.all(missing.map((o) => limit(() => copy(o, prefix, progress))));
+  }
+
+  if (!(await to.head(CONFIG_KEY))) {
+    await to.put(CONFIG_KEY, sourceConfig);
+    report.copied++;
+    report.bytesCopied += sourceConfig.length;
+    report.copiedByPrefix[CONFIG_KEY] = 1;
+  } else report.present++;
+  report.ok = report.problems.length === 0;
+  return report;
+}

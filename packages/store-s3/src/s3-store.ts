@@ -1,0 +1,422 @@
+/**
+ * `S3Store`: the engine's `ObjectStore` contract on S3 and S3-compatible
+ * servers.
+ *
+ * - Create-only writes: `PutObject` with `If-None-Match: *`. A 412 means the
+ *   key exists; the stored bytes are then read back and compared, so a retried
+ *   or concurrent put of the same content resolves `'existed'` and other bytes
+ *   reject with `ObjectConflictError`, leaving the original in place.
+ * - Every body carries Content-MD5 and an `x-amz-checksum-sha256`, so a server
+ *   refuses a body damaged in transit (and the refusal is retried) instead of
+ *   storing it.
+ * - Objects at or above `multipartThreshold` go up as multipart uploads, parts
+ *   in parallel. A HEAD first keeps create-only semantics on servers that
+ *   ignore `If-None-Match` on `CompleteMultipartUpload`; only packs get that
+ *   large, and they are named by their content, so the remaining race is two
+ *   writers storing the same bytes.
+ * - Each request (and the reading of its response body) runs under a bounded
+ *   number of connections and is retried with backoff (see `retry.ts`).
+ * - `delete` removes every version of a key on a versioned bucket, so deleting
+ *   an object under Object Lock retention fails instead of hiding it behind a
+ *   delete marker.
+ */
+import { createHash } from 'node:crypto';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetBucketVersioningCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  ListObjectVersionsCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type ObjectIdentifier,
+  type ObjectLockMode,
+  type ServerSideEncryption,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import {
+  assertValidKey,
+  checkRange,
+  InvalidArgumentError,
+  MissingObjectError,
+  ObjectConflictError,
+  StoreAccessDeniedError,
+  StoreUnavailableError,
+  type ByteRange,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOutcome,
+  type StoreProperties,
+} from '@coffer/engine';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { describeAwsError, httpStatusOf, isRetryable, withRetry, type RetryOptions } from './retry.js';
+
+export interface ObjectLockRetention {
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  /** Retention period from the moment of writing, in days. */
+  days: number;
+}
+
+export interface S3StoreOptions {
+  bucket: string;
+  /** Key prefix inside the bucket, without leading or trailing slash. */
+  prefix?: string;
+  region?: string;
+  /** S3-compatible endpoint URL (default: AWS, or the SDK's `AWS_ENDPOINT_URL_S3`). */
+  endpoint?: string;
+  /** Path-style addressing (`endpoint/bucket/key`); default: on when `endpoint` is given. */
+  forcePathStyle?: boolean;
+  /** Default: the AWS SDK's standard credential chain (environment, profiles, instance roles). */
+  credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
+  /** Storage class of packs (`data/`) and of everything else. */
+  storageClass?: { packs?: StorageClass; metadata?: StorageClass };
+  /** Server-side encryption with this AWS KMS key (on top of Coffer's own encryption). */
+  sseKmsKeyId?: string;
+  /** Object Lock retention set on every object written (the bucket must have Object Lock enabled). */
+  objectLock?: ObjectLockRetention;
+  /** Requests in flight at once (default 16). */
+  connections?: number;
+  /** Objects this size and larger are uploaded in parts (default 64 MiB). */
+  multipartThreshold?: number;
+  /** Part size for multipart uploads (default 16 MiB; S3's minimum is 5 MiB). */
+  partSize?: number;
+  /** Give up on a request that has not completed in this many ms (default 120 s); it is then retried. */
+  requestTimeoutMs?: number;
+  retry?: RetryOptions;
+  /** Whether the bucket keeps versions; detected with GetBucketVersioning when not given. */
+  versioned?: boolean;
+}
+
+/** Requests made, for benchmarks and metrics. */
+export interface S3RequestStats {
+  requests: number;
+  byOperation: Record<string, number>;
+  retries: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+const MiB = 1024 * 1024;
+
+export class S3Store implements ObjectStore {
+  readonly properties: StoreProperties;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly client: S3Client;
+  readonly stats: S3RequestStats = { requests: 0, byOperation: {}, retries: 0, bytesSent: 0, bytesReceived: 0 };
+  private readonly options: S3StoreOptions;
+  private readonly limit: LimitFunction;
+  private readonly multipartThreshold: number;
+  private readonly partSize: number;
+  private versioned: Promise<boolean> | undefined;
+
+  constructor(options: S3StoreOptions) {
+    const connections = options.connections ?? 16;
+    this.options = options;
+    this.bucket = options.bucket;
+    this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    this.partSize = options.partSize ?? 16 * MiB;
+    this.multipartThreshold = options.multipartThreshold ?? 64 * MiB;
+    if (this.partSize < 5 * MiB) throw new InvalidArgumentError('S3 part size', `must be at least 5 MiB, got ${this.partSize}`);
+    if (options.objectLock && (!Number.isInteger(options.objectLock.days) || options.objectLock.days < 1)) {
+      throw new InvalidArgumentError('Object Lock retention', `days must be a positive integer, got ${options.objectLock.days}`);
+    }
+    this.limit = pLimit(connections);
+    this.properties = { connections, location: `s3://${this.bucket}${this.prefix ? '/' + this.prefix : ''}` };
+    const agent = { keepAlive: true, maxSockets: connections };
+    this.client = new S3Client({
+      ...(options.region ? { region: options.region } : {}),
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      forcePathStyle: options.forcePathStyle ?? options.endpoint !== undefined,
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      maxAttempts: 1,
+      // Checksums are computed here, on whole buffers; the SDK's streaming trailers are not understood by every S3 server.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: new NodeHttpHandler({
+        httpAgent: new HttpAgent(agent),
+        httpsAgent: new HttpsAgent(agent),
+        connectionTimeout: 10_000,
+        requestTimeout: options.requestTimeoutMs ?? 120_000,
+      }),
+    });
+  }
+
+  private fullKey(key: string): string {
+    assertValidKey(key);
+    return this.prefix ? `${this.prefix}/${key}` : key;
+  }
+
+  /** Runs one request under the connection limit, retrying faults. */
+  private request<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    return withRetry(
+      () =>
+        this.limit(() => {
+          this.stats.requests++;
+          this.stats.byOperation[op] = (this.stats.byOperation[op] ?? 0) + 1;
+          return fn();
+        }),
+      this.options.retry,
+      () => this.stats.retries++,
+    );
+  }
+
+  /** An AWS failure as a Coffer error naming the key. */
+  private fail(key: string, e: unknown): Error {
+    if (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string' && (e as { code: string }).code.startsWith('COFFER_')) return e;
+    const status = httpStatusOf(e);
+    const what = describeAwsError(e);
+    if (status === 404 || (e as { name?: string }).name === 'NoSuchKey') return new MissingObjectError(key);
+    if (status === 403) return new StoreAccessDeniedError(key, `${this.properties.location}: ${what}`, { cause: e });
+    const after = isRetryable(e) ? ` (gave up after ${this.options.retry?.attempts ?? 10} tries)` : '';
+    return new StoreUnavailableError(key, `${this.properties.location}: ${what}${after}`, { cause: e });
+  }
+
+  private writeParams(key: string): {
+    StorageClass?: StorageClass;
+    ServerSideEncryption?: ServerSideEncryption;
+    SSEKMSKeyId?: string;
+    ObjectLockMode?: ObjectLockMode;
+    ObjectLockRetainUntilDate?: Date;
+  } {
+    const o = this.options;
+    const storageClass = key.startsWith('data/') ? o.storageClass?.packs : o.storageClass?.metadata;
+    return {
+      ...(storageClass ? { StorageClass: storageClass } : {}),
+      ...(o.sseKmsKeyId ? { ServerSideEncryption: 'aws:kms', SSEKMSKeyId: o.sseKmsKeyId } : {}),
+      ...(o.objectLock ? { ObjectLockMode: o.objectLock.mode, ObjectLockRetainUntilDate: new Date(Date.now() + o.objectLock.days * 86_400_000) } : {}),
+    };
+  }
+
+  async put(key: string, data: Uint8Array): Promise<PutOutcome> {
+    const Key = this.fullKey(key);
+    if (data.length >= this.multipartThreshold) return this.putMultipart(key, Key, data);
+    const ContentMD5 = digest('md5', data);
+    const ChecksumSHA256 = digest('sha256', data);
+    try {
+      await this.request('PutObject', async () => {
+        await this.client.send(
+          new PutObjectCommand({ Bucket: this.bucket, Key, Body: data, ContentLength: data.length, IfNoneMatch: '*', ContentMD5, ChecksumSHA256, ...this.writeParams(key) }),
+        );
+        this.stats.bytesSent += data.length;
+      });
+      return 'created';
+    } catch (e) {
+      if (isPreconditionFailed(e)) return this.compareExisting(key, data);
+      throw this.fail(key, e);
+    }
+  }
+
+  private async putMultipart(key: string, Key: string, data: Uint8Array): Promise<PutOutcome> {
+    if (await this.head(key)) return this.compareExisting(key, data);
+    let uploadId: string | undefined;
+    try {
+      const created = await this.request('CreateMultipartUpload', () =>
+        this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, ...this.writeParams(key) })),
+      );
+      uploadId = created.UploadId;
+      if (!uploadId) throw new StoreUnavailableError(key, 'CreateMultipartUpload returned no upload id');
+      const count = Math.ceil(data.length / this.partSize);
+      const parts = await Promise.all(
+        Array.from({ length: count }, (_, i) => {
+          const body = data.subarray(i * this.partSize, Math.min(data.length, (i + 1) * this.partSize));
+          return this.request('UploadPart', async () => {
+            const r = await this.client.send(
+              new UploadPartCommand({ Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: i + 1, Body: body, ContentLength: body.length, ContentMD5: digest('md5', body) }),
+            );
+            this.stats.bytesSent += body.length;
+            return { PartNumber: i + 1, ETag: r.ETag };
+          });
+        }),
+      );
+      await this.request('CompleteMultipartUpload', async () => {
+        try {
+          await this.client.send(
+            new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }),
+          );
+        } catch (e) {
+          // A completion whose answer was lost leaves the upload gone and the object in place.
+          if ((e as { name?: string }).name === 'NoSuchUpload' && (await this.head(key))) return;
+          throw e;
+        }
+      });
+      uploadId = undefined;
+      return 'created';
+    } catch (e) {
+      if (isPreconditionFailed(e)) return this.compareExisting(key, data);
+      throw this.fail(key, e);
+    } finally {
+      if (uploadId) {
+        const UploadId = uploadId;
+        await this.request('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }))).catch(() => undefined);
+      }
+    }
+  }
+
+  /** After a refused create: same bytes is success, other bytes a conflict. */
+  private async compareExisting(key: string, data: Uint8Array): Promise<PutOutcome> {
+    const existing = await this.get(key);
+    if (Buffer.from(existing.buffer, existing.byteOffset, existing.byteLength).equals(data)) return 'existed';
+    throw new ObjectConflictError(key);
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+    const Key = this.fullKey(key);
+    if (range && range.length === 0) {
+      const info = await this.head(key);
+      if (!info) throw new MissingObjectError(key);
+      checkRange(key, info.size, range);
+      return new Uint8Array(0);
+    }
+    if (range) checkRange(key, Number.MAX_SAFE_INTEGER, range);
+    try {
+      return await this.request('GetObject', async () => {
+        const r = await this.client.send(
+          new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) }),
+        );
+        const bytes = r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
+        if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) {
+          throw Object.assign(new Error(`body cut short: ${bytes.length} of ${r.ContentLength} bytes`), { name: 'TruncatedBody' });
+        }
+        this.stats.bytesReceived += bytes.length;
+        if (range && bytes.length !== range.length) {
+          const total = Number(/\/(\d+)$/.exec(r.ContentRange ?? '')?.[1] ?? bytes.length);
+          checkRange(key, total, range);
+        }
+        return bytes;
+      });
+    } catch (e) {
+      if (httpStatusOf(e) === 416 && range) {
+        const info = await this.head(key);
+        if (!info) throw new MissingObjectError(key);
+        checkRange(key, info.size, range);
+      }
+      throw this.fail(key, e);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const Key = this.fullKey(key);
+    try {
+      const r = await this.request('HeadObject', () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key })));
+      return { key, size: r.ContentLength ?? 0 };
+    } catch (e) {
+      if (httpStatusOf(e) === 404) return undefined;
+      throw this.fail(key, e);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const base = this.prefix ? `${this.prefix}/` : '';
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.request('ListObjectsV2', () =>
+          this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + prefix, MaxKeys: 1000, ...(token ? { ContinuationToken: token } : {}) })),
+        );
+      } catch (e) {
+        throw this.fail(prefix || '/', e);
+      }
+      for (const o of page.Contents ?? []) {
+        if (!o.Key?.startsWith(base)) continue;
+        const key = o.Key.slice(base.length);
+        if (key && !key.endsWith('/')) yield { key, size: o.Size ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.deleteMany([key]);
+  }
+
+  /**
+   * Removes `keys` with batched `DeleteObjects` (1,000 a request); on a
+   * versioned bucket, every version and delete marker of each key. Absent
+   * keys are fine; a key the server refuses to delete (Object Lock retention,
+   * permissions) rejects with `StoreAccessDeniedError` naming it.
+   */
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    const targets: { key: string; id: ObjectIdentifier }[] = [];
+    const versioned = await this.isVersioned();
+    for (const key of keys) {
+      const Key = this.fullKey(key);
+      if (!versioned) targets.push({ key, id: { Key } });
+      else for (const VersionId of await this.versionsOf(key, Key)) targets.push({ key, id: { Key, VersionId } });
+    }
+    for (let i = 0; i < targets.length; i += 1000) {
+      const batch = targets.slice(i, i + 1000);
+      let result;
+      try {
+        result = await this.request('DeleteObjects', () =>
+          this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((t) => t.id), Quiet: true } })),
+        );
+      } catch (e) {
+        throw this.fail(batch[0]!.key, e);
+      }
+      const errors = (result.Errors ?? []).filter((err) => err.Code !== 'NoSuchKey' && err.Code !== 'NoSuchVersion');
+      if (errors.length > 0) {
+        const err = errors[0]!;
+        const key = batch.find((t) => t.id.Key === err.Key)?.key ?? err.Key ?? '?';
+        const detail = `${this.properties.location}: ${err.Code}: ${err.Message ?? ''}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`;
+        throw err.Code === 'AccessDenied' ? new StoreAccessDeniedError(key, detail) : new StoreUnavailableError(key, detail);
+      }
+    }
+  }
+
+  private isVersioned(): Promise<boolean> {
+    if (this.options.versioned !== undefined) return Promise.resolve(this.options.versioned);
+    this.versioned ??= this.request('GetBucketVersioning', () => this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket })))
+      .then((r) => r.Status === 'Enabled' || r.Status === 'Suspended')
+      .catch((e: unknown) => {
+        this.versioned = undefined;
+        throw this.fail(this.properties.location, e);
+      });
+    return this.versioned;
+  }
+
+  private async versionsOf(key: string, Key: string): Promise<string[]> {
+    const ids: string[] = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    for (;;) {
+      let page;
+      try {
+        page = await this.request('ListObjectVersions', () =>
+          this.client.send(
+            new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: Key, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(versionMarker ? { VersionIdMarker: versionMarker } : {}) }),
+          ),
+        );
+      } catch (e) {
+        throw this.fail(key, e);
+      }
+      for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) if (v.Key === Key && v.VersionId) ids.push(v.VersionId);
+      if (!page.IsTruncated) return ids;
+      keyMarker = page.NextKeyMarker;
+      versionMarker = page.NextVersionIdMarker;
+    }
+  }
+
+  /** Closes the connections this store keeps open. */
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+function digest(algorithm: 'md5' | 'sha256', data: Uint8Array): string {
+  return createHash(algorithm).update(data).digest('base64');
+}
+
+function isPreconditionFailed(e: unknown): boolean {
+  return httpStatusOf(e) === 412 || (e as { name?: string }).name === 'PreconditionFailed';
+}
