@@ -6,6 +6,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    globalSetup: ['./test/support/s3-global-setup.ts'],
     reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });

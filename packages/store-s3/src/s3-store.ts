@@ -6,6 +6,11 @@
  *   key exists; the stored bytes are then read back and compared, so a retried
  *   or concurrent put of the same content resolves `'existed'` and other bytes
  *   reject with `ObjectConflictError`, leaving the original in place.
+ * - Versioned buckets (Object Lock needs one): radosgw ignores `If-None-Match`
+ *   there and adds a version instead. So a put looks first (HEAD), and after
+ *   writing lists the key's versions: the oldest is the object, and a later one
+ *   of ours is judged against it and removed again (see `settleVersions`).
+ *   That costs two requests more per object on versioned buckets only.
  * - Every body carries Content-MD5 and an `x-amz-checksum-sha256`, so a server
  *   refuses a body damaged in transit (and the refusal is retried) instead of
  *   storing it.
@@ -199,25 +204,34 @@ export class S3Store implements ObjectStore {
 
   async put(key: string, data: Uint8Array): Promise<PutOutcome> {
     const Key = this.fullKey(key);
-    if (data.length >= this.multipartThreshold) return this.putMultipart(key, Key, data);
-    const ContentMD5 = digest('md5', data);
-    const ChecksumSHA256 = digest('sha256', data);
+    const multipart = data.length >= this.multipartThreshold;
+    const versioned = await this.isVersioned().catch((e: unknown) => Promise.reject(this.fail(key, e)));
+    // Some servers (radosgw among them) ignore If-None-Match on versioned buckets, and a multipart
+    // upload is costly to repeat: look first.
+    if ((versioned || multipart) && (await this.head(key))) return this.compareExisting(key, data);
+    let versionId: string | undefined;
     try {
-      await this.request('PutObject', async () => {
-        await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key, Body: data, ContentLength: data.length, IfNoneMatch: '*', ContentMD5, ChecksumSHA256, ...this.writeParams(key) }),
-        );
-        this.stats.bytesSent += data.length;
-      });
-      return 'created';
+      versionId = multipart ? await this.putMultipart(key, Key, data) : await this.putSingle(key, Key, data);
     } catch (e) {
       if (isPreconditionFailed(e)) return this.compareExisting(key, data);
       throw this.fail(key, e);
     }
+    return versioned ? this.settleVersions(key, Key, data, versionId) : 'created';
   }
 
-  private async putMultipart(key: string, Key: string, data: Uint8Array): Promise<PutOutcome> {
-    if (await this.head(key)) return this.compareExisting(key, data);
+  private async putSingle(key: string, Key: string, data: Uint8Array): Promise<string | undefined> {
+    const ContentMD5 = digest('md5', data);
+    const ChecksumSHA256 = digest('sha256', data);
+    return this.request('PutObject', async () => {
+      const r = await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key, Body: data, ContentLength: data.length, IfNoneMatch: '*', ContentMD5, ChecksumSHA256, ...this.writeParams(key) }),
+      );
+      this.stats.bytesSent += data.length;
+      return r.VersionId;
+    });
+  }
+
+  private async putMultipart(key: string, Key: string, data: Uint8Array): Promise<string | undefined> {
     let uploadId: string | undefined;
     try {
       const created = await this.request('CreateMultipartUpload', () =>
@@ -238,28 +252,44 @@ export class S3Store implements ObjectStore {
           });
         }),
       );
-      await this.request('CompleteMultipartUpload', async () => {
+      const versionId = await this.request('CompleteMultipartUpload', async () => {
         try {
-          await this.client.send(
+          const r = await this.client.send(
             new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }),
           );
+          return r.VersionId;
         } catch (e) {
           // A completion whose answer was lost leaves the upload gone and the object in place.
-          if ((e as { name?: string }).name === 'NoSuchUpload' && (await this.head(key))) return;
+          if ((e as { name?: string }).name === 'NoSuchUpload' && (await this.head(key))) return undefined;
           throw e;
         }
       });
       uploadId = undefined;
-      return 'created';
-    } catch (e) {
-      if (isPreconditionFailed(e)) return this.compareExisting(key, data);
-      throw this.fail(key, e);
+      return versionId;
     } finally {
       if (uploadId) {
         const UploadId = uploadId;
         await this.request('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }))).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * On a versioned bucket, concurrent creates that the server did not refuse
+   * leave several versions: the oldest one is the object. A later version of
+   * ours is removed again (when retention allows), and the outcome is judged
+   * against the oldest, as if the server had refused our write.
+   */
+  private async settleVersions(key: string, Key: string, data: Uint8Array, ours: string | undefined): Promise<PutOutcome> {
+    const versions = await this.versionsOf(key, Key, false);
+    const oldest = versions[versions.length - 1];
+    if (!oldest || versions.length === 1 || oldest === ours) return 'created';
+    const existing = await this.get(key, undefined, oldest);
+    if (ours) {
+      await this.request('DeleteObjects', () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: [{ Key, VersionId: ours }], Quiet: true } }))).catch(() => undefined);
+    }
+    if (Buffer.from(existing.buffer, existing.byteOffset, existing.byteLength).equals(data)) return 'existed';
+    throw new ObjectConflictError(key);
   }
 
   /** After a refused create: same bytes is success, other bytes a conflict. */
@@ -269,7 +299,7 @@ export class S3Store implements ObjectStore {
     throw new ObjectConflictError(key);
   }
 
-  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+  async get(key: string, range?: ByteRange, versionId?: string): Promise<Uint8Array> {
     const Key = this.fullKey(key);
     if (range && range.length === 0) {
       const info = await this.head(key);
@@ -281,7 +311,7 @@ export class S3Store implements ObjectStore {
     try {
       return await this.request('GetObject', async () => {
         const r = await this.client.send(
-          new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) }),
+          new GetObjectCommand({ Bucket: this.bucket, Key, ...(versionId ? { VersionId: versionId } : {}), ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) }),
         );
         const bytes = r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
         if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) {
@@ -348,11 +378,11 @@ export class S3Store implements ObjectStore {
    */
   async deleteMany(keys: readonly string[]): Promise<void> {
     const targets: { key: string; id: ObjectIdentifier }[] = [];
-    const versioned = await this.isVersioned();
+    const versioned = await this.isVersioned().catch((e: unknown) => Promise.reject(this.fail(keys[0] ?? this.properties.location, e)));
     for (const key of keys) {
       const Key = this.fullKey(key);
       if (!versioned) targets.push({ key, id: { Key } });
-      else for (const VersionId of await this.versionsOf(key, Key)) targets.push({ key, id: { Key, VersionId } });
+      else for (const VersionId of await this.versionsOf(key, Key, true)) targets.push({ key, id: { Key, VersionId } });
     }
     for (let i = 0; i < targets.length; i += 1000) {
       const batch = targets.slice(i, i + 1000);
@@ -380,12 +410,13 @@ export class S3Store implements ObjectStore {
       .then((r) => r.Status === 'Enabled' || r.Status === 'Suspended')
       .catch((e: unknown) => {
         this.versioned = undefined;
-        throw this.fail(this.properties.location, e);
+        throw e;
       });
     return this.versioned;
   }
 
-  private async versionsOf(key: string, Key: string): Promise<string[]> {
+  /** Version ids of `Key`, newest first; with `markers`, delete markers too. */
+  private async versionsOf(key: string, Key: string, markers: boolean): Promise<string[]> {
     const ids: string[] = [];
     let keyMarker: string | undefined;
     let versionMarker: string | undefined;
@@ -400,7 +431,7 @@ export class S3Store implements ObjectStore {
       } catch (e) {
         throw this.fail(key, e);
       }
-      for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) if (v.Key === Key && v.VersionId) ids.push(v.VersionId);
+      for (const v of [...(page.Versions ?? []), ...(markers ? (page.DeleteMarkers ?? []) : [])]) if (v.Key === Key && v.VersionId) ids.push(v.VersionId);
       if (!page.IsTruncated) return ids;
       keyMarker = page.NextKeyMarker;
       versionMarker = page.NextVersionIdMarker;
