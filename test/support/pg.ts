@@ -61,23 +61,25 @@ interface TestClusterOptions extends Omit<SandboxOptions, 'archiveCommand' | 'se
   /** Archive WAL into this repository with coffer wal-push. */
   archiveRepo?: string;
   passphrase?: string;
+  /** More environment for the server, so for archive_command and restore_command (S3 and KMS settings). */
+  env?: Record<string, string>;
 }
 
-const serverEnv = (passphrase?: string) => ({ COFFER_PASSPHRASE: passphrase ?? 'pg test passphrase' });
+const serverEnv = (passphrase?: string, env: Record<string, string> = {}) => ({ COFFER_PASSPHRASE: passphrase ?? 'pg test passphrase', ...env });
 
 export type Cluster = PostgresSandbox;
 export const Cluster = {
   create(install: PostgresInstall, parent: string, options: TestClusterOptions = {}): Promise<PostgresSandbox> {
     postgresUser();
-    const { archiveRepo, passphrase, ...rest } = options;
+    const { archiveRepo, passphrase, env, ...rest } = options;
     return PostgresSandbox.create(install, parent, {
       ...rest,
       ...(archiveRepo ? { archiveCommand: `${process.execPath} ${COFFER_BIN} --repo ${archiveRepo} wal-push %p` } : {}),
-      serverEnv: serverEnv(passphrase),
+      serverEnv: serverEnv(passphrase, env),
     });
   },
-  adopt(install: PostgresInstall, data: string, options: { passphrase?: string } = {}): Promise<PostgresSandbox> {
-    return PostgresSandbox.adopt(install, data, { serverEnv: serverEnv(options.passphrase) });
+  adopt(install: PostgresInstall, data: string, options: { passphrase?: string; env?: Record<string, string> } = {}): Promise<PostgresSandbox> {
+    return PostgresSandbox.adopt(install, data, { serverEnv: serverEnv(options.passphrase, options.env) });
   },
 };
 

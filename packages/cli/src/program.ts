@@ -133,9 +133,9 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
-  const openRepoAt = async (store = openStore(globals(), io.env)) => {
+  const openRepoAt = async (store = openStore(globals(), io.env), g: GlobalOptions = globals()) => {
     try {
-      return await Repository.open(store, await keyProviders(globals(), io.env));
+      return await Repository.open(store, await keyProviders(g, io.env));
     } catch (e) {
       if (e instanceof WrongKeyError && !(await localProvider(globals(), io.env))) {
         throw new WrongKeyError(`${e.message.replace(/^wrong key: /, '')}; set COFFER_PASSPHRASE or --key-file for a local key, or AWS credentials and --kms-key-id for KMS`);
@@ -355,14 +355,16 @@ export function buildProgram(io: CliIo): Command {
   key
     .command('add')
     .description('wrap every data key with another key too (another region\'s KMS key, or a key file), so it alone opens the repository')
-    .option('--kms-key-id <id>', 'the AWS KMS key to add')
+    .option('--kms-key-id <id>', 'the AWS KMS key to add (the repository opens with COFFER_KMS_KEY_ID or any KMS key that wraps it)')
     .option('--new-key-file <file>', 'a local key file to add')
     .action(async (o: { kmsKeyId?: string; newKeyFile?: string }) => {
-      if (!o.kmsKeyId === !o.newKeyFile) throw new InvalidArgumentError('key add', 'pass exactly one of --kms-key-id or --new-key-file');
-      const repo = await openRepo();
-      const provider: KeyProvider = o.kmsKeyId ? kmsProvider(o.kmsKeyId, io.env) : await LocalKeyProvider.fromKeyFile(o.newKeyFile!);
+      // `--kms-key-id` after `key add` names the key to add; commander hands it to the global option of the same name.
+      const adding = o.kmsKeyId ?? globals().kmsKeyId;
+      if (!adding === !o.newKeyFile) throw new InvalidArgumentError('key add', 'pass exactly one of --kms-key-id or --new-key-file');
+      const repo = await openRepoAt(openStore(globals(), io.env), { ...globals(), kmsKeyId: undefined });
+      const provider: KeyProvider = adding ? kmsProvider(adding, io.env) : await LocalKeyProvider.fromKeyFile(o.newKeyFile!);
       const added = await repo.addKeyWrapping(provider);
-      say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${o.kmsKeyId ?? o.newKeyFile} (${added.key})` : `${o.kmsKeyId ?? o.newKeyFile} already wraps every data key`);
+      say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${adding ?? o.newKeyFile} (${added.key})` : `${adding ?? o.newKeyFile} already wraps every data key`);
     });
 
   key
