@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coffer, type RunResult } from '../support/cli.js';
 import { KmsTestServer } from '../support/kms-server.js';
 import { Cluster, cofferAsPostgres, debianInstall, pgScratch } from '../support/pg.js';
-import { newBucket, s3Env, s3Server } from '../support/s3.js';
+import { newBucket, s3Env, s3Server, s3Store } from '../support/s3.js';
+import { collectList, ObjectConflictError, StoreAccessDeniedError } from '@coffer/engine';
 import { pseudoRandom, snapshot } from '../support/tree.js';
 
 const ok = (r: RunResult, what: string): RunResult => {
@@ -184,5 +185,29 @@ describe('s3:// repositories with KMS keys, end to end', () => {
     // Everything else arrived; the damaged pack did not, and check says which one is missing.
     expect(listed.status).toBe(10);
     expect(listed.stdout + listed.stderr).toContain(name);
+  });
+
+  it('with Object Lock on, deleting or overwriting a locked pack fails and the repository stays intact', async () => {
+    const bucket = await newBucket({ objectLock: true });
+    const repo = `s3://${bucket}/locked`;
+    const lockEnv = { ...env, COFFER_S3_OBJECT_LOCK: 'COMPLIANCE:1' };
+    ok(await coffer(['--repo', repo, 'init'], lockEnv), 'init');
+    const src = join(work.dir, 'locked-src');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, 'a.bin'), pseudoRandom(3 << 20, 11));
+    ok(await coffer(['--repo', repo, 'backup', '--path', src], lockEnv), 'backup');
+    const store = s3Store(bucket, { prefix: 'locked' });
+    const packs = await collectList(store, 'data/');
+    expect(packs.length).toBeGreaterThan(0);
+    for (const { key } of packs) {
+      await expect(store.delete(key)).rejects.toBeInstanceOf(StoreAccessDeniedError);
+      await expect(store.put(key, Buffer.from('not the pack'))).rejects.toBeInstanceOf(ObjectConflictError);
+    }
+    await expect(store.deleteMany(packs.map((p) => p.key))).rejects.toBeInstanceOf(StoreAccessDeniedError);
+    store.destroy();
+    ok(await coffer(['--repo', repo, 'check', '--read-data'], env), 'check --read-data');
+    const to = join(work.dir, 'locked-restored');
+    ok(await coffer(['--repo', repo, 'restore', 'latest', '--to', to], env), 'restore');
+    expect(await snapshot(to)).toEqual(await snapshot(src));
   });
 });
