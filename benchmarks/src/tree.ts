@@ -22,7 +22,9 @@ export interface TreeStep {
   maxRssMiB: number;
   bytes: number;
   storedBytes?: number;
+  /** Store requests (S3 only; for a restore, the engine's pack reads). */
   requests?: number;
+  byOperation?: Record<string, number>;
 }
 
 export interface TreeFigures {
@@ -59,20 +61,20 @@ export async function generateTree(root: string, bytes: number): Promise<number>
   return files;
 }
 
-async function warm(dir: string): Promise<void> {
+export async function warm(dir: string): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
     if (!e.isFile()) continue;
     await new Promise<void>((resolve, reject) => createReadStream(join(e.parentPath, e.name)).on('data', () => {}).on('end', resolve).on('error', reject));
   }
 }
 
-async function step(op: 'backup' | 'restore', repo: string, path: string): Promise<TreeStep> {
+export async function step(op: 'backup' | 'restore', repo: string, path: string, env: Record<string, string> = {}): Promise<TreeStep> {
   sync();
-  const { stdout } = await run(process.execPath, [CHILD, op, repo, path], { env: { ...process.env, COFFER_PASSPHRASE: 'benchmark' }, maxBuffer: 1 << 20 });
+  const { stdout } = await run(process.execPath, [CHILD, op, repo, path], { env: { ...process.env, COFFER_PASSPHRASE: 'benchmark', ...env }, maxBuffer: 1 << 20 });
   return JSON.parse(stdout) as TreeStep;
 }
 
-async function dirBytes(dir: string): Promise<number> {
+export async function dirBytes(dir: string): Promise<number> {
   const { stdout } = await run('du', ['-sb', dir]);
   return Number(stdout.split('\t')[0]);
 }
