@@ -26,7 +26,7 @@ import {
   MissingObjectError,
   mirror,
   Repository,
-  WrongKeyError,
+  NoApplicableKeyError,
   type KeyProvider,
   type MirrorReport,
   restoreBackup,
@@ -137,8 +137,9 @@ export function buildProgram(io: CliIo): Command {
     try {
       return await Repository.open(store, await keyProviders(g, io.env));
     } catch (e) {
-      if (e instanceof WrongKeyError && !(await localProvider(globals(), io.env))) {
-        throw new WrongKeyError(`${e.message.replace(/^wrong key: /, '')}; set COFFER_PASSPHRASE or --key-file for a local key, or AWS credentials and --kms-key-id for KMS`);
+      // No key given at all, and the repository is not one KMS could open: a missing setting, not a wrong key.
+      if (e instanceof NoApplicableKeyError && !(await localProvider(g, io.env)) && !(g.kmsKeyId ?? io.env.COFFER_KMS_KEY_ID)) {
+        throw new InvalidArgumentError('key', `set COFFER_PASSPHRASE or pass --key-file FILE (or set COFFER_KEY_FILE): the repository is wrapped by ${e.wrappedBy.join(', ')}`);
       }
       throw e;
     }

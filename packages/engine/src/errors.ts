@@ -73,6 +73,16 @@ export class WrongKeyError extends CofferError {
   }
 }
 
+/** None of the key providers given could even try to open the repository: it is wrapped by others. */
+export class NoApplicableKeyError extends WrongKeyError {
+  /** The wrappings the repository has, as `provider/keyRef`. */
+  readonly wrappedBy: readonly string[];
+  constructor(wrappedBy: readonly string[]) {
+    super(`none of the given keys can open this repository (it is wrapped by ${wrappedBy.join(', ')})`);
+    this.wrappedBy = wrappedBy;
+  }
+}
+
 /** The location holds no Coffer repository (no readable `config`). */
 export class NotARepositoryError extends CofferError {
   readonly location: string;

@@ -15,6 +15,7 @@ import {
   KeyUnavailableError,
   InvalidArgumentError,
   MissingObjectError,
+  NoApplicableKeyError,
   NotARepositoryError,
   ObjectConflictError,
   UnsupportedFormatError,
@@ -142,10 +143,7 @@ export class Repository {
         }
       }
     }
-    if (!idKey || dataKeys.size === 0) {
-      const wrappers = [...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))].join(', ');
-      throw lastError ?? new WrongKeyError(`none of the given keys can open this repository (it is wrapped by ${wrappers})`);
-    }
+    if (!idKey || dataKeys.size === 0) throw lastError ?? new NoApplicableKeyError([...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))]);
     for (const o of added) if (!o.authentic(idKey)) throw new CorruptObjectError(o.key, 'key records not authenticated by this repository');
     return new Repository(store, config, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records);
   }
