@@ -409,6 +409,9 @@ export class S3Store implements ObjectStore {
     this.versioned ??= this.request('GetBucketVersioning', () => this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket })))
       .then((r) => r.Status === 'Enabled' || r.Status === 'Suspended')
       .catch((e: unknown) => {
+        // A policy without s3:GetBucketVersioning: AWS itself honours If-None-Match on versioned buckets, so carry on
+        // as on an unversioned one (the `versioned` option says otherwise where needed).
+        if (httpStatusOf(e) === 403) return false;
         this.versioned = undefined;
         throw e;
       });

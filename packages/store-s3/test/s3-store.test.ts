@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { DeleteObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetBucketVersioningCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand, PutBucketPolicyCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MissingObjectError, ObjectConflictError, StoreAccessDeniedError, StoreUnavailableError, collectList } from '@coffer/engine';
 import { describeObjectStore } from '@coffer/engine/testing';
@@ -90,6 +90,21 @@ describe('S3Store specifics', () => {
     expect(await store.head('data/cd/pack')).toBeUndefined();
     await client.send(new DeleteObjectCommand({ Bucket: locked, Key: 'data/cd/pack', VersionId: marker.VersionId }));
     expect(Buffer.from(await store.get('data/cd/pack')).equals(data)).toBe(true);
+    client.destroy();
+    store.destroy();
+  });
+
+  it('a policy that denies GetBucketVersioning does not stop writes', async () => {
+    const denied = await newBucket();
+    const client = s3Client();
+    const policy = { Version: '2012-10-17', Statement: [{ Effect: 'Deny', Principal: '*', Action: 's3:GetBucketVersioning', Resource: `arn:aws:s3:::${denied}` }] };
+    await client.send(new PutBucketPolicyCommand({ Bucket: denied, Policy: JSON.stringify(policy) }));
+    await expect(client.send(new GetBucketVersioningCommand({ Bucket: denied }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 403 } });
+    const store = s3Store(denied);
+    expect(await store.put('index/x', Buffer.from('x'))).toBe('created');
+    expect(await store.put('index/x', Buffer.from('x'))).toBe('existed');
+    await store.delete('index/x');
+    expect(await store.head('index/x')).toBeUndefined();
     client.destroy();
     store.destroy();
   });
