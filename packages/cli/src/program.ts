@@ -35,7 +35,7 @@ import {
 import { drillRestore } from '@coffer/verify';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
 import { humanBytes, progressBar } from './progress.js';
-import { initProviders, keyProviders, kmsProvider, localProvider, openStore, repoLocation as rawRepoLocation, storeAt, type RepoOptions } from './repo-options.js';
+import { absoluteLocation, initProviders, keyProviders, kmsProvider, localProvider, openStore, repoLocation as rawRepoLocation, storeAt, type RepoOptions } from './repo-options.js';
 import { KMS_PROVIDER } from '@coffer/store-s3';
 
 export interface CliIo {
@@ -92,8 +92,7 @@ function shellQuote(s: string): string {
 }
 
 function repoLocation(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
-  const loc = rawRepoLocation(g, env);
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(loc) ? loc : resolve(loc);
+  return absoluteLocation(rawRepoLocation(g, env));
 }
 
 /** The options that name this repository and its keys, for a coffer run by PostgreSQL or in the background. */
@@ -396,7 +395,7 @@ export function buildProgram(io: CliIo): Command {
     .option('--json', 'print the report as JSON')
     .action(async (o: { to: string; concurrency?: number; json?: boolean }) => {
       const from = openStore(globals(), io.env);
-      const to = storeAt(/^[a-z][a-z0-9+.-]*:\/\//i.test(o.to) ? o.to : resolve(o.to), globals(), io.env);
+      const to = storeAt(absoluteLocation(o.to), globals(), io.env);
       const t0 = performance.now();
       const report = await mirror(from, to, o.concurrency ? { concurrency: o.concurrency } : {});
       const seconds = (performance.now() - t0) / 1000;

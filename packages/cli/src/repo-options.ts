@@ -4,6 +4,7 @@
  * AWS SDK's standard chain (environment, profiles, instance and pod roles);
  * nothing secret is read from the command line or written anywhere.
  */
+import { resolve } from 'node:path';
 import { FileStore, fileStorePath, InvalidArgumentError, LocalKeyProvider, type KeyProvider, type ObjectStore } from '@coffer/engine';
 import { KmsKeyProvider, parseS3Url, S3Store, type ObjectLockRetention, type S3StoreOptions } from '@coffer/store-s3';
 
@@ -20,6 +21,11 @@ export interface RepoOptions {
 }
 
 const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** A URL as it is; a path made absolute (for commands that run elsewhere, like restore_command). */
+export function absoluteLocation(location: string): string {
+  return URL_SCHEME.test(location) ? location : resolve(location);
+}
 
 export function repoLocation(opts: RepoOptions, env: NodeJS.ProcessEnv): string {
   const location = opts.repo ?? env.COFFER_REPO;

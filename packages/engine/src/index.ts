@@ -32,4 +32,4 @@ export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipel
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
-export { sha256Hex, toHex } from './bytes.js';
+export { sha256Hex, toHex, bytesEqual } from './bytes.js';

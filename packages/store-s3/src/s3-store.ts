@@ -50,8 +50,10 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import {
   assertValidKey,
+  bytesEqual,
   checkRange,
   InvalidArgumentError,
+  isCofferError,
   MissingObjectError,
   ObjectConflictError,
   StoreAccessDeniedError,
@@ -177,7 +179,7 @@ export class S3Store implements ObjectStore {
 
   /** An AWS failure as a Coffer error naming the key. */
   private fail(key: string, e: unknown): Error {
-    if (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string' && (e as { code: string }).code.startsWith('COFFER_')) return e;
+    if (isCofferError(e)) return e;
     const status = httpStatusOf(e);
     const what = describeAwsError(e);
     if (status === 404 || (e as { name?: string }).name === 'NoSuchKey') return new MissingObjectError(key);
@@ -288,14 +290,14 @@ export class S3Store implements ObjectStore {
     if (ours) {
       await this.request('DeleteObjects', () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: [{ Key, VersionId: ours }], Quiet: true } }))).catch(() => undefined);
     }
-    if (Buffer.from(existing.buffer, existing.byteOffset, existing.byteLength).equals(data)) return 'existed';
+    if (bytesEqual(existing, data)) return 'existed';
     throw new ObjectConflictError(key);
   }
 
   /** After a refused create: same bytes is success, other bytes a conflict. */
   private async compareExisting(key: string, data: Uint8Array): Promise<PutOutcome> {
     const existing = await this.get(key);
-    if (Buffer.from(existing.buffer, existing.byteOffset, existing.byteLength).equals(data)) return 'existed';
+    if (bytesEqual(existing, data)) return 'existed';
     throw new ObjectConflictError(key);
   }
 

@@ -70,7 +70,7 @@ export class Repository {
    * wraps it too, so any of them opens the repository.
    */
   static async init(store: ObjectStore, providers: KeyProvider | readonly KeyProvider[], options: InitOptions = {}): Promise<Repository> {
-    const list = Array.isArray(providers) ? (providers as readonly KeyProvider[]) : [providers as KeyProvider];
+    const list = providerList(providers);
     if (list.length === 0) throw new InvalidArgumentError('key', 'a repository needs at least one key provider');
     if (await store.head(CONFIG_KEY)) throw new AlreadyInitialisedError(store.properties.location);
     const chunker = validateChunkerParams({ ...DEFAULT_CHUNKER, ...options.chunker });
@@ -108,7 +108,7 @@ export class Repository {
 
   /** Opens the repository in `store` with whichever of `providers` can unwrap its data keys. */
   static async open(store: ObjectStore, providers: KeyProvider | readonly KeyProvider[]): Promise<Repository> {
-    const list = Array.isArray(providers) ? (providers as readonly KeyProvider[]) : [providers as KeyProvider];
+    const list = providerList(providers);
     let raw: Uint8Array;
     try {
       raw = await store.get(CONFIG_KEY);
@@ -196,11 +196,8 @@ export class Repository {
   }
 
   /** Gets an object and checks it against the SHA-256 its name carries. */
-  async getVerified(key: string): Promise<Buffer> {
-    const bytes = asBuffer(await this.store.get(key));
-    const expected = expectedSha(key);
-    if (expected && sha256Hex(bytes) !== expected) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
-    return bytes;
+  getVerified(key: string): Promise<Buffer> {
+    return getVerified(this.store, key);
   }
 
   async readIndexObject(key: string): Promise<IndexedPack[]> {
@@ -309,6 +306,18 @@ export function summarise(key: string, m: BackupManifest): BackupSummary {
   };
 }
 
+function providerList(providers: KeyProvider | readonly KeyProvider[]): readonly KeyProvider[] {
+  return Array.isArray(providers) ? (providers as readonly KeyProvider[]) : [providers as KeyProvider];
+}
+
+/** Gets an object and checks it against the SHA-256 its name carries (names without one are returned as they are). */
+async function getVerified(store: ObjectStore, key: string): Promise<Buffer> {
+  const bytes = asBuffer(await store.get(key));
+  const expected = expectedSha(key);
+  if (expected && sha256Hex(bytes) !== expected) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
+  return bytes;
+}
+
 function describeWrapping(w: WrappedKey): string {
   return `${w.provider}/${w.keyRef}`;
 }
@@ -316,9 +325,8 @@ function describeWrapping(w: WrappedKey): string {
 async function loadKeyObjects(store: ObjectStore, repositoryId: string): Promise<StoredKeyRecords[]> {
   const out: StoredKeyRecords[] = [];
   for (const { key } of (await collectList(store, KEYS_PREFIX)).sort((a, b) => (a.key < b.key ? -1 : 1))) {
-    const bytes = asBuffer(await store.get(key));
-    if (expectedSha(key) !== sha256Hex(bytes)) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
-    out.push(decodeKeyRecords(key, bytes, repositoryId));
+    if (!expectedSha(key)) throw new CorruptObjectError(key, 'a key-records object must be named by its SHA-256');
+    out.push(decodeKeyRecords(key, await getVerified(store, key), repositoryId));
   }
   return out;
 }
