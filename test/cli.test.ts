@@ -3,6 +3,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '@coffer/cli';
+import { FileStore, LocalKeyProvider, Repository } from '@coffer/engine';
 import { coffer } from './support/cli.js';
 import { pseudoRandom, scratch, snapshot, writeTree } from './support/tree.js';
 
@@ -64,6 +65,20 @@ describe('coffer CLI', () => {
     const r = await coffer(['--repo', repo, 'init'], env);
     expect(r.status).toBe(EXIT_CODES.COFFER_ALREADY_INITIALISED);
     expect(r.stderr).toContain(repo);
+  });
+
+  it('init takes the relation chunk size into the config, and refuses one that is not whole pages without creating anything', async () => {
+    const bad = join(work.dir, 'bad-relation-size');
+    const r = await coffer(['--repo', bad, 'init', '--relation-chunk-size', '12000'], env);
+    expect(r.status).toBe(EXIT_CODES.COFFER_INVALID_ARGUMENT);
+    expect(r.stderr).toContain('relation chunk size');
+    expect(existsSync(join(bad, 'config'))).toBe(false);
+    const sized = join(work.dir, 'relation-64k');
+    expect((await coffer(['--repo', sized, 'init', '--relation-chunk-size', '65536'], env)).status).toBe(0);
+    expect((await Repository.open(new FileStore(sized), LocalKeyProvider.fromPassphrase(env.COFFER_PASSPHRASE))).config.relationChunker).toEqual({ algorithm: 'fixed', size: 65536 });
+    const cdc = join(work.dir, 'relation-cdc');
+    expect((await coffer(['--repo', cdc, 'init', '--relation-chunk-size', '0'], env)).status).toBe(0);
+    expect((await Repository.open(new FileStore(cdc), LocalKeyProvider.fromPassphrase(env.COFFER_PASSPHRASE))).config.relationChunker).toBeUndefined();
   });
 
   it('a wrong passphrase fails with the wrong-key status before any file is written', async () => {

@@ -154,13 +154,17 @@ export function buildProgram(io: CliIo): Command {
     .option('--chunk-min <bytes>', 'FastCDC minimum chunk size', intOption('--chunk-min', 64, 64 << 20))
     .option('--chunk-avg <bytes>', 'FastCDC average chunk size', intOption('--chunk-avg', 256, 64 << 20))
     .option('--chunk-max <bytes>', 'FastCDC maximum chunk size', intOption('--chunk-max', 1024, 64 << 20))
+    .option('--relation-chunk-size <bytes>', 'PostgreSQL relation files: fixed chunks of this many bytes, a multiple of 8192 (default 8192; 0 = FastCDC)', intOption('--relation-chunk-size', 0, 16 << 20))
     .option('--pack-size <bytes>', 'target pack size', intOption('--pack-size', 64 << 10, 1 << 30))
     .option('--compression-level <n>', 'zstd level 1–19', intOption('--compression-level', 1, 19))
-    .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; packSize?: number; compressionLevel?: number }) => {
+    .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; relationChunkSize?: number; packSize?: number; compressionLevel?: number }) => {
       const store = openStore(globals(), io.env);
       const providers = await initProviders(globals(), io.env);
       const chunker = { ...(o.chunkMin ? { minSize: o.chunkMin } : {}), ...(o.chunkAvg ? { avgSize: o.chunkAvg } : {}), ...(o.chunkMax ? { maxSize: o.chunkMax } : {}) };
-      const repo = await Repository.init(store, providers, { chunker, ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}) });
+      const repo = await Repository.init(store, providers, {
+        chunker,
+        ...(o.relationChunkSize !== undefined ? { relationChunkSize: o.relationChunkSize } : {}),
+        ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}) });
       say(`initialised repository ${repo.config.repositoryId} at ${repo.location}`);
     });
 

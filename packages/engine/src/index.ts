@@ -14,7 +14,21 @@ export { FileStore, fileStorePath } from './store/file-store.js';
 export { MemoryStore } from './store/memory-store.js';
 export type { KeyProvider, WrappedKey, DataKey, KeyContext } from './keys/key-provider.js';
 export { LocalKeyProvider } from './keys/local-key-provider.js';
-export { StreamingChunker, chunkBuffer, DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './chunking/chunker.js';
+export {
+  StreamingChunker,
+  FixedChunker,
+  createChunker,
+  chunkBuffer,
+  DEFAULT_CHUNKER,
+  DEFAULT_RELATION_CHUNKER,
+  PAGE_SIZE,
+  validateChunkerParams,
+  validateFixedChunker,
+  type Chunker,
+  type ChunkerParams,
+  type Chunking,
+  type FixedChunkerParams,
+} from './chunking/chunker.js';
 export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
 export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
 export type { RepositoryConfig, KeyRecord } from './format/config.js';

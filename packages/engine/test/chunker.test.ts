@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { get_chunks } from 'fastcdc-wasm';
 import { describe, expect, it } from 'vitest';
-import { chunkBuffer, InvalidArgumentError, StreamingChunker, type ChunkerParams } from '@coffer/engine';
+import { chunkBuffer, createChunker, FixedChunker, InvalidArgumentError, PAGE_SIZE, StreamingChunker, validateFixedChunker, type ChunkerParams } from '@coffer/engine';
 
 const SMALL: ChunkerParams = { minSize: 256, avgSize: 1024, maxSize: 4096 };
 
@@ -93,5 +93,43 @@ describe('StreamingChunker', () => {
       expect(() => new StreamingChunker(bad)).toThrow(InvalidArgumentError);
       expect(() => new StreamingChunker(bad)).toThrow(/chunker parameters/);
     }
+  });
+});
+
+describe('FixedChunker', () => {
+  it('cuts every `size` bytes from the start, whatever the pieces it is fed, and the chunks concatenate to the input', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 40_000 }), fc.array(fc.nat(40_000), { maxLength: 12 }), fc.integer({ min: 1, max: 9000 }), (data, splits, size) => {
+        const c = new FixedChunker(size);
+        const pieces: Buffer[] = [];
+        let prev = 0;
+        for (const s of [...splits].map((s) => Math.min(s, data.length)).sort((a, b) => a - b)) {
+          // Views are valid only until the next call: copy them out as a caller that keeps them must.
+          for (const ch of c.push(data.subarray(prev, s))) pieces.push(Buffer.from(ch));
+          prev = s;
+        }
+        for (const ch of c.push(data.subarray(prev))) pieces.push(Buffer.from(ch));
+        for (const ch of c.finish()) pieces.push(Buffer.from(ch));
+        expect(Buffer.concat(pieces).equals(Buffer.from(data))).toBe(true);
+        expect(pieces.slice(0, -1).every((p) => p.length === size)).toBe(true);
+        expect(pieces.length).toBe(Math.ceil(data.length / size));
+        expect(pieces.every((p) => p.length > 0)).toBe(true);
+      }),
+    );
+  });
+
+  it('createChunker and chunkBuffer pick the algorithm the parameters name', () => {
+    const data = Buffer.alloc(3 * PAGE_SIZE + 100, 7);
+    expect(chunkBuffer(data, { algorithm: 'fixed', size: PAGE_SIZE }).map((c) => c.length)).toEqual([PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, 100]);
+    const cdc = { algorithm: 'fastcdc' as const, ...SMALL };
+    expect(chunkBuffer(data, cdc).map((c) => c.length)).toEqual(chunkBuffer(data, SMALL).map((c) => c.length));
+    expect(createChunker({ algorithm: 'fixed', size: PAGE_SIZE })).toBeInstanceOf(FixedChunker);
+  });
+
+  it('relation chunk sizes must be whole pages, named in the error', () => {
+    for (const size of [4096, PAGE_SIZE + 1, 0, 32 * 1024 * 1024]) {
+      expect(() => validateFixedChunker({ algorithm: 'fixed', size })).toThrow(/relation chunk size/);
+    }
+    expect(validateFixedChunker({ algorithm: 'fixed', size: 8 * PAGE_SIZE }).size).toBe(8 * PAGE_SIZE);
   });
 });

@@ -1,7 +1,7 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chunkId, restoreBackup, StreamingChunker, type Repository, type TreeEntry } from '@coffer/engine';
+import { chunkId, createChunker, restoreBackup, type Repository, type TreeEntry } from '@coffer/engine';
 
 export interface DrillOptions {
   /** Parent directory for the sandbox (default: the OS temp directory). */
@@ -50,7 +50,7 @@ export async function drillRestore(repo: Repository, selector: string, options: 
 }
 
 async function fileMatches(repo: Repository, path: string, entry: TreeEntry): Promise<boolean> {
-  const chunker = new StreamingChunker(repo.config.chunker);
+  const chunker = createChunker(entry.chunking === 'fixed' && repo.config.relationChunker ? repo.config.relationChunker : repo.config.chunker);
   const ids: string[] = [];
   const fh = await open(path, 'r');
   let size = 0;

@@ -13,6 +13,7 @@ import { backupLabel } from '../format/keys-layout.js';
 import type { BackupManifest, BackupStats, TreeEntry } from '../format/manifest.js';
 import type { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
+import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileChunks, type PageVerify } from './chunk-pipeline.js';
 import { PackWriter } from './pack-writer.js';
 import { walkTree, type WalkOptions } from './walk.js';
@@ -48,6 +49,8 @@ export interface TreeSource {
   walk?: WalkOptions;
   /** Page checks for a file, if any. */
   verify?: (entry: TreeEntry) => PageVerify | undefined;
+  /** PostgreSQL relation files, which the config's `relationChunker` cuts (when it has one). */
+  isRelation?: (entry: TreeEntry) => boolean;
   /** Whether a previous backup may serve as this one's parent. */
   isParent: (m: BackupManifest) => boolean;
   /** Runs after the data is stored and before the manifest is written (PostgreSQL: pg_backup_stop). */
@@ -83,6 +86,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     const prev = parentFiles.get(e.path);
     if (prev && unchanged(prev, e, index, trustBeforeNs)) {
       e.chunks = prev.chunks!;
+      if (prev.chunking) e.chunking = prev.chunking;
       unchangedFiles++;
     } else toRead.push(e);
   }
@@ -108,7 +112,8 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   };
   const workers = options.workers ?? (bytesToRead >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
   const pool = workers > 0 ? new ChunkWorkerPool(repo, workers, sink) : undefined;
-  const params = repo.config.chunker;
+  const { chunker, relationChunker } = repo.config;
+  const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
   const vanished: string[] = [];
   try {
     const limit = pLimit(Math.max(1, workers * 2));
@@ -117,9 +122,10 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
         limit(async () => {
           const abs = absPath(e.path);
           const verify = src.verify?.(e);
+          const chunking = chunkingOf(e);
           let result: FileChunks;
           try {
-            result = pool ? await pool.run(abs, verify) : await chunkFile(abs, params, repo.codec, sink, verify);
+            result = pool ? await pool.run(abs, chunking, verify) : await chunkFile(abs, chunking, repo.codec, sink, verify);
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code;
             if (code === 'ENOENT' && !(err instanceof CofferError)) {
@@ -131,6 +137,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
           }
           e.chunks = result.chunks;
           e.size = result.size;
+          if (chunking.algorithm === 'fixed') e.chunking = 'fixed';
           progress.filesDone++;
           options.onProgress?.({ ...progress });
         }),

@@ -7,7 +7,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { BadPageError } from '../errors.js';
 import { badPages, BLCKSZ } from '../postgres/page-checksum.js';
-import { StreamingChunker, type ChunkerParams } from '../chunking/chunker.js';
+import { createChunker, type Chunking } from '../chunking/chunker.js';
 import type { ChunkCodec } from '../format/chunk-codec.js';
 import type { SealedChunk } from './pack-writer.js';
 
@@ -45,9 +45,9 @@ function takeBuffer(): Buffer {
   return spare.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
 }
 
-export async function chunkFile(path: string, params: ChunkerParams, codec: ChunkCodec, sink: ChunkSink, verify?: PageVerify): Promise<FileChunks> {
+export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, verify?: PageVerify): Promise<FileChunks> {
   const fh = await open(path, 'r');
-  const chunker = new StreamingChunker(params);
+  const chunker = createChunker(chunking);
   const ids: string[] = [];
   const buffers = [takeBuffer(), takeBuffer()];
   let size = 0;

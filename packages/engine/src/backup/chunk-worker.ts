@@ -6,14 +6,14 @@
 import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import { BadPageError } from '../errors.js';
+import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type PageVerify } from './chunk-pipeline.js';
-import type { ToMain, ToWorker, WorkerInit } from './worker-protocol.js';
+import type { ToMain, ToWorker } from './worker-protocol.js';
 import type { SealedChunk } from './pack-writer.js';
 
 const port = parentPort;
 if (!port) throw new Error('chunk-worker must run in a worker thread');
 
-let init: WorkerInit | undefined;
 let codec: ChunkCodec | undefined;
 let nextReq = 1;
 const waiting = new Map<number, (value: unknown) => void>();
@@ -27,14 +27,13 @@ function call(msg: Extract<ToMain, { t: 'claim' | 'store' }>, transfer: ArrayBuf
 
 port.on('message', (msg: ToWorker) => {
   if (msg.t === 'init') {
-    init = msg;
     codec = new ChunkCodec({ idKey: msg.idKey, dataKeys: new Map(msg.dataKeys), currentKeyId: msg.currentKeyId }, msg.compressionLevel);
   } else if (msg.t === 'reply') {
     const resolve = waiting.get(msg.req);
     waiting.delete(msg.req);
     resolve?.(msg.value);
   } else if (msg.t === 'file') {
-    void runJob(msg.job, msg.path, msg.verify ? { ...msg.verify, startLsn: BigInt(msg.verify.startLsn) } : undefined);
+    void runJob(msg.job, msg.path, msg.chunking, msg.verify ? { ...msg.verify, startLsn: BigInt(msg.verify.startLsn) } : undefined);
   }
 });
 
@@ -48,7 +47,7 @@ function takeBatchBuffer(size: number): Buffer {
   return Buffer.from(new ArrayBuffer(Math.max(size, 2 << 20)), 0, size);
 }
 
-async function runJob(job: number, path: string, verify: PageVerify | undefined): Promise<void> {
+async function runJob(job: number, path: string, chunking: Chunking, verify: PageVerify | undefined): Promise<void> {
   const sink: ChunkSink = {
     async claim(ids: Buffer[], bytes: number) {
       const flat = Buffer.concat(ids);
@@ -71,7 +70,7 @@ async function runJob(job: number, path: string, verify: PageVerify | undefined)
     },
   };
   try {
-    const result = await chunkFile(path, init!.chunker, codec!, sink, verify);
+    const result = await chunkFile(path, chunking, codec!, sink, verify);
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

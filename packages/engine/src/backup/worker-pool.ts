@@ -6,6 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repository/repository.js';
 import { BadPageError } from '../errors.js';
+import type { Chunking } from '../chunking/chunker.js';
 import type { ChunkSink, FileChunks, PageVerify } from './chunk-pipeline.js';
 import type { SealedChunk } from './pack-writer.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
@@ -13,6 +14,7 @@ import type { ToMain, ToWorker } from './worker-protocol.js';
 interface Job {
   id: number;
   path: string;
+  chunking: Chunking;
   verify: PageVerify | undefined;
   resolve: (r: FileChunks) => void;
   reject: (e: Error) => void;
@@ -36,7 +38,6 @@ export class ChunkWorkerPool {
       dataKeys: [...repo.keys.dataKeys],
       currentKeyId: repo.keys.currentKeyId,
       compressionLevel: repo.config.compression.level,
-      chunker: { minSize: repo.config.chunker.minSize, avgSize: repo.config.chunker.avgSize, maxSize: repo.config.chunker.maxSize },
     };
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./chunk-worker.js', import.meta.url));
@@ -51,10 +52,10 @@ export class ChunkWorkerPool {
     }
   }
 
-  run(path: string, verify?: PageVerify): Promise<FileChunks> {
+  run(path: string, chunking: Chunking, verify?: PageVerify): Promise<FileChunks> {
     if (this.fatal) return Promise.reject(this.fatal);
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextJob++, path, verify, resolve, reject });
+      this.queue.push({ id: this.nextJob++, path, chunking, verify, resolve, reject });
       this.dispatch();
     });
   }
@@ -65,7 +66,7 @@ export class ChunkWorkerPool {
       const job = this.queue.shift()!;
       this.running.set(job.id, { job, worker });
       const verify = job.verify ? { ...job.verify, startLsn: job.verify.startLsn.toString() } : undefined;
-      worker.postMessage({ t: 'file', job: job.id, path: job.path, ...(verify ? { verify } : {}) } satisfies ToWorker);
+      worker.postMessage({ t: 'file', job: job.id, path: job.path, chunking: job.chunking, ...(verify ? { verify } : {}) } satisfies ToWorker);
     }
   }
 

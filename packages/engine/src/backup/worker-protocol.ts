@@ -1,5 +1,5 @@
 /** Messages between the backup's main thread and its chunk workers. */
-import type { ChunkerParams } from '../chunking/chunker.js';
+import type { Chunking } from '../chunking/chunker.js';
 import type { FileChunks } from './chunk-pipeline.js';
 
 export interface WorkerInit {
@@ -8,7 +8,6 @@ export interface WorkerInit {
   dataKeys: [number, Uint8Array][];
   currentKeyId: number;
   compressionLevel: number;
-  chunker: ChunkerParams;
 }
 
 /** Page checks as sent to a worker (bigints do not cross as JSON-like data reliably everywhere; the LSN travels as text). */
@@ -18,7 +17,7 @@ export interface WorkerPageVerify {
   startLsn: string;
 }
 
-export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; verify?: WorkerPageVerify } | { t: 'reply'; req: number; value: unknown };
+export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; verify?: WorkerPageVerify } | { t: 'reply'; req: number; value: unknown };
 
 export type ToMain =
   | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number }

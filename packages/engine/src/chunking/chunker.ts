@@ -21,6 +21,37 @@ export interface ChunkerParams {
 
 export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 16 * 1024, avgSize: 64 * 1024, maxSize: 256 * 1024 };
 
+/** Fixed-size cuts from the start of the file: page-aligned when `size` is a multiple of the page size. */
+export interface FixedChunkerParams {
+  algorithm: 'fixed';
+  size: number;
+}
+
+/** How one file is cut. */
+export type Chunking = (ChunkerParams & { algorithm: 'fastcdc' }) | FixedChunkerParams;
+
+/** PostgreSQL's page size: fixed chunks for relation files must hold whole pages. */
+export const PAGE_SIZE = 8192;
+
+/** Relation files in new repositories: one chunk per page (benchmarks/README.md has the evidence). */
+export const DEFAULT_RELATION_CHUNKER: FixedChunkerParams = { algorithm: 'fixed', size: PAGE_SIZE };
+
+export function validateFixedChunker(p: FixedChunkerParams): FixedChunkerParams {
+  const ok = p.algorithm === 'fixed' && Number.isInteger(p.size) && p.size >= PAGE_SIZE && p.size <= 16 * 1024 * 1024 && p.size % PAGE_SIZE === 0;
+  if (!ok) throw new InvalidArgumentError('relation chunk size', `need a multiple of ${PAGE_SIZE} up to 16 MiB, got ${JSON.stringify(p)}`);
+  return p;
+}
+
+/** What every chunker offers: feed bytes in any pieces, receive the chunks that became final. */
+export interface Chunker {
+  push(data: Uint8Array): Buffer[];
+  finish(): Buffer[];
+}
+
+export function createChunker(c: Chunking): Chunker {
+  return c.algorithm === 'fixed' ? new FixedChunker(c.size) : new StreamingChunker(c);
+}
+
 export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
   const ok =
     Number.isInteger(p.minSize) && Number.isInteger(p.avgSize) && Number.isInteger(p.maxSize) &&
@@ -34,7 +65,7 @@ export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
  * Feed bytes in any pieces; receive chunks. Returned chunks are views into a
  * working buffer that is reused, so they are valid only until the next call.
  */
-export class StreamingChunker {
+export class StreamingChunker implements Chunker {
   private readonly params: ChunkerParams;
   private work: Buffer = Buffer.alloc(0);
   /** Bytes [start, len) of `work` are pending: not yet emitted as chunks. */
@@ -91,8 +122,59 @@ export class StreamingChunker {
   }
 }
 
+/**
+ * Cuts every `size` bytes counted from the start of the input; the last chunk
+ * may be shorter. Returned chunks are views into a reused buffer, as above.
+ */
+export class FixedChunker implements Chunker {
+  private readonly size: number;
+  private work: Buffer;
+  private len = 0;
+  /** Bytes at the front already returned as chunks; dropped at the next call. */
+  private pendingShift = 0;
+
+  constructor(size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError('fixed chunk size', `must be a positive integer, got ${size}`);
+    this.size = size;
+    this.work = Buffer.alloc(0);
+  }
+
+  push(data: Uint8Array): Buffer[] {
+    if (data.byteLength === 0) return [];
+    this.shift();
+    const total = this.len + data.byteLength;
+    if (total > this.work.length) {
+      const next = Buffer.allocUnsafeSlow(Math.max(total, this.size * 2, this.work.length * 2));
+      this.work.copy(next, 0, 0, this.len);
+      this.work = next;
+    }
+    this.work.set(data, this.len);
+    this.len = total;
+    const whole = this.len - (this.len % this.size);
+    const out: Buffer[] = [];
+    for (let o = 0; o < whole; o += this.size) out.push(this.work.subarray(o, o + this.size));
+    // The tail moves to the front at the next push, once the caller is done with these views.
+    this.pendingShift = whole;
+    return out;
+  }
+
+  finish(): Buffer[] {
+    this.shift();
+    const out = this.len > 0 ? [this.work.subarray(0, this.len)] : [];
+    this.len = 0;
+    return out;
+  }
+
+  private shift(): void {
+    if (this.pendingShift === 0) return;
+    this.work.copyWithin(0, this.pendingShift, this.len);
+    this.len -= this.pendingShift;
+    this.pendingShift = 0;
+  }
+}
+
 /** Chunks a whole buffer at once (same boundaries as streaming it). */
-export function chunkBuffer(data: Uint8Array, params: ChunkerParams): Buffer[] {
-  const c = new StreamingChunker(params);
+export function chunkBuffer(data: Uint8Array, params: ChunkerParams | Chunking): Buffer[] {
+  const c = 'algorithm' in params ? createChunker(params) : new StreamingChunker(params);
   return [...c.push(data), ...c.finish()];
 }

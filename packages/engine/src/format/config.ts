@@ -9,7 +9,7 @@
  * other object even though its name cannot carry the hash.
  */
 import { sha256Hex } from '../bytes.js';
-import type { ChunkerParams } from '../chunking/chunker.js';
+import type { ChunkerParams, FixedChunkerParams } from '../chunking/chunker.js';
 import type { WrappedKey } from '../keys/key-provider.js';
 
 export const FORMAT_VERSION = 1;
@@ -27,7 +27,10 @@ export interface RepositoryConfig {
   format: number;
   repositoryId: string;
   createdAt: string;
+  /** FastCDC: WAL, general files, and relation files when `relationChunker` is absent. */
   chunker: ChunkerParams & { algorithm: 'fastcdc' };
+  /** PostgreSQL relation files (base/, global/, tablespaces): fixed page-aligned chunks. Absent in repositories made before it existed. */
+  relationChunker?: FixedChunkerParams;
   compression: { algorithm: 'zstd'; level: number };
   /** Target size of a pack, in bytes. */
   packSize: number;

@@ -19,6 +19,8 @@ export interface TreeEntry {
   /** Regular files: size in bytes and chunk ids (hex) in order. */
   size?: number;
   chunks?: string[];
+  /** Regular files: `fixed` when cut by the config's `relationChunker`; absent means FastCDC with the config's `chunker`. */
+  chunking?: 'fixed';
   /** Symlinks: the link's target, verbatim. Directories: the original location of a tablespace read through its link. */
   target?: string;
   /** Regular files: change detection against the next backup's source. */

@@ -112,6 +112,7 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
         root: pgdata,
         walk: { decide: pgdataDecision, mounts },
         verify,
+        isRelation: (e) => relationFirstBlock(e.path, relsegBlocks) !== undefined,
         isParent: (m) => m.kind === 'postgres' && m.postgres?.systemIdentifier === facts.system_identifier,
         finish,
       },

@@ -6,7 +6,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
-import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from '../chunking/chunker.js';
+import { DEFAULT_CHUNKER, DEFAULT_RELATION_CHUNKER, validateChunkerParams, validateFixedChunker, type ChunkerParams } from '../chunking/chunker.js';
 import {
   AlreadyInitialisedError,
   BackupNotFoundError,
@@ -33,6 +33,8 @@ import { decodeKeyRecords, idKeyCheck, keyRecordsObject, mergeKeyRecords, openSe
 
 export interface InitOptions {
   chunker?: Partial<ChunkerParams>;
+  /** Chunk size for PostgreSQL relation files, a multiple of 8 KiB (default 8 KiB); 0 chunks them with FastCDC like other files. */
+  relationChunkSize?: number;
   /** zstd level for chunks, 1–19 (default 3). */
   compressionLevel?: number;
   /** Target pack size in bytes (default 16 MiB). */
@@ -74,6 +76,7 @@ export class Repository {
     if (list.length === 0) throw new InvalidArgumentError('key', 'a repository needs at least one key provider');
     if (await store.head(CONFIG_KEY)) throw new AlreadyInitialisedError(store.properties.location);
     const chunker = validateChunkerParams({ ...DEFAULT_CHUNKER, ...options.chunker });
+    const relationChunker = options.relationChunkSize === 0 ? undefined : validateFixedChunker({ ...DEFAULT_RELATION_CHUNKER, ...(options.relationChunkSize !== undefined ? { size: options.relationChunkSize } : {}) });
     const level = options.compressionLevel ?? 3;
     if (!Number.isInteger(level) || level < 1 || level > 19) throw new InvalidArgumentError('compression level', `must be an integer 1–19, got ${level}`);
     const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
@@ -92,6 +95,7 @@ export class Repository {
       repositoryId,
       createdAt: new Date().toISOString(),
       chunker: { algorithm: 'fastcdc', ...chunker },
+      ...(relationChunker ? { relationChunker } : {}),
       compression: { algorithm: 'zstd', level },
       packSize,
       keys: [record],
@@ -119,6 +123,15 @@ export class Repository {
     const config = decodeConfig(raw);
     if (typeof config === 'string') throw new NotARepositoryError(store.properties.location, config);
     if (config.format !== FORMAT_VERSION) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads format ${FORMAT_VERSION}`);
+    if (config.relationChunker !== undefined && config.relationChunker.algorithm !== 'fixed') {
+      throw new UnsupportedFormatError(CONFIG_KEY, `relation chunker ${JSON.stringify(config.relationChunker.algorithm)}; this Coffer knows "fixed"`);
+    }
+    try {
+      validateChunkerParams(config.chunker);
+      if (config.relationChunker) validateFixedChunker(config.relationChunker);
+    } catch (e) {
+      throw new CorruptObjectError(CONFIG_KEY, (e as Error).message);
+    }
     const added = await loadKeyObjects(store, config.repositoryId);
     const records = mergeKeyRecords(config.keys, added.flatMap((o) => o.body.records));
     const dataKeys = new Map<number, Uint8Array>();
