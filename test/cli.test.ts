@@ -67,6 +67,13 @@ describe('coffer CLI', () => {
     expect(r.stderr).toContain(repo);
   });
 
+  it('--version prints the package version and exits 0', async () => {
+    const r = await coffer(['--version']);
+    expect(r.status).toBe(0);
+    const { version } = JSON.parse(await readFile(new URL('../packages/cli/package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(r.stdout.trim()).toBe(`coffer ${version}`);
+  });
+
   it('init takes the relation chunk size into the config, and refuses one that is not whole pages without creating anything', async () => {
     const bad = join(work.dir, 'bad-relation-size');
     const r = await coffer(['--repo', bad, 'init', '--relation-chunk-size', '12000'], env);
@@ -75,7 +82,7 @@ describe('coffer CLI', () => {
     expect(existsSync(join(bad, 'config'))).toBe(false);
     const sized = join(work.dir, 'relation-64k');
     expect((await coffer(['--repo', sized, 'init', '--relation-chunk-size', '65536'], env)).status).toBe(0);
-    expect((await Repository.open(new FileStore(sized), LocalKeyProvider.fromPassphrase(env.COFFER_PASSPHRASE))).config.relationChunker).toEqual({ algorithm: 'fixed', size: 65536 });
+    expect((await Repository.open(new FileStore(sized), LocalKeyProvider.fromPassphrase(env.COFFER_PASSPHRASE))).config.relationChunker).toEqual({ algorithm: 'fixed', size: 65536, groupBytes: 131072 });
     const cdc = join(work.dir, 'relation-cdc');
     expect((await coffer(['--repo', cdc, 'init', '--relation-chunk-size', '0'], env)).status).toBe(0);
     expect((await Repository.open(new FileStore(cdc), LocalKeyProvider.fromPassphrase(env.COFFER_PASSPHRASE))).config.relationChunker).toBeUndefined();

@@ -91,7 +91,7 @@ describe('PostgreSQL restores', () => {
 
     // Relation files are cut into whole pages, other files by FastCDC; the update re-stores only the pages it touched.
     const repository = await Repository.open(new FileStore(repo), LocalKeyProvider.fromPassphrase(env.COFFER_PASSPHRASE));
-    expect(repository.config.relationChunker).toEqual({ algorithm: 'fixed', size: 8192 });
+    expect(repository.config.relationChunker).toEqual({ algorithm: 'fixed', size: 8192, groupBytes: 131072 });
     const manifest = (await repository.resolveBackup(newer)).manifest;
     const table = (await src.query<{ path: string }>(`SELECT pg_relation_filepath('d') AS path`))[0]!.path;
     const files = manifest.entries.filter((e) => e.type === 'file');
@@ -109,6 +109,11 @@ describe('PostgreSQL restores', () => {
     // 1,000 updated and 1,000 inserted rows of ~70 bytes: a few dozen pages of the table's ~800, not most of it.
     expect(changedPages).toBeGreaterThan(0);
     expect(changedPages).toBeLessThan(rel.chunks!.length / 4);
+    // New pages are stored in groups: several chunk ids of the table share one blob in a pack.
+    expect(repository.config.relationChunker!.groupBytes).toBe(128 * 1024);
+    const index = await repository.loadIndex();
+    const blobs = new Set(olderRel.chunks!.map((id) => index.get(Buffer.from(id, 'hex'))!).map((l) => `${l.pack}:${l.offset}`));
+    expect(blobs.size).toBeLessThanOrEqual(Math.ceil(olderRel.chunks!.length / 16) * 2);
 
     // An older restore that has run: recovered, promoted, stopped.
     const { to: reused } = await restore([older, '--target', 'immediate']);

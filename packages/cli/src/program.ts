@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -58,6 +59,7 @@ function intOption(name: string, min: number, max: number) {
 
 /** This command's own entry point, for restore_command and background prefetch. */
 const COFFER_BIN = fileURLToPath(new URL('../bin/coffer.js', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }).version;
 
 interface RestoreCliOptions {
   to: string;
@@ -116,6 +118,7 @@ function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv): string
 export function buildProgram(io: CliIo): Command {
   const program = new Command('coffer')
     .description('Content-addressed, deduplicating, encrypted backups')
+    .version(`coffer ${VERSION}`, '-V, --version', 'print the version')
     .addOption(new Option('--repo <path|url>', 'repository: a directory path, file:// URL or s3://bucket/prefix (env COFFER_REPO)'))
     .addOption(new Option('--key-file <file>', 'key file instead of the COFFER_PASSPHRASE environment variable (env COFFER_KEY_FILE)'))
     .addOption(new Option('--kms-key-id <id>', 'AWS KMS key: wraps the data key at init; when opening, the only KMS key tried (env COFFER_KMS_KEY_ID)'))
@@ -155,15 +158,17 @@ export function buildProgram(io: CliIo): Command {
     .option('--chunk-avg <bytes>', 'FastCDC average chunk size', intOption('--chunk-avg', 256, 64 << 20))
     .option('--chunk-max <bytes>', 'FastCDC maximum chunk size', intOption('--chunk-max', 1024, 64 << 20))
     .option('--relation-chunk-size <bytes>', 'PostgreSQL relation files: fixed chunks of this many bytes, a multiple of 8192 (default 8192; 0 = FastCDC)', intOption('--relation-chunk-size', 0, 16 << 20))
+    .option('--relation-group-size <bytes>', 'PostgreSQL relation files: new chunks compressed together up to this many bytes (default 131072)', intOption('--relation-group-size', 8192, 16 << 20))
     .option('--pack-size <bytes>', 'target pack size', intOption('--pack-size', 64 << 10, 1 << 30))
     .option('--compression-level <n>', 'zstd level 1–19', intOption('--compression-level', 1, 19))
-    .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; relationChunkSize?: number; packSize?: number; compressionLevel?: number }) => {
+    .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; relationChunkSize?: number; relationGroupSize?: number; packSize?: number; compressionLevel?: number }) => {
       const store = openStore(globals(), io.env);
       const providers = await initProviders(globals(), io.env);
       const chunker = { ...(o.chunkMin ? { minSize: o.chunkMin } : {}), ...(o.chunkAvg ? { avgSize: o.chunkAvg } : {}), ...(o.chunkMax ? { maxSize: o.chunkMax } : {}) };
       const repo = await Repository.init(store, providers, {
         chunker,
         ...(o.relationChunkSize !== undefined ? { relationChunkSize: o.relationChunkSize } : {}),
+        ...(o.relationGroupSize !== undefined ? { relationGroupBytes: o.relationGroupSize } : {}),
         ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}) });
       say(`initialised repository ${repo.config.repositoryId} at ${repo.location}`);
     });

@@ -31,6 +31,7 @@ export {
 } from './chunking/chunker.js';
 export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
 export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
+export { encodeTrailer, decodeTrailer, type PackEntry } from './format/pack.js';
 export type { RepositoryConfig, KeyRecord } from './format/config.js';
 export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, PostgresBackupInfo } from './format/manifest.js';
 export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
@@ -41,7 +42,7 @@ export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-po
 export { walPush, walFetch, walPrefetch, segmentsAfter, defaultSpool, readWalRecord, fetchWalBytes, walKey, type WalPushResult, type WalRecord, type WalFetchOptions } from './postgres/wal.js';
 export { restorePostgres, chooseBackup, recoverySettings, type RecoveryTarget, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
 export { pageChecksum, badPages } from './postgres/page-checksum.js';
-export { parseLsn, formatLsn, pgdataDecision } from './postgres/layout.js';
+export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock } from './postgres/layout.js';
 export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipeline.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';

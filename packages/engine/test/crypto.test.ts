@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ChunkCodec, chunkId, InvalidArgumentError, LocalKeyProvider, openSealed, seal, WrongKeyError, type Keys } from '@coffer/engine';
+import { ChunkCodec, chunkId, decodeTrailer, encodeTrailer, InvalidArgumentError, LocalKeyProvider, openSealed, seal, WrongKeyError, type Keys, type PackEntry } from '@coffer/engine';
 import { scratch } from '../../../test/support/tree.js';
 
 const keys: Keys = { idKey: randomBytes(32), dataKeys: new Map([[1, randomBytes(32)]]), currentKeyId: 1 };
@@ -68,6 +68,48 @@ describe('ChunkCodec', () => {
     expect(codec.decode(codec.id(b), codec.encode(codec.id(a), a))).toMatch(/tag does not verify/);
   });
 
+  it('group blobs: every member decodes to its own bytes, whatever the mix, and only members do', () => {
+    const pieceArb = fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 9000 }), fc.string({ minLength: 1, maxLength: 900 }).map((s) => Buffer.from(s.repeat(9))));
+    fc.assert(
+      fc.property(fc.array(pieceArb, { minLength: 1, maxLength: 24 }), fc.uint8Array({ minLength: 1, maxLength: 100 }), (pieces, stranger) => {
+        const ids = pieces.map((p) => codec.id(p));
+        codec.startBatch();
+        const blob = Buffer.from(codec.encodeGroup(ids, pieces));
+        // A fresh codec has no decoded group cached: each member is found in the blob itself.
+        const reader = new ChunkCodec(keys, 3);
+        pieces.forEach((p, i) => {
+          const back = reader.decode(ids[i]!, blob);
+          expect(typeof back).not.toBe('string');
+          expect(Buffer.from(back as Buffer).equals(Buffer.from(p))).toBe(true);
+        });
+        const other = Buffer.concat([Buffer.from(stranger), Buffer.from('not a member')]);
+        if (!pieces.some((p) => Buffer.from(p).equals(other))) expect(reader.decode(codec.id(other), blob)).toMatch(/not in the group/);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a flipped byte anywhere in a group blob fails every member', () => {
+    const pieces = Array.from({ length: 8 }, (_, i) => Buffer.alloc(8192, `page ${i} `));
+    const ids = pieces.map((p) => codec.id(p));
+    codec.startBatch();
+    const blob = Buffer.from(codec.encodeGroup(ids, pieces));
+    expect(blob.length).toBeLessThan(8192);
+    for (const pos of [0, 1, 3, 20, Math.floor(blob.length / 2), blob.length - 1]) {
+      const bad = Buffer.from(blob);
+      bad[pos] = bad[pos]! ^ 0x10;
+      const reader = new ChunkCodec(keys, 3);
+      for (const id of ids) expect(reader.decode(id, bad)).toMatch(/group|header|tag|key/);
+    }
+    // A single chunk's blob relabelled as a group (or the reverse) fails its tag.
+    const single = Buffer.from(codec.encode(ids[0]!, pieces[0]!));
+    single[0] = 2;
+    expect(new ChunkCodec(keys, 3).decode(ids[0]!, single)).toMatch(/tag/);
+    const relabelled = Buffer.from(blob);
+    relabelled[0] = 1;
+    expect(new ChunkCodec(keys, 3).decode(ids[0]!, relabelled)).toMatch(/tag/);
+  });
+
   it('compressible chunks are stored smaller; incompressible ones stored raw with bounded overhead', () => {
     const text = Buffer.from('all work and no play makes jack a dull boy\n'.repeat(1000));
     expect(codec.encode(codec.id(text), text).length).toBeLessThan(text.length / 10);
@@ -109,3 +151,38 @@ describe('LocalKeyProvider', () => {
     }
   });
 });
+
+describe('pack trailers', () => {
+  const entryArb = fc.record({ id: fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b)), length: fc.integer({ min: 1, max: 1 << 20 }), rawLength: fc.nat(1 << 24), members: fc.integer({ min: 1, max: 4 }) });
+
+  it('round trip: members of one blob share its offset and length', () => {
+    fc.assert(
+      fc.property(fc.array(entryArb, { maxLength: 40 }), (blobs) => {
+        const entries: PackEntry[] = [];
+        let offset = 0;
+        for (const b of blobs) {
+          for (let m = 0; m < b.members; m++) entries.push({ id: b.id, offset, length: b.length, rawLength: b.rawLength + m });
+          offset += b.length;
+        }
+        expect(decodeTrailer(encodeTrailer(entries))).toEqual(entries);
+      }),
+    );
+  });
+
+  it('reads trailers written before groups (CPK1: offsets follow from lengths), and refuses trailing bytes', () => {
+    const ids = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+    const v1 = Buffer.concat([Buffer.from('CPK1'), u32(2), ids[0]!, u32(100), u32(400), ids[1]!, u32(50), u32(60)]);
+    expect(decodeTrailer(v1)).toEqual([
+      { id: ids[0], offset: 0, length: 100, rawLength: 400 },
+      { id: ids[1], offset: 100, length: 50, rawLength: 60 },
+    ]);
+    expect(() => decodeTrailer(Buffer.concat([v1, Buffer.of(0)]))).toThrow(/trailing/);
+    expect(() => decodeTrailer(Buffer.concat([Buffer.from('CPK9'), v1.subarray(4)]))).toThrow(/magic/);
+  });
+});
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}

@@ -9,7 +9,7 @@ import { BadPageError } from '../errors.js';
 import { badPages, BLCKSZ } from '../postgres/page-checksum.js';
 import { createChunker, type Chunking } from '../chunking/chunker.js';
 import type { ChunkCodec } from '../format/chunk-codec.js';
-import type { SealedChunk } from './pack-writer.js';
+import type { SealedBlob } from './pack-writer.js';
 
 export interface ChunkSink {
   /**
@@ -17,8 +17,8 @@ export interface ChunkSink {
    * repository-wide). `bytes` is their plaintext size, for progress.
    */
   claim(ids: Buffer[], bytes: number): Promise<boolean[]>;
-  /** Takes sealed chunks; must copy the blobs before resolving (they are reused afterwards). */
-  store(chunks: SealedChunk[]): Promise<void>;
+  /** Takes sealed blobs; must copy them before resolving (they are reused afterwards). */
+  store(blobs: SealedBlob[]): Promise<void>;
 }
 
 export interface FileChunks {
@@ -48,6 +48,8 @@ function takeBuffer(): Buffer {
 export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, verify?: PageVerify): Promise<FileChunks> {
   const fh = await open(path, 'r');
   const chunker = createChunker(chunking);
+  // Only small fixed chunks gain from sharing a compression frame; FastCDC chunks are large enough alone.
+  const groupBytes = chunking.algorithm === 'fixed' ? (chunking.groupBytes ?? 0) : 0;
   const ids: string[] = [];
   const buffers = [takeBuffer(), takeBuffer()];
   let size = 0;
@@ -68,9 +70,9 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
       const batch = chunker.push(buffer.subarray(0, bytesRead));
       next = read();
       size += bytesRead;
-      await processBatch(batch, codec, sink, ids);
+      await processBatch(batch, codec, sink, ids, groupBytes);
     }
-    await processBatch(chunker.finish(), codec, sink, ids);
+    await processBatch(chunker.finish(), codec, sink, ids, groupBytes);
   } finally {
     // No read may still be filling a buffer when it goes back to the pool.
     await next.catch(() => undefined);
@@ -108,17 +110,37 @@ class PageChecker {
   }
 }
 
-async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: string[]): Promise<void> {
+/**
+ * Ids for a batch of chunks, then the new ones sealed: one blob each, or —
+ * with `groupBytes` — the new chunks of the batch in groups of up to that
+ * many bytes, compressed together.
+ */
+async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: string[], groupBytes: number): Promise<void> {
   if (pieces.length === 0) return;
   const batchIds = pieces.map((p) => codec.id(p));
   for (const id of batchIds) ids.push(id.toString('hex'));
   const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0));
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
-  const sealed: SealedChunk[] = [];
+  const sealed: SealedBlob[] = [];
+  let groupIds: Buffer[] = [];
+  let group: Buffer[] = [];
+  let groupLength = 0;
+  const flush = () => {
+    if (group.length === 0) return;
+    const blob = group.length === 1 ? codec.encode(groupIds[0]!, group[0]!) : codec.encodeGroup(groupIds, group);
+    sealed.push({ blob, chunks: group.map((p, i) => ({ id: groupIds[i]!, rawLength: p.length })) });
+    groupIds = [];
+    group = [];
+    groupLength = 0;
+  };
   for (let i = 0; i < pieces.length; i++) {
     if (!needed[i]) continue;
     const piece = pieces[i]!;
-    sealed.push({ id: batchIds[i]!, blob: codec.encode(batchIds[i]!, piece), rawLength: piece.length });
+    if (groupLength > 0 && groupLength + piece.length > groupBytes) flush();
+    groupIds.push(batchIds[i]!);
+    group.push(piece);
+    groupLength += piece.length;
   }
+  flush();
   if (sealed.length > 0) await sink.store(sealed);
 }

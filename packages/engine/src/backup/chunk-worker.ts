@@ -9,7 +9,7 @@ import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type PageVerify } from './chunk-pipeline.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
-import type { SealedChunk } from './pack-writer.js';
+import type { SealedBlob } from './pack-writer.js';
 
 const port = parentPort;
 if (!port) throw new Error('chunk-worker must run in a worker thread');
@@ -53,18 +53,28 @@ async function runJob(job: number, path: string, chunking: Chunking, verify: Pag
       const flat = Buffer.concat(ids);
       return (await call({ t: 'claim', job, req: nextReq++, ids: flat, bytes })) as boolean[];
     },
-    async store(chunks: SealedChunk[]) {
+    async store(blobs: SealedBlob[]) {
       // The batch moves to the main thread without a copy, and comes back with the reply for reuse.
-      const total = chunks.reduce((n, c) => n + c.blob.length, 0);
+      const total = blobs.reduce((n, b) => n + b.blob.length, 0);
+      const chunks = blobs.flatMap((b) => b.chunks);
       const data = takeBatchBuffer(total);
       const ids = Buffer.allocUnsafeSlow(chunks.length * 32);
       let o = 0;
-      chunks.forEach((c, i) => {
-        data.set(c.blob, o);
-        o += c.blob.length;
-        ids.set(c.id, i * 32);
-      });
-      const msg = { t: 'store' as const, job, req: nextReq++, ids, lengths: chunks.map((c) => c.blob.length), rawLengths: chunks.map((c) => c.rawLength), data };
+      for (const b of blobs) {
+        data.set(b.blob, o);
+        o += b.blob.length;
+      }
+      chunks.forEach((c, i) => ids.set(c.id, i * 32));
+      const msg = {
+        t: 'store' as const,
+        job,
+        req: nextReq++,
+        ids,
+        lengths: blobs.map((b) => b.blob.length),
+        counts: blobs.map((b) => b.chunks.length),
+        rawLengths: chunks.map((c) => c.rawLength),
+        data,
+      };
       const returned = (await call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer])) as ArrayBuffer | undefined;
       if (returned instanceof ArrayBuffer) batchBuffer = returned;
     },

@@ -11,10 +11,10 @@ import { encodeTrailer, type PackEntry } from '../format/pack.js';
 import { ChunkIndex, idKeyOf } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 
-export interface SealedChunk {
-  id: Buffer;
+/** A sealed blob and the chunks it holds: one, or the members of a group in order. */
+export interface SealedBlob {
   blob: Buffer;
-  rawLength: number;
+  chunks: { id: Buffer; rawLength: number }[];
 }
 
 export interface PackWriterStats {
@@ -73,14 +73,17 @@ export class PackWriter {
     });
   }
 
-  /** Adds sealed chunks; waits when too many packs are uploading (backpressure). */
-  async add(chunks: readonly SealedChunk[]): Promise<void> {
+  /** Adds sealed blobs; waits when too many packs are uploading (backpressure). */
+  async add(blobs: readonly SealedBlob[]): Promise<void> {
     if (this.failure) throw this.failure;
-    for (const c of chunks) {
-      this.append(c.blob);
-      this.entries.push({ id: Buffer.from(c.id), offset: this.size - c.blob.length, length: c.blob.length, rawLength: c.rawLength });
-      this.stats.newChunks++;
-      this.stats.newBytes += c.rawLength;
+    for (const b of blobs) {
+      this.append(b.blob);
+      const offset = this.size - b.blob.length;
+      for (const c of b.chunks) {
+        this.entries.push({ id: Buffer.from(c.id), offset, length: b.blob.length, rawLength: c.rawLength });
+        this.stats.newChunks++;
+        this.stats.newBytes += c.rawLength;
+      }
       if (this.size >= this.repo.config.packSize) await this.sealPack();
     }
   }

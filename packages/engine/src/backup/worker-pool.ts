@@ -8,7 +8,7 @@ import type { Repository } from '../repository/repository.js';
 import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
 import type { ChunkSink, FileChunks, PageVerify } from './chunk-pipeline.js';
-import type { SealedChunk } from './pack-writer.js';
+import type { SealedBlob } from './pack-writer.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
 
 interface Job {
@@ -83,11 +83,13 @@ export class ChunkWorkerPool {
       const data = asBuf(m.data);
       const ids = asBuf(m.ids);
       let o = 0;
-      const chunks: SealedChunk[] = m.lengths.map((length, i) => {
+      let c = 0;
+      const blobs: SealedBlob[] = m.lengths.map((length, i) => {
         const blob = data.subarray(o, (o += length));
-        return { id: ids.subarray(i * 32, i * 32 + 32), blob, rawLength: m.rawLengths[i]! };
+        const chunks = Array.from({ length: m.counts[i]! }, () => ({ id: ids.subarray(c * 32, c * 32 + 32), rawLength: m.rawLengths[c++]! }));
+        return { blob, chunks };
       });
-      this.sink.store(chunks).then(
+      this.sink.store(blobs).then(
         // The sink copied the blobs: hand the batch buffer back for the worker's next batch.
         () => worker.postMessage({ t: 'reply', req: m.req, value: m.data.buffer } satisfies ToWorker, [m.data.buffer as ArrayBuffer]),
         (e: unknown) => this.onFatal(asError(e)),

@@ -21,7 +21,7 @@ export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chun
 
 export type ToMain =
   | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number }
-  /** Sealed chunks back to back in `data` (transferred, not copied), with their ids and lengths. */
-  | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; rawLengths: number[]; data: Uint8Array }
+  /** Sealed blobs back to back in `data` (transferred, not copied) with their lengths; per blob, how many chunks it holds; per chunk, id and raw length. */
+  | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; counts: number[]; rawLengths: number[]; data: Uint8Array }
   | { t: 'done'; job: number; result: FileChunks }
   | { t: 'failed'; job: number; message: string; code: string | undefined; badPage?: { label: string; block: number } };

@@ -25,6 +25,8 @@ export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 16 * 1024, avgSize: 64 
 export interface FixedChunkerParams {
   algorithm: 'fixed';
   size: number;
+  /** New chunks of a file are compressed and sealed together, up to this many bytes per blob (absent: one blob per chunk). */
+  groupBytes?: number;
 }
 
 /** How one file is cut. */
@@ -34,11 +36,15 @@ export type Chunking = (ChunkerParams & { algorithm: 'fastcdc' }) | FixedChunker
 export const PAGE_SIZE = 8192;
 
 /** Relation files in new repositories: one chunk per page (benchmarks/README.md has the evidence). */
-export const DEFAULT_RELATION_CHUNKER: FixedChunkerParams = { algorithm: 'fixed', size: PAGE_SIZE };
+export const DEFAULT_RELATION_CHUNKER: FixedChunkerParams = { algorithm: 'fixed', size: PAGE_SIZE, groupBytes: 128 * 1024 };
 
 export function validateFixedChunker(p: FixedChunkerParams): FixedChunkerParams {
   const ok = p.algorithm === 'fixed' && Number.isInteger(p.size) && p.size >= PAGE_SIZE && p.size <= 16 * 1024 * 1024 && p.size % PAGE_SIZE === 0;
   if (!ok) throw new InvalidArgumentError('relation chunk size', `need a multiple of ${PAGE_SIZE} up to 16 MiB, got ${JSON.stringify(p)}`);
+  const g = p.groupBytes;
+  if (g !== undefined && (!Number.isInteger(g) || g < p.size || g > 16 * 1024 * 1024 || g / p.size > 0xffff)) {
+    throw new InvalidArgumentError('relation group size', `need at least one chunk (${p.size}) and at most 16 MiB, got ${g}`);
+  }
   return p;
 }
 

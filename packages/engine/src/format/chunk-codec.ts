@@ -9,6 +9,17 @@
  * compressed with a base chunk (whose id follows the format byte) as
  * dictionary, the planned page-delta representation.
  *
+ * A **group blob** (version 2) holds several small chunks compressed together
+ * — the new pages of one relation file, which compress far better side by
+ * side than one by one. Its associated data is a fixed text, and its
+ * encoding is a directory then the body:
+ *
+ *   format(3 = zstd, 4 = raw) ‖ u16 n ‖ n × (id prefix(8) ‖ u32 rawLength) ‖ body
+ *
+ * Every member is still a chunk of its own in the index (all pointing at the
+ * group's bytes): a reader finds its member by id prefix and checks the full
+ * keyed id of the bytes it gets, as for a single chunk.
+ *
  * Opening verifies the tag, decodes, and recomputes the keyed id: a blob that
  * decrypts but yields other bytes than its id promises is corrupt too.
  */
@@ -21,12 +32,26 @@ import { NONCE_BYTES, open, seal, SEAL_OVERHEAD, TAG_BYTES } from '../crypto/aea
 import { bytesEqual } from '../bytes.js';
 
 export const BLOB_VERSION = 1;
+export const GROUP_BLOB_VERSION = 2;
+const GROUP_AAD = Buffer.from('coffer chunk group');
+const GROUP_ID_PREFIX = 8;
+/** Decoded groups kept for the members that follow (restore and check read a group's members one after another). */
+const GROUP_CACHE = 8;
 export const BLOB_HEADER = 3;
 export const BLOB_OVERHEAD = BLOB_HEADER + SEAL_OVERHEAD + 1;
 export const ID_BYTES = 32;
 
 const ENC_RAW = 0;
 const ENC_ZSTD = 1;
+const ENC_GROUP_ZSTD = 3;
+const ENC_GROUP_RAW = 4;
+
+interface DecodedGroup {
+  prefixes: Buffer;
+  offsets: number[];
+  lengths: number[];
+  body: Buffer;
+}
 
 export interface Keys {
   /** HMAC key for chunk ids; the same for every data key of a repository, so dedup survives rotation. */
@@ -91,23 +116,51 @@ export class ChunkCodec {
    * into the codec's slab, valid until the next `startBatch`.
    */
   encode(id: Uint8Array, plaintext: Uint8Array): Buffer {
+    const body = this.compressed(plaintext);
+    const useZstd = body !== plaintext;
+    return this.sealBlob(BLOB_VERSION, id, Buffer.of(useZstd ? ENC_ZSTD : ENC_RAW), body);
+  }
+
+  /**
+   * Compresses several chunks together and seals them as one group blob (a
+   * view into the slab, like `encode`'s). `ids[i]` names `pieces[i]`.
+   */
+  encodeGroup(ids: readonly Uint8Array[], pieces: readonly Uint8Array[]): Buffer {
+    if (ids.length !== pieces.length || ids.length === 0 || ids.length > 0xffff) throw new RangeError(`a group holds 1–65535 chunks, got ${ids.length}`);
+    const whole = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    const body = this.compressed(whole);
+    const head = Buffer.allocUnsafe(3 + ids.length * (GROUP_ID_PREFIX + 4));
+    head[0] = body !== whole ? ENC_GROUP_ZSTD : ENC_GROUP_RAW;
+    head.writeUInt16BE(ids.length, 1);
+    ids.forEach((id, i) => {
+      const o = 3 + i * (GROUP_ID_PREFIX + 4);
+      head.set(id.subarray(0, GROUP_ID_PREFIX), o);
+      head.writeUInt32BE(pieces[i]!.byteLength, o + GROUP_ID_PREFIX);
+    });
+    return this.sealBlob(GROUP_BLOB_VERSION, GROUP_AAD, head, body);
+  }
+
+  /** zstd of `plaintext` in the scratch buffer, or `plaintext` itself when that does not shrink it. */
+  private compressed(plaintext: Uint8Array): Uint8Array {
     const bound = compressBound(plaintext.byteLength);
     if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafeSlow(Math.max(bound, 300 * 1024));
     const packedLength = this.cctx.compress(this.scratch, plaintext, this.level);
-    const useZstd = packedLength < plaintext.byteLength;
-    const body = useZstd ? this.scratch.subarray(0, packedLength) : plaintext;
+    return packedLength < plaintext.byteLength ? this.scratch.subarray(0, packedLength) : plaintext;
+  }
+
+  private sealBlob(version: number, aad: Uint8Array, head: Uint8Array, body: Uint8Array): Buffer {
     const keyId = this.keys.currentKeyId;
     const nonce = randomBytes(NONCE_BYTES);
     const cipher = createCipheriv('aes-256-gcm', this.dataKey(keyId), nonce);
-    cipher.setAAD(id);
-    const out = this.slabSpace(BLOB_HEADER + NONCE_BYTES + 1 + body.byteLength + TAG_BYTES);
-    out[0] = BLOB_VERSION;
+    cipher.setAAD(aad);
+    const out = this.slabSpace(BLOB_HEADER + NONCE_BYTES + head.byteLength + body.byteLength + TAG_BYTES);
+    out[0] = version;
     out[1] = keyId >> 8;
     out[2] = keyId & 0xff;
     nonce.copy(out, BLOB_HEADER);
     let o = BLOB_HEADER + NONCE_BYTES;
     // GCM is a stream mode: each update returns exactly as many bytes as it was given.
-    o += cipher.update(Buffer.of(useZstd ? ENC_ZSTD : ENC_RAW)).copy(out, o);
+    o += cipher.update(head).copy(out, o);
     o += cipher.update(body).copy(out, o);
     cipher.final();
     cipher.getAuthTag().copy(out, o);
@@ -134,6 +187,7 @@ export class ChunkCodec {
    * fits, and the result is a view of it.
    */
   decode(id: Uint8Array, blob: Uint8Array, into?: Buffer): Buffer | string {
+    if (blob[0] === GROUP_BLOB_VERSION) return this.decodeMember(id, blob);
     const plain = this.openSealed(blob, id);
     if (typeof plain === 'string') return plain;
     let data: Buffer;
@@ -152,6 +206,59 @@ export class ChunkCodec {
     return data;
   }
 
+  private readonly groups = new Map<string, DecodedGroup>();
+
+  /** A member of a group blob; the group is opened once and kept for its next members. */
+  private decodeMember(id: Uint8Array, blob: Uint8Array): Buffer | string {
+    const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+    const cacheKey = b.length >= BLOB_HEADER + SEAL_OVERHEAD ? `${b.toString('latin1', BLOB_HEADER, BLOB_HEADER + NONCE_BYTES)}${b.toString('latin1', b.length - TAG_BYTES)}${b.length}` : '';
+    let group = this.groups.get(cacheKey);
+    if (!group) {
+      const opened = this.openGroup(b, id);
+      if (typeof opened === 'string') return opened;
+      group = opened;
+      if (this.groups.size >= GROUP_CACHE) this.groups.delete(this.groups.keys().next().value!);
+      this.groups.set(cacheKey, group);
+    }
+    const prefix = Buffer.from(id.buffer, id.byteOffset, GROUP_ID_PREFIX);
+    for (let i = 0; i < group.lengths.length; i++) {
+      if (!group.prefixes.subarray(i * GROUP_ID_PREFIX, (i + 1) * GROUP_ID_PREFIX).equals(prefix)) continue;
+      const data = group.body.subarray(group.offsets[i]!, group.offsets[i]! + group.lengths[i]!);
+      if (bytesEqual(this.id(data), id)) return data;
+    }
+    return `chunk ${hex(id)} is not in the group blob that the index names, or decrypts to bytes with another id`;
+  }
+
+  private openGroup(b: Buffer, id: Uint8Array): DecodedGroup | string {
+    const plain = this.openSealed(b, GROUP_AAD);
+    if (typeof plain === 'string') return `group holding chunk ${hex(id)}: ${plain}`;
+    if (plain.length < 3 || (plain[0] !== ENC_GROUP_ZSTD && plain[0] !== ENC_GROUP_RAW)) return `group holding chunk ${hex(id)} has unknown encoding ${plain[0]}`;
+    const n = plain.readUInt16BE(1);
+    const dirEnd = 3 + n * (GROUP_ID_PREFIX + 4);
+    if (n === 0 || plain.length < dirEnd) return `group holding chunk ${hex(id)} has a truncated directory`;
+    const prefixes = Buffer.allocUnsafe(n * GROUP_ID_PREFIX);
+    const offsets: number[] = [];
+    const lengths: number[] = [];
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const o = 3 + i * (GROUP_ID_PREFIX + 4);
+      plain.copy(prefixes, i * GROUP_ID_PREFIX, o, o + GROUP_ID_PREFIX);
+      offsets.push(total);
+      const len = plain.readUInt32BE(o + GROUP_ID_PREFIX);
+      lengths.push(len);
+      total += len;
+    }
+    let body: Buffer;
+    try {
+      // The group's own buffer: members handed out stay valid after the group leaves the cache.
+      body = plain[0] === ENC_GROUP_RAW ? Buffer.from(plain.subarray(dirEnd)) : this.decompressor.decompress(plain.subarray(dirEnd));
+    } catch (e) {
+      return `group holding chunk ${hex(id)} does not decompress: ${(e as Error).message}`;
+    }
+    if (body.length !== total) return `group holding chunk ${hex(id)} holds ${body.length} bytes, its directory says ${total}`;
+    return { prefixes, offsets, lengths, body };
+  }
+
   /** Seal a metadata object (index, manifest) under the current data key. */
   sealObject(plaintext: Uint8Array, aad: Uint8Array): Buffer {
     return this.sealWithHeader(plaintext, aad);
@@ -162,7 +269,7 @@ export class ChunkCodec {
   }
 
   private openSealed(blob: Uint8Array, aad: Uint8Array): Buffer | string {
-    if (blob.byteLength < BLOB_HEADER + SEAL_OVERHEAD || blob[0] !== BLOB_VERSION) return `bad blob header (version ${blob[0]})`;
+    if (blob.byteLength < BLOB_HEADER + SEAL_OVERHEAD || (blob[0] !== BLOB_VERSION && blob[0] !== GROUP_BLOB_VERSION)) return `bad blob header (version ${blob[0]})`;
     const keyId = (blob[1]! << 8) | blob[2]!;
     const key = this.keys.dataKeys.get(keyId);
     if (!key) return `sealed with data key ${keyId}, which the repository config does not hold`;

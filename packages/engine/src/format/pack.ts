@@ -2,8 +2,12 @@
  * A pack is many stored chunks ("blobs") back to back, then a sealed trailer
  * listing them, then the trailer's length:
  *
- *   blob₁ ‖ … ‖ blobₙ ‖ sealed(trailer) ‖ u32 trailerLength
- *   trailer = "CPK1" ‖ u32 n ‖ n × (id(32) ‖ u32 length ‖ u32 rawLength)
+ *   blob₁ ‖ … ‖ blobₘ ‖ sealed(trailer) ‖ u32 trailerLength
+ *   trailer = "CPK2" ‖ u32 n ‖ n × (id(32) ‖ u32 offset ‖ u32 length ‖ u32 rawLength)
+ *
+ * The trailer lists chunks, not blobs: the members of a group blob share its
+ * offset and length. (Packs written before groups existed carry "CPK1", with
+ * no offsets: each chunk there starts where the previous one ended.)
  *
  * The index says where each chunk sits, so restore never reads the trailer;
  * it is there so that an index can be rebuilt from the packs alone.
@@ -18,27 +22,34 @@ export interface PackEntry {
   rawLength: number;
 }
 
-const MAGIC = Buffer.from('CPK1');
+const MAGIC_V1 = Buffer.from('CPK1');
+const MAGIC = Buffer.from('CPK2');
+/** Bytes per trailer entry (CPK2). */
+export const TRAILER_ENTRY = ID_BYTES + 12;
 
 export function encodeTrailer(entries: readonly PackEntry[]): Buffer {
   const w = new BinaryWriter().bytes(MAGIC).u32(entries.length);
-  for (const e of entries) w.bytes(e.id).u32(e.length).u32(e.rawLength);
+  for (const e of entries) w.bytes(e.id).u32(e.offset).u32(e.length).u32(e.rawLength);
   return w.finish();
 }
 
 export function decodeTrailer(plain: Buffer): PackEntry[] {
   const r = new BinaryReader(plain);
-  if (!r.bytes(4).equals(MAGIC)) throw new RangeError('bad pack trailer magic');
+  const magic = r.bytes(4);
+  const v1 = magic.equals(MAGIC_V1);
+  if (!v1 && !magic.equals(MAGIC)) throw new RangeError('bad pack trailer magic');
   const n = r.u32();
   const out: PackEntry[] = [];
-  let offset = 0;
+  let next = 0;
   for (let i = 0; i < n; i++) {
     const id = Buffer.from(r.bytes(ID_BYTES));
+    const offset = v1 ? next : r.u32();
     const length = r.u32();
     const rawLength = r.u32();
     out.push({ id, offset, length, rawLength });
-    offset += length;
+    next = offset + length;
   }
+  if (r.remaining !== 0) throw new RangeError('trailing bytes after pack trailer');
   return out;
 }
 

@@ -6,7 +6,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
-import { DEFAULT_CHUNKER, DEFAULT_RELATION_CHUNKER, validateChunkerParams, validateFixedChunker, type ChunkerParams } from '../chunking/chunker.js';
+import { DEFAULT_CHUNKER, DEFAULT_RELATION_CHUNKER, validateChunkerParams, validateFixedChunker, type ChunkerParams, type FixedChunkerParams } from '../chunking/chunker.js';
 import {
   AlreadyInitialisedError,
   BackupNotFoundError,
@@ -35,6 +35,8 @@ export interface InitOptions {
   chunker?: Partial<ChunkerParams>;
   /** Chunk size for PostgreSQL relation files, a multiple of 8 KiB (default 8 KiB); 0 chunks them with FastCDC like other files. */
   relationChunkSize?: number;
+  /** New relation chunks are compressed together up to this many bytes per blob (default 128 KiB; the chunk size = no groups). */
+  relationGroupBytes?: number;
   /** zstd level for chunks, 1–19 (default 3). */
   compressionLevel?: number;
   /** Target pack size in bytes (default 16 MiB). */
@@ -76,7 +78,7 @@ export class Repository {
     if (list.length === 0) throw new InvalidArgumentError('key', 'a repository needs at least one key provider');
     if (await store.head(CONFIG_KEY)) throw new AlreadyInitialisedError(store.properties.location);
     const chunker = validateChunkerParams({ ...DEFAULT_CHUNKER, ...options.chunker });
-    const relationChunker = options.relationChunkSize === 0 ? undefined : validateFixedChunker({ ...DEFAULT_RELATION_CHUNKER, ...(options.relationChunkSize !== undefined ? { size: options.relationChunkSize } : {}) });
+    const relationChunker = options.relationChunkSize === 0 ? undefined : relationChunkerOf(options.relationChunkSize, options.relationGroupBytes);
     const level = options.compressionLevel ?? 3;
     if (!Number.isInteger(level) || level < 1 || level > 19) throw new InvalidArgumentError('compression level', `must be an integer 1–19, got ${level}`);
     const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
@@ -342,4 +344,8 @@ async function loadKeyObjects(store: ObjectStore, repositoryId: string): Promise
     out.push(decodeKeyRecords(key, await getVerified(store, key), repositoryId));
   }
   return out;
+}
+
+function relationChunkerOf(size = DEFAULT_RELATION_CHUNKER.size, groupBytes = Math.max(DEFAULT_RELATION_CHUNKER.groupBytes!, size)): FixedChunkerParams {
+  return validateFixedChunker({ algorithm: 'fixed', size, ...(groupBytes !== size ? { groupBytes } : {}) });
 }

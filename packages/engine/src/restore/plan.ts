@@ -5,7 +5,8 @@
  * request, or the whole pack in one SHA-256-verified read when most of it is
  * needed anyway.
  */
-import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
+import { BLOB_HEADER } from '../format/chunk-codec.js';
+import { TRAILER_ENTRY } from '../format/pack.js';
 import { SEAL_OVERHEAD } from '../crypto/aead.js';
 import type { TreeEntry } from '../format/manifest.js';
 import { idKeyOf } from '../repository/chunk-index.js';
@@ -70,9 +71,9 @@ export function filesUsing(files: readonly TreeEntry[], ids: Iterable<Uint8Array
   return files.filter((f) => f.chunks?.some((c) => wanted.has(c))).map((f) => f.path);
 }
 
-/** Size of a pack with `n` entries whose blobs end at `dataEnd` (the trailer's size is fixed by `n`). */
+/** Size of a pack with `n` entries whose blobs end at `dataEnd` (the trailer's size is fixed by `n`; packs from before groups have 4 bytes less per entry, which only sways the whole-or-ranged choice). */
 function packSize(dataEnd: number, n: number): number {
-  return dataEnd + BLOB_HEADER + SEAL_OVERHEAD + 8 + n * (ID_BYTES + 8) + 4;
+  return dataEnd + BLOB_HEADER + SEAL_OVERHEAD + 8 + n * TRAILER_ENTRY + 4;
 }
 
 /** Finds where each chunk the entries need sits, and every (file, offset) that uses it. */

@@ -57,6 +57,10 @@ export interface RestoreResult {
   bytesWritten: number;
 }
 
+/** Chunks up to this size are copied into runs of consecutive bytes of a file, written once per run of up to `WRITE_RUN` bytes. */
+const SMALL_CHUNK = 32 * 1024;
+const WRITE_RUN = 1024 * 1024;
+
 /** Open file handles kept for files still receiving chunks; beyond this, writes open and close. */
 const MAX_OPEN_FILES = 256;
 
@@ -124,7 +128,8 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
   }
 
   const handles = new Map<number, Promise<FileHandle>>();
-  const writeTo = async (file: number, data: Uint8Array, offset: number): Promise<void> => {
+  /** Writes `data` at `offset`, which completes `uses` chunk uses of the file. */
+  const writeTo = async (file: number, data: Uint8Array, offset: number, uses = 1): Promise<void> => {
     let h = handles.get(file);
     const transient = !h && handles.size >= MAX_OPEN_FILES;
     if (!h) {
@@ -135,7 +140,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     let done = 0;
     while (done < data.byteLength) done += (await fh.write(data, done, data.byteLength - done, offset + done)).bytesWritten;
     bytesWritten += done;
-    const left = --remaining[file]!;
+    const left = (remaining[file]! -= uses);
     if (left === 0) {
       handles.delete(file);
       await fh.sync();
@@ -167,16 +172,34 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
     // One decompression buffer per request, reused chunk after chunk (writes are awaited in turn).
     const scratch = Buffer.allocUnsafeSlow(Math.max(...r.chunks.map((c) => c.rawLength)));
+    // Small chunks that follow each other in a file (pages) are gathered into one write.
+    const run = { file: -1, offset: 0, length: 0, uses: 0, buf: undefined as Buffer | undefined };
+    const flush = async () => {
+      if (run.uses === 0) return;
+      await writeTo(run.file, run.buf!.subarray(0, run.length), run.offset, run.uses);
+      run.uses = run.length = 0;
+    };
     for (const c of r.chunks) {
       const start = c.offset! - r.offset;
       const plain = repo.codec.decode(c.id, data.subarray(start, start + c.length!), scratch);
       if (typeof plain === 'string') throw new CorruptObjectError(key, plain, affected());
       for (const u of c.uses) {
-        await writeTo(u.file, plain, u.offset);
+        if (plain.length > SMALL_CHUNK) {
+          await flush();
+          await writeTo(u.file, plain, u.offset);
+        } else {
+          if (run.uses > 0 && (run.file !== u.file || run.offset + run.length !== u.offset || run.length + plain.length > WRITE_RUN)) await flush();
+          if (run.uses === 0) Object.assign(run, { file: u.file, offset: u.offset });
+          run.buf ??= Buffer.allocUnsafe(WRITE_RUN);
+          plain.copy(run.buf, run.length);
+          run.length += plain.length;
+          run.uses++;
+        }
         progress.bytesDone += plain.length;
       }
       options.onProgress?.({ ...progress });
     }
+    await flush();
   };
   try {
     await Promise.all(

@@ -1,0 +1,267 @@
+/**
+ * The tools under comparison, each behind one interface: set up a
+ * repository, back up a PostgreSQL cluster or a directory, archive a WAL
+ * segment, restore the latest backup, and report what the repository holds.
+ * Every tool encrypts and compresses (its usual zstd where it has one), so
+ * stored bytes compare like with like.
+ */
+import { chown, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LocalKeyProvider } from '@coffer/engine';
+import { serverUser, type PostgresSandbox } from '@coffer/verify';
+import { run, treeBytes, versionOf, type StepFigures } from './proc.js';
+
+export type Source = { kind: 'postgres'; cluster: PostgresSandbox } | { kind: 'files'; dir: string };
+export type SourceKind = Source['kind'] | 'wal';
+
+export interface Tool {
+  readonly name: string;
+  readonly version: string;
+  /** The settings it runs with, for the report. */
+  readonly settings: string;
+  handles(kind: SourceKind): boolean;
+  /** Creates an empty repository in `dir` (which the tool owns from then on). */
+  init(dir: string, source: Source): Promise<void>;
+  backup(source: Source): Promise<StepFigures>;
+  /** Archives WAL files: one archive_command call per file where the tool has one, else one backup of them all. */
+  walPush(segments: string[]): Promise<StepFigures>;
+  /** Restores the latest backup into `to` (absent or empty). */
+  restore(to: string, source: Source): Promise<StepFigures>;
+  storedBytes(): Promise<number>;
+}
+
+export interface MissingTool {
+  name: string;
+  missing: string;
+}
+
+const PASSWORD = 'benchmark passphrase, not a secret';
+const COFFER_BIN = fileURLToPath(new URL('../../../packages/cli/bin/coffer.js', import.meta.url));
+
+/** pg_wal's segments and the server's pid file are not part of a base backup's data for the file-level tools either. */
+const dataExcludes = (data: string) => [`${data}/pg_wal/*`, `${data}/postmaster.pid`];
+
+/** One command per file, as archive_command runs: total time, largest peak RSS. */
+async function eachFile(files: string[], push: (f: string) => Promise<StepFigures>): Promise<StepFigures> {
+  let ms = 0;
+  let maxRssMiB: number | undefined;
+  for (const f of files) {
+    const r = await push(f);
+    ms += r.ms;
+    if (r.maxRssMiB !== undefined) maxRssMiB = Math.max(maxRssMiB ?? 0, r.maxRssMiB);
+  }
+  return { ms, maxRssMiB };
+}
+
+async function ownedByServer(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const user = serverUser();
+  if (user) await chown(dir, user.uid, user.gid);
+}
+
+class Coffer implements Tool {
+  readonly name = 'Coffer';
+  readonly version: string;
+  readonly settings = 'zstd 3, AES-256-GCM, relation files in 8 KiB pages, FastCDC 64 KiB otherwise, workers per core';
+  private repo = '';
+  private env: Record<string, string> = {};
+  constructor(version: string) {
+    this.version = version;
+  }
+  handles(): boolean {
+    return true;
+  }
+  private coffer(args: string[], env: Record<string, string> = {}) {
+    return run(process.execPath, [COFFER_BIN, '--repo', this.repo, '--quiet', ...args], { env: { ...this.env, ...env } });
+  }
+  async init(dir: string): Promise<void> {
+    this.repo = dir;
+    const keyFile = join(dirname(dir), 'coffer.key');
+    await writeFile(keyFile, LocalKeyProvider.newKeyFileContent(), { mode: 0o600 });
+    this.env = { COFFER_KEY_FILE: keyFile };
+    await this.coffer(['init']);
+  }
+  async backup(source: Source): Promise<StepFigures> {
+    return source.kind === 'postgres' ? this.coffer(['backup'], source.cluster.pgEnv) : this.coffer(['backup', '--path', source.dir]);
+  }
+  walPush(segments: string[]): Promise<StepFigures> {
+    return eachFile(segments, (s) => this.coffer(['wal-push', s]));
+  }
+  async restore(to: string): Promise<StepFigures> {
+    return this.coffer(['restore', 'latest', '--to', to]);
+  }
+  storedBytes(): Promise<number> {
+    return treeBytes(this.repo);
+  }
+}
+
+class PgBackRest implements Tool {
+  readonly name = 'pgBackRest';
+  readonly version: string;
+  readonly settings: string;
+  private conf = '';
+  private repo = '';
+  private full = true;
+  constructor(version: string) {
+    this.version = version;
+    // Block incremental (repo1-block) arrived in 2.46; older versions re-copy every changed file whole.
+    this.settings = `compress-type=zst, process-max=2, aes-256-cbc${this.hasBlockIncremental ? ', repo1-bundle + repo1-block' : ', file-level incremental (no block incremental before 2.46)'}`;
+  }
+  get hasBlockIncremental(): boolean {
+    const [major, minor] = (/(\d+)\.(\d+)/.exec(this.version) ?? []).slice(1).map(Number);
+    return (major ?? 0) > 2 || (major === 2 && (minor ?? 0) >= 46);
+  }
+  handles(kind: SourceKind): boolean {
+    return kind !== 'files';
+  }
+  private pgbackrest(args: string[]) {
+    return run('pgbackrest', [`--config=${this.conf}`, '--stanza=bench', ...args], { asServerUser: true, env: { PGBACKREST_REPO1_CIPHER_PASS: PASSWORD } });
+  }
+  async init(dir: string, source: Source): Promise<void> {
+    if (source.kind !== 'postgres') throw new Error('pgBackRest backs up PostgreSQL only');
+    const c = source.cluster;
+    this.repo = dir;
+    const home = dirname(dir);
+    for (const d of [dir, join(home, 'pgbr-log'), join(home, 'pgbr-lock'), join(home, 'pgbr-spool')]) await ownedByServer(d);
+    this.conf = join(home, 'pgbackrest.conf');
+    const lines = [
+      '[global]',
+      `repo1-path=${dir}`,
+      `log-path=${join(home, 'pgbr-log')}`,
+      `lock-path=${join(home, 'pgbr-lock')}`,
+      `spool-path=${join(home, 'pgbr-spool')}`,
+      'log-level-console=warn',
+      'log-level-file=off',
+      'compress-type=zst',
+      'process-max=2',
+      'repo1-retention-full=9999',
+      'repo1-cipher-type=aes-256-cbc',
+      'start-fast=y',
+      // WAL is measured on its own (archive-push per segment), not through the backup.
+      'archive-check=n',
+      ...(this.hasBlockIncremental ? ['repo1-bundle=y', 'repo1-block=y'] : []),
+      '[bench]',
+      `pg1-path=${c.data}`,
+      `pg1-port=${c.port}`,
+      `pg1-socket-path=${dirname(c.data)}`,
+      'pg1-user=postgres',
+    ];
+    await writeFile(this.conf, lines.join('\n') + '\n');
+    await this.pgbackrest(['stanza-create']);
+  }
+  async backup(): Promise<StepFigures> {
+    const type = this.full ? 'full' : 'incr';
+    this.full = false;
+    return this.pgbackrest(['backup', `--type=${type}`]);
+  }
+  walPush(segments: string[]): Promise<StepFigures> {
+    return eachFile(segments, (s) => this.pgbackrest(['archive-push', s]));
+  }
+  async restore(to: string): Promise<StepFigures> {
+    await ownedByServer(to);
+    return this.pgbackrest(['restore', `--pg1-path=${to}`]);
+  }
+  storedBytes(): Promise<number> {
+    return treeBytes(this.repo);
+  }
+}
+
+class Restic implements Tool {
+  readonly name = 'restic';
+  readonly version: string;
+  readonly settings = 'repository v2, compression auto (zstd), AES-256-CTR + Poly1305';
+  private env: Record<string, string> = {};
+  private repo = '';
+  constructor(version: string) {
+    this.version = version;
+  }
+  handles(): boolean {
+    return true;
+  }
+  private restic(args: string[], cwd?: string) {
+    return run('restic', ['--quiet', ...args], { env: this.env, ...(cwd ? { cwd } : {}) });
+  }
+  async init(dir: string): Promise<void> {
+    this.repo = dir;
+    this.env = { RESTIC_REPOSITORY: dir, RESTIC_PASSWORD: PASSWORD, RESTIC_CACHE_DIR: join(dirname(dir), 'restic-cache') };
+    await this.restic(['init']);
+  }
+  backup(source: Source): Promise<StepFigures> {
+    if (source.kind === 'postgres') {
+      const d = source.cluster.data;
+      return this.restic(['backup', d, ...dataExcludes(d).flatMap((x) => ['--exclude', x])]);
+    }
+    return this.restic(['backup', source.dir]);
+  }
+  walPush(segments: string[]): Promise<StepFigures> {
+    return this.restic(['backup', ...segments]);
+  }
+  restore(to: string): Promise<StepFigures> {
+    return this.restic(['restore', 'latest', '--target', to]);
+  }
+  storedBytes(): Promise<number> {
+    return treeBytes(this.repo);
+  }
+}
+
+class Borg implements Tool {
+  readonly name = 'borg';
+  readonly version: string;
+  readonly settings = 'repokey (AES-256-CTR + HMAC-SHA256), --compression zstd,3';
+  private env: Record<string, string> = {};
+  private repo = '';
+  private n = 0;
+  constructor(version: string) {
+    this.version = version;
+  }
+  handles(): boolean {
+    return true;
+  }
+  private borg(args: string[], cwd?: string) {
+    return run('borg', args, { env: this.env, ...(cwd ? { cwd } : {}) });
+  }
+  async init(dir: string): Promise<void> {
+    this.repo = dir;
+    const base = join(dirname(dir), 'borg-home');
+    this.env = { BORG_PASSPHRASE: PASSWORD, BORG_BASE_DIR: base, BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+    await this.borg(['init', '--encryption=repokey', dir]);
+  }
+  backup(source: Source): Promise<StepFigures> {
+    const name = `${this.repo}::b${this.n++}`;
+    if (source.kind === 'postgres') {
+      const d = source.cluster.data;
+      return this.borg(['create', '--compression', 'zstd,3', ...dataExcludes(d).flatMap((x) => ['--exclude', `sh:${x}`]), name, d]);
+    }
+    return this.borg(['create', '--compression', 'zstd,3', name, source.dir]);
+  }
+  walPush(segments: string[]): Promise<StepFigures> {
+    return this.borg(['create', '--compression', 'zstd,3', `${this.repo}::b${this.n++}`, ...segments]);
+  }
+  async restore(to: string): Promise<StepFigures> {
+    await mkdir(to, { recursive: true });
+    return this.borg(['extract', `${this.repo}::b${this.n - 1}`], to);
+  }
+  storedBytes(): Promise<number> {
+    return treeBytes(this.repo);
+  }
+}
+
+/** Every tool of the comparison: a fresh instance of each installed one, and why the others are missing. */
+export function detectTools(): { tools: Tool[]; missing: MissingTool[] } {
+  const tools: Tool[] = [];
+  const missing: MissingTool[] = [];
+  const coffer = versionOf(process.execPath, [COFFER_BIN, '--version']);
+  if (coffer) tools.push(new Coffer(coffer));
+  else missing.push({ name: 'Coffer', missing: `${COFFER_BIN} did not run: build the project first (npm run build)` });
+  const pgbr = versionOf('pgbackrest', ['version']);
+  if (pgbr) tools.push(new PgBackRest(pgbr.replace(/^pgBackRest /, '')));
+  else missing.push({ name: 'pgBackRest', missing: 'not installed (Debian package pgbackrest)' });
+  const restic = versionOf('restic', ['version']);
+  if (restic) tools.push(new Restic(/restic ([\d.]+)/.exec(restic)?.[1] ?? restic));
+  else missing.push({ name: 'restic', missing: 'not installed (Debian package restic)' });
+  const borg = versionOf('borg', ['--version']);
+  if (borg) tools.push(new Borg(borg.replace(/^borg /, '')));
+  else missing.push({ name: 'borg', missing: 'not installed (Debian package borgbackup)' });
+  return { tools, missing };
+}
