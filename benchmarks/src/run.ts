@@ -1,14 +1,25 @@
 /**
- * `npm run bench`: the engine's figures in one run.
- *   --quick           a small tree (256 MiB) and fewer repeats
- *   --tree-gib N      size of the generated tree (default 2)
+ * `npm run bench`: the engine's figures, then the comparison with
+ * pgBackRest, restic and borg, in one run.
+ *   --quick           small inputs and fewer repeats (under 5 minutes)
+ *   --only SECTION    engine | compare
+ *   --tree-gib N      size of the engine's generated tree (default 2)
+ *   --scale N         pgbench scale (default 100; quick 20)
+ *   --transactions N  pgbench transactions per day (default 80,000; quick 10,000)
+ *   --oltp-mb N       size of the OLTP workload (default 1000; quick 150)
+ *   --files-mb N      size of the edited file tree (default 1000; quick 150)
+ *   --days N          days after the first (default 3; quick 2)
+ *   --workloads LIST  pgbench,oltp,tree (default all)
+ *   --seed N          workload seed (default 1)
  *   --work DIR        scratch directory (default: $TMPDIR/coffer-bench)
  */
-import { cpus, tmpdir } from 'node:os';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { compareFigures } from './compare/compare.js';
+import { verdicts, workloadMarkdown, writePlots } from './compare/report.js';
 import { fmt, mbps, table } from './measure.js';
 import { pipelineFigures } from './pipeline.js';
 import { s3Figures } from './s3.js';
@@ -20,7 +31,15 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
     'tree-gib': { type: 'string' },
+    scale: { type: 'string' },
+    transactions: { type: 'string' },
+    'oltp-mb': { type: 'string' },
+    'files-mb': { type: 'string' },
+    days: { type: 'string' },
+    workloads: { type: 'string' },
+    seed: { type: 'string' },
     work: { type: 'string' },
   },
 });
@@ -29,46 +48,61 @@ const treeBytes = Math.round(Number(values['tree-gib'] ?? (quick ? 0.25 : 2)) * 
 const work = values.work ?? join(tmpdir(), 'coffer-bench');
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
 
-const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, Node ${process.version}`;
-console.log(`# Coffer engine benchmark\n\n${machine}, ${new Date().toISOString()}\n`);
+const only = values.only;
+if (only !== undefined && only !== 'engine' && only !== 'compare') throw new Error(`--only takes engine or compare, not ${only}`);
+const numberFlag = (name: keyof typeof values, fallback: number): number => {
+  const raw = values[name];
+  const n = raw === undefined ? fallback : Number(raw);
+  if (typeof raw === 'boolean' || !Number.isFinite(n) || n <= 0) throw new Error(`--${name} takes a positive number, not ${String(raw)}`);
+  return n;
+};
+const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${release()}`;
+const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+await mkdir(resultsDir, { recursive: true });
+if (only !== 'compare') await engineSection();
+if (only !== 'engine') await compareSection();
+await rm(work, { recursive: true, force: true });
 
-const p = await pipelineFigures(quick ? 128 << 20 : 512 << 20, quick ? 2 : 3);
-const pipelineTable = table(
-  ['CPU stage (same bytes, in memory)', 'MB/s', 'vs raw chunk+hash'],
-  [
-    ['raw fastcdc-wasm boundaries, 1 thread', fmt(p.rawCdc), fmt(p.rawCdc / p.rawCdcSha, 2)],
-    ['raw SHA-256, 1 thread', fmt(p.rawSha), fmt(p.rawSha / p.rawCdcSha, 2)],
-    ['raw fastcdc + SHA-256, 1 thread (our limit)', fmt(p.rawCdcSha), '1.00'],
-    ['engine pipeline: chunk → HMAC id → zstd → AES-GCM, 1 thread', fmt(p.pipeline1), fmt(p.pipeline1 / p.rawCdcSha, 2)],
-    [`engine pipeline on ${p.threads} worker threads`, fmt(p.pipelineN), fmt(p.pipelineN / p.rawCdcSha, 2)],
-  ],
-);
-console.log(`## Pipeline (${fmt(p.bytes / 2 ** 20)} MiB, half random and half text; stored/raw ${fmt(p.storedRatio, 2)})\n\n${pipelineTable}\n`);
+async function engineSection(): Promise<void> {
+  console.log(`# Coffer engine benchmark\n\n${machine}, ${new Date().toISOString()}\n`);
 
-await mkdir(work, { recursive: true });
-const t = await treeFigures(work, treeBytes);
-const row = (name: string, s: { ms: number; maxRssMiB: number }, bytes: number) => [name, fmt(s.ms / 1000, 2), fmt(mbps(bytes, s.ms)), fmt(s.maxRssMiB)];
-const treeTable = table(
-  ['step', 'seconds', 'MB/s', 'peak RSS MiB'],
-  [row('backup (first)', t.backup, t.bytes), row('backup (unchanged, parent shortcut)', t.secondBackup, t.bytes), row('restore (verified, fsync\'d)', t.restore, t.bytes)],
-);
-console.log(`## Tree of ${fmt(t.bytes / 2 ** 30, 2)} GiB in ${t.files} files (repository ${fmt(t.repositoryBytes / 2 ** 30, 2)} GiB)\n\n${treeTable}\n`);
-const s3 = await s3Figures(work, join(work, 'src'), t.bytes);
-let s3Section: string;
-if ('missing' in s3) {
-  s3Section = `## Against S3 (radosgw)\n\nNot measured: ${s3.missing}\n`;
-} else {
-  const GiB = 2 ** 30;
-  const perGiB = (n: number | undefined) => fmt(((n ?? 0) * GiB) / s3.bytes);
-  const ops = (o: Record<string, number> | undefined) => Object.entries(o ?? {}).map(([k, v]) => `${k} ${v}`).join(', ');
-  const s3Table = table(
-    ['step', 'seconds', 'MB/s', 'requests', 'requests per GiB', 'peak RSS MiB'],
+  const p = await pipelineFigures(quick ? 128 << 20 : 512 << 20, quick ? 2 : 3);
+  const pipelineTable = table(
+    ['CPU stage (same bytes, in memory)', 'MB/s', 'vs raw chunk+hash'],
     [
-      ['backup (first) to S3', fmt(s3.backup.ms / 1000, 2), fmt(mbps(s3.bytes, s3.backup.ms)), fmt(s3.backup.requests ?? 0), perGiB(s3.backup.requests), fmt(s3.backup.maxRssMiB)],
-      ['restore from S3 (verified, fsync\'d)', fmt(s3.restore.ms / 1000, 2), fmt(mbps(s3.bytes, s3.restore.ms)), fmt(s3.restore.requests ?? 0), perGiB(s3.restore.requests), fmt(s3.restore.maxRssMiB)],
+      ['raw fastcdc-wasm boundaries, 1 thread', fmt(p.rawCdc), fmt(p.rawCdc / p.rawCdcSha, 2)],
+      ['raw SHA-256, 1 thread', fmt(p.rawSha), fmt(p.rawSha / p.rawCdcSha, 2)],
+      ['raw fastcdc + SHA-256, 1 thread (our limit)', fmt(p.rawCdcSha), '1.00'],
+      ['engine pipeline: chunk → HMAC id → zstd → AES-GCM, 1 thread', fmt(p.pipeline1), fmt(p.pipeline1 / p.rawCdcSha, 2)],
+      [`engine pipeline on ${p.threads} worker threads`, fmt(p.pipelineN), fmt(p.pipelineN / p.rawCdcSha, 2)],
     ],
   );
-  s3Section = `## Against S3: radosgw on loopback, same tree (${fmt(s3.storedBytes / GiB, 2)} GiB stored)\n\n${s3Table}\n\nBackup requests: ${ops(s3.backup.byOperation)}. Restore requests: ${ops(s3.restore.byOperation)}.\n`;
+  console.log(`## Pipeline (${fmt(p.bytes / 2 ** 20)} MiB, half random and half text; stored/raw ${fmt(p.storedRatio, 2)})\n\n${pipelineTable}\n`);
+
+  await mkdir(work, { recursive: true });
+  const t = await treeFigures(work, treeBytes);
+  const row = (name: string, s: { ms: number; maxRssMiB: number }, bytes: number) => [name, fmt(s.ms / 1000, 2), fmt(mbps(bytes, s.ms)), fmt(s.maxRssMiB)];
+  const treeTable = table(
+    ['step', 'seconds', 'MB/s', 'peak RSS MiB'],
+    [row('backup (first)', t.backup, t.bytes), row('backup (unchanged, parent shortcut)', t.secondBackup, t.bytes), row('restore (verified, fsync\'d)', t.restore, t.bytes)],
+  );
+  console.log(`## Tree of ${fmt(t.bytes / 2 ** 30, 2)} GiB in ${t.files} files (repository ${fmt(t.repositoryBytes / 2 ** 30, 2)} GiB)\n\n${treeTable}\n`);
+  const s3 = await s3Figures(work, join(work, 'src'), t.bytes);
+  let s3Section: string;
+  if ('missing' in s3) {
+    s3Section = `## Against S3 (radosgw)\n\nNot measured: ${s3.missing}\n`;
+  } else {
+    const GiB = 2 ** 30;
+    const perGiB = (n: number | undefined) => fmt(((n ?? 0) * GiB) / s3.bytes);
+    const ops = (o: Record<string, number> | undefined) => Object.entries(o ?? {}).map(([k, v]) => `${k} ${v}`).join(', ');
+    const s3Table = table(
+      ['step', 'seconds', 'MB/s', 'requests', 'requests per GiB', 'peak RSS MiB'],
+      [
+        ['backup (first) to S3', fmt(s3.backup.ms / 1000, 2), fmt(mbps(s3.bytes, s3.backup.ms)), fmt(s3.backup.requests ?? 0), perGiB(s3.backup.requests), fmt(s3.backup.maxRssMiB)],
+        ['restore from S3 (verified, fsync\'d)', fmt(s3.restore.ms / 1000, 2), fmt(mbps(s3.bytes, s3.restore.ms)), fmt(s3.restore.requests ?? 0), perGiB(s3.restore.requests), fmt(s3.restore.maxRssMiB)],
+      ],
+    );
+    s3Section = `## Against S3: radosgw on loopback, same tree (${fmt(s3.storedBytes / GiB, 2)} GiB stored)\n\n${s3Table}\n\nBackup requests: ${ops(s3.backup.byOperation)}. Restore requests: ${ops(s3.restore.byOperation)}.\n`;
 }
 console.log(s3Section);
 const verdicts = [
@@ -77,8 +111,54 @@ const verdicts = [
 ];
 console.log(verdicts.map((v) => `- ${v}`).join('\n'));
 
-await mkdir(resultsDir, { recursive: true });
 const md = `# Engine benchmark\n\n${machine}, ${new Date().toISOString()}, \`npm run bench${quick ? ' -- --quick' : ''}\`\n\n## Pipeline\n\n${pipelineTable}\n\n## Tree of ${fmt(t.bytes / 2 ** 30, 2)} GiB, ${t.files} files\n\n${treeTable}\n\n${s3Section}\n${verdicts.map((v) => `- ${v}`).join('\n')}\n`;
 await writeFile(join(resultsDir, quick ? 'engine-quick.md' : 'engine.md'), md);
 await writeFile(join(resultsDir, quick ? 'engine-quick.json' : 'engine.json'), JSON.stringify({ machine, pipeline: p, tree: t, s3 }, null, 2) + '\n');
-await rm(work, { recursive: true, force: true });
+}
+
+async function compareSection(): Promise<void> {
+  const started = Date.now();
+  const options = {
+    work: join(work, 'compare'),
+    days: numberFlag('days', quick ? 2 : 3),
+    seed: numberFlag('seed', 1),
+    pgbenchScale: numberFlag('scale', quick ? 20 : 100),
+    pgbenchTransactions: numberFlag('transactions', quick ? 10_000 : 80_000),
+    oltpBytes: numberFlag('oltp-mb', quick ? 150 : 1000) * 1e6,
+    treeBytes: numberFlag('files-mb', quick ? 150 : 1000) * 1e6,
+    ...(values.workloads ? { workloads: values.workloads.split(',') } : {}),
+    log: (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`),
+  };
+  console.log(`# Coffer against pgBackRest, restic and borg\n\n${machine}, ${new Date().toISOString()}, \`${command}\`\n`);
+  const f = await compareFigures(options);
+  const suffix = quick ? '-quick' : '';
+  const plots = await writePlots(f, resultsDir, suffix);
+  const versions = Object.entries(f.versions).map(([k, v]) => `${k} ${v}`).join(', ');
+  const missing = f.missing.length ? `\n\nNot installed, so not measured: ${f.missing.map((m) => `${m.name} (${m.missing})`).join('; ')}.` : '';
+  const settings = [...new Map(f.workloads.flatMap((w) => w.tools.map((t) => [t.tool, t.settings] as const))).entries()].map(([k, v]) => `- ${k}: ${v}`).join('\n');
+  const bar = f.workloads.filter((w) => w.name === 'pgbench' || w.name === 'oltp').flatMap(verdicts);
+  const md = [
+    `# Coffer against pgBackRest, restic and borg`,
+    '',
+    `${machine}; \`${command}\`; ${new Date().toISOString()}; ${((Date.now() - started) / 60000).toFixed(1)} minutes.`,
+    '',
+    `Versions: ${versions}.${missing}`,
+    '',
+    `Parameters: seed ${options.seed}, ${options.days} days after the first; inputs are read once and \`sync\` runs before every timed step; restores are timed with the \`sync\` that makes them durable. Settings:`,
+    '',
+    settings,
+    '',
+    '## The bar (issue: least stored per day; backup and restore within 1.5× of the fastest)',
+    '',
+    ...bar.map((v) => `- ${v.ok ? 'met' : '**not met**'}: ${v.line}`),
+    '',
+    `Plots: ${plots.map((p) => `[${p}](${p})`).join(', ')}.`,
+    '',
+    '## Workloads',
+    '',
+    ...f.workloads.map(workloadMarkdown),
+  ].join('\n');
+  console.log(md);
+  await writeFile(join(resultsDir, `compare${suffix}.md`), md + '\n');
+  await writeFile(join(resultsDir, `compare${suffix}.json`), JSON.stringify({ machine, command, ...f }, null, 1) + '\n');
+}

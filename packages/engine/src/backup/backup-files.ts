@@ -14,7 +14,7 @@ import type { BackupManifest, BackupStats, TreeEntry } from '../format/manifest.
 import type { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { Chunking } from '../chunking/chunker.js';
-import { chunkFile, type ChunkSink, type FileChunks, type PageVerify } from './chunk-pipeline.js';
+import { chunkFile, type ChunkSink, type FileChunks, type FileRange, type PageVerify } from './chunk-pipeline.js';
 import { PackWriter } from './pack-writer.js';
 import { walkTree, type WalkOptions } from './walk.js';
 import { ChunkWorkerPool } from './worker-pool.js';
@@ -118,30 +118,33 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   try {
     const limit = pLimit(Math.max(1, workers * 2));
     await Promise.all(
-      toRead.map((e) =>
-        limit(async () => {
-          const abs = absPath(e.path);
-          const verify = src.verify?.(e);
-          const chunking = chunkingOf(e);
-          let result: FileChunks;
-          try {
-            result = pool ? await pool.run(abs, chunking, verify) : await chunkFile(abs, chunking, repo.codec, sink, verify);
-          } catch (err) {
-            const code = (err as NodeJS.ErrnoException).code;
-            if (code === 'ENOENT' && !(err instanceof CofferError)) {
-              vanished.push(e.path);
-              return;
-            }
-            if (code && !(err instanceof CofferError)) throw new SourceError(abs, (err as Error).message, { cause: err });
-            throw err;
+      toRead.map(async (e) => {
+        const abs = absPath(e.path);
+        const verify = src.verify?.(e);
+        const chunking = chunkingOf(e);
+        // Large files cut at fixed offsets are read in parts by several threads at once; the parts join in order.
+        const ranges = pool ? splitRanges(e.size ?? 0, chunking) : [undefined];
+        let parts: FileChunks[];
+        try {
+          parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, verify, range) : chunkFile(abs, chunking, repo.codec, sink, verify, range)))));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' && !(err instanceof CofferError)) {
+            vanished.push(e.path);
+            return;
           }
-          e.chunks = result.chunks;
-          e.size = result.size;
-          if (chunking.algorithm === 'fixed') e.chunking = 'fixed';
-          progress.filesDone++;
-          options.onProgress?.({ ...progress });
-        }),
-      ),
+          if (code && !(err instanceof CofferError)) throw new SourceError(abs, (err as Error).message, { cause: err });
+          throw err;
+        }
+        // A part that ended early met the end of the file: what follows it was read after a truncation and is dropped.
+        const short = parts.findIndex((p, i) => ranges[i]?.length !== undefined && p.size < ranges[i]!.length!);
+        const kept = short < 0 ? parts : parts.slice(0, short + 1);
+        e.chunks = kept.flatMap((p) => p.chunks);
+        e.size = kept.reduce((n, p) => n + p.size, 0);
+        if (chunking.algorithm === 'fixed') e.chunking = 'fixed';
+        progress.filesDone++;
+        options.onProgress?.({ ...progress });
+      }),
     );
     await writer.finish();
   } catch (e) {
@@ -180,6 +183,19 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   };
   const key = await repo.writeManifest(manifest);
   return { key, manifest };
+}
+
+/** Bytes per part when a file is split between threads (rounded up to whole chunks). */
+const SPLIT_BYTES = 32 * 1024 * 1024;
+
+function splitRanges(size: number, chunking: Chunking): (FileRange | undefined)[] {
+  if (chunking.algorithm !== 'fixed' || size <= SPLIT_BYTES * 1.5) return [undefined];
+  const step = Math.ceil(SPLIT_BYTES / chunking.size) * chunking.size;
+  const ranges: FileRange[] = [];
+  for (let start = 0; start + step < size; start += step) ranges.push({ start, length: step });
+  // The last part reads to the end, however far the file has grown since it was listed.
+  ranges.push({ start: ranges.length * step });
+  return ranges;
 }
 
 function unchanged(prev: TreeEntry, cur: TreeEntry, index: ChunkIndex, trustBeforeNs: bigint): boolean {

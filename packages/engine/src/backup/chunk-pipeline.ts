@@ -45,7 +45,16 @@ function takeBuffer(): Buffer {
   return spare.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
 }
 
-export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, verify?: PageVerify): Promise<FileChunks> {
+/** Part of a file: `length` bytes from `start` (`undefined`: to the end). Only fixed chunking may split a file, at a multiple of its chunk size. */
+export interface FileRange {
+  start: number;
+  length?: number;
+}
+
+export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, verify?: PageVerify, range?: FileRange): Promise<FileChunks> {
+  if (range && range.start > 0 && (chunking.algorithm !== 'fixed' || range.start % chunking.size !== 0)) {
+    throw new RangeError(`a file can be split only at a multiple of a fixed chunk size (start ${range.start})`);
+  }
   const fh = await open(path, 'r');
   const chunker = createChunker(chunking);
   // Only small fixed chunks gain from sharing a compression frame; FastCDC chunks are large enough alone.
@@ -54,12 +63,22 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
   const buffers = [takeBuffer(), takeBuffer()];
   let size = 0;
   let turn = 0;
-  const read = () => {
+  let position = range?.start ?? 0;
+  const end = range?.length === undefined ? Infinity : position + range.length;
+  // A read shorter than asked is the end of the file: nothing after it is read (a file that grows again later is WAL replay's business).
+  let atEnd = false;
+  const read = async () => {
     const buffer = buffers[turn++ % 2]!;
-    return fh.read(buffer, 0, buffer.length, null);
+    const want = atEnd ? 0 : Math.min(buffer.length, end - position);
+    const at = position;
+    position += want;
+    if (want === 0) return { bytesRead: 0, buffer };
+    const r = await fh.read(buffer, 0, want, at);
+    if (r.bytesRead < want) atEnd = true;
+    return r;
   };
   let next = read();
-  const pages = verify ? new PageChecker(verify, fh) : undefined;
+  const pages = verify ? new PageChecker(verify, fh, (range?.start ?? 0) / BLCKSZ) : undefined;
   try {
     for (;;) {
       const { bytesRead, buffer } = await next;
@@ -93,8 +112,9 @@ class PageChecker {
   constructor(
     private readonly verify: PageVerify,
     private readonly fh: FileHandle,
+    skipBlocks = 0,
   ) {
-    this.block = verify.firstBlock;
+    this.block = verify.firstBlock + skipBlocks;
   }
 
   async check(data: Buffer): Promise<void> {

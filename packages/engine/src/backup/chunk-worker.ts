@@ -7,7 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
-import { chunkFile, type ChunkSink, type PageVerify } from './chunk-pipeline.js';
+import { chunkFile, type ChunkSink, type FileRange, type PageVerify } from './chunk-pipeline.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
 import type { SealedBlob } from './pack-writer.js';
 
@@ -33,7 +33,7 @@ port.on('message', (msg: ToWorker) => {
     waiting.delete(msg.req);
     resolve?.(msg.value);
   } else if (msg.t === 'file') {
-    void runJob(msg.job, msg.path, msg.chunking, msg.verify ? { ...msg.verify, startLsn: BigInt(msg.verify.startLsn) } : undefined);
+    void runJob(msg.job, msg.path, msg.chunking, msg.range, msg.verify ? { ...msg.verify, startLsn: BigInt(msg.verify.startLsn) } : undefined);
   }
 });
 
@@ -47,7 +47,7 @@ function takeBatchBuffer(size: number): Buffer {
   return Buffer.from(new ArrayBuffer(Math.max(size, 2 << 20)), 0, size);
 }
 
-async function runJob(job: number, path: string, chunking: Chunking, verify: PageVerify | undefined): Promise<void> {
+async function runJob(job: number, path: string, chunking: Chunking, range: FileRange | undefined, verify: PageVerify | undefined): Promise<void> {
   const sink: ChunkSink = {
     async claim(ids: Buffer[], bytes: number) {
       const flat = Buffer.concat(ids);
@@ -80,7 +80,7 @@ async function runJob(job: number, path: string, chunking: Chunking, verify: Pag
     },
   };
   try {
-    const result = await chunkFile(path, chunking, codec!, sink, verify);
+    const result = await chunkFile(path, chunking, codec!, sink, verify, range);
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

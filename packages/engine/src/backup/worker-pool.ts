@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repository/repository.js';
 import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
-import type { ChunkSink, FileChunks, PageVerify } from './chunk-pipeline.js';
+import type { ChunkSink, FileChunks, PageVerify, FileRange } from './chunk-pipeline.js';
 import type { SealedBlob } from './pack-writer.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
 
@@ -15,6 +15,7 @@ interface Job {
   id: number;
   path: string;
   chunking: Chunking;
+  range: FileRange | undefined;
   verify: PageVerify | undefined;
   resolve: (r: FileChunks) => void;
   reject: (e: Error) => void;
@@ -52,10 +53,10 @@ export class ChunkWorkerPool {
     }
   }
 
-  run(path: string, chunking: Chunking, verify?: PageVerify): Promise<FileChunks> {
+  run(path: string, chunking: Chunking, verify?: PageVerify, range?: FileRange): Promise<FileChunks> {
     if (this.fatal) return Promise.reject(this.fatal);
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextJob++, path, chunking, verify, resolve, reject });
+      this.queue.push({ id: this.nextJob++, path, chunking, range, verify, resolve, reject });
       this.dispatch();
     });
   }
@@ -66,7 +67,7 @@ export class ChunkWorkerPool {
       const job = this.queue.shift()!;
       this.running.set(job.id, { job, worker });
       const verify = job.verify ? { ...job.verify, startLsn: job.verify.startLsn.toString() } : undefined;
-      worker.postMessage({ t: 'file', job: job.id, path: job.path, chunking: job.chunking, ...(verify ? { verify } : {}) } satisfies ToWorker);
+      worker.postMessage({ t: 'file', job: job.id, path: job.path, chunking: job.chunking, ...(job.range ? { range: job.range } : {}), ...(verify ? { verify } : {}) } satisfies ToWorker);
     }
   }
 

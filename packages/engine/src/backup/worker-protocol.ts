@@ -1,6 +1,6 @@
 /** Messages between the backup's main thread and its chunk workers. */
 import type { Chunking } from '../chunking/chunker.js';
-import type { FileChunks } from './chunk-pipeline.js';
+import type { FileChunks, FileRange } from './chunk-pipeline.js';
 
 export interface WorkerInit {
   t: 'init';
@@ -17,7 +17,7 @@ export interface WorkerPageVerify {
   startLsn: string;
 }
 
-export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; verify?: WorkerPageVerify } | { t: 'reply'; req: number; value: unknown };
+export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; range?: FileRange; verify?: WorkerPageVerify } | { t: 'reply'; req: number; value: unknown };
 
 export type ToMain =
   | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number }

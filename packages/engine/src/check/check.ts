@@ -87,7 +87,9 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       for (const [id, [pack, offset, length, rawLength]] of Object.entries(record.locations)) {
         neededPacks.add(pack);
         const list = packs.get(pack) ?? [];
-        if (!list.some((e) => e.offset === offset)) list.push({ id: Buffer.from(id, 'hex'), offset, length, rawLength });
+        const idBytes = Buffer.from(id, 'hex');
+        // Members of a group blob share its offset; the same chunk named by two records is listed once.
+        if (!list.some((e) => e.offset === offset && e.id.equals(idBytes))) list.push({ id: idBytes, offset, length, rawLength });
         packs.set(pack, list);
       }
     } catch (e) {

@@ -51,6 +51,8 @@ interface DecodedGroup {
   offsets: number[];
   lengths: number[];
   body: Buffer;
+  /** The reusable buffer `body` lies in. */
+  buffer: Buffer;
 }
 
 export interface Keys {
@@ -187,7 +189,7 @@ export class ChunkCodec {
    * fits, and the result is a view of it.
    */
   decode(id: Uint8Array, blob: Uint8Array, into?: Buffer): Buffer | string {
-    if (blob[0] === GROUP_BLOB_VERSION) return this.decodeMember(id, blob);
+    if (blob[0] === GROUP_BLOB_VERSION) return this.decodeMember(id, blob, into);
     const plain = this.openSealed(blob, id);
     if (typeof plain === 'string') return plain;
     let data: Buffer;
@@ -207,9 +209,14 @@ export class ChunkCodec {
   }
 
   private readonly groups = new Map<string, DecodedGroup>();
+  private readonly spareBodies: Buffer[] = [];
 
-  /** A member of a group blob; the group is opened once and kept for its next members. */
-  private decodeMember(id: Uint8Array, blob: Uint8Array): Buffer | string {
+  /**
+   * A member of a group blob; the group is opened once and kept for its next
+   * members. The bytes returned are a copy (in `into` when it fits): group
+   * buffers are reused once they leave the cache.
+   */
+  private decodeMember(id: Uint8Array, blob: Uint8Array, into?: Buffer): Buffer | string {
     const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
     const cacheKey = b.length >= BLOB_HEADER + SEAL_OVERHEAD ? `${b.toString('latin1', BLOB_HEADER, BLOB_HEADER + NONCE_BYTES)}${b.toString('latin1', b.length - TAG_BYTES)}${b.length}` : '';
     let group = this.groups.get(cacheKey);
@@ -217,14 +224,20 @@ export class ChunkCodec {
       const opened = this.openGroup(b, id);
       if (typeof opened === 'string') return opened;
       group = opened;
-      if (this.groups.size >= GROUP_CACHE) this.groups.delete(this.groups.keys().next().value!);
+      if (this.groups.size >= GROUP_CACHE) {
+        const oldest = this.groups.keys().next().value!;
+        this.spareBodies.push(this.groups.get(oldest)!.buffer);
+        this.groups.delete(oldest);
+      }
       this.groups.set(cacheKey, group);
     }
     const prefix = Buffer.from(id.buffer, id.byteOffset, GROUP_ID_PREFIX);
     for (let i = 0; i < group.lengths.length; i++) {
       if (!group.prefixes.subarray(i * GROUP_ID_PREFIX, (i + 1) * GROUP_ID_PREFIX).equals(prefix)) continue;
       const data = group.body.subarray(group.offsets[i]!, group.offsets[i]! + group.lengths[i]!);
-      if (bytesEqual(this.id(data), id)) return data;
+      if (!bytesEqual(this.id(data), id)) continue;
+      if (into && into.length >= data.length) return into.subarray(0, data.copy(into));
+      return Buffer.from(data);
     }
     return `chunk ${hex(id)} is not in the group blob that the index names, or decrypts to bytes with another id`;
   }
@@ -248,15 +261,22 @@ export class ChunkCodec {
       lengths.push(len);
       total += len;
     }
+    let buffer = this.spareBodies.pop();
+    if (!buffer || buffer.length < total) buffer = Buffer.allocUnsafeSlow(Math.max(total, 256 * 1024));
     let body: Buffer;
     try {
-      // The group's own buffer: members handed out stay valid after the group leaves the cache.
-      body = plain[0] === ENC_GROUP_RAW ? Buffer.from(plain.subarray(dirEnd)) : this.decompressor.decompress(plain.subarray(dirEnd));
+      if (plain[0] === ENC_GROUP_RAW) body = buffer.subarray(0, plain.copy(buffer, 0, dirEnd));
+      else {
+        const frame = plain.subarray(dirEnd);
+        const size = getFrameContentSize(frame);
+        if (size !== total) return `group holding chunk ${hex(id)} holds ${size} bytes, its directory says ${total}`;
+        body = buffer.subarray(0, this.dctx.decompress(buffer, frame));
+      }
     } catch (e) {
       return `group holding chunk ${hex(id)} does not decompress: ${(e as Error).message}`;
     }
     if (body.length !== total) return `group holding chunk ${hex(id)} holds ${body.length} bytes, its directory says ${total}`;
-    return { prefixes, offsets, lengths, body };
+    return { prefixes, offsets, lengths, body, buffer };
   }
 
   /** Seal a metadata object (index, manifest) under the current data key. */

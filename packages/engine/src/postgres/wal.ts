@@ -115,6 +115,9 @@ async function readyFiles(walDir: string, except: string, max: number): Promise<
     .slice(0, max);
 }
 
+/** Bytes of WAL chunks compressed and sealed as one group blob. */
+const WAL_GROUP = 1024 * 1024;
+
 async function pushOne(repo: Repository, path: string, name: string): Promise<'archived' | 'already-archived'> {
   const key = walKey(name);
   const data = await readFile(path);
@@ -129,15 +132,29 @@ async function pushOne(repo: Repository, path: string, name: string): Promise<'a
   const locations: Record<string, Location> = {};
   let offset = 0;
   repo.codec.startBatch();
-  chunks.forEach((c, i) => {
+  // WAL barely repeats itself across files, so its chunks compress together, in groups of up to WAL_GROUP bytes.
+  const unique: number[] = [];
+  for (let i = 0; i < chunks.length; i++) {
     const hex = ids[i]!.toString('hex');
-    if (locations[hex]) return;
-    const blob = Buffer.from(repo.codec.encode(ids[i]!, c));
-    entries.push({ id: ids[i]!, offset, length: blob.length, rawLength: c.length });
-    locations[hex] = ['', offset, blob.length, c.length];
+    if (locations[hex]) continue;
+    locations[hex] = ['', 0, 0, chunks[i]!.length];
+    unique.push(i);
+  }
+  for (let g = 0; g < unique.length; ) {
+    const members = [unique[g++]!];
+    let bytes = chunks[members[0]!]!.length;
+    while (g < unique.length && bytes + chunks[unique[g]!]!.length <= WAL_GROUP) {
+      bytes += chunks[unique[g]!]!.length;
+      members.push(unique[g++]!);
+    }
+    const blob = Buffer.from(members.length === 1 ? repo.codec.encode(ids[members[0]!]!, chunks[members[0]!]!) : repo.codec.encodeGroup(members.map((i) => ids[i]!), members.map((i) => chunks[i]!)));
+    for (const i of members) {
+      entries.push({ id: ids[i]!, offset, length: blob.length, rawLength: chunks[i]!.length });
+      locations[ids[i]!.toString('hex')] = ['', offset, blob.length, chunks[i]!.length];
+    }
     blobs.push(blob);
     offset += blob.length;
-  });
+  }
   const pack = Buffer.concat([...blobs, sealedTrailer(repo, entries)]);
   const packSha = sha256Hex(pack);
   for (const loc of Object.values(locations)) loc[0] = packSha;

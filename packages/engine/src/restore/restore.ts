@@ -7,6 +7,7 @@
  */
 import { constants as fsc } from 'node:fs';
 import { chmod, chown, lchown, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
@@ -14,6 +15,9 @@ import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
+import { writeRange, type RangeChunk } from './range-writer.js';
+import { RestoreWorkerPool } from './restore-pool.js';
+import type { RestoreJob } from './restore-protocol.js';
 import { DEFAULT_PLAN, filesUsing, locateChunks, planFetches, type ChunkLookup, type FetchRange, type NeededChunk, type PlanOptions } from './plan.js';
 
 export interface RestoreProgress {
@@ -28,6 +32,8 @@ export interface RestoreOptions {
   concurrency?: number;
   plan?: Partial<PlanOptions>;
   onProgress?: (p: RestoreProgress) => void;
+  /** Threads that verify and write chunks; 0 does it on the calling thread. Default: one per core (up to 4) for large restores. */
+  workers?: number;
   /** Set owners from the backup (default: when running as root). */
   restoreOwners?: boolean;
   /**
@@ -57,9 +63,14 @@ export interface RestoreResult {
   bytesWritten: number;
 }
 
-/** Chunks up to this size are copied into runs of consecutive bytes of a file, written once per run of up to `WRITE_RUN` bytes. */
-const SMALL_CHUNK = 32 * 1024;
-const WRITE_RUN = 1024 * 1024;
+/** File-system calls in flight while creating files and applying their metadata (each waits on the thread pool, not the CPU). */
+const FS_PARALLEL = 16;
+
+/** A range expanding to less than this goes to one worker whole. */
+const MIN_SPLIT_BYTES = 16 * 1024 * 1024;
+
+/** Below this much to write, worker start-up costs more than it saves. */
+const WORKER_THRESHOLD = 32 * 1024 * 1024;
 
 /** Open file handles kept for files still receiving chunks; beyond this, writes open and close. */
 const MAX_OPEN_FILES = 256;
@@ -108,24 +119,31 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
   const remaining = new Int32Array(entries.length);
   for (const c of lookup.chunks.values()) for (const u of c.uses) remaining[u.file]!++;
   const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!;
-    if (e.type === 'file') {
-      // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
-      const fh = await open(pathOf(e), existing ? fsc.O_RDWR | fsc.O_CREAT : 'w', 0o600);
-      await fh.truncate(e.size ?? 0);
-      if (remaining[i] === 0) await fh.sync();
-      await fh.close();
-      progress.filesTotal++;
-      progress.bytesTotal += e.size ?? 0;
-      if (remaining[i] === 0) progress.filesDone++;
-    } else if (e.type === 'symlink') {
-      const p = pathOf(e);
-      if (existing && (await readlink(p).catch(() => undefined)) === e.target) continue;
-      if (existing) await rm(p, { force: true, recursive: true });
-      await symlink(e.target ?? '', p);
-    }
-  }
+  const fsLimit = pLimit(FS_PARALLEL);
+  await Promise.all(
+    entries.map((e, i) =>
+      fsLimit(async () => {
+        if (e.type === 'file') {
+          // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
+          const fh = await open(pathOf(e), existing ? fsc.O_RDWR | fsc.O_CREAT : 'w', 0o600);
+          try {
+            await fh.truncate(e.size ?? 0);
+            if (remaining[i] === 0) await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          progress.filesTotal++;
+          progress.bytesTotal += e.size ?? 0;
+          if (remaining[i] === 0) progress.filesDone++;
+        } else if (e.type === 'symlink') {
+          const p = pathOf(e);
+          if (existing && (await readlink(p).catch(() => undefined)) === e.target) return;
+          if (existing) await rm(p, { force: true, recursive: true });
+          await symlink(e.target ?? '', p);
+        }
+      }),
+    ),
+  );
 
   const handles = new Map<number, Promise<FileHandle>>();
   /** Writes `data` at `offset`, which completes `uses` chunk uses of the file. */
@@ -148,12 +166,24 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       progress.filesDone++;
     } else if (transient) await fh.close();
   };
+  /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
+  const completeUses = async (file: number, uses: number): Promise<void> => {
+    if ((remaining[file]! -= uses) !== 0) return;
+    const fh = await open(pathOf(entries[file]!), 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    progress.filesDone++;
+  };
 
   let requests = 0;
   let rangedRequests = 0;
   let bytesWritten = 0;
   let bytesFetched = 0;
   let failed: unknown;
+  let jobs = 0;
   const limit = pLimit(Math.max(1, options.concurrency ?? 3));
   const runRange = async (r: FetchRange): Promise<void> => {
     if (failed) return;
@@ -169,38 +199,63 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     requests++;
     if (!r.whole) rangedRequests++;
     bytesFetched += data.length;
-    if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
-    // One decompression buffer per request, reused chunk after chunk (writes are awaited in turn).
-    const scratch = Buffer.allocUnsafeSlow(Math.max(...r.chunks.map((c) => c.rawLength)));
-    // Small chunks that follow each other in a file (pages) are gathered into one write.
-    const run = { file: -1, offset: 0, length: 0, uses: 0, buf: undefined as Buffer | undefined };
-    const flush = async () => {
-      if (run.uses === 0) return;
-      await writeTo(run.file, run.buf!.subarray(0, run.length), run.offset, run.uses);
-      run.uses = run.length = 0;
-    };
-    for (const c of r.chunks) {
-      const start = c.offset! - r.offset;
-      const plain = repo.codec.decode(c.id, data.subarray(start, start + c.length!), scratch);
-      if (typeof plain === 'string') throw new CorruptObjectError(key, plain, affected());
-      for (const u of c.uses) {
-        if (plain.length > SMALL_CHUNK) {
-          await flush();
-          await writeTo(u.file, plain, u.offset);
-        } else {
-          if (run.uses > 0 && (run.file !== u.file || run.offset + run.length !== u.offset || run.length + plain.length > WRITE_RUN)) await flush();
-          if (run.uses === 0) Object.assign(run, { file: u.file, offset: u.offset });
-          run.buf ??= Buffer.allocUnsafe(WRITE_RUN);
-          plain.copy(run.buf, run.length);
-          run.length += plain.length;
-          run.uses++;
-        }
-        progress.bytesDone += plain.length;
+    const chunks: RangeChunk[] = r.chunks.map((c) => ({ id: c.id, start: c.offset! - r.offset, length: c.length!, rawLength: c.rawLength, uses: c.uses }));
+    if (pool) {
+      // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
+      const parts = splitChunks(chunks, workers);
+      if (parts.length > 1 && r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+      let shared: Uint8Array;
+      const transfer: ArrayBuffer[] = [];
+      if (parts.length > 1) {
+        shared = new Uint8Array(new SharedArrayBuffer(data.byteLength));
+        shared.set(data);
+      } else {
+        // One worker: the bytes move to it, without a copy when they own their memory, and it checks the pack's SHA-256.
+        shared = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
+        transfer.push(shared.buffer as ArrayBuffer);
+      }
+      const replies = await Promise.all(
+        parts.map((part) => {
+          const files = new Set(part.flatMap((c) => c.uses.map((u) => u.file)));
+          const job: RestoreJob = {
+            t: 'range',
+            job: ++jobs,
+            data: shared,
+            ...(r.whole && parts.length === 1 ? { sha: r.pack } : {}),
+            ids: Buffer.concat(part.map((c) => c.id)),
+            starts: part.map((c) => c.start),
+            lengths: part.map((c) => c.length),
+            rawLengths: part.map((c) => c.rawLength),
+            useCounts: part.map((c) => c.uses.length),
+            useFiles: part.flatMap((c) => c.uses.map((u) => u.file)),
+            useOffsets: part.flatMap((c) => c.uses.map((u) => u.offset)),
+            paths: Object.fromEntries([...files].map((f) => [f, pathOf(entries[f]!)])),
+          };
+          return pool.run(job, transfer);
+        }),
+      );
+      for (const reply of replies) {
+        bytesWritten += reply.bytesWritten;
+        progress.bytesDone += reply.bytes;
+        for (const [file, uses] of reply.done) await completeUses(file, uses);
+      }
+      for (const reply of replies) {
+        if (reply.corrupt) throw new CorruptObjectError(key, reply.corrupt, affected());
+        if (reply.failed) throw Object.assign(new Error(reply.failed.message), { code: reply.failed.code });
       }
       options.onProgress?.({ ...progress });
+      return;
     }
-    await flush();
+    if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+    const corrupt = await writeRange(repo.codec, data, chunks, { write: writeTo }, (bytes) => {
+      progress.bytesDone += bytes;
+      options.onProgress?.({ ...progress });
+    });
+    if (corrupt) throw new CorruptObjectError(key, corrupt, affected());
   };
+  const bytesToWrite = ranges.reduce((n, r) => n + r.chunks.reduce((m, c) => m + c.rawLength * c.uses.length, 0), 0);
+  const workers = options.workers ?? (bytesToWrite >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
+  const pool = workers > 0 ? new RestoreWorkerPool(repo, workers) : undefined;
   try {
     await Promise.all(
       ranges.map((r) =>
@@ -212,6 +267,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       ),
     );
   } finally {
+    await pool?.close();
     for (const h of handles.values()) await (await h).close().catch(() => undefined);
   }
   if (failed) throw failed;
@@ -303,32 +359,63 @@ function toTime(ns: string): number {
 }
 
 async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntry) => string, owners: boolean): Promise<void> {
-  for (const e of entries) {
-    const p = pathOf(e);
-    const t = toTime(e.mtimeNs);
-    if (e.type === 'file') {
-      if (owners) await chown(p, e.uid, e.gid);
-      await chmod(p, e.mode);
-      await utimes(p, t, t);
-    } else if (e.type === 'symlink') {
-      if (owners) await lchown(p, e.uid, e.gid);
-      await lutimes(p, t, t);
-    }
-  }
+  const limit = pLimit(FS_PARALLEL);
+  await Promise.all(
+    entries.map((e) =>
+      limit(async () => {
+        const p = pathOf(e);
+        const t = toTime(e.mtimeNs);
+        if (e.type === 'file') {
+          if (owners) await chown(p, e.uid, e.gid);
+          await chmod(p, e.mode);
+          await utimes(p, t, t);
+        } else if (e.type === 'symlink') {
+          if (owners) await lchown(p, e.uid, e.gid);
+          await lutimes(p, t, t);
+        }
+      }),
+    ),
+  );
   // Deepest directories first: setting a child's times changes nothing above, but creating entries did.
-  const dirs = entries.filter((e) => e.type === 'dir').sort((a, b) => depth(b.path) - depth(a.path));
-  for (const e of dirs) {
-    const p = pathOf(e);
-    if (owners) await chown(p, e.uid, e.gid);
-    await chmod(p, e.mode);
-    const fh = await open(p, 'r');
-    await fh.sync();
-    await fh.close();
-    const t = toTime(e.mtimeNs);
-    await utimes(p, t, t);
+  const dirs = entries.filter((e) => e.type === 'dir');
+  for (const level of [...new Set(dirs.map((e) => depth(e.path)))].sort((a, b) => b - a)) {
+    await Promise.all(
+      dirs
+        .filter((e) => depth(e.path) === level)
+        .map((e) =>
+          limit(async () => {
+            const p = pathOf(e);
+            if (owners) await chown(p, e.uid, e.gid);
+            await chmod(p, e.mode);
+            const fh = await open(p, 'r');
+            try {
+              await fh.sync();
+            } finally {
+              await fh.close();
+            }
+            const t = toTime(e.mtimeNs);
+            await utimes(p, t, t);
+          }),
+        ),
+    );
   }
 }
 
 function depth(path: string): number {
   return path === '.' ? 0 : path.split('/').length;
+}
+
+/** Splits a range's chunks into up to `n` runs of neighbours with about equal bytes to write. */
+function splitChunks(chunks: RangeChunk[], n: number): RangeChunk[][] {
+  const weight = (c: RangeChunk) => c.rawLength * c.uses.length;
+  const total = chunks.reduce((s, c) => s + weight(c), 0);
+  if (n <= 1 || total < MIN_SPLIT_BYTES) return [chunks];
+  const parts: RangeChunk[][] = [[]];
+  let acc = 0;
+  for (const c of chunks) {
+    if (acc >= (total / n) * parts.length && parts.length < n) parts.push([]);
+    parts[parts.length - 1]!.push(c);
+    acc += weight(c);
+  }
+  return parts.filter((p) => p.length > 0);
 }

@@ -1,0 +1,41 @@
+/** Messages between a restore's main thread and its workers. */
+export interface RestoreInit {
+  t: 'init';
+  idKey: Uint8Array;
+  dataKeys: [number, Uint8Array][];
+  currentKeyId: number;
+}
+
+/** One fetched range: its bytes (transferred) and, per chunk, where its blob lies and where it goes. */
+export interface RestoreJob {
+  t: 'range';
+  job: number;
+  data: Uint8Array;
+  /** Set when `data` is a whole pack, checked against it first. */
+  sha?: string;
+  ids: Uint8Array;
+  starts: number[];
+  lengths: number[];
+  rawLengths: number[];
+  useCounts: number[];
+  useFiles: number[];
+  useOffsets: number[];
+  /** Target path of every file the range writes to. */
+  paths: Record<number, string>;
+}
+
+export type RestoreWorkerMessage = RestoreInit | RestoreJob;
+
+export interface RestoreReply {
+  t: 'done';
+  job: number;
+  /** Chunk uses completed, per file. */
+  done: [number, number][];
+  bytesWritten: number;
+  /** File bytes the range accounted for (progress). */
+  bytes: number;
+  /** Why a chunk (or the pack) failed verification. */
+  corrupt?: string;
+  /** A write failed. */
+  failed?: { message: string; code: string | undefined };
+}

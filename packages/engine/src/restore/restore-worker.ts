@@ -1,0 +1,70 @@
+/**
+ * Restore worker: verifies and writes the chunks of fetched pack ranges that
+ * the main thread hands it, each file opened for the range and closed after,
+ * and reports which chunk uses it completed (the main thread fsyncs a file
+ * once all of its chunks are written).
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { parentPort } from 'node:worker_threads';
+import { sha256Hex } from '../bytes.js';
+import { ChunkCodec } from '../format/chunk-codec.js';
+import { writeRange, type RangeChunk } from './range-writer.js';
+import type { RestoreJob, RestoreReply, RestoreWorkerMessage } from './restore-protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('restore-worker must run in a worker thread');
+let codec: ChunkCodec | undefined;
+/** Bytes written to a file between the flushes started along the way (the durable fsync still comes from the main thread). */
+const EARLY_SYNC = 32 * 1024 * 1024;
+
+port.on('message', (msg: RestoreWorkerMessage) => {
+  if (msg.t === 'init') codec = new ChunkCodec({ idKey: msg.idKey, dataKeys: new Map(msg.dataKeys), currentKeyId: msg.currentKeyId }, 3);
+  else void run(msg).then((reply) => port.postMessage(reply));
+});
+
+async function run(job: RestoreJob): Promise<RestoreReply> {
+  const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
+  if (job.sha && sha256Hex(data) !== job.sha) return { t: 'done', job: job.job, corrupt: 'SHA-256 of its bytes does not match its name', done: [], bytesWritten: 0, bytes: 0 };
+  const chunks: RangeChunk[] = [];
+  let u = 0;
+  for (let i = 0; i < job.starts.length; i++) {
+    const uses = [];
+    for (let k = 0; k < job.useCounts[i]!; k++, u++) uses.push({ file: job.useFiles[u]!, offset: job.useOffsets[u]! });
+    chunks.push({ id: Buffer.from(job.ids.buffer, job.ids.byteOffset + i * 32, 32), start: job.starts[i]!, length: job.lengths[i]!, rawLength: job.rawLengths[i]!, uses });
+  }
+  const handles = new Map<number, FileHandle>();
+  const unsynced = new Map<number, number>();
+  const syncing: Promise<unknown>[] = [];
+  const done = new Map<number, number>();
+  let bytesWritten = 0;
+  let bytes = 0;
+  try {
+    const corrupt = await writeRange(
+      codec!,
+      data,
+      chunks,
+      {
+        async write(file, bytesOut, offset, uses) {
+          let fh = handles.get(file);
+          if (!fh) handles.set(file, (fh = await open(job.paths[file]!, 'r+')));
+          let n = 0;
+          while (n < bytesOut.byteLength) n += (await fh.write(bytesOut, n, bytesOut.byteLength - n, offset + n)).bytesWritten;
+          bytesWritten += n;
+          done.set(file, (done.get(file) ?? 0) + uses);
+          // Start the disk writing early, alongside the decoding, instead of all of it at the final fsync.
+          const pending = (unsynced.get(file) ?? 0) + n;
+          unsynced.set(file, pending >= EARLY_SYNC ? 0 : pending);
+          if (pending >= EARLY_SYNC) syncing.push(fh.datasync().catch(() => undefined));
+        },
+      },
+      (b) => (bytes += b),
+    );
+    return { t: 'done', job: job.job, ...(corrupt ? { corrupt } : {}), done: [...done], bytesWritten, bytes };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return { t: 'done', job: job.job, failed: { message: err.message, code: err.code }, done: [...done], bytesWritten, bytes };
+  } finally {
+    await Promise.all(syncing);
+    for (const fh of handles.values()) await fh.close().catch(() => undefined);
+  }
+}
