@@ -211,7 +211,7 @@ export async function compareFigures(o: CompareOptions): Promise<CompareFigures>
   const wanted = (name: string) => !o.workloads || o.workloads.includes(name);
   if (wanted('pgbench')) workloads.push(...(await pgWorkload(await pgbenchWorkload(o.pgbenchScale, o.pgbenchTransactions, o.seed), o)));
   if (wanted('oltp')) workloads.push(...(await pgWorkload(await oltpWorkload(o.oltpBytes, o.seed), o)));
-  if (wanted('tree')) workloads.push(await fileWorkload(await treeWorkload(o.work, o.treeBytes, o.seed), o));
+  if (wanted('tree')) workloads.push(await fileWorkload(await treeWorkload(join(o.work, 'tree-source'), o.treeBytes, o.seed), o));
   const { log: _log, work: _work, ...options } = o;
   return { options, versions: Object.fromEntries(tools.map((t) => [t.name, t.version])), missing, workloads };
 }

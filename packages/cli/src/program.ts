@@ -29,15 +29,14 @@ import {
   Repository,
   NoApplicableKeyError,
   type KeyProvider,
+  type ObjectStore,
   type MirrorReport,
   restoreBackup,
   type CheckReport,
 } from '@coffer/engine';
-import { drillRestore } from '@coffer/verify';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
 import { humanBytes, progressBar } from './progress.js';
-import { absoluteLocation, initProviders, keyProviders, kmsProvider, localProvider, openStore, repoLocation as rawRepoLocation, storeAt, type RepoOptions } from './repo-options.js';
-import { KMS_PROVIDER } from '@coffer/store-s3';
+import { absoluteLocation, initProviders, keyProviders, KMS_PROVIDER, kmsProvider, localProvider, openStore, repoLocation as rawRepoLocation, storeAt, type RepoOptions } from './repo-options.js';
 
 export interface CliIo {
   stdout: NodeJS.WriteStream;
@@ -135,7 +134,8 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
-  const openRepoAt = async (store = openStore(globals(), io.env), g: GlobalOptions = globals()) => {
+  const openRepoAt = async (store?: ObjectStore, g: GlobalOptions = globals()) => {
+    store ??= await openStore(globals(), io.env);
     try {
       return await Repository.open(store, await keyProviders(g, io.env));
     } catch (e) {
@@ -162,7 +162,7 @@ export function buildProgram(io: CliIo): Command {
     .option('--pack-size <bytes>', 'target pack size', intOption('--pack-size', 64 << 10, 1 << 30))
     .option('--compression-level <n>', 'zstd level 1–19', intOption('--compression-level', 1, 19))
     .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; relationChunkSize?: number; relationGroupSize?: number; packSize?: number; compressionLevel?: number }) => {
-      const store = openStore(globals(), io.env);
+      const store = await openStore(globals(), io.env);
       const providers = await initProviders(globals(), io.env);
       const chunker = { ...(o.chunkMin ? { minSize: o.chunkMin } : {}), ...(o.chunkAvg ? { avgSize: o.chunkAvg } : {}), ...(o.chunkMax ? { maxSize: o.chunkMax } : {}) };
       const repo = await Repository.init(store, providers, {
@@ -342,6 +342,7 @@ export function buildProgram(io: CliIo): Command {
     .option('--json', 'print the report as JSON')
     .action(async (selector: string, o: { sandbox?: string; json?: boolean }) => {
       const repo = await openRepo();
+      const { drillRestore } = await import('@coffer/verify');
       const report = await drillRestore(repo, selector, o.sandbox ? { sandboxParent: o.sandbox } : {});
       if (o.json) say(JSON.stringify(report, null, 2));
       else say(`drill ${report.ok ? 'passed' : 'FAILED'}: ${report.backup}: ${report.files} files, ${humanBytes(report.bytes)}, restore ${report.restoreSeconds.toFixed(2)} s, re-verify ${report.verifySeconds.toFixed(2)} s${report.mismatches.length ? `; mismatched: ${report.mismatches.join(', ')}` : ''}`);
@@ -370,7 +371,7 @@ export function buildProgram(io: CliIo): Command {
       // `--kms-key-id` after `key add` names the key to add; commander hands it to the global option of the same name.
       const adding = o.kmsKeyId ?? globals().kmsKeyId;
       if (!adding === !o.newKeyFile) throw new InvalidArgumentError('key add', 'pass exactly one of --kms-key-id or --new-key-file');
-      const repo = await openRepoAt(openStore(globals(), io.env), { ...globals(), kmsKeyId: undefined });
+      const repo = await openRepoAt(await openStore(globals(), io.env), { ...globals(), kmsKeyId: undefined });
       const provider: KeyProvider = adding ? kmsProvider(adding, io.env) : await LocalKeyProvider.fromKeyFile(o.newKeyFile!);
       const added = await repo.addKeyWrapping(provider);
       say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${adding ?? o.newKeyFile} (${added.key})` : `${adding ?? o.newKeyFile} already wraps every data key`);
@@ -403,8 +404,8 @@ export function buildProgram(io: CliIo): Command {
     .option('--concurrency <n>', 'objects in flight', intOption('--concurrency', 1, 256))
     .option('--json', 'print the report as JSON')
     .action(async (o: { to: string; concurrency?: number; json?: boolean }) => {
-      const from = openStore(globals(), io.env);
-      const to = storeAt(absoluteLocation(o.to), globals(), io.env);
+      const from = await openStore(globals(), io.env);
+      const to = await storeAt(absoluteLocation(o.to), globals(), io.env);
       const t0 = performance.now();
       const report = await mirror(from, to, o.concurrency ? { concurrency: o.concurrency } : {});
       const seconds = (performance.now() - t0) / 1000;

@@ -5,8 +5,12 @@
  * nothing secret is read from the command line or written anywhere.
  */
 import { resolve } from 'node:path';
-import { FileStore, fileStorePath, InvalidArgumentError, LocalKeyProvider, type KeyProvider, type ObjectStore } from '@coffer/engine';
-import { KmsKeyProvider, parseS3Url, S3Store, type ObjectLockRetention, type S3StoreOptions } from '@coffer/store-s3';
+import { FileStore, fileStorePath, InvalidArgumentError, LocalKeyProvider, type DataKey, type KeyContext, type KeyProvider, type ObjectStore, type WrappedKey } from '@coffer/engine';
+import type { KmsKeyProvider, KmsKeyProviderOptions, ObjectLockRetention, S3StoreOptions } from '@coffer/store-s3';
+// The AWS SDK loads only when S3 or KMS is used (imported below on first use): most runs never need it.
+import { KMS_PROVIDER, kmsMayUnwrap, parseS3Url } from '@coffer/store-s3/light';
+
+export { KMS_PROVIDER };
 
 export interface RepoOptions {
   repo?: string;
@@ -66,22 +70,49 @@ export function s3StoreOptions(url: string, opts: RepoOptions, env: NodeJS.Proce
 }
 
 /** A store for `location`: a directory path, a file:// URL, or s3://bucket/prefix. */
-export function storeAt(location: string, opts: RepoOptions, env: NodeJS.ProcessEnv): ObjectStore {
-  if (location.startsWith('s3://')) return new S3Store(s3StoreOptions(location, opts, env));
+export async function storeAt(location: string, opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
+  if (location.startsWith('s3://')) {
+    const options = s3StoreOptions(location, opts, env);
+    const { S3Store } = await import('@coffer/store-s3');
+    return new S3Store(options);
+  }
   if (URL_SCHEME.test(location) && !location.startsWith('file://')) {
     throw new InvalidArgumentError('repository', `${location}: unknown scheme (use a path, file:// or s3://)`);
   }
   return new FileStore(fileStorePath(location));
 }
 
-export function openStore(opts: RepoOptions, env: NodeJS.ProcessEnv): ObjectStore {
+export function openStore(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
   return storeAt(repoLocation(opts, env), opts, env);
 }
 
-export function kmsProvider(keyId: string | undefined, env: NodeJS.ProcessEnv, unwrap: 'any' | 'key-id' = 'any'): KmsKeyProvider {
+export function kmsProvider(keyId: string | undefined, env: NodeJS.ProcessEnv, unwrap: 'any' | 'key-id' = 'any'): KeyProvider {
   const endpoint = env.AWS_ENDPOINT_URL_KMS ?? env.AWS_ENDPOINT_URL;
   const r = region(env, endpoint);
-  return new KmsKeyProvider({ ...(keyId ? { keyId } : {}), unwrap, ...(endpoint ? { endpoint } : {}), ...(r ? { region: r } : {}) });
+  return new DeferredKmsProvider({ ...(keyId ? { keyId } : {}), unwrap, ...(endpoint ? { endpoint } : {}), ...(r ? { region: r } : {}) });
+}
+
+/** A KMS provider that loads the AWS SDK when it is first asked to do something, not when it is listed. */
+class DeferredKmsProvider implements KeyProvider {
+  readonly kind = KMS_PROVIDER;
+  private real: Promise<KmsKeyProvider> | undefined;
+  constructor(private readonly options: KmsKeyProviderOptions) {}
+  private provider(): Promise<KmsKeyProvider> {
+    this.real ??= import('@coffer/store-s3').then(({ KmsKeyProvider }) => new KmsKeyProvider(this.options));
+    return this.real;
+  }
+  canUnwrap(wrapped: WrappedKey): boolean {
+    return kmsMayUnwrap(wrapped, this.options.unwrap ?? 'any', this.options.keyId);
+  }
+  async generateDataKey(context: KeyContext): Promise<DataKey> {
+    return (await this.provider()).generateDataKey(context);
+  }
+  async wrap(plaintext: Uint8Array, context: KeyContext): Promise<WrappedKey> {
+    return (await this.provider()).wrap(plaintext, context);
+  }
+  async unwrap(wrapped: WrappedKey, context: KeyContext): Promise<Uint8Array> {
+    return (await this.provider()).unwrap(wrapped, context);
+  }
 }
 
 /** The passphrase is read from the environment only: a command-line argument would show in `ps`. */

@@ -7,4 +7,5 @@
 export { S3Store, type S3StoreOptions, type S3RequestStats, type ObjectLockRetention } from './s3-store.js';
 export { parseS3Url, type S3Location } from './s3-url.js';
 export { withRetry, isRetryable, type RetryOptions } from './retry.js';
-export { KmsKeyProvider, KMS_PROVIDER, type KmsKeyProviderOptions } from './kms-key-provider.js';
+export { KmsKeyProvider, type KmsKeyProviderOptions } from './kms-key-provider.js';
+export { KMS_PROVIDER, kmsMayUnwrap } from './light.js';

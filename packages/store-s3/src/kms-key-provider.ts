@@ -14,8 +14,9 @@ import { DecryptCommand, EncryptCommand, GenerateDataKeyCommand, KMSClient } fro
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { KeyUnavailableError, WrongKeyError, type DataKey, type KeyContext, type KeyProvider, type WrappedKey } from '@coffer/engine';
 import { describeAwsError, isRetryable, withRetry, type RetryOptions } from './retry.js';
+import { KMS_PROVIDER, kmsMayUnwrap } from './light.js';
 
-export const KMS_PROVIDER = 'aws-kms';
+
 
 export interface KmsKeyProviderOptions {
   /** KMS key (id, ARN or alias) for new data keys and new wrappings. */
@@ -121,11 +122,7 @@ export class KmsKeyProvider implements KeyProvider {
   }
 
   canUnwrap(wrapped: WrappedKey): boolean {
-    if (wrapped.provider !== KMS_PROVIDER) return false;
-    if (this.options.unwrap !== 'key-id') return true;
-    const id = this.options.keyId;
-    // An alias cannot be matched here; KMS itself refuses a wrapping of another key (IncorrectKeyException).
-    return !!id && (id.startsWith('alias/') || wrapped.keyRef === id || wrapped.keyRef.endsWith(`:key/${id}`));
+    return kmsMayUnwrap(wrapped, this.options.unwrap ?? 'any', this.options.keyId);
   }
 
   async unwrap(wrapped: WrappedKey, context: KeyContext): Promise<Uint8Array> {

@@ -11,7 +11,7 @@ import { CofferError, SourceError } from '../errors.js';
 import { FORMAT_VERSION } from '../format/config.js';
 import { backupLabel } from '../format/keys-layout.js';
 import type { BackupManifest, BackupStats, TreeEntry } from '../format/manifest.js';
-import type { ChunkIndex } from '../repository/chunk-index.js';
+import { ChunkIndex, idKeyOf } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange, type PageVerify } from './chunk-pipeline.js';
@@ -69,8 +69,13 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
 export async function backupTree(repo: Repository, src: TreeSource, options: BackupFilesOptions = {}): Promise<BackupResult> {
   const startedAt = new Date();
   const source = src.root;
-  const index = await repo.loadIndex();
+  // Relation pages are compared with the parent backup's pages only, so neither the index held here
+  // nor the time to load it grows with the repository's history of pages.
+  const index = await repo.loadIndex({ pages: false });
   const parent = await findParent(repo, src.isParent, options.parent ?? 'auto');
+  const parentPages = new Set<string>();
+  for (const e of parent?.manifest.entries ?? []) if (e.chunking === 'fixed') for (const id of e.chunks ?? []) parentPages.add(Buffer.from(id, 'hex').toString('latin1'));
+  const known = (id: Uint8Array) => parentPages.has(idKeyOf(id));
   const { entries, skipped, absPath } = await walkTree(source, src.walk);
 
   const parentFiles = new Map<string, TreeEntry>();
@@ -84,7 +89,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   for (const e of entries) {
     if (e.type !== 'file') continue;
     const prev = parentFiles.get(e.path);
-    if (prev && unchanged(prev, e, index, trustBeforeNs)) {
+    if (prev && unchanged(prev, e, (id) => (prev.chunking === 'fixed' ? parentPages.has(Buffer.from(id, 'hex').toString('latin1')) : index.hasHex(id)), trustBeforeNs)) {
       e.chunks = prev.chunks!;
       if (prev.chunking) e.chunking = prev.chunking;
       unchangedFiles++;
@@ -101,14 +106,17 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     newBytes: 0,
   };
   const writer = new PackWriter(repo, index);
+  const pageWriter = new PackWriter(repo, new ChunkIndex(), { pages: true, known });
+  const writers = [writer, pageWriter];
+  const newBytes = () => writer.stats.newBytes + pageWriter.stats.newBytes;
   const sink: ChunkSink = {
-    claim: async (ids, bytes) => {
+    claim: async (ids, bytes, pages) => {
       progress.bytesDone += bytes;
-      progress.newBytes = writer.stats.newBytes;
+      progress.newBytes = newBytes();
       options.onProgress?.({ ...progress });
-      return writer.claim(ids);
+      return (pages ? pageWriter : writer).claim(ids);
     },
-    store: (chunks) => writer.add(chunks),
+    store: (blobs, pages) => (pages ? pageWriter : writer).add(blobs),
   };
   const workers = options.workers ?? (bytesToRead >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
   const pool = workers > 0 ? new ChunkWorkerPool(repo, workers, sink) : undefined;
@@ -146,9 +154,9 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
         options.onProgress?.({ ...progress });
       }),
     );
-    await writer.finish();
+    for (const w of writers) await w.finish();
   } catch (e) {
-    await writer.abandon();
+    for (const w of writers) await w.abandon();
     throw e;
   } finally {
     await pool?.close();
@@ -162,9 +170,9 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     symlinks: kept.filter((e) => e.type === 'symlink').length,
     bytes: kept.reduce((n, e) => n + (e.size ?? 0), 0),
     unchangedFiles,
-    newChunks: writer.stats.newChunks,
-    newBytes: writer.stats.newBytes,
-    storedBytes: writer.stats.storedBytes,
+    newChunks: writer.stats.newChunks + pageWriter.stats.newChunks,
+    newBytes: newBytes(),
+    storedBytes: writer.stats.storedBytes + pageWriter.stats.storedBytes,
     skipped: [...skipped, ...vanished],
   };
   const manifest: BackupManifest = {
@@ -198,14 +206,14 @@ function splitRanges(size: number, chunking: Chunking): (FileRange | undefined)[
   return ranges;
 }
 
-function unchanged(prev: TreeEntry, cur: TreeEntry, index: ChunkIndex, trustBeforeNs: bigint): boolean {
+function unchanged(prev: TreeEntry, cur: TreeEntry, stored: (idHex: string) => boolean, trustBeforeNs: bigint): boolean {
   return (
     BigInt(prev.mtimeNs) < trustBeforeNs &&
     prev.size === cur.size &&
     prev.mtimeNs === cur.mtimeNs &&
     prev.ctimeNs === cur.ctimeNs &&
     prev.ino === cur.ino &&
-    (prev.chunks ?? []).every((id) => index.hasHex(id))
+    (prev.chunks ?? []).every(stored)
   );
 }
 

@@ -16,9 +16,9 @@ export interface ChunkSink {
    * Which of these chunks must be stored (each id answered `true` at most once
    * repository-wide). `bytes` is their plaintext size, for progress.
    */
-  claim(ids: Buffer[], bytes: number): Promise<boolean[]>;
+  claim(ids: Buffer[], bytes: number, pages: boolean): Promise<boolean[]>;
   /** Takes sealed blobs; must copy them before resolving (they are reused afterwards). */
-  store(blobs: SealedBlob[]): Promise<void>;
+  store(blobs: SealedBlob[], pages: boolean): Promise<void>;
 }
 
 export interface FileChunks {
@@ -139,7 +139,8 @@ async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink
   if (pieces.length === 0) return;
   const batchIds = pieces.map((p) => codec.id(p));
   for (const id of batchIds) ids.push(id.toString('hex'));
-  const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0));
+  const pages = groupBytes > 0;
+  const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0), pages);
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
   const sealed: SealedBlob[] = [];
   let groupIds: Buffer[] = [];
@@ -162,5 +163,5 @@ async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink
     groupLength += piece.length;
   }
   flush();
-  if (sealed.length > 0) await sink.store(sealed);
+  if (sealed.length > 0) await sink.store(sealed, pages);
 }

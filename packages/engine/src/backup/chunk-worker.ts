@@ -49,11 +49,11 @@ function takeBatchBuffer(size: number): Buffer {
 
 async function runJob(job: number, path: string, chunking: Chunking, range: FileRange | undefined, verify: PageVerify | undefined): Promise<void> {
   const sink: ChunkSink = {
-    async claim(ids: Buffer[], bytes: number) {
+    async claim(ids: Buffer[], bytes: number, pages: boolean) {
       const flat = Buffer.concat(ids);
-      return (await call({ t: 'claim', job, req: nextReq++, ids: flat, bytes })) as boolean[];
+      return (await call({ t: 'claim', job, req: nextReq++, ids: flat, bytes, pages })) as boolean[];
     },
-    async store(blobs: SealedBlob[]) {
+    async store(blobs: SealedBlob[], pages: boolean) {
       // The batch moves to the main thread without a copy, and comes back with the reply for reuse.
       const total = blobs.reduce((n, b) => n + b.blob.length, 0);
       const chunks = blobs.flatMap((b) => b.chunks);
@@ -74,6 +74,7 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
         counts: blobs.map((b) => b.chunks.length),
         rawLengths: chunks.map((c) => c.rawLength),
         data,
+        pages,
       };
       const returned = (await call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer])) as ArrayBuffer | undefined;
       if (returned instanceof ArrayBuffer) batchBuffer = returned;

@@ -53,10 +53,20 @@ export class PackWriter {
   private failure: unknown;
   readonly stats: PackWriterStats = { packs: 0, indexes: 0, newChunks: 0, newBytes: 0, storedBytes: 0 };
 
-  constructor(repo: Repository, index: ChunkIndex, maxUploads = 2) {
+  private readonly known: ((id: Uint8Array) => boolean) | undefined;
+  private readonly pages: boolean;
+
+  /**
+   * `index` says which chunks the repository holds. A writer of relation
+   * `pages` is given an empty index and `known` instead — the parent backup's
+   * pages — and its index objects are marked as page indexes.
+   */
+  constructor(repo: Repository, index: ChunkIndex, options: { maxUploads?: number; pages?: boolean; known?: (id: Uint8Array) => boolean } = {}) {
     this.repo = repo;
     this.index = index;
-    this.maxUploads = maxUploads;
+    this.maxUploads = options.maxUploads ?? 2;
+    this.pages = options.pages ?? false;
+    this.known = options.known;
   }
 
   /**
@@ -65,7 +75,7 @@ export class PackWriter {
    */
   claim(ids: readonly Uint8Array[]): boolean[] {
     return ids.map((id) => {
-      if (this.index.has(id)) return false;
+      if (this.index.has(id) || this.known?.(id)) return false;
       const k = idKeyOf(id);
       if (this.reserved.has(k)) return false;
       this.reserved.add(k);
@@ -133,7 +143,7 @@ export class PackWriter {
     const batch = this.uploaded;
     this.uploaded = [];
     if (batch.length === 0) return;
-    const { size } = await this.repo.writeIndexObject(batch);
+    const { size } = await this.repo.writeIndexObject(batch, this.pages);
     this.stats.indexes++;
     this.stats.storedBytes += size;
     for (const p of batch) {

@@ -76,7 +76,7 @@ export class ChunkWorkerPool {
       const ids: Buffer[] = [];
       const flat = Buffer.from(m.ids.buffer, m.ids.byteOffset, m.ids.byteLength);
       for (let o = 0; o < flat.length; o += 32) ids.push(flat.subarray(o, o + 32));
-      this.sink.claim(ids, m.bytes).then(
+      this.sink.claim(ids, m.bytes, m.pages).then(
         (value) => worker.postMessage({ t: 'reply', req: m.req, value } satisfies ToWorker),
         (e: unknown) => this.onFatal(asError(e)),
       );
@@ -90,7 +90,7 @@ export class ChunkWorkerPool {
         const chunks = Array.from({ length: m.counts[i]! }, () => ({ id: ids.subarray(c * 32, c * 32 + 32), rawLength: m.rawLengths[c++]! }));
         return { blob, chunks };
       });
-      this.sink.store(blobs).then(
+      this.sink.store(blobs, m.pages).then(
         // The sink copied the blobs: hand the batch buffer back for the worker's next batch.
         () => worker.postMessage({ t: 'reply', req: m.req, value: m.data.buffer } satisfies ToWorker, [m.data.buffer as ArrayBuffer]),
         (e: unknown) => this.onFatal(asError(e)),

@@ -20,8 +20,8 @@ export interface WorkerPageVerify {
 export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; range?: FileRange; verify?: WorkerPageVerify } | { t: 'reply'; req: number; value: unknown };
 
 export type ToMain =
-  | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number }
+  | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number; pages: boolean }
   /** Sealed blobs back to back in `data` (transferred, not copied) with their lengths; per blob, how many chunks it holds; per chunk, id and raw length. */
-  | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; counts: number[]; rawLengths: number[]; data: Uint8Array }
+  | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; counts: number[]; rawLengths: number[]; data: Uint8Array; pages: boolean }
   | { t: 'done'; job: number; result: FileChunks }
   | { t: 'failed'; job: number; message: string; code: string | undefined; badPage?: { label: string; block: number } };

@@ -16,8 +16,15 @@ export function packKey(sha: string): string {
   return `${PACK_PREFIX}${sha.slice(0, 2)}/${sha}`;
 }
 
-export function indexKey(sha: string): string {
-  return `${INDEX_PREFIX}${sha}`;
+/** Index objects listing relation pages (which a backup compares with its parent, not with the whole index) carry a name prefix. */
+export const PAGE_INDEX_NAME = 'pages-';
+
+export function indexKey(sha: string, pages = false): string {
+  return `${INDEX_PREFIX}${pages ? PAGE_INDEX_NAME : ''}${sha}`;
+}
+
+export function isPageIndexKey(key: string): boolean {
+  return key.startsWith(`${INDEX_PREFIX}${PAGE_INDEX_NAME}`);
 }
 
 export function keyRecordsKey(sha: string): string {

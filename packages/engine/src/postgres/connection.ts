@@ -1,11 +1,13 @@
 /** Connecting to PostgreSQL with the libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD) or a connection string. */
-import pg from 'pg';
+import type pg from 'pg';
 import { PostgresError } from '../errors.js';
 
 export type PgClient = pg.Client;
 
 export async function connect(connectionString?: string, applicationName = 'coffer'): Promise<pg.Client> {
-  const client = new pg.Client({ ...(connectionString ? { connectionString } : {}), application_name: applicationName });
+  // Loaded here, not at import: WAL archiving and restores (one process per WAL file) never talk to the server.
+  const { default: driver } = await import('pg');
+  const client = new driver.Client({ ...(connectionString ? { connectionString } : {}), application_name: applicationName });
   try {
     await client.connect();
   } catch (e) {

@@ -24,7 +24,7 @@ import {
 import { ChunkCodec, type Keys } from '../format/chunk-codec.js';
 import { decodeConfig, encodeConfig, FORMAT_VERSION, type KeyRecord, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, KEYS_PREFIX } from '../format/keys-layout.js';
+import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isPageIndexKey, KEYS_PREFIX } from '../format/keys-layout.js';
 import type { BackupManifest, BackupSummary } from '../format/manifest.js';
 import type { KeyProvider, WrappedKey } from '../keys/key-provider.js';
 import { collectList, type ObjectStore } from '../store/object-store.js';
@@ -226,9 +226,9 @@ export class Repository {
     }
   }
 
-  async writeIndexObject(packs: readonly IndexedPack[]): Promise<{ key: string; size: number }> {
+  async writeIndexObject(packs: readonly IndexedPack[], pages = false): Promise<{ key: string; size: number }> {
     const sealed = this.codec.sealObject(encodeIndex(packs), this.aad('index'));
-    const key = indexKey(sha256Hex(sealed));
+    const key = indexKey(sha256Hex(sealed), pages);
     await this.store.put(key, sealed);
     return { key, size: sealed.length };
   }
@@ -237,11 +237,15 @@ export class Repository {
     return (await collectList(this.store, INDEX_PREFIX)).map((o) => o.key).sort();
   }
 
-  /** Loads every index object into memory (used by backup for dedup and by check). */
-  async loadIndex(): Promise<ChunkIndex> {
+  /**
+   * Loads index objects into memory: every one (check), or — with `pages:
+   * false`, for a backup — all but those listing relation pages, which a
+   * backup compares with its parent's pages instead.
+   */
+  async loadIndex(options: { pages?: boolean } = {}): Promise<ChunkIndex> {
     const index = new ChunkIndex();
     const limit = pLimit(Math.max(2, Math.min(16, this.store.properties.connections)));
-    const keys = await this.listIndexKeys();
+    const keys = (await this.listIndexKeys()).filter((k) => options.pages !== false || !isPageIndexKey(k));
     await Promise.all(
       keys.map((key) =>
         limit(async () => {
