@@ -129,7 +129,7 @@ async function compareSection(): Promise<void> {
     ...(values.workloads ? { workloads: values.workloads.split(',') } : {}),
     log: (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`),
   };
-  console.log(`# Coffer against pgBackRest, restic and borg\n\n${machine}, ${new Date().toISOString()}, \`${command}\`\n`);
+  options.log(`comparing on ${machine}; progress below, the report at the end`);
   const f = await compareFigures(options);
   const suffix = quick ? '-quick' : '';
   const plots = await writePlots(f, resultsDir, suffix);

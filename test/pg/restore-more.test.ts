@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, postgresUser, runAsPostgres } from '../support/pg.js';
-import { FileStore, LocalKeyProvider, Repository } from '@coffer/engine';
+import { backupWalFiles, FileStore, listWalKeys, LocalKeyProvider, parseLsn, Repository } from '@coffer/engine';
 import { snapshot } from '../support/tree.js';
 
 const env = { COFFER_PASSPHRASE: 'restore passphrase' };
@@ -89,8 +89,16 @@ describe('PostgreSQL restores', () => {
     const newer = await backup();
     await src.archiveNow();
 
-    // Relation files are cut into whole pages, other files by FastCDC; the update re-stores only the pages it touched.
     const repository = await Repository.open(new FileStore(repo), LocalKeyProvider.fromPassphrase(env.COFFER_PASSPHRASE));
+    // The backup returned only once its last segment and its history file were archived, named as PostgreSQL names them.
+    const pgInfo = (await repository.resolveBackup(newer)).manifest.postgres!;
+    const needed = backupWalFiles(pgInfo.timeline, parseLsn(pgInfo.startLsn), parseLsn(pgInfo.stopLsn), pgInfo.walSegmentSize);
+    expect(needed[0]).toBe((await src.query<{ f: string }>('SELECT pg_walfile_name($1::pg_lsn) AS f', [pgInfo.stopLsn]))[0]!.f);
+    expect(needed[1]).toMatch(/^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/);
+    const walKeys = await listWalKeys(repository);
+    for (const f of needed) expect(walKeys.some((k) => k.endsWith(`/${f}`))).toBe(true);
+
+    // Relation files are cut into whole pages, other files by FastCDC; the update re-stores only the pages it touched.
     expect(repository.config.relationChunker).toEqual({ algorithm: 'fixed', size: 8192, groupBytes: 131072 });
     const manifest = (await repository.resolveBackup(newer)).manifest;
     const table = (await src.query<{ path: string }>(`SELECT pg_relation_filepath('d') AS path`))[0]!.path;

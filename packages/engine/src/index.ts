@@ -39,10 +39,10 @@ export { Repository, DEFAULT_PACK_SIZE, type InitOptions } from './repository/re
 export { ChunkIndex, type ChunkLocation } from './repository/chunk-index.js';
 export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, type BackupResult, type TreeSource } from './backup/backup-files.js';
 export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-postgres.js';
-export { walPush, walFetch, walPrefetch, segmentsAfter, defaultSpool, readWalRecord, fetchWalBytes, walKey, type WalPushResult, type WalRecord, type WalFetchOptions } from './postgres/wal.js';
+export { walPush, walFetch, walPrefetch, segmentsAfter, defaultSpool, readWalRecord, fetchWalBytes, walKey, listWalKeys, type WalPushResult, type WalRecord, type WalFetchOptions } from './postgres/wal.js';
 export { restorePostgres, chooseBackup, recoverySettings, type RecoveryTarget, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
 export { pageChecksum, badPages } from './postgres/page-checksum.js';
-export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock } from './postgres/layout.js';
+export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
 export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipeline.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';

@@ -6,14 +6,14 @@
  * it is read. Files follow the layout rules in `layout.ts`; WAL comes from the
  * archive (`wal-push`) at restore.
  */
-import { realpath } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { access, realpath } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { InvalidArgumentError, PostgresError } from '../errors.js';
 import type { BackupManifest, PostgresBackupInfo, TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import { backupTree, type BackupFilesOptions, type BackupResult } from '../backup/backup-files.js';
 import { connect, queryOne } from './connection.js';
-import { parseLsn, pgdataDecision, relationFirstBlock } from './layout.js';
+import { backupWalFiles, parseLsn, pgdataDecision, relationFirstBlock } from './layout.js';
 
 export interface PostgresBackupOptions extends BackupFilesOptions {
   /** libpq connection string; default: the PG* environment variables. */
@@ -79,12 +79,17 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
     const finish = async (): Promise<Pick<BackupManifest, 'postgres'>> => {
       const stopSql =
         versionNum >= 150000
-          ? 'SELECT lsn::text AS lsn, labelfile, spcmapfile, clock_timestamp() AS at FROM pg_backup_stop(true)'
-          : 'SELECT lsn::text AS lsn, labelfile, spcmapfile, clock_timestamp() AS at FROM pg_stop_backup(false, true)';
+          ? 'SELECT lsn::text AS lsn, labelfile, spcmapfile, clock_timestamp() AS at FROM pg_backup_stop(false)'
+          : 'SELECT lsn::text AS lsn, labelfile, spcmapfile, clock_timestamp() AS at FROM pg_stop_backup(false, false)';
       const stop = await queryOne<{ lsn: string; labelfile: string; spcmapfile: string | null; at: Date }>(client, 'pg_backup_stop', stopSql);
       const next = await queryOne<{ xid: string }>(client, 'xid horizon', 'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid');
       const timeline = Number(/START TIMELINE: (\d+)/.exec(stop.labelfile)?.[1] ?? NaN);
       if (!Number.isInteger(timeline)) throw new PostgresError('pg_backup_stop', 'backup_label has no START TIMELINE');
+      // The wait pg_backup_stop(true) would do, but looking every few milliseconds instead of every second.
+      const { mode } = await queryOne<{ mode: string }>(client, 'archive mode', `SELECT current_setting('archive_mode') AS mode`);
+      if (mode === 'always' || (mode === 'on' && !facts.in_recovery)) {
+        await waitArchived(pgdata, backupWalFiles(timeline, startLsn, parseLsn(stop.lsn), Number(facts.wal_segment_size)));
+      }
       const info: PostgresBackupInfo = {
         versionNum,
         version: facts.version,
@@ -121,5 +126,25 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
   } finally {
     // Ending the session aborts a backup still in progress, as PostgreSQL documents.
     await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Waits until PostgreSQL's archiver has archived `files`, judged as the
+ * server judges it (XLogArchiveIsBusy): a `.done` status file, or neither a
+ * `.ready` one nor the file itself (archived and already recycled).
+ */
+async function waitArchived(pgdata: string, files: string[]): Promise<void> {
+  const exists = (p: string) => access(p).then(() => true, () => false);
+  const status = join(pgdata, 'pg_wal', 'archive_status');
+  const busy = async (f: string) => {
+    if (await exists(join(status, `${f}.done`))) return false;
+    if (await exists(join(status, `${f}.ready`))) return true;
+    if (await exists(join(status, `${f}.done`))) return false;
+    return exists(join(pgdata, 'pg_wal', f));
+  };
+  for (let pause = 5; ; pause = Math.min(pause * 2, 1000)) {
+    if (!(await Promise.all(files.map(busy))).some(Boolean)) return;
+    await new Promise((r) => setTimeout(r, pause));
   }
 }

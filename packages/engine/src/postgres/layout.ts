@@ -89,6 +89,24 @@ export function nextSegment(name: string, segmentBytes: number): string {
   return tli + nlog.toString(16).toUpperCase().padStart(8, '0') + nseg.toString(16).toUpperCase().padStart(8, '0');
 }
 
+/** The name of WAL segment number `segNo` (counted from LSN 0) on timeline `tli`. */
+export function segmentName(tli: number, segNo: bigint, segmentBytes: number): string {
+  const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
+  const hex = (n: bigint | number) => n.toString(16).toUpperCase().padStart(8, '0');
+  return hex(tli) + hex(segNo / perLog) + hex(segNo % perLog);
+}
+
+/**
+ * The WAL files a base backup needs archived before it is usable, named as
+ * PostgreSQL's own pg_backup_stop names them: the segment holding the last
+ * byte before the stop LSN, and the backup history file.
+ */
+export function backupWalFiles(tli: number, startLsn: bigint, stopLsn: bigint, segmentBytes: number): string[] {
+  const seg = BigInt(segmentBytes);
+  const offset = (startLsn % seg).toString(16).toUpperCase().padStart(8, '0');
+  return [segmentName(tli, (stopLsn - 1n) / seg, segmentBytes), `${segmentName(tli, startLsn / seg, segmentBytes)}.${offset}.backup`];
+}
+
 /** Parses `X/Y` into a bigint LSN. */
 export function parseLsn(text: string): bigint {
   const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text.trim());

@@ -83,197 +83,201 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} would escape the restore target`);
     }
   }
-  const lookup = await locateChunks(repo, entries);
-  if (lookup.unindexed.length > 0) {
-    const first = lookup.unindexed[0]!;
-    throw new MissingObjectError(`chunk ${first.id.toString('hex')}`, `no index lists it (${lookup.unindexed.length} chunk(s) missing)`, filesUsing(entries, lookup.unindexed.map((c) => c.id)));
-  }
-  const relocate = options.relocate ?? new Map<string, string>();
-  const pathOf = (e: TreeEntry) => {
-    if (e.path === '.') return targetDir;
-    for (const [prefix, dir] of relocate) {
-      if (e.path === prefix) return dir;
-      if (e.path.startsWith(prefix + '/')) return join(dir, ...e.path.slice(prefix.length + 1).split('/'));
-    }
-    return join(targetDir, ...e.path.split('/'));
-  };
-  // Every destination is checked before any is created: a refusal leaves nothing behind.
-  if (!options.delta) for (const dir of [targetDir, ...relocate.values()]) await assertEmptyOrAbsent(dir);
-  const existing = await prepareTarget(targetDir, !!options.delta);
-  for (const dir of relocate.values()) await prepareTarget(dir, !!options.delta);
-  if (existing) {
-    await removeUnlisted(targetDir, entries, relocate);
-    await dropChunksInPlace(repo, entries, lookup, pathOf);
-  }
-  const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
-
-  // Directories first, writable by us until their final modes are applied at the end.
-  for (const e of entries) if (e.type === 'dir') await mkdir(pathOf(e), { recursive: true, mode: 0o700 });
-  for (const [prefix, dir] of relocate) {
-    const link = join(targetDir, ...prefix.split('/'));
-    if ((await readlink(link).catch(() => undefined)) !== dir) {
-      await rm(link, { recursive: true, force: true });
-      await symlink(dir, link);
-    }
-  }
-  const remaining = new Int32Array(entries.length);
-  for (const c of lookup.chunks.values()) for (const u of c.uses) remaining[u.file]!++;
-  const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
-  const fsLimit = pLimit(FS_PARALLEL);
-  await Promise.all(
-    entries.map((e, i) =>
-      fsLimit(async () => {
-        if (e.type === 'file') {
-          // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
-          const fh = await open(pathOf(e), existing ? fsc.O_RDWR | fsc.O_CREAT : 'w', 0o600);
-          try {
-            await fh.truncate(e.size ?? 0);
-            if (remaining[i] === 0) await fh.sync();
-          } finally {
-            await fh.close();
-          }
-          progress.filesTotal++;
-          progress.bytesTotal += e.size ?? 0;
-          if (remaining[i] === 0) progress.filesDone++;
-        } else if (e.type === 'symlink') {
-          const p = pathOf(e);
-          if (existing && (await readlink(p).catch(() => undefined)) === e.target) return;
-          if (existing) await rm(p, { force: true, recursive: true });
-          await symlink(e.target ?? '', p);
-        }
-      }),
-    ),
-  );
-
-  const handles = new Map<number, Promise<FileHandle>>();
-  /** Writes `data` at `offset`, which completes `uses` chunk uses of the file. */
-  const writeTo = async (file: number, data: Uint8Array, offset: number, uses = 1): Promise<void> => {
-    let h = handles.get(file);
-    const transient = !h && handles.size >= MAX_OPEN_FILES;
-    if (!h) {
-      h = open(pathOf(entries[file]!), 'r+');
-      if (!transient) handles.set(file, h);
-    }
-    const fh = await h;
-    let done = 0;
-    while (done < data.byteLength) done += (await fh.write(data, done, data.byteLength - done, offset + done)).bytesWritten;
-    bytesWritten += done;
-    const left = (remaining[file]! -= uses);
-    if (left === 0) {
-      handles.delete(file);
-      await fh.sync();
-      await fh.close();
-      progress.filesDone++;
-    } else if (transient) await fh.close();
-  };
-  /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
-  const completeUses = async (file: number, uses: number): Promise<void> => {
-    if ((remaining[file]! -= uses) !== 0) return;
-    const fh = await open(pathOf(entries[file]!), 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    progress.filesDone++;
-  };
-
-  let requests = 0;
-  let rangedRequests = 0;
-  let bytesWritten = 0;
-  let bytesFetched = 0;
-  let failed: unknown;
-  let jobs = 0;
-  const limit = pLimit(Math.max(1, options.concurrency ?? 3));
-  const runRange = async (r: FetchRange): Promise<void> => {
-    if (failed) return;
-    const key = packKey(r.pack);
-    const affected = () => filesUsing(entries, r.chunks.map((c) => c.id));
-    let data: Buffer;
-    try {
-      data = asBuffer(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
-    } catch (e) {
-      if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
-      throw e;
-    }
-    requests++;
-    if (!r.whole) rangedRequests++;
-    bytesFetched += data.length;
-    const chunks: RangeChunk[] = r.chunks.map((c) => ({ id: c.id, start: c.offset! - r.offset, length: c.length!, rawLength: c.rawLength, uses: c.uses }));
-    if (pool) {
-      // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
-      const parts = splitChunks(chunks, workers);
-      if (parts.length > 1 && r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
-      let shared: Uint8Array;
-      const transfer: ArrayBuffer[] = [];
-      if (parts.length > 1) {
-        shared = new Uint8Array(new SharedArrayBuffer(data.byteLength));
-        shared.set(data);
-      } else {
-        // One worker: the bytes move to it, without a copy when they own their memory, and it checks the pack's SHA-256.
-        shared = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
-        transfer.push(shared.buffer as ArrayBuffer);
-      }
-      const replies = await Promise.all(
-        parts.map((part) => {
-          const files = new Set(part.flatMap((c) => c.uses.map((u) => u.file)));
-          const job: RestoreJob = {
-            t: 'range',
-            job: ++jobs,
-            data: shared,
-            ...(r.whole && parts.length === 1 ? { sha: r.pack } : {}),
-            ids: Buffer.concat(part.map((c) => c.id)),
-            starts: part.map((c) => c.start),
-            lengths: part.map((c) => c.length),
-            rawLengths: part.map((c) => c.rawLength),
-            useCounts: part.map((c) => c.uses.length),
-            useFiles: part.flatMap((c) => c.uses.map((u) => u.file)),
-            useOffsets: part.flatMap((c) => c.uses.map((u) => u.offset)),
-            paths: Object.fromEntries([...files].map((f) => [f, pathOf(entries[f]!)])),
-          };
-          return pool.run(job, transfer);
-        }),
-      );
-      for (const reply of replies) {
-        bytesWritten += reply.bytesWritten;
-        progress.bytesDone += reply.bytes;
-        for (const [file, uses] of reply.done) await completeUses(file, uses);
-      }
-      for (const reply of replies) {
-        if (reply.corrupt) throw new CorruptObjectError(key, reply.corrupt, affected());
-        if (reply.failed) throw Object.assign(new Error(reply.failed.message), { code: reply.failed.code });
-      }
-      options.onProgress?.({ ...progress });
-      return;
-    }
-    if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
-    const corrupt = await writeRange(repo.codec, data, chunks, { write: writeTo }, (bytes) => {
-      progress.bytesDone += bytes;
-      options.onProgress?.({ ...progress });
-    });
-    if (corrupt) throw new CorruptObjectError(key, corrupt, affected());
-  };
-  const bytesToWrite = ranges.reduce((n, r) => n + r.chunks.reduce((m, c) => m + c.rawLength * c.uses.length, 0), 0);
-  const workers = options.workers ?? (bytesToWrite >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
+  // Workers start now, loading while the plan is made (a delta restore may end up writing little: they then idle).
+  const bytes = entries.reduce((n, e) => n + (e.size ?? 0), 0);
+  const workers = options.workers ?? (bytes >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
   const pool = workers > 0 ? new RestoreWorkerPool(repo, workers) : undefined;
   try {
-    await Promise.all(
-      ranges.map((r) =>
-        limit(() =>
-          runRange(r).catch((e: unknown) => {
-            failed ??= e;
-          }),
-        ),
-      ),
-    );
+    return await restoreWith(pool, workers);
   } finally {
     await pool?.close();
-    for (const h of handles.values()) await (await h).close().catch(() => undefined);
   }
-  if (failed) throw failed;
 
-  await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0);
-  return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten };
+  async function restoreWith(pool: RestoreWorkerPool | undefined, workers: number): Promise<RestoreResult> {
+    const lookup = await locateChunks(repo, entries);
+    if (lookup.unindexed.length > 0) {
+      const first = lookup.unindexed[0]!;
+      throw new MissingObjectError(`chunk ${first.id.toString('hex')}`, `no index lists it (${lookup.unindexed.length} chunk(s) missing)`, filesUsing(entries, lookup.unindexed.map((c) => c.id)));
+    }
+    const relocate = options.relocate ?? new Map<string, string>();
+    const pathOf = (e: TreeEntry) => {
+      if (e.path === '.') return targetDir;
+      for (const [prefix, dir] of relocate) {
+        if (e.path === prefix) return dir;
+        if (e.path.startsWith(prefix + '/')) return join(dir, ...e.path.slice(prefix.length + 1).split('/'));
+      }
+      return join(targetDir, ...e.path.split('/'));
+    };
+    // Every destination is checked before any is created: a refusal leaves nothing behind.
+    if (!options.delta) for (const dir of [targetDir, ...relocate.values()]) await assertEmptyOrAbsent(dir);
+    const existing = await prepareTarget(targetDir, !!options.delta);
+    for (const dir of relocate.values()) await prepareTarget(dir, !!options.delta);
+    if (existing) {
+      await removeUnlisted(targetDir, entries, relocate);
+      await dropChunksInPlace(repo, entries, lookup, pathOf);
+    }
+    const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
+
+    // Directories first, writable by us until their final modes are applied at the end.
+    for (const e of entries) if (e.type === 'dir') await mkdir(pathOf(e), { recursive: true, mode: 0o700 });
+    for (const [prefix, dir] of relocate) {
+      const link = join(targetDir, ...prefix.split('/'));
+      if ((await readlink(link).catch(() => undefined)) !== dir) {
+        await rm(link, { recursive: true, force: true });
+        await symlink(dir, link);
+      }
+    }
+    const remaining = new Int32Array(entries.length);
+    for (const c of lookup.chunks.values()) for (const u of c.uses) remaining[u.file]!++;
+    const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
+    const fsLimit = pLimit(FS_PARALLEL);
+    await Promise.all(
+      entries.map((e, i) =>
+        fsLimit(async () => {
+          if (e.type === 'file') {
+            // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
+            const fh = await open(pathOf(e), existing ? fsc.O_RDWR | fsc.O_CREAT : 'w', 0o600);
+            try {
+              await fh.truncate(e.size ?? 0);
+              if (remaining[i] === 0) await fh.sync();
+            } finally {
+              await fh.close();
+            }
+            progress.filesTotal++;
+            progress.bytesTotal += e.size ?? 0;
+            if (remaining[i] === 0) progress.filesDone++;
+          } else if (e.type === 'symlink') {
+            const p = pathOf(e);
+            if (existing && (await readlink(p).catch(() => undefined)) === e.target) return;
+            if (existing) await rm(p, { force: true, recursive: true });
+            await symlink(e.target ?? '', p);
+          }
+        }),
+      ),
+    );
+
+    const handles = new Map<number, Promise<FileHandle>>();
+    /** Writes `data` at `offset`, which completes `uses` chunk uses of the file. */
+    const writeTo = async (file: number, data: Uint8Array, offset: number, uses = 1): Promise<void> => {
+      let h = handles.get(file);
+      const transient = !h && handles.size >= MAX_OPEN_FILES;
+      if (!h) {
+        h = open(pathOf(entries[file]!), 'r+');
+        if (!transient) handles.set(file, h);
+      }
+      const fh = await h;
+      let done = 0;
+      while (done < data.byteLength) done += (await fh.write(data, done, data.byteLength - done, offset + done)).bytesWritten;
+      bytesWritten += done;
+      const left = (remaining[file]! -= uses);
+      if (left === 0) {
+        handles.delete(file);
+        await fh.sync();
+        await fh.close();
+        progress.filesDone++;
+      } else if (transient) await fh.close();
+    };
+    /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
+    const completeUses = async (file: number, uses: number): Promise<void> => {
+      if ((remaining[file]! -= uses) !== 0) return;
+      const fh = await open(pathOf(entries[file]!), 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      progress.filesDone++;
+    };
+
+    let requests = 0;
+    let rangedRequests = 0;
+    let bytesWritten = 0;
+    let bytesFetched = 0;
+    let failed: unknown;
+    let jobs = 0;
+    const limit = pLimit(Math.max(1, options.concurrency ?? 3));
+    const runRange = async (r: FetchRange): Promise<void> => {
+      if (failed) return;
+      const key = packKey(r.pack);
+      const affected = () => filesUsing(entries, r.chunks.map((c) => c.id));
+      let data: Buffer;
+      try {
+        data = asBuffer(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
+      } catch (e) {
+        if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
+        throw e;
+      }
+      requests++;
+      if (!r.whole) rangedRequests++;
+      bytesFetched += data.length;
+      const chunks: RangeChunk[] = r.chunks.map((c) => ({ id: c.id, start: c.offset! - r.offset, length: c.length!, rawLength: c.rawLength, uses: c.uses }));
+      if (pool) {
+        // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
+        const parts = splitChunks(chunks, workers);
+        if (parts.length > 1 && r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+        const replies = await Promise.all(
+          parts.map((part) => {
+            // Each worker gets the bytes of its part, moved (not copied) when one part owns the whole buffer.
+            const from = part.length === chunks.length ? 0 : Math.min(...part.map((c) => c.start));
+            const to = part.length === chunks.length ? data.length : Math.max(...part.map((c) => c.start + c.length));
+            const whole = from === 0 && to === data.length && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+            // allocUnsafeSlow: a buffer of its own, never a slice of Node's shared pool (transferring that would detach the pool).
+            const bytes = whole ? data : copyOwned(data.subarray(from, to));
+            const files = new Set(part.flatMap((c) => c.uses.map((u) => u.file)));
+            const job: RestoreJob = {
+              t: 'range',
+              job: ++jobs,
+              data: bytes,
+              ...(r.whole && parts.length === 1 ? { sha: r.pack } : {}),
+              ids: Buffer.concat(part.map((c) => c.id)),
+              starts: part.map((c) => c.start - from),
+              lengths: part.map((c) => c.length),
+              rawLengths: part.map((c) => c.rawLength),
+              useCounts: part.map((c) => c.uses.length),
+              useFiles: part.flatMap((c) => c.uses.map((u) => u.file)),
+              useOffsets: part.flatMap((c) => c.uses.map((u) => u.offset)),
+              paths: Object.fromEntries([...files].map((f) => [f, pathOf(entries[f]!)])),
+            };
+            return pool.run(job, [bytes.buffer as ArrayBuffer]);
+          }),
+        );
+        for (const reply of replies) {
+          bytesWritten += reply.bytesWritten;
+          progress.bytesDone += reply.bytes;
+          for (const [file, uses] of reply.done) await completeUses(file, uses);
+        }
+        for (const reply of replies) {
+          if (reply.corrupt) throw new CorruptObjectError(key, reply.corrupt, affected());
+          if (reply.failed) throw Object.assign(new Error(reply.failed.message), { code: reply.failed.code });
+        }
+        options.onProgress?.({ ...progress });
+        return;
+      }
+      if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+      const corrupt = await writeRange(repo.codec, data, chunks, { write: writeTo }, (bytes) => {
+        progress.bytesDone += bytes;
+        options.onProgress?.({ ...progress });
+      });
+      if (corrupt) throw new CorruptObjectError(key, corrupt, affected());
+    };
+    try {
+      await Promise.all(
+        ranges.map((r) =>
+          limit(() =>
+            runRange(r).catch((e: unknown) => {
+              failed ??= e;
+            }),
+          ),
+        ),
+      );
+    } finally {
+      for (const h of handles.values()) await (await h).close().catch(() => undefined);
+    }
+    if (failed) throw failed;
+
+    await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0);
+    return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten };
+  }
 }
 
 async function assertEmptyOrAbsent(dir: string): Promise<void> {
@@ -418,4 +422,10 @@ function splitChunks(chunks: RangeChunk[], n: number): RangeChunk[][] {
     acc += weight(c);
   }
   return parts.filter((p) => p.length > 0);
+}
+
+function copyOwned(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length);
+  b.copy(out);
+  return out;
 }
