@@ -8,7 +8,7 @@
  *   --transactions N  pgbench transactions per day (default 80,000; quick 10,000)
  *   --oltp-mb N       size of the OLTP workload (default 1000; quick 150)
  *   --files-mb N      size of the edited file tree (default 1000; quick 150)
- *   --days N          days after the first (default 3; quick 2)
+ *   --days N          days after the first (default 2)
  *   --workloads LIST  pgbench,oltp,tree (default all)
  *   --seed N          workload seed (default 1)
  *   --work DIR        scratch directory (default: $TMPDIR/coffer-bench)
@@ -120,7 +120,7 @@ async function compareSection(): Promise<void> {
   const started = Date.now();
   const options = {
     work: join(work, 'compare'),
-    days: numberFlag('days', quick ? 2 : 3),
+    days: numberFlag('days', 2),
     seed: numberFlag('seed', 1),
     pgbenchScale: numberFlag('scale', quick ? 20 : 100),
     pgbenchTransactions: numberFlag('transactions', quick ? 10_000 : 80_000),

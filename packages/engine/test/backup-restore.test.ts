@@ -2,7 +2,7 @@ import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backupFiles, collectList, FileStore, LocalKeyProvider, Repository, restoreBackup, TargetNotEmptyError, type ObjectStore } from '@coffer/engine';
+import { backupFiles, collectList, FileStore, fileStorePath, LocalKeyProvider, Repository, restoreBackup, TargetNotEmptyError, type ObjectStore } from '@coffer/engine';
 import { pseudoRandom, scratch, snapshot, treeArb, writeTree } from '../../../test/support/tree.js';
 
 const provider = LocalKeyProvider.fromPassphrase('test passphrase');
@@ -58,6 +58,37 @@ describe('backup → restore', () => {
     const out = fresh('out');
     await restoreBackup(pooledRepo, 'latest', out);
     expect(await snapshot(out)).toEqual(await snapshot(src));
+  });
+
+  it('restore on worker threads equals the inline restore, with ranges shared between workers; a damaged pack fails naming it', async () => {
+    const src = fresh('src');
+    // Repeated content: one file's chunks are used at many offsets and by several files, across pack boundaries.
+    const block = pseudoRandom(300_000, 7);
+    await writeTree(src, [
+      { kind: 'file', name: 'a.bin', content: Buffer.concat([block, pseudoRandom(2 << 20, 8), block, block]), mode: 0o644, mtimeMs: 1_600_000_000_000 },
+      { kind: 'file', name: 'b.bin', content: Buffer.concat([pseudoRandom(1 << 20, 9), block]), mode: 0o600, mtimeMs: 1_600_000_000_001 },
+      { kind: 'file', name: 'empty', content: Buffer.alloc(0), mode: 0o644, mtimeMs: 1_600_000_000_002 },
+      // 40 MiB that compress into one pack: a range that expands past 16 MiB is split between the workers.
+      { kind: 'file', name: 'log.txt', content: Buffer.from(Array.from({ length: 700_000 }, (_, i) => `line ${i} of a log that compresses well\n`).join('')), mode: 0o644, mtimeMs: 1_600_000_000_003 },
+    ]);
+    const store = new FileStore(fresh('repo'));
+    const repo = await Repository.init(store, provider);
+    await backupFiles(repo, src);
+    for (const workers of [0, 1, 2, 3]) {
+      const out = fresh('out');
+      const r = await restoreBackup(repo, 'latest', out, { workers });
+      expect(await snapshot(out)).toEqual(await snapshot(src));
+      expect(r.bytesWritten).toBe(r.bytes);
+    }
+    const packs = (await collectList(store, 'data/')).map((o) => o.key);
+    const victim = packs[Math.floor(packs.length / 2)]!;
+    const path = join(fileStorePath(store.properties.location), victim);
+    const bytes = await readFile(path);
+    bytes[100] = bytes[100]! ^ 1;
+    await writeFile(path, bytes);
+    const err = await restoreBackup(repo, 'latest', fresh('out'), { workers: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(String((err as Error).message)).toContain(victim);
   });
 
   it('a second backup of an unchanged tree adds only its manifest (with and without the parent shortcut)', async () => {

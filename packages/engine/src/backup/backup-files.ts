@@ -69,128 +69,147 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
 export async function backupTree(repo: Repository, src: TreeSource, options: BackupFilesOptions = {}): Promise<BackupResult> {
   const startedAt = new Date();
   const source = src.root;
-  // Relation pages are compared with the parent backup's pages only, so neither the index held here
-  // nor the time to load it grows with the repository's history of pages.
-  const index = await repo.loadIndex({ pages: false });
-  const parent = await findParent(repo, src.isParent, options.parent ?? 'auto');
-  const parentPages = new Set<string>();
-  for (const e of parent?.manifest.entries ?? []) if (e.chunking === 'fixed') for (const id of e.chunks ?? []) parentPages.add(Buffer.from(id, 'hex').toString('latin1'));
-  const known = (id: Uint8Array) => parentPages.has(idKeyOf(id));
-  const { entries, skipped, absPath } = await walkTree(source, src.walk);
-
-  const parentFiles = new Map<string, TreeEntry>();
-  for (const e of parent?.manifest.entries ?? []) if (e.type === 'file') parentFiles.set(e.path, e);
-  // A file's mtime only proves it unchanged if it was set well before the parent backup began:
-  // a write in the same clock tick as the parent's read could leave the mtime as it was.
-  const trustBeforeNs = parent ? BigInt(Date.parse(parent.manifest.startedAt) - 1000) * 1_000_000n : 0n;
-
-  const toRead: TreeEntry[] = [];
-  let unchangedFiles = 0;
-  for (const e of entries) {
-    if (e.type !== 'file') continue;
-    const prev = parentFiles.get(e.path);
-    if (prev && unchanged(prev, e, (id) => (prev.chunking === 'fixed' ? parentPages.has(Buffer.from(id, 'hex').toString('latin1')) : index.hasHex(id)), trustBeforeNs)) {
-      e.chunks = prev.chunks!;
-      if (prev.chunking) e.chunking = prev.chunking;
-      unchangedFiles++;
-    } else toRead.push(e);
-  }
-
-  const bytesToRead = toRead.reduce((n, e) => n + (e.size ?? 0), 0);
-  const bytesTotal = entries.reduce((n, e) => n + (e.size ?? 0), 0);
-  const progress: BackupProgress = {
-    filesTotal: entries.filter((e) => e.type === 'file').length,
-    filesDone: unchangedFiles,
-    bytesTotal,
-    bytesDone: bytesTotal - bytesToRead,
-    newBytes: 0,
-  };
-  const writer = new PackWriter(repo, index);
-  const pageWriter = new PackWriter(repo, new ChunkIndex(), { pages: true, known });
-  const writers = [writer, pageWriter];
-  const newBytes = () => writer.stats.newBytes + pageWriter.stats.newBytes;
-  const sink: ChunkSink = {
-    claim: async (ids, bytes, pages) => {
-      progress.bytesDone += bytes;
-      progress.newBytes = newBytes();
-      options.onProgress?.({ ...progress });
-      return (pages ? pageWriter : writer).claim(ids);
-    },
-    store: (blobs, pages) => (pages ? pageWriter : writer).add(blobs),
-  };
-  const workers = options.workers ?? (bytesToRead >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
-  const pool = workers > 0 ? new ChunkWorkerPool(repo, workers, sink) : undefined;
-  const { chunker, relationChunker } = repo.config;
-  const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
-  const vanished: string[] = [];
+  // Workers may start before the pack writers exist: they reach them through this indirection.
+  let target: ChunkSink | undefined;
+  const sink: ChunkSink = { claim: (ids, bytes, pages) => target!.claim(ids, bytes, pages), store: (blobs, pages) => target!.store(blobs, pages) };
+  const cores = Math.min(availableParallelism(), 4);
+  // A data directory is large: its workers start loading now, while the index and the parent are read.
+  let pool = options.workers === undefined && src.kind === 'postgres' ? new ChunkWorkerPool(repo, cores, sink) : undefined;
   try {
-    const limit = pLimit(Math.max(1, workers * 2));
-    await Promise.all(
-      toRead.map(async (e) => {
-        const abs = absPath(e.path);
-        const verify = src.verify?.(e);
-        const chunking = chunkingOf(e);
-        // Large files cut at fixed offsets are read in parts by several threads at once; the parts join in order.
-        const ranges = pool ? splitRanges(e.size ?? 0, chunking) : [undefined];
-        let parts: FileChunks[];
-        try {
-          parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, verify, range) : chunkFile(abs, chunking, repo.codec, sink, verify, range)))));
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT' && !(err instanceof CofferError)) {
-            vanished.push(e.path);
-            return;
-          }
-          if (code && !(err instanceof CofferError)) throw new SourceError(abs, (err as Error).message, { cause: err });
-          throw err;
-        }
-        // A part that ended early met the end of the file: what follows it was read after a truncation and is dropped.
-        const short = parts.findIndex((p, i) => ranges[i]?.length !== undefined && p.size < ranges[i]!.length!);
-        const kept = short < 0 ? parts : parts.slice(0, short + 1);
-        e.chunks = kept.flatMap((p) => p.chunks);
-        e.size = kept.reduce((n, p) => n + p.size, 0);
-        if (chunking.algorithm === 'fixed') e.chunking = 'fixed';
-        progress.filesDone++;
-        options.onProgress?.({ ...progress });
-      }),
-    );
-    for (const w of writers) await w.finish();
-  } catch (e) {
-    for (const w of writers) await w.abandon();
-    throw e;
+    return await backupWith();
   } finally {
     await pool?.close();
   }
 
-  const extra = src.finish ? await src.finish() : {};
-  const kept = vanished.length ? entries.filter((e) => !vanished.includes(e.path)) : entries;
-  const stats: BackupStats = {
-    files: kept.filter((e) => e.type === 'file').length,
-    dirs: kept.filter((e) => e.type === 'dir').length,
-    symlinks: kept.filter((e) => e.type === 'symlink').length,
-    bytes: kept.reduce((n, e) => n + (e.size ?? 0), 0),
-    unchangedFiles,
-    newChunks: writer.stats.newChunks + pageWriter.stats.newChunks,
-    newBytes: newBytes(),
-    storedBytes: writer.stats.storedBytes + pageWriter.stats.storedBytes,
-    skipped: [...skipped, ...vanished],
-  };
-  const manifest: BackupManifest = {
-    format: FORMAT_VERSION,
-    kind: src.kind,
-    label: backupLabel(startedAt),
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    hostname: hostname(),
-    source,
-    ...(parent ? { parent: parent.key } : {}),
-    tags: options.tags ?? [],
-    stats,
-    entries: kept,
-    ...extra,
-  };
-  const key = await repo.writeManifest(manifest);
-  return { key, manifest };
+  async function backupWith(): Promise<BackupResult> {
+    // Relation pages are compared with the parent backup's pages only, so neither the index held here
+    // nor the time to load it grows with the repository's history of pages.
+    const index = await repo.loadIndex({ pages: false });
+    const parent = await findParent(repo, src.isParent, options.parent ?? 'auto');
+    const parentPages = new Set<string>();
+    for (const e of parent?.manifest.entries ?? []) if (e.chunking === 'fixed') for (const id of e.chunks ?? []) parentPages.add(Buffer.from(id, 'hex').toString('latin1'));
+    const known = (id: Uint8Array) => parentPages.has(idKeyOf(id));
+    const { entries, skipped, absPath } = await walkTree(source, src.walk);
+
+    const parentFiles = new Map<string, TreeEntry>();
+    for (const e of parent?.manifest.entries ?? []) if (e.type === 'file') parentFiles.set(e.path, e);
+    // A file's mtime only proves it unchanged if it was set well before the parent backup began:
+    // a write in the same clock tick as the parent's read could leave the mtime as it was.
+    const trustBeforeNs = parent ? BigInt(Date.parse(parent.manifest.startedAt) - 1000) * 1_000_000n : 0n;
+
+    const toRead: TreeEntry[] = [];
+    let unchangedFiles = 0;
+    for (const e of entries) {
+      if (e.type !== 'file') continue;
+      const prev = parentFiles.get(e.path);
+      if (prev && unchanged(prev, e, (id) => (prev.chunking === 'fixed' ? parentPages.has(Buffer.from(id, 'hex').toString('latin1')) : index.hasHex(id)), trustBeforeNs)) {
+        e.chunks = prev.chunks!;
+        if (prev.chunking) e.chunking = prev.chunking;
+        unchangedFiles++;
+      } else toRead.push(e);
+    }
+
+    const bytesToRead = toRead.reduce((n, e) => n + (e.size ?? 0), 0);
+    const bytesTotal = entries.reduce((n, e) => n + (e.size ?? 0), 0);
+    const progress: BackupProgress = {
+      filesTotal: entries.filter((e) => e.type === 'file').length,
+      filesDone: unchangedFiles,
+      bytesTotal,
+      bytesDone: bytesTotal - bytesToRead,
+      newBytes: 0,
+    };
+    const writer = new PackWriter(repo, index);
+    const pageWriter = new PackWriter(repo, new ChunkIndex(), { pages: true, known });
+    const writers = [writer, pageWriter];
+    const newBytes = () => writer.stats.newBytes + pageWriter.stats.newBytes;
+    target = {
+      claim: async (ids, bytes, pages) => {
+        progress.bytesDone += bytes;
+        progress.newBytes = newBytes();
+        options.onProgress?.({ ...progress });
+        return (pages ? pageWriter : writer).claim(ids);
+      },
+      store: (blobs, pages) => (pages ? pageWriter : writer).add(blobs),
+    };
+    const workers = options.workers ?? (bytesToRead >= WORKER_THRESHOLD ? cores : 0);
+    if (workers === 0 && pool) {
+      await pool.close();
+      pool = undefined;
+    }
+    pool ??= workers > 0 ? new ChunkWorkerPool(repo, workers, sink) : undefined;
+    const { chunker, relationChunker } = repo.config;
+    const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
+    const vanished: string[] = [];
+    try {
+      const limit = pLimit(Math.max(1, workers * 2));
+      await Promise.all(
+        toRead.map(async (e) => {
+          const abs = absPath(e.path);
+          const verify = src.verify?.(e);
+          const chunking = chunkingOf(e);
+          // Large files cut at fixed offsets are read in parts by several threads at once; the parts join in order.
+          const ranges = pool ? splitRanges(e.size ?? 0, chunking) : [undefined];
+          let parts: FileChunks[];
+          try {
+            parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, verify, range) : chunkFile(abs, chunking, repo.codec, sink, verify, range)))));
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code === 'ENOENT' && !(err instanceof CofferError)) {
+              vanished.push(e.path);
+              return;
+            }
+            if (code && !(err instanceof CofferError)) throw new SourceError(abs, (err as Error).message, { cause: err });
+            throw err;
+          }
+          // A part that ended early met the end of the file: what follows it was read after a truncation and is dropped.
+          const short = parts.findIndex((p, i) => ranges[i]?.length !== undefined && p.size < ranges[i]!.length!);
+          const kept = short < 0 ? parts : parts.slice(0, short + 1);
+          e.chunks = kept.flatMap((p) => p.chunks);
+          e.size = kept.reduce((n, p) => n + p.size, 0);
+          if (chunking.algorithm === 'fixed') e.chunking = 'fixed';
+          progress.filesDone++;
+          options.onProgress?.({ ...progress });
+        }),
+      );
+      for (const w of writers) await w.finish();
+    } catch (e) {
+      for (const w of writers) await w.abandon();
+      throw e;
+    } finally {
+      await pool?.close();
+      pool = undefined;
+    }
+
+    const extra = src.finish ? await src.finish() : {};
+    const kept = vanished.length ? entries.filter((e) => !vanished.includes(e.path)) : entries;
+    const stats: BackupStats = {
+      files: kept.filter((e) => e.type === 'file').length,
+      dirs: kept.filter((e) => e.type === 'dir').length,
+      symlinks: kept.filter((e) => e.type === 'symlink').length,
+      bytes: kept.reduce((n, e) => n + (e.size ?? 0), 0),
+      unchangedFiles,
+      newChunks: writer.stats.newChunks + pageWriter.stats.newChunks,
+      newBytes: newBytes(),
+      storedBytes: writer.stats.storedBytes + pageWriter.stats.storedBytes,
+      skipped: [...skipped, ...vanished],
+    };
+    const manifest: BackupManifest = {
+      format: FORMAT_VERSION,
+      kind: src.kind,
+      label: backupLabel(startedAt),
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      hostname: hostname(),
+      source,
+      ...(parent ? { parent: parent.key } : {}),
+      tags: options.tags ?? [],
+      stats,
+      entries: kept,
+      ...extra,
+    };
+    const key = await repo.writeManifest(manifest);
+    return { key, manifest };
+  }
 }
 
 /** Bytes per part when a file is split between threads (rounded up to whole chunks). */

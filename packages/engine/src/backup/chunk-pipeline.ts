@@ -27,7 +27,7 @@ export interface FileChunks {
   size: number;
 }
 
-export const READ_SIZE = 1024 * 1024;
+export const READ_SIZE = 4 * 1024 * 1024;
 
 /** Page checks for a PostgreSQL relation file read with data checksums on. */
 export interface PageVerify {

@@ -130,7 +130,8 @@ export class StreamingChunker implements Chunker {
 
 /**
  * Cuts every `size` bytes counted from the start of the input; the last chunk
- * may be shorter. Returned chunks are views into a reused buffer, as above.
+ * may be shorter. Returned chunks are views into the input or into a reused
+ * buffer: valid until the next call, and while the input is left as it is.
  */
 export class FixedChunker implements Chunker {
   private readonly size: number;
@@ -148,6 +149,19 @@ export class FixedChunker implements Chunker {
   push(data: Uint8Array): Buffer[] {
     if (data.byteLength === 0) return [];
     this.shift();
+    if (this.len === 0) {
+      // Nothing held back: whole chunks are views of the input itself (valid as long as the caller keeps it), only the tail is copied.
+      const input = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const whole = input.length - (input.length % this.size);
+      const out: Buffer[] = [];
+      for (let o = 0; o < whole; o += this.size) out.push(input.subarray(o, o + this.size));
+      if (whole < input.length) {
+        if (this.work.length < this.size * 2) this.work = Buffer.allocUnsafeSlow(this.size * 2);
+        input.copy(this.work, 0, whole);
+        this.len = input.length - whole;
+      }
+      return out;
+    }
     const total = this.len + data.byteLength;
     if (total > this.work.length) {
       const next = Buffer.allocUnsafeSlow(Math.max(total, this.size * 2, this.work.length * 2));

@@ -44,3 +44,25 @@ export function decodeIndex(plain: Buffer): IndexedPack[] {
   if (r.remaining !== 0) throw new RangeError('trailing bytes after index');
   return out;
 }
+
+/**
+ * Walks an index without building an object per entry (a restore scans every
+ * index object for the few entries it needs): `onPack` for each pack, then
+ * `onEntry` with the index bytes and where the entry starts — id at `at`,
+ * offset, length and rawLength as u32s after it.
+ */
+export function scanIndex(plain: Buffer, onPack: (sha: string, n: number) => void, onEntry: (bytes: Buffer, at: number) => void): void {
+  if (plain.length < 8 || !plain.subarray(0, 4).equals(MAGIC)) throw new RangeError('bad index magic');
+  const nPacks = plain.readUInt32BE(4);
+  let o = 8;
+  for (let i = 0; i < nPacks; i++) {
+    if (o + 36 > plain.length) throw new RangeError('truncated record');
+    const sha = plain.toString('hex', o, o + 32);
+    const n = plain.readUInt32BE(o + 32);
+    o += 36;
+    if (o + n * (ID_BYTES + 12) > plain.length) throw new RangeError('truncated record');
+    onPack(sha, n);
+    for (let j = 0; j < n; j++, o += ID_BYTES + 12) onEntry(plain, o);
+  }
+  if (o !== plain.length) throw new RangeError('trailing bytes after index');
+}

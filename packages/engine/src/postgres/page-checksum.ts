@@ -38,12 +38,10 @@ function pageWords(buf: Buffer, offset: number): Uint32Array {
 export function pageChecksum(buf: Buffer, offset: number, blkno: number): number {
   sums.set(BASE_OFFSETS);
   const words = pageWords(buf, offset);
-  for (let w = 0; w < words.length; w += N_SUMS) {
-    for (let j = 0; j < N_SUMS; j++) {
-      // Word 2 holds pd_checksum (low half, bytes 8–9) and pd_flags: the checksum counts as zero.
-      const v = w + j === 2 ? words[2]! & 0xffff0000 : words[w + j]!;
-      sums[j] = mix(sums[j]!, v);
-    }
+  // Word 2 holds pd_checksum (low half, bytes 8–9) and pd_flags: the checksum counts as zero.
+  for (let j = 0; j < N_SUMS; j++) sums[j] = mix(sums[j]!, j === 2 ? words[2]! & 0xffff0000 : words[j]!);
+  for (let w = N_SUMS; w < words.length; w += N_SUMS) {
+    for (let j = 0; j < N_SUMS; j++) sums[j] = mix(sums[j]!, words[w + j]!);
   }
   for (let round = 0; round < 2; round++) for (let j = 0; j < N_SUMS; j++) sums[j] = mix(sums[j]!, 0);
   let result = 0;
@@ -71,9 +69,13 @@ function isAllZero(buf: Buffer, offset: number): boolean {
 export function badPages(buf: Buffer, firstBlock: number, startLsn: bigint): number[] {
   const bad: number[] = [];
   const pages = Math.floor(buf.length / BLCKSZ);
+  // The LSN compared as two 32-bit halves: no bigint per page.
+  const startHi = Number(startLsn >> 32n);
+  const startLo = Number(startLsn & 0xffffffffn);
   for (let p = 0; p < pages; p++) {
     const o = p * BLCKSZ;
-    if (pageLsn(buf, o) >= startLsn) continue;
+    const hi = buf.readUInt32LE(o);
+    if (hi > startHi || (hi === startHi && buf.readUInt32LE(o + 4) >= startLo)) continue;
     const stored = buf.readUInt16LE(o + 8);
     if (stored === pageChecksum(buf, o, firstBlock + p)) continue;
     if (isAllZero(buf, o)) continue;

@@ -216,14 +216,20 @@ export class Repository {
   }
 
   async readIndexObject(key: string): Promise<IndexedPack[]> {
-    const bytes = await this.getVerified(key);
-    const plain = this.codec.openObject(bytes, this.aad('index'));
-    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    const plain = await this.openIndexObject(key);
     try {
       return decodeIndex(plain);
     } catch (e) {
       throw new CorruptObjectError(key, (e as Error).message);
     }
+  }
+
+  /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). */
+  async openIndexObject(key: string): Promise<Buffer> {
+    const bytes = await this.getVerified(key);
+    const plain = this.codec.openObject(bytes, this.aad('index'));
+    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    return plain;
   }
 
   async writeIndexObject(packs: readonly IndexedPack[], pages = false): Promise<{ key: string; size: number }> {

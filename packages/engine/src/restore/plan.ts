@@ -5,12 +5,14 @@
  * request, or the whole pack in one SHA-256-verified read when most of it is
  * needed anyway.
  */
-import { BLOB_HEADER } from '../format/chunk-codec.js';
+import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
 import { TRAILER_ENTRY } from '../format/pack.js';
 import { SEAL_OVERHEAD } from '../crypto/aead.js';
 import type { TreeEntry } from '../format/manifest.js';
-import { idKeyOf } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
+import pLimit from 'p-limit';
+import { CorruptObjectError } from '../errors.js';
+import { scanIndex } from '../format/index-file.js';
 
 export interface ChunkUse {
   file: number;
@@ -56,11 +58,8 @@ export const DEFAULT_PLAN: PlanOptions = { mergeGap: 256 * 1024, maxRequest: 16 
 export function neededChunks(files: readonly TreeEntry[]): Map<string, NeededChunk> {
   const chunks = new Map<string, NeededChunk>();
   for (const f of files) {
-    for (const hex of f.chunks ?? []) {
-      const id = Buffer.from(hex, 'hex');
-      const k = idKeyOf(id);
-      if (!chunks.has(k)) chunks.set(k, { id, uses: [], rawLength: -1 });
-    }
+    // Keyed by the manifest's own hex text: no conversion per use, one Buffer per distinct chunk.
+    for (const hex of f.chunks ?? []) if (!chunks.has(hex)) chunks.set(hex, { id: Buffer.from(hex, 'hex'), uses: [], rawLength: -1 });
   }
   return chunks;
 }
@@ -81,25 +80,40 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
   const chunks = neededChunks(files);
   const packInfo = new Map<string, { dataEnd: number; n: number }>();
   // Scan index objects keeping only what this backup needs: memory follows the backup, not the repository.
-  for (const key of await repo.listIndexKeys()) {
-    for (const pack of await repo.readIndexObject(key)) {
-      let hit = false;
-      for (const e of pack.entries) {
-        const c = chunks.get(idKeyOf(e.id));
-        if (c && c.pack === undefined) {
-          c.pack = pack.sha;
-          c.offset = e.offset;
-          c.length = e.length;
-          c.rawLength = e.rawLength;
-          hit = true;
-        }
-      }
-      if (hit) {
-        const last = pack.entries[pack.entries.length - 1]!;
-        packInfo.set(pack.sha, { dataEnd: last.offset + last.length, n: pack.entries.length });
-      }
+  // Objects are fetched a few at a time; each is scanned in place, without an object per entry.
+  const scan = (key: string, plain: Buffer) => {
+    let sha = '';
+    let n = 0;
+    let seen = 0;
+    let hit = false;
+    try {
+      scanIndex(
+        plain,
+        (packSha, count) => {
+          sha = packSha;
+          n = count;
+          seen = 0;
+          hit = false;
+        },
+        (bytes, at) => {
+          const c = chunks.get(bytes.toString('hex', at, at + ID_BYTES));
+          if (c && c.pack === undefined) {
+            c.pack = sha;
+            c.offset = bytes.readUInt32BE(at + ID_BYTES);
+            c.length = bytes.readUInt32BE(at + ID_BYTES + 4);
+            c.rawLength = bytes.readUInt32BE(at + ID_BYTES + 8);
+            hit = true;
+          }
+          // The pack's last entry fixes where its blobs end, which sizes a whole-pack read.
+          if (++seen === n && hit) packInfo.set(sha, { dataEnd: bytes.readUInt32BE(at + ID_BYTES) + bytes.readUInt32BE(at + ID_BYTES + 4), n });
+        },
+      );
+    } catch (e) {
+      throw new CorruptObjectError(key, (e as Error).message);
     }
-  }
+  };
+  const limit = pLimit(4);
+  await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await repo.openIndexObject(key)))));
   const unindexed = [...chunks.values()].filter((c) => c.pack === undefined);
   if (unindexed.length === 0) fillOffsets(files, chunks);
   return { chunks, unindexed, packInfo };
@@ -143,7 +157,7 @@ function fillOffsets(files: readonly TreeEntry[], chunks: Map<string, NeededChun
   files.forEach((f, file) => {
     let offset = 0;
     for (const hex of f.chunks ?? []) {
-      const c = chunks.get(Buffer.from(hex, 'hex').toString('latin1'))!;
+      const c = chunks.get(hex)!;
       c.uses.push({ file, offset });
       offset += c.rawLength;
     }

@@ -66,8 +66,8 @@ export interface RestoreResult {
 /** File-system calls in flight while creating files and applying their metadata (each waits on the thread pool, not the CPU). */
 const FS_PARALLEL = 16;
 
-/** A range expanding to less than this goes to one worker whole. */
-const MIN_SPLIT_BYTES = 16 * 1024 * 1024;
+/** A range expanding to less than this goes to one worker whole (others keep the rest busy); past it — a pack of pages — it is shared. */
+const MIN_SPLIT_BYTES = 64 * 1024 * 1024;
 
 /** Below this much to write, worker start-up costs more than it saves. */
 const WORKER_THRESHOLD = 32 * 1024 * 1024;
@@ -215,14 +215,15 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
         // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
         const parts = splitChunks(chunks, workers);
         if (parts.length > 1 && r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+        // The first part takes the fetched buffer itself (moved, not copied, when it owns its memory); the
+        // others get copies of their bytes, made before anything moves.
+        const starts = parts.map((part, i) => (i === 0 ? 0 : Math.min(...part.map((c) => c.start))));
+        const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+        const buffers = parts.map((part, i) => (i === 0 && owned ? data : copyOwned(data.subarray(starts[i], i === 0 ? data.length : Math.max(...part.map((c) => c.start + c.length))))));
         const replies = await Promise.all(
-          parts.map((part) => {
-            // Each worker gets the bytes of its part, moved (not copied) when one part owns the whole buffer.
-            const from = part.length === chunks.length ? 0 : Math.min(...part.map((c) => c.start));
-            const to = part.length === chunks.length ? data.length : Math.max(...part.map((c) => c.start + c.length));
-            const whole = from === 0 && to === data.length && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-            // allocUnsafeSlow: a buffer of its own, never a slice of Node's shared pool (transferring that would detach the pool).
-            const bytes = whole ? data : copyOwned(data.subarray(from, to));
+          parts.map((part, i) => {
+            const from = starts[i]!;
+            const bytes = buffers[i]!;
             const files = new Set(part.flatMap((c) => c.uses.map((u) => u.file)));
             const job: RestoreJob = {
               t: 'range',
