@@ -6,8 +6,8 @@
  *   --tree-gib N      size of the engine's generated tree (default 2)
  *   --scale N         pgbench scale (default 100; quick 20)
  *   --transactions N  pgbench transactions per day (default 80,000; quick 10,000)
- *   --oltp-mb N       size of the OLTP workload (default 1000; quick 150)
- *   --files-mb N      size of the edited file tree (default 1000; quick 150)
+ *   --oltp-mb N       size of the OLTP workload (default 1000; quick 120)
+ *   --files-mb N      size of the edited file tree (default 1000; quick 120)
  *   --days N          days after the first (default 2)
  *   --workloads LIST  pgbench,oltp,tree (default all)
  *   --seed N          workload seed (default 1)
@@ -124,8 +124,8 @@ async function compareSection(): Promise<void> {
     seed: numberFlag('seed', 1),
     pgbenchScale: numberFlag('scale', quick ? 20 : 100),
     pgbenchTransactions: numberFlag('transactions', quick ? 10_000 : 80_000),
-    oltpBytes: numberFlag('oltp-mb', quick ? 150 : 1000) * 1e6,
-    treeBytes: numberFlag('files-mb', quick ? 150 : 1000) * 1e6,
+    oltpBytes: numberFlag('oltp-mb', quick ? 120 : 1000) * 1e6,
+    treeBytes: numberFlag('files-mb', quick ? 120 : 1000) * 1e6,
     ...(values.workloads ? { workloads: values.workloads.split(',') } : {}),
     log: (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`),
   };

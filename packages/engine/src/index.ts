@@ -32,6 +32,7 @@ export {
 export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
 export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
 export { encodeTrailer, decodeTrailer, type PackEntry } from './format/pack.js';
+export { encodeIndex, decodeIndex, scanIndex, type IndexedPack } from './format/index-file.js';
 export type { RepositoryConfig, KeyRecord } from './format/config.js';
 export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, PostgresBackupInfo } from './format/manifest.js';
 export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
