@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -39,6 +39,15 @@ describe('ChunkCodec', () => {
         expect(typeof back).not.toBe('string');
         expect(Buffer.from(back as Buffer).equals(Buffer.from(plain))).toBe(true);
       }),
+    );
+  });
+
+  it('chunk ids are HMAC-SHA256 under the id key, for every length and key', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }), fc.uint8Array({ maxLength: 200_000 }), (key, plain) => {
+        expect(chunkId(key, plain).equals(createHmac('sha256', key).update(plain).digest())).toBe(true);
+      }),
+      { numRuns: 200 },
     );
   });
 

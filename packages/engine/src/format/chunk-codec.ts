@@ -23,7 +23,7 @@
  * Opening verifies the tag, decodes, and recomputes the keyed id: a blob that
  * decrypts but yields other bytes than its id promises is corrupt too.
  */
-import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import crypto, { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { Compressor, Decompressor } from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
 
@@ -47,7 +47,10 @@ const ENC_GROUP_ZSTD = 3;
 const ENC_GROUP_RAW = 4;
 
 interface DecodedGroup {
-  prefixes: Buffer;
+  /** Each member's 8-byte id prefix as two big-endian words. */
+  prefixWords: Uint32Array;
+  /** Where the next search starts. */
+  next: number;
   offsets: number[];
   lengths: number[];
   body: Buffer;
@@ -63,8 +66,39 @@ export interface Keys {
   currentKeyId: number;
 }
 
+/** Node's one-shot hash (20.12 and later): with the HMAC pads precomputed, an id costs two calls instead of an HMAC object. */
+const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
+
+interface HmacPads {
+  /** ipad-masked key, then room for the message. */
+  inner: Buffer;
+  /** opad-masked key, then room for the inner digest. */
+  outer: Buffer;
+}
+const padsByKey = new WeakMap<Uint8Array, HmacPads>();
+
+function padsFor(idKey: Uint8Array, length: number): HmacPads {
+  let pads = padsByKey.get(idKey);
+  if (!pads || pads.inner.length < 64 + length) {
+    const inner = Buffer.alloc(64 + Math.max(length, 64 * 1024));
+    const outer = Buffer.alloc(64 + 32);
+    for (let i = 0; i < 64; i++) {
+      inner[i] = (idKey[i] ?? 0) ^ 0x36;
+      outer[i] = (idKey[i] ?? 0) ^ 0x5c;
+    }
+    pads = { inner, outer };
+    padsByKey.set(idKey, pads);
+  }
+  return pads;
+}
+
+/** HMAC-SHA256(idKey, plaintext). */
 export function chunkId(idKey: Uint8Array, plaintext: Uint8Array): Buffer {
-  return createHmac('sha256', idKey).update(plaintext).digest();
+  if (!oneShotHash || idKey.length > 64) return createHmac('sha256', idKey).update(plaintext).digest();
+  const { inner, outer } = padsFor(idKey, plaintext.byteLength);
+  inner.set(plaintext, 64);
+  oneShotHash('sha256', inner.subarray(0, 64 + plaintext.byteLength), 'buffer').copy(outer, 64);
+  return oneShotHash('sha256', outer, 'buffer');
 }
 
 /**
@@ -209,6 +243,7 @@ export class ChunkCodec {
   }
 
   private readonly groups = new Map<string, DecodedGroup>();
+  private lastGroup: { from: ArrayBufferLike; offset: number; length: number; tag: number[]; group: DecodedGroup } | undefined;
   private readonly spareBodies: Buffer[] = [];
 
   /**
@@ -217,9 +252,17 @@ export class ChunkCodec {
    * buffers are reused once they leave the cache.
    */
   private decodeMember(id: Uint8Array, blob: Uint8Array, into?: Buffer): Buffer | string {
+    // Members of a group are asked for one after another from the same bytes: that case needs no lookup
+    // (the same memory, and the same tag, which no other sealed blob has).
     const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-    const cacheKey = b.length >= BLOB_HEADER + SEAL_OVERHEAD ? `${b.toString('latin1', BLOB_HEADER, BLOB_HEADER + NONCE_BYTES)}${b.toString('latin1', b.length - TAG_BYTES)}${b.length}` : '';
-    let group = this.groups.get(cacheKey);
+    const last = this.lastGroup;
+    const tagAt = b.length - TAG_BYTES;
+    const sameBlob =
+      last !== undefined && last.from === blob.buffer && last.offset === blob.byteOffset && last.length === blob.byteLength && tagAt >= 0 &&
+      last.tag[0] === b.readUInt32LE(tagAt) && last.tag[1] === b.readUInt32LE(tagAt + 4) && last.tag[2] === b.readUInt32LE(tagAt + 8) && last.tag[3] === b.readUInt32LE(tagAt + 12);
+    let group = sameBlob ? last.group : undefined;
+    const cacheKey = group ? '' : b.length >= BLOB_HEADER + SEAL_OVERHEAD ? `${b.toString('latin1', BLOB_HEADER, BLOB_HEADER + NONCE_BYTES)}${b.toString('latin1', b.length - TAG_BYTES)}${b.length}` : '';
+    group ??= this.groups.get(cacheKey);
     if (!group) {
       const opened = this.openGroup(b, id);
       if (typeof opened === 'string') return opened;
@@ -231,11 +274,20 @@ export class ChunkCodec {
       }
       this.groups.set(cacheKey, group);
     }
-    const prefix = Buffer.from(id.buffer, id.byteOffset, GROUP_ID_PREFIX);
-    for (let i = 0; i < group.lengths.length; i++) {
-      if (!group.prefixes.subarray(i * GROUP_ID_PREFIX, (i + 1) * GROUP_ID_PREFIX).equals(prefix)) continue;
+    if (!sameBlob) {
+      const tag = [0, 4, 8, 12].map((o) => b.readUInt32LE(tagAt + o));
+      this.lastGroup = { from: blob.buffer, offset: blob.byteOffset, length: blob.byteLength, tag, group };
+    }
+    const n = group.lengths.length;
+    const hi = ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
+    const lo = ((id[4]! << 24) | (id[5]! << 16) | (id[6]! << 8) | id[7]!) >>> 0;
+    // Start after the member found last: members are usually asked for in order.
+    for (let k = 0; k < n; k++) {
+      const i = (group.next + k) % n;
+      if (group.prefixWords[2 * i] !== hi || group.prefixWords[2 * i + 1] !== lo) continue;
       const data = group.body.subarray(group.offsets[i]!, group.offsets[i]! + group.lengths[i]!);
       if (!bytesEqual(this.id(data), id)) continue;
+      group.next = i + 1;
       if (into && into.length >= data.length) return into.subarray(0, data.copy(into));
       return Buffer.from(data);
     }
@@ -249,13 +301,14 @@ export class ChunkCodec {
     const n = plain.readUInt16BE(1);
     const dirEnd = 3 + n * (GROUP_ID_PREFIX + 4);
     if (n === 0 || plain.length < dirEnd) return `group holding chunk ${hex(id)} has a truncated directory`;
-    const prefixes = Buffer.allocUnsafe(n * GROUP_ID_PREFIX);
+    const prefixWords = new Uint32Array(n * 2);
     const offsets: number[] = [];
     const lengths: number[] = [];
     let total = 0;
     for (let i = 0; i < n; i++) {
       const o = 3 + i * (GROUP_ID_PREFIX + 4);
-      plain.copy(prefixes, i * GROUP_ID_PREFIX, o, o + GROUP_ID_PREFIX);
+      prefixWords[2 * i] = plain.readUInt32BE(o);
+      prefixWords[2 * i + 1] = plain.readUInt32BE(o + 4);
       offsets.push(total);
       const len = plain.readUInt32BE(o + GROUP_ID_PREFIX);
       lengths.push(len);
@@ -276,7 +329,7 @@ export class ChunkCodec {
       return `group holding chunk ${hex(id)} does not decompress: ${(e as Error).message}`;
     }
     if (body.length !== total) return `group holding chunk ${hex(id)} holds ${body.length} bytes, its directory says ${total}`;
-    return { prefixes, offsets, lengths, body, buffer };
+    return { prefixWords, next: 0, offsets, lengths, body, buffer };
   }
 
   /** Seal a metadata object (index, manifest) under the current data key. */
