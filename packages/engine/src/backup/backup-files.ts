@@ -11,7 +11,7 @@ import { CofferError, SourceError } from '../errors.js';
 import { FORMAT_VERSION } from '../format/config.js';
 import { backupLabel } from '../format/keys-layout.js';
 import type { BackupManifest, BackupStats, TreeEntry } from '../format/manifest.js';
-import { ChunkIndex, idKeyOf } from '../repository/chunk-index.js';
+import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange, type PageVerify } from './chunk-pipeline.js';
@@ -86,9 +86,10 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     // nor the time to load it grows with the repository's history of pages.
     const index = await repo.loadIndex({ pages: false });
     const parent = await findParent(repo, src.isParent, options.parent ?? 'auto');
+    // The manifest's own id strings: the set costs references, not copies.
     const parentPages = new Set<string>();
-    for (const e of parent?.manifest.entries ?? []) if (e.chunking === 'fixed') for (const id of e.chunks ?? []) parentPages.add(Buffer.from(id, 'hex').toString('latin1'));
-    const known = (id: Uint8Array) => parentPages.has(idKeyOf(id));
+    for (const e of parent?.manifest.entries ?? []) if (e.chunking === 'fixed') for (const id of e.chunks ?? []) parentPages.add(id);
+    const known = (id: Uint8Array) => parentPages.has(Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex'));
     const { entries, skipped, absPath } = await walkTree(source, src.walk);
 
     const parentFiles = new Map<string, TreeEntry>();
@@ -102,7 +103,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     for (const e of entries) {
       if (e.type !== 'file') continue;
       const prev = parentFiles.get(e.path);
-      if (prev && unchanged(prev, e, (id) => (prev.chunking === 'fixed' ? parentPages.has(Buffer.from(id, 'hex').toString('latin1')) : index.hasHex(id)), trustBeforeNs)) {
+      if (prev && unchanged(prev, e, (id) => (prev.chunking === 'fixed' ? parentPages.has(id) : index.hasHex(id)), trustBeforeNs)) {
         e.chunks = prev.chunks!;
         if (prev.chunking) e.chunking = prev.chunking;
         unchangedFiles++;

@@ -58,7 +58,8 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
   const fh = await open(path, 'r');
   const chunker = createChunker(chunking);
   // Only small fixed chunks gain from sharing a compression frame; FastCDC chunks are large enough alone.
-  const groupBytes = chunking.algorithm === 'fixed' ? (chunking.groupBytes ?? 0) : 0;
+  const pageChunks = chunking.algorithm === 'fixed';
+  const groupBytes = pageChunks ? (chunking.groupBytes ?? 0) : 0;
   const ids: string[] = [];
   const buffers = [takeBuffer(), takeBuffer()];
   let size = 0;
@@ -89,9 +90,9 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
       const batch = chunker.push(buffer.subarray(0, bytesRead));
       next = read();
       size += bytesRead;
-      await processBatch(batch, codec, sink, ids, groupBytes);
+      await processBatch(batch, codec, sink, ids, pageChunks, groupBytes);
     }
-    await processBatch(chunker.finish(), codec, sink, ids, groupBytes);
+    await processBatch(chunker.finish(), codec, sink, ids, pageChunks, groupBytes);
   } finally {
     // No read may still be filling a buffer when it goes back to the pool.
     await next.catch(() => undefined);
@@ -135,11 +136,10 @@ class PageChecker {
  * with `groupBytes` — the new chunks of the batch in groups of up to that
  * many bytes, compressed together.
  */
-async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: string[], groupBytes: number): Promise<void> {
+async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: string[], pages: boolean, groupBytes: number): Promise<void> {
   if (pieces.length === 0) return;
   const batchIds = pieces.map((p) => codec.id(p));
   for (const id of batchIds) ids.push(id.toString('hex'));
-  const pages = groupBytes > 0;
   const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0), pages);
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
   const sealed: SealedBlob[] = [];
