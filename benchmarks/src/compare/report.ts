@@ -165,40 +165,34 @@ export async function writePlots(f: CompareFigures, dir: string, suffix: string)
   const files: [string, TopLevelSpec][] = [
     [
       `stored${suffix}.svg`,
-      {
-        $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-        title: 'Repository size after each day\'s backup',
-        data: { values: stored },
-        facet: { field: 'workload', type: 'nominal' },
-        columns: 3,
-        spec: { width: 220, height: 160, mark: { type: 'line', point: true }, encoding: { x: { field: 'day', type: 'ordinal' }, y: { field: 'MB', type: 'quantitative' }, color: { field: 'tool', type: 'nominal' } } },
-        resolve: { scale: { y: 'independent' } },
-      },
+      byWorkload("Repository size after each day's backup", stored, { height: 160, mark: { type: 'line', point: true }, encoding: { x: { field: 'day', type: 'ordinal' }, y: { field: 'MB', type: 'quantitative' }, color: { field: 'tool', type: 'nominal' } } }, 'y'),
     ],
     [
       `throughput${suffix}.svg`,
-      {
-        $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-        title: 'Backup and restore throughput (MB/s of logical data)',
-        data: { values: speed },
-        facet: { field: 'workload', type: 'nominal' },
-        columns: 3,
-        spec: { width: 220, height: 160, mark: 'bar', encoding: { x: { field: 'tool', type: 'nominal', title: null }, xOffset: { field: 'step' }, y: { field: 'MB/s', type: 'quantitative' }, color: { field: 'step', type: 'nominal' } } },
-      },
+      byWorkload('Backup and restore throughput (MB/s of logical data)', speed, {
+        height: 160,
+        mark: 'bar',
+        encoding: { x: { field: 'tool', type: 'nominal', title: null }, xOffset: { field: 'step' }, y: { field: 'MB/s', type: 'quantitative' }, color: { field: 'step', type: 'nominal' } },
+      }),
     ],
     [
       `chunkers${suffix}.svg`,
-      {
-        $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-        title: 'Stored per day by chunker (zstd 3, same bytes)',
-        data: { values: chunkers },
-        facet: { field: 'workload', type: 'nominal' },
-        columns: 3,
-        spec: { width: 220, height: 200, mark: 'bar', encoding: { y: { field: 'chunker', type: 'nominal', title: null, sort: null }, x: { field: 'stored MB per day', type: 'quantitative' } } },
-        resolve: { scale: { x: 'independent' } },
-      },
+      byWorkload('Stored per day by chunker (zstd 3, same bytes)', chunkers, { height: 200, mark: 'bar', encoding: { y: { field: 'chunker', type: 'nominal', title: null, sort: null }, x: { field: 'stored MB per day', type: 'quantitative' } } }, 'x'),
     ],
   ];
   for (const [name, spec] of files) await writeFile(join(dir, name), await svg(spec));
   return files.map(([name]) => name);
+}
+
+/** One small chart per workload, three to a row; `independent` gives each its own scale on that axis. */
+function byWorkload(title: string, values: object[], spec: Record<string, unknown>, independent?: 'x' | 'y'): TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    data: { values },
+    facet: { field: 'workload', type: 'nominal' },
+    columns: 3,
+    spec: { width: 220, ...spec },
+    ...(independent ? { resolve: { scale: { [independent]: 'independent' } } } : {}),
+  } as TopLevelSpec;
 }
