@@ -4,6 +4,11 @@
  * how to fetch them — per pack, sorted ranges with neighbours merged into one
  * request, or the whole pack in one SHA-256-verified read when most of it is
  * needed anyway.
+ *
+ * A backup of relation pages needs hundreds of thousands of chunks, so the
+ * plan keeps them in parallel typed arrays, found through an open-addressing
+ * table keyed by id bytes: no object, string or hash-map entry per chunk or
+ * per use, which cost more to build and to collect than the lookups themselves.
  */
 import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
 import { TRAILER_ENTRY } from '../format/pack.js';
@@ -13,19 +18,104 @@ import type { Repository } from '../repository/repository.js';
 import pLimit from 'p-limit';
 import { CorruptObjectError } from '../errors.js';
 import { scanIndex } from '../format/index-file.js';
+import type { RangeChunks } from './range-writer.js';
 
-export interface ChunkUse {
-  file: number;
-  offset: number;
+/** The distinct chunks a restore needs: chunk `i` has its id at `ids[32i, 32i + 32)` and its location at index `i` of the arrays. */
+export class ChunkTable {
+  readonly ids: Buffer;
+  count = 0;
+  /** Index into `packs`, or -1 while no index lists the chunk. */
+  readonly pack: Int32Array;
+  readonly offset: Uint32Array;
+  readonly length: Uint32Array;
+  readonly rawLength: Uint32Array;
+  /** Pack names (SHA-256 hex) in the order first met. */
+  readonly packs: string[] = [];
+  private readonly packIndex = new Map<string, number>();
+  /** Chunk index + 1 per slot (0: empty), and the first four id bytes of that chunk, which settle most probes. */
+  private readonly slots: Int32Array;
+  private readonly slotKeys: Uint32Array;
+  private readonly mask: number;
+
+  constructor(capacity: number) {
+    this.ids = Buffer.alloc(Math.max(1, capacity) * ID_BYTES);
+    this.pack = new Int32Array(capacity).fill(-1);
+    this.offset = new Uint32Array(capacity);
+    this.length = new Uint32Array(capacity);
+    this.rawLength = new Uint32Array(capacity);
+    let size = 16;
+    while (size < capacity * 2) size *= 2;
+    this.slots = new Int32Array(size);
+    this.slotKeys = new Uint32Array(size);
+    this.mask = size - 1;
+  }
+
+  /** Index of the chunk whose id is `bytes[at, at + 32)`, or -1. Ids are keyed hashes, so their first bytes spread evenly. */
+  find(bytes: Uint8Array, at: number): number {
+    const key = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+    for (let s = key & this.mask; ; s = (s + 1) & this.mask) {
+      const v = this.slots[s]!;
+      if (v === 0) return -1;
+      if (this.slotKeys[s] === key && this.sameId(v - 1, bytes, at)) return v - 1;
+    }
+  }
+
+  /** Adds the id written as hex unless present; returns its index, or -1 when the text is not a chunk id. */
+  addHex(hex: string): number {
+    const at = this.count * ID_BYTES;
+    if (hex.length !== ID_BYTES * 2 || this.ids.write(hex, at, 'hex') !== ID_BYTES) return -1;
+    const found = this.find(this.ids, at);
+    if (found >= 0) return found;
+    const key = this.ids.readUInt32LE(at);
+    let s = key & this.mask;
+    while (this.slots[s] !== 0) s = (s + 1) & this.mask;
+    this.slots[s] = this.count + 1;
+    this.slotKeys[s] = key;
+    return this.count++;
+  }
+
+  /** The number of the pack named `sha`, given on first sight. */
+  packNumber(sha: string): number {
+    let p = this.packIndex.get(sha);
+    if (p === undefined) this.packIndex.set(sha, (p = this.packs.push(sha) - 1));
+    return p;
+  }
+
+  id(i: number): Buffer {
+    return this.ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
+  }
+
+  hex(i: number): string {
+    return this.ids.toString('hex', i * ID_BYTES, (i + 1) * ID_BYTES);
+  }
+
+  private sameId(i: number, bytes: Uint8Array, at: number): boolean {
+    const ids = this.ids;
+    const base = i * ID_BYTES;
+    for (let k = 4; k < ID_BYTES; k++) if (ids[base + k] !== bytes[at + k]) return false;
+    return true;
+  }
 }
 
-export interface NeededChunk {
-  id: Buffer;
-  uses: ChunkUse[];
-  rawLength: number;
-  pack?: string;
-  offset?: number;
-  length?: number;
+/**
+ * Where every chunk is used. Use `u` writes chunk `useChunk[u]` at `useOffset[u]` of file `useFile[u]`;
+ * the uses of file `f` are `fileStart[f]` up to `fileStart[f + 1]`, in file order, and those of chunk
+ * `c` are `chunkUses[chunkUseStart[c]]` up to `chunkUses[chunkUseStart[c + 1]]`. A delta restore clears
+ * `live[u]` for bytes already in place.
+ */
+export interface ChunkLookup {
+  table: ChunkTable;
+  fileStart: Int32Array;
+  useChunk: Int32Array;
+  useFile: Int32Array;
+  useOffset: Float64Array;
+  chunkUseStart: Int32Array;
+  chunkUses: Int32Array;
+  live: Uint8Array;
+  /** Chunks no index lists. */
+  unindexed: number[];
+  /** Per pack index holding needed chunks: where its blobs end and how many it has (fixes its size). */
+  packInfo: Map<number, { dataEnd: number; n: number }>;
 }
 
 export interface FetchRange {
@@ -34,15 +124,8 @@ export interface FetchRange {
   offset: number;
   length: number;
   whole: boolean;
-  chunks: NeededChunk[];
-}
-
-export interface ChunkLookup {
-  chunks: Map<string, NeededChunk>;
-  /** Chunks no index lists. */
-  unindexed: NeededChunk[];
-  /** Per pack holding needed chunks: where its blobs end and how many it has (fixes its size). */
-  packInfo: Map<string, { dataEnd: number; n: number }>;
+  /** Chunk indices, in pack order. */
+  chunks: number[];
 }
 
 export interface PlanOptions {
@@ -54,20 +137,35 @@ export interface PlanOptions {
 
 export const DEFAULT_PLAN: PlanOptions = { mergeGap: 256 * 1024, maxRequest: 16 * 1024 * 1024 };
 
-/** The distinct chunks the given entries reference, with no locations or uses yet. */
-export function neededChunks(files: readonly TreeEntry[]): Map<string, NeededChunk> {
-  const chunks = new Map<string, NeededChunk>();
-  for (const f of files) {
-    // Keyed by the manifest's own hex text: no conversion per use, one Buffer per distinct chunk.
-    for (const hex of f.chunks ?? []) if (!chunks.has(hex)) chunks.set(hex, { id: Buffer.from(hex, 'hex'), uses: [], rawLength: -1 });
-  }
-  return chunks;
+/** The distinct chunks the given entries reference and every use of them (offsets are filled once lengths are known). `source` names the manifest in errors. */
+export function neededChunks(files: readonly TreeEntry[], source: string): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo'> {
+  const fileStart = new Int32Array(files.length + 1);
+  let total = 0;
+  files.forEach((f, i) => {
+    fileStart[i] = total;
+    total += f.chunks?.length ?? 0;
+  });
+  fileStart[files.length] = total;
+  const table = new ChunkTable(total);
+  const useChunk = new Int32Array(total);
+  const useFile = new Int32Array(total);
+  let u = 0;
+  files.forEach((f, file) => {
+    for (const hex of f.chunks ?? []) {
+      const c = table.addHex(hex);
+      if (c < 0) throw new CorruptObjectError(source, `entry ${JSON.stringify(f.path)} lists ${JSON.stringify(hex.slice(0, 80))}, which is not a chunk id`);
+      useChunk[u] = c;
+      useFile[u++] = file;
+    }
+  });
+  return { table, fileStart, useChunk, useFile, useOffset: new Float64Array(total), live: new Uint8Array(total).fill(1) };
 }
 
-/** Files (paths) that reference any of `ids`. */
-export function filesUsing(files: readonly TreeEntry[], ids: Iterable<Uint8Array>): string[] {
-  const wanted = new Set([...ids].map((id) => Buffer.from(id).toString('hex')));
-  return files.filter((f) => f.chunks?.some((c) => wanted.has(c))).map((f) => f.path);
+/** Files (paths) that use any of the given chunks. */
+export function filesUsing(files: readonly TreeEntry[], lookup: ChunkLookup, chunks: Iterable<number>): string[] {
+  const hit = new Set<number>();
+  for (const c of chunks) for (let k = lookup.chunkUseStart[c]!; k < lookup.chunkUseStart[c + 1]!; k++) hit.add(lookup.useFile[lookup.chunkUses[k]!]!);
+  return [...hit].sort((a, b) => a - b).map((f) => files[f]!.path);
 }
 
 /** Size of a pack with `n` entries whose blobs end at `dataEnd` (the trailer's size is fixed by `n`; packs from before groups have 4 bytes less per entry, which only sways the whole-or-ranged choice). */
@@ -76,36 +174,38 @@ function packSize(dataEnd: number, n: number): number {
 }
 
 /** Finds where each chunk the entries need sits, and every (file, offset) that uses it. */
-export async function locateChunks(repo: Repository, files: readonly TreeEntry[]): Promise<ChunkLookup> {
-  const chunks = neededChunks(files);
-  const packInfo = new Map<string, { dataEnd: number; n: number }>();
+export async function locateChunks(repo: Repository, files: readonly TreeEntry[], source: string): Promise<ChunkLookup> {
+  const needed = neededChunks(files, source);
+  const { table } = needed;
+  const packInfo = new Map<number, { dataEnd: number; n: number }>();
   // Scan index objects keeping only what this backup needs: memory follows the backup, not the repository.
-  // Objects are fetched a few at a time; each is scanned in place, without an object per entry.
+  // Objects are fetched a few at a time; each is scanned in place.
   const scan = (key: string, plain: Buffer) => {
-    let sha = '';
+    let name = '';
+    let pack = -1;
     let n = 0;
     let seen = 0;
-    let hit = false;
     try {
       scanIndex(
         plain,
         (packSha, count) => {
-          sha = packSha;
+          name = packSha;
+          pack = -1;
           n = count;
           seen = 0;
-          hit = false;
         },
         (bytes, at) => {
-          const c = chunks.get(bytes.toString('hex', at, at + ID_BYTES));
-          if (c && c.pack === undefined) {
-            c.pack = sha;
-            c.offset = bytes.readUInt32BE(at + ID_BYTES);
-            c.length = bytes.readUInt32BE(at + ID_BYTES + 4);
-            c.rawLength = bytes.readUInt32BE(at + ID_BYTES + 8);
-            hit = true;
+          const c = table.find(bytes, at);
+          if (c >= 0 && table.pack[c] === -1) {
+            // A pack is numbered once it holds a needed chunk.
+            if (pack < 0) pack = table.packNumber(name);
+            table.pack[c] = pack;
+            table.offset[c] = bytes.readUInt32BE(at + ID_BYTES);
+            table.length[c] = bytes.readUInt32BE(at + ID_BYTES + 4);
+            table.rawLength[c] = bytes.readUInt32BE(at + ID_BYTES + 8);
           }
           // The pack's last entry fixes where its blobs end, which sizes a whole-pack read.
-          if (++seen === n && hit) packInfo.set(sha, { dataEnd: bytes.readUInt32BE(at + ID_BYTES) + bytes.readUInt32BE(at + ID_BYTES + 4), n });
+          if (++seen === n && pack >= 0) packInfo.set(pack, { dataEnd: bytes.readUInt32BE(at + ID_BYTES) + bytes.readUInt32BE(at + ID_BYTES + 4), n });
         },
       );
     } catch (e) {
@@ -114,52 +214,95 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
   };
   const limit = pLimit(4);
   await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await repo.openIndexObject(key)))));
-  const unindexed = [...chunks.values()].filter((c) => c.pack === undefined);
-  if (unindexed.length === 0) fillOffsets(files, chunks);
-  return { chunks, unindexed, packInfo };
-}
 
-/** Requests that fetch every located chunk that still has uses. */
-export function planFetches({ chunks, packInfo }: ChunkLookup, opts: PlanOptions = DEFAULT_PLAN): FetchRange[] {
-  const byPack = new Map<string, NeededChunk[]>();
-  for (const c of chunks.values()) {
-    if (c.pack === undefined || c.uses.length === 0) continue;
-    let list = byPack.get(c.pack);
-    if (!list) byPack.set(c.pack, (list = []));
-    list.push(c);
-  }
-  const ranges: FetchRange[] = [];
-  for (const [pack, list] of byPack) {
-    list.sort((a, b) => a.offset! - b.offset!);
-    const info = packInfo.get(pack)!;
-    const size = packSize(info.dataEnd, info.n);
-    const needed = list.reduce((n, c) => n + c.length!, 0);
-    if (size <= opts.maxRequest * 2 && needed * 2 >= size) {
-      ranges.push({ pack, offset: 0, length: size, whole: true, chunks: list });
-      continue;
-    }
-    let cur: FetchRange | undefined;
-    for (const c of list) {
-      const end = c.offset! + c.length!;
-      if (cur && c.offset! - (cur.offset + cur.length) <= opts.mergeGap && end - cur.offset <= opts.maxRequest) {
-        cur.length = end - cur.offset;
-        cur.chunks.push(c);
-      } else {
-        cur = { pack, offset: c.offset!, length: c.length!, whole: false, chunks: [c] };
-        ranges.push(cur);
+  const unindexed: number[] = [];
+  for (let c = 0; c < table.count; c++) if (table.pack[c] === -1) unindexed.push(c);
+  // Uses grouped by chunk: counted, then placed.
+  const chunkUseStart = new Int32Array(table.count + 1);
+  for (let u = 0; u < needed.useChunk.length; u++) chunkUseStart[needed.useChunk[u]! + 1]!++;
+  for (let c = 0; c < table.count; c++) chunkUseStart[c + 1]! += chunkUseStart[c]!;
+  const chunkUses = new Int32Array(needed.useChunk.length);
+  const next = chunkUseStart.slice(0, table.count);
+  for (let u = 0; u < needed.useChunk.length; u++) chunkUses[next[needed.useChunk[u]!]!++] = u;
+  if (unindexed.length === 0) {
+    for (let f = 0; f < files.length; f++) {
+      let offset = 0;
+      for (let u = needed.fileStart[f]!; u < needed.fileStart[f + 1]!; u++) {
+        needed.useOffset[u] = offset;
+        offset += table.rawLength[needed.useChunk[u]!]!;
       }
     }
   }
+  return { ...needed, chunkUseStart, chunkUses, unindexed, packInfo };
+}
+
+/** Uses of chunk `c` still to write. */
+export function liveUses(lookup: ChunkLookup, c: number): number {
+  let n = 0;
+  for (let k = lookup.chunkUseStart[c]!; k < lookup.chunkUseStart[c + 1]!; k++) n += lookup.live[lookup.chunkUses[k]!]!;
+  return n;
+}
+
+/** Requests that fetch every located chunk that still has uses. */
+export function planFetches(lookup: ChunkLookup, opts: PlanOptions = DEFAULT_PLAN): FetchRange[] {
+  const { table, packInfo } = lookup;
+  const byPack: number[][] = table.packs.map(() => []);
+  for (let c = 0; c < table.count; c++) if (table.pack[c]! >= 0 && liveUses(lookup, c) > 0) byPack[table.pack[c]!]!.push(c);
+  const ranges: FetchRange[] = [];
+  byPack.forEach((list, p) => {
+    if (list.length === 0) return;
+    const pack = table.packs[p]!;
+    list.sort((a, b) => table.offset[a]! - table.offset[b]!);
+    const info = packInfo.get(p)!;
+    const size = packSize(info.dataEnd, info.n);
+    let needed = 0;
+    for (const c of list) needed += table.length[c]!;
+    if (size <= opts.maxRequest * 2 && needed * 2 >= size) {
+      ranges.push({ pack, offset: 0, length: size, whole: true, chunks: list });
+      return;
+    }
+    let cur: FetchRange | undefined;
+    for (const c of list) {
+      const start = table.offset[c]!;
+      const end = start + table.length[c]!;
+      if (cur && start - (cur.offset + cur.length) <= opts.mergeGap && end - cur.offset <= opts.maxRequest) {
+        cur.length = end - cur.offset;
+        cur.chunks.push(c);
+      } else {
+        cur = { pack, offset: start, length: end - start, whole: false, chunks: [c] };
+        ranges.push(cur);
+      }
+    }
+  });
   return ranges;
 }
 
-function fillOffsets(files: readonly TreeEntry[], chunks: Map<string, NeededChunk>): void {
-  files.forEach((f, file) => {
-    let offset = 0;
-    for (const hex of f.chunks ?? []) {
-      const c = chunks.get(hex)!;
-      c.uses.push({ file, offset });
-      offset += c.rawLength;
+/** The chunks `chunks` of a range fetched from `rangeOffset`, with their live uses, as a writer takes them. */
+export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rangeOffset: number): RangeChunks {
+  const { table } = lookup;
+  const n = chunks.length;
+  const ids = new Uint8Array(n * ID_BYTES);
+  const starts = new Uint32Array(n);
+  const lengths = new Uint32Array(n);
+  const rawLengths = new Uint32Array(n);
+  const useCounts = new Uint32Array(n);
+  let uses = 0;
+  for (const c of chunks) uses += liveUses(lookup, c);
+  const useFiles = new Uint32Array(uses);
+  const useOffsets = new Float64Array(uses);
+  let w = 0;
+  chunks.forEach((c, i) => {
+    ids.set(table.ids.subarray(c * ID_BYTES, (c + 1) * ID_BYTES), i * ID_BYTES);
+    starts[i] = table.offset[c]! - rangeOffset;
+    lengths[i] = table.length[c]!;
+    rawLengths[i] = table.rawLength[c]!;
+    for (let k = lookup.chunkUseStart[c]!; k < lookup.chunkUseStart[c + 1]!; k++) {
+      const u = lookup.chunkUses[k]!;
+      if (!lookup.live[u]) continue;
+      useFiles[w] = lookup.useFile[u]!;
+      useOffsets[w++] = lookup.useOffset[u]!;
+      useCounts[i]!++;
     }
   });
+  return { ids, starts, lengths, rawLengths, useCounts, useFiles, useOffsets };
 }

@@ -5,15 +5,22 @@
  * chunks that continue each other in a file (pages) are gathered into one
  * write; a chunk is written only after it verified.
  */
-import type { ChunkCodec } from '../format/chunk-codec.js';
+import { ID_BYTES, type ChunkCodec } from '../format/chunk-codec.js';
 
-export interface RangeChunk {
-  id: Buffer;
-  /** Where its blob lies in the fetched bytes. */
-  start: number;
-  length: number;
-  rawLength: number;
-  uses: { file: number; offset: number }[];
+/**
+ * The chunks of one fetched range and where each goes, as parallel arrays
+ * (they cross to worker threads as they are): chunk `i` has its id at
+ * `ids[32i, 32i + 32)`, its blob at `starts[i]` of the fetched bytes, and the
+ * next `useCounts[i]` entries of `useFiles`/`useOffsets` as its uses.
+ */
+export interface RangeChunks {
+  ids: Uint8Array;
+  starts: Uint32Array;
+  lengths: Uint32Array;
+  rawLengths: Uint32Array;
+  useCounts: Uint32Array;
+  useFiles: Uint32Array;
+  useOffsets: Float64Array;
 }
 
 export interface RangeWriter {
@@ -26,27 +33,36 @@ const SMALL_CHUNK = 32 * 1024;
 const WRITE_RUN = 1024 * 1024;
 
 /** Returns the reason the first chunk that fails verification is corrupt, or undefined when all were written. */
-export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: readonly RangeChunk[], out: RangeWriter, onChunk?: (bytes: number) => void): Promise<string | undefined> {
+export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeChunks, out: RangeWriter, onChunk?: (bytes: number) => void): Promise<string | undefined> {
+  const { starts, lengths, rawLengths, useCounts, useFiles, useOffsets } = chunks;
+  const ids = Buffer.from(chunks.ids.buffer, chunks.ids.byteOffset, chunks.ids.byteLength);
   // One decompression buffer per range, reused chunk after chunk (writes are awaited in turn).
-  const scratch = Buffer.allocUnsafeSlow(Math.max(1, ...chunks.map((c) => c.rawLength)));
+  let largest = 1;
+  for (const n of rawLengths) largest = Math.max(largest, n);
+  const scratch = Buffer.allocUnsafeSlow(largest);
   const run = { file: -1, offset: 0, length: 0, uses: 0, buf: undefined as Buffer | undefined };
   const flush = async () => {
     if (run.uses === 0) return;
     await out.write(run.file, run.buf!.subarray(0, run.length), run.offset, run.uses);
     run.uses = run.length = 0;
   };
-  for (const c of chunks) {
-    const plain = codec.decode(c.id, data.subarray(c.start, c.start + c.length), scratch);
+  let u = 0;
+  for (let i = 0; i < starts.length; i++) {
+    const start = starts[i]!;
+    const plain = codec.decode(ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES), data.subarray(start, start + lengths[i]!), scratch);
     if (typeof plain === 'string') return plain;
-    for (const u of c.uses) {
+    const end = u + useCounts[i]!;
+    for (; u < end; u++) {
+      const file = useFiles[u]!;
+      const offset = useOffsets[u]!;
       if (plain.length > SMALL_CHUNK) {
         await flush();
-        await out.write(u.file, plain, u.offset, 1);
+        await out.write(file, plain, offset, 1);
       } else {
-        if (run.uses > 0 && (run.file !== u.file || run.offset + run.length !== u.offset || run.length + plain.length > WRITE_RUN)) await flush();
+        if (run.uses > 0 && (run.file !== file || run.offset + run.length !== offset || run.length + plain.length > WRITE_RUN)) await flush();
         if (run.uses === 0) {
-          run.file = u.file;
-          run.offset = u.offset;
+          run.file = file;
+          run.offset = offset;
         }
         run.buf ??= Buffer.allocUnsafe(WRITE_RUN);
         plain.copy(run.buf, run.length);
@@ -54,7 +70,7 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: readon
         run.uses++;
       }
     }
-    onChunk?.(plain.length * c.uses.length);
+    onChunk?.(plain.length * useCounts[i]!);
   }
   await flush();
   return undefined;

@@ -1,4 +1,6 @@
 /** Messages between a restore's main thread and its workers. */
+import type { RangeChunks } from './range-writer.js';
+
 export interface RestoreInit {
   t: 'init';
   idKey: Uint8Array;
@@ -7,19 +9,12 @@ export interface RestoreInit {
 }
 
 /** One fetched range: its bytes (transferred) and, per chunk, where its blob lies and where it goes. */
-export interface RestoreJob {
+export interface RestoreJob extends RangeChunks {
   t: 'range';
   job: number;
   data: Uint8Array;
   /** Set when `data` is a whole pack, checked against it first. */
   sha?: string;
-  ids: Uint8Array;
-  starts: number[];
-  lengths: number[];
-  rawLengths: number[];
-  useCounts: number[];
-  useFiles: number[];
-  useOffsets: number[];
   /** Target path of every file the range writes to. */
   paths: Record<number, string>;
 }

@@ -8,7 +8,7 @@ import { closeSync, fdatasync, openSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha256Hex } from '../bytes.js';
 import { ChunkCodec } from '../format/chunk-codec.js';
-import { writeRange, type RangeChunk } from './range-writer.js';
+import { writeRange } from './range-writer.js';
 import type { RestoreJob, RestoreReply, RestoreWorkerMessage } from './restore-protocol.js';
 
 const port = parentPort;
@@ -25,13 +25,6 @@ port.on('message', (msg: RestoreWorkerMessage) => {
 async function run(job: RestoreJob): Promise<RestoreReply> {
   const data = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
   if (job.sha && sha256Hex(data) !== job.sha) return { t: 'done', job: job.job, corrupt: 'SHA-256 of its bytes does not match its name', done: [], bytesWritten: 0, bytes: 0 };
-  const chunks: RangeChunk[] = [];
-  let u = 0;
-  for (let i = 0; i < job.starts.length; i++) {
-    const uses = [];
-    for (let k = 0; k < job.useCounts[i]!; k++, u++) uses.push({ file: job.useFiles[u]!, offset: job.useOffsets[u]! });
-    chunks.push({ id: Buffer.from(job.ids.buffer, job.ids.byteOffset + i * 32, 32), start: job.starts[i]!, length: job.lengths[i]!, rawLength: job.rawLengths[i]!, uses });
-  }
   // Plain blocking calls: this thread has nothing else to do meanwhile, and a restore of pages makes many
   // small writes, each far cheaper as a direct pwrite than as a round trip through the thread pool.
   const handles = new Map<number, number>();
@@ -44,7 +37,7 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
     const corrupt = await writeRange(
       codec!,
       data,
-      chunks,
+      job,
       {
         async write(file, bytesOut, offset, uses) {
           let fd = handles.get(file);

@@ -15,10 +15,10 @@ import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
-import { writeRange, type RangeChunk } from './range-writer.js';
+import { writeRange } from './range-writer.js';
 import { RestoreWorkerPool } from './restore-pool.js';
 import type { RestoreJob } from './restore-protocol.js';
-import { DEFAULT_PLAN, filesUsing, locateChunks, planFetches, type ChunkLookup, type FetchRange, type NeededChunk, type PlanOptions } from './plan.js';
+import { DEFAULT_PLAN, filesUsing, liveUses, locateChunks, planFetches, rangeChunks, type ChunkLookup, type FetchRange, type PlanOptions } from './plan.js';
 
 export interface RestoreProgress {
   bytesTotal: number;
@@ -94,10 +94,10 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
   }
 
   async function restoreWith(pool: RestoreWorkerPool | undefined, workers: number): Promise<RestoreResult> {
-    const lookup = await locateChunks(repo, entries);
+    const lookup = await locateChunks(repo, entries, key);
     if (lookup.unindexed.length > 0) {
       const first = lookup.unindexed[0]!;
-      throw new MissingObjectError(`chunk ${first.id.toString('hex')}`, `no index lists it (${lookup.unindexed.length} chunk(s) missing)`, filesUsing(entries, lookup.unindexed.map((c) => c.id)));
+      throw new MissingObjectError(`chunk ${lookup.table.hex(first)}`, `no index lists it (${lookup.unindexed.length} chunk(s) missing)`, filesUsing(entries, lookup, lookup.unindexed));
     }
     const relocate = options.relocate ?? new Map<string, string>();
     const pathOf = (e: TreeEntry) => {
@@ -128,7 +128,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       }
     }
     const remaining = new Int32Array(entries.length);
-    for (const c of lookup.chunks.values()) for (const u of c.uses) remaining[u.file]!++;
+    for (let u = 0; u < lookup.live.length; u++) remaining[lookup.useFile[u]!]! += lookup.live[u]!;
     const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
     const fsLimit = pLimit(FS_PARALLEL);
     await Promise.all(
@@ -199,7 +199,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     const runRange = async (r: FetchRange): Promise<void> => {
       if (failed) return;
       const key = packKey(r.pack);
-      const affected = () => filesUsing(entries, r.chunks.map((c) => c.id));
+      const affected = () => filesUsing(entries, lookup, r.chunks);
       let data: Buffer;
       try {
         data = asBuffer(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
@@ -210,36 +210,28 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       requests++;
       if (!r.whole) rangedRequests++;
       bytesFetched += data.length;
-      const chunks: RangeChunk[] = r.chunks.map((c) => ({ id: c.id, start: c.offset! - r.offset, length: c.length!, rawLength: c.rawLength, uses: c.uses }));
       if (pool) {
         // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
-        const parts = splitChunks(chunks, workers);
-        if (parts.length > 1 && r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
-        // The first part takes the fetched buffer itself (moved, not copied, when it owns its memory); the
-        // others get copies of their bytes, made before anything moves.
-        const starts = parts.map((part, i) => (i === 0 ? 0 : Math.min(...part.map((c) => c.start))));
+        const parts = splitChunks(lookup, r.chunks, workers);
+        // The first part takes the fetched buffer itself (moved, not copied, when it owns its memory) and checks
+        // a whole pack against its name; the others get copies of their bytes, made before anything moves (their
+        // chunks are still checked one by one, tag and id, before any is written).
+        const { table } = lookup;
+        const starts = parts.map((part, i) => (i === 0 ? 0 : table.offset[part[0]!]! - r.offset));
         const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-        const buffers = parts.map((part, i) => (i === 0 && owned ? data : copyOwned(data.subarray(starts[i], i === 0 ? data.length : Math.max(...part.map((c) => c.start + c.length))))));
+        const buffers = parts.map((part, i) => {
+          const last = part[part.length - 1]!;
+          return i === 0 && owned ? data : copyOwned(data.subarray(starts[i], i === 0 ? data.length : table.offset[last]! + table.length[last]! - r.offset));
+        });
         const replies = await Promise.all(
           parts.map((part, i) => {
-            const from = starts[i]!;
             const bytes = buffers[i]!;
-            const files = new Set(part.flatMap((c) => c.uses.map((u) => u.file)));
-            const job: RestoreJob = {
-              t: 'range',
-              job: ++jobs,
-              data: bytes,
-              ...(r.whole && parts.length === 1 ? { sha: r.pack } : {}),
-              ids: Buffer.concat(part.map((c) => c.id)),
-              starts: part.map((c) => c.start - from),
-              lengths: part.map((c) => c.length),
-              rawLengths: part.map((c) => c.rawLength),
-              useCounts: part.map((c) => c.uses.length),
-              useFiles: part.flatMap((c) => c.uses.map((u) => u.file)),
-              useOffsets: part.flatMap((c) => c.uses.map((u) => u.offset)),
-              paths: Object.fromEntries([...files].map((f) => [f, pathOf(entries[f]!)])),
-            };
-            return pool.run(job, [bytes.buffer as ArrayBuffer]);
+            const chunks = rangeChunks(lookup, part, r.offset + starts[i]!);
+            const paths: Record<number, string> = {};
+            for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
+            const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths };
+            const transfer = [bytes.buffer, chunks.ids.buffer, chunks.starts.buffer, chunks.lengths.buffer, chunks.rawLengths.buffer, chunks.useCounts.buffer, chunks.useFiles.buffer, chunks.useOffsets.buffer] as ArrayBuffer[];
+            return pool.run(job, transfer);
           }),
         );
         for (const reply of replies) {
@@ -255,7 +247,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
         return;
       }
       if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
-      const corrupt = await writeRange(repo.codec, data, chunks, { write: writeTo }, (bytes) => {
+      const corrupt = await writeRange(repo.codec, data, rangeChunks(lookup, r.chunks, r.offset), { write: writeTo }, (bytes) => {
         progress.bytesDone += bytes;
         options.onProgress?.({ ...progress });
       });
@@ -321,28 +313,25 @@ async function removeUnlisted(root: string, entries: readonly TreeEntry[], reloc
 
 /** Delta restore: every chunk use whose bytes are already at their offset needs no write. */
 async function dropChunksInPlace(repo: Repository, entries: readonly TreeEntry[], lookup: ChunkLookup, pathOf: (e: TreeEntry) => string): Promise<void> {
-  const byFile = new Map<number, { chunk: NeededChunk; offset: number }[]>();
-  for (const chunk of lookup.chunks.values()) {
-    for (const u of chunk.uses) {
-      const list = byFile.get(u.file) ?? [];
-      list.push({ chunk, offset: u.offset });
-      byFile.set(u.file, list);
-    }
-  }
-  const satisfied = new Set<string>();
+  const { table, fileStart, useChunk, useOffset, live } = lookup;
   const limit = pLimit(4);
   await Promise.all(
-    [...byFile].map(([file, uses]) =>
+    entries.map((e, file) =>
       limit(async () => {
-        const fh = await open(pathOf(entries[file]!), 'r').catch(() => undefined);
+        if (fileStart[file] === fileStart[file + 1]) return;
+        const fh = await open(pathOf(e), 'r').catch(() => undefined);
         if (!fh) return;
         try {
           const size = (await fh.stat()).size;
-          const buf = Buffer.allocUnsafe(Math.max(...uses.map((u) => u.chunk.rawLength)));
-          for (const { chunk, offset } of uses) {
-            if (offset + chunk.rawLength > size) continue;
-            const { bytesRead } = await fh.read(buf, 0, chunk.rawLength, offset);
-            if (bytesRead === chunk.rawLength && repo.codec.id(buf.subarray(0, bytesRead)).equals(chunk.id)) satisfied.add(`${file}:${offset}`);
+          let largest = 1;
+          for (let u = fileStart[file]!; u < fileStart[file + 1]!; u++) largest = Math.max(largest, table.rawLength[useChunk[u]!]!);
+          const buf = Buffer.allocUnsafe(largest);
+          for (let u = fileStart[file]!; u < fileStart[file + 1]!; u++) {
+            const c = useChunk[u]!;
+            const length = table.rawLength[c]!;
+            if (useOffset[u]! + length > size) continue;
+            const { bytesRead } = await fh.read(buf, 0, length, useOffset[u]!);
+            if (bytesRead === length && repo.codec.id(buf.subarray(0, bytesRead)).equals(table.id(c))) live[u] = 0;
           }
         } finally {
           await fh.close();
@@ -350,7 +339,6 @@ async function dropChunksInPlace(repo: Repository, entries: readonly TreeEntry[]
       }),
     ),
   );
-  for (const chunk of lookup.chunks.values()) chunk.uses = chunk.uses.filter((u) => !satisfied.has(`${u.file}:${u.offset}`));
 }
 
 /**
@@ -411,11 +399,12 @@ function depth(path: string): number {
 }
 
 /** Splits a range's chunks into up to `n` runs of neighbours with about equal bytes to write. */
-function splitChunks(chunks: RangeChunk[], n: number): RangeChunk[][] {
-  const weight = (c: RangeChunk) => c.rawLength * c.uses.length;
-  const total = chunks.reduce((s, c) => s + weight(c), 0);
+function splitChunks(lookup: ChunkLookup, chunks: number[], n: number): number[][] {
+  const weight = (c: number) => lookup.table.rawLength[c]! * liveUses(lookup, c);
+  let total = 0;
+  for (const c of chunks) total += weight(c);
   if (n <= 1 || total < MIN_SPLIT_BYTES) return [chunks];
-  const parts: RangeChunk[][] = [[]];
+  const parts: number[][] = [[]];
   let acc = 0;
   for (const c of chunks) {
     if (acc >= (total / n) * parts.length && parts.length < n) parts.push([]);
