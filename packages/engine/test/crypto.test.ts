@@ -91,6 +91,10 @@ describe('ChunkCodec', () => {
           expect(typeof back).not.toBe('string');
           expect(Buffer.from(back as Buffer).equals(Buffer.from(p))).toBe(true);
         });
+        // An id that shares a member's directory prefix but differs after it is caught by the id check itself.
+        const forged = Buffer.from(ids[stranger[0]! % ids.length]!);
+        forged[8 + (stranger.length % 24)]! ^= 1 + (stranger[0]! % 255);
+        expect(new ChunkCodec(keys, 3).decode(forged, blob)).toMatch(/not in the group|another id/);
         const other = Buffer.concat([Buffer.from(stranger), Buffer.from('not a member')]);
         if (!pieces.some((p) => Buffer.from(p).equals(other))) expect(reader.decode(codec.id(other), blob)).toMatch(/not in the group/);
       }),

@@ -66,8 +66,11 @@ export interface Keys {
   currentKeyId: number;
 }
 
-/** Node's one-shot hash (20.12 and later): with the HMAC pads precomputed, an id costs two calls instead of an HMAC object. */
-const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
+/**
+ * Node's one-shot hash (20.12 and later): with the HMAC pads precomputed, an id costs two calls instead of an
+ * HMAC object. Digests come back as latin1 text: a Buffer result costs more than hashing the outer block.
+ */
+const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: Uint8Array, encoding: 'latin1') => string }).hash;
 
 interface HmacPads {
   /** ipad-masked key, then room for the message. */
@@ -92,13 +95,28 @@ function padsFor(idKey: Uint8Array, length: number): HmacPads {
   return pads;
 }
 
-/** HMAC-SHA256(idKey, plaintext). */
-export function chunkId(idKey: Uint8Array, plaintext: Uint8Array): Buffer {
-  if (!oneShotHash || idKey.length > 64) return createHmac('sha256', idKey).update(plaintext).digest();
+/** HMAC-SHA256(idKey, plaintext) as 32 latin1 characters, or undefined where the one-shot path does not apply. */
+function chunkIdText(idKey: Uint8Array, plaintext: Uint8Array): string | undefined {
+  if (!oneShotHash || idKey.length > 64) return undefined;
   const { inner, outer } = padsFor(idKey, plaintext.byteLength);
   inner.set(plaintext, 64);
-  oneShotHash('sha256', inner.subarray(0, 64 + plaintext.byteLength), 'buffer').copy(outer, 64);
-  return oneShotHash('sha256', outer, 'buffer');
+  outer.write(oneShotHash('sha256', inner.subarray(0, 64 + plaintext.byteLength), 'latin1'), 64, 'latin1');
+  return oneShotHash('sha256', outer, 'latin1');
+}
+
+/** HMAC-SHA256(idKey, plaintext). */
+export function chunkId(idKey: Uint8Array, plaintext: Uint8Array): Buffer {
+  const text = chunkIdText(idKey, plaintext);
+  return text === undefined ? createHmac('sha256', idKey).update(plaintext).digest() : Buffer.from(text, 'latin1');
+}
+
+/** Whether `id` is HMAC-SHA256(idKey, plaintext): the check every chunk read back goes through. */
+export function chunkIdMatches(idKey: Uint8Array, plaintext: Uint8Array, id: Uint8Array): boolean {
+  const text = chunkIdText(idKey, plaintext);
+  if (text === undefined) return bytesEqual(createHmac('sha256', idKey).update(plaintext).digest(), id);
+  if (id.length !== ID_BYTES) return false;
+  for (let i = 0; i < ID_BYTES; i++) if (text.charCodeAt(i) !== id[i]) return false;
+  return true;
 }
 
 /**
@@ -238,7 +256,7 @@ export class ChunkCodec {
         return `chunk ${hex(id)} does not decompress: ${(e as Error).message}`;
       }
     } else return `chunk ${hex(id)} has unknown encoding ${plain[0]}`;
-    if (!bytesEqual(this.id(data), id)) return `chunk ${hex(id)} decrypts to bytes with another id`;
+    if (!chunkIdMatches(this.keys.idKey, data, id)) return `chunk ${hex(id)} decrypts to bytes with another id`;
     return data;
   }
 
@@ -286,7 +304,7 @@ export class ChunkCodec {
       const i = (group.next + k) % n;
       if (group.prefixWords[2 * i] !== hi || group.prefixWords[2 * i + 1] !== lo) continue;
       const data = group.body.subarray(group.offsets[i]!, group.offsets[i]! + group.lengths[i]!);
-      if (!bytesEqual(this.id(data), id)) continue;
+      if (!chunkIdMatches(this.keys.idKey, data, id)) continue;
       group.next = i + 1;
       if (into && into.length >= data.length) return into.subarray(0, data.copy(into));
       return Buffer.from(data);
