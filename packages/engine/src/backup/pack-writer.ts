@@ -139,13 +139,15 @@ export class PackWriter {
     this.uploading.add(p);
   }
 
-  private async writeIndex(): Promise<void> {
+  /** Writes an index object for the packs uploaded since the last one; unless `last`, their chunks move from reserved to indexed for the claims still to come. */
+  private async writeIndex(last = false): Promise<void> {
     const batch = this.uploaded;
     this.uploaded = [];
     if (batch.length === 0) return;
     const { size } = await this.repo.writeIndexObject(batch, this.pages);
     this.stats.indexes++;
     this.stats.storedBytes += size;
+    if (last) return;
     for (const p of batch) {
       for (const e of p.entries) {
         this.index.add(p.sha, e);
@@ -159,7 +161,7 @@ export class PackWriter {
     await this.sealPack();
     while (this.uploading.size > 0) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
-    await this.writeIndex();
+    await this.writeIndex(true);
     return this.stats;
   }
 
