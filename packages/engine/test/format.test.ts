@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backupWalFiles, decodeIndex, encodeIndex, pageChecksum, parseLsn, scanIndex, segmentName, type IndexedPack } from '@coffer/engine';
+import { backupWalFiles, chunkIdBytes, chunkIdsOf, decodeIndex, decodeManifest, encodeIndex, encodeManifest, IdTable, pageChecksum, parseLsn, scanIndex, segmentName, type BackupManifest, type IndexedPack } from '@coffer/engine';
 
 describe('index objects', () => {
   const packArb = fc.record({
@@ -79,6 +79,88 @@ describe('page checksums', () => {
         expect(pageChecksum(buf, shift, blkno)).toBe(reference(Buffer.from(bytes), blkno));
       }),
       { numRuns: 60 },
+    );
+  });
+});
+
+describe('manifest encoding', () => {
+  const idArb = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b).toString('hex'));
+  const entryArb = fc.oneof(
+    fc.record({ path: fc.string({ minLength: 1, maxLength: 12 }), type: fc.constant('file' as const), size: fc.nat(), chunks: fc.array(idArb, { maxLength: 40 }) }),
+    fc.record({ path: fc.string({ minLength: 1, maxLength: 12 }), type: fc.constant('dir' as const) }),
+    fc.record({ path: fc.string({ minLength: 1, maxLength: 12 }), type: fc.constant('symlink' as const), target: fc.string() }),
+  );
+  const manifestOf = (entries: object[]): BackupManifest =>
+    ({ format: 1, kind: 'files', label: 'l', startedAt: 's', finishedAt: 'f', hostname: 'h', source: '/s', tags: [], stats: {}, entries: entries.map((e) => ({ mode: 0o644, uid: 1, gid: 2, mtimeNs: '5', ...e })) }) as unknown as BackupManifest;
+  /** The manifest as plain data: every chunk list made into strings. */
+  const plain = (m: BackupManifest) => JSON.parse(JSON.stringify(m)) as unknown;
+
+  it('decodes to what was encoded; ids come as raw bytes, hex only when read; re-encoding gives the same bytes', () => {
+    fc.assert(
+      fc.property(fc.array(entryArb, { maxLength: 12 }), (entries) => {
+        const m = manifestOf(entries);
+        const bytes = encodeManifest(m);
+        const back = decodeManifest(bytes);
+        back.entries.forEach((e, i) => {
+          const want = (entries[i] as { chunks?: string[] }).chunks;
+          if (want) expect(chunkIdBytes(e)?.toString('hex')).toBe(want.join(''));
+          else expect(chunkIdBytes(e)).toBeUndefined();
+        });
+        expect(encodeManifest(back).equals(bytes)).toBe(true);
+        expect(plain(back)).toEqual(plain(m));
+        // Once a list is replaced, its bytes no longer stand for it.
+        const file = back.entries.find((e) => e.type === 'file');
+        if (file) {
+          file.chunks = [];
+          expect(chunkIdBytes(file)).toBeUndefined();
+          expect(chunkIdsOf(file).length).toBe(0);
+        }
+      }),
+    );
+  });
+
+  it('still reads manifests written as plain JSON', () => {
+    fc.assert(
+      fc.property(fc.array(entryArb, { maxLength: 8 }), (entries) => {
+        const m = manifestOf(entries);
+        const back = decodeManifest(Buffer.from(JSON.stringify(m)));
+        expect(plain(back)).toEqual(plain(m));
+        back.entries.forEach((e, i) => expect(chunkIdsOf(e).toString('hex')).toBe(((entries[i] as { chunks?: string[] }).chunks ?? []).join('')));
+      }),
+    );
+  });
+
+  it('refuses cut, padded or miscounted bytes, and ids that are not ids', () => {
+    const m = manifestOf([{ path: 'a', type: 'file', size: 1, chunks: ['ab'.repeat(32), 'cd'.repeat(32)] }]);
+    const bytes = encodeManifest(m);
+    expect(() => decodeManifest(bytes.subarray(0, bytes.length - 1))).toThrow(/past the end/);
+    expect(() => decodeManifest(Buffer.concat([bytes, Buffer.alloc(1)]))).toThrow(/after the last chunk list/);
+    expect(() => decodeManifest(Buffer.from('CMF9' + bytes.subarray(4).toString('latin1'), 'latin1'))).toThrow(/unknown manifest encoding/);
+    expect(() => encodeManifest(manifestOf([{ path: 'bad', type: 'file', size: 1, chunks: ['xyz'] }]))).toThrow(/"bad" lists "xyz"/);
+  });
+});
+
+describe('id tables', () => {
+  it('find every id added, at the index it was first given, and no other id', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ minLength: 32, maxLength: 32 }), { maxLength: 300 }), fc.array(fc.uint8Array({ minLength: 32, maxLength: 32 }), { maxLength: 50 }), (ids, others) => {
+        // Ids sharing their first four bytes exercise the full comparison.
+        const all = [...ids, ...ids.slice(0, 20).map((id) => Uint8Array.from([...id.subarray(0, 4), ...id.subarray(4).map((b) => b ^ 0xff)]))];
+        const table = new IdTable(all.length * 2);
+        const first = new Map<string, number>();
+        for (const id of [...all, ...all]) {
+          const i = table.addBytes(Buffer.concat([Buffer.alloc(3), id]), 3);
+          const key = Buffer.from(id).toString('hex');
+          if (!first.has(key)) first.set(key, i);
+          expect(i).toBe(first.get(key));
+        }
+        expect(table.count).toBe(first.size);
+        for (const [key, i] of first) {
+          expect(table.find(Buffer.from(key, 'hex'))).toBe(i);
+          expect(table.hex(i)).toBe(key);
+        }
+        for (const o of others) expect(table.has(o)).toBe(first.has(Buffer.from(o).toString('hex')));
+      }),
     );
   });
 });

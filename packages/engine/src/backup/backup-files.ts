@@ -10,7 +10,9 @@ import pLimit from 'p-limit';
 import { CofferError, SourceError } from '../errors.js';
 import { FORMAT_VERSION } from '../format/config.js';
 import { backupLabel } from '../format/keys-layout.js';
-import type { BackupManifest, BackupStats, TreeEntry } from '../format/manifest.js';
+import { chunkIdsOf, setChunkIdBytes, type BackupManifest, type BackupStats, type TreeEntry } from '../format/manifest.js';
+import { ID_BYTES } from '../format/chunk-codec.js';
+import { IdTable } from '../repository/id-table.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { Chunking } from '../chunking/chunker.js';
@@ -86,10 +88,8 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     // nor the time to load it grows with the repository's history of pages.
     const index = await repo.loadIndex({ pages: false });
     const parent = await findParent(repo, src.isParent, options.parent ?? 'auto');
-    // The manifest's own id strings: the set costs references, not copies.
-    const parentPages = new Set<string>();
-    for (const e of parent?.manifest.entries ?? []) if (e.chunking === 'fixed') for (const id of e.chunks ?? []) parentPages.add(id);
-    const known = (id: Uint8Array) => parentPages.has(Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex'));
+    const parentPages = pageSet(parent?.manifest);
+    const known = (id: Uint8Array) => parentPages.has(id);
     const { entries, skipped, absPath } = await walkTree(source, src.walk);
 
     const parentFiles = new Map<string, TreeEntry>();
@@ -103,8 +103,8 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     for (const e of entries) {
       if (e.type !== 'file') continue;
       const prev = parentFiles.get(e.path);
-      if (prev && unchanged(prev, e, (id) => (prev.chunking === 'fixed' ? parentPages.has(id) : index.hasHex(id)), trustBeforeNs)) {
-        e.chunks = prev.chunks!;
+      if (prev && unchanged(prev, e, (ids, at) => (prev.chunking === 'fixed' ? parentPages.has(ids, at) : index.has(ids.subarray(at, at + ID_BYTES))), trustBeforeNs)) {
+        setChunkIdBytes(e, chunkIdsOf(prev));
         if (prev.chunking) e.chunking = prev.chunking;
         unchangedFiles++;
       } else toRead.push(e);
@@ -165,7 +165,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
           // A part that ended early met the end of the file: what follows it was read after a truncation and is dropped.
           const short = parts.findIndex((p, i) => ranges[i]?.length !== undefined && p.size < ranges[i]!.length!);
           const kept = short < 0 ? parts : parts.slice(0, short + 1);
-          e.chunks = kept.flatMap((p) => p.chunks);
+          setChunkIdBytes(e, kept.length === 1 ? kept[0]!.ids : Buffer.concat(kept.map((p) => p.ids)));
           e.size = kept.reduce((n, p) => n + p.size, 0);
           if (chunking.algorithm === 'fixed') e.chunking = 'fixed';
           progress.filesDone++;
@@ -226,15 +226,19 @@ function splitRanges(size: number, chunking: Chunking): (FileRange | undefined)[
   return ranges;
 }
 
-function unchanged(prev: TreeEntry, cur: TreeEntry, stored: (idHex: string) => boolean, trustBeforeNs: bigint): boolean {
-  return (
-    BigInt(prev.mtimeNs) < trustBeforeNs &&
-    prev.size === cur.size &&
-    prev.mtimeNs === cur.mtimeNs &&
-    prev.ctimeNs === cur.ctimeNs &&
-    prev.ino === cur.ino &&
-    (prev.chunks ?? []).every(stored)
-  );
+function unchanged(prev: TreeEntry, cur: TreeEntry, stored: (ids: Buffer, at: number) => boolean, trustBeforeNs: bigint): boolean {
+  if (BigInt(prev.mtimeNs) >= trustBeforeNs || prev.size !== cur.size || prev.mtimeNs !== cur.mtimeNs || prev.ctimeNs !== cur.ctimeNs || prev.ino !== cur.ino) return false;
+  const ids = chunkIdsOf(prev);
+  for (let at = 0; at < ids.length; at += ID_BYTES) if (!stored(ids, at)) return false;
+  return true;
+}
+
+/** The pages of a backup's page-chunked files: what a backup of pages compares with instead of the repository's index. */
+function pageSet(manifest: BackupManifest | undefined): IdTable {
+  const lists = (manifest?.entries ?? []).filter((e) => e.chunking === 'fixed').map(chunkIdsOf);
+  const table = new IdTable(lists.reduce((n, ids) => n + ids.length / ID_BYTES, 0));
+  for (const ids of lists) for (let at = 0; at < ids.length; at += ID_BYTES) table.addBytes(ids, at);
+  return table;
 }
 
 async function findParent(repo: Repository, isParent: (m: BackupManifest) => boolean, parent: string): Promise<{ key: string; manifest: BackupManifest } | undefined> {

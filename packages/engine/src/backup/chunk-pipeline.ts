@@ -22,8 +22,8 @@ export interface ChunkSink {
 }
 
 export interface FileChunks {
-  /** Chunk ids, hex, in file order. */
-  chunks: string[];
+  /** Chunk ids in file order, 32 bytes each. */
+  ids: Buffer;
   size: number;
 }
 
@@ -60,7 +60,7 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
   // Only small fixed chunks gain from sharing a compression frame; FastCDC chunks are large enough alone.
   const pageChunks = chunking.algorithm === 'fixed';
   const groupBytes = pageChunks ? (chunking.groupBytes ?? 0) : 0;
-  const ids: string[] = [];
+  const ids: Buffer[] = [];
   const buffers = [takeBuffer(), takeBuffer()];
   let size = 0;
   let turn = 0;
@@ -99,7 +99,7 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
     await fh.close();
     spare.push(...buffers);
   }
-  return { chunks: ids, size };
+  return { ids: Buffer.concat(ids), size };
 }
 
 /**
@@ -136,10 +136,10 @@ class PageChecker {
  * with `groupBytes` — the new chunks of the batch in groups of up to that
  * many bytes, compressed together.
  */
-async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: string[], pages: boolean, groupBytes: number): Promise<void> {
+async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: Buffer[], pages: boolean, groupBytes: number): Promise<void> {
   if (pieces.length === 0) return;
   const batchIds = pieces.map((p) => codec.id(p));
-  for (const id of batchIds) ids.push(id.toString('hex'));
+  ids.push(...batchIds);
   const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0), pages);
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
   const sealed: SealedBlob[] = [];

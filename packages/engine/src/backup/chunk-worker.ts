@@ -54,7 +54,9 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
       return (await call({ t: 'claim', job, req: nextReq++, ids: flat, bytes, pages })) as boolean[];
     },
     async store(blobs: SealedBlob[], pages: boolean) {
-      // The batch moves to the main thread without a copy, and comes back with the reply for reuse.
+      // The batch moves to the main thread without a copy, and comes back with the reply for reuse. One batch
+      // is in flight: this thread goes on with the next while the main thread packs this one.
+      await storing;
       const total = blobs.reduce((n, b) => n + b.blob.length, 0);
       const chunks = blobs.flatMap((b) => b.chunks);
       const data = takeBatchBuffer(total);
@@ -76,12 +78,16 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
         data,
         pages,
       };
-      const returned = (await call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer])) as ArrayBuffer | undefined;
-      if (returned instanceof ArrayBuffer) batchBuffer = returned;
+      storing = call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]).then((returned) => {
+        if (returned instanceof ArrayBuffer) batchBuffer = returned;
+      });
     },
   };
+  let storing: Promise<void> = Promise.resolve();
   try {
     const result = await chunkFile(path, chunking, codec!, sink, verify, range);
+    // The file is done once the main thread holds all of its blobs.
+    await storing;
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

@@ -7,7 +7,7 @@
 import { sha256Hex } from '../bytes.js';
 import { type IndexedPack } from '../format/index-file.js';
 import { packKey } from '../format/keys-layout.js';
-import { encodeTrailer, type PackEntry } from '../format/pack.js';
+import { encodeTrailer, TRAILER_ENTRY, type PackEntry } from '../format/pack.js';
 import { ChunkIndex, idKeyOf } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 
@@ -94,7 +94,9 @@ export class PackWriter {
         this.stats.newChunks++;
         this.stats.newBytes += c.rawLength;
       }
-      if (this.size >= this.repo.config.packSize) await this.sealPack();
+      // The trailer counts toward the pack's size: a pack of pages has one entry per 8 KiB page, and its
+      // trailer then fits in the buffer's slack instead of growing (and copying) the whole pack.
+      if (this.size + this.entries.length * TRAILER_ENTRY >= this.repo.config.packSize) await this.sealPack();
     }
   }
 

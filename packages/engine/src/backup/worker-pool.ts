@@ -100,7 +100,8 @@ export class ChunkWorkerPool {
       if (!entry) return;
       this.running.delete(m.job);
       this.idle.push(worker);
-      if (m.t === 'done') entry.job.resolve(m.result);
+      // Structured cloning hands a Buffer over as a plain Uint8Array.
+      if (m.t === 'done') entry.job.resolve({ size: m.result.size, ids: Buffer.from(m.result.ids.buffer, m.result.ids.byteOffset, m.result.ids.byteLength) });
       else if (m.badPage) entry.job.reject(new BadPageError(m.badPage.label, m.badPage.block));
       else entry.job.reject(Object.assign(new Error(m.message), { code: m.code }));
       this.dispatch();

@@ -105,3 +105,99 @@ export interface BackupSummary {
   stats: BackupStats;
   postgres?: PostgresBackupInfo;
 }
+
+/**
+ * Manifest encoding (the bytes that are compressed and sealed): the magic
+ * `CMF2`, the JSON length (u32 BE), the JSON with each file's chunk list
+ * replaced by its length (`chunkCount`), then every file's chunk ids as raw
+ * 32-byte values, file after file. A backup of pages lists one id per 8 KiB
+ * page: as JSON text those ids cost more to parse, and to hold as strings,
+ * than the rest of the restore plan together. Manifests written as plain JSON
+ * (format 1 before this encoding; they start with `{`) are still read.
+ */
+const MANIFEST_MAGIC = Buffer.from('CMF2');
+const ID_BYTES = 32;
+
+/** Raw chunk ids of entries read from an encoded manifest, for readers that need no hex. */
+const idBytesOf = new WeakMap<TreeEntry, Buffer>();
+
+/** The entry's chunk ids as consecutive 32-byte values, when it was read from an encoded manifest and its list not replaced since. */
+export function chunkIdBytes(e: TreeEntry): Buffer | undefined {
+  return Object.getOwnPropertyDescriptor(e, 'chunks')?.get ? idBytesOf.get(e) : undefined;
+}
+
+/** The entry's chunk ids as consecutive 32-byte values, however it holds them; throws naming the entry when a listed id is not one. */
+export function chunkIdsOf(e: TreeEntry): Buffer {
+  const bytes = chunkIdBytes(e);
+  if (bytes) return bytes;
+  const list = e.chunks ?? [];
+  const out = Buffer.allocUnsafe(list.length * ID_BYTES);
+  list.forEach((hex, i) => {
+    if (typeof hex !== 'string' || hex.length !== ID_BYTES * 2 || out.write(hex, i * ID_BYTES, 'hex') !== ID_BYTES) {
+      throw new RangeError(`entry ${JSON.stringify(e.path)} lists ${JSON.stringify(String(hex).slice(0, 80))}, which is not a chunk id`);
+    }
+  });
+  return out;
+}
+
+function setChunks(e: TreeEntry, chunks: string[] | undefined): void {
+  Object.defineProperty(e, 'chunks', { value: chunks, writable: true, enumerable: true, configurable: true });
+}
+
+/** Gives the entry its chunk ids as consecutive 32-byte values; `e.chunks` turns them into hex strings only when someone reads it. */
+export function setChunkIdBytes(e: TreeEntry, ids: Buffer): void {
+  if (ids.length % ID_BYTES !== 0) throw new RangeError(`chunk ids of ${JSON.stringify(e.path)}: ${ids.length} bytes is not a whole number of ids`);
+  idBytesOf.set(e, ids);
+  Object.defineProperty(e, 'chunks', {
+    enumerable: true,
+    configurable: true,
+    get(): string[] {
+      const list: string[] = new Array<string>(ids.length / ID_BYTES);
+      for (let i = 0; i < list.length; i++) list[i] = ids.toString('hex', i * ID_BYTES, (i + 1) * ID_BYTES);
+      setChunks(e, list);
+      return list;
+    },
+    set(v: string[] | undefined) {
+      setChunks(e, v);
+    },
+  });
+}
+
+export function encodeManifest(m: BackupManifest): Buffer {
+  const lists: Buffer[] = [];
+  const entries = m.entries.map((e) => {
+    // Copied key by key: a spread would turn a lazily read chunk list into strings.
+    const rest: Record<string, unknown> = {};
+    for (const k of Object.keys(e)) if (k !== 'chunks') rest[k] = e[k as keyof TreeEntry];
+    if (chunkIdBytes(e) === undefined && e.chunks === undefined) return rest;
+    const ids = chunkIdsOf(e);
+    lists.push(ids);
+    return { ...rest, chunkCount: ids.length / ID_BYTES };
+  });
+  const json = Buffer.from(JSON.stringify({ ...m, entries }));
+  const head = Buffer.allocUnsafe(8);
+  MANIFEST_MAGIC.copy(head, 0);
+  head.writeUInt32BE(json.length, 4);
+  return Buffer.concat([head, json, ...lists]);
+}
+
+/** Decodes `encodeManifest`'s bytes (or a plain JSON manifest); throws on bytes that are neither. */
+export function decodeManifest(plain: Buffer): BackupManifest {
+  if (plain[0] === 0x7b) return JSON.parse(plain.toString('utf8')) as BackupManifest;
+  if (plain.length < 8 || !plain.subarray(0, 4).equals(MANIFEST_MAGIC)) throw new RangeError('unknown manifest encoding');
+  const jsonEnd = 8 + plain.readUInt32BE(4);
+  if (jsonEnd > plain.length) throw new RangeError('manifest JSON runs past the end');
+  const m = JSON.parse(plain.toString('utf8', 8, jsonEnd)) as BackupManifest;
+  if (!Array.isArray(m.entries)) throw new RangeError('manifest has no entry list');
+  let o = jsonEnd;
+  for (const e of m.entries as (TreeEntry & { chunkCount?: unknown })[]) {
+    if (e.chunkCount === undefined) continue;
+    const n = e.chunkCount;
+    delete e.chunkCount;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || o + n * ID_BYTES > plain.length) throw new RangeError(`entry ${JSON.stringify(e.path)}: its chunk list runs past the end`);
+    setChunkIdBytes(e, plain.subarray(o, o + n * ID_BYTES));
+    o += n * ID_BYTES;
+  }
+  if (o !== plain.length) throw new RangeError(`${plain.length - o} bytes after the last chunk list`);
+  return m;
+}

@@ -25,7 +25,7 @@ import { ChunkCodec, type Keys } from '../format/chunk-codec.js';
 import { decodeConfig, encodeConfig, FORMAT_VERSION, type KeyRecord, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
 import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isPageIndexKey, KEYS_PREFIX } from '../format/keys-layout.js';
-import type { BackupManifest, BackupSummary } from '../format/manifest.js';
+import { decodeManifest, encodeManifest, type BackupManifest, type BackupSummary } from '../format/manifest.js';
 import type { KeyProvider, WrappedKey } from '../keys/key-provider.js';
 import { collectList, type ObjectStore } from '../store/object-store.js';
 import { ChunkIndex } from './chunk-index.js';
@@ -263,8 +263,7 @@ export class Repository {
   }
 
   async writeManifest(manifest: BackupManifest): Promise<string> {
-    const json = Buffer.from(JSON.stringify(manifest));
-    const sealed = this.codec.sealObject(this.codec.compress(json), this.aad('manifest'));
+    const sealed = this.codec.sealObject(this.codec.compress(encodeManifest(manifest)), this.aad('manifest'));
     const key = backupKey(manifest.label, sha256Hex(sealed));
     await this.store.put(key, sealed);
     return key;
@@ -275,7 +274,7 @@ export class Repository {
     const plain = this.codec.openObject(bytes, this.aad('manifest'));
     if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
     try {
-      const manifest = JSON.parse(this.codec.decompress(plain).toString('utf8')) as BackupManifest;
+      const manifest = decodeManifest(this.codec.decompress(plain));
       if (manifest.format !== FORMAT_VERSION) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
       return manifest;
     } catch (e) {

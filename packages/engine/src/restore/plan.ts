@@ -6,24 +6,23 @@
  * needed anyway.
  *
  * A backup of relation pages needs hundreds of thousands of chunks, so the
- * plan keeps them in parallel typed arrays, found through an open-addressing
- * table keyed by id bytes: no object, string or hash-map entry per chunk or
- * per use, which cost more to build and to collect than the lookups themselves.
+ * plan keeps them in parallel typed arrays beside an `IdTable`: no object,
+ * string or hash-map entry per chunk or per use, which cost more to build and
+ * to collect than the lookups themselves.
  */
 import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
 import { TRAILER_ENTRY } from '../format/pack.js';
 import { SEAL_OVERHEAD } from '../crypto/aead.js';
-import type { TreeEntry } from '../format/manifest.js';
+import { chunkIdsOf, type TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import pLimit from 'p-limit';
 import { CorruptObjectError } from '../errors.js';
 import { scanIndex } from '../format/index-file.js';
+import { IdTable } from '../repository/id-table.js';
 import type { RangeChunks } from './range-writer.js';
 
-/** The distinct chunks a restore needs: chunk `i` has its id at `ids[32i, 32i + 32)` and its location at index `i` of the arrays. */
-export class ChunkTable {
-  readonly ids: Buffer;
-  count = 0;
+/** The distinct chunks a restore needs, with where each sits: chunk `i`'s location is at index `i` of the arrays. */
+export class ChunkTable extends IdTable {
   /** Index into `packs`, or -1 while no index lists the chunk. */
   readonly pack: Int32Array;
   readonly offset: Uint32Array;
@@ -32,46 +31,13 @@ export class ChunkTable {
   /** Pack names (SHA-256 hex) in the order first met. */
   readonly packs: string[] = [];
   private readonly packIndex = new Map<string, number>();
-  /** Chunk index + 1 per slot (0: empty), and the first four id bytes of that chunk, which settle most probes. */
-  private readonly slots: Int32Array;
-  private readonly slotKeys: Uint32Array;
-  private readonly mask: number;
 
   constructor(capacity: number) {
-    this.ids = Buffer.alloc(Math.max(1, capacity) * ID_BYTES);
+    super(capacity);
     this.pack = new Int32Array(capacity).fill(-1);
     this.offset = new Uint32Array(capacity);
     this.length = new Uint32Array(capacity);
     this.rawLength = new Uint32Array(capacity);
-    let size = 16;
-    while (size < capacity * 2) size *= 2;
-    this.slots = new Int32Array(size);
-    this.slotKeys = new Uint32Array(size);
-    this.mask = size - 1;
-  }
-
-  /** Index of the chunk whose id is `bytes[at, at + 32)`, or -1. Ids are keyed hashes, so their first bytes spread evenly. */
-  find(bytes: Uint8Array, at: number): number {
-    const key = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
-    for (let s = key & this.mask; ; s = (s + 1) & this.mask) {
-      const v = this.slots[s]!;
-      if (v === 0) return -1;
-      if (this.slotKeys[s] === key && this.sameId(v - 1, bytes, at)) return v - 1;
-    }
-  }
-
-  /** Adds the id written as hex unless present; returns its index, or -1 when the text is not a chunk id. */
-  addHex(hex: string): number {
-    const at = this.count * ID_BYTES;
-    if (hex.length !== ID_BYTES * 2 || this.ids.write(hex, at, 'hex') !== ID_BYTES) return -1;
-    const found = this.find(this.ids, at);
-    if (found >= 0) return found;
-    const key = this.ids.readUInt32LE(at);
-    let s = key & this.mask;
-    while (this.slots[s] !== 0) s = (s + 1) & this.mask;
-    this.slots[s] = this.count + 1;
-    this.slotKeys[s] = key;
-    return this.count++;
   }
 
   /** The number of the pack named `sha`, given on first sight. */
@@ -79,21 +45,6 @@ export class ChunkTable {
     let p = this.packIndex.get(sha);
     if (p === undefined) this.packIndex.set(sha, (p = this.packs.push(sha) - 1));
     return p;
-  }
-
-  id(i: number): Buffer {
-    return this.ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
-  }
-
-  hex(i: number): string {
-    return this.ids.toString('hex', i * ID_BYTES, (i + 1) * ID_BYTES);
-  }
-
-  private sameId(i: number, bytes: Uint8Array, at: number): boolean {
-    const ids = this.ids;
-    const base = i * ID_BYTES;
-    for (let k = 4; k < ID_BYTES; k++) if (ids[base + k] !== bytes[at + k]) return false;
-    return true;
   }
 }
 
@@ -139,22 +90,27 @@ export const DEFAULT_PLAN: PlanOptions = { mergeGap: 256 * 1024, maxRequest: 16 
 
 /** The distinct chunks the given entries reference and every use of them (offsets are filled once lengths are known). `source` names the manifest in errors. */
 export function neededChunks(files: readonly TreeEntry[], source: string): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo'> {
+  const lists = files.map((f) => {
+    try {
+      return chunkIdsOf(f);
+    } catch (e) {
+      throw new CorruptObjectError(source, (e as Error).message);
+    }
+  });
   const fileStart = new Int32Array(files.length + 1);
   let total = 0;
-  files.forEach((f, i) => {
+  lists.forEach((ids, i) => {
     fileStart[i] = total;
-    total += f.chunks?.length ?? 0;
+    total += ids.length / ID_BYTES;
   });
   fileStart[files.length] = total;
   const table = new ChunkTable(total);
   const useChunk = new Int32Array(total);
   const useFile = new Int32Array(total);
   let u = 0;
-  files.forEach((f, file) => {
-    for (const hex of f.chunks ?? []) {
-      const c = table.addHex(hex);
-      if (c < 0) throw new CorruptObjectError(source, `entry ${JSON.stringify(f.path)} lists ${JSON.stringify(hex.slice(0, 80))}, which is not a chunk id`);
-      useChunk[u] = c;
+  lists.forEach((ids, file) => {
+    for (let at = 0; at < ids.length; at += ID_BYTES) {
+      useChunk[u] = table.addBytes(ids, at);
       useFile[u++] = file;
     }
   });
