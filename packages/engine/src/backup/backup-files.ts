@@ -141,10 +141,13 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     const { chunker, relationChunker } = repo.config;
     const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
     const vanished: string[] = [];
+    let extra: Partial<Pick<BackupManifest, 'postgres'>> = {};
     try {
       const limit = pLimit(Math.max(1, workers * 2));
+      // Largest files first: their parts keep every worker busy from the start, and small files fill the end.
+      const bySize = [...toRead].sort((a, b) => (b.size ?? 0) - (a.size ?? 0));
       await Promise.all(
-        toRead.map(async (e) => {
+        bySize.map(async (e) => {
           const abs = absPath(e.path);
           const verify = src.verify?.(e);
           const chunking = chunkingOf(e);
@@ -172,7 +175,12 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
           options.onProgress?.({ ...progress });
         }),
       );
-      for (const w of writers) await w.finish();
+      // Every file is read: the source closes its side (PostgreSQL: stop the backup, wait for its WAL) while
+      // the last packs and index objects are written. The manifest comes after both.
+      const [written, finished] = await Promise.allSettled([Promise.all(writers.map((w) => w.finish())), src.finish?.()]);
+      if (written.status === 'rejected') throw written.reason;
+      if (finished.status === 'rejected') throw finished.reason;
+      extra = finished.value ?? {};
     } catch (e) {
       for (const w of writers) await w.abandon();
       throw e;
@@ -181,7 +189,6 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       pool = undefined;
     }
 
-    const extra = src.finish ? await src.finish() : {};
     const kept = vanished.length ? entries.filter((e) => !vanished.includes(e.path)) : entries;
     const stats: BackupStats = {
       files: kept.filter((e) => e.type === 'file').length,

@@ -135,6 +135,8 @@ export class ChunkCodec {
   private scratch = Buffer.alloc(0);
   private slab = Buffer.alloc(0);
   private slabUsed = 0;
+  private nonces = Buffer.alloc(0);
+  private nonceAt = 0;
 
   constructor(keys: Keys, compressionLevel: number) {
     this.keys = keys;
@@ -204,7 +206,7 @@ export class ChunkCodec {
 
   private sealBlob(version: number, aad: Uint8Array, head: Uint8Array, body: Uint8Array): Buffer {
     const keyId = this.keys.currentKeyId;
-    const nonce = randomBytes(NONCE_BYTES);
+    const nonce = this.nextNonce();
     const cipher = createCipheriv('aes-256-gcm', this.dataKey(keyId), nonce);
     cipher.setAAD(aad);
     const out = this.slabSpace(BLOB_HEADER + NONCE_BYTES + head.byteLength + body.byteLength + TAG_BYTES);
@@ -219,6 +221,15 @@ export class ChunkCodec {
     cipher.final();
     cipher.getAuthTag().copy(out, o);
     return out;
+  }
+
+  /** Random nonces drawn a few hundred at a time: one call to the random source per blob costs more than sealing a page. Each draw is a new buffer, so nonces handed out stay as they are. */
+  private nextNonce(): Buffer {
+    if (this.nonceAt + NONCE_BYTES > this.nonces.length) {
+      this.nonces = randomBytes(NONCE_BYTES * 256);
+      this.nonceAt = 0;
+    }
+    return this.nonces.subarray(this.nonceAt, (this.nonceAt += NONCE_BYTES));
   }
 
   private dataKey(keyId: number): Uint8Array {

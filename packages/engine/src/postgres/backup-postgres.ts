@@ -143,7 +143,8 @@ async function waitArchived(pgdata: string, files: string[]): Promise<void> {
     if (await exists(join(status, `${f}.done`))) return false;
     return exists(join(pgdata, 'pg_wal', f));
   };
-  for (let pause = 5; ; pause = Math.min(pause * 2, 1000)) {
+  // Archiving a segment takes tens of milliseconds to seconds: look often, the check costs three stats.
+  for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
     if (!(await Promise.all(files.map(busy))).some(Boolean)) return;
     await new Promise((r) => setTimeout(r, pause));
   }
