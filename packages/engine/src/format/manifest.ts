@@ -1,8 +1,10 @@
 /**
  * A backup manifest: what was backed up, from where, when, and the file tree
- * down to chunk ids. Stored as JSON, zstd-compressed and sealed, under
+ * down to chunk ids. Stored zstd-compressed and sealed (encoding below), under
  * `backups/<label>-<sha256>`. A backup exists once its manifest exists.
  */
+
+import { ID_BYTES } from './chunk-codec.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink';
 
@@ -116,7 +118,6 @@ export interface BackupSummary {
  * (format 1 before this encoding; they start with `{`) are still read.
  */
 const MANIFEST_MAGIC = Buffer.from('CMF2');
-const ID_BYTES = 32;
 
 /** Raw chunk ids of entries read from an encoded manifest, for readers that need no hex. */
 const idBytesOf = new WeakMap<TreeEntry, Buffer>();
