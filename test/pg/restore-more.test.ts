@@ -139,6 +139,8 @@ describe('PostgreSQL restores', () => {
     const comparable = async (dir: string) => {
       const snap = await snapshot(dir);
       for (const p of ['.', 'backup_label', 'postgresql.auto.conf', 'recovery.signal']) snap.set(p, { ...snap.get(p)!, mtimeUs: 0n });
+      // The restore marker says when each restore ran.
+      snap.delete('.coffer-restore');
       return snap;
     };
     expect(await comparable(delta.to)).toEqual(await comparable(fresh.to));
@@ -164,8 +166,9 @@ describe('PostgreSQL restores', () => {
     await src.query('INSERT INTO tl SELECT generate_series(21, 30)'); // timeline 1 only
     await src.archiveNow();
 
-    // Branch: recover to row 20, promote (timeline 2), write there, archive into the same repository.
-    const { to: branchDir } = await restore([base, '--target-lsn', lsn]);
+    // Branch: recover to row 20, promote (timeline 2), write there, archive into the same repository
+    // (--archive: this restore replaces the original, so it keeps archiving).
+    const { to: branchDir } = await restore([base, '--target-lsn', lsn, '--archive']);
     const branch = await Cluster.adopt(install, branchDir, { passphrase: env.COFFER_PASSPHRASE });
     await branch.start();
     let tl2Commits: string[] = [];

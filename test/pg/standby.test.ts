@@ -49,7 +49,8 @@ describe('backup from a standby', () => {
     }
     expect((await standby.query<{ n: string }>('SELECT count(*)::text AS n FROM s'))[0]!.n).toBe('200');
 
-    const onStandby = await cofferAsPostgres(['--repo', repo, 'backup', '--json'], { ...env, ...standby.pgEnv });
+    // The standby's last segment is archived by the primary once it switches segments: Coffer asks it to.
+    const onStandby = await cofferAsPostgres(['--repo', repo, 'backup', '--json', '--primary-db', `postgresql://postgres@127.0.0.1:${primary.port}/postgres`], { ...env, ...standby.pgEnv });
     expect(onStandby.stderr).toBe('');
     expect(onStandby.status).toBe(0);
     const b = JSON.parse(onStandby.stdout) as { id: string; postgres: { standby: boolean; stopLsn: string } };

@@ -1,5 +1,5 @@
 /** Tablespaces are read through their pg_tblspc links and restored to their location or a mapped one, linked again. */
-import { chown, mkdir, readlink } from 'node:fs/promises';
+import { chown, mkdir, readdir, readlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { EXIT_CODES } from '@coffer/cli';
 import { join } from 'node:path';
@@ -42,6 +42,13 @@ describe('tablespaces', () => {
     const refused = await cofferAsPostgres(['--repo', repo, 'restore', 'latest', '--to', join(work.dir, 'refused')], env);
     expect(refused.status).toBe(EXIT_CODES.COFFER_TARGET_NOT_EMPTY);
     expect(refused.stderr).toContain(location);
+    expect(existsSync(join(work.dir, 'refused'))).toBe(false);
+    // Not with --delta either: the running source's pg_tblspc points there, so it is refused as in use, untouched.
+    const before = await readdir(location, { recursive: true });
+    const delta = await cofferAsPostgres(['--repo', repo, 'restore', 'latest', '--to', join(work.dir, 'refused'), '--delta'], env);
+    expect(delta.status).toBe(EXIT_CODES.COFFER_TARGET_IN_USE);
+    expect(delta.stderr).toContain(`the running cluster in ${src.data}`);
+    expect(await readdir(location, { recursive: true })).toEqual(before);
     expect(existsSync(join(work.dir, 'refused'))).toBe(false);
     const moved = join(work.dir, 'tblspc-restored');
     const r = await cofferAsPostgres(['--repo', repo, 'restore', 'latest', '--to', to, '--tablespace-map', `extra=${moved}`], env);

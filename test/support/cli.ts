@@ -11,9 +11,10 @@ export interface RunResult {
   stderr: string;
 }
 
-export function startCoffer(args: string[], env: Record<string, string | undefined> = {}): { child: ChildProcess; done: Promise<RunResult> } {
+export function startCoffer(args: string[], env: Record<string, string | undefined> = {}, options: { cwd?: string } = {}): { child: ChildProcess; done: Promise<RunResult> } {
   const child = spawn(process.execPath, [COFFER_BIN, ...args], {
-    env: { ...process.env, COFFER_PASSPHRASE: undefined, COFFER_REPO: undefined, COFFER_KEY_FILE: undefined, ...env },
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    env: { ...process.env, COFFER_PASSPHRASE: undefined, COFFER_REPO: undefined, COFFER_KEY_FILE: undefined, COFFER_STANZA: undefined, COFFER_REPOSITORY_ID: undefined, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -27,6 +28,6 @@ export function startCoffer(args: string[], env: Record<string, string | undefin
   return { child, done };
 }
 
-export function coffer(args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
-  return startCoffer(args, env).done;
+export function coffer(args: string[], env: Record<string, string | undefined> = {}, options: { cwd?: string } = {}): Promise<RunResult> {
+  return startCoffer(args, env, options).done;
 }

@@ -60,6 +60,8 @@ export function cofferAsPostgres(args: string[], env: Record<string, string | un
 interface TestClusterOptions extends Omit<SandboxOptions, 'archiveCommand' | 'serverEnv'> {
   /** Archive WAL into this repository with coffer wal-push. */
   archiveRepo?: string;
+  /** The stanza to archive under (default: Coffer's default). */
+  stanza?: string;
   passphrase?: string;
   /** More environment for the server, so for archive_command and restore_command (S3 and KMS settings). */
   env?: Record<string, string>;
@@ -71,10 +73,10 @@ export type Cluster = PostgresSandbox;
 export const Cluster = {
   create(install: PostgresInstall, parent: string, options: TestClusterOptions = {}): Promise<PostgresSandbox> {
     postgresUser();
-    const { archiveRepo, passphrase, env, ...rest } = options;
+    const { archiveRepo, passphrase, env, stanza, ...rest } = options;
     return PostgresSandbox.create(install, parent, {
       ...rest,
-      ...(archiveRepo ? { archiveCommand: `${process.execPath} ${COFFER_BIN} --repo ${archiveRepo} wal-push %p` } : {}),
+      ...(archiveRepo ? { archiveCommand: `${process.execPath} ${COFFER_BIN} --repo ${archiveRepo}${stanza ? ` --stanza ${stanza}` : ''} wal-push %p` } : {}),
       serverEnv: serverEnv(passphrase, env),
     });
   },

@@ -20,6 +20,8 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_POSTGRES_ERROR: 18,
   COFFER_STORE_ACCESS_DENIED: 19,
   COFFER_KEY_UNAVAILABLE: 20,
+  COFFER_STANZA_MISMATCH: 21,
+  COFFER_ARCHIVE_CHECK_FAILED: 22,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

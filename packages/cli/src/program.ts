@@ -10,8 +10,20 @@ import { fileURLToPath } from 'node:url';
 import {
   backupFiles,
   backupPostgres,
-  chooseBackup,
+  backupToRestore,
+  clusterIdentity,
+  commandLine,
+  DEFAULT_STANZA,
   defaultSpool,
+  ensureStanza,
+  listStanzas,
+  prefetcherRunning,
+  recoveryMode,
+  restoreCommandStatus,
+  upgradeStanza,
+  validateStanzaName,
+  walFetchScope,
+  type RestoreCommandScope,
   restorePostgres,
   segmentsAfter,
   walFetch,
@@ -46,6 +58,18 @@ export interface CliIo {
 
 interface GlobalOptions extends RepoOptions {
   quiet?: boolean;
+  stanza?: string;
+  repositoryId?: string;
+}
+
+/** Ends a command with an exit status of its own choosing (restore_command speaks to PostgreSQL in statuses). */
+class CommandExit extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason?: string,
+  ) {
+    super(reason ?? `exit ${status}`);
+  }
 }
 
 function intOption(name: string, min: number, max: number) {
@@ -74,34 +98,44 @@ interface RestoreCliOptions {
   standby?: boolean;
   tablespaceMap: string[];
   restoreCommand?: string;
+  linkMap: string[];
+  archive?: boolean;
   concurrency?: number;
   json?: boolean;
 }
 
-function parseTablespaceMap(pairs: readonly string[]): Record<string, string> {
+function parseDirMap(option: string, pairs: readonly string[]): Record<string, string> {
   const map: Record<string, string> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq <= 0 || eq === pair.length - 1) throw new InvalidArgumentError('--tablespace-map', `${JSON.stringify(pair)} is not NAME=DIR`);
+    if (eq <= 0 || eq === pair.length - 1) throw new InvalidArgumentError(option, `${JSON.stringify(pair)} is not NAME=DIR`);
     map[pair.slice(0, eq)] = resolve(pair.slice(eq + 1));
   }
   return map;
-}
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_\/.:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function repoLocation(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
   return absoluteLocation(rawRepoLocation(g, env));
 }
 
-/** The options that name this repository and its keys, for a coffer run by PostgreSQL or in the background. */
-function repoArgs(g: GlobalOptions, env: NodeJS.ProcessEnv): string[] {
+function stanzaOf(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
+  return validateStanzaName(g.stanza ?? env.COFFER_STANZA ?? DEFAULT_STANZA);
+}
+
+/**
+ * The options that name this repository, its keys and the stanza, for a
+ * coffer run by PostgreSQL or in the background; `repositoryId` pins the
+ * repository so that a config swapped in later is refused.
+ */
+function repoArgs(g: GlobalOptions, env: NodeJS.ProcessEnv, repositoryId?: string): string[] {
   const keyFile = g.keyFile ?? env.COFFER_KEY_FILE;
+  const pinned = repositoryId ?? g.repositoryId ?? env.COFFER_REPOSITORY_ID;
   return [
     '--repo',
     repoLocation(g, env),
+    '--stanza',
+    stanzaOf(g, env),
+    ...(pinned ? ['--repository-id', pinned] : []),
     ...(keyFile ? ['--key-file', resolve(keyFile)] : []),
     ...(g.kmsKeyId ? ['--kms-key-id', g.kmsKeyId] : []),
     ...(g.s3Endpoint ? ['--s3-endpoint', g.s3Endpoint] : []),
@@ -109,9 +143,9 @@ function repoArgs(g: GlobalOptions, env: NodeJS.ProcessEnv): string[] {
   ];
 }
 
-/** wal-fetch through this same coffer and repository; the key comes from the server's environment or the key file. */
-function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
-  return [process.execPath, COFFER_BIN, ...repoArgs(g, env), 'wal-fetch', '%f', '%p'].map((a) => (a.startsWith('%') ? a : shellQuote(a))).join(' ');
+/** wal-fetch through this same coffer and repository, for the backup's cluster; the key comes from the server's environment or the key file. */
+function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv, repositoryId: string, scope: RestoreCommandScope): string {
+  return commandLine([process.execPath, COFFER_BIN, ...repoArgs({ ...g, stanza: scope.stanza }, env, repositoryId), 'wal-fetch', '--system-id', scope.systemIdentifier, '%f', '%p']);
 }
 
 export function buildProgram(io: CliIo): Command {
@@ -128,6 +162,8 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--s3-metadata-storage-class <class>', 'storage class of indexes, manifests and WAL records (env COFFER_S3_METADATA_STORAGE_CLASS)'))
     .addOption(new Option('--s3-sse-kms-key-id <id>', 'S3 server-side encryption with this KMS key, on top of our own (env COFFER_S3_SSE_KMS_KEY_ID)'))
     .addOption(new Option('--s3-object-lock <mode:days>', 'Object Lock retention on every object written, e.g. COMPLIANCE:30 (env COFFER_S3_OBJECT_LOCK)'))
+    .addOption(new Option('--stanza <name>', 'PostgreSQL: the cluster\'s stanza in the repository (env COFFER_STANZA; default main)'))
+    .addOption(new Option('--repository-id <id>', 'refuse any repository but this one (its id, as init printed it; env COFFER_REPOSITORY_ID)'))
     .option('-q, --quiet', 'no progress display')
     .showHelpAfterError()
     .exitOverride()
@@ -137,7 +173,8 @@ export function buildProgram(io: CliIo): Command {
   const openRepoAt = async (store?: ObjectStore, g: GlobalOptions = globals()) => {
     store ??= await openStore(globals(), io.env);
     try {
-      return await Repository.open(store, await keyProviders(g, io.env));
+      const expectRepositoryId = g.repositoryId ?? io.env.COFFER_REPOSITORY_ID;
+      return await Repository.open(store, await keyProviders(g, io.env), expectRepositoryId ? { expectRepositoryId } : {});
     } catch (e) {
       // No key given at all, and the repository is not one KMS could open: a missing setting, not a wrong key.
       if (e instanceof NoApplicableKeyError && !(await localProvider(g, io.env)) && !(g.kmsKeyId ?? io.env.COFFER_KMS_KEY_ID)) {
@@ -182,9 +219,12 @@ export function buildProgram(io: CliIo): Command {
     .option('--tag <tag>', 'label the backup (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--parent <id>', 'compare against this backup instead of the latest of the same source ("none" to read everything)')
     .option('--workers <n>', 'chunking threads (0 = none; default: one per core for large inputs)', intOption('--workers', 0, 64))
+    .option('--no-archive-check', 'PostgreSQL: commit the backup without confirming its WAL is in this repository (it then needs WAL from elsewhere)')
+    .option('--archive-timeout <seconds>', 'PostgreSQL: how long to wait for the backup\'s WAL to reach this repository (default 60)', intOption('--archive-timeout', 1, 86400))
+    .option('--primary-db <connstring>', 'PostgreSQL, backing up a standby: the primary, asked to switch WAL segments so the backup\'s last segment is archived')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; json?: boolean }) => {
-      if (o.path && (o.db || o.pgdata)) throw new InvalidArgumentError('--path', 'a files backup takes no --db or --pgdata');
+    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; archiveCheck: boolean; archiveTimeout?: number; primaryDb?: string; json?: boolean }) => {
+      if (o.path && (o.db || o.pgdata || o.primaryDb)) throw new InvalidArgumentError('--path', 'a files backup takes no --db, --pgdata or --primary-db');
       const repo = await openRepo();
       const bar = progressBar('backup ', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();
@@ -198,7 +238,15 @@ export function buildProgram(io: CliIo): Command {
       try {
         result = o.path
           ? await backupFiles(repo, o.path, common)
-          : await backupPostgres(repo, { ...common, ...(o.db ? { connectionString: o.db } : {}), ...(o.pgdata ? { pgdata: o.pgdata } : {}) });
+          : await backupPostgres(repo, {
+              ...common,
+              stanza: stanzaOf(globals(), io.env),
+              archiveCheck: o.archiveCheck,
+              ...(o.archiveTimeout ? { archiveTimeoutMs: o.archiveTimeout * 1000 } : {}),
+              ...(o.primaryDb ? { primaryConnectionString: o.primaryDb } : {}),
+              ...(o.db ? { connectionString: o.db } : {}),
+              ...(o.pgdata ? { pgdata: o.pgdata } : {}),
+            });
       } finally {
         bar.stop();
       }
@@ -208,7 +256,7 @@ export function buildProgram(io: CliIo): Command {
       const pg = result.manifest.postgres;
       if (o.json) return say(JSON.stringify({ id, key: result.key, seconds, stats: s, ...(pg ? { postgres: { ...pg, backupLabel: undefined, tablespaceMap: undefined } } : {}) }, null, 2));
       say(`backup ${id} (${result.manifest.label})`);
-      if (pg) say(`  PostgreSQL ${pg.versionNum}, timeline ${pg.timeline}, ${pg.startLsn} → ${pg.stopLsn}${pg.standby ? ', from a standby' : ''}${pg.dataChecksums ? ', pages verified' : ''}`);
+      if (pg) say(`  PostgreSQL ${pg.versionNum}, stanza ${result.manifest.stanza}, timeline ${pg.timeline}, ${pg.startLsn} → ${pg.stopLsn}${pg.standby ? ', from a standby' : ''}${pg.dataChecksums ? ', pages verified' : ''}${pg.archiveChecked === false ? ', WAL NOT confirmed in this repository (--no-archive-check)' : ', WAL archived here'}`);
       say(`  ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${humanBytes(s.bytes)} (${s.unchangedFiles} files unchanged)`);
       say(`  new: ${s.newChunks} chunks, ${humanBytes(s.newBytes)} → ${humanBytes(s.storedBytes)} stored, in ${seconds.toFixed(2)} s`);
       if (s.skipped.length) say(`  skipped ${s.skipped.length}: ${s.skipped.slice(0, 10).join(', ')}${s.skipped.length > 10 ? ', …' : ''}`);
@@ -220,44 +268,98 @@ export function buildProgram(io: CliIo): Command {
     .option('--ahead <n>', 'also archive up to N other .ready files, in parallel', intOption('--ahead', 0, 64), 4)
     .action(async (path: string, o: { ahead: number }) => {
       const repo = await openRepo();
-      await walPush(repo, path, { ahead: o.ahead });
+      await walPush(repo, path, { ahead: o.ahead, stanza: stanzaOf(globals(), io.env) });
     });
 
   program
     .command('wal-fetch <name> <dest>')
-    .description("restore an archived WAL file: PostgreSQL's restore_command ('coffer wal-fetch %f %p')")
+    .description("restore an archived WAL file: PostgreSQL's restore_command ('coffer wal-fetch %f %p'); exits 1 when it is not archived, 255 when it cannot tell (archive recovery stops instead of ending short)")
     .option('--prefetch <n>', 'fetch the next N segments into a spool in the background', intOption('--prefetch', 0, 64), 4)
     .option('--spool <dir>', 'prefetch spool (default: .coffer-spool beside <dest>)')
-    .action(async (name: string, dest: string, o: { prefetch: number; spool?: string }) => {
-      const repo = await openRepo();
-      const spool = o.spool ?? defaultSpool(dest);
-      await walFetch(repo, name, dest, { spoolDir: spool });
-      const next = segmentsAfter(name, o.prefetch);
-      if (next.length > 0) {
-        // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
-        const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, ...next];
-        spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
+    .option('--system-id <id>', "the cluster's system identifier (default: global/pg_control of the data directory it runs in)")
+    .action(async (name: string, dest: string, o: { prefetch: number; spool?: string; systemId?: string }) => {
+      // restore_command runs in the data directory: its signal file says how PostgreSQL will read our status.
+      const mode = await recoveryMode(process.cwd());
+      let result;
+      try {
+        const repo = await openRepo();
+        const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
+        const spool = o.spool ?? defaultSpool(dest);
+        result = await walFetch(repo, scope, name, dest, { spoolDir: spool });
+        if (result.outcome !== 'absent') {
+          const next = segmentsAfter(name, o.prefetch, result.size);
+          if (next.length > 0 && !(await prefetcherRunning(spool))) {
+            // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
+            const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', scope.systemIdentifier, ...next];
+            spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
+          }
+        }
+      } catch (e) {
+        const reason = e instanceof CofferError ? e.message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`;
+        const status = restoreCommandStatus('failed', mode);
+        throw new CommandExit(status, `${reason}${status === 1 ? ' (standby: PostgreSQL will ask again)' : ' (recovery stops here rather than end short of the archive; fix the cause and start the server again)'}`);
       }
+      if (result.outcome === 'absent') throw new CommandExit(restoreCommandStatus('absent', mode));
     });
 
   program
     .command('wal-prefetch <names...>', { hidden: true })
     .requiredOption('--spool <dir>', 'spool directory')
-    .action(async (names: string[], o: { spool: string }) => {
-      await walPrefetch(await openRepo(), names, o.spool);
+    .requiredOption('--system-id <id>', "the cluster's system identifier")
+    .action(async (names: string[], o: { spool: string; systemId: string }) => {
+      const repo = await openRepo();
+      await walPrefetch(repo, await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd()), names, o.spool);
+    });
+
+  const stanza = program.command('stanza').description('PostgreSQL cluster identities (stanzas) in the repository');
+
+  stanza
+    .command('create')
+    .description("record the cluster's identity under --stanza (connects with the PG* environment or --db); backups and wal-push also do this on first use")
+    .option('--db <connstring>', 'libpq connection string (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD)')
+    .action(async (o: { db?: string }) => {
+      const repo = await openRepo();
+      const name = stanzaOf(globals(), io.env);
+      const record = await ensureStanza(repo, name, await clusterIdentity(o.db));
+      say(`stanza ${name}: system ${record.history[record.history.length - 1]!.systemIdentifier}`);
+    });
+
+  stanza
+    .command('upgrade')
+    .description("after pg_upgrade: record the cluster's new system identifier and version; older backups stay restorable")
+    .option('--db <connstring>', 'libpq connection string (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD)')
+    .action(async (o: { db?: string }) => {
+      const repo = await openRepo();
+      const name = stanzaOf(globals(), io.env);
+      const { record, changed } = await upgradeStanza(repo, name, await clusterIdentity(o.db));
+      const cur = record.history[record.history.length - 1]!;
+      say(changed ? `stanza ${name}: now system ${cur.systemIdentifier} (PostgreSQL ${cur.major ?? '?'}), ${record.history.length} identities in its history` : `stanza ${name} already has system ${cur.systemIdentifier}`);
+    });
+
+  stanza
+    .command('list')
+    .description('stanzas and the history of each')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const records = await listStanzas(await openRepo());
+      if (o.json) return say(JSON.stringify(records, null, 2));
+      if (records.length === 0) return say('no stanzas');
+      for (const r of records) say(`${r.stanza}: ${r.history.map((h) => `system ${h.systemIdentifier} (PostgreSQL ${h.major ?? '?'}, ${h.reason} ${h.since})`).join(' → ')}`);
     });
 
   program
     .command('list')
-    .description('list backups, oldest first')
+    .description('list backups, oldest first (with --stanza, that cluster\'s only)')
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }) => {
       const repo = await openRepo();
-      const backups = await repo.listBackups();
+      // --stanza (or COFFER_STANZA) given: that cluster's backups only.
+      const only = globals().stanza ?? io.env.COFFER_STANZA;
+      const backups = (await repo.listBackups()).filter((b) => only === undefined || b.stanza === only);
       if (o.json) return say(JSON.stringify(backups.map(({ stats, ...b }) => ({ ...b, files: stats.files, bytes: stats.bytes, newBytes: stats.newBytes, storedBytes: stats.storedBytes })), null, 2));
       if (backups.length === 0) return say('no backups');
-      say(['ID', 'STARTED', 'KIND', 'FILES', 'SIZE', 'ADDED', 'SOURCE'].join('\t'));
-      for (const b of backups) say([b.id, b.startedAt, b.kind, b.stats.files, humanBytes(b.stats.bytes), humanBytes(b.stats.storedBytes), `${b.hostname}:${b.source}`].join('\t'));
+      say(['ID', 'STARTED', 'KIND', 'STANZA', 'FILES', 'SIZE', 'ADDED', 'SOURCE'].join('\t'));
+      for (const b of backups) say([b.id, b.startedAt, b.kind, b.stanza ?? '-', b.stats.files, humanBytes(b.stats.bytes), humanBytes(b.stats.storedBytes), `${b.hostname}:${b.source}`].join('\t'));
     });
 
   program
@@ -275,7 +377,9 @@ export function buildProgram(io: CliIo): Command {
     .option('--target-exclusive', 'PostgreSQL: stop just before the target instead of just after')
     .option('--standby', 'PostgreSQL: write standby.signal to build a standby')
     .option('--tablespace-map <name=dir>', 'PostgreSQL: restore a tablespace (by name or OID) into DIR instead of its original location (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--restore-command <cmd>', 'PostgreSQL: restore_command to write (default: this coffer, same repository, wal-fetch %f %p)')
+    .option('--link-map <path=dir>', 'PostgreSQL: restore the data directory\'s link PATH (e.g. pg_wal) as a link to DIR; unmapped links become directories inside the target (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--archive', 'PostgreSQL: keep archive_mode as backed up (for a restore that replaces the original); by default the restored cluster does not archive')
+    .option('--restore-command <cmd>', 'PostgreSQL: restore_command to write (default: this coffer, same repository and stanza, wal-fetch %f %p)')
     .option('--concurrency <n>', 'pack requests in flight', intOption('--concurrency', 1, 256))
     .option('--json', 'print the result as JSON')
     .action(async (selector: string | undefined, o: RestoreCliOptions) => {
@@ -290,8 +394,9 @@ export function buildProgram(io: CliIo): Command {
         ...(o.targetAction !== undefined ? { action: o.targetAction } : {}),
         ...(o.targetExclusive ? { inclusive: false } : {}),
       };
-      const pgWanted = Object.keys(target).length > 0 || !!o.standby || !!o.restoreCommand || o.tablespaceMap.length > 0;
-      const key = selector ? (await repo.resolveBackup(selector)).key : pgWanted ? (await chooseBackup(repo, target)).key : (await repo.resolveBackup('latest')).key;
+      const pgWanted = Object.keys(target).length > 0 || !!o.standby || !!o.restoreCommand || o.tablespaceMap.length > 0 || o.linkMap.length > 0 || !!o.archive;
+      const stanzaName = stanzaOf(globals(), io.env);
+      const key = await backupToRestore(repo, selector, { target, stanza: stanzaName, postgres: pgWanted });
       const kind = (await repo.readManifest(key)).kind;
       if (kind !== 'postgres' && pgWanted) throw new InvalidArgumentError('restore', `${key} is a ${kind} backup: PostgreSQL options do not apply`);
       const bar = progressBar('restore', io.stderr, !globals().quiet && !o.json);
@@ -309,8 +414,11 @@ export function buildProgram(io: CliIo): Command {
                 ...common,
                 target,
                 ...(o.standby ? { standby: true } : {}),
-                tablespaceMap: parseTablespaceMap(o.tablespaceMap),
-                restoreCommand: o.restoreCommand ?? defaultRestoreCommand(globals(), io.env),
+                ...(o.archive ? { archive: true } : {}),
+                stanza: stanzaName,
+                tablespaceMap: parseDirMap('--tablespace-map', o.tablespaceMap),
+                linkMap: parseDirMap('--link-map', o.linkMap),
+                restoreCommand: o.restoreCommand ?? ((scope: RestoreCommandScope) => defaultRestoreCommand(globals(), io.env, repo.config.repositoryId, scope)),
               })
             : await restoreBackup(repo, key, o.to, common);
       } finally {
@@ -449,6 +557,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (e) {
+    if (e instanceof CommandExit) {
+      if (e.reason) io.stderr.write(`coffer: ${e.reason}\n`);
+      return e.status;
+    }
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_USAGE;
     if (e instanceof CofferError) {
       io.stderr.write(`coffer: ${e.message}\n`);

@@ -23,7 +23,9 @@ export type CofferErrorCode =
   | 'COFFER_TARGET_IN_USE'
   | 'COFFER_POSTGRES_ERROR'
   | 'COFFER_STORE_ACCESS_DENIED'
-  | 'COFFER_KEY_UNAVAILABLE';
+  | 'COFFER_KEY_UNAVAILABLE'
+  | 'COFFER_STANZA_MISMATCH'
+  | 'COFFER_ARCHIVE_CHECK_FAILED';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;
@@ -119,8 +121,8 @@ export class BackupNotFoundError extends CofferError {
 
 export class TargetNotEmptyError extends CofferError {
   readonly path: string;
-  constructor(path: string) {
-    super('COFFER_TARGET_NOT_EMPTY', `restore target ${path} is not empty`);
+  constructor(path: string, detail?: string) {
+    super('COFFER_TARGET_NOT_EMPTY', `restore target ${path} is not empty${detail ? `: ${detail}` : ''}`);
     this.path = path;
   }
 }
@@ -209,6 +211,29 @@ export class PostgresError extends CofferError {
   constructor(step: string, detail: string, options?: { cause?: unknown }) {
     super('COFFER_POSTGRES_ERROR', `PostgreSQL ${step}: ${detail}`, options);
     this.step = step;
+  }
+}
+
+/**
+ * WAL or a backup does not belong to the stanza it is given for: another
+ * cluster's system identifier, a WAL segment size or major version the
+ * stanza does not have, or a timeline the stanza's history does not know.
+ */
+export class StanzaMismatchError extends CofferError {
+  readonly stanza: string;
+  constructor(stanza: string, detail: string) {
+    super('COFFER_STANZA_MISMATCH', `stanza ${JSON.stringify(stanza)}: ${detail}`);
+    this.stanza = stanza;
+  }
+}
+
+/** A backup's WAL did not reach this repository in time: the backup would not be restorable from it, so it is not committed. */
+export class ArchiveCheckError extends CofferError {
+  /** The first WAL file found missing, when one is. */
+  readonly walFile: string | undefined;
+  constructor(detail: string, walFile?: string) {
+    super('COFFER_ARCHIVE_CHECK_FAILED', `archive check: ${walFile ? `WAL ${walFile} ` : ''}${detail}`);
+    this.walFile = walFile;
   }
 }
 

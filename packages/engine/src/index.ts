@@ -37,17 +37,41 @@ export type { RepositoryConfig, KeyRecord } from './format/config.js';
 export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, PostgresBackupInfo } from './format/manifest.js';
 export { encodeManifest, decodeManifest, chunkIdsOf, chunkIdBytes, setChunkIdBytes } from './format/manifest.js';
 export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
-export { Repository, DEFAULT_PACK_SIZE, type InitOptions } from './repository/repository.js';
+export { Repository, DEFAULT_PACK_SIZE, type InitOptions, type OpenOptions } from './repository/repository.js';
 export { ChunkIndex, type ChunkLocation } from './repository/chunk-index.js';
 export { IdTable } from './repository/id-table.js';
 export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, type BackupResult, type TreeSource } from './backup/backup-files.js';
 export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-postgres.js';
-export { walPush, walFetch, walPrefetch, segmentsAfter, defaultSpool, readWalRecord, fetchWalBytes, walKey, listWalKeys, type WalPushResult, type WalRecord, type WalFetchOptions } from './postgres/wal.js';
-export { restorePostgres, chooseBackup, recoverySettings, type RecoveryTarget, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
+export {
+  walPush,
+  walFetch,
+  walPrefetch,
+  walFetchScope,
+  prefetcherRunning,
+  segmentsAfter,
+  defaultSpool,
+  readWalRecord,
+  fetchWalBytes,
+  isArchived,
+  listWalKeys,
+  readControlSystemIdentifier,
+  type WalPushOptions,
+  type WalPushResult,
+  type WalFetchOptions,
+  type WalFetchResult,
+} from './postgres/wal.js';
+export { walKey, legacyWalKey, parseWalKey, type WalRecord, type WalScope } from './format/wal-record.js';
+export { restorePostgres, chooseBackup, backupToRestore, recoverySettings, parseTargetTime, timelineAncestry, RESTORE_MARKER, type RecoveryTarget, type RestoreCommandScope, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
+export { recoveryMode, restoreCommandStatus, commandLine, shellQuote, RESTORE_FATAL, RESTORE_FETCHED, RESTORE_NOT_ARCHIVED, type RecoveryMode } from './postgres/restore-command.js';
+export { clusterIdentity } from './postgres/cluster-identity.js';
+export { DEFAULT_STANZA, readStanza, listStanzas, ensureStanza, upgradeStanza, requireStanza } from './postgres/stanza.js';
+export { validateStanzaName, type StanzaRecord, type StanzaEntry, type StanzaIdentity } from './format/stanza-record.js';
+export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.js';
+export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
 export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipeline.js';
-export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
+export { restoreBackup, checkEntryPaths, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
 export { sha256Hex, toHex, bytesEqual } from './bytes.js';

@@ -119,6 +119,8 @@ export async function freePort(): Promise<number> {
 
 export interface SandboxOptions {
   checksums?: boolean;
+  /** initdb -X: keep WAL in this directory, linked from pg_wal. */
+  walDir?: string;
   /** archive_command to set (archive_mode on); none leaves archiving off. */
   archiveCommand?: string;
   /** Environment of the server process (archive_command and restore_command inherit it: the place for COFFER_PASSPHRASE). */
@@ -142,7 +144,7 @@ export class PostgresSandbox {
 
   static async create(install: PostgresInstall, parent: string, options: SandboxOptions = {}): Promise<PostgresSandbox> {
     const data = join(parent, `data-${Math.random().toString(36).slice(2, 8)}`);
-    const r = await runAsServerUser(join(install.bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(options.checksums === false ? [] : ['--data-checksums'])]);
+    const r = await runAsServerUser(join(install.bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(options.checksums === false ? [] : ['--data-checksums']), ...(options.walDir ? ['-X', options.walDir] : [])]);
     if (r.status !== 0) throw new Error(`initdb failed: ${r.stderr}`);
     const c = await PostgresSandbox.adopt(install, data, options);
     await appendFile(

@@ -56,7 +56,7 @@ export interface TreeSource {
   /** Whether a previous backup may serve as this one's parent. */
   isParent: (m: BackupManifest) => boolean;
   /** Runs after the data is stored and before the manifest is written (PostgreSQL: pg_backup_stop). */
-  finish?: () => Promise<Pick<BackupManifest, 'postgres'>>;
+  finish?: () => Promise<Pick<BackupManifest, 'postgres' | 'stanza'>>;
 }
 
 /** Below this much data to read, worker start-up costs more than it saves. */
@@ -141,7 +141,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     const { chunker, relationChunker } = repo.config;
     const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
     const vanished: string[] = [];
-    let extra: Partial<Pick<BackupManifest, 'postgres'>> = {};
+    let extra: Partial<Pick<BackupManifest, 'postgres' | 'stanza'>> = {};
     try {
       const limit = pLimit(Math.max(1, workers * 2));
       // Largest files first: their parts keep every worker busy from the start, and small files fill the end.

@@ -13,7 +13,9 @@ import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
+import { STANZA_PREFIX } from '../format/stanza-record.js';
 import { decodeRecord, listWalKeys } from '../postgres/wal.js';
+import { decodeStanzaRecord } from '../postgres/stanza.js';
 
 export interface CheckOptions {
   readData?: boolean;
@@ -27,6 +29,8 @@ export interface CheckReport {
   backups: number;
   /** Archived WAL files (segments, history files). */
   walFiles: number;
+  /** Stanza records (each change of a cluster identity). */
+  stanzaRecords: number;
   indexes: number;
   packs: number;
   chunksReferenced: number;
@@ -96,6 +100,14 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       record(e);
     }
   }
+  const stanzaKeys = (await collectList(repo.store, STANZA_PREFIX)).map((o) => o.key);
+  for (const key of stanzaKeys) {
+    try {
+      decodeStanzaRecord(repo, key, asBuffer(await repo.store.get(key)));
+    } catch (e) {
+      record(e);
+    }
+  }
   for (const sha of neededPacks) if (!packObjects.has(packKey(sha))) record(new MissingObjectError(packKey(sha), 'listed by an index but not in the store'));
 
   let chunksVerified = 0;
@@ -123,6 +135,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     ok: problems.length === 0,
     backups: backupKeys.length,
     walFiles: walKeys.length,
+    stanzaRecords: stanzaKeys.length,
     indexes: indexKeys.length,
     packs: packObjects.size,
     chunksReferenced: referenced.size,

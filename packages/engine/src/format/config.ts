@@ -12,7 +12,13 @@ import { sha256Hex } from '../bytes.js';
 import type { ChunkerParams, FixedChunkerParams } from '../chunking/chunker.js';
 import type { WrappedKey } from '../keys/key-provider.js';
 
-export const FORMAT_VERSION = 1;
+/**
+ * Format 2 adds stanzas (cluster identities), WAL records keyed by stanza and
+ * system identifier, and manifests bound to their name and stanza. Format 1
+ * repositories are read as they are (see docs/FORMAT.md, "Versions").
+ */
+export const FORMAT_VERSION = 2;
+export const READABLE_FORMATS: readonly number[] = [1, 2];
 
 export interface KeyRecord {
   /** Small integer written into every blob sealed under this key. */

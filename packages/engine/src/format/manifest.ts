@@ -72,6 +72,12 @@ export interface PostgresBackupInfo {
   backupLabel: string;
   tablespaceMap: string;
   tablespaces: { oid: string; name: string; location: string }[];
+  /**
+   * Whether the WAL from start to stop LSN was confirmed in this repository
+   * before the manifest was written (format 2). `false`: taken with
+   * `--no-archive-check`; it needs WAL from elsewhere to be restorable.
+   */
+  archiveChecked?: boolean;
 }
 
 export interface BackupManifest {
@@ -88,6 +94,8 @@ export interface BackupManifest {
   tags: string[];
   stats: BackupStats;
   entries: TreeEntry[];
+  /** PostgreSQL backups (format 2): the stanza of the cluster backed up. */
+  stanza?: string;
   postgres?: PostgresBackupInfo;
 }
 
@@ -105,6 +113,7 @@ export interface BackupSummary {
   source: string;
   tags: string[];
   stats: BackupStats;
+  stanza?: string;
   postgres?: PostgresBackupInfo;
 }
 

@@ -1,11 +1,38 @@
 import { createHash, hkdfSync, randomBytes, scrypt as scryptCb, type ScryptOptions } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { open as openBox, seal } from '../crypto/aead.js';
-import { InvalidArgumentError, WrongKeyError } from '../errors.js';
+import { InvalidArgumentError, UnsupportedFormatError, WrongKeyError } from '../errors.js';
 import type { DataKey, KeyContext, KeyProvider, WrappedKey } from './key-provider.js';
 
-/** scrypt cost: about 0.1 s and 32 MiB here, as recommended for interactive logins. */
-const SCRYPT = { N: 1 << 15, r: 8, p: 1 } as const;
+/**
+ * scrypt cost for new wrappings: N = 2^17, r = 8, p = 1 (128 MiB, about 0.3 s
+ * here), the minimum OWASP's password storage guidance gives for scrypt today;
+ * a passphrase-wrapped key sits in the repository for an attacker to guess at
+ * offline for years. Unattended hosts should use a key file (32 random bytes,
+ * HKDF, no cost per run) instead.
+ */
+const SCRYPT = { N: 1 << 17, r: 8, p: 1 } as const;
+
+/**
+ * Bounds on the cost read back from a repository: a planted config must not
+ * make opening allocate gigabytes or run for hours, nor drop below what
+ * repositories were ever written with.
+ */
+const SCRYPT_BOUNDS = { minLogN: 14, maxLogN: 20, maxR: 32, maxP: 16, maxMemory: 1024 * 1024 * 1024 } as const;
+
+function scryptParams(params: Record<string, string | number> | undefined): { N: number; r: number; p: number } {
+  const N = Number(params?.N ?? SCRYPT.N);
+  const r = Number(params?.r ?? SCRYPT.r);
+  const p = Number(params?.p ?? SCRYPT.p);
+  const logN = Math.log2(N);
+  const ok =
+    Number.isInteger(logN) && logN >= SCRYPT_BOUNDS.minLogN && logN <= SCRYPT_BOUNDS.maxLogN &&
+    Number.isInteger(r) && r >= 1 && r <= SCRYPT_BOUNDS.maxR &&
+    Number.isInteger(p) && p >= 1 && p <= SCRYPT_BOUNDS.maxP &&
+    128 * N * r <= SCRYPT_BOUNDS.maxMemory;
+  if (!ok) throw new UnsupportedFormatError('config', `passphrase KDF parameters scrypt N=${params?.N} r=${params?.r} p=${params?.p} are outside what Coffer accepts (N 2^${SCRYPT_BOUNDS.minLogN}–2^${SCRYPT_BOUNDS.maxLogN}, r ≤ ${SCRYPT_BOUNDS.maxR}, p ≤ ${SCRYPT_BOUNDS.maxP}, ≤ 1 GiB)`);
+  return { N, r, p };
+}
 
 function scrypt(secret: Uint8Array, salt: Uint8Array, opts: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) =>
@@ -57,10 +84,7 @@ export class LocalKeyProvider implements KeyProvider {
 
   private async kek(salt: Uint8Array, params: Record<string, string | number> | undefined): Promise<Buffer> {
     if (this.secret.kind === 'passphrase') {
-      const N = Number(params?.N ?? SCRYPT.N);
-      const r = Number(params?.r ?? SCRYPT.r);
-      const p = Number(params?.p ?? SCRYPT.p);
-      return scrypt(this.secret.value, salt, { N, r, p });
+      return scrypt(this.secret.value, salt, scryptParams(params));
     }
     return Buffer.from(hkdfSync('sha256', this.secret.value, salt, 'coffer key-file kek', 32));
   }
@@ -85,7 +109,11 @@ export class LocalKeyProvider implements KeyProvider {
 
   async unwrap(wrapped: WrappedKey, context: KeyContext): Promise<Uint8Array> {
     if (!this.canUnwrap(wrapped)) throw new WrongKeyError(`the repository key is wrapped by ${wrapped.provider}/${wrapped.keyRef}, not by a local ${this.keyRef()}`);
+    if (wrapped.params?.kdf !== undefined && wrapped.params.kdf !== (this.secret.kind === 'passphrase' ? 'scrypt' : 'hkdf-sha256')) {
+      throw new UnsupportedFormatError('config', `key derivation ${JSON.stringify(wrapped.params.kdf)} is not one Coffer uses`);
+    }
     const salt = Buffer.from(String(wrapped.params?.salt ?? ''), 'base64');
+    if (salt.length < 16 || salt.length > 64) throw new UnsupportedFormatError('config', `a KDF salt of ${salt.length} bytes is not one Coffer writes`);
     const kek = await this.kek(salt, wrapped.params);
     const plain = openBox(kek, Buffer.from(wrapped.ciphertext, 'base64'), aadFor(context));
     if (!plain) throw new WrongKeyError(`the ${this.secret.kind === 'passphrase' ? 'passphrase' : 'key file'} does not open this repository`);

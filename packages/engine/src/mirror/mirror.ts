@@ -5,8 +5,9 @@
  * Every object the destination lacks is read, checked against the SHA-256 it
  * is named by (or carries, for `wal/` records and `config`), and written
  * create-only. Order keeps the destination consistent if a run stops part
- * way: packs, then indexes, then key records, manifests and WAL records — an
- * object is written only after everything it can reference — and `config`
+ * way: packs, then indexes, then key records, stanzas, manifests and WAL
+ * records — an object is written only after everything it can reference —
+ * listed the other way round (see LIST_ORDER) — and `config`
  * last, so an interrupted first mirror is not yet a repository. A corrupt
  * source object is reported and not copied; the run goes on with the rest and
  * then fails. Runs are resumable: a second run lists the destination and
@@ -20,11 +21,22 @@ import { asBuffer, sha256Hex } from '../bytes.js';
 import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryError, ObjectConflictError } from '../errors.js';
 import { decodeConfig } from '../format/config.js';
 import { BACKUP_PREFIX, CONFIG_KEY, expectedSha, INDEX_PREFIX, KEYS_PREFIX, PACK_PREFIX } from '../format/keys-layout.js';
-import { WAL_PREFIX, walObjectProblem } from '../postgres/wal.js';
+import { STANZA_PREFIX } from '../format/stanza-record.js';
+import { WAL_PREFIX, walObjectProblem } from '../format/wal-record.js';
+import { stanzaObjectProblem } from '../postgres/stanza.js';
 import type { ObjectInfo, ObjectStore } from '../store/object-store.js';
 
 /** Copy order: what may be referenced comes before what references it. */
-export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, BACKUP_PREFIX, WAL_PREFIX] as const;
+export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, STANZA_PREFIX, BACKUP_PREFIX, WAL_PREFIX] as const;
+
+/**
+ * Listing order: the reverse. Writers put packs before the index, manifest or
+ * WAL record that names them, so metadata listed first only names packs that
+ * already exist when data is listed: the copy is a consistent snapshot even
+ * while backups and wal-push run. (Listed the other way, a backup finishing
+ * between the two listings would reach the destination without its packs.)
+ */
+const LIST_ORDER = [...MIRROR_ORDER].reverse();
 
 export interface MirrorOptions {
   /** Objects in flight at once (default: the smaller of the two stores' connections, at most 16). */
@@ -59,6 +71,7 @@ export function storedObjectProblem(key: string, bytes: Uint8Array): string | un
     return typeof config === 'string' ? config : undefined;
   }
   if (key.startsWith(WAL_PREFIX)) return walObjectProblem(bytes);
+  if (key.startsWith(STANZA_PREFIX)) return stanzaObjectProblem(bytes);
   const sha = expectedSha(key);
   if (!sha) return 'its name carries no SHA-256';
   return sha256Hex(bytes) === sha ? undefined : 'SHA-256 of its bytes does not match its name';
@@ -117,7 +130,8 @@ export async function mirror(from: ObjectStore, to: ObjectStore, options: Mirror
     options.onProgress?.({ ...progress });
   };
 
-  for (const prefix of MIRROR_ORDER) {
+  const missingByPrefix = new Map<string, ObjectInfo[]>();
+  for (const prefix of LIST_ORDER) {
     const have = new Map<string, number>();
     for await (const o of to.list(prefix)) have.set(o.key, o.size);
     const missing: ObjectInfo[] = [];
@@ -127,7 +141,10 @@ export async function mirror(from: ObjectStore, to: ObjectStore, options: Mirror
       else if (size === o.size) report.present++;
       else report.problems.push(new ObjectConflictError(o.key, `${to.properties.location} holds ${size} bytes under this name, the source ${o.size}; left as it is`));
     }
-    have.clear();
+    missingByPrefix.set(prefix, missing);
+  }
+  for (const prefix of MIRROR_ORDER) {
+    const missing = missingByPrefix.get(prefix)!;
     const progress: MirrorProgress = { prefix, copied: 0, bytesCopied: 0, toCopy: missing.length };
     // Within a prefix objects are independent; the next prefix starts only when all of these are durable.
     await Promise.all(missing.map((o) => limit(() => copy(o, prefix, progress))));

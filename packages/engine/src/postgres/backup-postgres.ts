@@ -6,21 +6,42 @@
  * it is read. Files follow the layout rules in `layout.ts`; WAL comes from the
  * archive (`wal-push`) at restore.
  */
-import { access, realpath } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { InvalidArgumentError, PostgresError } from '../errors.js';
+import { realpath } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ArchiveCheckError, InvalidArgumentError, PostgresError } from '../errors.js';
 import type { BackupManifest, PostgresBackupInfo, TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
+import type { WalScope } from '../format/wal-record.js';
 import { backupTree, type BackupFilesOptions, type BackupResult } from '../backup/backup-files.js';
 import { connect, queryOne } from './connection.js';
-import { backupWalFiles, parseLsn, pgdataDecision, relationFirstBlock } from './layout.js';
+import { parseLsn, pgdataDecision, relationFirstBlock, segmentName } from './layout.js';
+import { DEFAULT_STANZA, ensureStanza } from './stanza.js';
+import { isArchived } from './wal.js';
 
 export interface PostgresBackupOptions extends BackupFilesOptions {
   /** libpq connection string; default: the PG* environment variables. */
   connectionString?: string;
   /** Data directory as seen by this process; default: the server's `data_directory`. */
   pgdata?: string;
+  /** The cluster's stanza (default `main`); created with this cluster's identity when absent. */
+  stanza?: string;
+  /**
+   * Confirm that the WAL from start to stop LSN is archived in this
+   * repository before committing the backup (default true). Without it the
+   * manifest is marked as needing WAL from elsewhere.
+   */
+  archiveCheck?: boolean;
+  /** How long to wait for that WAL after pg_backup_stop, in milliseconds (default 60 s). */
+  archiveTimeoutMs?: number;
+  /**
+   * Backups on a standby: the primary's connection string. The standby's stop
+   * segment is archived only when the primary switches segments; Coffer asks
+   * the primary to (pg_switch_wal) instead of waiting for traffic.
+   */
+  primaryConnectionString?: string;
 }
+
+export const DEFAULT_ARCHIVE_TIMEOUT_MS = 60_000;
 
 interface ServerFacts {
   version_num: string;
@@ -64,6 +85,16 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
       )
     ).rows.filter((t) => t.location && !t.location.startsWith('pg_tblspc/'));
 
+    const archiveCheck = options.archiveCheck ?? true;
+    // On a standby the primary archives (archive_mode there is the primary's business, unless 'always').
+    if (archiveCheck && !facts.in_recovery) {
+      const { mode } = await queryOne<{ mode: string }>(client, 'archive mode', `SELECT current_setting('archive_mode') AS mode`);
+      if (mode === 'off') throw new ArchiveCheckError(`WAL cannot reach this repository: archive_mode is off on the server, so the backup would not be restorable from here; set archive_mode and archive_command = 'coffer … wal-push %p', or pass --no-archive-check to back up anyway`);
+    }
+
+    const stanza = options.stanza ?? DEFAULT_STANZA;
+    await ensureStanza(repo, stanza, { systemIdentifier: facts.system_identifier, major: Math.floor(versionNum / 10000), walSegmentSize: Number(facts.wal_segment_size) });
+
     const label = `coffer ${new Date().toISOString()}`;
     const startSql = versionNum >= 150000 ? 'SELECT pg_backup_start($1, true)::text AS lsn, clock_timestamp() AS at' : 'SELECT pg_start_backup($1, true, false)::text AS lsn, clock_timestamp() AS at';
     const start = await queryOne<{ lsn: string; at: Date }>(client, 'pg_backup_start', startSql, [label]);
@@ -76,7 +107,7 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
       const firstBlock = relationFirstBlock(e.path, relsegBlocks);
       return firstBlock === undefined ? undefined : { label: e.path, firstBlock, startLsn };
     };
-    const finish = async (): Promise<Pick<BackupManifest, 'postgres'>> => {
+    const finish = async (): Promise<Pick<BackupManifest, 'postgres' | 'stanza'>> => {
       const stopSql =
         versionNum >= 150000
           ? 'SELECT lsn::text AS lsn, labelfile, spcmapfile, clock_timestamp() AS at FROM pg_backup_stop(false)'
@@ -85,10 +116,10 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
       const next = await queryOne<{ xid: string }>(client, 'xid horizon', 'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid');
       const timeline = Number(/START TIMELINE: (\d+)/.exec(stop.labelfile)?.[1] ?? NaN);
       if (!Number.isInteger(timeline)) throw new PostgresError('pg_backup_stop', 'backup_label has no START TIMELINE');
-      // The wait pg_backup_stop(true) would do, but looking every few milliseconds instead of every second.
-      const { mode } = await queryOne<{ mode: string }>(client, 'archive mode', `SELECT current_setting('archive_mode') AS mode`);
-      if (mode === 'always' || (mode === 'on' && !facts.in_recovery)) {
-        await waitArchived(pgdata, backupWalFiles(timeline, startLsn, parseLsn(stop.lsn), Number(facts.wal_segment_size)));
+      const stopLsn = parseLsn(stop.lsn);
+      if (archiveCheck) {
+        if (facts.in_recovery && options.primaryConnectionString) await switchPrimaryWal(options.primaryConnectionString);
+        await waitArchivedHere(repo, { stanza, systemIdentifier: facts.system_identifier }, backupSegments(timeline, startLsn, stopLsn, Number(facts.wal_segment_size)), options.archiveTimeoutMs ?? DEFAULT_ARCHIVE_TIMEOUT_MS, facts.in_recovery && !options.primaryConnectionString);
       }
       const info: PostgresBackupInfo = {
         versionNum,
@@ -107,8 +138,9 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
         backupLabel: stop.labelfile,
         tablespaceMap: stop.spcmapfile ?? '',
         tablespaces,
+        archiveChecked: archiveCheck,
       };
-      return { postgres: info };
+      return { postgres: info, stanza };
     };
     return await backupTree(
       repo,
@@ -118,7 +150,7 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
         walk: { decide: pgdataDecision, mounts },
         verify,
         isRelation: (e) => relationFirstBlock(e.path, relsegBlocks) !== undefined,
-        isParent: (m) => m.kind === 'postgres' && m.postgres?.systemIdentifier === facts.system_identifier,
+        isParent: (m) => m.kind === 'postgres' && m.postgres?.systemIdentifier === facts.system_identifier && (m.stanza === undefined || m.stanza === stanza),
         finish,
       },
       options,
@@ -129,23 +161,42 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
   }
 }
 
+/** The segments holding WAL from `startLsn` up to the last byte before `stopLsn`: what recovery to consistency replays. */
+export function backupSegments(tli: number, startLsn: bigint, stopLsn: bigint, segmentBytes: number): string[] {
+  const seg = BigInt(segmentBytes);
+  const out: string[] = [];
+  for (let n = startLsn / seg; n <= (stopLsn - 1n) / seg; n++) out.push(segmentName(tli, n, segmentBytes));
+  return out;
+}
+
+async function switchPrimaryWal(connectionString: string): Promise<void> {
+  const primary = await connect(connectionString, 'coffer backup (primary)');
+  try {
+    await queryOne(primary, 'pg_switch_wal on the primary', 'SELECT pg_switch_wal()');
+  } finally {
+    await primary.end().catch(() => undefined);
+  }
+}
+
 /**
- * Waits until PostgreSQL's archiver has archived `files`, judged as the
- * server judges it (XLogArchiveIsBusy): a `.done` status file, or neither a
- * `.ready` one nor the file itself (archived and already recycled).
+ * Waits until every one of `segments` has its record in this repository:
+ * not PostgreSQL's archive status (an archive_command writing elsewhere would
+ * satisfy that), but what a restore from here will fetch. Looks often at
+ * first: archiving a segment takes tens of milliseconds to seconds.
  */
-async function waitArchived(pgdata: string, files: string[]): Promise<void> {
-  const exists = (p: string) => access(p).then(() => true, () => false);
-  const status = join(pgdata, 'pg_wal', 'archive_status');
-  const busy = async (f: string) => {
-    if (await exists(join(status, `${f}.done`))) return false;
-    if (await exists(join(status, `${f}.ready`))) return true;
-    if (await exists(join(status, `${f}.done`))) return false;
-    return exists(join(pgdata, 'pg_wal', f));
-  };
-  // Archiving a segment takes tens of milliseconds to seconds: look often, the check costs three stats.
+async function waitArchivedHere(repo: Repository, scope: WalScope, segments: string[], timeoutMs: number, standbyWithoutPrimary: boolean): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  const pending = new Set(segments);
   for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
-    if (!(await Promise.all(files.map(busy))).some(Boolean)) return;
+    for (const s of [...pending]) if (await isArchived(repo, scope, s)) pending.delete(s);
+    if (pending.size === 0) return;
+    if (performance.now() > until) {
+      const first = [...pending].sort()[0]!;
+      const hint = standbyWithoutPrimary
+        ? '; on a standby the last segment is archived only when the primary switches segments: pass --primary-db so Coffer asks it to'
+        : '; check that archive_command is coffer wal-push into this repository and stanza, and that it succeeds (pg_stat_archiver)';
+      throw new ArchiveCheckError(`was not archived in this repository within ${(timeoutMs / 1000).toFixed(0)} s after pg_backup_stop (${pending.size} of ${segments.length} segment(s) missing)${hint}; no manifest was written`, first);
+    }
     await new Promise((r) => setTimeout(r, pause));
   }
 }

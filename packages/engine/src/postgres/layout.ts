@@ -5,6 +5,7 @@
  * state rebuilt at start-up, temporary files and relations, and the main
  * forks of unlogged relations (recovery recreates them from their init fork).
  */
+import { WAL_FILE } from '../format/wal-record.js';
 
 /** Directories kept (empty) but whose contents are never copied. */
 const CONTENTS_EXCLUDED = new Set(['pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans', 'pg_replslot']);
@@ -22,6 +23,8 @@ const TOP_FILES_EXCLUDED = new Set([
   'postgresql.auto.conf.tmp',
   'recovery.signal',
   'standby.signal',
+  // Coffer's own restore marker: it describes a restore, not the cluster.
+  '.coffer-restore',
 ]);
 
 const TEMP_RELATION = /^t\d+_\d+(_(fsm|vm|init))?(\.\d+)?$/;
@@ -70,9 +73,7 @@ export function relationFirstBlock(relPath: string, relsegBlocks: number): numbe
   return Number(m[5] ?? 0) * relsegBlocks;
 }
 
-/** WAL file names: segments, history files, backup history files, partial segments. */
-export const WAL_SEGMENT = /^[0-9A-F]{24}$/;
-export const WAL_FILE = /^([0-9A-F]{8})([0-9A-F]{16}(\.partial|\.[0-9A-F]{8}\.backup)?|\.history)$/;
+export { WAL_FILE, WAL_SEGMENT } from '../format/wal-record.js';
 
 export function walTimeline(name: string): string | undefined {
   return WAL_FILE.exec(name)?.[1];

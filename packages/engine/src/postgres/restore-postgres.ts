@@ -1,17 +1,23 @@
 /**
  * Restoring a PostgreSQL base backup for recovery: the files (each tablespace
- * into its original location or a mapped one, linked from `pg_tblspc/<oid>`),
- * then `backup_label` as pg_backup_stop returned it, the recovery settings in
- * `postgresql.auto.conf`, and `recovery.signal` or `standby.signal`.
- * PostgreSQL then replays archived WAL through `restore_command`.
+ * into its original location or a mapped one, linked from `pg_tblspc/<oid>`;
+ * other links, `pg_wal` above all, as real directories unless mapped), then
+ * `backup_label` as pg_backup_stop returned it, the recovery settings in
+ * `postgresql.auto.conf`, the signal file, and last of all
+ * `global/pg_control`: until it is in place an interrupted restore cannot
+ * start as a cluster. PostgreSQL then replays archived WAL through
+ * `restore_command`.
  */
-import { access, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
-import { BackupNotFoundError, InvalidArgumentError, TargetInUseError } from '../errors.js';
-import type { BackupSummary } from '../format/manifest.js';
+import { chown, mkdir, open, readdir, readFile, readlink, realpath, rm } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { BackupNotFoundError, InvalidArgumentError, StanzaMismatchError, TargetInUseError, TargetNotEmptyError } from '../errors.js';
+import type { BackupManifest, BackupSummary } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import { restoreBackup, type RestoreOptions, type RestoreResult } from '../restore/restore.js';
 import { parseLsn } from './layout.js';
+import { DEFAULT_STANZA, readStanza, stanzaHasSystem } from './stanza.js';
+import { fetchWalBytes, readControlSystemIdentifier } from './wal.js';
+import { fsyncDir, writeDurably } from '../durable.js';
 
 export interface RecoveryTarget {
   /** Exactly one of these, or none for "replay all archived WAL". */
@@ -28,14 +34,31 @@ export interface RecoveryTarget {
   inclusive?: boolean;
 }
 
-export interface PostgresRestoreOptions extends RestoreOptions {
+/** Which cluster a restore_command fetches WAL for. */
+export interface RestoreCommandScope {
+  stanza: string;
+  systemIdentifier: string;
+}
+
+export interface PostgresRestoreOptions extends Omit<RestoreOptions, 'relocate' | 'linkMap' | 'lastFiles' | 'beforeLast'> {
   target?: RecoveryTarget;
   /** Write `standby.signal` (build a standby) instead of `recovery.signal`. */
   standby?: boolean;
-  /** The `restore_command` to write, e.g. `coffer --repo … wal-fetch %f %p`. */
-  restoreCommand: string;
+  /** The `restore_command` to write, e.g. `coffer --repo … wal-fetch %f %p`, or a function of the backup's stanza and system. */
+  restoreCommand: string | ((scope: RestoreCommandScope) => string);
   /** Where to put tablespaces, by name or OID (default: their original locations). */
   tablespaceMap?: Readonly<Record<string, string>>;
+  /** Links in the data directory (other than tablespaces), by path: restored as links to these directories instead of as directories. */
+  linkMap?: Readonly<Record<string, string>>;
+  /** Stanza to choose the backup from (default `main`; backups of format 1 repositories have none and are chosen by system identifier). */
+  stanza?: string;
+  /**
+   * Keep the backup's archive settings. By default the restored cluster gets
+   * `archive_mode = off`: a copy that promoted would otherwise push a new
+   * timeline into the production stanza, which later restores to `latest`
+   * would follow. Give it only when the restore replaces the original.
+   */
+  archive?: boolean;
 }
 
 export interface PostgresRestoreResult extends RestoreResult {
@@ -46,30 +69,116 @@ export interface PostgresRestoreResult extends RestoreResult {
 const BEGIN = '# coffer restore: begin';
 const END = '# coffer restore: end';
 
+/** A restore marker, in the data directory and each tablespace directory a restore wrote. */
+export const RESTORE_MARKER = '.coffer-restore';
+
 function targetCount(t: RecoveryTarget): number {
   return [t.time, t.lsn, t.xid, t.name].filter((v) => v !== undefined).length + (t.immediate ? 1 : 0);
 }
 
-/** The newest postgres backup that can reach `target`: ended before it, where that can be known. */
-export async function chooseBackup(repo: Repository, target: RecoveryTarget = {}): Promise<BackupSummary> {
-  const all = (await repo.listBackups()).filter((b) => b.kind === 'postgres' && b.postgres);
+/** A target time must say its zone: PostgreSQL would read a bare time in the server's zone, which nobody restoring at 3 a.m. should have to know. */
+const ZONE = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
+
+export function parseTargetTime(text: string): number {
+  const trimmed = text.trim();
+  if (!ZONE.test(trimmed)) throw new InvalidArgumentError('--target-time', `${text} has no time zone: add one (Z, +00, -05:00…) so it means the same on every server`);
+  const iso = trimmed.replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) throw new InvalidArgumentError('--target-time', `${text} is not a timestamp`);
+  return t;
+}
+
+/** The full (epoch-qualified) transaction id a target names: an xid8 as given; a 32-bit xid in the epoch nearest the newest backup's. */
+function fullXid(text: string, newestNextXid: bigint): bigint {
+  if (!/^\d{1,20}$/.test(text)) throw new InvalidArgumentError('--target-xid', `${text} is not a transaction id`);
+  const x = BigInt(text);
+  if (x >= 2n ** 32n) return x;
+  let full = (newestNextXid & ~0xffffffffn) | x;
+  // More than half the xid space ahead of the newest backup: the previous epoch's xid of that number.
+  if (full > newestNextXid + 2n ** 31n && full >= 2n ** 32n) full -= 2n ** 32n;
+  return full;
+}
+
+/** Each timeline of `target`'s history and the LSN where it ended (the target's own: never). */
+export async function timelineAncestry(repo: Repository, scope: RestoreCommandScope, target: number): Promise<Map<number, bigint>> {
+  const out = new Map<number, bigint>([[target, 2n ** 64n]]);
+  if (target === 1) return out;
+  const name = `${target.toString(16).toUpperCase().padStart(8, '0')}.history`;
+  const bytes = await fetchWalBytes(repo, scope, name);
+  if (!bytes) throw new BackupNotFoundError(`timeline ${target}`, `${name} is not archived for stanza ${scope.stanza}`);
+  for (const line of bytes.toString('utf8').split('\n')) {
+    const m = /^\s*(\d+)\s+([0-9A-Fa-f]+\/[0-9A-Fa-f]+)/.exec(line);
+    if (m) out.set(Number(m[1]), parseLsn(m[2]!));
+  }
+  return out;
+}
+
+/** The newest timeline whose history is archived, probing upwards from `from` as PostgreSQL does. */
+async function latestTimeline(repo: Repository, scope: RestoreCommandScope, from: number): Promise<number> {
+  let tli = from;
+  for (;;) {
+    const next = `${(tli + 1).toString(16).toUpperCase().padStart(8, '0')}.history`;
+    if (!(await fetchWalBytes(repo, scope, next))) return tli;
+    tli++;
+  }
+}
+
+/**
+ * The newest PostgreSQL backup of the stanza from which recovery can reach
+ * `target`: consistent (stopped) before it, and on the target timeline's
+ * history at a point before that timeline branched away.
+ */
+export async function chooseBackup(repo: Repository, target: RecoveryTarget = {}, stanza = DEFAULT_STANZA): Promise<BackupSummary> {
+  const record = await readStanza(repo, stanza);
+  const all = (await repo.listBackups()).filter(
+    (b) => b.kind === 'postgres' && b.postgres && (b.stanza !== undefined ? b.stanza === stanza : !record || stanzaHasSystem(record, b.postgres.systemIdentifier)),
+  );
+  const newest = all[all.length - 1];
   let fits: (b: BackupSummary) => boolean = () => true;
   if (target.time !== undefined) {
-    const t = Date.parse(target.time);
-    if (Number.isNaN(t)) throw new InvalidArgumentError('--target-time', `${target.time} is not a timestamp`);
+    const t = parseTargetTime(target.time);
     fits = (b) => Date.parse(b.postgres!.stopTime) < t;
   } else if (target.lsn !== undefined) {
     const l = parseTargetLsn(target.lsn);
     fits = (b) => parseLsn(b.postgres!.stopLsn) <= l;
   } else if (target.xid !== undefined) {
-    if (!/^\d+$/.test(target.xid)) throw new InvalidArgumentError('--target-xid', `${target.xid} is not a transaction id`);
-    const x = BigInt(target.xid);
-    // A 32-bit xid is compared within its epoch; an xid8 as given.
-    fits = (b) => (x < 2n ** 32n ? BigInt(b.postgres!.stopNextXid) & 0xffffffffn : BigInt(b.postgres!.stopNextXid)) <= x;
+    const x = fullXid(target.xid, newest ? BigInt(newest.postgres!.stopNextXid) : 0n);
+    fits = (b) => BigInt(b.postgres!.stopNextXid) <= x;
   }
-  const chosen = all.filter(fits).pop();
-  if (!chosen) throw new BackupNotFoundError(describeTarget(target), all.length ? 'no PostgreSQL backup ended before this target' : 'the repository holds no PostgreSQL backup');
-  return chosen;
+  const candidates = all.filter(fits);
+  if (candidates.length === 0) throw new BackupNotFoundError(describeTarget(target), all.length ? 'no PostgreSQL backup of this stanza ended before this target' : `stanza ${stanza} holds no PostgreSQL backup`);
+  const timeline = target.timeline ?? 'latest';
+  if (timeline !== 'current' && !target.immediate) {
+    const ancestry = new Map<string, Map<number, bigint>>();
+    for (const b of candidates.reverse()) {
+      const pg = b.postgres!;
+      const scope = { stanza, systemIdentifier: pg.systemIdentifier };
+      let lines = ancestry.get(pg.systemIdentifier);
+      if (!lines) {
+        const tli = timeline === 'latest' ? await latestTimeline(repo, scope, pg.timeline) : Number(timeline);
+        ancestry.set(pg.systemIdentifier, (lines = await timelineAncestry(repo, scope, tli)));
+      }
+      const end = lines.get(pg.timeline);
+      if (end !== undefined && parseLsn(pg.stopLsn) <= end) return b;
+    }
+    throw new BackupNotFoundError(describeTarget(target), `no backup lies on the history of timeline ${timeline}`);
+  }
+  return candidates[candidates.length - 1]!;
+}
+
+/**
+ * The backup a restore means: a selector names one (id, prefix, label, key);
+ * none or `latest` means the newest backup — for PostgreSQL, the newest of the
+ * stanza that can reach the target (a repository holds several clusters, and
+ * the newest backup overall may be another's). `postgres` says PostgreSQL
+ * options were given.
+ */
+export async function backupToRestore(repo: Repository, selector: string | undefined, options: { target?: RecoveryTarget; stanza?: string; postgres?: boolean } = {}): Promise<string> {
+  if (selector && selector !== 'latest') return (await repo.resolveBackup(selector)).key;
+  if (options.postgres) return (await chooseBackup(repo, options.target, options.stanza)).key;
+  const newest = (await repo.listBackups()).pop();
+  if (!newest) throw new BackupNotFoundError(selector ?? 'latest', 'the repository holds no backups');
+  return newest.kind === 'files' ? newest.key : (await chooseBackup(repo, options.target, options.stanza)).key;
 }
 
 function parseTargetLsn(text: string): bigint {
@@ -92,11 +201,13 @@ function quote(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
-export function recoverySettings(restoreCommand: string, target: RecoveryTarget = {}): string {
+export function recoverySettings(restoreCommand: string, target: RecoveryTarget = {}, options: { archive?: boolean } = {}): string {
   if (targetCount(target) > 1) throw new InvalidArgumentError('recovery target', 'give at most one of time, LSN, xid, name and immediate');
   if (target.lsn !== undefined) parseTargetLsn(target.lsn);
+  if (target.time !== undefined) parseTargetTime(target.time);
   const lines = [`restore_command = ${quote(restoreCommand)}`];
-  if (target.time !== undefined) lines.push(`recovery_target_time = ${quote(target.time)}`);
+  if (!options.archive) lines.push(`archive_mode = 'off'`);
+  if (target.time !== undefined) lines.push(`recovery_target_time = ${quote(target.time.trim())}`);
   if (target.lsn !== undefined) lines.push(`recovery_target_lsn = ${quote(target.lsn)}`);
   if (target.xid !== undefined) lines.push(`recovery_target_xid = ${quote(target.xid)}`);
   if (target.name !== undefined) lines.push(`recovery_target_name = ${quote(target.name)}`);
@@ -111,16 +222,89 @@ export function recoverySettings(restoreCommand: string, target: RecoveryTarget 
   return lines.join('\n') + '\n';
 }
 
+async function exists(p: string): Promise<boolean> {
+  return (await open(p, 'r').then((fh) => fh.close().then(() => true), (e: NodeJS.ErrnoException) => e.code !== 'ENOENT'));
+}
+
+/** Whether `dir` holds a running (or crashed, pid reused) server: its postmaster.pid names a live process. */
+async function serverRunning(dir: string): Promise<boolean> {
+  const text = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  if (text === undefined) return false;
+  const pid = Number(text.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function realOrSelf(p: string): Promise<string> {
+  return realpath(p).catch(() => resolve(p));
+}
+
+/**
+ * Refuses tablespace directories a restore must not write into: one a running
+ * cluster's pg_tblspc points at, and a non-empty one that is neither an
+ * earlier restore's (marker) nor, for a delta restore of the original data
+ * directory, the very tablespace that data directory links to.
+ */
+async function checkTablespaceTargets(dir: string, manifest: BackupManifest, relocate: ReadonlyMap<string, string>, delta: boolean): Promise<void> {
+  const pg = manifest.postgres!;
+  const clusters = [resolve(dir), pg.dataDirectory];
+  for (const [link, to] of relocate) {
+    if (!link.startsWith('pg_tblspc/')) continue;
+    const names = await readdir(to).catch(() => [] as string[]);
+    if (names.length > 0 && !delta) throw new TargetNotEmptyError(to);
+    const real = await realOrSelf(to);
+    for (const c of clusters) {
+      const points = await readlink(join(c, link)).catch(() => undefined);
+      if (points !== undefined && (await realOrSelf(points)) === real && (await serverRunning(c))) {
+        throw new TargetInUseError(to, `the running cluster in ${c} uses it as tablespace ${link.slice('pg_tblspc/'.length)}: map the tablespace elsewhere with --tablespace-map`);
+      }
+    }
+    if (names.length === 0 || names.includes(RESTORE_MARKER)) continue;
+    const ownLink = await readlink(join(dir, link)).catch(() => undefined);
+    const ownsIt = ownLink !== undefined && (await realOrSelf(ownLink)) === real && (await readControlSystemIdentifier(dir)) === pg.systemIdentifier;
+    if (!ownsIt) throw new TargetNotEmptyError(to);
+  }
+}
+
+/**
+ * A delta restore removes whatever the backup does not hold: it goes only
+ * into an empty directory, an earlier restore's (its marker), or a data
+ * directory of this stanza's cluster (in-place recovery of the original).
+ */
+async function checkDeltaTarget(dir: string, stanza: string, systemIdentifier: string, record: Awaited<ReturnType<typeof readStanza>>): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  if (names.length === 0) return;
+  if (names.includes(RESTORE_MARKER)) {
+    const marker = await readFile(join(dir, RESTORE_MARKER), 'utf8').then((t) => JSON.parse(t) as { stanza?: string }, () => undefined);
+    if (marker?.stanza === stanza) return;
+    throw new TargetNotEmptyError(dir, `it holds a restore of stanza ${marker?.stanza ?? '(unreadable marker)'}, not of ${stanza}`);
+  }
+  const sysid = await readControlSystemIdentifier(dir);
+  if (sysid !== undefined && (sysid === systemIdentifier || (record !== undefined && stanzaHasSystem(record, sysid)))) return;
+  throw new TargetNotEmptyError(dir, sysid === undefined ? 'it is neither an earlier restore nor a PostgreSQL data directory, and --delta would remove everything the backup does not hold' : `it is the data directory of system ${sysid}, not of stanza ${stanza}'s cluster`);
+}
+
 /** Restores `selector` (or the backup chosen for the target) into `dir`, ready to recover. */
 export async function restorePostgres(repo: Repository, selector: string | undefined, dir: string, options: PostgresRestoreOptions): Promise<PostgresRestoreResult> {
-  const settings = recoverySettings(options.restoreCommand, options.target);
-  const key = selector ? (await repo.resolveBackup(selector)).key : (await chooseBackup(repo, options.target)).key;
+  const stanza = options.stanza ?? DEFAULT_STANZA;
+  recoverySettings('', options.target, options);
+  const key = selector ? (await repo.resolveBackup(selector)).key : (await chooseBackup(repo, options.target, stanza)).key;
   if (await exists(join(dir, 'postmaster.pid'))) throw new TargetInUseError(dir, 'postmaster.pid is present: stop the server (and remove a stale postmaster.pid) first');
   const manifest = await repo.readManifest(key);
   if (!manifest.postgres) throw new InvalidArgumentError('backup', `${key} is a ${manifest.kind} backup, not a PostgreSQL one`);
+  const pg = manifest.postgres;
+  if (manifest.stanza !== undefined && manifest.stanza !== stanza) throw new StanzaMismatchError(stanza, `backup ${key} belongs to stanza ${manifest.stanza}`);
+  const scope = { stanza, systemIdentifier: pg.systemIdentifier };
+  const settings = recoverySettings(typeof options.restoreCommand === 'string' ? options.restoreCommand : options.restoreCommand(scope), options.target, options);
+
   const map = { ...options.tablespaceMap };
   const relocate = new Map<string, string>();
-  for (const t of manifest.postgres.tablespaces) {
+  for (const t of pg.tablespaces) {
     const to = map[t.name] ?? map[t.oid] ?? t.location;
     delete map[t.name];
     delete map[t.oid];
@@ -128,33 +312,60 @@ export async function restorePostgres(repo: Repository, selector: string | undef
     relocate.set(`pg_tblspc/${t.oid}`, to);
   }
   const unknown = Object.keys(map);
-  if (unknown.length) throw new InvalidArgumentError('--tablespace-map', `the backup has no tablespace ${unknown.join(', ')} (it has: ${manifest.postgres.tablespaces.map((t) => `${t.name} (${t.oid})`).join(', ') || 'none'})`);
-  const result = await restoreBackup(repo, key, dir, { ...options, relocate });
-  const pg = manifest.postgres;
+  if (unknown.length) throw new InvalidArgumentError('--tablespace-map', `the backup has no tablespace ${unknown.join(', ')} (it has: ${pg.tablespaces.map((t) => `${t.name} (${t.oid})`).join(', ') || 'none'})`);
 
-  await mkdir(join(dir, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
-  await writeFile(join(dir, 'backup_label'), pg.backupLabel, { mode: 0o600 });
-  // No tablespace_map: the pg_tblspc links are already made, to wherever the tablespaces went.
-
-  const autoConf = join(dir, 'postgresql.auto.conf');
-  const before = await readFile(autoConf, 'utf8').catch(() => '# Do not edit this file manually!\n');
-  const kept = before.replace(new RegExp(`${BEGIN}[\\s\\S]*?${END}\\n?`, 'g'), '');
-  await writeFile(autoConf, `${kept}${kept.endsWith('\n') ? '' : '\n'}${BEGIN}\n${settings}${END}\n`, { mode: 0o600 });
-  await writeFile(join(dir, options.standby ? 'standby.signal' : 'recovery.signal'), '', { mode: 0o600 });
-
-  // Files we wrote belong to the cluster's owner, like the rest of the data directory.
-  const root = result.manifest.entries.find((e) => e.path === '.');
-  if (root && process.getuid?.() === 0) {
-    for (const f of ['backup_label', 'postgresql.auto.conf', options.standby ? 'standby.signal' : 'recovery.signal', 'pg_wal/archive_status']) {
-      await chown(join(dir, f), root.uid, root.gid).catch(() => undefined);
-    }
+  // Links other than tablespaces never point the restored cluster at the source's directories.
+  const links = new Map<string, string>();
+  const linkWanted = { ...options.linkMap };
+  for (const e of manifest.entries) {
+    if (e.type !== 'symlink' || e.path.startsWith('pg_tblspc/')) continue;
+    const to = linkWanted[e.path];
+    delete linkWanted[e.path];
+    if (to !== undefined && !isAbsolute(to)) throw new InvalidArgumentError('--link-map', `${e.path}=${to}: the directory must be an absolute path`);
+    links.set(e.path, to ?? 'dir');
   }
-  return { ...result, recoverySettings: settings };
-}
+  const unknownLinks = Object.keys(linkWanted);
+  if (unknownLinks.length) throw new InvalidArgumentError('--link-map', `the backup has no link ${unknownLinks.join(', ')} (it has: ${[...links.keys()].join(', ') || 'none'})`);
+  await checkTablespaceTargets(dir, manifest, relocate, !!options.delta);
+  if (options.delta) await checkDeltaTarget(dir, stanza, pg.systemIdentifier, await readStanza(repo, stanza));
 
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(
-    () => true,
-    () => false,
-  );
+  if (options.delta) {
+    // Whatever happens next, this directory no longer starts as the cluster it was until the restore completes.
+    for (const f of ['global/pg_control', 'backup_label', 'tablespace_map']) await rm(join(dir, f), { force: true });
+    if (await exists(join(dir, 'global'))) await fsyncDir(join(dir, 'global'));
+    if (await exists(dir)) await fsyncDir(dir);
+  }
+
+  const signal = options.standby ? 'standby.signal' : 'recovery.signal';
+  const marker = JSON.stringify({ repository: repo.config.repositoryId, stanza, systemIdentifier: pg.systemIdentifier, backup: key, at: new Date().toISOString() }) + '\n';
+  const root = manifest.entries.find((e) => e.path === '.');
+  const owner = root && process.getuid?.() === 0 ? { uid: root.uid, gid: root.gid } : undefined;
+  const writeRecoveryFiles = async (): Promise<void> => {
+    await mkdir(join(dir, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
+    await writeDurably(join(dir, 'backup_label'), pg.backupLabel);
+    // No tablespace_map: the pg_tblspc links are already made, to wherever the tablespaces went.
+    const autoConf = join(dir, 'postgresql.auto.conf');
+    const before = await readFile(autoConf, 'utf8').catch(() => '# Do not edit this file manually!\n');
+    const kept = before.replace(new RegExp(`${BEGIN}[\\s\\S]*?${END}\\n?`, 'g'), '');
+    await writeDurably(autoConf, `${kept}${kept.endsWith('\n') ? '' : '\n'}${BEGIN}\n${settings}${END}\n`);
+    await rm(join(dir, options.standby ? 'recovery.signal' : 'standby.signal'), { force: true });
+    await writeDurably(join(dir, signal), '');
+    // Files we wrote belong to the cluster's owner, like the rest of the data directory.
+    if (owner) {
+      for (const f of ['backup_label', 'postgresql.auto.conf', signal, RESTORE_MARKER, 'pg_wal', 'pg_wal/archive_status']) await chown(join(dir, f), owner.uid, owner.gid);
+      for (const to of relocate.values()) await chown(join(to, RESTORE_MARKER), owner.uid, owner.gid);
+    }
+    await fsyncDir(join(dir, 'pg_wal'));
+    await fsyncDir(dir);
+  };
+
+  const result = await restoreBackup(repo, key, dir, {
+    ...options,
+    relocate,
+    linkMap: links,
+    lastFiles: new Set(['global/pg_control']),
+    beforeLast: writeRecoveryFiles,
+    marker: { name: RESTORE_MARKER, content: marker },
+  });
+  return { ...result, recoverySettings: settings };
 }

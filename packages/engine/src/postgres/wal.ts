@@ -1,86 +1,106 @@
 /**
- * The WAL archive. Each archived file (segment, timeline history, backup
- * history, partial segment) has one object `wal/<timeline>/<name>`:
+ * The WAL archive: `walPush` is PostgreSQL's archive_command, `walFetch` its
+ * restore_command. A WAL file is archived once its record exists (format in
+ * `format/wal-record.ts`), never before its data is durable: its chunks go
+ * into a pack of their own, written first.
  *
- *   "CWL1" ‖ SHA-256 of what follows ‖ sealed(JSON record)
+ * Every file belongs to a stanza: a segment's own page header names its
+ * cluster (system identifier, segment size, major version), and a segment of
+ * another cluster is refused. History and backup history files have no
+ * header: they are accepted for the cluster whose `global/pg_control` sits
+ * beside `pg_wal`, else for the stanza's current cluster. A file on a
+ * timeline the stanza's archived history does not know is refused too: a
+ * restored copy that promoted must not push its timeline into production's.
  *
- * so its stored bytes are verifiable without keys, like every object. The
- * record names the file, its size and SHA-256, its chunk ids in order, and
- * where each chunk sits. Its chunks go into a pack of their own, written
- * first: a WAL file is archived once its record exists, never before its data
- * is durable. Records carry their own chunk locations, so archiving adds no
- * index objects and fetching reads no index.
+ * Fetching distinguishes "not archived" (the store answered absent for the
+ * record) from every other failure, because PostgreSQL ends recovery on the
+ * first "not archived": the CLI turns this into exit statuses PostgreSQL
+ * reads correctly (see `restore-command.ts`).
  */
+import { constants as fsc } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { chunkBuffer } from '../chunking/chunker.js';
-import { CorruptObjectError, InvalidArgumentError, MissingObjectError, ObjectConflictError } from '../errors.js';
+import { CorruptObjectError, MissingObjectError, ObjectConflictError, SourceError, StanzaMismatchError } from '../errors.js';
+import { carriedBody, wrapCarried } from '../format/carried-sha.js';
 import { packKey } from '../format/keys-layout.js';
 import type { PackEntry } from '../format/pack.js';
+import { currentIdentity, type StanzaIdentity, type StanzaRecord } from '../format/stanza-record.js';
+import {
+  checkRecordName,
+  checkWalName,
+  legacyWalKey,
+  WAL_MAGIC,
+  WAL_PREFIX,
+  WAL_SEGMENT,
+  walKey,
+  walObjectProblem,
+  type WalLocation,
+  type WalRecord,
+  type WalScope,
+} from '../format/wal-record.js';
 import type { Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
 import { sealedTrailer } from '../backup/pack-writer.js';
-import { nextSegment, WAL_FILE, WAL_SEGMENT } from './layout.js';
+import { nextSegment } from './layout.js';
+import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSystem } from './stanza.js';
+import { readSegmentHeader } from './wal-header.js';
 
-export const WAL_PREFIX = 'wal/';
-const MAGIC = Buffer.from('CWL1');
-
-/** [pack sha, offset, length, rawLength] */
-type Location = [string, number, number, number];
-
-export interface WalRecord {
-  format: 1;
-  name: string;
-  size: number;
-  sha256: string;
-  chunks: string[];
-  locations: Record<string, Location>;
-  archivedAt: string;
-}
-
-export function walKey(name: string): string {
-  const m = WAL_FILE.exec(name);
-  if (!m) throw new InvalidArgumentError('WAL file name', `${JSON.stringify(name)} is not a WAL segment, history or backup history file name`);
-  return `${WAL_PREFIX}${m[1]}/${name}`;
-}
+export { WAL_PREFIX, walKey, type WalRecord, type WalScope };
 
 function encodeRecord(repo: Repository, record: WalRecord): Buffer {
-  const sealed = repo.codec.sealObject(Buffer.from(JSON.stringify(record)), repo.aad('wal'));
-  return Buffer.concat([MAGIC, Buffer.from(sha256Hex(sealed), 'hex'), sealed]);
+  return wrapCarried(WAL_MAGIC, repo.codec.sealObject(Buffer.from(JSON.stringify(record)), repo.aad('wal')));
 }
 
-/** The archived record for `name`, or undefined when it is not archived. Verifies bytes, tag and name. */
-export async function readWalRecord(repo: Repository, name: string): Promise<WalRecord | undefined> {
-  const key = walKey(name);
-  let bytes: Buffer;
+/** Opens a stored WAL record, checking its bytes, tag, and that it is the record its key names. */
+export function decodeRecord(repo: Repository, key: string, bytes: Uint8Array): WalRecord {
+  const problem = walObjectProblem(bytes);
+  if (problem) throw new CorruptObjectError(key, problem);
+  const plain = repo.codec.openObject(carriedBody(bytes), repo.aad('wal'));
+  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+  let record: WalRecord;
   try {
-    bytes = asBuffer(await repo.store.get(key));
+    record = JSON.parse(plain.toString('utf8')) as WalRecord;
   } catch (e) {
-    if (e instanceof MissingObjectError) return undefined;
-    throw e;
+    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
   }
-  return decodeRecord(repo, key, bytes, name);
+  return checkRecordName(key, record);
 }
 
-/** Why a stored WAL object is damaged, checked without keys; undefined when its bytes match the SHA-256 they carry. */
-export function walObjectProblem(bytes: Uint8Array): string | undefined {
-  const b = asBuffer(bytes);
-  if (b.length < 36 || !b.subarray(0, 4).equals(MAGIC)) return 'not a WAL record';
-  if (sha256Hex(b.subarray(36)) !== b.subarray(4, 36).toString('hex')) return 'SHA-256 of its bytes does not match the one it carries';
+/** The keys where `name` may be archived for `scope`: its own, then (format 1 repositories) the legacy one. */
+function candidateKeys(repo: Repository, scope: WalScope, name: string): string[] {
+  return repo.config.format === 1 ? [walKey(scope, name), legacyWalKey(name)] : [walKey(scope, name)];
+}
+
+/** The archived record for `name`, or undefined when the store answers absent for it. Verifies bytes, tag and name. */
+export async function readWalRecord(repo: Repository, scope: WalScope, name: string): Promise<{ key: string; record: WalRecord } | undefined> {
+  for (const key of candidateKeys(repo, scope, name)) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await repo.store.get(key);
+    } catch (e) {
+      if (e instanceof MissingObjectError) continue;
+      throw e;
+    }
+    return { key, record: decodeRecord(repo, key, bytes) };
+  }
   return undefined;
 }
 
-export function decodeRecord(repo: Repository, key: string, bytes: Buffer, name = key.slice(key.lastIndexOf('/') + 1)): WalRecord {
-  const problem = walObjectProblem(bytes);
-  if (problem) throw new CorruptObjectError(key, problem);
-  const plain = repo.codec.openObject(bytes.subarray(36), repo.aad('wal'));
-  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
-  const record = JSON.parse(plain.toString('utf8')) as WalRecord;
-  if (record.name !== name) throw new CorruptObjectError(key, `holds the record of ${record.name}`);
-  return record;
+/** Whether `name` has a record for `scope` (its own key, or the legacy one in a format 1 repository). */
+export async function isArchived(repo: Repository, scope: WalScope, name: string): Promise<boolean> {
+  for (const key of candidateKeys(repo, scope, name)) if (await repo.store.head(key)) return true;
+  return false;
+}
+
+export interface WalPushOptions {
+  /** Stanza of the cluster (default `main`). */
+  stanza?: string;
+  /** Also archive up to this many other `.ready` files, in parallel. */
+  ahead?: number;
 }
 
 export interface WalPushResult {
@@ -91,18 +111,58 @@ export interface WalPushResult {
 }
 
 /** Archives one WAL file; `path` as PostgreSQL passes it (%p, relative to the data directory). */
-export async function walPush(repo: Repository, path: string, options: { ahead?: number } = {}): Promise<WalPushResult> {
+export async function walPush(repo: Repository, path: string, options: WalPushOptions = {}): Promise<WalPushResult> {
   const name = basename(path);
-  walKey(name);
+  checkWalName(name);
+  const stanza = options.stanza ?? DEFAULT_STANZA;
   const ahead = options.ahead ?? 0;
   const others = ahead > 0 ? await readyFiles(dirname(path), name, ahead) : [];
+  const ctx = new PushContext(repo, stanza, dirname(dirname(resolve(path))));
   const limit = pLimit(2);
   const [outcome, ...rest] = await Promise.all([
-    limit(() => pushOne(repo, path, name)),
+    limit(() => pushOne(ctx, path, name)),
     // Archiving ahead is best effort: PostgreSQL will ask for each of these again.
-    ...others.map((n) => limit(() => pushOne(repo, join(dirname(path), n), n).catch(() => undefined))),
+    ...others.map((n) => limit(() => pushOne(ctx, join(dirname(path), n), n).catch(() => undefined))),
   ]);
   return { name, outcome: outcome!, ahead: others.filter((_, i) => rest[i] === 'archived') };
+}
+
+/** What one `walPush` call learns once: the stanza for each identity, the cluster's pg_control. */
+class PushContext {
+  private readonly stanzas = new Map<string, Promise<StanzaRecord>>();
+  private control: Promise<string | undefined> | undefined;
+  constructor(
+    readonly repo: Repository,
+    readonly stanza: string,
+    /** The data directory: the parent of the `pg_wal` that %p names. */
+    readonly pgdata: string,
+  ) {}
+
+  stanzaFor(identity: StanzaIdentity): Promise<StanzaRecord> {
+    const key = JSON.stringify(identity);
+    let p = this.stanzas.get(key);
+    if (!p) this.stanzas.set(key, (p = ensureStanza(this.repo, this.stanza, identity)));
+    return p;
+  }
+
+  /** The system identifier in `global/pg_control` beside pg_wal, when there is one to read. */
+  controlSystemIdentifier(): Promise<string | undefined> {
+    this.control ??= readControlSystemIdentifier(this.pgdata);
+    return this.control;
+  }
+}
+
+/** pg_control begins with the cluster's system identifier (uint64, native byte order: little-endian here). */
+export async function readControlSystemIdentifier(pgdata: string): Promise<string | undefined> {
+  const fh = await open(join(pgdata, 'global', 'pg_control'), 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const buf = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(buf, 0, 8, 0);
+    return bytesRead === 8 ? buf.readBigUInt64LE(0).toString() : undefined;
+  } finally {
+    await fh.close();
+  }
 }
 
 async function readyFiles(walDir: string, except: string, max: number): Promise<string[]> {
@@ -110,26 +170,103 @@ async function readyFiles(walDir: string, except: string, max: number): Promise<
   return names
     .filter((n) => n.endsWith('.ready'))
     .map((n) => n.slice(0, -'.ready'.length))
-    .filter((n) => n !== except && WAL_FILE.test(n))
+    .filter((n) => {
+      if (n === except) return false;
+      try {
+        checkWalName(n);
+        return true;
+      } catch {
+        return false;
+      }
+    })
     .sort()
     .slice(0, max);
+}
+
+/** The scope a file belongs to, refusing files of another cluster. */
+async function scopeOf(ctx: PushContext, path: string, name: string, data: Buffer): Promise<WalScope> {
+  const isSegment = WAL_SEGMENT.test(name.slice(0, 24)) && !name.endsWith('.backup') && !name.endsWith('.history');
+  if (isSegment) {
+    const header = readSegmentHeader(data);
+    if (typeof header === 'string') throw new SourceError(path, header);
+    if (!name.endsWith('.partial') && data.length !== header.segmentSize) throw new SourceError(path, `${data.length} bytes, but its header says segments are ${header.segmentSize} bytes`);
+    const record = await ctx.stanzaFor({ systemIdentifier: header.systemIdentifier, walSegmentSize: header.segmentSize, ...(header.major !== undefined ? { major: header.major } : {}) });
+    return { stanza: ctx.stanza, systemIdentifier: currentIdentity(record).systemIdentifier };
+  }
+  const sysid = await ctx.controlSystemIdentifier();
+  if (sysid) return { stanza: ctx.stanza, systemIdentifier: currentIdentity(await ctx.stanzaFor({ systemIdentifier: sysid })).systemIdentifier };
+  const record = await readStanza(ctx.repo, ctx.stanza);
+  if (!record) throw new StanzaMismatchError(ctx.stanza, `does not exist yet, and ${name} (no page header) with no global/pg_control beside it cannot say which cluster it is from: archive a segment first or run 'coffer stanza create'`);
+  return { stanza: ctx.stanza, systemIdentifier: currentIdentity(record).systemIdentifier };
+}
+
+/**
+ * Refuses a file whose timeline the stanza's archived history does not lead
+ * to. A cluster that came to a new repository already on timeline N keeps
+ * its history files in pg_wal (PostgreSQL never removes them): those are
+ * archived first, each checked the same way.
+ */
+async function checkTimeline(ctx: PushContext, scope: WalScope, walDir: string, name: string, data: Buffer): Promise<void> {
+  const tli = parseInt(name.slice(0, 8), 16);
+  if (name.endsWith('.history')) {
+    const parent = historyParent(data);
+    if (parent === undefined) throw new SourceError(name, 'a timeline history file with no parent timeline line');
+    if (parent >= tli) throw new SourceError(name, `names parent timeline ${parent}, not below its own ${tli}`);
+    if (parent > 1) await requireHistory(ctx, scope, walDir, parent, `timeline ${tli} branches from timeline ${parent}`);
+    return;
+  }
+  if (tli > 1) await requireHistory(ctx, scope, walDir, tli, `${name} is on timeline ${tli}`);
+}
+
+async function requireHistory(ctx: PushContext, scope: WalScope, walDir: string, tli: number, what: string): Promise<void> {
+  const history = historyName(tli);
+  if (await isArchived(ctx.repo, scope, history)) return;
+  const local = join(walDir, history);
+  if (await fileSize(local) !== undefined) {
+    await pushOne(ctx, local, history);
+    return;
+  }
+  throw new StanzaMismatchError(
+    scope.stanza,
+    `${what}, which is not in the stanza's archived history (${history} is neither archived for system ${scope.systemIdentifier} nor in ${walDir}): a restored copy that promoted must not archive here (restores write archive_mode = off unless --archive)`,
+  );
+}
+
+function historyName(tli: number): string {
+  return `${tli.toString(16).toUpperCase().padStart(8, '0')}.history`;
+}
+
+/** The parent timeline of a history file: the first field of its last entry line. */
+function historyParent(data: Buffer): number | undefined {
+  const lines = data.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const last = lines[lines.length - 1];
+  const m = last ? /^(\d+)\s/.exec(last) : null;
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Bytes of WAL chunks compressed and sealed as one group blob. */
 const WAL_GROUP = 1024 * 1024;
 
-async function pushOne(repo: Repository, path: string, name: string): Promise<'archived' | 'already-archived'> {
-  const key = walKey(name);
-  const data = await readFile(path);
+async function pushOne(ctx: PushContext, path: string, name: string): Promise<'archived' | 'already-archived'> {
+  const { repo } = ctx;
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (e) {
+    throw new SourceError(path, (e as NodeJS.ErrnoException).code ?? (e as Error).message, { cause: e });
+  }
+  const scope = await scopeOf(ctx, path, name, data);
   const sha = sha256Hex(data);
-  const existing = await readWalRecord(repo, name);
-  if (existing) return sameOrConflict(key, existing, sha);
+  const existing = await readWalRecord(repo, scope, name);
+  if (existing) return sameOrConflict(existing.key, existing.record, sha);
+  await checkTimeline(ctx, scope, dirname(path), name, data);
+  const key = walKey(scope, name);
 
   const chunks = chunkBuffer(data, repo.config.chunker);
   const ids = chunks.map((c) => repo.codec.id(c));
   const entries: PackEntry[] = [];
   const blobs: Buffer[] = [];
-  const locations: Record<string, Location> = {};
+  const locations: Record<string, WalLocation> = {};
   let offset = 0;
   repo.codec.startBatch();
   // WAL barely repeats itself across files, so its chunks compress together, in groups of up to WAL_GROUP bytes.
@@ -160,13 +297,23 @@ async function pushOne(repo: Repository, path: string, name: string): Promise<'a
   for (const loc of Object.values(locations)) loc[0] = packSha;
   await repo.store.put(packKey(packSha), pack);
 
-  const record: WalRecord = { format: 1, name, size: data.length, sha256: sha, chunks: ids.map((id) => id.toString('hex')), locations, archivedAt: new Date().toISOString() };
+  const record: WalRecord = {
+    format: 2,
+    name,
+    stanza: scope.stanza,
+    systemIdentifier: scope.systemIdentifier,
+    size: data.length,
+    sha256: sha,
+    chunks: ids.map((id) => id.toString('hex')),
+    locations,
+    archivedAt: new Date().toISOString(),
+  };
   try {
     await repo.store.put(key, encodeRecord(repo, record));
   } catch (e) {
     if (!(e instanceof ObjectConflictError)) throw e;
     // Archived meanwhile by another push: fine if it is the same file.
-    return sameOrConflict(key, (await readWalRecord(repo, name))!, sha);
+    return sameOrConflict(key, (await readWalRecord(repo, scope, name))!.record, sha);
   }
   return 'archived';
 }
@@ -176,12 +323,17 @@ function sameOrConflict(key: string, existing: WalRecord, sha: string): 'already
   throw new ObjectConflictError(key, `already archived with SHA-256 ${existing.sha256}, but this file's is ${sha}; the archived one is kept`);
 }
 
-/** Reassembles an archived WAL file and checks it against its SHA-256. */
-export async function fetchWalBytes(repo: Repository, name: string): Promise<Buffer> {
-  const key = walKey(name);
-  const record = await readWalRecord(repo, name);
-  if (!record) throw new MissingObjectError(key, 'not in the WAL archive');
-  const byPack = new Map<string, [string, Location][]>();
+/**
+ * Reassembles an archived WAL file and checks it against its SHA-256 (and,
+ * read from a format 1 repository, against the scope's system identifier).
+ * Undefined only when the store answers that the file's record is absent;
+ * a missing pack, damaged bytes or an unreachable store throw.
+ */
+export async function fetchWalBytes(repo: Repository, scope: WalScope, name: string): Promise<Buffer | undefined> {
+  const found = await readWalRecord(repo, scope, name);
+  if (!found) return undefined;
+  const { key, record } = found;
+  const byPack = new Map<string, [string, WalLocation][]>();
   for (const [id, loc] of Object.entries(record.locations)) {
     const list = byPack.get(loc[0]) ?? [];
     list.push([id, loc]);
@@ -195,6 +347,7 @@ export async function fetchWalBytes(repo: Repository, name: string): Promise<Buf
     try {
       data = asBuffer(await repo.store.get(packKey(pack), { offset: start, length: end - start }));
     } catch (e) {
+      // The record exists, so this file was archived: a missing pack is damage, never "not archived".
       if (e instanceof MissingObjectError) throw new MissingObjectError(packKey(pack), `needed by ${key}`);
       throw e;
     }
@@ -204,8 +357,16 @@ export async function fetchWalBytes(repo: Repository, name: string): Promise<Buf
       plain.set(id, Buffer.from(out));
     }
   }
+  const missing = record.chunks.find((id) => !plain.has(id));
+  if (missing) throw new CorruptObjectError(key, `lists chunk ${missing} but no location for it`);
   const bytes = Buffer.concat(record.chunks.map((id) => plain.get(id)!));
   if (bytes.length !== record.size || sha256Hex(bytes) !== record.sha256) throw new CorruptObjectError(key, 'reassembled WAL file does not match its SHA-256');
+  if (record.stanza === undefined && WAL_SEGMENT.test(name.slice(0, 24)) && !name.endsWith('.backup')) {
+    const header = readSegmentHeader(bytes);
+    if (typeof header !== 'string' && header.systemIdentifier !== scope.systemIdentifier) {
+      throw new StanzaMismatchError(scope.stanza, `${key} (format 1, no stanza) is WAL of system ${header.systemIdentifier}, not ${scope.systemIdentifier}`);
+    }
+  }
   return bytes;
 }
 
@@ -231,34 +392,56 @@ export interface WalFetchOptions {
   spoolDir?: string;
 }
 
+export interface WalFetchResult {
+  /** `absent`: the store answered that this file is not archived (PostgreSQL's "not found"). */
+  outcome: 'archive' | 'spool' | 'absent';
+  /** Bytes written to `dest` (a segment's size tells the cluster's segment size). */
+  size: number;
+}
+
 /** `restore_command`: writes archived `name` to `dest`, from the prefetch spool when it is there. */
-export async function walFetch(repo: Repository, name: string, dest: string, options: WalFetchOptions = {}): Promise<'archive' | 'spool'> {
-  walKey(name);
+export async function walFetch(repo: Repository, scope: WalScope, name: string, dest: string, options: WalFetchOptions = {}): Promise<WalFetchResult> {
+  checkWalName(name);
   const spool = options.spoolDir ?? defaultSpool(dest);
   await clearStaleSpool(spool, name);
   const spooled = join(spool, name);
-  try {
-    await rename(spooled, dest);
-    return 'spool';
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EXDEV') {
-      await copyFile(spooled, dest);
-      await rm(spooled, { force: true });
-      return 'spool';
+  const size = await fileSize(spooled);
+  if (size !== undefined) {
+    try {
+      await rename(spooled, dest);
+      return { outcome: 'spool', size };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EXDEV') {
+        await copyFile(spooled, dest);
+        await rm(spooled, { force: true });
+        return { outcome: 'spool', size };
+      }
+      if (code !== 'ENOENT') throw e;
     }
-    if (code !== 'ENOENT') throw e;
   }
-  await writeAtomically(dest, await fetchWalBytes(repo, name));
-  return 'archive';
+  const bytes = await fetchWalBytes(repo, scope, name);
+  if (!bytes) return { outcome: 'absent', size: 0 };
+  await writeAtomically(dest, bytes);
+  return { outcome: 'archive', size: bytes.length };
+}
+
+async function fileSize(path: string): Promise<number | undefined> {
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    return (await fh.stat()).size;
+  } finally {
+    await fh.close();
+  }
 }
 
 export function defaultSpool(dest: string): string {
   return join(dirname(dest), '.coffer-spool');
 }
 
-/** The next `count` segment names after `name` (none for history files). */
-export function segmentsAfter(name: string, count: number, segmentBytes = 16 * 1024 * 1024): string[] {
+/** The next `count` segment names after `name` (none for history files), for the cluster's segment size. */
+export function segmentsAfter(name: string, count: number, segmentBytes: number): string[] {
   if (!WAL_SEGMENT.test(name)) return [];
   const out: string[] = [];
   let cur = name;
@@ -266,27 +449,78 @@ export function segmentsAfter(name: string, count: number, segmentBytes = 16 * 1
   return out;
 }
 
-/** Fetches segments into the spool ahead of PostgreSQL's requests; stops at the first that is not archived. */
-export async function walPrefetch(repo: Repository, names: readonly string[], spoolDir: string): Promise<string[]> {
+const PREFETCH_LOCK = '.prefetch.lock';
+
+/**
+ * Whether a prefetcher is at work on `spoolDir` (its lock names a live
+ * process): restore_command starts none then, so prefetchers never multiply.
+ */
+export async function prefetcherRunning(spoolDir: string): Promise<boolean> {
+  const pid = Number(await readFile(join(spoolDir, PREFETCH_LOCK), 'utf8').catch(() => ''));
+  return Number.isInteger(pid) && pid > 0 && processAlive(pid);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the spool's prefetch lock for this process; false when a live prefetcher holds it. */
+async function takePrefetchLock(spoolDir: string): Promise<boolean> {
+  const lock = join(spoolDir, PREFETCH_LOCK);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(lock, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600);
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (await prefetcherRunning(spoolDir)) return false;
+      // Left by a prefetcher that died: clear it and try once more.
+      await rm(lock, { force: true });
+    }
+  }
+  return false;
+}
+
+/**
+ * Fetches segments into the spool ahead of PostgreSQL's requests, stopping at
+ * the first that is not archived; one prefetcher per spool at a time.
+ * Returns the names now spooled (none when another prefetcher holds the spool).
+ */
+export async function walPrefetch(repo: Repository, scope: WalScope, names: readonly string[], spoolDir: string): Promise<string[]> {
   await mkdir(spoolDir, { recursive: true, mode: 0o700 });
-  const present = new Set(await readdir(spoolDir));
-  const done: string[] = [];
-  const limit = pLimit(2);
-  const results = await Promise.all(
-    names.map((n) =>
-      limit(async () => {
-        if (present.has(n)) return true;
-        try {
-          await writeAtomically(join(spoolDir, n), await fetchWalBytes(repo, n));
-          return true;
-        } catch {
-          return false;
-        }
-      }),
-    ),
-  );
-  for (let i = 0; i < names.length && results[i]; i++) done.push(names[i]!);
-  return done;
+  if (!(await takePrefetchLock(spoolDir))) return [];
+  try {
+    const present = new Set(await readdir(spoolDir));
+    const done: string[] = [];
+    const limit = pLimit(2);
+    const results = await Promise.all(
+      names.map((n) =>
+        limit(async () => {
+          if (present.has(n)) return true;
+          try {
+            const bytes = await fetchWalBytes(repo, scope, n);
+            if (!bytes) return false;
+            await writeAtomically(join(spoolDir, n), bytes);
+            return true;
+          } catch {
+            // restore_command fetches it again itself, and reports what goes wrong.
+            return false;
+          }
+        }),
+      ),
+    );
+    for (let i = 0; i < names.length && results[i]; i++) done.push(names[i]!);
+    return done;
+  } finally {
+    await rm(join(spoolDir, PREFETCH_LOCK), { force: true });
+  }
 }
 
 /** Spooled segments that sort before `name` on its timeline will never be asked for again. */
@@ -297,8 +531,26 @@ async function clearStaleSpool(spool: string, name: string): Promise<void> {
   }
 }
 
-/** Every archived WAL record key. */
+/** Every archived WAL record key (both layouts). */
 export async function listWalKeys(repo: Repository): Promise<string[]> {
   return (await collectList(repo.store, WAL_PREFIX)).map((o) => o.key).sort();
 }
 
+/**
+ * The scope restore_command fetches for: the stanza, and the system
+ * identifier given (a restore writes the backup's), else the one in
+ * `global/pg_control` of `pgdata` (restore_command runs in the data
+ * directory), else the stanza's current one. A format 1 repository with no
+ * stanza yet serves its legacy WAL for any system identifier given.
+ */
+export async function walFetchScope(repo: Repository, stanza: string, systemIdentifier: string | undefined, pgdata: string): Promise<WalScope> {
+  const sysid = systemIdentifier ?? (await readControlSystemIdentifier(pgdata));
+  const record = await readStanza(repo, stanza);
+  if (!record) {
+    if (repo.config.format === 1 && sysid) return { stanza, systemIdentifier: sysid };
+    await requireStanza(repo, stanza);
+  }
+  if (!sysid) return { stanza, systemIdentifier: currentIdentity(record!).systemIdentifier };
+  if (!stanzaHasSystem(record!, sysid)) throw new StanzaMismatchError(stanza, `has no cluster with system identifier ${sysid} in its history`);
+  return { stanza, systemIdentifier: sysid };
+}

@@ -22,7 +22,7 @@ import {
   WrongKeyError,
 } from '../errors.js';
 import { ChunkCodec, type Keys } from '../format/chunk-codec.js';
-import { decodeConfig, encodeConfig, FORMAT_VERSION, type KeyRecord, type RepositoryConfig } from '../format/config.js';
+import { decodeConfig, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type KeyRecord, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
 import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isPageIndexKey, KEYS_PREFIX } from '../format/keys-layout.js';
 import { decodeManifest, encodeManifest, type BackupManifest, type BackupSummary } from '../format/manifest.js';
@@ -45,7 +45,12 @@ export interface InitOptions {
 
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
-type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | 'wal';
+export interface OpenOptions {
+  /** The repository id this client was set up for (COFFER_REPOSITORY_ID): any other config is refused. */
+  expectRepositoryId?: string;
+}
+
+type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | 'wal' | 'stanza';
 
 export class Repository {
   readonly store: ObjectStore;
@@ -112,8 +117,13 @@ export class Repository {
     return new Repository(store, config, { idKey, dataKeys: new Map([[keyId, dataKey.plaintext]]), currentKeyId: keyId }, config.keys);
   }
 
-  /** Opens the repository in `store` with whichever of `providers` can unwrap its data keys. */
-  static async open(store: ObjectStore, providers: KeyProvider | readonly KeyProvider[]): Promise<Repository> {
+  /**
+   * Opens the repository in `store` with whichever of `providers` can unwrap
+   * its data keys. With `expect.repositoryId`, a config of any other
+   * repository (one swapped in, wrapped under someone else's key) is refused
+   * before any key is asked.
+   */
+  static async open(store: ObjectStore, providers: KeyProvider | readonly KeyProvider[], options: OpenOptions = {}): Promise<Repository> {
     const list = providerList(providers);
     let raw: Uint8Array;
     try {
@@ -124,7 +134,10 @@ export class Repository {
     }
     const config = decodeConfig(raw);
     if (typeof config === 'string') throw new NotARepositoryError(store.properties.location, config);
-    if (config.format !== FORMAT_VERSION) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads format ${FORMAT_VERSION}`);
+    if (!READABLE_FORMATS.includes(config.format)) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads formats ${READABLE_FORMATS.join(' and ')}`);
+    if (options.expectRepositoryId !== undefined && config.repositoryId !== options.expectRepositoryId) {
+      throw new CorruptObjectError(CONFIG_KEY, `belongs to repository ${config.repositoryId}, not the expected ${options.expectRepositoryId} (replaced, or the wrong location)`);
+    }
     if (config.relationChunker !== undefined && config.relationChunker.algorithm !== 'fixed') {
       throw new UnsupportedFormatError(CONFIG_KEY, `relation chunker ${JSON.stringify(config.relationChunker.algorithm)}; this Coffer knows "fixed"`);
     }
@@ -275,10 +288,14 @@ export class Repository {
     if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
     try {
       const manifest = decodeManifest(this.codec.decompress(plain));
-      if (manifest.format !== FORMAT_VERSION) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
+      if (!READABLE_FORMATS.includes(manifest.format)) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
+      // The sealed body is authentic; it must be the backup this name says. An older manifest copied
+      // under a newer label (to make it "latest", or to hide a backup) is refused here.
+      const named = labelOf(key);
+      if (manifest.label !== named) throw new CorruptObjectError(key, `holds the manifest of backup ${manifest.label}, not ${named}`);
       return manifest;
     } catch (e) {
-      if (e instanceof UnsupportedFormatError) throw e;
+      if (e instanceof UnsupportedFormatError || e instanceof CorruptObjectError) throw e;
       throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
     }
   }
@@ -314,6 +331,11 @@ export class Repository {
   }
 }
 
+/** The label a manifest key names: `backups/<label>-<sha256>`. */
+function labelOf(key: string): string {
+  return key.slice(BACKUP_PREFIX.length, -65);
+}
+
 export function summarise(key: string, m: BackupManifest): BackupSummary {
   return {
     key,
@@ -326,6 +348,7 @@ export function summarise(key: string, m: BackupManifest): BackupSummary {
     source: m.source,
     tags: m.tags,
     stats: m.stats,
+    ...(m.stanza !== undefined ? { stanza: m.stanza } : {}),
     ...(m.postgres ? { postgres: m.postgres } : {}),
   };
 }

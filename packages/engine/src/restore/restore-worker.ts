@@ -4,7 +4,7 @@
  * and reports which chunk uses it completed (the main thread fsyncs a file
  * once all of its chunks are written).
  */
-import { closeSync, fdatasync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fdatasync, openSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha256Hex } from '../bytes.js';
 import { ChunkCodec } from '../format/chunk-codec.js';
@@ -33,6 +33,7 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
   const done = new Map<number, number>();
   let bytesWritten = 0;
   let bytes = 0;
+  let syncError: NodeJS.ErrnoException | undefined;
   try {
     const corrupt = await writeRange(
       codec!,
@@ -41,7 +42,7 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
       {
         async write(file, bytesOut, offset, uses) {
           let fd = handles.get(file);
-          if (fd === undefined) handles.set(file, (fd = openSync(job.paths[file]!, 'r+')));
+          if (fd === undefined) handles.set(file, (fd = openSync(job.paths[file]!, fsc.O_RDWR | fsc.O_NOFOLLOW)));
           let n = 0;
           while (n < bytesOut.byteLength) n += writeSync(fd, bytesOut, n, bytesOut.byteLength - n, offset + n);
           bytesWritten += n;
@@ -49,11 +50,14 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
           // Start the disk writing early, alongside the decoding, instead of all of it at the final fsync.
           const pending = (unsynced.get(file) ?? 0) + n;
           unsynced.set(file, pending >= EARLY_SYNC ? 0 : pending);
-          if (pending >= EARLY_SYNC) syncing.push(new Promise((r) => fdatasync(fd, () => r(undefined))));
+          // An error from a flush is final for the file (the kernel may have dropped the pages): it fails the job.
+          if (pending >= EARLY_SYNC) syncing.push(new Promise((r) => fdatasync(fd, (err) => r((syncError ??= err ?? undefined)))));
         },
       },
       (b) => (bytes += b),
     );
+    await Promise.all(syncing);
+    if (syncError) throw syncError;
     return { t: 'done', job: job.job, ...(corrupt ? { corrupt } : {}), done: [...done], bytesWritten, bytes };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

@@ -6,11 +6,12 @@
  * byte is written. Memory is bounded by `concurrency × maxRequest`.
  */
 import { constants as fsc } from 'node:fs';
-import { chmod, chown, lchown, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { chmod, chown, lchown, lutimes, mkdir, open, readdir, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
+import { fsyncDir, writeDurably } from '../durable.js';
 import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
@@ -48,6 +49,65 @@ export interface RestoreOptions {
    * which must be empty or absent (unless `delta`).
    */
   relocate?: ReadonlyMap<string, string>;
+  /**
+   * Symlink entries restored otherwise (a PostgreSQL data directory's
+   * `pg_wal` link, say, which must never point a restored cluster at the
+   * source's WAL): `'dir'` makes a real directory in its place, an absolute
+   * path a link to that directory (empty or absent, like `relocate`).
+   */
+  linkMap?: ReadonlyMap<string, string>;
+  /**
+   * Files written under a temporary name and renamed into place only after
+   * every other file and directory is durable (and after `beforeLast`):
+   * PostgreSQL's `global/pg_control`, so that an interrupted restore never
+   * leaves a cluster that starts as if it were consistent.
+   */
+  lastFiles?: ReadonlySet<string>;
+  /** Runs when everything but `lastFiles` is durable (PostgreSQL: write backup_label and the recovery settings). */
+  beforeLast?: () => Promise<void>;
+  /**
+   * A file (not in the backup) written into the target and every relocated
+   * directory before anything else, and kept by delta restores: it says a
+   * restore, perhaps an interrupted one, owns these directories.
+   */
+  marker?: { name: string; content: string };
+}
+
+/** Suffix of a `lastFiles` file while it is being written. */
+export const RESTORING_SUFFIX = '.coffer-restoring';
+
+/**
+ * Refuses a manifest whose entries could write outside the target: absolute
+ * paths, `..`, empty or `.` components, NUL, duplicates, and any entry whose
+ * parent is not a directory entry of the same manifest (a symlink `a → /etc`
+ * followed by `a/x` would otherwise write into /etc).
+ */
+export function checkEntryPaths(key: string, entries: readonly TreeEntry[]): void {
+  const types = new Map<string, TreeEntry['type']>();
+  for (const e of entries) {
+    const bad = e.path !== '.' && (isAbsolute(e.path) || e.path.includes('\0') || e.path.split('/').some((p) => p === '..' || p === '.' || p === ''));
+    if (bad || typeof e.path !== 'string') throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} would escape the restore target`);
+    if (types.has(e.path)) throw new CorruptObjectError(key, `manifest lists ${JSON.stringify(e.path)} twice`);
+    types.set(e.path, e.type);
+  }
+  if (entries.length > 0 && types.get('.') !== 'dir') throw new CorruptObjectError(key, 'manifest has no root directory entry');
+  for (const e of entries) {
+    if (e.path === '.') continue;
+    const slash = e.path.lastIndexOf('/');
+    const parent = slash < 0 ? '.' : e.path.slice(0, slash);
+    if (types.get(parent) !== 'dir') throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} lies under ${JSON.stringify(parent)}, which is ${types.has(parent) ? `a ${types.get(parent)}` : 'not listed'}, not a directory`);
+  }
+}
+
+/** Entries with `linkMap`'s symlinks turned into directories; mapped ones are added to `relocate`. */
+function applyLinkMap(entries: readonly TreeEntry[], linkMap: ReadonlyMap<string, string> | undefined, relocate: Map<string, string>): TreeEntry[] {
+  if (!linkMap || linkMap.size === 0) return entries as TreeEntry[];
+  return entries.map((e) => {
+    const to = linkMap.get(e.path);
+    if (to === undefined || e.type !== 'symlink') return e;
+    if (to !== 'dir') relocate.set(e.path, to);
+    return { path: e.path, type: 'dir', mode: 0o700, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs };
+  });
 }
 
 export interface RestoreResult {
@@ -77,12 +137,10 @@ const MAX_OPEN_FILES = 256;
 
 export async function restoreBackup(repo: Repository, selector: string, targetDir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
   const { key, manifest } = await repo.resolveBackup(selector);
-  const entries = manifest.entries;
-  for (const e of entries) {
-    if (e.path !== '.' && (isAbsolute(e.path) || e.path.split('/').some((p) => p === '..' || p === '.' || p === ''))) {
-      throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} would escape the restore target`);
-    }
-  }
+  checkEntryPaths(key, manifest.entries);
+  const relocate = new Map(options.relocate ?? []);
+  const entries = applyLinkMap(manifest.entries, options.linkMap, relocate);
+  const lastFiles = options.lastFiles ?? new Set<string>();
   // Workers start now, loading while the plan is made (a delta restore may end up writing little: they then idle).
   const bytes = entries.reduce((n, e) => n + (e.size ?? 0), 0);
   const workers = options.workers ?? (bytes >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
@@ -99,8 +157,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       const first = lookup.unindexed[0]!;
       throw new MissingObjectError(`chunk ${lookup.table.hex(first)}`, `no index lists it (${lookup.unindexed.length} chunk(s) missing)`, filesUsing(entries, lookup, lookup.unindexed));
     }
-    const relocate = options.relocate ?? new Map<string, string>();
-    const pathOf = (e: TreeEntry) => {
+    const placeOf = (e: TreeEntry) => {
       if (e.path === '.') return targetDir;
       for (const [prefix, dir] of relocate) {
         if (e.path === prefix) return dir;
@@ -108,12 +165,15 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       }
       return join(targetDir, ...e.path.split('/'));
     };
+    const pathOf = (e: TreeEntry) => (lastFiles.has(e.path) ? placeOf(e) + RESTORING_SUFFIX : placeOf(e));
     // Every destination is checked before any is created: a refusal leaves nothing behind.
     if (!options.delta) for (const dir of [targetDir, ...relocate.values()]) await assertEmptyOrAbsent(dir);
     const existing = await prepareTarget(targetDir, !!options.delta);
     for (const dir of relocate.values()) await prepareTarget(dir, !!options.delta);
+    const marker = options.marker;
+    if (marker) for (const dir of [targetDir, ...relocate.values()]) await writeDurably(join(dir, marker.name), marker.content);
     if (existing) {
-      await removeUnlisted(targetDir, entries, relocate);
+      await removeUnlisted(targetDir, entries, relocate, lastFiles, marker?.name);
       await dropChunksInPlace(repo, entries, lookup, pathOf);
     }
     const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
@@ -136,7 +196,8 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
         fsLimit(async () => {
           if (e.type === 'file') {
             // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
-            const fh = await open(pathOf(e), existing ? fsc.O_RDWR | fsc.O_CREAT : 'w', 0o600);
+            // O_NOFOLLOW: a link planted at a file's name is never followed out of the target.
+            const fh = await open(pathOf(e), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
             try {
               await fh.truncate(e.size ?? 0);
               if (remaining[i] === 0) await fh.sync();
@@ -162,7 +223,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       let h = handles.get(file);
       const transient = !h && handles.size >= MAX_OPEN_FILES;
       if (!h) {
-        h = open(pathOf(entries[file]!), 'r+');
+        h = open(pathOf(entries[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW);
         if (!transient) handles.set(file, h);
       }
       const fh = await h;
@@ -180,7 +241,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
     const completeUses = async (file: number, uses: number): Promise<void> => {
       if ((remaining[file]! -= uses) !== 0) return;
-      const fh = await open(pathOf(entries[file]!), 'r+');
+      const fh = await open(pathOf(entries[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW);
       try {
         await fh.sync();
       } finally {
@@ -269,6 +330,16 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     if (failed) throw failed;
 
     await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0);
+    await options.beforeLast?.();
+    const byPath = new Map(entries.map((e) => [e.path, e]));
+    for (const e of entries) {
+      if (!lastFiles.has(e.path) || e.type !== 'file') continue;
+      await rename(pathOf(e), placeOf(e));
+      await fsyncDir(dirname(placeOf(e)));
+      // The rename touched its directory: give it back the time the backup recorded.
+      const parent = byPath.get(e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '.');
+      if (parent) await utimes(placeOf(parent), toTime(parent.mtimeNs), toTime(parent.mtimeNs));
+    }
     return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten };
   }
 }
@@ -295,20 +366,34 @@ async function prepareTarget(dir: string, delta: boolean): Promise<boolean> {
   return names.length > 0;
 }
 
-/** Delta restore: removes what the backup does not hold, and entries whose type changed. */
-async function removeUnlisted(root: string, entries: readonly TreeEntry[], relocate: ReadonlyMap<string, string>): Promise<void> {
+/**
+ * Delta restore: removes what the backup does not hold, and entries whose
+ * type changed (a link where a directory belongs is removed, never followed),
+ * in the target and in every relocated directory.
+ */
+async function removeUnlisted(root: string, entries: readonly TreeEntry[], relocate: ReadonlyMap<string, string>, lastFiles: ReadonlySet<string>, marker?: string): Promise<void> {
   const wanted = new Map<string, string>(entries.filter((e) => !relocate.has(e.path)).map((e) => [e.path, e.type]));
   for (const prefix of relocate.keys()) wanted.set(prefix, 'symlink');
-  const visit = async (rel: string): Promise<void> => {
-    const abs = rel === '.' ? root : join(root, ...rel.split('/'));
-    for (const d of await readdir(abs, { withFileTypes: true })) {
+  if (marker) for (const at of ['.', ...relocate.keys()]) wanted.set(at === '.' ? marker : `${at}/${marker}`, 'file');
+  // A file written last sits under its temporary name until the end.
+  for (const p of lastFiles) if (wanted.get(p) === 'file') {
+    wanted.delete(p);
+    wanted.set(p + RESTORING_SUFFIX, 'file');
+  }
+  const prune = async (abs: string, rel: string): Promise<void> => {
+    const children = await readdir(abs, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [];
+      throw e;
+    });
+    for (const d of children) {
       const childRel = rel === '.' ? d.name : `${rel}/${d.name}`;
       const type = d.isDirectory() ? 'dir' : d.isSymbolicLink() ? 'symlink' : d.isFile() ? 'file' : 'other';
       if (wanted.get(childRel) !== type) await rm(join(abs, d.name), { recursive: true, force: true });
-      else if (type === 'dir') await visit(childRel);
+      else if (type === 'dir') await prune(join(abs, d.name), childRel);
     }
   };
-  await visit('.');
+  await prune(root, '.');
+  for (const [prefix, dir] of relocate) await prune(dir, prefix);
 }
 
 /** Delta restore: every chunk use whose bytes are already at their offset needs no write. */

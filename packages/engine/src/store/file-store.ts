@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { mkdir, open, opendir, readFile, rm, stat, unlink, link } from 'node:fs/promises';
+import { mkdir, open, opendir, readdir, readFile, rm, stat, unlink, link } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bytesEqual } from '../bytes.js';
+import { fsyncDir } from '../durable.js';
 import { MissingObjectError, ObjectConflictError, StoreUnavailableError } from '../errors.js';
 import { assertValidKey, type ByteRange, type ObjectInfo, type ObjectStore, type PutOutcome, type StoreProperties } from './object-store.js';
 import { checkRange } from './range.js';
@@ -11,16 +12,22 @@ import { checkRange } from './range.js';
 /** Scratch area inside the store root for half-written objects; never listed. */
 const TMP_DIR = '.tmp';
 
+/** A temporary file this old was left by a writer that died (a put takes seconds): removed on the next put. */
+const STALE_TMP_MS = 60 * 60 * 1000;
+
 /**
  * A store in a local directory. A put writes a temporary file, fsyncs it, then
  * hard-links it to its final name: `link(2)` fails with EEXIST instead of
  * replacing, which gives an atomic create-if-absent, and a crash at any moment
- * leaves at worst a stray file under `.tmp/` that no listing returns. The
- * directory holding the new name is fsync'd before the put resolves.
+ * leaves at worst a stray file under `.tmp/` that no listing returns (the
+ * first put of each FileStore removes those older than an hour). Every
+ * directory the put creates is fsync'd in its parent, and the directory
+ * holding the new name is fsync'd, before the put resolves.
  */
 export class FileStore implements ObjectStore {
   readonly properties: StoreProperties;
   readonly root: string;
+  private cleaned: Promise<void> | undefined;
 
   constructor(root: string) {
     this.root = root;
@@ -36,6 +43,7 @@ export class FileStore implements ObjectStore {
     const finalPath = this.path(key);
     const tmpDir = join(this.root, TMP_DIR);
     await mkdir(tmpDir, { recursive: true });
+    await (this.cleaned ??= removeStale(tmpDir));
     const tmpPath = join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
     try {
       const fh = await open(tmpPath, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
@@ -46,7 +54,12 @@ export class FileStore implements ObjectStore {
         await fh.close();
       }
       const dir = dirname(finalPath);
-      await mkdir(dir, { recursive: true });
+      const created = await mkdir(dir, { recursive: true });
+      // A new directory's name lives in its parent: without this a crash could lose the directory, and with it the object.
+      if (created !== undefined) for (let d = dir; ; d = dirname(d)) {
+        await fsyncDir(dirname(d));
+        if (d === created || d.length <= created.length) break;
+      }
       try {
         await link(tmpPath, finalPath);
       } catch (e) {
@@ -140,12 +153,12 @@ export class FileStore implements ObjectStore {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+async function removeStale(tmpDir: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
+    const p = join(tmpDir, name);
+    const s = await stat(p).catch(() => undefined);
+    if (s && now - s.mtimeMs > STALE_TMP_MS) await rm(p, { force: true }).catch(() => undefined);
   }
 }
 

@@ -1,0 +1,91 @@
+/**
+ * WAL records: one object per archived WAL file (segment, partial segment,
+ * timeline history, backup history), stored as "CWL1" ‖ SHA-256 of what
+ * follows ‖ sealed JSON record. The record names the file, its size and
+ * SHA-256, its chunk ids in order, and where each chunk sits (records carry
+ * their own chunk locations, so archiving adds no index objects and fetching
+ * reads no index).
+ *
+ * Keys (format 2): `wal/<stanza>/<system identifier>/<timeline>/<file>`, so
+ * two clusters never share a WAL name, and a cluster after pg_upgrade (a new
+ * system identifier, timelines from 1 again) never meets its old WAL.
+ * Format 1 repositories hold `wal/<timeline>/<file>` (no stanza): those are
+ * still read, and a segment read from there is checked against the system
+ * identifier in its own page header.
+ */
+import { CorruptObjectError, InvalidArgumentError } from '../errors.js';
+import { carriedProblem } from './carried-sha.js';
+import { validateStanzaName } from './stanza-record.js';
+
+export const WAL_PREFIX = 'wal/';
+export const WAL_MAGIC = Buffer.from('CWL1');
+
+/** WAL file names: segments, history files, backup history files, partial segments. */
+export const WAL_SEGMENT = /^[0-9A-F]{24}$/;
+export const WAL_FILE = /^([0-9A-F]{8})([0-9A-F]{16}(\.partial|\.[0-9A-F]{8}\.backup)?|\.history)$/;
+
+/** [pack sha, offset, length, rawLength] */
+export type WalLocation = [string, number, number, number];
+
+export interface WalRecord {
+  /** 1: format 1 repositories (no stanza); 2: keyed by stanza and system identifier. */
+  format: 1 | 2;
+  name: string;
+  stanza?: string;
+  systemIdentifier?: string;
+  size: number;
+  sha256: string;
+  chunks: string[];
+  locations: Record<string, WalLocation>;
+  archivedAt: string;
+}
+
+/** Which cluster's WAL: a stanza and one system identifier of its history. */
+export interface WalScope {
+  stanza: string;
+  systemIdentifier: string;
+}
+
+export function checkWalName(name: string): string {
+  const m = WAL_FILE.exec(name);
+  if (!m) throw new InvalidArgumentError('WAL file name', `${JSON.stringify(name)} is not a WAL segment, history or backup history file name`);
+  return m[1]!;
+}
+
+export function walKey(scope: WalScope, name: string): string {
+  const tli = checkWalName(name);
+  if (!/^\d{1,20}$/.test(scope.systemIdentifier)) throw new InvalidArgumentError('system identifier', `${JSON.stringify(scope.systemIdentifier)} is not a decimal system identifier`);
+  return `${WAL_PREFIX}${validateStanzaName(scope.stanza)}/${scope.systemIdentifier}/${tli}/${name}`;
+}
+
+/** Where a format 1 repository keeps `name`. */
+export function legacyWalKey(name: string): string {
+  return `${WAL_PREFIX}${checkWalName(name)}/${name}`;
+}
+
+/** What a WAL key says: the file name, and the scope for format 2 keys. */
+export function parseWalKey(key: string): { name: string; scope?: WalScope } | undefined {
+  const parts = key.split('/');
+  if (parts[0] !== 'wal') return undefined;
+  const name = parts[parts.length - 1]!;
+  const m = WAL_FILE.exec(name);
+  if (!m) return undefined;
+  if (parts.length === 3 && parts[1] === m[1]) return { name };
+  if (parts.length === 5 && parts[3] === m[1] && /^\d{1,20}$/.test(parts[2]!)) return { name, scope: { stanza: parts[1]!, systemIdentifier: parts[2]! } };
+  return undefined;
+}
+
+/** Why stored WAL bytes are damaged, checked without keys; undefined when intact. */
+export function walObjectProblem(bytes: Uint8Array): string | undefined {
+  return carriedProblem(WAL_MAGIC, bytes, 'WAL record');
+}
+
+/** Checks an opened record against the key it was read from. */
+export function checkRecordName(key: string, record: WalRecord): WalRecord {
+  const named = parseWalKey(key);
+  if (!named) throw new CorruptObjectError(key, 'not a WAL record key');
+  const scope = named.scope;
+  const same = record.name === named.name && (scope ? record.stanza === scope.stanza && record.systemIdentifier === scope.systemIdentifier : record.stanza === undefined);
+  if (!same) throw new CorruptObjectError(key, `holds the record of ${record.stanza ? `${record.stanza}/${record.systemIdentifier}/` : ''}${record.name}`);
+  return record;
+}
