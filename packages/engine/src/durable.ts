@@ -1,4 +1,5 @@
 /** Small files made durable: written, fsynced, and their directory entry fsynced. Errors from fsync are final, never retried or ignored. */
+import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -11,9 +12,12 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Names of temporary files `writeDurably` leaves only when the process dies mid-write. */
+export const TMP_SUFFIX = '.coffer-tmp';
+
 /** Replaces `path` with `content` atomically (temporary file, fsync, rename, fsync of the directory). */
 export async function writeDurably(path: string, content: string | Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.coffer-tmp`);
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`);
   try {
     const fh = await open(tmp, 'w', mode);
     try {

@@ -18,6 +18,7 @@ import { parseLsn } from './layout.js';
 import { DEFAULT_STANZA, readStanza, stanzaHasSystem } from './stanza.js';
 import { fetchWalBytes, readControlSystemIdentifier } from './wal.js';
 import { fsyncDir, writeDurably } from '../durable.js';
+import { pidFileAlive } from '../pid-file.js';
 
 export interface RecoveryTarget {
   /** Exactly one of these, or none for "replay all archived WAL". */
@@ -227,17 +228,8 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Whether `dir` holds a running (or crashed, pid reused) server: its postmaster.pid names a live process. */
-async function serverRunning(dir: string): Promise<boolean> {
-  const text = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
-  if (text === undefined) return false;
-  const pid = Number(text.split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+function serverRunning(dir: string): Promise<boolean> {
+  return pidFileAlive(join(dir, 'postmaster.pid'), true);
 }
 
 async function realOrSelf(p: string): Promise<string> {

@@ -18,11 +18,12 @@
  * reads correctly (see `restore-command.ts`).
  */
 import { constants as fsc } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
+import { TMP_SUFFIX, writeDurably } from '../durable.js';
+import { pidFileAlive } from '../pid-file.js';
 import { chunkBuffer } from '../chunking/chunker.js';
 import { CorruptObjectError, MissingObjectError, ObjectConflictError, SourceError, StanzaMismatchError } from '../errors.js';
 import { carriedBody, wrapCarried } from '../format/carried-sha.js';
@@ -370,23 +371,6 @@ export async function fetchWalBytes(repo: Repository, scope: WalScope, name: str
   return bytes;
 }
 
-async function writeAtomically(dest: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${dest}.coffer-${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, dest);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-}
-
 export interface WalFetchOptions {
   /** Where prefetched segments wait (default: `.coffer-spool` beside `dest`). */
   spoolDir?: string;
@@ -422,7 +406,7 @@ export async function walFetch(repo: Repository, scope: WalScope, name: string, 
   }
   const bytes = await fetchWalBytes(repo, scope, name);
   if (!bytes) return { outcome: 'absent', size: 0 };
-  await writeAtomically(dest, bytes);
+  await writeDurably(dest, bytes);
   return { outcome: 'archive', size: bytes.length };
 }
 
@@ -455,18 +439,8 @@ const PREFETCH_LOCK = '.prefetch.lock';
  * Whether a prefetcher is at work on `spoolDir` (its lock names a live
  * process): restore_command starts none then, so prefetchers never multiply.
  */
-export async function prefetcherRunning(spoolDir: string): Promise<boolean> {
-  const pid = Number(await readFile(join(spoolDir, PREFETCH_LOCK), 'utf8').catch(() => ''));
-  return Number.isInteger(pid) && pid > 0 && processAlive(pid);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+export function prefetcherRunning(spoolDir: string): Promise<boolean> {
+  return pidFileAlive(join(spoolDir, PREFETCH_LOCK), false);
 }
 
 /** Takes the spool's prefetch lock for this process; false when a live prefetcher holds it. */
@@ -507,7 +481,7 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
           try {
             const bytes = await fetchWalBytes(repo, scope, n);
             if (!bytes) return false;
-            await writeAtomically(join(spoolDir, n), bytes);
+            await writeDurably(join(spoolDir, n), bytes);
             return true;
           } catch {
             // restore_command fetches it again itself, and reports what goes wrong.
@@ -527,7 +501,7 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
 async function clearStaleSpool(spool: string, name: string): Promise<void> {
   const names = await readdir(spool).catch(() => [] as string[]);
   for (const n of names) {
-    if (n.endsWith('.tmp') || (WAL_SEGMENT.test(n) && n.slice(0, 8) === name.slice(0, 8) && n < name)) await rm(join(spool, n), { force: true });
+    if (n.endsWith(TMP_SUFFIX) || (WAL_SEGMENT.test(n) && n.slice(0, 8) === name.slice(0, 8) && n < name)) await rm(join(spool, n), { force: true });
   }
 }
 
