@@ -10,11 +10,12 @@ import pLimit from 'p-limit';
 import { CofferError, SourceError } from '../errors.js';
 import { FORMAT_VERSION } from '../format/config.js';
 import { backupLabel } from '../format/keys-layout.js';
-import { chunkIdsOf, setChunkIdBytes, type BackupManifest, type BackupStats, type TreeEntry } from '../format/manifest.js';
+import { chunkIdsOf, setChunkIdBytes, type BackupManifest, type BackupStats, type BackupSummary, type TreeEntry } from '../format/manifest.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { IdTable } from '../repository/id-table.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
+import { findNewest } from '../repository/catalogue.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange, type PageVerify } from './chunk-pipeline.js';
 import { PackWriter } from './pack-writer.js';
@@ -54,7 +55,7 @@ export interface TreeSource {
   /** PostgreSQL relation files, which the config's `relationChunker` cuts (when it has one). */
   isRelation?: (entry: TreeEntry) => boolean;
   /** Whether a previous backup may serve as this one's parent. */
-  isParent: (m: BackupManifest) => boolean;
+  isParent: (b: BackupSummary) => boolean;
   /** Runs after the data is stored and before the manifest is written (PostgreSQL: pg_backup_stop). */
   finish?: () => Promise<Pick<BackupManifest, 'postgres' | 'stanza'>>;
 }
@@ -248,13 +249,10 @@ function pageSet(manifest: BackupManifest | undefined): IdTable {
   return table;
 }
 
-async function findParent(repo: Repository, isParent: (m: BackupManifest) => boolean, parent: string): Promise<{ key: string; manifest: BackupManifest } | undefined> {
+/** The parent: named, or the newest backup of the same source, found in the catalogue; only its manifest is read. */
+async function findParent(repo: Repository, isParent: (b: BackupSummary) => boolean, parent: string): Promise<{ key: string; manifest: BackupManifest } | undefined> {
   if (parent === 'none') return undefined;
   if (parent !== 'auto') return repo.resolveBackup(parent);
-  const keys = await repo.listBackupKeys();
-  for (let i = keys.length - 1; i >= 0; i--) {
-    const manifest = await repo.readManifest(keys[i]!);
-    if (isParent(manifest)) return { key: keys[i]!, manifest };
-  }
-  return undefined;
+  const found = await findNewest(repo, isParent);
+  return found ? { key: found.key, manifest: await repo.readManifest(found.key) } : undefined;
 }

@@ -13,7 +13,9 @@ import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
+import { CATALOGUE_PREFIX, manifestKeyOf } from '../format/catalogue-record.js';
 import { STANZA_PREFIX } from '../format/stanza-record.js';
+import { decodeSummary } from '../repository/catalogue.js';
 import { decodeRecord, listWalKeys } from '../postgres/wal.js';
 import { decodeStanzaRecord } from '../postgres/stanza.js';
 
@@ -65,6 +67,17 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
 
   const referenced = new Set<string>();
   const backupKeys = await repo.listBackupKeys();
+  // Catalogue summaries: each opens and names its manifest, and no manifest's summary is missing its backup.
+  const manifestSet = new Set(backupKeys);
+  for (const { key } of await collectList(repo.store, CATALOGUE_PREFIX)) {
+    try {
+      const manifestKey = manifestKeyOf(key);
+      if (!manifestSet.has(manifestKey)) throw new MissingObjectError(manifestKey, `summarised by ${key} but not in the store`);
+      decodeSummary(repo, key, await repo.store.get(key), manifestKey);
+    } catch (e) {
+      record(e);
+    }
+  }
   for (const key of backupKeys) {
     try {
       const m = await repo.readManifest(key);

@@ -99,7 +99,10 @@ export interface BackupManifest {
   postgres?: PostgresBackupInfo;
 }
 
-/** What `list` shows of a backup without its tree. */
+/** What the catalogue keeps of a PostgreSQL backup: all but the text files pg_backup_stop returned. */
+export type PostgresBackupSummary = Omit<PostgresBackupInfo, 'backupLabel' | 'tablespaceMap'>;
+
+/** What `list`, choosing a backup and retention see of a backup without its tree (the catalogue's summary). */
 export interface BackupSummary {
   /** Store key of the manifest. */
   key: string;
@@ -113,8 +116,10 @@ export interface BackupSummary {
   source: string;
   tags: string[];
   stats: BackupStats;
+  /** Store key of the backup this one compared against, if any. */
+  parent?: string;
   stanza?: string;
-  postgres?: PostgresBackupInfo;
+  postgres?: PostgresBackupSummary;
 }
 
 /**

@@ -21,13 +21,15 @@ import { asBuffer, sha256Hex } from '../bytes.js';
 import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryError, ObjectConflictError } from '../errors.js';
 import { decodeConfig } from '../format/config.js';
 import { BACKUP_PREFIX, CONFIG_KEY, expectedSha, INDEX_PREFIX, KEYS_PREFIX, PACK_PREFIX } from '../format/keys-layout.js';
+import { CATALOGUE_PREFIX } from '../format/catalogue-record.js';
 import { STANZA_PREFIX } from '../format/stanza-record.js';
+import { catalogueObjectProblem } from '../repository/catalogue.js';
 import { WAL_PREFIX, walObjectProblem } from '../format/wal-record.js';
 import { stanzaObjectProblem } from '../postgres/stanza.js';
 import type { ObjectInfo, ObjectStore } from '../store/object-store.js';
 
 /** Copy order: what may be referenced comes before what references it. */
-export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, STANZA_PREFIX, BACKUP_PREFIX, WAL_PREFIX] as const;
+export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, STANZA_PREFIX, BACKUP_PREFIX, CATALOGUE_PREFIX, WAL_PREFIX] as const;
 
 /**
  * Listing order: the reverse. Writers put packs before the index, manifest or
@@ -72,6 +74,7 @@ export function storedObjectProblem(key: string, bytes: Uint8Array): string | un
   }
   if (key.startsWith(WAL_PREFIX)) return walObjectProblem(bytes);
   if (key.startsWith(STANZA_PREFIX)) return stanzaObjectProblem(bytes);
+  if (key.startsWith(CATALOGUE_PREFIX)) return catalogueObjectProblem(bytes);
   const sha = expectedSha(key);
   if (!sha) return 'its name carries no SHA-256';
   return sha256Hex(bytes) === sha ? undefined : 'SHA-256 of its bytes does not match its name';

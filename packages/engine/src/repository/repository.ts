@@ -28,6 +28,7 @@ import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexK
 import { decodeManifest, encodeManifest, type BackupManifest, type BackupSummary } from '../format/manifest.js';
 import type { KeyProvider, WrappedKey } from '../keys/key-provider.js';
 import { collectList, type ObjectStore } from '../store/object-store.js';
+import { listSummaries, writeSummary } from './catalogue.js';
 import { ChunkIndex } from './chunk-index.js';
 import { decodeKeyRecords, idKeyCheck, keyRecordsObject, mergeKeyRecords, openSecrets, sealSecrets, type StoredKeyRecords } from './key-records.js';
 
@@ -50,7 +51,7 @@ export interface OpenOptions {
   expectRepositoryId?: string;
 }
 
-type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | 'wal' | 'stanza';
+type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | 'wal' | 'stanza' | 'catalogue';
 
 export class Repository {
   readonly store: ObjectStore;
@@ -279,6 +280,8 @@ export class Repository {
     const sealed = this.codec.sealObject(this.codec.compress(encodeManifest(manifest)), this.aad('manifest'));
     const key = backupKey(manifest.label, sha256Hex(sealed));
     await this.store.put(key, sealed);
+    // The backup exists from here; its catalogue summary follows (a crash before it: summarised from the manifest).
+    await writeSummary(this, key, manifest);
     return key;
   }
 
@@ -305,10 +308,9 @@ export class Repository {
     return (await collectList(this.store, BACKUP_PREFIX)).map((o) => o.key).sort();
   }
 
-  async listBackups(): Promise<BackupSummary[]> {
-    const keys = await this.listBackupKeys();
-    const limit = pLimit(8);
-    return Promise.all(keys.map((key) => limit(async () => summarise(key, await this.readManifest(key)))));
+  /** Every backup's catalogue summary, oldest first; no manifest is read where a summary exists. */
+  listBackups(): Promise<BackupSummary[]> {
+    return listSummaries(this);
   }
 
   /**
@@ -334,23 +336,6 @@ export class Repository {
 /** The label a manifest key names: `backups/<label>-<sha256>`. */
 function labelOf(key: string): string {
   return key.slice(BACKUP_PREFIX.length, -65);
-}
-
-export function summarise(key: string, m: BackupManifest): BackupSummary {
-  return {
-    key,
-    id: (expectedSha(key) ?? key).slice(0, 12),
-    kind: m.kind,
-    label: m.label,
-    startedAt: m.startedAt,
-    finishedAt: m.finishedAt,
-    hostname: m.hostname,
-    source: m.source,
-    tags: m.tags,
-    stats: m.stats,
-    ...(m.stanza !== undefined ? { stanza: m.stanza } : {}),
-    ...(m.postgres ? { postgres: m.postgres } : {}),
-  };
 }
 
 function providerList(providers: KeyProvider | readonly KeyProvider[]): readonly KeyProvider[] {

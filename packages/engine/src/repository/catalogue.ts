@@ -1,0 +1,87 @@
+/**
+ * The backup catalogue (format in `format/catalogue-record.ts`): one small
+ * sealed summary per backup, read instead of manifests wherever the tree is
+ * not needed. `list` of N backups is one listing of each prefix and N small
+ * reads.
+ */
+import pLimit from 'p-limit';
+import { CorruptObjectError } from '../errors.js';
+import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
+import { CATALOGUE_MAGIC, CATALOGUE_PREFIX, catalogueKey, type CatalogueRecord } from '../format/catalogue-record.js';
+import { expectedSha } from '../format/keys-layout.js';
+import type { BackupManifest, BackupSummary } from '../format/manifest.js';
+import { collectList } from '../store/object-store.js';
+import type { Repository } from './repository.js';
+
+/** The summary of `m`, stored under `key`. */
+export function summarise(key: string, m: BackupManifest): BackupSummary {
+  const pg = m.postgres ? (({ backupLabel: _label, tablespaceMap: _map, ...rest }) => rest)(m.postgres) : undefined;
+  return {
+    key,
+    id: (expectedSha(key) ?? key).slice(0, 12),
+    kind: m.kind,
+    label: m.label,
+    startedAt: m.startedAt,
+    finishedAt: m.finishedAt,
+    hostname: m.hostname,
+    source: m.source,
+    tags: m.tags,
+    stats: m.stats,
+    ...(m.parent !== undefined ? { parent: m.parent } : {}),
+    ...(m.stanza !== undefined ? { stanza: m.stanza } : {}),
+    ...(pg ? { postgres: pg } : {}),
+  };
+}
+
+/** Why stored summary bytes are damaged, checked without keys; undefined when intact. */
+export function catalogueObjectProblem(bytes: Uint8Array): string | undefined {
+  return carriedProblem(CATALOGUE_MAGIC, bytes, 'catalogue summary');
+}
+
+export async function writeSummary(repo: Repository, manifestKey: string, manifest: BackupManifest): Promise<void> {
+  const record: CatalogueRecord = { format: 2, summary: summarise(manifestKey, manifest) };
+  const sealed = repo.codec.sealObject(Buffer.from(JSON.stringify(record)), repo.aad('catalogue'));
+  await repo.store.put(catalogueKey(manifestKey), wrapCarried(CATALOGUE_MAGIC, sealed));
+}
+
+export function decodeSummary(repo: Repository, key: string, bytes: Uint8Array, manifestKey: string): BackupSummary {
+  const problem = catalogueObjectProblem(bytes);
+  if (problem) throw new CorruptObjectError(key, problem);
+  const plain = repo.codec.openObject(carriedBody(bytes), repo.aad('catalogue'));
+  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+  let record: CatalogueRecord;
+  try {
+    record = JSON.parse(plain.toString('utf8')) as CatalogueRecord;
+  } catch (e) {
+    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
+  }
+  if (record.summary?.key !== manifestKey) throw new CorruptObjectError(key, `holds the summary of ${record.summary?.key}, not of ${manifestKey}`);
+  return record.summary;
+}
+
+async function summaryOf(repo: Repository, key: string, present: ReadonlySet<string>): Promise<BackupSummary> {
+  const ck = catalogueKey(key);
+  if (present.has(ck)) return decodeSummary(repo, ck, await repo.store.get(ck), key);
+  return summarise(key, await repo.readManifest(key));
+}
+
+/** The newest backup `matches` accepts, reading summaries from the newest back until one does. */
+export async function findNewest(repo: Repository, matches: (b: BackupSummary) => boolean): Promise<BackupSummary | undefined> {
+  const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), collectList(repo.store, CATALOGUE_PREFIX)]);
+  const present = new Set(summaries.map((o) => o.key));
+  for (let i = manifests.length - 1; i >= 0; i--) {
+    const b = await summaryOf(repo, manifests[i]!, present);
+    if (matches(b)) return b;
+  }
+  return undefined;
+}
+
+/** Every backup's summary, oldest first: from the catalogue, or from the manifest where no summary was written. */
+export async function listSummaries(repo: Repository): Promise<BackupSummary[]> {
+  const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), collectList(repo.store, CATALOGUE_PREFIX)]);
+  const present = new Set(summaries.map((o) => o.key));
+  const limit = pLimit(Math.max(2, Math.min(16, repo.store.properties.connections)));
+  return Promise.all(
+    manifests.map((key) => limit(() => summaryOf(repo, key, present))),
+  );
+}
