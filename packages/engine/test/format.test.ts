@@ -1,6 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backupWalFiles, chunkIdBytes, chunkIdsOf, decodeIndex, decodeManifest, encodeIndex, encodeManifest, IdTable, pageChecksum, parseLsn, scanIndex, segmentName, type BackupManifest, type IndexedPack } from '@coffer/engine';
+import { backupWalFiles, chunkIdBytes, chunkIdsOf, decodeIndex, decodeManifest, encodeIndex, encodeManifest, pageChecksum, parseLsn, segmentName, type BackupManifest, type IndexedPack } from '@coffer/engine';
+// Internals, not part of the package's public surface: tested where they are built.
+import { scanIndex } from '../dist/format/index-file.js';
+import { IdTable } from '../dist/repository/id-table.js';
 
 describe('index objects', () => {
   const packArb = fc.record({

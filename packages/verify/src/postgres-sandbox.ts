@@ -144,7 +144,7 @@ export class PostgresSandbox {
 
   static async create(install: PostgresInstall, parent: string, options: SandboxOptions = {}): Promise<PostgresSandbox> {
     const data = join(parent, `data-${Math.random().toString(36).slice(2, 8)}`);
-    const r = await runAsServerUser(join(install.bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(options.checksums === false ? [] : ['--data-checksums']), ...(options.walDir ? ['-X', options.walDir] : [])]);
+    const r = await runAsServerUser(join(install.bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(options.checksums === false ? (install.major >= 18 ? ['--no-data-checksums'] : []) : ['--data-checksums']), ...(options.walDir ? ['-X', options.walDir] : [])]);
     if (r.status !== 0) throw new Error(`initdb failed: ${r.stderr}`);
     const c = await PostgresSandbox.adopt(install, data, options);
     await appendFile(
