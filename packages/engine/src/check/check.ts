@@ -16,8 +16,8 @@ import { collectList } from '../store/object-store.js';
 import { CATALOGUE_PREFIX, manifestKeyOf } from '../format/catalogue-record.js';
 import { STANZA_PREFIX } from '../format/stanza-record.js';
 import { decodeSummary } from '../repository/catalogue.js';
-import { decodeRecord, listWalKeys } from '../postgres/wal.js';
-import { decodeStanzaRecord } from '../postgres/stanza.js';
+import { WAL_PREFIX } from '../format/wal-record.js';
+import { decodeStanzaRecord, decodeWalRecord } from '../repository/sealed-records.js';
 
 export interface CheckOptions {
   readData?: boolean;
@@ -97,10 +97,10 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     if (loc) neededPacks.add(loc.pack);
   }
   // WAL records locate their own chunks, in packs no index lists.
-  const walKeys = await listWalKeys(repo);
+  const walKeys = (await collectList(repo.store, WAL_PREFIX)).map((o) => o.key).sort();
   for (const key of walKeys) {
     try {
-      const record = decodeRecord(repo, key, asBuffer(await repo.store.get(key)));
+      const record = decodeWalRecord(repo, key, asBuffer(await repo.store.get(key)));
       for (const [id, [pack, offset, length, rawLength]] of Object.entries(record.locations)) {
         neededPacks.add(pack);
         const list = packs.get(pack) ?? [];

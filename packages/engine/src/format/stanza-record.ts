@@ -10,6 +10,7 @@
  * Stored like WAL records: "CST1" ‖ SHA-256 of what follows ‖ sealed JSON.
  */
 import { InvalidArgumentError } from '../errors.js';
+import { carriedProblem } from './carried-sha.js';
 
 export const STANZA_PREFIX = 'stanzas/';
 export const STANZA_MAGIC = Buffer.from('CST1');
@@ -60,4 +61,9 @@ export function parseStanzaKey(key: string): { stanza: string; seq: number } | u
 
 export function currentIdentity(record: StanzaRecord): StanzaEntry {
   return record.history[record.history.length - 1]!;
+}
+
+/** Why stored stanza bytes are damaged, checked without keys; undefined when intact. */
+export function stanzaObjectProblem(bytes: Uint8Array): string | undefined {
+  return carriedProblem(STANZA_MAGIC, bytes, 'stanza record');
 }

@@ -22,10 +22,9 @@ import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryErro
 import { decodeConfig } from '../format/config.js';
 import { BACKUP_PREFIX, CONFIG_KEY, expectedSha, INDEX_PREFIX, KEYS_PREFIX, PACK_PREFIX } from '../format/keys-layout.js';
 import { CATALOGUE_PREFIX } from '../format/catalogue-record.js';
-import { STANZA_PREFIX } from '../format/stanza-record.js';
+import { STANZA_PREFIX, stanzaObjectProblem } from '../format/stanza-record.js';
 import { catalogueObjectProblem } from '../repository/catalogue.js';
 import { WAL_PREFIX, walObjectProblem } from '../format/wal-record.js';
-import { stanzaObjectProblem } from '../postgres/stanza.js';
 import type { ObjectInfo, ObjectStore } from '../store/object-store.js';
 
 /** Copy order: what may be referenced comes before what references it. */

@@ -6,41 +6,13 @@
  * `pg_upgrade`.
  */
 import { asBuffer } from '../bytes.js';
-import { CorruptObjectError, MissingObjectError, ObjectConflictError, StanzaMismatchError } from '../errors.js';
-import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
-import { currentIdentity, parseStanzaKey, STANZA_MAGIC, STANZA_PREFIX, stanzaKey, validateStanzaName, type StanzaIdentity, type StanzaRecord } from '../format/stanza-record.js';
+import { MissingObjectError, ObjectConflictError, StanzaMismatchError } from '../errors.js';
+import { currentIdentity, parseStanzaKey, STANZA_PREFIX, stanzaKey, validateStanzaName, type StanzaIdentity, type StanzaRecord } from '../format/stanza-record.js';
+import { decodeStanzaRecord, encodeStanzaRecord } from '../repository/sealed-records.js';
 import type { Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
 
 export const DEFAULT_STANZA = 'main';
-
-export function encodeStanzaRecord(repo: Repository, record: StanzaRecord): Buffer {
-  return wrapCarried(STANZA_MAGIC, repo.codec.sealObject(Buffer.from(JSON.stringify(record)), repo.aad('stanza')));
-}
-
-/** Why stored stanza bytes are damaged, checked without keys; undefined when intact. */
-export function stanzaObjectProblem(bytes: Uint8Array): string | undefined {
-  return carriedProblem(STANZA_MAGIC, bytes, 'stanza record');
-}
-
-export function decodeStanzaRecord(repo: Repository, key: string, bytes: Uint8Array): StanzaRecord {
-  const problem = stanzaObjectProblem(bytes);
-  if (problem) throw new CorruptObjectError(key, problem);
-  const plain = repo.codec.openObject(carriedBody(bytes), repo.aad('stanza'));
-  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
-  const named = parseStanzaKey(key);
-  let record: StanzaRecord;
-  try {
-    record = JSON.parse(plain.toString('utf8')) as StanzaRecord;
-  } catch (e) {
-    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
-  }
-  // The body is authenticated; its own name and number must be the ones it is stored under.
-  if (!named || record.stanza !== named.stanza || record.seq !== named.seq || !Array.isArray(record.history) || record.history.length === 0) {
-    throw new CorruptObjectError(key, `holds the record of stanza ${JSON.stringify(record.stanza)} #${record.seq}`);
-  }
-  return record;
-}
 
 /** The stanza's current record, or undefined when no backup or WAL has named it yet. */
 export async function readStanza(repo: Repository, name: string): Promise<StanzaRecord | undefined> {

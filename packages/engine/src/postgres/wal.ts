@@ -26,24 +26,21 @@ import { TMP_SUFFIX, writeDurably } from '../durable.js';
 import { pidFileAlive } from '../pid-file.js';
 import { chunkBuffer } from '../chunking/chunker.js';
 import { CorruptObjectError, MissingObjectError, ObjectConflictError, SourceError, StanzaMismatchError } from '../errors.js';
-import { carriedBody, wrapCarried } from '../format/carried-sha.js';
 import { packKey } from '../format/keys-layout.js';
 import type { PackEntry } from '../format/pack.js';
 import { currentIdentity, type StanzaIdentity, type StanzaRecord } from '../format/stanza-record.js';
 import {
-  checkRecordName,
   checkWalName,
   legacyWalKey,
-  WAL_MAGIC,
   WAL_PREFIX,
   WAL_SEGMENT,
   walKey,
-  walObjectProblem,
   type WalLocation,
   type WalRecord,
   type WalScope,
 } from '../format/wal-record.js';
 import type { Repository } from '../repository/repository.js';
+import { decodeWalRecord, encodeWalRecord } from '../repository/sealed-records.js';
 import { collectList } from '../store/object-store.js';
 import { sealedTrailer } from '../backup/pack-writer.js';
 import { nextSegment } from './layout.js';
@@ -51,25 +48,6 @@ import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSyste
 import { readSegmentHeader } from './wal-header.js';
 
 export { WAL_PREFIX, walKey, type WalRecord, type WalScope };
-
-function encodeRecord(repo: Repository, record: WalRecord): Buffer {
-  return wrapCarried(WAL_MAGIC, repo.codec.sealObject(Buffer.from(JSON.stringify(record)), repo.aad('wal')));
-}
-
-/** Opens a stored WAL record, checking its bytes, tag, and that it is the record its key names. */
-export function decodeRecord(repo: Repository, key: string, bytes: Uint8Array): WalRecord {
-  const problem = walObjectProblem(bytes);
-  if (problem) throw new CorruptObjectError(key, problem);
-  const plain = repo.codec.openObject(carriedBody(bytes), repo.aad('wal'));
-  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
-  let record: WalRecord;
-  try {
-    record = JSON.parse(plain.toString('utf8')) as WalRecord;
-  } catch (e) {
-    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
-  }
-  return checkRecordName(key, record);
-}
 
 /** The keys where `name` may be archived for `scope`: its own, then (format 1 repositories) the legacy one. */
 function candidateKeys(repo: Repository, scope: WalScope, name: string): string[] {
@@ -86,7 +64,7 @@ export async function readWalRecord(repo: Repository, scope: WalScope, name: str
       if (e instanceof MissingObjectError) continue;
       throw e;
     }
-    return { key, record: decodeRecord(repo, key, bytes) };
+    return { key, record: decodeWalRecord(repo, key, bytes) };
   }
   return undefined;
 }
@@ -310,7 +288,7 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
     archivedAt: new Date().toISOString(),
   };
   try {
-    await repo.store.put(key, encodeRecord(repo, record));
+    await repo.store.put(key, encodeWalRecord(repo, record));
   } catch (e) {
     if (!(e instanceof ObjectConflictError)) throw e;
     // Archived meanwhile by another push: fine if it is the same file.

@@ -6,7 +6,8 @@
  */
 import pLimit from 'p-limit';
 import { CorruptObjectError } from '../errors.js';
-import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
+import { carriedProblem } from '../format/carried-sha.js';
+import { openJson, sealJson } from './sealed-records.js';
 import { CATALOGUE_MAGIC, CATALOGUE_PREFIX, catalogueKey, type CatalogueRecord } from '../format/catalogue-record.js';
 import { expectedSha } from '../format/keys-layout.js';
 import type { BackupManifest, BackupSummary } from '../format/manifest.js';
@@ -40,21 +41,11 @@ export function catalogueObjectProblem(bytes: Uint8Array): string | undefined {
 
 export async function writeSummary(repo: Repository, manifestKey: string, manifest: BackupManifest): Promise<void> {
   const record: CatalogueRecord = { format: 2, summary: summarise(manifestKey, manifest) };
-  const sealed = repo.codec.sealObject(Buffer.from(JSON.stringify(record)), repo.aad('catalogue'));
-  await repo.store.put(catalogueKey(manifestKey), wrapCarried(CATALOGUE_MAGIC, sealed));
+  await repo.store.put(catalogueKey(manifestKey), sealJson(repo, CATALOGUE_MAGIC, 'catalogue', record));
 }
 
 export function decodeSummary(repo: Repository, key: string, bytes: Uint8Array, manifestKey: string): BackupSummary {
-  const problem = catalogueObjectProblem(bytes);
-  if (problem) throw new CorruptObjectError(key, problem);
-  const plain = repo.codec.openObject(carriedBody(bytes), repo.aad('catalogue'));
-  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
-  let record: CatalogueRecord;
-  try {
-    record = JSON.parse(plain.toString('utf8')) as CatalogueRecord;
-  } catch (e) {
-    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
-  }
+  const record = openJson<CatalogueRecord>(repo, CATALOGUE_MAGIC, 'catalogue', 'catalogue summary', key, bytes);
   if (record.summary?.key !== manifestKey) throw new CorruptObjectError(key, `holds the summary of ${record.summary?.key}, not of ${manifestKey}`);
   return record.summary;
 }

@@ -51,7 +51,9 @@ export interface OpenOptions {
   expectRepositoryId?: string;
 }
 
-type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | 'wal' | 'stanza' | 'catalogue';
+type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | SealedKind;
+/** Kinds of sealed JSON records named without their SHA-256 (see `sealed-records.ts`). */
+export type SealedKind = 'wal' | 'stanza' | 'catalogue';
 
 export class Repository {
   readonly store: ObjectStore;

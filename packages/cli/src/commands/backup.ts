@@ -1,0 +1,59 @@
+/** `coffer backup`: a PostgreSQL base backup (the PG* environment or --db) or a directory tree (--path). */
+import { backupFiles, backupPostgres, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
+import { intOption, stanzaOf, type CliContext } from '../context.js';
+import { humanBytes, progressBar } from '../progress.js';
+
+export function register(ctx: CliContext): void {
+  const { program, io, globals, openRepo, say } = ctx;
+  program
+    .command('backup')
+    .description('back up PostgreSQL (connects with the PG* environment or --db), or a directory tree with --path')
+    .option('--path <dir>', 'back up this directory tree instead of a PostgreSQL cluster')
+    .option('--db <connstring>', 'libpq connection string (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD)')
+    .option('--pgdata <dir>', "the cluster's data directory as seen here (default: the server's data_directory)")
+    .option('--tag <tag>', 'label the backup (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--parent <id>', 'compare against this backup instead of the latest of the same source ("none" to read everything)')
+    .option('--workers <n>', 'chunking threads (0 = none; default: one per core for large inputs)', intOption('--workers', 0, 64))
+    .option('--no-archive-check', 'PostgreSQL: commit the backup without confirming its WAL is in this repository (it then needs WAL from elsewhere)')
+    .option('--archive-timeout <seconds>', 'PostgreSQL: how long to wait for the backup\'s WAL to reach this repository (default 60)', intOption('--archive-timeout', 1, 86400))
+    .option('--primary-db <connstring>', 'PostgreSQL, backing up a standby: the primary, asked to switch WAL segments so the backup\'s last segment is archived')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; archiveCheck: boolean; archiveTimeout?: number; primaryDb?: string; json?: boolean }) => {
+      if (o.path && (o.db || o.pgdata || o.primaryDb)) throw new InvalidArgumentError('--path', 'a files backup takes no --db, --pgdata or --primary-db');
+      const repo = await openRepo();
+      const bar = progressBar('backup ', io.stderr, !globals().quiet && !o.json);
+      const t0 = performance.now();
+      const common = {
+        tags: o.tag,
+        ...(o.parent ? { parent: o.parent } : {}),
+        ...(o.workers !== undefined ? { workers: o.workers } : {}),
+        onProgress: (p: BackupProgress) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files, ${humanBytes(p.newBytes)} new`),
+      };
+      let result;
+      try {
+        result = o.path
+          ? await backupFiles(repo, o.path, common)
+          : await backupPostgres(repo, {
+              ...common,
+              stanza: stanzaOf(globals(), io.env),
+              archiveCheck: o.archiveCheck,
+              ...(o.archiveTimeout ? { archiveTimeoutMs: o.archiveTimeout * 1000 } : {}),
+              ...(o.primaryDb ? { primaryConnectionString: o.primaryDb } : {}),
+              ...(o.db ? { connectionString: o.db } : {}),
+              ...(o.pgdata ? { pgdata: o.pgdata } : {}),
+            });
+      } finally {
+        bar.stop();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const s = result.manifest.stats;
+      const id = result.key.slice(-64, -52);
+      const pg = result.manifest.postgres;
+      if (o.json) return say(JSON.stringify({ id, key: result.key, seconds, stats: s, ...(pg ? { postgres: { ...pg, backupLabel: undefined, tablespaceMap: undefined } } : {}) }, null, 2));
+      say(`backup ${id} (${result.manifest.label})`);
+      if (pg) say(`  PostgreSQL ${pg.versionNum}, stanza ${result.manifest.stanza}, timeline ${pg.timeline}, ${pg.startLsn} → ${pg.stopLsn}${pg.standby ? ', from a standby' : ''}${pg.dataChecksums ? ', pages verified' : ''}${pg.archiveChecked === false ? ', WAL NOT confirmed in this repository (--no-archive-check)' : ', WAL archived here'}`);
+      say(`  ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${humanBytes(s.bytes)} (${s.unchangedFiles} files unchanged)`);
+      say(`  new: ${s.newChunks} chunks, ${humanBytes(s.newBytes)} → ${humanBytes(s.storedBytes)} stored, in ${seconds.toFixed(2)} s`);
+      if (s.skipped.length) say(`  skipped ${s.skipped.length}: ${s.skipped.slice(0, 10).join(', ')}${s.skipped.length > 10 ? ', …' : ''}`);
+    });
+}

@@ -1,0 +1,47 @@
+/** `coffer wal-fetch` (restore_command) and the hidden background `wal-prefetch`; exit statuses as PostgreSQL reads them. */
+import { spawn } from 'node:child_process';
+import { defaultSpool, prefetcherRunning, recoveryMode, restoreCommandStatus, walFetchScope, segmentsAfter, walFetch, walPrefetch, CofferError } from '@coffer/engine';
+import { intOption, repoArgs, stanzaOf, COFFER_BIN, CommandExit, type CliContext } from '../context.js';
+
+export function register(ctx: CliContext): void {
+  const { program, io, globals, openRepo } = ctx;
+  program
+    .command('wal-fetch <name> <dest>')
+    .description("restore an archived WAL file: PostgreSQL's restore_command ('coffer wal-fetch %f %p'); exits 1 when it is not archived, 255 when it cannot tell (archive recovery stops instead of ending short)")
+    .option('--prefetch <n>', 'fetch the next N segments into a spool in the background', intOption('--prefetch', 0, 64), 4)
+    .option('--spool <dir>', 'prefetch spool (default: .coffer-spool beside <dest>)')
+    .option('--system-id <id>', "the cluster's system identifier (default: global/pg_control of the data directory it runs in)")
+    .action(async (name: string, dest: string, o: { prefetch: number; spool?: string; systemId?: string }) => {
+      // restore_command runs in the data directory: its signal file says how PostgreSQL will read our status.
+      const mode = await recoveryMode(process.cwd());
+      let result;
+      try {
+        const repo = await openRepo();
+        const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
+        const spool = o.spool ?? defaultSpool(dest);
+        result = await walFetch(repo, scope, name, dest, { spoolDir: spool });
+        if (result.outcome !== 'absent') {
+          const next = segmentsAfter(name, o.prefetch, result.size);
+          if (next.length > 0 && !(await prefetcherRunning(spool))) {
+            // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
+            const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', scope.systemIdentifier, ...next];
+            spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
+          }
+        }
+      } catch (e) {
+        const reason = e instanceof CofferError ? e.message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`;
+        const status = restoreCommandStatus('failed', mode);
+        throw new CommandExit(status, `${reason}${status === 1 ? ' (standby: PostgreSQL will ask again)' : ' (recovery stops here rather than end short of the archive; fix the cause and start the server again)'}`);
+      }
+      if (result.outcome === 'absent') throw new CommandExit(restoreCommandStatus('absent', mode));
+    });
+
+  program
+    .command('wal-prefetch <names...>', { hidden: true })
+    .requiredOption('--spool <dir>', 'spool directory')
+    .requiredOption('--system-id <id>', "the cluster's system identifier")
+    .action(async (names: string[], o: { spool: string; systemId: string }) => {
+      const repo = await openRepo();
+      await walPrefetch(repo, await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd()), names, o.spool);
+    });
+}

@@ -1,0 +1,100 @@
+/**
+ * What every command file shares: the process's streams and environment, the
+ * global options, opening the repository they name, and the few helpers that
+ * turn options into library arguments.
+ */
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { commandLine, DEFAULT_STANZA, InvalidArgumentError, validateStanzaName, type Repository, type RestoreCommandScope, type ObjectStore } from '@coffer/engine';
+import { absoluteLocation, repoLocation as rawRepoLocation, type RepoOptions } from './repo-options.js';
+
+export interface CliIo {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface GlobalOptions extends RepoOptions {
+  quiet?: boolean;
+  stanza?: string;
+  repositoryId?: string;
+}
+
+/** Ends a command with an exit status of its own choosing (restore_command speaks to PostgreSQL in statuses). */
+export class CommandExit extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason?: string,
+  ) {
+    super(reason ?? `exit ${status}`);
+  }
+}
+
+export function intOption(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(name, `expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+/** This command's own entry point, for restore_command and background prefetch. */
+export const COFFER_BIN = fileURLToPath(new URL('../bin/coffer.js', import.meta.url));
+export const VERSION = (JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }).version;
+
+export function parseDirMap(option: string, pairs: readonly string[]): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0 || eq === pair.length - 1) throw new InvalidArgumentError(option, `${JSON.stringify(pair)} is not NAME=DIR`);
+    map[pair.slice(0, eq)] = resolve(pair.slice(eq + 1));
+  }
+  return map;
+}
+
+function repoLocation(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
+  return absoluteLocation(rawRepoLocation(g, env));
+}
+
+export function stanzaOf(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
+  return validateStanzaName(g.stanza ?? env.COFFER_STANZA ?? DEFAULT_STANZA);
+}
+
+/**
+ * The options that name this repository, its keys and the stanza, for a
+ * coffer run by PostgreSQL or in the background; `repositoryId` pins the
+ * repository so that a config swapped in later is refused.
+ */
+export function repoArgs(g: GlobalOptions, env: NodeJS.ProcessEnv, repositoryId?: string): string[] {
+  const keyFile = g.keyFile ?? env.COFFER_KEY_FILE;
+  const pinned = repositoryId ?? g.repositoryId ?? env.COFFER_REPOSITORY_ID;
+  return [
+    '--repo',
+    repoLocation(g, env),
+    '--stanza',
+    stanzaOf(g, env),
+    ...(pinned ? ['--repository-id', pinned] : []),
+    ...(keyFile ? ['--key-file', resolve(keyFile)] : []),
+    ...(g.kmsKeyId ? ['--kms-key-id', g.kmsKeyId] : []),
+    ...(g.s3Endpoint ? ['--s3-endpoint', g.s3Endpoint] : []),
+    ...(g.s3PathStyle === true ? ['--s3-path-style'] : g.s3PathStyle === false ? ['--no-s3-path-style'] : []),
+  ];
+}
+
+/** wal-fetch through this same coffer and repository, for the backup's cluster; the key comes from the server's environment or the key file. */
+export function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv, repositoryId: string, scope: RestoreCommandScope): string {
+  return commandLine([process.execPath, COFFER_BIN, ...repoArgs({ ...g, stanza: scope.stanza }, env, repositoryId), 'wal-fetch', '--system-id', scope.systemIdentifier, '%f', '%p']);
+}
+
+/** Handed to each command's `register`. */
+export interface CliContext {
+  program: Command;
+  io: CliIo;
+  globals: () => GlobalOptions;
+  /** The repository the global options name, opened with the keys they give. */
+  openRepo: () => Promise<Repository>;
+  openRepoAt: (store?: ObjectStore, g?: GlobalOptions) => Promise<Repository>;
+  say: (line: string) => void;
+}

@@ -1,0 +1,54 @@
+/**
+ * Sealed JSON records whose names cannot carry their SHA-256 (WAL records,
+ * stanza records, catalogue summaries): sealed under the repository's data
+ * key with an AAD naming their kind, then wrapped with the SHA-256 of the
+ * sealed bytes (`format/carried-sha.ts`), so a key-less reader can check
+ * them and a keyed one knows they are authentic and of the right kind.
+ * Each kind's decoder then checks the record against the name it was read
+ * under.
+ */
+import { CorruptObjectError } from '../errors.js';
+import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
+import { checkRecordName, WAL_MAGIC, type WalRecord } from '../format/wal-record.js';
+import { parseStanzaKey, STANZA_MAGIC, type StanzaRecord } from '../format/stanza-record.js';
+import type { Repository, SealedKind } from './repository.js';
+
+export function sealJson(repo: Repository, magic: Buffer, kind: SealedKind, value: unknown): Buffer {
+  return wrapCarried(magic, repo.codec.sealObject(Buffer.from(JSON.stringify(value)), repo.aad(kind)));
+}
+
+/** Opens a record sealed by `sealJson`: its carried SHA-256, its tag, its JSON; `what` names the kind in errors. */
+export function openJson<T>(repo: Repository, magic: Buffer, kind: SealedKind, what: string, key: string, bytes: Uint8Array): T {
+  const problem = carriedProblem(magic, bytes, what);
+  if (problem) throw new CorruptObjectError(key, problem);
+  const plain = repo.codec.openObject(carriedBody(bytes), repo.aad(kind));
+  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+  try {
+    return JSON.parse(plain.toString('utf8')) as T;
+  } catch (e) {
+    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
+  }
+}
+
+export function encodeWalRecord(repo: Repository, record: WalRecord): Buffer {
+  return sealJson(repo, WAL_MAGIC, 'wal', record);
+}
+
+/** Opens a stored WAL record, checking its bytes, tag, and that it is the record its key names. */
+export function decodeWalRecord(repo: Repository, key: string, bytes: Uint8Array): WalRecord {
+  return checkRecordName(key, openJson<WalRecord>(repo, WAL_MAGIC, 'wal', 'WAL record', key, bytes));
+}
+
+export function encodeStanzaRecord(repo: Repository, record: StanzaRecord): Buffer {
+  return sealJson(repo, STANZA_MAGIC, 'stanza', record);
+}
+
+/** Opens a stored stanza record; its name and number must be those it is stored under. */
+export function decodeStanzaRecord(repo: Repository, key: string, bytes: Uint8Array): StanzaRecord {
+  const record = openJson<StanzaRecord>(repo, STANZA_MAGIC, 'stanza', 'stanza record', key, bytes);
+  const named = parseStanzaKey(key);
+  if (!named || record.stanza !== named.stanza || record.seq !== named.seq || !Array.isArray(record.history) || record.history.length === 0) {
+    throw new CorruptObjectError(key, `holds the record of stanza ${JSON.stringify(record.stanza)} #${record.seq}`);
+  }
+  return record;
+}
