@@ -22,6 +22,9 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_KEY_UNAVAILABLE: 20,
   COFFER_STANZA_MISMATCH: 21,
   COFFER_ARCHIVE_CHECK_FAILED: 22,
+  COFFER_NO_SPACE: 23,
+  COFFER_PERMISSION_DENIED: 24,
+  COFFER_FILE_ERROR: 25,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

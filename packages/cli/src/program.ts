@@ -5,7 +5,7 @@
  * errors to exit statuses.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { CofferError, InvalidArgumentError, NoApplicableKeyError, Repository, type ObjectStore } from '@coffer/engine';
+import { CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, Repository, type ObjectStore } from '@coffer/engine';
 import { CommandExit, VERSION, type CliContext, type CliIo, type GlobalOptions } from './context.js';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
 import { keyProviders, localProvider, openStore } from './repo-options.js';
@@ -81,9 +81,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       return e.status;
     }
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_USAGE;
-    if (e instanceof CofferError) {
-      io.stderr.write(`coffer: ${e.message}\n`);
-      return EXIT_CODES[e.code] ?? EXIT_INTERNAL;
+    const typed = e instanceof CofferError ? e : fromSystemError(e);
+    if (typed) {
+      io.stderr.write(`coffer: ${typed.message}\n`);
+      return EXIT_CODES[typed.code] ?? EXIT_INTERNAL;
     }
     io.stderr.write(`coffer: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
     return EXIT_INTERNAL;

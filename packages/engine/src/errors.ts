@@ -25,7 +25,10 @@ export type CofferErrorCode =
   | 'COFFER_STORE_ACCESS_DENIED'
   | 'COFFER_KEY_UNAVAILABLE'
   | 'COFFER_STANZA_MISMATCH'
-  | 'COFFER_ARCHIVE_CHECK_FAILED';
+  | 'COFFER_ARCHIVE_CHECK_FAILED'
+  | 'COFFER_NO_SPACE'
+  | 'COFFER_PERMISSION_DENIED'
+  | 'COFFER_FILE_ERROR';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;
@@ -244,6 +247,59 @@ export class CheckFailedError extends CofferError {
     super('COFFER_CHECK_FAILED', `check found ${problems.length} problem(s):\n` + problems.map((p) => `  - ${p.message}`).join('\n'));
     this.problems = problems;
   }
+}
+
+/** A local file system ran out of space (ENOSPC, EDQUOT) while writing `path`. */
+export class NoSpaceError extends CofferError {
+  readonly path: string;
+  constructor(path: string, options?: { cause?: unknown }) {
+    super('COFFER_NO_SPACE', `no space left writing ${path}`, options);
+    this.path = path;
+  }
+}
+
+/** The operating system refused access to a local `path` (EACCES, EPERM, EROFS). */
+export class PermissionDeniedError extends CofferError {
+  readonly path: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super('COFFER_PERMISSION_DENIED', `permission denied: ${path}: ${detail}`, options);
+    this.path = path;
+  }
+}
+
+/** A local path is not what the operation needs (missing, a file where a directory belongs, or the reverse). */
+export class FileError extends CofferError {
+  readonly path: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super('COFFER_FILE_ERROR', `${path}: ${detail}`, options);
+    this.path = path;
+  }
+}
+
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'a path component is not a directory',
+  EISDIR: 'is a directory',
+  EEXIST: 'already exists',
+  ENOTEMPTY: 'directory not empty',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'name too long',
+};
+
+/**
+ * The typed error for a Node system error that names a path (ENOSPC,
+ * EACCES, ENOTDIR…), or undefined for anything else. Used where an error
+ * leaves the library's callers, so no file-system failure surfaces untyped.
+ */
+export function fromSystemError(e: unknown): CofferError | undefined {
+  if (e instanceof CofferError || typeof e !== 'object' || e === null) return undefined;
+  const { code, path } = e as NodeJS.ErrnoException;
+  if (typeof code !== 'string') return undefined;
+  const where = typeof path === 'string' ? path : '(a local file)';
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new NoSpaceError(where, { cause: e });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new PermissionDeniedError(where, code === 'EROFS' ? 'read-only file system' : code, { cause: e });
+  if (FILE_ERRORS[code] && typeof path === 'string') return new FileError(where, FILE_ERRORS[code]!, { cause: e });
+  return undefined;
 }
 
 function describeFiles(files: readonly string[]): string {

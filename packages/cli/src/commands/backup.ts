@@ -11,7 +11,7 @@ export function register(ctx: CliContext): void {
     .option('--path <dir>', 'back up this directory tree instead of a PostgreSQL cluster')
     .option('--db <connstring>', 'libpq connection string (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD)')
     .option('--pgdata <dir>', "the cluster's data directory as seen here (default: the server's data_directory)")
-    .option('--tag <tag>', 'label the backup (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--tag <tag>', 'label the backup (repeatable); restore, drill and --parent accept a tag for the newest backup carrying it', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--parent <id>', 'compare against this backup instead of the latest of the same source ("none" to read everything)')
     .option('--workers <n>', 'chunking threads (0 = none; default: one per core for large inputs)', intOption('--workers', 0, 64))
     .option('--no-archive-check', 'PostgreSQL: commit the backup without confirming its WAL is in this repository (it then needs WAL from elsewhere)')

@@ -15,7 +15,7 @@ export function register(ctx: CliContext): void {
       const backups = (await repo.listBackups()).filter((b) => only === undefined || b.stanza === only);
       if (o.json) return say(JSON.stringify(backups.map(({ stats, ...b }) => ({ ...b, files: stats.files, bytes: stats.bytes, newBytes: stats.newBytes, storedBytes: stats.storedBytes })), null, 2));
       if (backups.length === 0) return say('no backups');
-      say(['ID', 'STARTED', 'KIND', 'STANZA', 'FILES', 'SIZE', 'ADDED', 'SOURCE'].join('\t'));
-      for (const b of backups) say([b.id, b.startedAt, b.kind, b.stanza ?? '-', b.stats.files, humanBytes(b.stats.bytes), humanBytes(b.stats.storedBytes), `${b.hostname}:${b.source}`].join('\t'));
+      say(['ID', 'STARTED', 'KIND', 'STANZA', 'FILES', 'SIZE', 'ADDED', 'TAGS', 'SOURCE'].join('\t'));
+      for (const b of backups) say([b.id, b.startedAt, b.kind, b.stanza ?? '-', b.stats.files, humanBytes(b.stats.bytes), humanBytes(b.stats.storedBytes), b.tags.join(',') || '-', `${b.hostname}:${b.source}`].join('\t'));
     });
 }

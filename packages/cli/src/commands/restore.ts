@@ -28,7 +28,7 @@ export function register(ctx: CliContext): void {
   const { program, io, globals, openRepo, say } = ctx;
   program
     .command('restore [backup]')
-    .description('restore a backup (id, id prefix, label or "latest"; with a PostgreSQL target and no id, the newest backup before it)')
+    .description('restore a backup (an id or any unique start of one, a label, a tag, or "latest"; with a PostgreSQL target and no id, the newest backup before it)')
     .requiredOption('--to <dir>', 'target directory (empty or absent, unless --delta)')
     .option('--delta', 'restore over existing content: keep chunks in place, write only what differs, remove the rest')
     .option('--target-time <time>', 'PostgreSQL: recover up to this time')

@@ -1,6 +1,6 @@
 /** `coffer wal-fetch` (restore_command) and the hidden background `wal-prefetch`; exit statuses as PostgreSQL reads them. */
 import { spawn } from 'node:child_process';
-import { defaultSpool, prefetcherRunning, recoveryMode, restoreCommandStatus, walFetchScope, segmentsAfter, walFetch, walPrefetch, CofferError } from '@coffer/engine';
+import { defaultSpool, prefetcherRunning, recoveryMode, restoreCommandStatus, walFetchScope, segmentsAfter, walFetch, walPrefetch, CofferError, fromSystemError } from '@coffer/engine';
 import { intOption, repoArgs, stanzaOf, COFFER_BIN, CommandExit, type CliContext } from '../context.js';
 
 export function register(ctx: CliContext): void {
@@ -29,7 +29,8 @@ export function register(ctx: CliContext): void {
           }
         }
       } catch (e) {
-        const reason = e instanceof CofferError ? e.message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`;
+        const typed = e instanceof CofferError ? e : fromSystemError(e);
+        const reason = typed ? typed.message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`;
         const status = restoreCommandStatus('failed', mode);
         throw new CommandExit(status, `${reason}${status === 1 ? ' (standby: PostgreSQL will ask again)' : ' (recovery stops here rather than end short of the archive; fix the cause and start the server again)'}`);
       }

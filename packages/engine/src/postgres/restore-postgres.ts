@@ -175,7 +175,7 @@ export async function chooseBackup(repo: Repository, target: RecoveryTarget = {}
  * options were given.
  */
 export async function backupToRestore(repo: Repository, selector: string | undefined, options: { target?: RecoveryTarget; stanza?: string; postgres?: boolean } = {}): Promise<string> {
-  if (selector && selector !== 'latest') return (await repo.resolveBackup(selector)).key;
+  if (selector && selector !== 'latest') return repo.findBackupKey(selector);
   if (options.postgres) return (await chooseBackup(repo, options.target, options.stanza)).key;
   const newest = (await repo.listBackups()).pop();
   if (!newest) throw new BackupNotFoundError(selector ?? 'latest', 'the repository holds no backups');
@@ -285,7 +285,7 @@ async function checkDeltaTarget(dir: string, stanza: string, systemIdentifier: s
 export async function restorePostgres(repo: Repository, selector: string | undefined, dir: string, options: PostgresRestoreOptions): Promise<PostgresRestoreResult> {
   const stanza = options.stanza ?? DEFAULT_STANZA;
   recoverySettings('', options.target, options);
-  const key = selector ? (await repo.resolveBackup(selector)).key : (await chooseBackup(repo, options.target, stanza)).key;
+  const key = selector ? await repo.findBackupKey(selector) : (await chooseBackup(repo, options.target, stanza)).key;
   if (await exists(join(dir, 'postmaster.pid'))) throw new TargetInUseError(dir, 'postmaster.pid is present: stop the server (and remove a stale postmaster.pid) first');
   const manifest = await repo.readManifest(key);
   if (!manifest.postgres) throw new InvalidArgumentError('backup', `${key} is a ${manifest.kind} backup, not a PostgreSQL one`);

@@ -320,18 +320,32 @@ export class Repository {
    * its label, or its full key.
    */
   async resolveBackup(selector: string): Promise<{ key: string; manifest: BackupManifest }> {
+    const key = await this.findBackupKey(selector);
+    return { key, manifest: await this.readManifest(key) };
+  }
+
+  /**
+   * The key of the backup `selector` names: `latest`, a full key, a label (or
+   * the start of one), an id (any unique start of the manifest's SHA-256),
+   * or else a tag (the newest backup carrying it). Ambiguity names the
+   * candidates.
+   */
+  async findBackupKey(selector: string): Promise<string> {
     const keys = await this.listBackupKeys();
     if (keys.length === 0) throw new BackupNotFoundError(selector, 'the repository holds no backups');
-    let matches: string[];
-    if (selector === 'latest') matches = [keys[keys.length - 1]!];
-    else {
-      const s = selector.toLowerCase();
-      matches = keys.filter((k) => k === selector || k.slice(BACKUP_PREFIX.length).startsWith(selector) || (s.length >= 4 && expectedSha(k)?.startsWith(s)));
+    if (selector === 'latest') return keys[keys.length - 1]!;
+    const s = selector.toLowerCase();
+    const hex = /^[0-9a-f]+$/.test(s);
+    // A label is matched from 8 characters on (a date): shorter digits are an id's start, not every label's.
+    const matches = keys.filter((k) => k === selector || (selector.length >= 8 && k.slice(BACKUP_PREFIX.length).startsWith(selector)) || (hex && expectedSha(k)!.startsWith(s)));
+    if (matches.length === 1) return matches[0]!;
+    if (matches.length > 1) {
+      const shown = matches.slice(0, 8).map((k) => `${expectedSha(k)!.slice(0, 12)} (${labelOf(k)})`);
+      throw new BackupNotFoundError(selector, `ambiguous: matches ${shown.join(', ')}${matches.length > 8 ? `, and ${matches.length - 8} more` : ''}`);
     }
-    if (matches.length === 0) throw new BackupNotFoundError(selector);
-    if (matches.length > 1) throw new BackupNotFoundError(selector, `ambiguous: matches ${matches.length} backups`);
-    const key = matches[0]!;
-    return { key, manifest: await this.readManifest(key) };
+    const tagged = (await this.listBackups()).filter((b) => b.tags.includes(selector)).pop();
+    if (tagged) return tagged.key;
+    throw new BackupNotFoundError(selector, 'no backup id, label or tag matches');
   }
 }
 

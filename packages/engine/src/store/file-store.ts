@@ -5,7 +5,7 @@ import { dirname, join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bytesEqual } from '../bytes.js';
 import { fsyncDir } from '../durable.js';
-import { MissingObjectError, ObjectConflictError, StoreUnavailableError } from '../errors.js';
+import { InvalidArgumentError, MissingObjectError, ObjectConflictError, StoreUnavailableError } from '../errors.js';
 import { assertValidKey, type ByteRange, type ObjectInfo, type ObjectStore, type PutOutcome, type StoreProperties } from './object-store.js';
 import { checkRange } from './range.js';
 
@@ -164,7 +164,12 @@ async function removeStale(tmpDir: string): Promise<void> {
 
 /** `file:///x`, `file:x` or a plain path, as a directory path. */
 export function fileStorePath(location: string): string {
-  if (location.startsWith('file://')) return decodeURIComponent(new URL(location).pathname);
+  if (location.startsWith('file://')) {
+    const url = new URL(location);
+    // file://backups would otherwise mean / on host "backups": a typo that points a repository at the root.
+    if (url.host !== '' && url.host !== 'localhost') throw new InvalidArgumentError('repository', `${location} names host ${JSON.stringify(url.host)}: a file:// URL takes an empty host (file:///path) or localhost`);
+    return decodeURIComponent(url.pathname);
+  }
   if (location.startsWith('file:')) return location.slice('file:'.length);
   return location.split('/').join(sep);
 }

@@ -1,0 +1,90 @@
+/**
+ * The CLI's rough edges, through the real binary: a file:// URL with a host,
+ * a closed stdout, file-system failures as typed errors with their own
+ * statuses, and choosing a backup by tag or by a short or ambiguous id.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_CODES } from '@coffer/cli';
+import { LocalKeyProvider } from '@coffer/engine';
+import { coffer, COFFER_BIN } from './support/cli.js';
+import { scratch } from './support/tree.js';
+
+let work: { dir: string; cleanup: () => Promise<void> };
+let repo: string;
+let src: string;
+let env: Record<string, string>;
+const ids: string[] = [];
+
+beforeAll(async () => {
+  work = await scratch('coffer-edges-');
+  repo = join(work.dir, 'repo');
+  src = join(work.dir, 'src');
+  await mkdir(src);
+  const keyFile = join(work.dir, 'key');
+  await writeFile(keyFile, LocalKeyProvider.newKeyFileContent(), { mode: 0o600 });
+  env = { COFFER_KEY_FILE: keyFile };
+  expect((await coffer(['--repo', repo, 'init'], env)).status).toBe(0);
+  // Enough backups that two ids share a first hex digit (17 > 16 possible digits).
+  for (let i = 0; i < 17; i++) {
+    await writeFile(join(src, 'f'), `version ${i}\n`);
+    const r = await coffer(['--repo', repo, 'backup', '--path', src, '--json', ...(i === 3 ? ['--tag', 'golden'] : [])], env);
+    expect(r.status).toBe(0);
+    ids.push((JSON.parse(r.stdout) as { id: string }).id);
+  }
+}, 120_000);
+afterAll(async () => work.cleanup());
+
+describe('CLI edges', () => {
+  it('a file:// URL with a host is refused instead of meaning /; localhost is the local host', async () => {
+    const r = await coffer(['--repo', 'file://backups', 'list'], env);
+    expect(r.status).toBe(EXIT_CODES.COFFER_INVALID_ARGUMENT);
+    expect(r.stderr).toContain('names host "backups"');
+    expect((await coffer(['--repo', `file://localhost${repo}`, 'list'], env)).status).toBe(0);
+  });
+
+  it('a reader that goes away (coffer list | true) ends the command quietly', async () => {
+    const r = await promisify(execFile)('bash', ['-c', `set -o pipefail; "${process.execPath}" "${COFFER_BIN}" --repo "${repo}" list --json | true`], { env: { ...process.env, ...env } }).then(
+      (x) => ({ code: 0, stderr: x.stderr }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('file-system failures are typed, with their own statuses and a one-line message naming the path', async () => {
+    const file = join(work.dir, 'a-file');
+    await writeFile(file, 'x');
+    const onFile = await coffer(['--repo', repo, 'restore', 'latest', '--to', join(file, 'sub')], env);
+    expect(onFile.status).toBe(EXIT_CODES.COFFER_FILE_ERROR);
+    expect(onFile.stderr.trim().split('\n')).toHaveLength(1);
+    expect(onFile.stderr).toContain(file);
+    const drill = await coffer(['--repo', repo, 'drill', 'latest', '--sandbox', join(work.dir, 'no-such-dir')], env);
+    expect(drill.status).toBe(EXIT_CODES.COFFER_FILE_ERROR);
+    expect(drill.stderr).toContain('no-such-dir');
+    expect(drill.stderr).not.toContain('    at ');
+  });
+
+  it('a tag selects the newest backup carrying it and list shows tags; a short unique id prefix matches; an ambiguous one names the candidates', async () => {
+    const tagged = await coffer(['--repo', repo, 'restore', 'golden', '--to', join(work.dir, 'golden')], env);
+    expect(tagged.status).toBe(0);
+    expect(tagged.stdout).toContain(ids[3]!);
+    const list = await coffer(['--repo', repo, 'list'], env);
+    expect(list.stdout.split('\n').find((l) => l.startsWith(ids[3]!))).toContain('golden');
+    // Some first hex digit is shared by two of the 17 ids; some prefix of 1–3 digits is unique.
+    const byFirst = new Map<string, string[]>();
+    for (const id of ids) byFirst.set(id[0]!, [...(byFirst.get(id[0]!) ?? []), id]);
+    const [shared, owners] = [...byFirst.entries()].find(([, v]) => v.length > 1)!;
+    const ambiguous = await coffer(['--repo', repo, 'restore', shared, '--to', join(work.dir, 'amb')], env);
+    expect(ambiguous.status).toBe(EXIT_CODES.COFFER_BACKUP_NOT_FOUND);
+    expect(ambiguous.stderr).toContain('ambiguous: matches');
+    for (const id of owners) expect(ambiguous.stderr).toContain(id);
+    const unique = ids.map((id) => [id, [1, 2, 3].map((n) => id.slice(0, n)).find((p) => ids.filter((x) => x.startsWith(p)).length === 1)] as const).find(([, p]) => p)!;
+    const short = await coffer(['--repo', repo, 'restore', unique[1]!, '--to', join(work.dir, 'short'), '--json'], env);
+    expect(short.status).toBe(0);
+    expect((JSON.parse(short.stdout) as { key: string }).key).toContain(unique[0]);
+  });
+});
