@@ -4,7 +4,7 @@
  * statuses, and choosing a backup by tag or by a short or ambiguous id.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,27 @@ describe('CLI edges', () => {
     expect(drill.status).toBe(EXIT_CODES.COFFER_FILE_ERROR);
     expect(drill.stderr).toContain('no-such-dir');
     expect(drill.stderr).not.toContain('    at ');
+  });
+
+  it('names that are not UTF-8 (Latin-1 payroll-\\xe9t\\xe9.xls under Proj\\xe8ts/) are backed up, listed escaped, restored byte for byte, and drilled', async () => {
+    const tree = join(work.dir, 'latin1');
+    await mkdir(tree);
+    const dirName = Buffer.concat([Buffer.from(tree + '/'), Buffer.from('Proj\xe8ts', 'latin1')]);
+    await mkdir(dirName);
+    const file = Buffer.concat([dirName, Buffer.from('/'), Buffer.from('payroll-\xe9t\xe9.xls', 'latin1')]);
+    await writeFile(file, 'salaries\n');
+    const b = await coffer(['--repo', repo, 'backup', '--path', tree, '--json'], env);
+    expect(b.status).toBe(0);
+    expect((JSON.parse(b.stdout) as { stats: { files: number; skipped: string[] } }).stats).toMatchObject({ files: 1, skipped: [] });
+    const id = (JSON.parse(b.stdout) as { id: string }).id;
+    ids.push(id);
+    const to = join(work.dir, 'latin1-restored');
+    expect((await coffer(['--repo', repo, 'restore', id, '--to', to], env)).status).toBe(0);
+    const restored = Buffer.concat([Buffer.from(to + '/'), Buffer.from('Proj\xe8ts/payroll-\xe9t\xe9.xls', 'latin1')]);
+    expect((await readFile(restored)).toString()).toBe('salaries\n');
+    const drill = await coffer(['--repo', repo, 'drill', id], env);
+    expect(drill.status).toBe(0);
+    expect(drill.stdout).toContain('1 files');
   });
 
   it('a tag selects the newest backup carrying it and list shows tags; a short unique id prefix matches; an ambiguous one names the candidates', async () => {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-export async function fsyncDir(dir: string): Promise<void> {
+export async function fsyncDir(dir: string | Buffer): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();

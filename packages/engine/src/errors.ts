@@ -4,6 +4,7 @@
  * exit statuses, so codes never change meaning once released. Messages name the
  * object key or file at fault and never contain key material.
  */
+import { displayPath } from './names.js';
 
 export type CofferErrorCode =
   | 'COFFER_CORRUPT_OBJECT'
@@ -304,7 +305,7 @@ export function fromSystemError(e: unknown): CofferError | undefined {
 
 function describeFiles(files: readonly string[]): string {
   if (files.length === 0) return '';
-  const shown = files.slice(0, 20).join(', ');
+  const shown = files.slice(0, 20).map(displayPath).join(', ');
   return ` (affects ${files.length} file(s): ${shown}${files.length > 20 ? ', …' : ''})`;
 }
 

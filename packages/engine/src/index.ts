@@ -73,3 +73,4 @@ export { restoreBackup, checkEntryPaths, type RestoreOptions, type RestoreProgre
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
 export { sha256Hex, toHex, bytesEqual } from './bytes.js';
+export { decodeName, encodeName, fsPath, displayPath } from './names.js';

@@ -1,7 +1,7 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chunkId, createChunker, restoreBackup, type Repository, type TreeEntry } from '@coffer/engine';
+import { chunkId, createChunker, displayPath, fsPath, restoreBackup, type Repository, type TreeEntry } from '@coffer/engine';
 
 export interface DrillOptions {
   /** Parent directory for the sandbox (default: the OS temp directory). */
@@ -31,7 +31,7 @@ export async function drillRestore(repo: Repository, selector: string, options: 
     const mismatches: string[] = [];
     for (const e of restored.manifest.entries) {
       if (e.type !== 'file') continue;
-      if (!(await fileMatches(repo, join(sandbox, 'restore', ...e.path.split('/')), e))) mismatches.push(e.path);
+      if (!(await fileMatches(repo, join(sandbox, 'restore', ...e.path.split('/')), e))) mismatches.push(displayPath(e.path));
     }
     const t2 = performance.now();
     return {
@@ -52,7 +52,7 @@ export async function drillRestore(repo: Repository, selector: string, options: 
 async function fileMatches(repo: Repository, path: string, entry: TreeEntry): Promise<boolean> {
   const chunker = createChunker(entry.chunking === 'fixed' && repo.config.relationChunker ? repo.config.relationChunker : repo.config.chunker);
   const ids: string[] = [];
-  const fh = await open(path, 'r');
+  const fh = await open(fsPath(path), 'r');
   let size = 0;
   try {
     const buf = Buffer.allocUnsafe(4 * 1024 * 1024);

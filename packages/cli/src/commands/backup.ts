@@ -1,5 +1,5 @@
 /** `coffer backup`: a PostgreSQL base backup (the PG* environment or --db) or a directory tree (--path). */
-import { backupFiles, backupPostgres, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
+import { backupFiles, backupPostgres, displayPath, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
 import { intOption, stanzaOf, type CliContext } from '../context.js';
 import { humanBytes, progressBar } from '../progress.js';
 
@@ -54,6 +54,6 @@ export function register(ctx: CliContext): void {
       if (pg) say(`  PostgreSQL ${pg.versionNum}, stanza ${result.manifest.stanza}, timeline ${pg.timeline}, ${pg.startLsn} → ${pg.stopLsn}${pg.standby ? ', from a standby' : ''}${pg.dataChecksums ? ', pages verified' : ''}${pg.archiveChecked === false ? ', WAL NOT confirmed in this repository (--no-archive-check)' : ', WAL archived here'}`);
       say(`  ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${humanBytes(s.bytes)} (${s.unchangedFiles} files unchanged)`);
       say(`  new: ${s.newChunks} chunks, ${humanBytes(s.newBytes)} → ${humanBytes(s.storedBytes)} stored, in ${seconds.toFixed(2)} s`);
-      if (s.skipped.length) say(`  skipped ${s.skipped.length}: ${s.skipped.slice(0, 10).join(', ')}${s.skipped.length > 10 ? ', …' : ''}`);
+      if (s.skipped.length) say(`  skipped ${s.skipped.length}: ${s.skipped.slice(0, 10).map(displayPath).join(', ')}${s.skipped.length > 10 ? ', …' : ''}`);
     });
 }

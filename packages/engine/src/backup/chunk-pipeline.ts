@@ -4,6 +4,7 @@
  * a worker thread; `ChunkSink` is how it asks which chunks are new and hands
  * over sealed ones, so dedup state stays in one place.
  */
+import { fsPath } from '../names.js';
 import { open, type FileHandle } from 'node:fs/promises';
 import { BadPageError } from '../errors.js';
 import { badPages, BLCKSZ } from '../postgres/page-checksum.js';
@@ -55,7 +56,7 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
   if (range && range.start > 0 && (chunking.algorithm !== 'fixed' || range.start % chunking.size !== 0)) {
     throw new RangeError(`a file can be split only at a multiple of a fixed chunk size (start ${range.start})`);
   }
-  const fh = await open(path, 'r');
+  const fh = await open(fsPath(path), 'r');
   const chunker = createChunker(chunking);
   // Only small fixed chunks gain from sharing a compression frame; FastCDC chunks are large enough alone.
   const pageChunks = chunking.algorithm === 'fixed';

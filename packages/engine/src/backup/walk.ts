@@ -5,6 +5,7 @@
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SourceError } from '../errors.js';
+import { decodeName, displayPath, fsPath } from '../names.js';
 import type { TreeEntry } from '../format/manifest.js';
 
 export interface WalkResult {
@@ -54,24 +55,26 @@ interface WalkContext {
 async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<void> {
   const { entries, skipped, options } = ctx;
   const abs = absDir ?? (rel ? join(ctx.root, rel) : ctx.root);
-  let names: string[];
+  let raw: Buffer[];
   try {
-    names = await readdir(abs);
+    // Names as bytes: one that is not UTF-8 is kept exactly (see names.ts), never dropped.
+    raw = await readdir(fsPath(abs), { encoding: 'buffer' });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new SourceError(abs, (e as Error).message, { cause: e });
+    throw new SourceError(displayPath(abs), (e as Error).message, { cause: e });
   }
-  names.sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  raw.sort(Buffer.compare);
+  const names = raw.map(decodeName);
   const siblings = new Set(names);
   for (const name of names) {
     const childRel = rel ? `${rel}/${name}` : name;
     const childAbs = join(abs, name);
     let st;
     try {
-      st = await lstat(childAbs, { bigint: true });
+      st = await lstat(fsPath(childAbs), { bigint: true });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // vanished since readdir
-      throw new SourceError(childAbs, (e as Error).message, { cause: e });
+      throw new SourceError(displayPath(childAbs), (e as Error).message, { cause: e });
     }
     const mount = options.mounts?.get(childRel);
     const decision = options.decide?.(childRel, st.isDirectory() || mount !== undefined, siblings) ?? 'include';
@@ -90,10 +93,10 @@ async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<
     } else if (st.isSymbolicLink()) {
       let target: string;
       try {
-        target = await readlink(childAbs);
+        target = decodeName(await readlink(fsPath(childAbs), { encoding: 'buffer' }));
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw new SourceError(childAbs, (e as Error).message, { cause: e });
+        throw new SourceError(displayPath(childAbs), (e as Error).message, { cause: e });
       }
       entries.push({ ...baseEntry(childRel, 'symlink', st), target });
     } else {

@@ -8,6 +8,7 @@ import { closeSync, constants as fsc, fdatasync, openSync, writeSync } from 'nod
 import { parentPort } from 'node:worker_threads';
 import { sha256Hex } from '../bytes.js';
 import { ChunkCodec } from '../format/chunk-codec.js';
+import { fsPath } from '../names.js';
 import { writeRange } from './range-writer.js';
 import type { RestoreJob, RestoreReply, RestoreWorkerMessage } from './restore-protocol.js';
 
@@ -42,7 +43,7 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
       {
         async write(file, bytesOut, offset, uses) {
           let fd = handles.get(file);
-          if (fd === undefined) handles.set(file, (fd = openSync(job.paths[file]!, fsc.O_RDWR | fsc.O_NOFOLLOW)));
+          if (fd === undefined) handles.set(file, (fd = openSync(fsPath(job.paths[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW)));
           let n = 0;
           while (n < bytesOut.byteLength) n += writeSync(fd, bytesOut, n, bytesOut.byteLength - n, offset + n);
           bytesWritten += n;

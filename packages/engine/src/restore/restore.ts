@@ -12,6 +12,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { fsyncDir, writeDurably } from '../durable.js';
+import { decodeName, fsPath } from '../names.js';
 import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
@@ -179,7 +180,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
 
     // Directories first, writable by us until their final modes are applied at the end.
-    for (const e of entries) if (e.type === 'dir') await mkdir(pathOf(e), { recursive: true, mode: 0o700 });
+    for (const e of entries) if (e.type === 'dir') await mkdir(fsPath(pathOf(e)), { recursive: true, mode: 0o700 });
     for (const [prefix, dir] of relocate) {
       const link = join(targetDir, ...prefix.split('/'));
       if ((await readlink(link).catch(() => undefined)) !== dir) {
@@ -197,7 +198,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
           if (e.type === 'file') {
             // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
             // O_NOFOLLOW: a link planted at a file's name is never followed out of the target.
-            const fh = await open(pathOf(e), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
+            const fh = await open(fsPath(pathOf(e)), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
             try {
               await fh.truncate(e.size ?? 0);
               if (remaining[i] === 0) await fh.sync();
@@ -208,10 +209,10 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
             progress.bytesTotal += e.size ?? 0;
             if (remaining[i] === 0) progress.filesDone++;
           } else if (e.type === 'symlink') {
-            const p = pathOf(e);
-            if (existing && (await readlink(p).catch(() => undefined)) === e.target) return;
+            const p = fsPath(pathOf(e));
+            if (existing && (await readLink(p)) === e.target) return;
             if (existing) await rm(p, { force: true, recursive: true });
-            await symlink(e.target ?? '', p);
+            await symlink(fsPath(e.target ?? ''), p);
           }
         }),
       ),
@@ -223,7 +224,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       let h = handles.get(file);
       const transient = !h && handles.size >= MAX_OPEN_FILES;
       if (!h) {
-        h = open(pathOf(entries[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW);
+        h = open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
         if (!transient) handles.set(file, h);
       }
       const fh = await h;
@@ -241,7 +242,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
     const completeUses = async (file: number, uses: number): Promise<void> => {
       if ((remaining[file]! -= uses) !== 0) return;
-      const fh = await open(pathOf(entries[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW);
+      const fh = await open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
       try {
         await fh.sync();
       } finally {
@@ -334,11 +335,11 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     const byPath = new Map(entries.map((e) => [e.path, e]));
     for (const e of entries) {
       if (!lastFiles.has(e.path) || e.type !== 'file') continue;
-      await rename(pathOf(e), placeOf(e));
-      await fsyncDir(dirname(placeOf(e)));
+      await rename(fsPath(pathOf(e)), fsPath(placeOf(e)));
+      await fsyncDir(fsPath(dirname(placeOf(e))));
       // The rename touched its directory: give it back the time the backup recorded.
       const parent = byPath.get(e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '.');
-      if (parent) await utimes(placeOf(parent), toTime(parent.mtimeNs), toTime(parent.mtimeNs));
+      if (parent) await utimes(fsPath(placeOf(parent)), toTime(parent.mtimeNs), toTime(parent.mtimeNs));
     }
     return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten };
   }
@@ -381,15 +382,16 @@ async function removeUnlisted(root: string, entries: readonly TreeEntry[], reloc
     wanted.set(p + RESTORING_SUFFIX, 'file');
   }
   const prune = async (abs: string, rel: string): Promise<void> => {
-    const children = await readdir(abs, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+    const children = await readdir(fsPath(abs), { withFileTypes: true, encoding: 'buffer' }).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return [];
       throw e;
     });
     for (const d of children) {
-      const childRel = rel === '.' ? d.name : `${rel}/${d.name}`;
+      const name = decodeName(d.name);
+      const childRel = rel === '.' ? name : `${rel}/${name}`;
       const type = d.isDirectory() ? 'dir' : d.isSymbolicLink() ? 'symlink' : d.isFile() ? 'file' : 'other';
-      if (wanted.get(childRel) !== type) await rm(join(abs, d.name), { recursive: true, force: true });
-      else if (type === 'dir') await prune(join(abs, d.name), childRel);
+      if (wanted.get(childRel) !== type) await rm(fsPath(join(abs, name)), { recursive: true, force: true });
+      else if (type === 'dir') await prune(join(abs, name), childRel);
     }
   };
   await prune(root, '.');
@@ -404,7 +406,7 @@ async function dropChunksInPlace(repo: Repository, entries: readonly TreeEntry[]
     entries.map((e, file) =>
       limit(async () => {
         if (fileStart[file] === fileStart[file + 1]) return;
-        const fh = await open(pathOf(e), 'r').catch(() => undefined);
+        const fh = await open(fsPath(pathOf(e)), 'r').catch(() => undefined);
         if (!fh) return;
         try {
           const size = (await fh.stat()).size;
@@ -441,7 +443,7 @@ async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntr
   await Promise.all(
     entries.map((e) =>
       limit(async () => {
-        const p = pathOf(e);
+        const p = fsPath(pathOf(e));
         const t = toTime(e.mtimeNs);
         if (e.type === 'file') {
           if (owners) await chown(p, e.uid, e.gid);
@@ -462,7 +464,7 @@ async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntr
         .filter((e) => depth(e.path) === level)
         .map((e) =>
           limit(async () => {
-            const p = pathOf(e);
+            const p = fsPath(pathOf(e));
             if (owners) await chown(p, e.uid, e.gid);
             await chmod(p, e.mode);
             const fh = await open(p, 'r');
@@ -481,6 +483,10 @@ async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntr
 
 function depth(path: string): number {
   return path === '.' ? 0 : path.split('/').length;
+}
+
+async function readLink(p: string | Buffer): Promise<string | undefined> {
+  return readlink(p, { encoding: 'buffer' }).then(decodeName, () => undefined);
 }
 
 /** Splits a range's chunks into up to `n` runs of neighbours with about equal bytes to write. */
