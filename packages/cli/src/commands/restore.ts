@@ -89,7 +89,9 @@ export function register(ctx: CliContext): void {
         bar.stop();
       }
       const seconds = (performance.now() - t0) / 1000;
-      if (o.json) return say(JSON.stringify({ key: r.key, files: r.files, bytes: r.bytes, bytesWritten: r.bytesWritten, requests: r.requests, bytesFetched: r.bytesFetched, seconds }, null, 2));
+      // What did not stop the restore but did not come back as backed up (an extended attribute this user may not set).
+      for (const w of r.warnings) io.stderr.write(`coffer: warning: ${w}\n`);
+      if (o.json) return say(JSON.stringify({ key: r.key, files: r.files, bytes: r.bytes, bytesWritten: r.bytesWritten, requests: r.requests, bytesFetched: r.bytesFetched, seconds, warnings: r.warnings }, null, 2));
       say(`restored ${r.key} to ${o.to}: ${r.files} files, ${humanBytes(r.bytes)} (${humanBytes(r.bytesWritten)} written) in ${seconds.toFixed(2)} s (${r.requests} requests, ${humanBytes(r.bytesFetched)} fetched)`);
       if (kind === 'postgres') say(`recovery settings written to ${o.to}/postgresql.auto.conf; start the server to recover`);
     });

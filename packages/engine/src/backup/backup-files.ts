@@ -102,7 +102,8 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     const toRead: TreeEntry[] = [];
     let unchangedFiles = 0;
     for (const e of entries) {
-      if (e.type !== 'file') continue;
+      // A hard link's bytes are its first name's.
+      if (e.type !== 'file' || e.linkTo !== undefined) continue;
       const prev = parentFiles.get(e.path);
       if (prev && unchanged(prev, e, (ids, at) => (prev.chunking === 'fixed' ? parentPages.has(ids, at) : index.has(ids.subarray(at, at + ID_BYTES))), trustBeforeNs)) {
         setChunkIdBytes(e, chunkIdsOf(prev));
@@ -195,7 +196,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       files: kept.filter((e) => e.type === 'file').length,
       dirs: kept.filter((e) => e.type === 'dir').length,
       symlinks: kept.filter((e) => e.type === 'symlink').length,
-      bytes: kept.reduce((n, e) => n + (e.size ?? 0), 0),
+      bytes: kept.reduce((n, e) => n + (e.linkTo === undefined ? (e.size ?? 0) : 0), 0),
       unchangedFiles,
       newChunks: writer.stats.newChunks + pageWriter.stats.newChunks,
       newBytes: newBytes(),

@@ -2,7 +2,8 @@
  * Walks a directory tree into manifest entries, depth first, names in byte
  * order, so the same tree always yields the same list.
  */
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { getAttribute, listAttributes } from '@napi-rs/xattr';
 import { join } from 'node:path';
 import { SourceError } from '../errors.js';
 import { decodeName, displayPath, fsPath } from '../names.js';
@@ -33,8 +34,8 @@ export async function walkTree(root: string, options: WalkOptions = {}): Promise
   const skipped: string[] = [];
   const rootStat = await statOrThrow(root, root);
   if (!rootStat.isDirectory()) throw new SourceError(root, 'not a directory');
-  entries.push(baseEntry('.', 'dir', rootStat));
-  const ctx: WalkContext = { root, entries, skipped, options, mounted: [] };
+  entries.push(await withXattrs(baseEntry('.', 'dir', rootStat), root));
+  const ctx: WalkContext = { root, entries, skipped, options, mounted: [], linked: new Map() };
   await walkDir(ctx, '');
   const mounted = [...ctx.mounted].sort((a, b) => b[0].length - a[0].length);
   const absPath = (path: string) => {
@@ -50,6 +51,8 @@ interface WalkContext {
   skipped: string[];
   options: WalkOptions;
   mounted: [string, string][];
+  /** Files with more than one link, by device and inode: the path first seen. */
+  linked: Map<string, string>;
 }
 
 async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<void> {
@@ -86,10 +89,18 @@ async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<
       ctx.mounted.push([childRel, mount]);
       await walkDir(ctx, childRel, mount);
     } else if (st.isDirectory()) {
-      entries.push(baseEntry(childRel, 'dir', st));
+      entries.push(await withXattrs(baseEntry(childRel, 'dir', st), childAbs));
       if (decision !== 'exclude-contents') await walkDir(ctx, childRel, childAbs);
     } else if (st.isFile()) {
-      entries.push({ ...baseEntry(childRel, 'file', st), size: Number(st.size), ino: Number(st.ino), ctimeNs: st.ctimeNs.toString(), chunks: [] });
+      const inode = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1n ? ctx.linked.get(inode) : undefined;
+      if (first !== undefined) {
+        // Another name of a file already listed: restored as a hard link to it, its bytes read once.
+        entries.push({ ...baseEntry(childRel, 'file', st), size: Number(st.size), linkTo: first });
+        continue;
+      }
+      if (st.nlink > 1n) ctx.linked.set(inode, childRel);
+      entries.push(await withXattrs({ ...baseEntry(childRel, 'file', st), size: Number(st.size), ino: Number(st.ino), ctimeNs: st.ctimeNs.toString(), chunks: [] }, childAbs));
     } else if (st.isSymbolicLink()) {
       let target: string;
       try {
@@ -102,6 +113,34 @@ async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<
     } else {
       skipped.push(childRel);
     }
+  }
+}
+
+/**
+ * The entry with its extended attributes (POSIX ACLs are the
+ * `system.posix_acl_*` ones). Names that are not UTF-8 cannot reach the
+ * binding (it takes string paths): their attributes are read through the
+ * /proc/self/fd link of an open descriptor instead.
+ */
+async function withXattrs(e: TreeEntry, abs: string): Promise<TreeEntry> {
+  const path = fsPath(abs);
+  const viaFd = typeof path !== 'string' ? await open(path, 'r').catch(() => undefined) : undefined;
+  const at = viaFd ? `/proc/self/fd/${viaFd.fd}` : abs;
+  try {
+    const names = await listAttributes(at).catch((err: NodeJS.ErrnoException) => {
+      // A file system without extended attributes has none to keep.
+      if (err.code === 'ENOTSUP' || err.code === 'EOPNOTSUPP' || /not supported/i.test(err.message)) return [] as string[];
+      throw new SourceError(displayPath(abs), `extended attributes: ${err.message}`, { cause: err });
+    });
+    if (names.length === 0) return e;
+    const xattrs: Record<string, string> = {};
+    for (const name of names.sort()) {
+      const value = await getAttribute(at, name);
+      if (value) xattrs[name] = value.toString('base64');
+    }
+    return { ...e, xattrs };
+  } finally {
+    await viaFd?.close();
   }
 }
 

@@ -28,6 +28,13 @@ export interface TreeEntry {
   /** Regular files: change detection against the next backup's source. */
   ino?: number;
   ctimeNs?: string;
+  /**
+   * Regular files (format 2): a hard link to the earlier file entry at this
+   * path, whose content it shares; it lists no chunks of its own.
+   */
+  linkTo?: string;
+  /** Files and directories (format 2): extended attributes (POSIX ACLs among them, as `system.posix_acl_*`), name → base64 value. */
+  xattrs?: Record<string, string>;
 }
 
 export interface BackupStats {

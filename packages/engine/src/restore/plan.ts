@@ -189,7 +189,7 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
       }
       // A file is restored whole or not at all: its chunks must cover exactly the size the manifest gives it.
       const e = files[f]!;
-      if (e.type === 'file' && offset !== (e.size ?? 0)) throw new CorruptObjectError(source, `entry ${JSON.stringify(e.path)}: its chunks add up to ${offset} bytes, not its size ${e.size ?? 0}`);
+      if (e.type === 'file' && e.linkTo === undefined && offset !== (e.size ?? 0)) throw new CorruptObjectError(source, `entry ${JSON.stringify(e.path)}: its chunks add up to ${offset} bytes, not its size ${e.size ?? 0}`);
     }
   }
   return { ...needed, chunkUseStart, chunkUses, unindexed, packInfo };

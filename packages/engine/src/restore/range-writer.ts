@@ -32,8 +32,25 @@ export interface RangeWriter {
 const SMALL_CHUNK = 32 * 1024;
 const WRITE_RUN = 1024 * 1024;
 
-/** Returns the reason the first chunk that fails verification is corrupt, or undefined when all were written. */
-export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeChunks, out: RangeWriter, onChunk?: (bytes: number) => void): Promise<string | undefined> {
+/** Zeros to compare large chunks with. */
+const ZEROS = Buffer.alloc(256 * 1024);
+
+function allZero(b: Uint8Array): boolean {
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - at);
+    if (Buffer.compare(Buffer.from(b.buffer, b.byteOffset + at, n), ZEROS.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Returns the reason the first chunk that fails verification is corrupt, or
+ * undefined when all were written. With `holes` (files created empty at
+ * their size by this restore), large chunks of zeros are not written: they
+ * stay holes, so a sparse file comes back sparse rather than as allocated
+ * zeros.
+ */
+export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeChunks, out: RangeWriter, onChunk?: (bytes: number) => void, holes = false): Promise<string | undefined> {
   const { starts, lengths, rawLengths, useCounts, useFiles, useOffsets } = chunks;
   const ids = Buffer.from(chunks.ids.buffer, chunks.ids.byteOffset, chunks.ids.byteLength);
   // One decompression buffer per range, reused chunk after chunk (writes are awaited in turn).
@@ -57,7 +74,7 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
       const offset = useOffsets[u]!;
       if (plain.length > SMALL_CHUNK) {
         await flush();
-        await out.write(file, plain, offset, 1);
+        await out.write(file, holes && allZero(plain) ? plain.subarray(0, 0) : plain, offset, 1);
       } else {
         if (run.uses > 0 && (run.file !== file || run.offset + run.length !== offset || run.length + plain.length > WRITE_RUN)) await flush();
         if (run.uses === 0) {

@@ -17,6 +17,8 @@ export interface RestoreJob extends RangeChunks {
   sha?: string;
   /** Target path of every file the range writes to. */
   paths: Record<number, string>;
+  /** Files were created empty at their size: chunks of zeros are left as holes. */
+  holes: boolean;
 }
 
 export type RestoreWorkerMessage = RestoreInit | RestoreJob;

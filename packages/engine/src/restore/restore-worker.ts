@@ -56,6 +56,7 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
         },
       },
       (b) => (bytes += b),
+      job.holes,
     );
     await Promise.all(syncing);
     if (syncError) throw syncError;

@@ -6,13 +6,14 @@
  * byte is written. Memory is bounded by `concurrency × maxRequest`.
  */
 import { constants as fsc } from 'node:fs';
-import { chmod, chown, lchown, lutimes, mkdir, open, readdir, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { chmod, chown, lchown, link, lutimes, mkdir, open, readdir, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { setAttribute } from '@napi-rs/xattr';
 import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { fsyncDir, writeDurably } from '../durable.js';
-import { decodeName, fsPath } from '../names.js';
+import { decodeName, displayPath, fsPath } from '../names.js';
 import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
@@ -92,7 +93,12 @@ export function checkEntryPaths(key: string, entries: readonly TreeEntry[]): voi
     types.set(e.path, e.type);
   }
   if (entries.length > 0 && types.get('.') !== 'dir') throw new CorruptObjectError(key, 'manifest has no root directory entry');
+  const seenFiles = new Set<string>();
   for (const e of entries) {
+    if (e.linkTo !== undefined && (e.type !== 'file' || !seenFiles.has(e.linkTo) || (e.chunks?.length ?? 0) > 0)) {
+      throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} links to ${JSON.stringify(e.linkTo)}, which is not a file listed before it`);
+    }
+    if (e.type === 'file' && e.linkTo === undefined) seenFiles.add(e.path);
     if (e.path === '.') continue;
     const slash = e.path.lastIndexOf('/');
     const parent = slash < 0 ? '.' : e.path.slice(0, slash);
@@ -122,6 +128,8 @@ export interface RestoreResult {
   bytesFetched: number;
   /** File bytes written (less than `bytes` after a delta restore that found data in place). */
   bytesWritten: number;
+  /** What could not be restored as it was backed up but did not stop the restore (an extended attribute this user or file system cannot set). */
+  warnings: string[];
 }
 
 /** File-system calls in flight while creating files and applying their metadata (each waits on the thread pool, not the CPU). */
@@ -195,7 +203,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     await Promise.all(
       entries.map((e, i) =>
         fsLimit(async () => {
-          if (e.type === 'file') {
+          if (e.type === 'file' && e.linkTo === undefined) {
             // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
             // O_NOFOLLOW: a link planted at a file's name is never followed out of the target.
             const fh = await open(fsPath(pathOf(e)), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
@@ -291,7 +299,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
             const chunks = rangeChunks(lookup, part, r.offset + starts[i]!);
             const paths: Record<number, string> = {};
             for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
-            const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths };
+            const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing };
             const transfer = [bytes.buffer, chunks.ids.buffer, chunks.starts.buffer, chunks.lengths.buffer, chunks.rawLengths.buffer, chunks.useCounts.buffer, chunks.useFiles.buffer, chunks.useOffsets.buffer] as ArrayBuffer[];
             return pool.run(job, transfer);
           }),
@@ -309,10 +317,17 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
         return;
       }
       if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
-      const corrupt = await writeRange(repo.codec, data, rangeChunks(lookup, r.chunks, r.offset), { write: writeTo }, (bytes) => {
-        progress.bytesDone += bytes;
-        options.onProgress?.({ ...progress });
-      });
+      const corrupt = await writeRange(
+        repo.codec,
+        data,
+        rangeChunks(lookup, r.chunks, r.offset),
+        { write: writeTo },
+        (bytes) => {
+          progress.bytesDone += bytes;
+          options.onProgress?.({ ...progress });
+        },
+        !existing,
+      );
       if (corrupt) throw new CorruptObjectError(key, corrupt, affected());
     };
     try {
@@ -330,7 +345,16 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     }
     if (failed) throw failed;
 
-    await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0);
+    // Hard links once their first names are complete.
+    const firstOf = new Map(entries.map((e) => [e.path, e]));
+    for (const e of entries) {
+      if (e.linkTo === undefined) continue;
+      const p = fsPath(pathOf(e));
+      await rm(p, { force: true, recursive: true });
+      await link(fsPath(pathOf(firstOf.get(e.linkTo)!)), p);
+    }
+    const warnings: string[] = [];
+    await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0, warnings);
     await options.beforeLast?.();
     const byPath = new Map(entries.map((e) => [e.path, e]));
     for (const e of entries) {
@@ -341,7 +365,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       const parent = byPath.get(e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '.');
       if (parent) await utimes(fsPath(placeOf(parent)), toTime(parent.mtimeNs), toTime(parent.mtimeNs));
     }
-    return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten };
+    return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten, warnings };
   }
 }
 
@@ -438,7 +462,7 @@ function toTime(ns: string): number {
   return Number(big / 1_000_000_000n) + (Number((big % 1_000_000_000n) / 1000n) + 0.5) / 1e6;
 }
 
-async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntry) => string, owners: boolean): Promise<void> {
+async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntry) => string, owners: boolean, warnings: string[]): Promise<void> {
   const limit = pLimit(FS_PARALLEL);
   await Promise.all(
     entries.map((e) =>
@@ -448,6 +472,7 @@ async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntr
         if (e.type === 'file') {
           if (owners) await chown(p, e.uid, e.gid);
           await chmod(p, e.mode);
+          await setXattrs(e, pathOf(e), warnings);
           await utimes(p, t, t);
         } else if (e.type === 'symlink') {
           if (owners) await lchown(p, e.uid, e.gid);
@@ -467,6 +492,7 @@ async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntr
             const p = fsPath(pathOf(e));
             if (owners) await chown(p, e.uid, e.gid);
             await chmod(p, e.mode);
+            await setXattrs(e, pathOf(e), warnings);
             const fh = await open(p, 'r');
             try {
               await fh.sync();
@@ -483,6 +509,32 @@ async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntr
 
 function depth(path: string): number {
   return path === '.' ? 0 : path.split('/').length;
+}
+
+/**
+ * Sets an entry's extended attributes. Those this user or file system may
+ * not set (security.*, trusted.* without privileges; no xattr support) become
+ * warnings; any other failure stops the restore.
+ */
+async function setXattrs(e: TreeEntry, path: string, warnings: string[]): Promise<void> {
+  if (!e.xattrs) return;
+  const raw = fsPath(path);
+  const fh = typeof raw !== 'string' ? await open(raw, 'r') : undefined;
+  const at = fh ? `/proc/self/fd/${fh.fd}` : path;
+  try {
+    for (const [name, value] of Object.entries(e.xattrs)) {
+      try {
+        await setAttribute(at, name, Buffer.from(value, 'base64'));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EPERM' || code === 'EACCES' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || /not (permitted|supported)/i.test((err as Error).message)) {
+          warnings.push(`${displayPath(e.path)}: extended attribute ${name} not restored (${(err as Error).message})`);
+        } else throw err;
+      }
+    }
+  } finally {
+    await fh?.close();
+  }
 }
 
 async function readLink(p: string | Buffer): Promise<string | undefined> {
