@@ -30,6 +30,7 @@ import {
   type ObjectStore,
 } from '@coffer/engine';
 import { coffer } from './support/cli.js';
+import { fakeCluster as fakeDataDir, segment, SEGMENT_SIZE } from './support/wal.js';
 import { pseudoRandom, scratch } from './support/tree.js';
 
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -43,31 +44,8 @@ beforeAll(async () => {
 });
 afterAll(async () => work.cleanup());
 
-const SEG = 16 * 1024 * 1024;
-
-/** A WAL segment as PostgreSQL 15 writes one: a long page header naming the system, the rest pseudo-random. */
-function segment(systemIdentifier: bigint, seed: number, segSize = SEG): Buffer {
-  const b = Buffer.alloc(segSize);
-  pseudoRandom(4096, seed).copy(b, 64);
-  b.writeUInt16LE(0xd110, 0); // XLOG_PAGE_MAGIC of PostgreSQL 15
-  b.writeUInt16LE(0x0002 | 0x0004, 2); // XLP_LONG_HEADER | XLP_BKP_REMOVABLE
-  b.writeUInt32LE(1, 4);
-  b.writeBigUInt64LE(systemIdentifier, 24);
-  b.writeUInt32LE(segSize, 32);
-  b.writeUInt32LE(8192, 36);
-  return b;
-}
-
-/** A data directory with only what archive_command and restore_command look at: pg_wal and global/pg_control. */
-async function fakeCluster(name: string, systemIdentifier: bigint): Promise<string> {
-  const pgdata = join(work.dir, name);
-  await mkdir(join(pgdata, 'pg_wal', 'archive_status'), { recursive: true });
-  await mkdir(join(pgdata, 'global'), { recursive: true });
-  const control = Buffer.alloc(8192);
-  control.writeBigUInt64LE(systemIdentifier, 0);
-  await writeFile(join(pgdata, 'global', 'pg_control'), control);
-  return pgdata;
-}
+const SEG = SEGMENT_SIZE;
+const fakeCluster = (name: string, systemIdentifier: bigint) => fakeDataDir(join(work.dir, name), systemIdentifier);
 
 async function newRepo(name: string): Promise<{ path: string; repo: Repository }> {
   const path = join(work.dir, name);

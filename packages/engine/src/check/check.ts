@@ -49,16 +49,26 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     if (e instanceof CofferError) problems.push(e);
     else throw e;
   };
+  // Metadata is listed before packs: writers put a pack before anything that names it, so every pack a
+  // listed index, manifest or WAL record names already exists when packs are listed — a backup or wal-push
+  // running meanwhile is never reported as missing its pack.
+  const walKeys = (await collectList(repo.store, WAL_PREFIX)).map((o) => o.key).sort();
+  const backupKeys = await repo.listBackupKeys();
+  const catalogueKeys = (await collectList(repo.store, CATALOGUE_PREFIX)).map((o) => o.key);
+  const stanzaKeys = (await collectList(repo.store, STANZA_PREFIX)).map((o) => o.key);
+  const indexKeys = await repo.listIndexKeys();
   const packObjects = new Map((await collectList(repo.store, PACK_PREFIX)).map((o) => [o.key, o.size]));
 
   const index = new ChunkIndex();
   const packs = new Map<string, IndexedPack['entries']>();
-  const indexKeys = await repo.listIndexKeys();
+  /** Who names each pack, for messages: an index object or a WAL record. */
+  const namedBy = new Map<string, string>();
   for (const key of indexKeys) {
     try {
       for (const p of await repo.readIndexObject(key)) {
         for (const e of p.entries) index.add(p.sha, e);
         packs.set(p.sha, [...(packs.get(p.sha) ?? []), ...p.entries]);
+        if (!namedBy.has(p.sha)) namedBy.set(p.sha, `listed by index ${key}`);
       }
     } catch (e) {
       record(e);
@@ -66,10 +76,9 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   }
 
   const referenced = new Set<string>();
-  const backupKeys = await repo.listBackupKeys();
   // Catalogue summaries: each opens and names its manifest, and no manifest's summary is missing its backup.
   const manifestSet = new Set(backupKeys);
-  for (const { key } of await collectList(repo.store, CATALOGUE_PREFIX)) {
+  for (const key of catalogueKeys) {
     try {
       const manifestKey = manifestKeyOf(key);
       if (!manifestSet.has(manifestKey)) throw new MissingObjectError(manifestKey, `summarised by ${key} but not in the store`);
@@ -97,12 +106,12 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     if (loc) neededPacks.add(loc.pack);
   }
   // WAL records locate their own chunks, in packs no index lists.
-  const walKeys = (await collectList(repo.store, WAL_PREFIX)).map((o) => o.key).sort();
   for (const key of walKeys) {
     try {
       const record = decodeWalRecord(repo, key, asBuffer(await repo.store.get(key)));
       for (const [id, [pack, offset, length, rawLength]] of Object.entries(record.locations)) {
         neededPacks.add(pack);
+        if (!namedBy.has(pack)) namedBy.set(pack, `referenced by WAL record ${key}`);
         const list = packs.get(pack) ?? [];
         const idBytes = Buffer.from(id, 'hex');
         // Members of a group blob share its offset; the same chunk named by two records is listed once.
@@ -113,7 +122,6 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       record(e);
     }
   }
-  const stanzaKeys = (await collectList(repo.store, STANZA_PREFIX)).map((o) => o.key);
   for (const key of stanzaKeys) {
     try {
       decodeStanzaRecord(repo, key, asBuffer(await repo.store.get(key)));
@@ -121,7 +129,21 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       record(e);
     }
   }
-  for (const sha of neededPacks) if (!packObjects.has(packKey(sha))) record(new MissingObjectError(packKey(sha), 'listed by an index but not in the store'));
+  for (const sha of neededPacks) {
+    const key = packKey(sha);
+    let size = packObjects.get(key);
+    // Looked for once more before it is reported: a listing is a snapshot, a missing pack a serious claim.
+    if (size === undefined) size = (await repo.store.head(key))?.size;
+    if (size === undefined) {
+      record(new MissingObjectError(key, `${namedBy.get(sha) ?? 'needed'} but not in the store`));
+      continue;
+    }
+    packObjects.set(key, size);
+    // Sizes are known without reading: a pack shorter than where its chunks end (an empty one, say) is damaged.
+    let dataEnd = 0;
+    for (const e of packs.get(sha) ?? []) dataEnd = Math.max(dataEnd, e.offset + e.length);
+    if (size < dataEnd + 4) record(new CorruptObjectError(key, `${size} bytes, but ${namedBy.get(sha) ?? 'its index'} places chunks up to byte ${dataEnd}`));
+  }
 
   let chunksVerified = 0;
   if (options.readData) {
