@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { getAttributeSync, listAttributesSync, setAttributeSync } from '@napi-rs/xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalKeyProvider } from '@coffer/engine';
+import { EXIT_FILES_CHANGED } from '@coffer/cli';
 import { coffer } from './support/cli.js';
 import { pseudoRandom, scratch } from './support/tree.js';
 
@@ -65,6 +66,35 @@ beforeAll(async () => {
   expect(r.status).toBe(0);
 }, 120_000);
 afterAll(async () => work.cleanup());
+
+describe('a file that changes while it is read', () => {
+  it('is read again while it changes, then reported as changed (exit 26, listed in stats.changed); a stable tree exits 0', async () => {
+    const tree = join(work.dir, 'busy');
+    await mkdir(tree);
+    const busy = join(tree, 'busy.log');
+    await writeFile(busy, pseudoRandom(48 << 20, 3));
+    await writeFile(join(tree, 'quiet'), 'still');
+    // Keep writing into the file for the whole backup.
+    let writing = true;
+    const writer = (async () => {
+      const fh = await open(busy, 'r+');
+      for (let i = 0; writing; i++) {
+        await fh.write(pseudoRandom(512, i), 0, 512, (i * 7919 * 512) % (40 << 20));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await fh.close();
+    })();
+    const r = await coffer(['--repo', repo, 'backup', '--path', tree, '--json'], env);
+    writing = false;
+    await writer;
+    expect(r.status).toBe(EXIT_FILES_CHANGED);
+    expect(r.stderr).toContain('changed while they were read');
+    expect((JSON.parse(r.stdout) as { stats: { changed: string[] } }).stats.changed).toEqual(['busy.log']);
+    const calm = await coffer(['--repo', repo, 'backup', '--path', tree, '--json'], env);
+    expect(calm.status).toBe(0);
+    expect((JSON.parse(calm.stdout) as { stats: { changed?: string[] } }).stats.changed).toBeUndefined();
+  });
+});
 
 describe('file kinds a files backup keeps', () => {
   it('a sparse file restores with its content and without allocating its holes', async () => {

@@ -31,3 +31,6 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
 export const EXIT_INTERNAL = 1;
 /** Command-line usage errors (unknown option, missing argument). */
 export const EXIT_USAGE = 2;
+
+/** A files backup completed, but files kept changing while they were read (listed in the summary), like tar's "file changed as we read it". */
+export const EXIT_FILES_CHANGED = 26;

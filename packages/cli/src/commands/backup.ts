@@ -1,6 +1,7 @@
 /** `coffer backup`: a PostgreSQL base backup (the PG* environment or --db) or a directory tree (--path). */
 import { backupFiles, backupPostgres, displayPath, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
-import { intOption, stanzaOf, type CliContext } from '../context.js';
+import { CommandExit, intOption, stanzaOf, type CliContext } from '../context.js';
+import { EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
 
 export function register(ctx: CliContext): void {
@@ -49,11 +50,18 @@ export function register(ctx: CliContext): void {
       const s = result.manifest.stats;
       const id = result.key.slice(-64, -52);
       const pg = result.manifest.postgres;
-      if (o.json) return say(JSON.stringify({ id, key: result.key, seconds, stats: s, ...(pg ? { postgres: { ...pg, backupLabel: undefined, tablespaceMap: undefined } } : {}) }, null, 2));
-      say(`backup ${id} (${result.manifest.label})`);
-      if (pg) say(`  PostgreSQL ${pg.versionNum}, stanza ${result.manifest.stanza}, timeline ${pg.timeline}, ${pg.startLsn} → ${pg.stopLsn}${pg.standby ? ', from a standby' : ''}${pg.dataChecksums ? ', pages verified' : ''}${pg.archiveChecked === false ? ', WAL NOT confirmed in this repository (--no-archive-check)' : ', WAL archived here'}`);
-      say(`  ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${humanBytes(s.bytes)} (${s.unchangedFiles} files unchanged)`);
-      say(`  new: ${s.newChunks} chunks, ${humanBytes(s.newBytes)} → ${humanBytes(s.storedBytes)} stored, in ${seconds.toFixed(2)} s`);
-      if (s.skipped.length) say(`  skipped ${s.skipped.length}: ${s.skipped.slice(0, 10).map(displayPath).join(', ')}${s.skipped.length > 10 ? ', …' : ''}`);
+      if (o.json) say(JSON.stringify({ id, key: result.key, seconds, stats: s, ...(pg ? { postgres: { ...pg, backupLabel: undefined, tablespaceMap: undefined } } : {}) }, null, 2));
+      else {
+        say(`backup ${id} (${result.manifest.label})`);
+        if (pg) say(`  PostgreSQL ${pg.versionNum}, stanza ${result.manifest.stanza}, timeline ${pg.timeline}, ${pg.startLsn} → ${pg.stopLsn}${pg.standby ? ', from a standby' : ''}${pg.dataChecksums ? ', pages verified' : ''}${pg.archiveChecked === false ? ', WAL NOT confirmed in this repository (--no-archive-check)' : ', WAL archived here'}`);
+        say(`  ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${humanBytes(s.bytes)} (${s.unchangedFiles} files unchanged)`);
+        say(`  new: ${s.newChunks} chunks, ${humanBytes(s.newBytes)} → ${humanBytes(s.storedBytes)} stored, in ${seconds.toFixed(2)} s`);
+        if (s.skipped.length) say(`  skipped ${s.skipped.length}: ${s.skipped.slice(0, 10).map(displayPath).join(', ')}${s.skipped.length > 10 ? ', …' : ''}`);
+      }
+      // Committed, but not every file is what it was at one moment: say so, with a status of its own.
+      if (s.changed?.length) {
+        io.stderr.write(`coffer: warning: ${s.changed.length} file(s) changed while they were read, stored as last read: ${s.changed.slice(0, 10).map(displayPath).join(', ')}${s.changed.length > 10 ? ', …' : ''}\n`);
+        throw new CommandExit(EXIT_FILES_CHANGED);
+      }
     });
 }

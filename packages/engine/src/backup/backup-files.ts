@@ -4,10 +4,12 @@
  * reuse its chunk list without being read; the rest go through the chunk
  * pipeline, inline or on worker threads. The manifest is written last.
  */
+import { lstat } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { CofferError, SourceError } from '../errors.js';
+import { fsPath } from '../names.js';
 import { FORMAT_VERSION } from '../format/config.js';
 import { backupLabel } from '../format/keys-layout.js';
 import { chunkIdsOf, setChunkIdBytes, type BackupManifest, type BackupStats, type BackupSummary, type TreeEntry } from '../format/manifest.js';
@@ -54,6 +56,8 @@ export interface TreeSource {
   verify?: (entry: TreeEntry) => PageVerify | undefined;
   /** PostgreSQL relation files, which the config's `relationChunker` cuts (when it has one). */
   isRelation?: (entry: TreeEntry) => boolean;
+  /** Re-read files that change while they are read, and report those that keep changing (files backups). */
+  checkStable?: boolean;
   /** Whether a previous backup may serve as this one's parent. */
   isParent: (b: BackupSummary) => boolean;
   /** Runs after the data is stored and before the manifest is written (PostgreSQL: pg_backup_stop). */
@@ -65,7 +69,7 @@ const WORKER_THRESHOLD = 32 * 1024 * 1024;
 
 export async function backupFiles(repo: Repository, sourceDir: string, options: BackupFilesOptions = {}): Promise<BackupResult> {
   const root = resolve(sourceDir);
-  return backupTree(repo, { kind: 'files', root, isParent: (m) => m.kind === 'files' && m.source === root }, options);
+  return backupTree(repo, { kind: 'files', root, checkStable: true, isParent: (m) => m.kind === 'files' && m.source === root }, options);
 }
 
 /** Backs up a directory tree as described by `src`; the engine of every backup kind. */
@@ -143,6 +147,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     const { chunker, relationChunker } = repo.config;
     const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
     const vanished: string[] = [];
+    const changed: string[] = [];
     let extra: Partial<Pick<BackupManifest, 'postgres' | 'stanza'>> = {};
     try {
       const limit = pLimit(Math.max(1, workers * 2));
@@ -155,9 +160,28 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
           const chunking = chunkingOf(e);
           // Large files cut at fixed offsets are read in parts by several threads at once; the parts join in order.
           const ranges = pool ? splitRanges(e.size ?? 0, chunking) : [undefined];
-          let parts: FileChunks[];
+          let parts: FileChunks[] = [];
           try {
-            parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, verify, range) : chunkFile(abs, chunking, repo.codec, sink, verify, range)))));
+            // A file that changes while it is read would be stored torn: it is read again (the stat it is
+            // compared with moves on each time), a few times, and then reported as changed during the backup.
+            // PostgreSQL files are exempt: WAL replay repairs whatever a base backup read mid-write.
+            for (let attempt = 0; ; attempt++) {
+              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, verify, range) : chunkFile(abs, chunking, repo.codec, sink, verify, range)))));
+              if (!src.checkStable) break;
+              const now = await lstat(fsPath(abs), { bigint: true });
+              const readBytes = parts.reduce((n, p) => n + p.size, 0);
+              const stable = now.isFile() && Number(now.size) === e.size && now.mtimeNs.toString() === e.mtimeNs && now.ctimeNs.toString() === e.ctimeNs && Number(now.ino) === e.ino && readBytes === e.size;
+              if (stable) break;
+              e.size = Number(now.size);
+              e.mtimeNs = now.mtimeNs.toString();
+              e.ctimeNs = now.ctimeNs.toString();
+              e.ino = Number(now.ino);
+              e.mode = Number(now.mode & 0o7777n);
+              if (attempt === MAX_REREADS) {
+                changed.push(e.path);
+                break;
+              }
+            }
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code;
             if (code === 'ENOENT' && !(err instanceof CofferError)) {
@@ -202,6 +226,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       newBytes: newBytes(),
       storedBytes: writer.stats.storedBytes + pageWriter.stats.storedBytes,
       skipped: [...skipped, ...vanished],
+      ...(changed.length ? { changed } : {}),
     };
     const manifest: BackupManifest = {
       format: FORMAT_VERSION,
@@ -221,6 +246,9 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     return { key, manifest };
   }
 }
+
+/** Reads of a file that keeps changing before it is reported as changed during the backup. */
+const MAX_REREADS = 3;
 
 /** Bytes per part when a file is split between threads (rounded up to whole chunks). */
 const SPLIT_BYTES = 32 * 1024 * 1024;

@@ -52,6 +52,8 @@ export interface BackupStats {
   storedBytes: number;
   /** Entries the source held but a backup cannot represent (sockets, devices…), or that vanished while read. */
   skipped: string[];
+  /** Files that kept changing while they were read (files backups; each read again a few times first): stored as last read, perhaps torn. */
+  changed?: string[];
 }
 
 /** What a PostgreSQL base backup records about the server and the backup. */
