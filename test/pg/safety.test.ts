@@ -197,6 +197,16 @@ describe('recovery safety on real clusters', () => {
     expect(interrupted).toBeGreaterThanOrEqual(1);
   }, 240_000);
 
+  it('--db takes a libpq keyword/value string as well as a URI; an unknown keyword is refused by name', async () => {
+    const kv = `host=127.0.0.1 port=${a.port} user=postgres dbname='postgres' application_name=nightly`;
+    const r = await cofferAsPostgres(['--repo', repo, 'backup', '--db', kv, '--json'], env);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const bad = await cofferAsPostgres(['--repo', repo, 'backup', '--db', `host=127.0.0.1 colour=blue`], env);
+    expect(bad.status).toBe(EXIT_CODES.COFFER_INVALID_ARGUMENT);
+    expect(bad.stderr).toContain('colour');
+  }, 120_000);
+
   it('a target time without a zone is refused; a --delta into a directory that is neither a restore nor this cluster\'s is refused', async () => {
     const r = await cofferAsPostgres(['--repo', repo, 'restore', '--to', join(work.dir, 'no-zone'), '--target-time', '2026-11-29 10:00:00'], env);
     expect(r.status).toBe(EXIT_CODES.COFFER_INVALID_ARGUMENT);
