@@ -4,7 +4,7 @@
  * statuses, and choosing a backup by tag or by a short or ambiguous id.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,6 +44,27 @@ describe('CLI edges', () => {
     expect(r.status).toBe(EXIT_CODES.COFFER_INVALID_ARGUMENT);
     expect(r.stderr).toContain('names host "backups"');
     expect((await coffer(['--repo', `file://localhost${repo}`, 'list'], env)).status).toBe(0);
+  });
+
+  it('init refuses a location that is not empty, and a lost config is reported as lost, not as "no repository"', async () => {
+    const occupied = join(work.dir, 'occupied');
+    await mkdir(occupied);
+    await writeFile(join(occupied, 'notes.txt'), 'mine');
+    const r = await coffer(['--repo', occupied, 'init'], env);
+    expect(r.status).toBe(EXIT_CODES.COFFER_ALREADY_INITIALISED);
+    expect(r.stderr).toContain('not empty (notes.txt)');
+    const lost = join(work.dir, 'lost');
+    expect((await coffer(['--repo', lost, 'init'], env)).status).toBe(0);
+    await writeFile(join(src, 'f'), 'lost soon');
+    expect((await coffer(['--repo', lost, 'backup', '--path', src], env)).status).toBe(0);
+    await rm(join(lost, 'config'));
+    const list = await coffer(['--repo', lost, 'list'], env);
+    expect(list.status).toBe(EXIT_CODES.COFFER_MISSING_OBJECT);
+    expect(list.stderr).toContain("config is lost");
+    const again = await coffer(['--repo', lost, 'init'], env);
+    expect(again.status).toBe(EXIT_CODES.COFFER_ALREADY_INITIALISED);
+    expect(again.stderr).toContain('config is lost');
+    expect((await coffer(['--repo', join(work.dir, 'nothing-here'), 'list'], env)).status).toBe(EXIT_CODES.COFFER_NOT_A_REPOSITORY);
   });
 
   it('a reader that goes away (coffer list | true) ends the command quietly', async () => {

@@ -100,8 +100,8 @@ export class NotARepositoryError extends CofferError {
 
 export class AlreadyInitialisedError extends CofferError {
   readonly location: string;
-  constructor(location: string) {
-    super('COFFER_ALREADY_INITIALISED', `a repository already exists at ${location}`);
+  constructor(location: string, detail?: string) {
+    super('COFFER_ALREADY_INITIALISED', detail ? `cannot create a repository at ${location}: ${detail}` : `a repository already exists at ${location}`);
     this.location = location;
   }
 }

@@ -85,6 +85,17 @@ export class Repository {
     const list = providerList(providers);
     if (list.length === 0) throw new InvalidArgumentError('key', 'a repository needs at least one key provider');
     if (await store.head(CONFIG_KEY)) throw new AlreadyInitialisedError(store.properties.location);
+    const present = await firstObjects(store);
+    if (present.length > 0) {
+      // Init over a repository whose config was lost would make every old object unreadable for good.
+      const coffer = present.some((k) => COFFER_PREFIXES.some((p) => k.startsWith(p)));
+      throw new AlreadyInitialisedError(
+        store.properties.location,
+        coffer
+          ? `it holds Coffer objects (${present.join(', ')}) but no config: the repository's config is lost — put it back (a mirror holds a copy) instead of starting a new repository here`
+          : `it is not empty (${present.join(', ')}); a repository starts in an empty location`,
+      );
+    }
     const chunker = validateChunkerParams({ ...DEFAULT_CHUNKER, ...options.chunker });
     const relationChunker = options.relationChunkSize === 0 ? undefined : relationChunkerOf(options.relationChunkSize, options.relationGroupBytes);
     const level = options.compressionLevel ?? 3;
@@ -132,11 +143,20 @@ export class Repository {
     try {
       raw = await store.get(CONFIG_KEY);
     } catch (e) {
-      if (e instanceof MissingObjectError) throw new NotARepositoryError(store.properties.location);
-      throw e;
+      if (!(e instanceof MissingObjectError)) throw e;
+      const present = await firstObjects(store);
+      // Objects without their config: a repository that lost its config, not "no repository" (which invites init).
+      if (present.some((k) => COFFER_PREFIXES.some((p) => k.startsWith(p)))) {
+        throw new MissingObjectError(CONFIG_KEY, `the repository's config is lost: ${store.properties.location} holds its objects (${present.join(', ')}); put the config back (a mirror holds a copy), and do not run init here`);
+      }
+      throw new NotARepositoryError(store.properties.location);
     }
     const config = decodeConfig(raw);
-    if (typeof config === 'string') throw new NotARepositoryError(store.properties.location, config);
+    if (typeof config === 'string') {
+      const present = await firstObjects(store);
+      if (present.some((k) => COFFER_PREFIXES.some((p) => k.startsWith(p)))) throw new CorruptObjectError(CONFIG_KEY, `${config}; the location holds a repository's objects, so its config is damaged (a mirror holds a copy)`);
+      throw new NotARepositoryError(store.properties.location, config);
+    }
     if (!READABLE_FORMATS.includes(config.format)) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads formats ${READABLE_FORMATS.join(' and ')}`);
     if (options.expectRepositoryId !== undefined && config.repositoryId !== options.expectRepositoryId) {
       throw new CorruptObjectError(CONFIG_KEY, `belongs to repository ${config.repositoryId}, not the expected ${options.expectRepositoryId} (replaced, or the wrong location)`);
@@ -352,6 +372,20 @@ export class Repository {
 /** The label a manifest key names: `backups/<label>-<sha256>`. */
 function labelOf(key: string): string {
   return key.slice(BACKUP_PREFIX.length, -65);
+}
+
+/** Prefixes only Coffer writes. */
+const COFFER_PREFIXES = ['data/', 'index/', 'backups/', 'catalogue/', 'keys/', 'stanzas/', 'wal/'];
+
+/** Up to three object keys in the store (enough to say whether, and with what, it is occupied). */
+async function firstObjects(store: ObjectStore): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of store.list('')) {
+    if (o.key === CONFIG_KEY) continue;
+    keys.push(o.key);
+    if (keys.length >= 3) break;
+  }
+  return keys;
 }
 
 function providerList(providers: KeyProvider | readonly KeyProvider[]): readonly KeyProvider[] {
