@@ -4,14 +4,14 @@
  * statuses, and choosing a backup by tag or by a short or ambiguous id.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '@coffer/cli';
 import { LocalKeyProvider } from '@coffer/engine';
-import { coffer, COFFER_BIN } from './support/cli.js';
-import { scratch } from './support/tree.js';
+import { coffer, COFFER_BIN, startCoffer } from './support/cli.js';
+import { pseudoRandom, scratch } from './support/tree.js';
 
 let work: { dir: string; cleanup: () => Promise<void> };
 let repo: string;
@@ -128,5 +128,51 @@ describe('CLI edges', () => {
     const short = await coffer(['--repo', repo, 'restore', unique[1]!, '--to', join(work.dir, 'short'), '--json'], env);
     expect(short.status).toBe(0);
     expect((JSON.parse(short.stdout) as { key: string }).key).toContain(unique[0]);
+  });
+
+  it('the key used is said when both a key file and COFFER_PASSPHRASE are set', async () => {
+    const r = await coffer(['--repo', repo, 'list'], { ...env, COFFER_PASSPHRASE: 'ignored' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('using the key file');
+    expect(r.stderr).toContain('COFFER_PASSPHRASE is set too and is not used');
+  });
+
+  it('a files backup skips the repository inside its tree, and leaves out --exclude patterns and an exclude file', async () => {
+    const tree = join(work.dir, 'with-repo');
+    await mkdir(join(tree, 'cache', 'deep'), { recursive: true });
+    await writeFile(join(tree, 'keep.txt'), 'keep');
+    await writeFile(join(tree, 'scratch.tmp'), 'drop');
+    await writeFile(join(tree, 'cache', 'deep', 'blob'), 'drop');
+    await writeFile(join(tree, 'secret.key'), 'drop');
+    const excludeFile = join(work.dir, 'excludes');
+    await writeFile(excludeFile, '# local secrets\n*.key\n\n');
+    const inner = join(tree, 'repo');
+    expect((await coffer(['--repo', inner, 'init'], env)).status).toBe(0);
+    const r = await coffer(['--repo', inner, 'backup', '--path', tree, '--json', '--exclude', '*.tmp', '--exclude', 'cache/**', '--exclude-file', excludeFile], env);
+    expect(r.status).toBe(0);
+    const to = join(work.dir, 'with-repo-restored');
+    expect((await coffer(['--repo', inner, 'restore', 'latest', '--to', to], env)).status).toBe(0);
+    expect((await readdir(to)).sort()).toEqual(['cache', 'keep.txt']);
+    expect(await readdir(join(to, 'cache'))).toEqual([]);
+  });
+
+  it('a drill stopped by a signal removes its sandbox', async () => {
+    const big = join(work.dir, 'big');
+    await mkdir(big);
+    for (let i = 0; i < 6; i++) await writeFile(join(big, `f${i}`), pseudoRandom(32 << 20, 100 + i));
+    const r = await coffer(['--repo', repo, 'backup', '--path', big, '--json'], env);
+    expect(r.status).toBe(0);
+    ids.push((JSON.parse(r.stdout) as { id: string }).id);
+    const parent = join(work.dir, 'drills');
+    await mkdir(parent);
+    const run = startCoffer(['--repo', repo, 'drill', 'latest', '--sandbox', parent], env);
+    const until = Date.now() + 20_000;
+    while ((await readdir(parent)).length === 0 && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+    expect((await readdir(parent)).length).toBe(1);
+    run.child.kill('SIGTERM');
+    const done = await run.done;
+    expect(done.status).toBe(143);
+    expect(done.stderr).toContain('sandbox removed');
+    expect(await readdir(parent)).toEqual([]);
   });
 });

@@ -116,8 +116,10 @@ class DeferredKmsProvider implements KeyProvider {
 }
 
 /** The passphrase is read from the environment only: a command-line argument would show in `ps`. */
-export async function localProvider(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<LocalKeyProvider | undefined> {
+export async function localProvider(opts: RepoOptions, env: NodeJS.ProcessEnv, warn?: (line: string) => void): Promise<LocalKeyProvider | undefined> {
   const keyFile = opts.keyFile ?? env.COFFER_KEY_FILE;
+  // Both given: the key file is used, and the user is told so rather than left to guess.
+  if (keyFile && env.COFFER_PASSPHRASE) warn?.(`using the key file ${keyFile}${opts.keyFile ? ' (--key-file)' : ' (COFFER_KEY_FILE)'}; COFFER_PASSPHRASE is set too and is not used`);
   if (keyFile) return LocalKeyProvider.fromKeyFile(keyFile);
   const passphrase = env.COFFER_PASSPHRASE;
   return passphrase ? LocalKeyProvider.fromPassphrase(passphrase) : undefined;
@@ -128,15 +130,15 @@ export async function localProvider(opts: RepoOptions, env: NodeJS.ProcessEnv): 
  * AWS KMS — restricted to `--kms-key-id` when one is given (a region using its
  * own key), else any KMS key the repository is wrapped by.
  */
-export async function keyProviders(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<KeyProvider[]> {
-  const local = await localProvider(opts, env);
+export async function keyProviders(opts: RepoOptions, env: NodeJS.ProcessEnv, warn?: (line: string) => void): Promise<KeyProvider[]> {
+  const local = await localProvider(opts, env, warn);
   const kmsKeyId = opts.kmsKeyId ?? env.COFFER_KMS_KEY_ID;
   return [...(local ? [local] : []), kmsProvider(kmsKeyId, env, kmsKeyId ? 'key-id' : 'any')];
 }
 
 /** Providers that wrap a new repository's data key: KMS with --kms-key-id, and/or the local key. */
-export async function initProviders(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<KeyProvider[]> {
-  const local = await localProvider(opts, env);
+export async function initProviders(opts: RepoOptions, env: NodeJS.ProcessEnv, warn?: (line: string) => void): Promise<KeyProvider[]> {
+  const local = await localProvider(opts, env, warn);
   const kmsKeyId = opts.kmsKeyId ?? env.COFFER_KMS_KEY_ID;
   const providers = [...(kmsKeyId ? [kmsProvider(kmsKeyId, env)] : []), ...(local ? [local] : [])];
   if (providers.length === 0) throw new InvalidArgumentError('key', 'set COFFER_PASSPHRASE, pass --key-file FILE (or set COFFER_KEY_FILE), or pass --kms-key-id (or set COFFER_KMS_KEY_ID)');

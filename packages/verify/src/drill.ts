@@ -8,6 +8,8 @@ export interface DrillOptions {
   sandboxParent?: string;
   /** Keep the sandbox afterwards (default: removed). */
   keep?: boolean;
+  /** Told the sandbox directory as soon as it exists (a caller that handles signals removes it if the process is stopped). */
+  onSandbox?: (dir: string) => void;
 }
 
 export interface DrillReport {
@@ -24,6 +26,7 @@ export interface DrillReport {
 
 export async function drillRestore(repo: Repository, selector: string, options: DrillOptions = {}): Promise<DrillReport> {
   const sandbox = await mkdtemp(join(options.sandboxParent ?? tmpdir(), 'coffer-drill-'));
+  options.onSandbox?.(sandbox);
   try {
     const t0 = performance.now();
     const restored = await restoreBackup(repo, selector, join(sandbox, 'restore'));

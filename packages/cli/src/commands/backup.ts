@@ -1,5 +1,6 @@
 /** `coffer backup`: a PostgreSQL base backup (the PG* environment or --db) or a directory tree (--path). */
-import { backupFiles, backupPostgres, displayPath, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
+import { readFile } from 'node:fs/promises';
+import { backupFiles, backupPostgres, displayPath, parseExcludeFile, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
 import { CommandExit, intOption, stanzaOf, type CliContext } from '../context.js';
 import { EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
@@ -18,9 +19,15 @@ export function register(ctx: CliContext): void {
     .option('--no-archive-check', 'PostgreSQL: commit the backup without confirming its WAL is in this repository (it then needs WAL from elsewhere)')
     .option('--archive-timeout <seconds>', 'PostgreSQL: how long to wait for the backup\'s WAL to reach this repository (default 60)', intOption('--archive-timeout', 1, 86400))
     .option('--primary-db <connstring>', 'PostgreSQL, backing up a standby: the primary, asked to switch WAL segments so the backup\'s last segment is archived')
+    .option('--exclude <pattern>', 'files backups: leave out what matches (`*`, `**`, `?`; without `/` a name at any depth; repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--exclude-file <file>', 'files backups: exclusion patterns, one a line (# comments)')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; archiveCheck: boolean; archiveTimeout?: number; primaryDb?: string; json?: boolean }) => {
+    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; archiveCheck: boolean; archiveTimeout?: number; primaryDb?: string; exclude: string[]; excludeFile?: string; json?: boolean }) => {
       if (o.path && (o.db || o.pgdata || o.primaryDb)) throw new InvalidArgumentError('--path', 'a files backup takes no --db, --pgdata or --primary-db');
+      if (!o.path && (o.exclude.length > 0 || o.excludeFile)) throw new InvalidArgumentError('--exclude', 'a PostgreSQL backup leaves out what PostgreSQL documents; --exclude is for --path');
+      const exclude = [...o.exclude, ...(o.excludeFile ? parseExcludeFile(await readFile(o.excludeFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
+        throw new InvalidArgumentError('--exclude-file', `${o.excludeFile}: ${e.code ?? e.message}`);
+      })) : [])];
       const repo = await openRepo();
       const bar = progressBar('backup ', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();
@@ -33,7 +40,7 @@ export function register(ctx: CliContext): void {
       let result;
       try {
         result = o.path
-          ? await backupFiles(repo, o.path, common)
+          ? await backupFiles(repo, o.path, { ...common, exclude })
           : await backupPostgres(repo, {
               ...common,
               stanza: stanzaOf(globals(), io.env),

@@ -17,7 +17,7 @@ export function register(ctx: CliContext): void {
     .option('--compression-level <n>', 'zstd level 1–19', intOption('--compression-level', 1, 19))
     .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; relationChunkSize?: number; relationGroupSize?: number; packSize?: number; compressionLevel?: number }) => {
       const store = await openStore(globals(), io.env);
-      const providers = await initProviders(globals(), io.env);
+      const providers = await initProviders(globals(), io.env, (line) => io.stderr.write(`coffer: ${line}\n`));
       const chunker = { ...(o.chunkMin ? { minSize: o.chunkMin } : {}), ...(o.chunkAvg ? { avgSize: o.chunkAvg } : {}), ...(o.chunkMax ? { maxSize: o.chunkMax } : {}) };
       const repo = await Repository.init(store, providers, {
         chunker,

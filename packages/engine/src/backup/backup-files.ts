@@ -21,7 +21,9 @@ import { findNewest } from '../repository/catalogue.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange, type PageVerify } from './chunk-pipeline.js';
 import { PackWriter } from './pack-writer.js';
-import { walkTree, type WalkOptions } from './walk.js';
+import { walkTree, type WalkDecision, type WalkOptions } from './walk.js';
+import { excludeMatcher } from './exclude.js';
+import { FileStore } from '../store/file-store.js';
 import { ChunkWorkerPool } from './worker-pool.js';
 
 export interface BackupProgress {
@@ -39,6 +41,8 @@ export interface BackupFilesOptions {
   workers?: number;
   tags?: string[];
   onProgress?: (p: BackupProgress) => void;
+  /** Files backups: leave out entries matching these patterns (see `exclude.ts`). */
+  exclude?: readonly string[];
 }
 
 export interface BackupResult {
@@ -69,7 +73,12 @@ const WORKER_THRESHOLD = 32 * 1024 * 1024;
 
 export async function backupFiles(repo: Repository, sourceDir: string, options: BackupFilesOptions = {}): Promise<BackupResult> {
   const root = resolve(sourceDir);
-  return backupTree(repo, { kind: 'files', root, checkStable: true, isParent: (m) => m.kind === 'files' && m.source === root }, options);
+  const excluded = excludeMatcher(options.exclude ?? []);
+  // A repository inside the tree it backs up would be backed up into itself, growing with every run.
+  const store = repo.store instanceof FileStore ? resolve(repo.store.root) : undefined;
+  const inside = store !== undefined && (store + '/').startsWith(root + '/') && store !== root ? store.slice(root.length + 1) : undefined;
+  const decide = (relPath: string): WalkDecision => (relPath === inside || excluded(relPath) ? 'exclude' : 'include');
+  return backupTree(repo, { kind: 'files', root, checkStable: true, walk: { decide }, isParent: (m) => m.kind === 'files' && m.source === root }, options);
 }
 
 /** Backs up a directory tree as described by `src`; the engine of every backup kind. */
