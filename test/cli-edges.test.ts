@@ -175,4 +175,34 @@ describe('CLI edges', () => {
     expect(done.stderr).toContain('sandbox removed');
     expect(await readdir(parent)).toEqual([]);
   });
+
+  it('a restore that runs out of space fails naming the file (exit 23), leaves only complete files, and resumes with --delta once space is freed', async () => {
+    const tree = join(work.dir, 'for-small-disk');
+    await mkdir(tree);
+    for (let i = 0; i < 8; i++) await writeFile(join(tree, `small-${i}`), pseudoRandom(20_000, 200 + i));
+    await writeFile(join(tree, 'large'), pseudoRandom(6 << 20, 300));
+    const b = await coffer(['--repo', repo, 'backup', '--path', tree, '--json'], env);
+    expect(b.status).toBe(0);
+    const id = (JSON.parse(b.stdout) as { id: string }).id;
+    ids.push(id);
+    const mnt = join(work.dir, 'small-disk');
+    await mkdir(mnt);
+    const run = promisify(execFile);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+    try {
+      const to = join(mnt, 'restored');
+      const r = await coffer(['--repo', repo, 'restore', id, '--to', to], env);
+      expect(r.status).toBe(EXIT_CODES.COFFER_NO_SPACE);
+      expect(r.stderr).toContain(`no space left writing ${to}/`);
+      for (const name of await readdir(to)) expect((await readFile(join(to, name))).equals(await readFile(join(tree, name))), name).toBe(true);
+      await run('mount', ['-o', 'remount,size=32m', mnt]);
+      const again = await coffer(['--repo', repo, 'restore', id, '--to', to, '--delta'], env);
+      expect(again.stderr).toBe('');
+      expect(again.status).toBe(0);
+      expect((await readdir(to)).sort()).toEqual((await readdir(tree)).sort());
+      expect((await readFile(join(to, 'large'))).equals(await readFile(join(tree, 'large')))).toBe(true);
+    } finally {
+      await run('umount', [mnt]);
+    }
+  });
 });

@@ -34,5 +34,5 @@ export interface RestoreReply {
   /** Why a chunk (or the pack) failed verification. */
   corrupt?: string;
   /** A write failed. */
-  failed?: { message: string; code: string | undefined };
+  failed?: { message: string; code: string | undefined; path?: string };
 }

@@ -35,6 +35,8 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
   let bytesWritten = 0;
   let bytes = 0;
   let syncError: NodeJS.ErrnoException | undefined;
+  /** The file being written, to name it when a write fails (fd-based calls carry no path). */
+  let writing: string | undefined;
   try {
     const corrupt = await writeRange(
       codec!,
@@ -42,6 +44,7 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
       job,
       {
         async write(file, bytesOut, offset, uses) {
+          writing = job.paths[file];
           let fd = handles.get(file);
           if (fd === undefined) handles.set(file, (fd = openSync(fsPath(job.paths[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW)));
           let n = 0;
@@ -63,7 +66,7 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
     return { t: 'done', job: job.job, ...(corrupt ? { corrupt } : {}), done: [...done], bytesWritten, bytes };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    return { t: 'done', job: job.job, failed: { message: err.message, code: err.code }, done: [...done], bytesWritten, bytes };
+    return { t: 'done', job: job.job, failed: { message: err.message, code: err.code, ...(writing !== undefined ? { path: err.path ?? writing } : {}) }, done: [...done], bytesWritten, bytes };
   } finally {
     await Promise.all(syncing);
     for (const fd of handles.values()) {

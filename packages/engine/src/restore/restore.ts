@@ -200,172 +200,189 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     for (let u = 0; u < lookup.live.length; u++) remaining[lookup.useFile[u]!]! += lookup.live[u]!;
     const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
     const fsLimit = pLimit(FS_PARALLEL);
-    await Promise.all(
-      entries.map((e, i) =>
-        fsLimit(async () => {
-          if (e.type === 'file' && e.linkTo === undefined) {
-            // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
-            // O_NOFOLLOW: a link planted at a file's name is never followed out of the target.
-            const fh = await open(fsPath(pathOf(e)), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
-            try {
-              await fh.truncate(e.size ?? 0);
-              if (remaining[i] === 0) await fh.sync();
-            } finally {
-              await fh.close();
-            }
-            progress.filesTotal++;
-            progress.bytesTotal += e.size ?? 0;
-            if (remaining[i] === 0) progress.filesDone++;
-          } else if (e.type === 'symlink') {
-            const p = fsPath(pathOf(e));
-            if (existing && (await readLink(p)) === e.target) return;
-            if (existing) await rm(p, { force: true, recursive: true });
-            await symlink(fsPath(e.target ?? ''), p);
-          }
-        }),
-      ),
-    );
-
-    const handles = new Map<number, Promise<FileHandle>>();
-    /** Writes `data` at `offset`, which completes `uses` chunk uses of the file. */
-    const writeTo = async (file: number, data: Uint8Array, offset: number, uses = 1): Promise<void> => {
-      let h = handles.get(file);
-      const transient = !h && handles.size >= MAX_OPEN_FILES;
-      if (!h) {
-        h = open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
-        if (!transient) handles.set(file, h);
-      }
-      const fh = await h;
-      let done = 0;
-      while (done < data.byteLength) done += (await fh.write(data, done, data.byteLength - done, offset + done)).bytesWritten;
-      bytesWritten += done;
-      const left = (remaining[file]! -= uses);
-      if (left === 0) {
-        handles.delete(file);
-        await fh.sync();
-        await fh.close();
-        progress.filesDone++;
-      } else if (transient) await fh.close();
-    };
-    /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
-    const completeUses = async (file: number, uses: number): Promise<void> => {
-      if ((remaining[file]! -= uses) !== 0) return;
-      const fh = await open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      progress.filesDone++;
-    };
-
-    let requests = 0;
-    let rangedRequests = 0;
-    let bytesWritten = 0;
-    let bytesFetched = 0;
-    let failed: unknown;
-    let jobs = 0;
-    const limit = pLimit(Math.max(1, options.concurrency ?? 3));
-    const runRange = async (r: FetchRange): Promise<void> => {
-      if (failed) return;
-      const key = packKey(r.pack);
-      const affected = () => filesUsing(entries, lookup, r.chunks);
-      let data: Buffer;
-      try {
-        data = asBuffer(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
-      } catch (e) {
-        if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
-        throw e;
-      }
-      requests++;
-      if (!r.whole) rangedRequests++;
-      bytesFetched += data.length;
-      if (pool) {
-        // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
-        const parts = splitChunks(lookup, r.chunks, workers);
-        // The first part takes the fetched buffer itself (moved, not copied, when it owns its memory) and checks
-        // a whole pack against its name; the others get copies of their bytes, made before anything moves (their
-        // chunks are still checked one by one, tag and id, before any is written).
-        const { table } = lookup;
-        const starts = parts.map((part, i) => (i === 0 ? 0 : table.offset[part[0]!]! - r.offset));
-        const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-        const buffers = parts.map((part, i) => {
-          const last = part[part.length - 1]!;
-          return i === 0 && owned ? data : copyOwned(data.subarray(starts[i], i === 0 ? data.length : table.offset[last]! + table.length[last]! - r.offset));
-        });
-        const replies = await Promise.all(
-          parts.map((part, i) => {
-            const bytes = buffers[i]!;
-            const chunks = rangeChunks(lookup, part, r.offset + starts[i]!);
-            const paths: Record<number, string> = {};
-            for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
-            const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing };
-            const transfer = [bytes.buffer, chunks.ids.buffer, chunks.starts.buffer, chunks.lengths.buffer, chunks.rawLengths.buffer, chunks.useCounts.buffer, chunks.useFiles.buffer, chunks.useOffsets.buffer] as ArrayBuffer[];
-            return pool.run(job, transfer);
-          }),
-        );
-        for (const reply of replies) {
-          bytesWritten += reply.bytesWritten;
-          progress.bytesDone += reply.bytes;
-          for (const [file, uses] of reply.done) await completeUses(file, uses);
-        }
-        for (const reply of replies) {
-          if (reply.corrupt) throw new CorruptObjectError(key, reply.corrupt, affected());
-          if (reply.failed) throw Object.assign(new Error(reply.failed.message), { code: reply.failed.code });
-        }
-        options.onProgress?.({ ...progress });
-        return;
-      }
-      if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
-      const corrupt = await writeRange(
-        repo.codec,
-        data,
-        rangeChunks(lookup, r.chunks, r.offset),
-        { write: writeTo },
-        (bytes) => {
-          progress.bytesDone += bytes;
-          options.onProgress?.({ ...progress });
-        },
-        !existing,
-      );
-      if (corrupt) throw new CorruptObjectError(key, corrupt, affected());
-    };
     try {
       await Promise.all(
-        ranges.map((r) =>
-          limit(() =>
-            runRange(r).catch((e: unknown) => {
-              failed ??= e;
-            }),
-          ),
+        entries.map((e, i) =>
+          fsLimit(async () => {
+            if (e.type === 'file' && e.linkTo === undefined) {
+              // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
+              // O_NOFOLLOW: a link planted at a file's name is never followed out of the target.
+              const fh = await open(fsPath(pathOf(e)), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
+              try {
+                await fh.truncate(e.size ?? 0);
+                if (remaining[i] === 0) await fh.sync();
+              } finally {
+                await fh.close();
+              }
+              progress.filesTotal++;
+              progress.bytesTotal += e.size ?? 0;
+              if (remaining[i] === 0) progress.filesDone++;
+            } else if (e.type === 'symlink') {
+              const p = fsPath(pathOf(e));
+              if (existing && (await readLink(p)) === e.target) return;
+              if (existing) await rm(p, { force: true, recursive: true });
+              await symlink(fsPath(e.target ?? ''), p);
+            }
+          }),
         ),
       );
-    } finally {
-      for (const h of handles.values()) await (await h).close().catch(() => undefined);
-    }
-    if (failed) throw failed;
 
-    // Hard links once their first names are complete.
-    const firstOf = new Map(entries.map((e) => [e.path, e]));
-    for (const e of entries) {
-      if (e.linkTo === undefined) continue;
-      const p = fsPath(pathOf(e));
-      await rm(p, { force: true, recursive: true });
-      await link(fsPath(pathOf(firstOf.get(e.linkTo)!)), p);
+      const handles = new Map<number, Promise<FileHandle>>();
+      /** Writes `data` at `offset`, which completes `uses` chunk uses of the file. */
+      const writeTo = async (file: number, data: Uint8Array, offset: number, uses = 1): Promise<void> => {
+        let h = handles.get(file);
+        const transient = !h && handles.size >= MAX_OPEN_FILES;
+        if (!h) {
+          h = open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
+          if (!transient) handles.set(file, h);
+        }
+        const fh = await h;
+        let done = 0;
+        try {
+          while (done < data.byteLength) done += (await fh.write(data, done, data.byteLength - done, offset + done)).bytesWritten;
+        } catch (e) {
+          // Writes through a descriptor name no file: name it (ENOSPC, EIO…).
+          throw Object.assign(e as NodeJS.ErrnoException, { path: (e as NodeJS.ErrnoException).path ?? pathOf(entries[file]!) });
+        }
+        bytesWritten += done;
+        const left = (remaining[file]! -= uses);
+        if (left === 0) {
+          handles.delete(file);
+          await fh.sync();
+          await fh.close();
+          progress.filesDone++;
+        } else if (transient) await fh.close();
+      };
+      /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
+      const completeUses = async (file: number, uses: number): Promise<void> => {
+        if ((remaining[file]! -= uses) !== 0) return;
+        const fh = await open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        progress.filesDone++;
+      };
+
+      let requests = 0;
+      let rangedRequests = 0;
+      let bytesWritten = 0;
+      let bytesFetched = 0;
+      let failed: unknown;
+      let jobs = 0;
+      const limit = pLimit(Math.max(1, options.concurrency ?? 3));
+      const runRange = async (r: FetchRange): Promise<void> => {
+        if (failed) return;
+        const key = packKey(r.pack);
+        const affected = () => filesUsing(entries, lookup, r.chunks);
+        let data: Buffer;
+        try {
+          data = asBuffer(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
+        } catch (e) {
+          if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
+          throw e;
+        }
+        requests++;
+        if (!r.whole) rangedRequests++;
+        bytesFetched += data.length;
+        if (pool) {
+          // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
+          const parts = splitChunks(lookup, r.chunks, workers);
+          // The first part takes the fetched buffer itself (moved, not copied, when it owns its memory) and checks
+          // a whole pack against its name; the others get copies of their bytes, made before anything moves (their
+          // chunks are still checked one by one, tag and id, before any is written).
+          const { table } = lookup;
+          const starts = parts.map((part, i) => (i === 0 ? 0 : table.offset[part[0]!]! - r.offset));
+          const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+          const buffers = parts.map((part, i) => {
+            const last = part[part.length - 1]!;
+            return i === 0 && owned ? data : copyOwned(data.subarray(starts[i], i === 0 ? data.length : table.offset[last]! + table.length[last]! - r.offset));
+          });
+          const replies = await Promise.all(
+            parts.map((part, i) => {
+              const bytes = buffers[i]!;
+              const chunks = rangeChunks(lookup, part, r.offset + starts[i]!);
+              const paths: Record<number, string> = {};
+              for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
+              const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing };
+              const transfer = [bytes.buffer, chunks.ids.buffer, chunks.starts.buffer, chunks.lengths.buffer, chunks.rawLengths.buffer, chunks.useCounts.buffer, chunks.useFiles.buffer, chunks.useOffsets.buffer] as ArrayBuffer[];
+              return pool.run(job, transfer);
+            }),
+          );
+          for (const reply of replies) {
+            bytesWritten += reply.bytesWritten;
+            progress.bytesDone += reply.bytes;
+            for (const [file, uses] of reply.done) await completeUses(file, uses);
+          }
+          for (const reply of replies) {
+            if (reply.corrupt) throw new CorruptObjectError(key, reply.corrupt, affected());
+            if (reply.failed) throw Object.assign(new Error(reply.failed.message), { code: reply.failed.code, path: reply.failed.path });
+          }
+          options.onProgress?.({ ...progress });
+          return;
+        }
+        if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+        const corrupt = await writeRange(
+          repo.codec,
+          data,
+          rangeChunks(lookup, r.chunks, r.offset),
+          { write: writeTo },
+          (bytes) => {
+            progress.bytesDone += bytes;
+            options.onProgress?.({ ...progress });
+          },
+          !existing,
+        );
+        if (corrupt) throw new CorruptObjectError(key, corrupt, affected());
+      };
+      try {
+        await Promise.all(
+          ranges.map((r) =>
+            limit(() =>
+              runRange(r).catch((e: unknown) => {
+                failed ??= e;
+              }),
+            ),
+          ),
+        );
+      } finally {
+        for (const h of handles.values()) await (await h).close().catch(() => undefined);
+      }
+      if (failed) throw failed;
+
+      // Hard links once their first names are complete.
+      const firstOf = new Map(entries.map((e) => [e.path, e]));
+      for (const e of entries) {
+        if (e.linkTo === undefined) continue;
+        const p = fsPath(pathOf(e));
+        await rm(p, { force: true, recursive: true });
+        await link(fsPath(pathOf(firstOf.get(e.linkTo)!)), p);
+      }
+      const warnings: string[] = [];
+      await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0, warnings);
+      await options.beforeLast?.();
+      const byPath = new Map(entries.map((e) => [e.path, e]));
+      for (const e of entries) {
+        if (!lastFiles.has(e.path) || e.type !== 'file') continue;
+        await rename(fsPath(pathOf(e)), fsPath(placeOf(e)));
+        await fsyncDir(fsPath(dirname(placeOf(e))));
+        // The rename touched its directory: give it back the time the backup recorded.
+        const parent = byPath.get(e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '.');
+        if (parent) await utimes(fsPath(placeOf(parent)), toTime(parent.mtimeNs), toTime(parent.mtimeNs));
+      }
+      return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten, warnings };
+    } catch (e) {
+      // Into an empty target, a failed restore leaves only complete files (and directories): no file at full
+      // size that is only holes. A retry with --delta resumes from them.
+      if (!existing) {
+        for (let i = 0; i < entries.length; i++) {
+          const e = entries[i]!;
+          if (e.type === 'file' && (remaining[i]! > 0 || lastFiles.has(e.path))) await rm(fsPath(pathOf(e)), { force: true }).catch(() => undefined);
+        }
+      }
+      throw e;
     }
-    const warnings: string[] = [];
-    await applyMetadata(entries, pathOf, options.restoreOwners ?? process.getuid?.() === 0, warnings);
-    await options.beforeLast?.();
-    const byPath = new Map(entries.map((e) => [e.path, e]));
-    for (const e of entries) {
-      if (!lastFiles.has(e.path) || e.type !== 'file') continue;
-      await rename(fsPath(pathOf(e)), fsPath(placeOf(e)));
-      await fsyncDir(fsPath(dirname(placeOf(e))));
-      // The rename touched its directory: give it back the time the backup recorded.
-      const parent = byPath.get(e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '.');
-      if (parent) await utimes(fsPath(placeOf(parent)), toTime(parent.mtimeNs), toTime(parent.mtimeNs));
-    }
-    return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten, warnings };
   }
 }
 
