@@ -205,4 +205,42 @@ describe('CLI edges', () => {
       await run('umount', [mnt]);
     }
   });
+
+  it('foreign names under Coffer\'s prefixes are ignored with a warning; a damaged manifest is set aside by everything that does not need it, and check names it', async () => {
+    const own = join(work.dir, 'junk-repo');
+    expect((await coffer(['--repo', own, 'init'], env)).status).toBe(0);
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await writeFile(join(src, 'f'), `junk round ${i}`);
+      const r = await coffer(['--repo', own, 'backup', '--path', src, '--json'], env);
+      expect(r.status).toBe(0);
+      made.push((JSON.parse(r.stdout) as { id: string }).id);
+    }
+    const index = (await readdir(join(own, 'index')))[0]!;
+    await writeFile(join(own, 'backups', '.DS_Store'), '');
+    await writeFile(join(own, 'index', 'junk'), 'x');
+    await writeFile(join(own, 'index', `${index}~`), await readFile(join(own, 'index', index)));
+    await writeFile(join(own, 'keys-notes.txt'), 'a note beside the repository');
+    const damaged = (await readdir(join(own, 'backups'))).find((n) => n.includes(`-${made[1]}`))!;
+    const bytes = await readFile(join(own, 'backups', damaged));
+    bytes[bytes.length - 3]! ^= 0x01;
+    await writeFile(join(own, 'backups', damaged), bytes);
+    await rm(join(own, 'catalogue', damaged));
+
+    const list = await coffer(['--repo', own, 'list', '--json'], env);
+    expect(list.status).toBe(0);
+    expect((JSON.parse(list.stdout) as { id: string }[]).map((b) => b.id)).toEqual([made[0], made[2]]);
+    expect(list.stderr).toContain('ignored backups/.DS_Store');
+    expect(list.stderr).toContain(`set aside: corrupt object backups/${damaged}`);
+    const backup = await coffer(['--repo', own, 'backup', '--path', src], env);
+    expect(backup.status).toBe(0);
+    expect(backup.stderr).toContain('ignored index/junk');
+    expect(backup.stderr).toContain(`ignored index/${index}~`);
+    expect((await coffer(['--repo', own, 'restore', made[0]!, '--to', join(work.dir, 'junk-restored')], env)).status).toBe(0);
+    expect((await coffer(['--repo', own, 'restore', made[1]!, '--to', join(work.dir, 'junk-damaged')], env)).status).toBe(EXIT_CODES.COFFER_CORRUPT_OBJECT);
+    const check = await coffer(['--repo', own, 'check', '--json'], env);
+    expect(check.status).toBe(EXIT_CODES.COFFER_CORRUPT_OBJECT);
+    const problems = (JSON.parse(check.stdout) as { problems: { key?: string }[] }).problems;
+    expect(problems.map((p) => p.key)).toEqual([`backups/${damaged}`]);
+  });
 });

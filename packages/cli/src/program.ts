@@ -50,7 +50,8 @@ export function buildProgram(io: CliIo): Command {
     store ??= await openStore(globals(), io.env);
     try {
       const expectRepositoryId = g.repositoryId ?? io.env.COFFER_REPOSITORY_ID;
-      return await Repository.open(store, await keyProviders(g, io.env, (line) => io.stderr.write(`coffer: ${line}\n`)), expectRepositoryId ? { expectRepositoryId } : {});
+      const warn = (line: string) => io.stderr.write(`coffer: warning: ${line}\n`);
+      return await Repository.open(store, await keyProviders(g, io.env, warn), { onWarning: warn, ...(expectRepositoryId ? { expectRepositoryId } : {}) });
     } catch (e) {
       // No key given at all, and the repository is not one KMS could open: a missing setting, not a wrong key.
       if (e instanceof NoApplicableKeyError && !(await localProvider(g, io.env)) && !(g.kmsKeyId ?? io.env.COFFER_KMS_KEY_ID)) {

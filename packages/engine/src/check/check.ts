@@ -8,15 +8,15 @@ import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { CofferError, CorruptObjectError, MissingObjectError } from '../errors.js';
 import type { IndexedPack } from '../format/index-file.js';
-import { packKey, PACK_PREFIX } from '../format/keys-layout.js';
+import { isBackupKey, packKey, PACK_PREFIX } from '../format/keys-layout.js';
 import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
 import { CATALOGUE_PREFIX, manifestKeyOf } from '../format/catalogue-record.js';
-import { STANZA_PREFIX } from '../format/stanza-record.js';
+import { parseStanzaKey, STANZA_PREFIX } from '../format/stanza-record.js';
 import { decodeSummary } from '../repository/catalogue.js';
-import { WAL_PREFIX } from '../format/wal-record.js';
+import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
 import { decodeStanzaRecord, decodeWalRecord } from '../repository/sealed-records.js';
 
 export interface CheckOptions {
@@ -52,10 +52,10 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   // Metadata is listed before packs: writers put a pack before anything that names it, so every pack a
   // listed index, manifest or WAL record names already exists when packs are listed — a backup or wal-push
   // running meanwhile is never reported as missing its pack.
-  const walKeys = (await collectList(repo.store, WAL_PREFIX)).map((o) => o.key).sort();
+  const walKeys = await repo.ownKeys(WAL_PREFIX, (k) => parseWalKey(k) !== undefined);
   const backupKeys = await repo.listBackupKeys();
-  const catalogueKeys = (await collectList(repo.store, CATALOGUE_PREFIX)).map((o) => o.key);
-  const stanzaKeys = (await collectList(repo.store, STANZA_PREFIX)).map((o) => o.key);
+  const catalogueKeys = await repo.ownKeys(CATALOGUE_PREFIX, (k) => isBackupKey(manifestKeyOf(k)));
+  const stanzaKeys = await repo.ownKeys(STANZA_PREFIX, (k) => parseStanzaKey(k) !== undefined);
   const indexKeys = await repo.listIndexKeys();
   const packObjects = new Map((await collectList(repo.store, PACK_PREFIX)).map((o) => [o.key, o.size]));
 

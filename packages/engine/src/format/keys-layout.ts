@@ -46,3 +46,14 @@ export function expectedSha(key: string): string | undefined {
 export function backupLabel(at: Date): string {
   return at.toISOString().replace(/[-:]/g, '').replace('.', '_');
 }
+
+/** `backups/<label>-<sha256>` with a label as `backupLabel` makes it (and as tests craft it): date, time, milliseconds. */
+const BACKUP_KEY = /^backups\/[0-9]{8}T[0-9]{6}_[0-9]{3}Z-[0-9a-f]{64}$/;
+
+export function isBackupKey(key: string): boolean {
+  return BACKUP_KEY.test(key);
+}
+
+export function isIndexKey(key: string): boolean {
+  return /^index\/(pages-)?[0-9a-f]{64}$/.test(key);
+}

@@ -5,7 +5,7 @@
  * reads.
  */
 import pLimit from 'p-limit';
-import { CorruptObjectError } from '../errors.js';
+import { CorruptObjectError, UnsupportedFormatError } from '../errors.js';
 import { carriedProblem } from '../format/carried-sha.js';
 import { openJson, sealJson } from './sealed-records.js';
 import { CATALOGUE_MAGIC, CATALOGUE_PREFIX, catalogueKey, type CatalogueRecord } from '../format/catalogue-record.js';
@@ -57,12 +57,27 @@ async function summaryOf(repo: Repository, key: string, present: ReadonlySet<str
 }
 
 /** The newest backup `matches` accepts, reading summaries from the newest back until one does. */
+/**
+ * A summary, or undefined for a backup whose summary or manifest is damaged:
+ * that one is set aside with a warning (check reports it), and every listing
+ * that does not need it goes on.
+ */
+async function summaryOrSetAside(repo: Repository, key: string, present: ReadonlySet<string>): Promise<BackupSummary | undefined> {
+  try {
+    return await summaryOf(repo, key, present);
+  } catch (e) {
+    if (!(e instanceof CorruptObjectError || e instanceof UnsupportedFormatError)) throw e;
+    repo.onWarning(`set aside: ${e.message}`);
+    return undefined;
+  }
+}
+
 export async function findNewest(repo: Repository, matches: (b: BackupSummary) => boolean): Promise<BackupSummary | undefined> {
   const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), collectList(repo.store, CATALOGUE_PREFIX)]);
   const present = new Set(summaries.map((o) => o.key));
   for (let i = manifests.length - 1; i >= 0; i--) {
-    const b = await summaryOf(repo, manifests[i]!, present);
-    if (matches(b)) return b;
+    const b = await summaryOrSetAside(repo, manifests[i]!, present);
+    if (b && matches(b)) return b;
   }
   return undefined;
 }
@@ -73,6 +88,6 @@ export async function listSummaries(repo: Repository): Promise<BackupSummary[]> 
   const present = new Set(summaries.map((o) => o.key));
   const limit = pLimit(Math.max(2, Math.min(16, repo.store.properties.connections)));
   return Promise.all(
-    manifests.map((key) => limit(() => summaryOf(repo, key, present))),
-  );
+    manifests.map((key) => limit(() => summaryOrSetAside(repo, key, present))),
+  ).then((all) => all.filter((b): b is BackupSummary => b !== undefined));
 }

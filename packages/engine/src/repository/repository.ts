@@ -24,7 +24,7 @@ import {
 import { ChunkCodec, type Keys } from '../format/chunk-codec.js';
 import { decodeConfig, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type KeyRecord, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isPageIndexKey, KEYS_PREFIX } from '../format/keys-layout.js';
+import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isBackupKey, isIndexKey, isPageIndexKey, KEYS_PREFIX } from '../format/keys-layout.js';
 import { decodeManifest, encodeManifest, type BackupManifest, type BackupSummary } from '../format/manifest.js';
 import type { KeyProvider, WrappedKey } from '../keys/key-provider.js';
 import { collectList, type ObjectStore } from '../store/object-store.js';
@@ -49,6 +49,8 @@ export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 export interface OpenOptions {
   /** The repository id this client was set up for (COFFER_REPOSITORY_ID): any other config is refused. */
   expectRepositoryId?: string;
+  /** Told of objects passed over: foreign names under Coffer's prefixes, damaged manifests set aside by listings. */
+  onWarning?: (message: string) => void;
 }
 
 type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | SealedKind;
@@ -63,6 +65,9 @@ export class Repository {
   readonly codec: ChunkCodec;
   /** Every data key's wrappings: the config's merged with those of `keys/` objects. */
   readonly keyRecords: readonly KeyRecord[];
+
+  /** Where warnings go (objects passed over); by default nowhere. */
+  onWarning: (message: string) => void = () => undefined;
 
   private constructor(store: ObjectStore, config: RepositoryConfig, keys: Keys, keyRecords: readonly KeyRecord[]) {
     this.store = store;
@@ -196,7 +201,10 @@ export class Repository {
     }
     if (!idKey || dataKeys.size === 0) throw lastError ?? new NoApplicableKeyError([...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))]);
     for (const o of added) if (!o.authentic(idKey)) throw new CorruptObjectError(o.key, 'key records not authenticated by this repository');
-    return new Repository(store, config, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records);
+    const repo = new Repository(store, config, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records);
+    if (options.onWarning) repo.onWarning = options.onWarning;
+    for (const key of added.foreign) repo.onWarning(`ignored ${key}: not a name Coffer writes`);
+    return repo;
   }
 
   /**
@@ -276,7 +284,17 @@ export class Repository {
   }
 
   async listIndexKeys(): Promise<string[]> {
-    return (await collectList(this.store, INDEX_PREFIX)).map((o) => o.key).sort();
+    return this.ownKeys(INDEX_PREFIX, isIndexKey);
+  }
+
+  /** Keys under `prefix` that are Coffer's; anything else there (an editor's `~` file, `.DS_Store`) is ignored with a warning. */
+  async ownKeys(prefix: string, ours: (key: string) => boolean): Promise<string[]> {
+    const keys: string[] = [];
+    for (const { key } of await collectList(this.store, prefix)) {
+      if (ours(key)) keys.push(key);
+      else this.onWarning(`ignored ${key}: not a name Coffer writes`);
+    }
+    return keys.sort();
   }
 
   /**
@@ -327,7 +345,7 @@ export class Repository {
 
   /** Manifest keys, oldest first (labels sort by time). */
   async listBackupKeys(): Promise<string[]> {
-    return (await collectList(this.store, BACKUP_PREFIX)).map((o) => o.key).sort();
+    return this.ownKeys(BACKUP_PREFIX, isBackupKey);
   }
 
   /** Every backup's catalogue summary, oldest first; no manifest is read where a summary exists. */
@@ -404,10 +422,14 @@ function describeWrapping(w: WrappedKey): string {
   return `${w.provider}/${w.keyRef}`;
 }
 
-async function loadKeyObjects(store: ObjectStore, repositoryId: string): Promise<StoredKeyRecords[]> {
-  const out: StoredKeyRecords[] = [];
+async function loadKeyObjects(store: ObjectStore, repositoryId: string): Promise<StoredKeyRecords[] & { foreign: string[] }> {
+  const out = Object.assign([] as StoredKeyRecords[], { foreign: [] as string[] });
   for (const { key } of (await collectList(store, KEYS_PREFIX)).sort((a, b) => (a.key < b.key ? -1 : 1))) {
-    if (!expectedSha(key)) throw new CorruptObjectError(key, 'a key-records object must be named by its SHA-256');
+    // Only keys/<sha256> are key records; anything else was not written by Coffer and is passed over.
+    if (!/^keys\/[0-9a-f]{64}$/.test(key)) {
+      out.foreign.push(key);
+      continue;
+    }
     out.push(decodeKeyRecords(key, await getVerified(store, key), repositoryId));
   }
   return out;
