@@ -2,7 +2,7 @@
  * Walks a directory tree into manifest entries, depth first, names in byte
  * order, so the same tree always yields the same list.
  */
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { getAttribute, listAttributes } from '@napi-rs/xattr';
 import { join } from 'node:path';
 import { SourceError } from '../errors.js';
@@ -118,30 +118,24 @@ async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<
 
 /**
  * The entry with its extended attributes (POSIX ACLs are the
- * `system.posix_acl_*` ones). Names that are not UTF-8 cannot reach the
- * binding (it takes string paths): their attributes are read through the
- * /proc/self/fd link of an open descriptor instead.
+ * `system.posix_acl_*` ones). The binding takes paths as UTF-8 strings, so a
+ * name that is not UTF-8 keeps its bytes and content but not its extended
+ * attributes (a recorded limit).
  */
 async function withXattrs(e: TreeEntry, abs: string): Promise<TreeEntry> {
-  const path = fsPath(abs);
-  const viaFd = typeof path !== 'string' ? await open(path, 'r').catch(() => undefined) : undefined;
-  const at = viaFd ? `/proc/self/fd/${viaFd.fd}` : abs;
-  try {
-    const names = await listAttributes(at).catch((err: NodeJS.ErrnoException) => {
-      // A file system without extended attributes has none to keep.
-      if (err.code === 'ENOTSUP' || err.code === 'EOPNOTSUPP' || /not supported/i.test(err.message)) return [] as string[];
-      throw new SourceError(displayPath(abs), `extended attributes: ${err.message}`, { cause: err });
-    });
-    if (names.length === 0) return e;
-    const xattrs: Record<string, string> = {};
-    for (const name of names.sort()) {
-      const value = await getAttribute(at, name);
-      if (value) xattrs[name] = value.toString('base64');
-    }
-    return { ...e, xattrs };
-  } finally {
-    await viaFd?.close();
+  if (typeof fsPath(abs) !== 'string') return e;
+  const names = await listAttributes(abs).catch((err: Error) => {
+    // A file system without extended attributes has none to keep.
+    if (/not supported/i.test(err.message)) return [] as string[];
+    throw new SourceError(displayPath(abs), `extended attributes: ${err.message}`, { cause: err });
+  });
+  if (names.length === 0) return e;
+  const xattrs: Record<string, string> = {};
+  for (const name of names.sort()) {
+    const value = await getAttribute(abs, name);
+    if (value) xattrs[name] = value.toString('base64');
   }
+  return { ...e, xattrs };
 }
 
 async function statOrThrow(abs: string, label: string) {

@@ -535,22 +535,13 @@ function depth(path: string): number {
  */
 async function setXattrs(e: TreeEntry, path: string, warnings: string[]): Promise<void> {
   if (!e.xattrs) return;
-  const raw = fsPath(path);
-  const fh = typeof raw !== 'string' ? await open(raw, 'r') : undefined;
-  const at = fh ? `/proc/self/fd/${fh.fd}` : path;
-  try {
-    for (const [name, value] of Object.entries(e.xattrs)) {
-      try {
-        await setAttribute(at, name, Buffer.from(value, 'base64'));
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EPERM' || code === 'EACCES' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || /not (permitted|supported)/i.test((err as Error).message)) {
-          warnings.push(`${displayPath(e.path)}: extended attribute ${name} not restored (${(err as Error).message})`);
-        } else throw err;
-      }
+  for (const [name, value] of Object.entries(e.xattrs)) {
+    try {
+      await setAttribute(path, name, Buffer.from(value, 'base64'));
+    } catch (err) {
+      if (/not (permitted|supported)|permission denied/i.test((err as Error).message)) warnings.push(`${displayPath(e.path)}: extended attribute ${name} not restored (${(err as Error).message})`);
+      else throw err;
     }
-  } finally {
-    await fh?.close();
   }
 }
 
