@@ -70,7 +70,8 @@ export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
-export { restoreBackup, checkEntryPaths, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
+export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
+export { checkEntryPaths } from './restore/target.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
 export { sha256Hex, toHex, bytesEqual } from './bytes.js';

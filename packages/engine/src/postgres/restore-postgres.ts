@@ -284,6 +284,7 @@ async function checkDeltaTarget(dir: string, stanza: string, systemIdentifier: s
 /** Restores `selector` (or the backup chosen for the target) into `dir`, ready to recover. */
 export async function restorePostgres(repo: Repository, selector: string | undefined, dir: string, options: PostgresRestoreOptions): Promise<PostgresRestoreResult> {
   const stanza = options.stanza ?? DEFAULT_STANZA;
+  // Settings are checked before anything is read or written: a malformed target fails at once.
   recoverySettings('', options.target, options);
   const key = selector ? await repo.findBackupKey(selector) : (await chooseBackup(repo, options.target, stanza)).key;
   if (await exists(join(dir, 'postmaster.pid'))) throw new TargetInUseError(dir, 'postmaster.pid is present: stop the server (and remove a stale postmaster.pid) first');

@@ -6,19 +6,20 @@
  * byte is written. Memory is bounded by `concurrency × maxRequest`.
  */
 import { constants as fsc } from 'node:fs';
-import { chmod, chown, lchown, link, lutimes, mkdir, open, readdir, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
-import { setAttribute } from '@napi-rs/xattr';
+import { link, mkdir, open, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { fsyncDir, writeDurably } from '../durable.js';
-import { decodeName, displayPath, fsPath } from '../names.js';
-import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../errors.js';
+import { fsPath } from '../names.js';
+import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import { writeRange } from './range-writer.js';
+import { applyMetadata, readLink, toTime } from './metadata.js';
+import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, dropChunksInPlace, prepareTarget, removeUnlisted, RESTORING_SUFFIX } from './target.js';
 import { RestoreWorkerPool } from './restore-pool.js';
 import type { RestoreJob } from './restore-protocol.js';
 import { DEFAULT_PLAN, filesUsing, liveUses, locateChunks, planFetches, rangeChunks, type ChunkLookup, type FetchRange, type PlanOptions } from './plan.js';
@@ -73,48 +74,6 @@ export interface RestoreOptions {
    * restore, perhaps an interrupted one, owns these directories.
    */
   marker?: { name: string; content: string };
-}
-
-/** Suffix of a `lastFiles` file while it is being written. */
-export const RESTORING_SUFFIX = '.coffer-restoring';
-
-/**
- * Refuses a manifest whose entries could write outside the target: absolute
- * paths, `..`, empty or `.` components, NUL, duplicates, and any entry whose
- * parent is not a directory entry of the same manifest (a symlink `a → /etc`
- * followed by `a/x` would otherwise write into /etc).
- */
-export function checkEntryPaths(key: string, entries: readonly TreeEntry[]): void {
-  const types = new Map<string, TreeEntry['type']>();
-  for (const e of entries) {
-    const bad = e.path !== '.' && (isAbsolute(e.path) || e.path.includes('\0') || e.path.split('/').some((p) => p === '..' || p === '.' || p === ''));
-    if (bad || typeof e.path !== 'string') throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} would escape the restore target`);
-    if (types.has(e.path)) throw new CorruptObjectError(key, `manifest lists ${JSON.stringify(e.path)} twice`);
-    types.set(e.path, e.type);
-  }
-  if (entries.length > 0 && types.get('.') !== 'dir') throw new CorruptObjectError(key, 'manifest has no root directory entry');
-  const seenFiles = new Set<string>();
-  for (const e of entries) {
-    if (e.linkTo !== undefined && (e.type !== 'file' || !seenFiles.has(e.linkTo) || (e.chunks?.length ?? 0) > 0)) {
-      throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} links to ${JSON.stringify(e.linkTo)}, which is not a file listed before it`);
-    }
-    if (e.type === 'file' && e.linkTo === undefined) seenFiles.add(e.path);
-    if (e.path === '.') continue;
-    const slash = e.path.lastIndexOf('/');
-    const parent = slash < 0 ? '.' : e.path.slice(0, slash);
-    if (types.get(parent) !== 'dir') throw new CorruptObjectError(key, `manifest entry ${JSON.stringify(e.path)} lies under ${JSON.stringify(parent)}, which is ${types.has(parent) ? `a ${types.get(parent)}` : 'not listed'}, not a directory`);
-  }
-}
-
-/** Entries with `linkMap`'s symlinks turned into directories; mapped ones are added to `relocate`. */
-function applyLinkMap(entries: readonly TreeEntry[], linkMap: ReadonlyMap<string, string> | undefined, relocate: Map<string, string>): TreeEntry[] {
-  if (!linkMap || linkMap.size === 0) return entries as TreeEntry[];
-  return entries.map((e) => {
-    const to = linkMap.get(e.path);
-    if (to === undefined || e.type !== 'symlink') return e;
-    if (to !== 'dir') relocate.set(e.path, to);
-    return { path: e.path, type: 'dir', mode: 0o700, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs };
-  });
 }
 
 export interface RestoreResult {
@@ -190,10 +149,10 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
     // Directories first, writable by us until their final modes are applied at the end.
     for (const e of entries) if (e.type === 'dir') await mkdir(fsPath(pathOf(e)), { recursive: true, mode: 0o700 });
     for (const [prefix, dir] of relocate) {
-      const link = join(targetDir, ...prefix.split('/'));
-      if ((await readlink(link).catch(() => undefined)) !== dir) {
-        await rm(link, { recursive: true, force: true });
-        await symlink(dir, link);
+      const at = join(targetDir, ...prefix.split('/'));
+      if ((await readlink(at).catch(() => undefined)) !== dir) {
+        await rm(at, { recursive: true, force: true });
+        await symlink(dir, at);
       }
     }
     const remaining = new Int32Array(entries.length);
@@ -384,169 +343,6 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
       throw e;
     }
   }
-}
-
-async function assertEmptyOrAbsent(dir: string): Promise<void> {
-  const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return [] as string[];
-    throw e;
-  });
-  if (names.length > 0) throw new TargetNotEmptyError(dir);
-}
-
-/** Creates the target if absent; returns whether it holds content a delta restore works over. */
-async function prepareTarget(dir: string, delta: boolean): Promise<boolean> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    return false;
-  }
-  if (names.length > 0 && !delta) throw new TargetNotEmptyError(dir);
-  return names.length > 0;
-}
-
-/**
- * Delta restore: removes what the backup does not hold, and entries whose
- * type changed (a link where a directory belongs is removed, never followed),
- * in the target and in every relocated directory.
- */
-async function removeUnlisted(root: string, entries: readonly TreeEntry[], relocate: ReadonlyMap<string, string>, lastFiles: ReadonlySet<string>, marker?: string): Promise<void> {
-  const wanted = new Map<string, string>(entries.filter((e) => !relocate.has(e.path)).map((e) => [e.path, e.type]));
-  for (const prefix of relocate.keys()) wanted.set(prefix, 'symlink');
-  if (marker) for (const at of ['.', ...relocate.keys()]) wanted.set(at === '.' ? marker : `${at}/${marker}`, 'file');
-  // A file written last sits under its temporary name until the end.
-  for (const p of lastFiles) if (wanted.get(p) === 'file') {
-    wanted.delete(p);
-    wanted.set(p + RESTORING_SUFFIX, 'file');
-  }
-  const prune = async (abs: string, rel: string): Promise<void> => {
-    const children = await readdir(fsPath(abs), { withFileTypes: true, encoding: 'buffer' }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return [];
-      throw e;
-    });
-    for (const d of children) {
-      const name = decodeName(d.name);
-      const childRel = rel === '.' ? name : `${rel}/${name}`;
-      const type = d.isDirectory() ? 'dir' : d.isSymbolicLink() ? 'symlink' : d.isFile() ? 'file' : 'other';
-      if (wanted.get(childRel) !== type) await rm(fsPath(join(abs, name)), { recursive: true, force: true });
-      else if (type === 'dir') await prune(join(abs, name), childRel);
-    }
-  };
-  await prune(root, '.');
-  for (const [prefix, dir] of relocate) await prune(dir, prefix);
-}
-
-/** Delta restore: every chunk use whose bytes are already at their offset needs no write. */
-async function dropChunksInPlace(repo: Repository, entries: readonly TreeEntry[], lookup: ChunkLookup, pathOf: (e: TreeEntry) => string): Promise<void> {
-  const { table, fileStart, useChunk, useOffset, live } = lookup;
-  const limit = pLimit(4);
-  await Promise.all(
-    entries.map((e, file) =>
-      limit(async () => {
-        if (fileStart[file] === fileStart[file + 1]) return;
-        const fh = await open(fsPath(pathOf(e)), 'r').catch(() => undefined);
-        if (!fh) return;
-        try {
-          const size = (await fh.stat()).size;
-          let largest = 1;
-          for (let u = fileStart[file]!; u < fileStart[file + 1]!; u++) largest = Math.max(largest, table.rawLength[useChunk[u]!]!);
-          const buf = Buffer.allocUnsafe(largest);
-          for (let u = fileStart[file]!; u < fileStart[file + 1]!; u++) {
-            const c = useChunk[u]!;
-            const length = table.rawLength[c]!;
-            if (useOffset[u]! + length > size) continue;
-            const { bytesRead } = await fh.read(buf, 0, length, useOffset[u]!);
-            if (bytesRead === length && repo.codec.id(buf.subarray(0, bytesRead)).equals(table.id(c))) live[u] = 0;
-          }
-        } finally {
-          await fh.close();
-        }
-      }),
-    ),
-  );
-}
-
-/**
- * utimes takes seconds as a double, which resolves ~0.24 µs at today's epoch
- * values and is truncated to ns by the kernel call: aiming at the middle of
- * the microsecond makes the restored time exact to the microsecond.
- */
-function toTime(ns: string): number {
-  const big = BigInt(ns);
-  return Number(big / 1_000_000_000n) + (Number((big % 1_000_000_000n) / 1000n) + 0.5) / 1e6;
-}
-
-async function applyMetadata(entries: readonly TreeEntry[], pathOf: (e: TreeEntry) => string, owners: boolean, warnings: string[]): Promise<void> {
-  const limit = pLimit(FS_PARALLEL);
-  await Promise.all(
-    entries.map((e) =>
-      limit(async () => {
-        const p = fsPath(pathOf(e));
-        const t = toTime(e.mtimeNs);
-        if (e.type === 'file') {
-          if (owners) await chown(p, e.uid, e.gid);
-          await chmod(p, e.mode);
-          await setXattrs(e, pathOf(e), warnings);
-          await utimes(p, t, t);
-        } else if (e.type === 'symlink') {
-          if (owners) await lchown(p, e.uid, e.gid);
-          await lutimes(p, t, t);
-        }
-      }),
-    ),
-  );
-  // Deepest directories first: setting a child's times changes nothing above, but creating entries did.
-  const dirs = entries.filter((e) => e.type === 'dir');
-  for (const level of [...new Set(dirs.map((e) => depth(e.path)))].sort((a, b) => b - a)) {
-    await Promise.all(
-      dirs
-        .filter((e) => depth(e.path) === level)
-        .map((e) =>
-          limit(async () => {
-            const p = fsPath(pathOf(e));
-            if (owners) await chown(p, e.uid, e.gid);
-            await chmod(p, e.mode);
-            await setXattrs(e, pathOf(e), warnings);
-            const fh = await open(p, 'r');
-            try {
-              await fh.sync();
-            } finally {
-              await fh.close();
-            }
-            const t = toTime(e.mtimeNs);
-            await utimes(p, t, t);
-          }),
-        ),
-    );
-  }
-}
-
-function depth(path: string): number {
-  return path === '.' ? 0 : path.split('/').length;
-}
-
-/**
- * Sets an entry's extended attributes. Those this user or file system may
- * not set (security.*, trusted.* without privileges; no xattr support) become
- * warnings; any other failure stops the restore.
- */
-async function setXattrs(e: TreeEntry, path: string, warnings: string[]): Promise<void> {
-  if (!e.xattrs) return;
-  for (const [name, value] of Object.entries(e.xattrs)) {
-    try {
-      await setAttribute(path, name, Buffer.from(value, 'base64'));
-    } catch (err) {
-      if (/not (permitted|supported)|permission denied/i.test((err as Error).message)) warnings.push(`${displayPath(e.path)}: extended attribute ${name} not restored (${(err as Error).message})`);
-      else throw err;
-    }
-  }
-}
-
-async function readLink(p: string | Buffer): Promise<string | undefined> {
-  return readlink(p, { encoding: 'buffer' }).then(decodeName, () => undefined);
 }
 
 /** Splits a range's chunks into up to `n` runs of neighbours with about equal bytes to write. */
