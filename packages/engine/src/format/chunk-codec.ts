@@ -23,13 +23,16 @@
  * Opening verifies the tag, decodes, and recomputes the keyed id: a blob that
  * decrypts but yields other bytes than its id promises is corrupt too.
  */
-import crypto, { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { Compressor, Decompressor } from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
+import { NONCE_BYTES, open, seal, SEAL_OVERHEAD, TAG_BYTES } from '../crypto/aead.js';
+import { chunkId, chunkIdMatches, ID_BYTES } from './chunk-id.js';
+
+// Ids live in their own leaf; they are re-exported where the codec's users have always found them.
+export { chunkId, chunkIdMatches, ID_BYTES };
 
 const { CCtx, DCtx, compressBound, getFrameContentSize } = zstdBinding;
-import { NONCE_BYTES, open, seal, SEAL_OVERHEAD, TAG_BYTES } from '../crypto/aead.js';
-import { bytesEqual } from '../bytes.js';
 
 export const BLOB_VERSION = 1;
 export const GROUP_BLOB_VERSION = 2;
@@ -39,7 +42,6 @@ const GROUP_ID_PREFIX = 8;
 const GROUP_CACHE = 8;
 export const BLOB_HEADER = 3;
 export const BLOB_OVERHEAD = BLOB_HEADER + SEAL_OVERHEAD + 1;
-export const ID_BYTES = 32;
 
 const ENC_RAW = 0;
 const ENC_ZSTD = 1;
@@ -64,59 +66,6 @@ export interface Keys {
   /** Data keys by id; `currentKeyId` seals new blobs. */
   dataKeys: ReadonlyMap<number, Uint8Array>;
   currentKeyId: number;
-}
-
-/**
- * Node's one-shot hash (20.12 and later): with the HMAC pads precomputed, an id costs two calls instead of an
- * HMAC object. Digests come back as latin1 text: a Buffer result costs more than hashing the outer block.
- */
-const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: Uint8Array, encoding: 'latin1') => string }).hash;
-
-interface HmacPads {
-  /** ipad-masked key, then room for the message. */
-  inner: Buffer;
-  /** opad-masked key, then room for the inner digest. */
-  outer: Buffer;
-}
-const padsByKey = new WeakMap<Uint8Array, HmacPads>();
-
-function padsFor(idKey: Uint8Array, length: number): HmacPads {
-  let pads = padsByKey.get(idKey);
-  if (!pads || pads.inner.length < 64 + length) {
-    const inner = Buffer.alloc(64 + Math.max(length, 64 * 1024));
-    const outer = Buffer.alloc(64 + 32);
-    for (let i = 0; i < 64; i++) {
-      inner[i] = (idKey[i] ?? 0) ^ 0x36;
-      outer[i] = (idKey[i] ?? 0) ^ 0x5c;
-    }
-    pads = { inner, outer };
-    padsByKey.set(idKey, pads);
-  }
-  return pads;
-}
-
-/** HMAC-SHA256(idKey, plaintext) as 32 latin1 characters, or undefined where the one-shot path does not apply. */
-function chunkIdText(idKey: Uint8Array, plaintext: Uint8Array): string | undefined {
-  if (!oneShotHash || idKey.length > 64) return undefined;
-  const { inner, outer } = padsFor(idKey, plaintext.byteLength);
-  inner.set(plaintext, 64);
-  outer.write(oneShotHash('sha256', inner.subarray(0, 64 + plaintext.byteLength), 'latin1'), 64, 'latin1');
-  return oneShotHash('sha256', outer, 'latin1');
-}
-
-/** HMAC-SHA256(idKey, plaintext). */
-export function chunkId(idKey: Uint8Array, plaintext: Uint8Array): Buffer {
-  const text = chunkIdText(idKey, plaintext);
-  return text === undefined ? createHmac('sha256', idKey).update(plaintext).digest() : Buffer.from(text, 'latin1');
-}
-
-/** Whether `id` is HMAC-SHA256(idKey, plaintext): the check every chunk read back goes through. */
-export function chunkIdMatches(idKey: Uint8Array, plaintext: Uint8Array, id: Uint8Array): boolean {
-  const text = chunkIdText(idKey, plaintext);
-  if (text === undefined) return bytesEqual(createHmac('sha256', idKey).update(plaintext).digest(), id);
-  if (id.length !== ID_BYTES) return false;
-  for (let i = 0; i < ID_BYTES; i++) if (text.charCodeAt(i) !== id[i]) return false;
-  return true;
 }
 
 /**
