@@ -49,12 +49,13 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     if (e instanceof CofferError) problems.push(e);
     else throw e;
   };
-  // Metadata is listed before packs: writers put a pack before anything that names it, so every pack a
-  // listed index, manifest or WAL record names already exists when packs are listed — a backup or wal-push
-  // running meanwhile is never reported as missing its pack.
+  // Listed in the reverse of the order writers write (summary after manifest after index after packs):
+  // everything a listed object names already exists when its kind is listed, so a backup or wal-push
+  // running meanwhile is never reported as missing what it wrote.
+  // Summaries follow their manifests, so they are listed before the manifests are.
+  const catalogueKeys = await repo.ownKeys(CATALOGUE_PREFIX, (k) => isBackupKey(manifestKeyOf(k)));
   const walKeys = await repo.ownKeys(WAL_PREFIX, (k) => parseWalKey(k) !== undefined);
   const backupKeys = await repo.listBackupKeys();
-  const catalogueKeys = await repo.ownKeys(CATALOGUE_PREFIX, (k) => isBackupKey(manifestKeyOf(k)));
   const stanzaKeys = await repo.ownKeys(STANZA_PREFIX, (k) => parseStanzaKey(k) !== undefined);
   const indexKeys = await repo.listIndexKeys();
   const packObjects = new Map((await collectList(repo.store, PACK_PREFIX)).map((o) => [o.key, o.size]));
@@ -81,7 +82,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   for (const key of catalogueKeys) {
     try {
       const manifestKey = manifestKeyOf(key);
-      if (!manifestSet.has(manifestKey)) throw new MissingObjectError(manifestKey, `summarised by ${key} but not in the store`);
+      if (!manifestSet.has(manifestKey) && !(await repo.store.head(manifestKey))) throw new MissingObjectError(manifestKey, `summarised by ${key} but not in the store`);
       decodeSummary(repo, key, await repo.store.get(key), manifestKey);
     } catch (e) {
       record(e);
