@@ -19,12 +19,13 @@ import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import { findNewest } from '../repository/catalogue.js';
 import type { Chunking } from '../chunking/chunker.js';
-import { chunkFile, type ChunkSink, type FileChunks, type FileRange, type PageVerify } from './chunk-pipeline.js';
-import { PackWriter } from './pack-writer.js';
+import { chunkFile, type ChunkSink, type FileChunks, type FileRange } from '../content/chunk-pipeline.js';
+import type { ReadCheckSpec } from '../content/read-check.js';
+import { PackWriter } from '../content/pack-writer.js';
 import { walkTree, type WalkDecision, type WalkOptions } from './walk.js';
 import { excludeMatcher } from './exclude.js';
 import { FileStore } from '../store/file-store.js';
-import { ChunkWorkerPool } from './worker-pool.js';
+import { ChunkWorkerPool } from '../content/worker-pool.js';
 
 export interface BackupProgress {
   filesTotal: number;
@@ -56,8 +57,8 @@ export interface TreeSource {
   /** Absolute directory walked. */
   root: string;
   walk?: WalkOptions;
-  /** Page checks for a file, if any. */
-  verify?: (entry: TreeEntry) => PageVerify | undefined;
+  /** A check to run on a file's bytes as they are read (PostgreSQL's page checksums), if any. */
+  readCheck?: (entry: TreeEntry) => ReadCheckSpec | undefined;
   /** PostgreSQL relation files, which the config's `relationChunker` cuts (when it has one). */
   isRelation?: (entry: TreeEntry) => boolean;
   /** Re-read files that change while they are read, and report those that keep changing (files backups). */
@@ -165,7 +166,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       await Promise.all(
         bySize.map(async (e) => {
           const abs = absPath(e.path);
-          const verify = src.verify?.(e);
+          const readCheck = src.readCheck?.(e);
           const chunking = chunkingOf(e);
           // Large files cut at fixed offsets are read in parts by several threads at once; the parts join in order.
           const ranges = pool ? splitRanges(e.size ?? 0, chunking) : [undefined];
@@ -175,7 +176,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
             // compared with moves on each time), a few times, and then reported as changed during the backup.
             // PostgreSQL files are exempt: WAL replay repairs whatever a base backup read mid-write.
             for (let attempt = 0; ; attempt++) {
-              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, verify, range) : chunkFile(abs, chunking, repo.codec, sink, verify, range)))));
+              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, readCheck, range) : chunkFile(abs, chunking, repo.codec, sink, readCheck, range)))));
               if (!src.checkStable) break;
               const now = await lstat(fsPath(abs), { bigint: true });
               const readBytes = parts.reduce((n, p) => n + p.size, 0);

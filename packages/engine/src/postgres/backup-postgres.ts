@@ -15,6 +15,7 @@ import type { WalScope } from '../format/wal-record.js';
 import { backupTree, type BackupFilesOptions, type BackupResult } from '../backup/backup-files.js';
 import { connect, queryOne } from './connection.js';
 import { parseLsn, pgdataDecision, relationFirstBlock, segmentName } from './layout.js';
+import { pageVerifyCheck } from './page-verify.js';
 import { DEFAULT_STANZA, ensureStanza } from './stanza.js';
 import { isArchived } from './wal.js';
 
@@ -102,10 +103,10 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
     const checksums = facts.data_checksums === 'on';
 
     const mounts = new Map(tablespaces.map((t) => [`pg_tblspc/${t.oid}`, t.location]));
-    const verify = (e: TreeEntry) => {
+    const readCheck = (e: TreeEntry) => {
       if (!checksums) return undefined;
       const firstBlock = relationFirstBlock(e.path, relsegBlocks);
-      return firstBlock === undefined ? undefined : { label: e.path, firstBlock, startLsn };
+      return firstBlock === undefined ? undefined : pageVerifyCheck({ label: e.path, firstBlock, startLsn });
     };
     const finish = async (): Promise<Pick<BackupManifest, 'postgres' | 'stanza'>> => {
       const stopSql =
@@ -148,7 +149,7 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
         kind: 'postgres',
         root: pgdata,
         walk: { decide: pgdataDecision, mounts },
-        verify,
+        readCheck,
         isRelation: (e) => relationFirstBlock(e.path, relsegBlocks) !== undefined,
         isParent: (m) => m.kind === 'postgres' && m.postgres?.systemIdentifier === facts.system_identifier && (m.stanza === undefined || m.stanza === stanza),
         finish,

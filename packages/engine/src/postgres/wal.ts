@@ -2,7 +2,7 @@
  * The WAL archive: `walPush` is PostgreSQL's archive_command, `walFetch` its
  * restore_command. A WAL file is archived once its record exists (format in
  * `format/wal-record.ts`), never before its data is durable: its chunks go
- * into a pack of their own, written first.
+ * into packs (through the same writer as backups), written first.
  *
  * Every file belongs to a stanza: a segment's own page header names its
  * cluster (system identifier, segment size, major version), and a segment of
@@ -27,7 +27,6 @@ import { pidFileAlive } from '../pid-file.js';
 import { chunkBuffer } from '../chunking/chunker.js';
 import { CorruptObjectError, MissingObjectError, ObjectConflictError, SourceError, StanzaMismatchError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
-import type { PackEntry } from '../format/pack.js';
 import { currentIdentity, type StanzaIdentity, type StanzaRecord } from '../format/stanza-record.js';
 import {
   checkWalName,
@@ -42,7 +41,9 @@ import {
 import type { Repository } from '../repository/repository.js';
 import { decodeWalRecord, encodeWalRecord } from '../repository/sealed-records.js';
 import { collectList } from '../store/object-store.js';
-import { sealedTrailer } from '../backup/pack-writer.js';
+import { PackWriter } from '../content/pack-writer.js';
+import { sealInGroups } from '../content/sealed-groups.js';
+import { ChunkIndex } from '../repository/chunk-index.js';
 import { nextSegment } from './layout.js';
 import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSystem } from './stanza.js';
 import { readSegmentHeader } from './wal-header.js';
@@ -243,38 +244,15 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
 
   const chunks = chunkBuffer(data, repo.config.chunker);
   const ids = chunks.map((c) => repo.codec.id(c));
-  const entries: PackEntry[] = [];
-  const blobs: Buffer[] = [];
-  const locations: Record<string, WalLocation> = {};
-  let offset = 0;
+  // WAL barely repeats itself across files: it is not looked up in the chunk index, and its chunks compress
+  // together, in groups of up to WAL_GROUP bytes. Its packs are not indexed: the record names their locations.
+  const writer = new PackWriter(repo, new ChunkIndex(), { indexed: false, maxUploads: 1 });
+  const fresh = writer.claim(ids);
   repo.codec.startBatch();
-  // WAL barely repeats itself across files, so its chunks compress together, in groups of up to WAL_GROUP bytes.
-  const unique: number[] = [];
-  for (let i = 0; i < chunks.length; i++) {
-    const hex = ids[i]!.toString('hex');
-    if (locations[hex]) continue;
-    locations[hex] = ['', 0, 0, chunks[i]!.length];
-    unique.push(i);
-  }
-  for (let g = 0; g < unique.length; ) {
-    const members = [unique[g++]!];
-    let bytes = chunks[members[0]!]!.length;
-    while (g < unique.length && bytes + chunks[unique[g]!]!.length <= WAL_GROUP) {
-      bytes += chunks[unique[g]!]!.length;
-      members.push(unique[g++]!);
-    }
-    const blob = Buffer.from(members.length === 1 ? repo.codec.encode(ids[members[0]!]!, chunks[members[0]!]!) : repo.codec.encodeGroup(members.map((i) => ids[i]!), members.map((i) => chunks[i]!)));
-    for (const i of members) {
-      entries.push({ id: ids[i]!, offset, length: blob.length, rawLength: chunks[i]!.length });
-      locations[ids[i]!.toString('hex')] = ['', offset, blob.length, chunks[i]!.length];
-    }
-    blobs.push(blob);
-    offset += blob.length;
-  }
-  const pack = Buffer.concat([...blobs, sealedTrailer(repo, entries)]);
-  const packSha = sha256Hex(pack);
-  for (const loc of Object.values(locations)) loc[0] = packSha;
-  await repo.store.put(packKey(packSha), pack);
+  await writer.add(sealInGroups(repo.codec, ids.filter((_, i) => fresh[i]), chunks.filter((_, i) => fresh[i]), WAL_GROUP));
+  await writer.finish();
+  const locations: Record<string, WalLocation> = {};
+  for (const pack of writer.packs) for (const e of pack.entries) locations[e.id.toString('hex')] = [pack.sha, e.offset, e.length, e.rawLength];
 
   const record: WalRecord = {
     format: 2,

@@ -7,7 +7,8 @@ import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repository/repository.js';
 import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
-import type { ChunkSink, FileChunks, PageVerify, FileRange } from './chunk-pipeline.js';
+import type { ChunkSink, FileChunks, FileRange } from './chunk-pipeline.js';
+import type { ReadCheckSpec } from './read-check.js';
 import type { SealedBlob } from './pack-writer.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
 
@@ -16,7 +17,7 @@ interface Job {
   path: string;
   chunking: Chunking;
   range: FileRange | undefined;
-  verify: PageVerify | undefined;
+  readCheck: ReadCheckSpec | undefined;
   resolve: (r: FileChunks) => void;
   reject: (e: Error) => void;
 }
@@ -53,10 +54,10 @@ export class ChunkWorkerPool {
     }
   }
 
-  run(path: string, chunking: Chunking, verify?: PageVerify, range?: FileRange): Promise<FileChunks> {
+  run(path: string, chunking: Chunking, readCheck?: ReadCheckSpec, range?: FileRange): Promise<FileChunks> {
     if (this.fatal) return Promise.reject(this.fatal);
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextJob++, path, chunking, range, verify, resolve, reject });
+      this.queue.push({ id: this.nextJob++, path, chunking, range, readCheck, resolve, reject });
       this.dispatch();
     });
   }
@@ -66,8 +67,7 @@ export class ChunkWorkerPool {
       const worker = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(job.id, { job, worker });
-      const verify = job.verify ? { ...job.verify, startLsn: job.verify.startLsn.toString() } : undefined;
-      worker.postMessage({ t: 'file', job: job.id, path: job.path, chunking: job.chunking, ...(job.range ? { range: job.range } : {}), ...(verify ? { verify } : {}) } satisfies ToWorker);
+      worker.postMessage({ t: 'file', job: job.id, path: job.path, chunking: job.chunking, ...(job.range ? { range: job.range } : {}), ...(job.readCheck ? { readCheck: job.readCheck } : {}) } satisfies ToWorker);
     }
   }
 

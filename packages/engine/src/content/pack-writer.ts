@@ -3,6 +3,8 @@
  * a pack is uploaded (create-only, durable) before any index names it, and
  * the index objects are written before the caller writes a manifest. A crash
  * at any moment therefore leaves at worst packs that nothing references.
+ * Backups and the WAL archive both write through it; WAL packs are not
+ * indexed (each WAL record names its chunks' locations itself).
  */
 import { sha256Hex } from '../bytes.js';
 import { type IndexedPack } from '../format/index-file.js';
@@ -11,11 +13,9 @@ import { encodeTrailer, TRAILER_ENTRY, type PackEntry } from '../format/pack.js'
 import { ChunkIndex, idKeyOf } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 
-/** A sealed blob and the chunks it holds: one, or the members of a group in order. */
-export interface SealedBlob {
-  blob: Buffer;
-  chunks: { id: Buffer; rawLength: number }[];
-}
+import type { SealedBlob } from './sealed-groups.js';
+
+export type { SealedBlob };
 
 export interface PackWriterStats {
   packs: number;
@@ -55,18 +55,24 @@ export class PackWriter {
 
   private readonly known: ((id: Uint8Array) => boolean) | undefined;
   private readonly pages: boolean;
+  private readonly indexed: boolean;
+  /** Without an index, the packs uploaded, for the caller to record. */
+  readonly packs: IndexedPack[] = [];
 
   /**
    * `index` says which chunks the repository holds. A writer of relation
    * `pages` is given an empty index and `known` instead — the parent backup's
-   * pages — and its index objects are marked as page indexes.
+   * pages — and its index objects are marked as page indexes. With
+   * `indexed: false` no index object is written: the packs are listed in
+   * `packs` once `finish` resolves.
    */
-  constructor(repo: Repository, index: ChunkIndex, options: { maxUploads?: number; pages?: boolean; known?: (id: Uint8Array) => boolean } = {}) {
+  constructor(repo: Repository, index: ChunkIndex, options: { maxUploads?: number; pages?: boolean; known?: (id: Uint8Array) => boolean; indexed?: boolean } = {}) {
     this.repo = repo;
     this.index = index;
     this.maxUploads = options.maxUploads ?? 2;
     this.pages = options.pages ?? false;
     this.known = options.known;
+    this.indexed = options.indexed ?? true;
   }
 
   /**
@@ -128,8 +134,11 @@ export class PackWriter {
       .then(async () => {
         this.stats.packs++;
         this.stats.storedBytes += pack.length;
-        this.uploaded.push({ sha, entries });
-        if (this.uploaded.length >= PACKS_PER_INDEX) await this.writeIndex();
+        if (!this.indexed) this.packs.push({ sha, entries });
+        else {
+          this.uploaded.push({ sha, entries });
+          if (this.uploaded.length >= PACKS_PER_INDEX) await this.writeIndex();
+        }
       })
       .catch((e: unknown) => {
         this.failure ??= e;

@@ -2,15 +2,15 @@
  * One file through the pipeline: read → chunk → id → (only for chunks the
  * repository lacks) compress → seal. The same function runs inline or inside
  * a worker thread; `ChunkSink` is how it asks which chunks are new and hands
- * over sealed ones, so dedup state stays in one place.
+ * over sealed ones, so dedup state stays in one place. What a source knows
+ * about its files (PostgreSQL's page checksums) comes in as a read check.
  */
 import { fsPath } from '../names.js';
 import { open, type FileHandle } from 'node:fs/promises';
-import { BadPageError } from '../errors.js';
-import { badPages, BLCKSZ } from '../postgres/page-checksum.js';
 import { createChunker, type Chunking } from '../chunking/chunker.js';
 import type { ChunkCodec } from '../format/chunk-codec.js';
-import type { SealedBlob } from './pack-writer.js';
+import { loadReadCheck, type CheckedFile, type ReadCheckSpec } from './read-check.js';
+import { sealInGroups, type SealedBlob } from './sealed-groups.js';
 
 export interface ChunkSink {
   /**
@@ -30,16 +30,6 @@ export interface FileChunks {
 
 export const READ_SIZE = 4 * 1024 * 1024;
 
-/** Page checks for a PostgreSQL relation file read with data checksums on. */
-export interface PageVerify {
-  /** Path named in errors (relative to the data directory). */
-  label: string;
-  /** Relation block number of the file's first page. */
-  firstBlock: number;
-  /** Pages with an LSN at or past the backup's start are not judged (WAL replay rewrites them). */
-  startLsn: bigint;
-}
-
 /** Two read buffers per thread, reused from file to file: reads alternate between them. */
 const spare: Buffer[] = [];
 function takeBuffer(): Buffer {
@@ -52,7 +42,7 @@ export interface FileRange {
   length?: number;
 }
 
-export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, verify?: PageVerify, range?: FileRange): Promise<FileChunks> {
+export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, readCheck?: ReadCheckSpec, range?: FileRange): Promise<FileChunks> {
   if (range && range.start > 0 && (chunking.algorithm !== 'fixed' || range.start % chunking.size !== 0)) {
     throw new RangeError(`a file can be split only at a multiple of a fixed chunk size (start ${range.start})`);
   }
@@ -80,12 +70,12 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
     return r;
   };
   let next = read();
-  const pages = verify ? new PageChecker(verify, fh, (range?.start ?? 0) / BLCKSZ) : undefined;
   try {
+    const checker = readCheck ? (await loadReadCheck(readCheck))(readCheck.options, checkedFile(fh), range?.start ?? 0) : undefined;
     for (;;) {
       const { bytesRead, buffer } = await next;
       if (bytesRead === 0) break;
-      await pages?.check(buffer.subarray(0, bytesRead));
+      await checker?.check(buffer.subarray(0, bytesRead));
       // The chunker copies what it keeps, so the other buffer can be read into
       // while this batch is hashed, compressed and sealed.
       const batch = chunker.push(buffer.subarray(0, bytesRead));
@@ -103,33 +93,14 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
   return { ids: Buffer.concat(ids), size };
 }
 
-/**
- * Checks whole pages as they are read. A page that fails is read again once
- * on its own: PostgreSQL may have been writing it (a torn read), and the
- * second read then shows a good page or one past the start LSN.
- */
-class PageChecker {
-  private carry = Buffer.alloc(0);
-  private block: number;
-  constructor(
-    private readonly verify: PageVerify,
-    private readonly fh: FileHandle,
-    skipBlocks = 0,
-  ) {
-    this.block = verify.firstBlock + skipBlocks;
-  }
-
-  async check(data: Buffer): Promise<void> {
-    const buf = this.carry.length ? Buffer.concat([this.carry, data]) : data;
-    const whole = buf.length - (buf.length % BLCKSZ);
-    for (const block of badPages(buf.subarray(0, whole), this.block, this.verify.startLsn)) {
-      const again = Buffer.alloc(BLCKSZ);
-      const { bytesRead } = await this.fh.read(again, 0, BLCKSZ, (block - this.verify.firstBlock) * BLCKSZ);
-      if (bytesRead === BLCKSZ && badPages(again, block, this.verify.startLsn).length > 0) throw new BadPageError(this.verify.label, block);
-    }
-    this.block += whole / BLCKSZ;
-    this.carry = Buffer.from(buf.subarray(whole));
-  }
+function checkedFile(fh: FileHandle): CheckedFile {
+  return {
+    async read(position, length) {
+      const buf = Buffer.alloc(length);
+      const { bytesRead } = await fh.read(buf, 0, length, position);
+      return buf.subarray(0, bytesRead);
+    },
+  };
 }
 
 /**
@@ -143,26 +114,12 @@ async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink
   ids.push(...batchIds);
   const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0), pages);
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
-  const sealed: SealedBlob[] = [];
-  let groupIds: Buffer[] = [];
-  let group: Buffer[] = [];
-  let groupLength = 0;
-  const flush = () => {
-    if (group.length === 0) return;
-    const blob = group.length === 1 ? codec.encode(groupIds[0]!, group[0]!) : codec.encodeGroup(groupIds, group);
-    sealed.push({ blob, chunks: group.map((p, i) => ({ id: groupIds[i]!, rawLength: p.length })) });
-    groupIds = [];
-    group = [];
-    groupLength = 0;
-  };
+  const newIds: Buffer[] = [];
+  const newPieces: Buffer[] = [];
   for (let i = 0; i < pieces.length; i++) {
     if (!needed[i]) continue;
-    const piece = pieces[i]!;
-    if (groupLength > 0 && groupLength + piece.length > groupBytes) flush();
-    groupIds.push(batchIds[i]!);
-    group.push(piece);
-    groupLength += piece.length;
+    newIds.push(batchIds[i]!);
+    newPieces.push(pieces[i]!);
   }
-  flush();
-  if (sealed.length > 0) await sink.store(sealed, pages);
+  if (newPieces.length > 0) await sink.store(sealInGroups(codec, newIds, newPieces, groupBytes), pages);
 }

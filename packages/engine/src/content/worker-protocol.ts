@@ -1,6 +1,7 @@
 /** Messages between the backup's main thread and its chunk workers. */
 import type { Chunking } from '../chunking/chunker.js';
 import type { FileChunks, FileRange } from './chunk-pipeline.js';
+import type { ReadCheckSpec } from './read-check.js';
 
 export interface WorkerInit {
   t: 'init';
@@ -10,14 +11,7 @@ export interface WorkerInit {
   compressionLevel: number;
 }
 
-/** Page checks as sent to a worker (bigints do not cross as JSON-like data reliably everywhere; the LSN travels as text). */
-export interface WorkerPageVerify {
-  label: string;
-  firstBlock: number;
-  startLsn: string;
-}
-
-export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; range?: FileRange; verify?: WorkerPageVerify } | { t: 'reply'; req: number; value: unknown };
+export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; range?: FileRange; readCheck?: ReadCheckSpec } | { t: 'reply'; req: number; value: unknown };
 
 export type ToMain =
   | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number; pages: boolean }

@@ -7,7 +7,8 @@ import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
-import { chunkFile, type ChunkSink, type FileRange, type PageVerify } from './chunk-pipeline.js';
+import { chunkFile, type ChunkSink, type FileRange } from './chunk-pipeline.js';
+import type { ReadCheckSpec } from './read-check.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
 import type { SealedBlob } from './pack-writer.js';
 
@@ -33,7 +34,7 @@ port.on('message', (msg: ToWorker) => {
     waiting.delete(msg.req);
     resolve?.(msg.value);
   } else if (msg.t === 'file') {
-    void runJob(msg.job, msg.path, msg.chunking, msg.range, msg.verify ? { ...msg.verify, startLsn: BigInt(msg.verify.startLsn) } : undefined);
+    void runJob(msg.job, msg.path, msg.chunking, msg.range, msg.readCheck);
   }
 });
 
@@ -47,7 +48,7 @@ function takeBatchBuffer(size: number): Buffer {
   return Buffer.from(new ArrayBuffer(Math.max(size, 2 << 20)), 0, size);
 }
 
-async function runJob(job: number, path: string, chunking: Chunking, range: FileRange | undefined, verify: PageVerify | undefined): Promise<void> {
+async function runJob(job: number, path: string, chunking: Chunking, range: FileRange | undefined, readCheck: ReadCheckSpec | undefined): Promise<void> {
   const sink: ChunkSink = {
     async claim(ids: Buffer[], bytes: number, pages: boolean) {
       const flat = Buffer.concat(ids);
@@ -85,7 +86,7 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
   };
   let storing: Promise<void> = Promise.resolve();
   try {
-    const result = await chunkFile(path, chunking, codec!, sink, verify, range);
+    const result = await chunkFile(path, chunking, codec!, sink, readCheck, range);
     // The file is done once the main thread holds all of its blobs.
     await storing;
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);

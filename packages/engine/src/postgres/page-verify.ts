@@ -1,0 +1,53 @@
+/**
+ * Page checksum verification as a read check of the chunk pipeline
+ * (`content/read-check.ts`): whole pages are checked as a relation file is
+ * read, and a page that fails is read again once on its own — PostgreSQL may
+ * have been writing it (a torn read), and the second read then shows a good
+ * page or one past the backup's start LSN, which WAL replay rewrites anyway.
+ */
+import type { CheckedFile, CheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from '../content/read-check.js';
+import { BadPageError } from '../errors.js';
+import { badPages, BLCKSZ } from './page-checksum.js';
+
+/** Page checks for one relation file read with data checksums on. */
+export interface PageVerify {
+  /** Path named in errors (relative to the data directory). */
+  label: string;
+  /** Relation block number of the file's first page. */
+  firstBlock: number;
+  /** Pages with an LSN at or past the backup's start are not judged. */
+  startLsn: bigint;
+}
+
+/** The read check that verifies `verify`'s pages, for the chunk pipeline. */
+export function pageVerifyCheck(verify: PageVerify): ReadCheckSpec {
+  return { module: import.meta.url, options: { label: verify.label, firstBlock: verify.firstBlock, startLsn: verify.startLsn.toString() } };
+}
+
+export const createReadCheck: ReadCheckFactory = (options: CheckOptions, file: CheckedFile, start: number): ReadCheck => {
+  const o = options as { label: string; firstBlock: number; startLsn: string };
+  return new PageChecker({ label: o.label, firstBlock: o.firstBlock, startLsn: BigInt(o.startLsn) }, file, start / BLCKSZ);
+};
+
+class PageChecker implements ReadCheck {
+  private carry = Buffer.alloc(0);
+  private block: number;
+  constructor(
+    private readonly verify: PageVerify,
+    private readonly file: CheckedFile,
+    skipBlocks: number,
+  ) {
+    this.block = verify.firstBlock + skipBlocks;
+  }
+
+  async check(data: Buffer): Promise<void> {
+    const buf = this.carry.length ? Buffer.concat([this.carry, data]) : data;
+    const whole = buf.length - (buf.length % BLCKSZ);
+    for (const block of badPages(buf.subarray(0, whole), this.block, this.verify.startLsn)) {
+      const again = await this.file.read((block - this.verify.firstBlock) * BLCKSZ, BLCKSZ);
+      if (again.length === BLCKSZ && badPages(again, block, this.verify.startLsn).length > 0) throw new BadPageError(this.verify.label, block);
+    }
+    this.block += whole / BLCKSZ;
+    this.carry = Buffer.from(buf.subarray(whole));
+  }
+}
