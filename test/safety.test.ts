@@ -17,7 +17,6 @@ import {
   checkRepository,
   ensureStanza,
   walPush,
-  collectList,
   FileStore,
   LocalKeyProvider,
   mirror,
@@ -314,7 +313,7 @@ describe('restore never writes outside its target', () => {
   });
 
   it('an old manifest copied under a newer label is refused', async () => {
-    const keys = (await collectList(repository.store, 'backups/')).map((o) => o.key).sort();
+    const keys = (await repository.objects.list('backups/')).map((o) => o.key).sort();
     const first = keys[0]!;
     const sha = first.slice(-64);
     await copyFile(join(repo, ...first.split('/')), join(repo, 'backups', `20991231T000000_000Z-${sha}`));

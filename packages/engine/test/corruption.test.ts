@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   backupFiles,
   checkRepository,
-  collectList,
   CorruptObjectError,
   FileStore,
   LocalKeyProvider,
@@ -37,7 +36,7 @@ beforeAll(async () => {
   repoDir = join(work.dir, 'repo');
   repo = await Repository.init(new FileStore(repoDir), provider, { chunker: { minSize: 2048, avgSize: 8192, maxSize: 32768 }, packSize: 128 * 1024 });
   manifest = (await backupFiles(repo, src)).manifest;
-  packKeys = (await collectList(repo.store, 'data/')).map((o) => o.key).sort();
+  packKeys = (await repo.objects.list('data/')).map((o) => o.key).sort();
   for (const key of await repo.listIndexKeys()) {
     for (const pack of await repo.readIndexObject(key)) {
       const ids = new Set(pack.entries.map((e) => e.id.toString('hex')));

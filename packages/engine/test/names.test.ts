@@ -84,6 +84,22 @@ describe('names as bytes', () => {
     );
   });
 
+  it('a hard link whose first name is not UTF-8 keeps the file\'s extended attributes through its UTF-8 name', async () => {
+    // Found by the property below: the first name walked is the one the link group is stored under.
+    const src = Buffer.from(join(work.dir, 'link-xattr'));
+    const to = join(work.dir, 'link-xattr-to');
+    await mkdir(src);
+    const text = at(src, Buffer.from('A'));
+    await writeFile(text, 'linked');
+    setAttributeSync(text.toString(), 'user.coffer', Buffer.from('kept'));
+    await link(text, at(src, Buffer.from([0x01, 0x80])));
+    const { key } = await backupFiles(repo, src.toString());
+    await restoreBackup(repo, key, to);
+    const restored = join(to, 'A');
+    expect(getAttributeSync(restored, 'user.coffer')?.toString()).toBe('kept');
+    expect((await lstat(restored)).nlink).toBe(2);
+  });
+
   it('random trees of byte-named files, sparse files, hard links and extended attributes restore byte for byte, metadata included', async () => {
     type Kind = { kind: 'plain' | 'sparse' | 'link'; xattr?: Uint8Array; mode: number };
     const kindArb: fc.Arbitrary<Kind> = fc.record({

@@ -98,15 +98,15 @@ describe('repositories wrapped by several KMS keys', () => {
     const [east, west] = [await createKey('us-east-1'), await createKey('eu-west-1')];
     const store = new MemoryStore();
     const repo = await Repository.init(store, provider(east));
-    const added = await repo.addKeyWrapping(provider(west));
+    const added = await repo.keyRing.addWrapping(provider(west));
     expect(added?.keyIds).toEqual([1]);
-    expect(await (await Repository.open(store, provider(east))).addKeyWrapping(provider(west))).toBeUndefined();
+    expect(await (await Repository.open(store, provider(east))).keyRing.addWrapping(provider(west))).toBeUndefined();
     kms.setEnabled(east, false);
     // Tried in order, the disabled key is passed over for the next wrapping.
     const any = await Repository.open(store, provider(undefined));
-    expect(any.keys.dataKeys.size).toBe(1);
+    expect(any.keyRing.material.dataKeys.size).toBe(1);
     const westOnly = await Repository.open(store, provider(west, { unwrap: 'key-id' }));
-    expect(Buffer.from(westOnly.keys.idKey).equals(Buffer.from(repo.keys.idKey))).toBe(true);
+    expect(Buffer.from(westOnly.keyRing.material.idKey).equals(Buffer.from(repo.keyRing.material.idKey))).toBe(true);
     await expect(Repository.open(store, provider(east, { unwrap: 'key-id' }))).rejects.toBeInstanceOf(WrongKeyError);
     kms.setEnabled(east, true);
   });
@@ -121,10 +121,10 @@ describe('repositories wrapped by several KMS keys', () => {
       let repo = await Repository.init(store, provider(arn));
       await backupFiles(repo, join(dir, 'src'));
       const packsBefore = new Set((await collectList(store, PACK_PREFIX)).map((o) => o.key));
-      const rotated = await repo.rotateDataKey([provider(arn)]);
+      const rotated = await repo.keyRing.rotate([provider(arn)]);
       expect(rotated.keyId).toBe(2);
       repo = await Repository.open(store, provider(arn));
-      expect(repo.keys.currentKeyId).toBe(2);
+      expect(repo.keyRing.currentKeyId).toBe(2);
       await writeFile(join(dir, 'src', 'b.txt'), 'second backup '.repeat(1000));
       await backupFiles(repo, join(dir, 'src'));
       const packsAfter = (await collectList(store, PACK_PREFIX)).map((o) => o.key);
@@ -152,9 +152,9 @@ describe('repositories wrapped by several KMS keys', () => {
     const repo = await Repository.init(store, LocalKeyProvider.fromPassphrase('right'));
     const attacker = await Repository.init(new MemoryStore(), LocalKeyProvider.fromPassphrase('right'));
     // The attacker's record is well-formed but signed under another repository's id key.
-    await attacker.rotateDataKey([LocalKeyProvider.fromPassphrase('right')]);
-    const [planted] = await collectList(attacker.store, KEYS_PREFIX);
-    const bytes = Buffer.from(await attacker.store.get(planted!.key)).toString('utf8').replaceAll(attacker.config.repositoryId, repo.config.repositoryId);
+    await attacker.keyRing.rotate([LocalKeyProvider.fromPassphrase('right')]);
+    const [planted] = await attacker.objects.list(KEYS_PREFIX);
+    const bytes = Buffer.from(await attacker.objects.get(planted!.key)).toString('utf8').replaceAll(attacker.config.repositoryId, repo.config.repositoryId);
     const { createHash } = await import('node:crypto');
     await store.put(`${KEYS_PREFIX}${createHash('sha256').update(bytes).digest('hex')}`, Buffer.from(bytes));
     await expect(Repository.open(store, LocalKeyProvider.fromPassphrase('right'))).rejects.toBeInstanceOf(CorruptObjectError);

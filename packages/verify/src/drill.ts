@@ -63,9 +63,9 @@ async function fileMatches(repo: Repository, path: string, entry: TreeEntry): Pr
       const { bytesRead } = await fh.read(buf, 0, buf.length, null);
       if (bytesRead === 0) break;
       size += bytesRead;
-      for (const c of chunker.push(buf.subarray(0, bytesRead))) ids.push(chunkId(repo.keys.idKey, c).toString('hex'));
+      for (const c of chunker.push(buf.subarray(0, bytesRead))) ids.push(chunkId(repo.keyRing.material.idKey, c).toString('hex'));
     }
-    for (const c of chunker.finish()) ids.push(chunkId(repo.keys.idKey, c).toString('hex'));
+    for (const c of chunker.finish()) ids.push(chunkId(repo.keyRing.material.idKey, c).toString('hex'));
   } finally {
     await fh.close();
   }

@@ -13,7 +13,7 @@ export function register(ctx: CliContext): void {
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }) => {
       const repo = await openRepo();
-      const rows = repo.keyRecords.map((r) => ({ id: r.id, current: r.id === repo.keys.currentKeyId, open: repo.keys.dataKeys.has(r.id), wrappedBy: r.wrappings.map((w) => `${w.provider}/${w.keyRef}`) }));
+      const rows = repo.keyRing.status();
       if (o.json) return say(JSON.stringify(rows, null, 2));
       for (const r of rows) say(`data key ${r.id}${r.current ? ' (current)' : ''}${r.open ? '' : ' (not opened by the given keys)'}: ${r.wrappedBy.join(', ')}`);
     });
@@ -29,7 +29,7 @@ export function register(ctx: CliContext): void {
       if (!adding === !o.newKeyFile) throw new InvalidArgumentError('key add', 'pass exactly one of --kms-key-id or --new-key-file');
       const repo = await openRepoAt(await openStore(globals(), io.env), { ...globals(), kmsKeyId: undefined });
       const provider: KeyProvider = adding ? kmsProvider(adding, io.env) : await LocalKeyProvider.fromKeyFile(o.newKeyFile!);
-      const added = await repo.addKeyWrapping(provider);
+      const added = await repo.keyRing.addWrapping(provider);
       say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${adding ?? o.newKeyFile} (${added.key})` : `${adding ?? o.newKeyFile} already wraps every data key`);
     });
 
@@ -38,18 +38,9 @@ export function register(ctx: CliContext): void {
     .description('start a new data key for new writes, wrapped by every key that wraps the current one; old keys stay for reading, no data is rewritten')
     .action(async () => {
       const repo = await openRepo();
-      const current = repo.keyRecords.find((r) => r.id === repo.keys.currentKeyId)!;
       const local = await localProvider(globals(), io.env);
-      const providers: KeyProvider[] = [];
-      const unreachable: string[] = [];
-      for (const w of current.wrappings) {
-        if (w.provider === KMS_PROVIDER) providers.push(kmsProvider(w.keyRef, io.env));
-        else if (local?.canUnwrap(w)) providers.push(local);
-        else unreachable.push(`${w.provider}/${w.keyRef}`);
-      }
-      // Rotating without one of the current wrappers would lock that holder out of new data.
-      if (unreachable.length > 0) throw new InvalidArgumentError('key rotate', `the current data key is also wrapped by ${unreachable.join(', ')}; give that key too (COFFER_PASSPHRASE or --key-file) so the new data key is wrapped for it`);
-      const rotated = await repo.rotateDataKey(providers);
-      say(`data key ${rotated.keyId} is now current, wrapped by ${current.wrappings.map((w) => `${w.provider}/${w.keyRef}`).join(', ')} (${rotated.key})`);
+      const { providers, wrappedBy } = repo.keyRing.rotationProviders((w) => (w.provider === KMS_PROVIDER ? kmsProvider(w.keyRef, io.env) : local?.canUnwrap(w) ? local : undefined));
+      const rotated = await repo.keyRing.rotate(providers);
+      say(`data key ${rotated.keyId} is now current, wrapped by ${wrappedBy.join(', ')} (${rotated.key})`);
     });
 }

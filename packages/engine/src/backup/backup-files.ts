@@ -24,7 +24,6 @@ import type { ReadCheckSpec } from '../content/read-check.js';
 import { PackWriter } from '../content/pack-writer.js';
 import { walkTree, type WalkDecision, type WalkOptions } from './walk.js';
 import { excludeMatcher } from './exclude.js';
-import { FileStore } from '../store/file-store.js';
 import { ChunkWorkerPool } from '../content/worker-pool.js';
 
 export interface BackupProgress {
@@ -76,7 +75,8 @@ export async function backupFiles(repo: Repository, sourceDir: string, options: 
   const root = resolve(sourceDir);
   const excluded = excludeMatcher(options.exclude ?? []);
   // A repository inside the tree it backs up would be backed up into itself, growing with every run.
-  const store = repo.store instanceof FileStore ? resolve(repo.store.root) : undefined;
+  const local = repo.objects.localRoot;
+  const store = local !== undefined ? resolve(local) : undefined;
   const inside = store !== undefined && (store + '/').startsWith(root + '/') && store !== root ? store.slice(root.length + 1) : undefined;
   const decide = (relPath: string): WalkDecision => (relPath === inside || excluded(relPath) ? 'exclude' : 'include');
   return backupTree(repo, { kind: 'files', root, checkStable: true, walk: { decide }, isParent: (m) => m.kind === 'files' && m.source === root }, options);
@@ -176,7 +176,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
             // compared with moves on each time), a few times, and then reported as changed during the backup.
             // PostgreSQL files are exempt: WAL replay repairs whatever a base backup read mid-write.
             for (let attempt = 0; ; attempt++) {
-              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, readCheck, range) : chunkFile(abs, chunking, repo.codec, sink, readCheck, range)))));
+              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, readCheck, range) : chunkFile(abs, chunking, repo.objects.codec, sink, readCheck, range)))));
               if (!src.checkStable) break;
               const now = await lstat(fsPath(abs), { bigint: true });
               const readBytes = parts.reduce((n, p) => n + p.size, 0);

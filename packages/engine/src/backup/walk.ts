@@ -3,10 +3,10 @@
  * order, so the same tree always yields the same list.
  */
 import { lstat, readdir, readlink } from 'node:fs/promises';
-import { getAttribute, listAttributes } from '@napi-rs/xattr';
 import { join } from 'node:path';
 import { SourceError } from '../errors.js';
 import { decodeName, displayPath, fsPath } from '../names.js';
+import { readXattrs, xattrReachable } from '../xattrs.js';
 import type { TreeEntry } from '../format/manifest.js';
 
 export interface WalkResult {
@@ -95,8 +95,10 @@ async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<
       const inode = `${st.dev}:${st.ino}`;
       const first = st.nlink > 1n ? ctx.linked.get(inode) : undefined;
       if (first !== undefined) {
-        // Another name of a file already listed: restored as a hard link to it, its bytes read once.
-        entries.push({ ...baseEntry(childRel, 'file', st), size: Number(st.size), linkTo: first });
+        // Another name of a file already listed: restored as a hard link to it, its bytes read once. When the
+        // first name is not UTF-8 (no attributes reachable through it), this one carries the file's attributes.
+        const linked: TreeEntry = { ...baseEntry(childRel, 'file', st), size: Number(st.size), linkTo: first };
+        entries.push(xattrReachable(first) ? linked : await withXattrs(linked, childAbs));
         continue;
       }
       if (st.nlink > 1n) ctx.linked.set(inode, childRel);
@@ -116,26 +118,14 @@ async function walkDir(ctx: WalkContext, rel: string, absDir?: string): Promise<
   }
 }
 
-/**
- * The entry with its extended attributes (POSIX ACLs are the
- * `system.posix_acl_*` ones). The binding takes paths as UTF-8 strings, so a
- * name that is not UTF-8 keeps its bytes and content but not its extended
- * attributes (a recorded limit).
- */
+/** The entry with its extended attributes (see `xattrs.ts`). */
 async function withXattrs(e: TreeEntry, abs: string): Promise<TreeEntry> {
-  if (typeof fsPath(abs) !== 'string') return e;
-  const names = await listAttributes(abs).catch((err: Error) => {
+  const xattrs = await readXattrs(abs).catch((err: Error) => {
     // A file system without extended attributes has none to keep.
-    if (/not supported/i.test(err.message)) return [] as string[];
+    if (/not supported/i.test(err.message)) return {};
     throw new SourceError(displayPath(abs), `extended attributes: ${err.message}`, { cause: err });
   });
-  if (names.length === 0) return e;
-  const xattrs: Record<string, string> = {};
-  for (const name of names.sort()) {
-    const value = await getAttribute(abs, name);
-    if (value) xattrs[name] = value.toString('base64');
-  }
-  return { ...e, xattrs };
+  return Object.keys(xattrs).length === 0 ? e : { ...e, xattrs };
 }
 
 async function statOrThrow(abs: string, label: string) {

@@ -58,7 +58,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const backupKeys = await repo.listBackupKeys();
   const stanzaKeys = await repo.ownKeys(STANZA_PREFIX, (k) => parseStanzaKey(k) !== undefined);
   const indexKeys = await repo.listIndexKeys();
-  const packObjects = new Map((await collectList(repo.store, PACK_PREFIX)).map((o) => [o.key, o.size]));
+  const packObjects = new Map((await repo.objects.list(PACK_PREFIX)).map((o) => [o.key, o.size]));
 
   const index = new ChunkIndex();
   const packs = new Map<string, IndexedPack['entries']>();
@@ -82,8 +82,8 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   for (const key of catalogueKeys) {
     try {
       const manifestKey = manifestKeyOf(key);
-      if (!manifestSet.has(manifestKey) && !(await repo.store.head(manifestKey))) throw new MissingObjectError(manifestKey, `summarised by ${key} but not in the store`);
-      decodeSummary(repo, key, await repo.store.get(key), manifestKey);
+      if (!manifestSet.has(manifestKey) && !(await repo.objects.head(manifestKey))) throw new MissingObjectError(manifestKey, `summarised by ${key} but not in the store`);
+      decodeSummary(repo, key, await repo.objects.get(key), manifestKey);
     } catch (e) {
       record(e);
     }
@@ -109,7 +109,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   // WAL records locate their own chunks, in packs no index lists.
   for (const key of walKeys) {
     try {
-      const record = decodeWalRecord(repo, key, asBuffer(await repo.store.get(key)));
+      const record = decodeWalRecord(repo, key, asBuffer(await repo.objects.get(key)));
       for (const [id, [pack, offset, length, rawLength]] of Object.entries(record.locations)) {
         neededPacks.add(pack);
         if (!namedBy.has(pack)) namedBy.set(pack, `referenced by WAL record ${key}`);
@@ -125,7 +125,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   }
   for (const key of stanzaKeys) {
     try {
-      decodeStanzaRecord(repo, key, asBuffer(await repo.store.get(key)));
+      decodeStanzaRecord(repo, key, asBuffer(await repo.objects.get(key)));
     } catch (e) {
       record(e);
     }
@@ -134,7 +134,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     const key = packKey(sha);
     let size = packObjects.get(key);
     // Looked for once more before it is reported: a listing is a snapshot, a missing pack a serious claim.
-    if (size === undefined) size = (await repo.store.head(key))?.size;
+    if (size === undefined) size = (await repo.objects.head(key))?.size;
     if (size === undefined) {
       record(new MissingObjectError(key, `${namedBy.get(sha) ?? 'needed'} but not in the store`));
       continue;
@@ -184,15 +184,16 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
 async function verifyPack(repo: Repository, sha: string, unsorted: IndexedPack['entries']): Promise<number> {
   const key = packKey(sha);
   const entries = [...unsorted].sort((a, b) => a.offset - b.offset);
-  const data = asBuffer(await repo.store.get(key));
+  const data = asBuffer(await repo.objects.get(key));
   if (sha256Hex(data) !== sha) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
   for (const e of entries) {
-    const plain = repo.codec.decode(e.id, data.subarray(e.offset, e.offset + e.length));
+    const plain = repo.objects.codec.decode(e.id, data.subarray(e.offset, e.offset + e.length));
     if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
   }
   // The trailer must open and agree with the index, or the pack cannot rebuild one.
   const tlen = trailerLengthOf(data);
-  const trailer = repo.codec.openObject(data.subarray(data.length - 4 - tlen, data.length - 4), repo.aad('pack-trailer'));
+  const trailerBytes = data.subarray(data.length - 4 - tlen, data.length - 4);
+  const trailer = repo.objects.codec.openObject(trailerBytes, repo.objects.aad('pack-trailer'));
   if (typeof trailer === 'string') throw new CorruptObjectError(key, `trailer: ${trailer}`);
   const listed = decodeTrailer(trailer);
   if (listed.length !== entries.length || listed.some((l, i) => !l.id.equals(entries[i]!.id) || l.offset !== entries[i]!.offset)) {

@@ -30,7 +30,7 @@ const PACKS_PER_INDEX = 64;
 
 /** A pack's tail: its sealed trailer and the trailer's length. */
 export function sealedTrailer(repo: Repository, entries: readonly PackEntry[]): Buffer {
-  const trailer = repo.codec.sealObject(encodeTrailer(entries), repo.aad('pack-trailer'));
+  const trailer = repo.objects.seal('pack-trailer', encodeTrailer(entries));
   const len = Buffer.alloc(4);
   len.writeUInt32BE(trailer.length);
   return Buffer.concat([trailer, len]);
@@ -129,7 +129,7 @@ export class PackWriter {
     while (this.uploading.size >= this.maxUploads) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
     const sha = sha256Hex(pack);
-    const p: Promise<void> = this.repo.store
+    const p: Promise<void> = this.repo.objects
       .put(packKey(sha), pack)
       .then(async () => {
         this.stats.packs++;

@@ -36,9 +36,9 @@ export class ChunkWorkerPool {
     this.sink = sink;
     const init: ToWorker = {
       t: 'init',
-      idKey: repo.keys.idKey,
-      dataKeys: [...repo.keys.dataKeys],
-      currentKeyId: repo.keys.currentKeyId,
+      idKey: repo.keyRing.material.idKey,
+      dataKeys: [...repo.keyRing.material.dataKeys],
+      currentKeyId: repo.keyRing.material.currentKeyId,
       compressionLevel: repo.config.compression.level,
     };
     for (let i = 0; i < size; i++) {

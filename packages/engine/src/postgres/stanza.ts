@@ -17,21 +17,21 @@ export const DEFAULT_STANZA = 'main';
 /** The stanza's current record, or undefined when no backup or WAL has named it yet. */
 export async function readStanza(repo: Repository, name: string): Promise<StanzaRecord | undefined> {
   validateStanzaName(name);
-  const keys = (await collectList(repo.store, `${STANZA_PREFIX}${name}/`)).map((o) => o.key).filter((k) => parseStanzaKey(k)).sort();
+  const keys = (await repo.objects.list(`${STANZA_PREFIX}${name}/`)).map((o) => o.key).filter((k) => parseStanzaKey(k)).sort();
   const last = keys[keys.length - 1];
   if (!last) return undefined;
-  return decodeStanzaRecord(repo, last, asBuffer(await repo.store.get(last)));
+  return decodeStanzaRecord(repo, last, asBuffer(await repo.objects.get(last)));
 }
 
 /** Every stanza's current record. */
 export async function listStanzas(repo: Repository): Promise<StanzaRecord[]> {
   const latest = new Map<string, string>();
-  for (const { key } of await collectList(repo.store, STANZA_PREFIX)) {
+  for (const { key } of await repo.objects.list(STANZA_PREFIX)) {
     const p = parseStanzaKey(key);
     if (p && (latest.get(p.stanza) ?? '') < key) latest.set(p.stanza, key);
   }
   const out: StanzaRecord[] = [];
-  for (const key of [...latest.values()].sort()) out.push(decodeStanzaRecord(repo, key, asBuffer(await repo.store.get(key))));
+  for (const key of [...latest.values()].sort()) out.push(decodeStanzaRecord(repo, key, asBuffer(await repo.objects.get(key))));
   return out;
 }
 
@@ -55,7 +55,7 @@ function mismatch(record: StanzaRecord, identity: StanzaIdentity): string | unde
 
 async function writeRecord(repo: Repository, record: StanzaRecord): Promise<'created' | 'raced'> {
   try {
-    await repo.store.put(stanzaKey(record.stanza, record.seq), encodeStanzaRecord(repo, record));
+    await repo.objects.put(stanzaKey(record.stanza, record.seq), encodeStanzaRecord(repo, record));
     return 'created';
   } catch (e) {
     // Another process wrote this number first (sealing is randomised, so its bytes differ): read what it wrote.

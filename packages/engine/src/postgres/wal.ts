@@ -60,7 +60,7 @@ export async function readWalRecord(repo: Repository, scope: WalScope, name: str
   for (const key of candidateKeys(repo, scope, name)) {
     let bytes: Uint8Array;
     try {
-      bytes = await repo.store.get(key);
+      bytes = await repo.objects.get(key);
     } catch (e) {
       if (e instanceof MissingObjectError) continue;
       throw e;
@@ -72,7 +72,7 @@ export async function readWalRecord(repo: Repository, scope: WalScope, name: str
 
 /** Whether `name` has a record for `scope` (its own key, or the legacy one in a format 1 repository). */
 export async function isArchived(repo: Repository, scope: WalScope, name: string): Promise<boolean> {
-  for (const key of candidateKeys(repo, scope, name)) if (await repo.store.head(key)) return true;
+  for (const key of candidateKeys(repo, scope, name)) if (await repo.objects.head(key)) return true;
   return false;
 }
 
@@ -243,13 +243,13 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
   const key = walKey(scope, name);
 
   const chunks = chunkBuffer(data, repo.config.chunker);
-  const ids = chunks.map((c) => repo.codec.id(c));
+  const ids = chunks.map((c) => repo.objects.codec.id(c));
   // WAL barely repeats itself across files: it is not looked up in the chunk index, and its chunks compress
   // together, in groups of up to WAL_GROUP bytes. Its packs are not indexed: the record names their locations.
   const writer = new PackWriter(repo, new ChunkIndex(), { indexed: false, maxUploads: 1 });
   const fresh = writer.claim(ids);
-  repo.codec.startBatch();
-  await writer.add(sealInGroups(repo.codec, ids.filter((_, i) => fresh[i]), chunks.filter((_, i) => fresh[i]), WAL_GROUP));
+  repo.objects.codec.startBatch();
+  await writer.add(sealInGroups(repo.objects.codec, ids.filter((_, i) => fresh[i]), chunks.filter((_, i) => fresh[i]), WAL_GROUP));
   await writer.finish();
   const locations: Record<string, WalLocation> = {};
   for (const pack of writer.packs) for (const e of pack.entries) locations[e.id.toString('hex')] = [pack.sha, e.offset, e.length, e.rawLength];
@@ -266,7 +266,7 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
     archivedAt: new Date().toISOString(),
   };
   try {
-    await repo.store.put(key, encodeWalRecord(repo, record));
+    await repo.objects.put(key, encodeWalRecord(repo, record));
   } catch (e) {
     if (!(e instanceof ObjectConflictError)) throw e;
     // Archived meanwhile by another push: fine if it is the same file.
@@ -302,14 +302,14 @@ export async function fetchWalBytes(repo: Repository, scope: WalScope, name: str
     const end = Math.max(...list.map(([, l]) => l[1] + l[2]));
     let data: Buffer;
     try {
-      data = asBuffer(await repo.store.get(packKey(pack), { offset: start, length: end - start }));
+      data = asBuffer(await repo.objects.get(packKey(pack), { offset: start, length: end - start }));
     } catch (e) {
       // The record exists, so this file was archived: a missing pack is damage, never "not archived".
       if (e instanceof MissingObjectError) throw new MissingObjectError(packKey(pack), `needed by ${key}`);
       throw e;
     }
     for (const [id, [, offset, length]] of list) {
-      const out = repo.codec.decode(Buffer.from(id, 'hex'), data.subarray(offset - start, offset - start + length));
+      const out = repo.objects.codec.decode(Buffer.from(id, 'hex'), data.subarray(offset - start, offset - start + length));
       if (typeof out === 'string') throw new CorruptObjectError(packKey(pack), `${out} (needed by ${key})`);
       plain.set(id, Buffer.from(out));
     }
@@ -463,7 +463,7 @@ async function clearStaleSpool(spool: string, name: string): Promise<void> {
 
 /** Every archived WAL record key (both layouts). */
 export async function listWalKeys(repo: Repository): Promise<string[]> {
-  return (await collectList(repo.store, WAL_PREFIX)).map((o) => o.key).sort();
+  return (await repo.objects.list(WAL_PREFIX)).map((o) => o.key).sort();
 }
 
 /**

@@ -41,7 +41,7 @@ export function catalogueObjectProblem(bytes: Uint8Array): string | undefined {
 
 export async function writeSummary(repo: Repository, manifestKey: string, manifest: BackupManifest): Promise<void> {
   const record: CatalogueRecord = { format: 2, summary: summarise(manifestKey, manifest) };
-  await repo.store.put(catalogueKey(manifestKey), sealJson(repo, CATALOGUE_MAGIC, 'catalogue', record));
+  await repo.objects.put(catalogueKey(manifestKey), sealJson(repo, CATALOGUE_MAGIC, 'catalogue', record));
 }
 
 export function decodeSummary(repo: Repository, key: string, bytes: Uint8Array, manifestKey: string): BackupSummary {
@@ -52,7 +52,7 @@ export function decodeSummary(repo: Repository, key: string, bytes: Uint8Array, 
 
 async function summaryOf(repo: Repository, key: string, present: ReadonlySet<string>): Promise<BackupSummary> {
   const ck = catalogueKey(key);
-  if (present.has(ck)) return decodeSummary(repo, ck, await repo.store.get(ck), key);
+  if (present.has(ck)) return decodeSummary(repo, ck, await repo.objects.get(ck), key);
   return summarise(key, await repo.readManifest(key));
 }
 
@@ -73,7 +73,7 @@ async function summaryOrSetAside(repo: Repository, key: string, present: Readonl
 }
 
 export async function findNewest(repo: Repository, matches: (b: BackupSummary) => boolean): Promise<BackupSummary | undefined> {
-  const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), collectList(repo.store, CATALOGUE_PREFIX)]);
+  const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), repo.objects.list(CATALOGUE_PREFIX)]);
   const present = new Set(summaries.map((o) => o.key));
   for (let i = manifests.length - 1; i >= 0; i--) {
     const b = await summaryOrSetAside(repo, manifests[i]!, present);
@@ -84,9 +84,9 @@ export async function findNewest(repo: Repository, matches: (b: BackupSummary) =
 
 /** Every backup's summary, oldest first: from the catalogue, or from the manifest where no summary was written. */
 export async function listSummaries(repo: Repository): Promise<BackupSummary[]> {
-  const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), collectList(repo.store, CATALOGUE_PREFIX)]);
+  const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), repo.objects.list(CATALOGUE_PREFIX)]);
   const present = new Set(summaries.map((o) => o.key));
-  const limit = pLimit(Math.max(2, Math.min(16, repo.store.properties.connections)));
+  const limit = pLimit(Math.max(2, Math.min(16, repo.objects.connections)));
   return Promise.all(
     manifests.map((key) => limit(() => summaryOrSetAside(repo, key, present))),
   ).then((all) => all.filter((b): b is BackupSummary => b !== undefined));

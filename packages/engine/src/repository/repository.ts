@@ -1,36 +1,34 @@
 /**
  * A repository: a store plus the keys that open it. `init` writes the config
- * once; `open` reads it, unwraps a data key with the first provider that can,
- * and from then on reads and writes verified, sealed objects.
+ * once; `open` reads it and opens the key ring. Three parts do the work: the
+ * key ring (`key-ring.ts`), sealed-object I/O (`sealed-objects.ts`, the only
+ * way to the store from above), and the backup catalogue (`catalogue.ts`).
+ * What is left here is the config, the chunk index and the manifests.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import pLimit from 'p-limit';
-import { asBuffer, sha256Hex } from '../bytes.js';
+import { sha256Hex } from '../bytes.js';
 import { DEFAULT_CHUNKER, DEFAULT_RELATION_CHUNKER, validateChunkerParams, validateFixedChunker, type ChunkerParams, type FixedChunkerParams } from '../chunking/chunker.js';
 import {
   AlreadyInitialisedError,
   BackupNotFoundError,
-  CofferError,
   CorruptObjectError,
-  KeyUnavailableError,
   InvalidArgumentError,
   MissingObjectError,
-  NoApplicableKeyError,
   NotARepositoryError,
   ObjectConflictError,
   UnsupportedFormatError,
-  WrongKeyError,
 } from '../errors.js';
-import { ChunkCodec, type Keys } from '../format/chunk-codec.js';
-import { decodeConfig, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type KeyRecord, type RepositoryConfig } from '../format/config.js';
+import { decodeConfig, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isBackupKey, isIndexKey, isPageIndexKey, KEYS_PREFIX } from '../format/keys-layout.js';
+import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isBackupKey, isIndexKey, isPageIndexKey } from '../format/keys-layout.js';
 import { decodeManifest, encodeManifest, type BackupManifest, type BackupSummary } from '../format/manifest.js';
-import type { KeyProvider, WrappedKey } from '../keys/key-provider.js';
-import { collectList, type ObjectStore } from '../store/object-store.js';
+import type { KeyProvider } from '../keys/key-provider.js';
+import type { ObjectStore } from '../store/object-store.js';
 import { listSummaries, writeSummary } from './catalogue.js';
 import { ChunkIndex } from './chunk-index.js';
-import { decodeKeyRecords, idKeyCheck, keyRecordsObject, mergeKeyRecords, openSecrets, sealSecrets, type StoredKeyRecords } from './key-records.js';
+import { KeyRing } from './key-ring.js';
+import { SealedObjects, type SealedKind } from './sealed-objects.js';
 
 export interface InitOptions {
   chunker?: Partial<ChunkerParams>;
@@ -53,32 +51,26 @@ export interface OpenOptions {
   onWarning?: (message: string) => void;
 }
 
-type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | SealedKind;
-/** Kinds of sealed JSON records named without their SHA-256 (see `sealed-records.ts`). */
-export type SealedKind = 'wal' | 'stanza' | 'catalogue';
+export type { SealedKind };
 
 export class Repository {
-  readonly store: ObjectStore;
   readonly config: RepositoryConfig;
-  /** Key material; only in memory, handed to worker threads by message. */
-  readonly keys: Keys;
-  readonly codec: ChunkCodec;
-  /** Every data key's wrappings: the config's merged with those of `keys/` objects. */
-  readonly keyRecords: readonly KeyRecord[];
+  /** Data keys, who wraps them, `key add` and `key rotate`. */
+  readonly keyRing: KeyRing;
+  /** Reads and writes objects: the only way to the store from the layers above. */
+  readonly objects: SealedObjects;
 
   /** Where warnings go (objects passed over); by default nowhere. */
   onWarning: (message: string) => void = () => undefined;
 
-  private constructor(store: ObjectStore, config: RepositoryConfig, keys: Keys, keyRecords: readonly KeyRecord[]) {
-    this.store = store;
+  private constructor(store: ObjectStore, config: RepositoryConfig, keyRing: KeyRing) {
     this.config = config;
-    this.keys = keys;
-    this.keyRecords = keyRecords;
-    this.codec = new ChunkCodec(keys, config.compression.level);
+    this.keyRing = keyRing;
+    this.objects = new SealedObjects(store, config.repositoryId, keyRing.material, config.compression.level);
   }
 
   get location(): string {
-    return this.store.properties.location;
+    return this.objects.location;
   }
 
   /**
@@ -110,12 +102,7 @@ export class Repository {
       throw new InvalidArgumentError('pack size', `must be between 64 KiB and 1 GiB, got ${packSize}`);
     }
     const repositoryId = randomUUID();
-    const dataKey = await list[0]!.generateDataKey({ repositoryId });
-    const wrappings = [dataKey.wrapped];
-    for (const p of list.slice(1)) wrappings.push(await p.wrap(dataKey.plaintext, { repositoryId }));
-    const idKey = randomBytes(32);
-    const keyId = 1;
-    const record: KeyRecord = { id: keyId, wrappings, secrets: sealSecrets(dataKey.plaintext, repositoryId, keyId, idKey) };
+    const { ring, record, idKeyCheck } = await KeyRing.create(store, repositoryId, list);
     const config: RepositoryConfig = {
       format: FORMAT_VERSION,
       repositoryId,
@@ -125,7 +112,7 @@ export class Repository {
       compression: { algorithm: 'zstd', level },
       packSize,
       keys: [record],
-      idKeyCheck: idKeyCheck(idKey),
+      idKeyCheck,
     };
     try {
       await store.put(CONFIG_KEY, encodeConfig(config));
@@ -133,7 +120,7 @@ export class Repository {
       if (e instanceof ObjectConflictError) throw new AlreadyInitialisedError(store.properties.location);
       throw e;
     }
-    return new Repository(store, config, { idKey, dataKeys: new Map([[keyId, dataKey.plaintext]]), currentKeyId: keyId }, config.keys);
+    return new Repository(store, config, ring);
   }
 
   /**
@@ -175,88 +162,11 @@ export class Repository {
     } catch (e) {
       throw new CorruptObjectError(CONFIG_KEY, (e as Error).message);
     }
-    const added = await loadKeyObjects(store, config.repositoryId);
-    const records = mergeKeyRecords(config.keys, added.flatMap((o) => o.body.records));
-    const dataKeys = new Map<number, Uint8Array>();
-    let idKey: Uint8Array | undefined;
-    let lastError: CofferError | undefined;
-    for (const record of records) {
-      for (const wrapped of record.wrappings) {
-        const provider = list.find((p) => p.canUnwrap(wrapped));
-        if (!provider) continue;
-        try {
-          const key = await provider.unwrap(wrapped, { repositoryId: config.repositoryId });
-          const secrets = openSecrets(key, config.repositoryId, record.id, record.secrets);
-          if (!secrets) throw new WrongKeyError(`${describeWrapping(wrapped)} does not open the secrets of data key ${record.id}`);
-          if (config.idKeyCheck !== undefined && idKeyCheck(secrets) !== config.idKeyCheck) throw new CorruptObjectError(CONFIG_KEY, `data key ${record.id} carries another chunk-id key than the repository's`);
-          dataKeys.set(record.id, key);
-          idKey = secrets;
-          break;
-        } catch (e) {
-          // One region's key service down or one key disabled: another wrapping may still open this key.
-          if (e instanceof WrongKeyError || e instanceof KeyUnavailableError) lastError = e;
-          else throw e;
-        }
-      }
-    }
-    if (!idKey || dataKeys.size === 0) throw lastError ?? new NoApplicableKeyError([...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))]);
-    for (const o of added) if (!o.authentic(idKey)) throw new CorruptObjectError(o.key, 'key records not authenticated by this repository');
-    const repo = new Repository(store, config, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records);
+    const ring = await KeyRing.open(store, config, list);
+    const repo = new Repository(store, config, ring);
     if (options.onWarning) repo.onWarning = options.onWarning;
-    for (const key of added.foreign) repo.onWarning(`ignored ${key}: not a name Coffer writes`);
+    for (const key of ring.foreign) repo.onWarning(`ignored ${key}: not a name Coffer writes`);
     return repo;
-  }
-
-  /**
-   * Wraps every data key with `provider` too (another region's KMS key, say),
-   * so that `provider` alone opens the repository. Writes one `keys/` object;
-   * reopen the repository to use it. Returns undefined when `provider` already
-   * wraps every key.
-   */
-  async addKeyWrapping(provider: KeyProvider): Promise<{ key: string; keyIds: number[] } | undefined> {
-    const unopened = this.keyRecords.filter((r) => !this.keys.dataKeys.has(r.id)).map((r) => r.id);
-    if (unopened.length > 0) throw new WrongKeyError(`data key(s) ${unopened.join(', ')} are not open with the given keys, so they cannot be wrapped again`);
-    const context = { repositoryId: this.config.repositoryId };
-    const records: KeyRecord[] = [];
-    for (const r of this.keyRecords) {
-      const wrapped = await provider.wrap(this.keys.dataKeys.get(r.id)!, context);
-      if (r.wrappings.some((w) => w.provider === wrapped.provider && w.keyRef === wrapped.keyRef)) continue;
-      records.push({ id: r.id, wrappings: [wrapped], secrets: r.secrets });
-    }
-    if (records.length === 0) return undefined;
-    const key = await this.writeKeyRecords('wrap', records);
-    return { key, keyIds: records.map((r) => r.id) };
-  }
-
-  /**
-   * Starts a new data key for new writes, wrapped by each of `providers`;
-   * older keys stay for reading and no data is rewritten. Reopen to use it.
-   */
-  async rotateDataKey(providers: readonly KeyProvider[]): Promise<{ key: string; keyId: number }> {
-    if (providers.length === 0) throw new InvalidArgumentError('key rotation', 'at least one key provider must wrap the new data key');
-    const keyId = Math.max(...this.keyRecords.map((r) => r.id)) + 1;
-    const context = { repositoryId: this.config.repositoryId };
-    const plaintext = randomBytes(32);
-    const wrappings: WrappedKey[] = [];
-    for (const p of providers) wrappings.push(await p.wrap(plaintext, context));
-    const key = await this.writeKeyRecords('rotate', [{ id: keyId, wrappings, secrets: sealSecrets(plaintext, this.config.repositoryId, keyId, this.keys.idKey) }]);
-    return { key, keyId };
-  }
-
-  private async writeKeyRecords(reason: 'wrap' | 'rotate', records: KeyRecord[]): Promise<string> {
-    const { key, bytes } = keyRecordsObject({ repositoryId: this.config.repositoryId, createdAt: new Date().toISOString(), reason, records }, this.keys.idKey);
-    await this.store.put(key, bytes);
-    return key;
-  }
-
-  /** AAD that binds a sealed metadata object to its kind and repository. */
-  aad(kind: ObjectKind): Buffer {
-    return createHash('sha256').update(`coffer ${kind}\0${this.config.repositoryId}`).digest();
-  }
-
-  /** Gets an object and checks it against the SHA-256 its name carries. */
-  getVerified(key: string): Promise<Buffer> {
-    return getVerified(this.store, key);
   }
 
   async readIndexObject(key: string): Promise<IndexedPack[]> {
@@ -270,16 +180,13 @@ export class Repository {
 
   /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). */
   async openIndexObject(key: string): Promise<Buffer> {
-    const bytes = await this.getVerified(key);
-    const plain = this.codec.openObject(bytes, this.aad('index'));
-    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
-    return plain;
+    return this.objects.open('index', key, await this.objects.getVerified(key));
   }
 
   async writeIndexObject(packs: readonly IndexedPack[], pages = false): Promise<{ key: string; size: number }> {
-    const sealed = this.codec.sealObject(encodeIndex(packs), this.aad('index'));
+    const sealed = this.objects.seal('index', encodeIndex(packs));
     const key = indexKey(sha256Hex(sealed), pages);
-    await this.store.put(key, sealed);
+    await this.objects.put(key, sealed);
     return { key, size: sealed.length };
   }
 
@@ -290,7 +197,7 @@ export class Repository {
   /** Keys under `prefix` that are Coffer's; anything else there (an editor's `~` file, `.DS_Store`) is ignored with a warning. */
   async ownKeys(prefix: string, ours: (key: string) => boolean): Promise<string[]> {
     const keys: string[] = [];
-    for (const { key } of await collectList(this.store, prefix)) {
+    for (const { key } of await this.objects.list(prefix)) {
       if (ours(key)) keys.push(key);
       else this.onWarning(`ignored ${key}: not a name Coffer writes`);
     }
@@ -304,7 +211,7 @@ export class Repository {
    */
   async loadIndex(options: { pages?: boolean } = {}): Promise<ChunkIndex> {
     const index = new ChunkIndex();
-    const limit = pLimit(Math.max(2, Math.min(16, this.store.properties.connections)));
+    const limit = pLimit(Math.max(2, Math.min(16, this.objects.connections)));
     const keys = (await this.listIndexKeys()).filter((k) => options.pages !== false || !isPageIndexKey(k));
     await Promise.all(
       keys.map((key) =>
@@ -317,20 +224,18 @@ export class Repository {
   }
 
   async writeManifest(manifest: BackupManifest): Promise<string> {
-    const sealed = this.codec.sealObject(this.codec.compress(encodeManifest(manifest)), this.aad('manifest'));
+    const sealed = this.objects.seal('manifest', this.objects.codec.compress(encodeManifest(manifest)));
     const key = backupKey(manifest.label, sha256Hex(sealed));
-    await this.store.put(key, sealed);
+    await this.objects.put(key, sealed);
     // The backup exists from here; its catalogue summary follows (a crash before it: summarised from the manifest).
     await writeSummary(this, key, manifest);
     return key;
   }
 
   async readManifest(key: string): Promise<BackupManifest> {
-    const bytes = await this.getVerified(key);
-    const plain = this.codec.openObject(bytes, this.aad('manifest'));
-    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    const plain = this.objects.open('manifest', key, await this.objects.getVerified(key));
     try {
-      const manifest = decodeManifest(this.codec.decompress(plain));
+      const manifest = decodeManifest(this.objects.codec.decompress(plain));
       if (!READABLE_FORMATS.includes(manifest.format)) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
       // The sealed body is authentic; it must be the backup this name says. An older manifest copied
       // under a newer label (to make it "latest", or to hide a backup) is refused here.
@@ -408,31 +313,6 @@ async function firstObjects(store: ObjectStore): Promise<string[]> {
 
 function providerList(providers: KeyProvider | readonly KeyProvider[]): readonly KeyProvider[] {
   return Array.isArray(providers) ? (providers as readonly KeyProvider[]) : [providers as KeyProvider];
-}
-
-/** Gets an object and checks it against the SHA-256 its name carries (names without one are returned as they are). */
-async function getVerified(store: ObjectStore, key: string): Promise<Buffer> {
-  const bytes = asBuffer(await store.get(key));
-  const expected = expectedSha(key);
-  if (expected && sha256Hex(bytes) !== expected) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
-  return bytes;
-}
-
-function describeWrapping(w: WrappedKey): string {
-  return `${w.provider}/${w.keyRef}`;
-}
-
-async function loadKeyObjects(store: ObjectStore, repositoryId: string): Promise<StoredKeyRecords[] & { foreign: string[] }> {
-  const out = Object.assign([] as StoredKeyRecords[], { foreign: [] as string[] });
-  for (const { key } of (await collectList(store, KEYS_PREFIX)).sort((a, b) => (a.key < b.key ? -1 : 1))) {
-    // Only keys/<sha256> are key records; anything else was not written by Coffer and is passed over.
-    if (!/^keys\/[0-9a-f]{64}$/.test(key)) {
-      out.foreign.push(key);
-      continue;
-    }
-    out.push(decodeKeyRecords(key, await getVerified(store, key), repositoryId));
-  }
-  return out;
 }
 
 function relationChunkerOf(size = DEFAULT_RELATION_CHUNKER.size, groupBytes = Math.max(DEFAULT_RELATION_CHUNKER.groupBytes!, size)): FixedChunkerParams {

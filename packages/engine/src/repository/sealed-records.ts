@@ -11,18 +11,18 @@ import { CorruptObjectError } from '../errors.js';
 import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
 import { checkRecordName, WAL_MAGIC, type WalRecord } from '../format/wal-record.js';
 import { parseStanzaKey, STANZA_MAGIC, type StanzaRecord } from '../format/stanza-record.js';
-import type { Repository, SealedKind } from './repository.js';
+import type { Repository } from './repository.js';
+import type { SealedKind } from './sealed-objects.js';
 
 export function sealJson(repo: Repository, magic: Buffer, kind: SealedKind, value: unknown): Buffer {
-  return wrapCarried(magic, repo.codec.sealObject(Buffer.from(JSON.stringify(value)), repo.aad(kind)));
+  return wrapCarried(magic, repo.objects.seal(kind, Buffer.from(JSON.stringify(value))));
 }
 
 /** Opens a record sealed by `sealJson`: its carried SHA-256, its tag, its JSON; `what` names the kind in errors. */
 export function openJson<T>(repo: Repository, magic: Buffer, kind: SealedKind, what: string, key: string, bytes: Uint8Array): T {
   const problem = carriedProblem(magic, bytes, what);
   if (problem) throw new CorruptObjectError(key, problem);
-  const plain = repo.codec.openObject(carriedBody(bytes), repo.aad(kind));
-  if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+  const plain = repo.objects.open(kind, key, carriedBody(bytes));
   try {
     return JSON.parse(plain.toString('utf8')) as T;
   } catch (e) {

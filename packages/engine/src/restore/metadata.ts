@@ -4,10 +4,10 @@
  * fsynced.
  */
 import { chmod, chown, lchown, lutimes, open, readlink, utimes } from 'node:fs/promises';
-import { setAttribute } from '@napi-rs/xattr';
 import pLimit from 'p-limit';
 import type { TreeEntry } from '../format/manifest.js';
 import { decodeName, displayPath, fsPath } from '../names.js';
+import { writeXattr } from '../xattrs.js';
 
 /**
  * utimes takes seconds as a double, which resolves ~0.24 µs at today's epoch
@@ -80,7 +80,7 @@ async function setXattrs(e: TreeEntry, path: string, warnings: string[]): Promis
   if (!e.xattrs) return;
   for (const [name, value] of Object.entries(e.xattrs)) {
     try {
-      await setAttribute(path, name, Buffer.from(value, 'base64'));
+      await writeXattr(path, name, value);
     } catch (err) {
       if (/not (permitted|supported)|permission denied/i.test((err as Error).message)) warnings.push(`${displayPath(e.path)}: extended attribute ${name} not restored (${(err as Error).message})`);
       else throw err;

@@ -19,7 +19,7 @@ export class RestoreWorkerPool {
   private closing = false;
 
   constructor(repo: Repository, size: number) {
-    const init: RestoreWorkerMessage = { t: 'init', idKey: repo.keys.idKey, dataKeys: [...repo.keys.dataKeys], currentKeyId: repo.keys.currentKeyId };
+    const init: RestoreWorkerMessage = { t: 'init', idKey: repo.keyRing.material.idKey, dataKeys: [...repo.keyRing.material.dataKeys], currentKeyId: repo.keyRing.material.currentKeyId };
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./restore-worker.js', import.meta.url));
       w.on('message', (m: RestoreReply) => {

@@ -237,7 +237,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
         const affected = () => filesUsing(entries, lookup, r.chunks);
         let data: Buffer;
         try {
-          data = asBuffer(await repo.store.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
+          data = asBuffer(await repo.objects.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
         } catch (e) {
           if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
           throw e;
@@ -283,7 +283,7 @@ export async function restoreBackup(repo: Repository, selector: string, targetDi
         }
         if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
         const corrupt = await writeRange(
-          repo.codec,
+          repo.objects.codec,
           data,
           rangeChunks(lookup, r.chunks, r.offset),
           { write: writeTo },

@@ -128,7 +128,7 @@ export async function dropChunksInPlace(repo: Repository, entries: readonly Tree
             const length = table.rawLength[c]!;
             if (useOffset[u]! + length > size) continue;
             const { bytesRead } = await fh.read(buf, 0, length, useOffset[u]!);
-            if (bytesRead === length && repo.codec.id(buf.subarray(0, bytesRead)).equals(table.id(c))) live[u] = 0;
+            if (bytesRead === length && repo.objects.codec.id(buf.subarray(0, bytesRead)).equals(table.id(c))) live[u] = 0;
           }
         } finally {
           await fh.close();

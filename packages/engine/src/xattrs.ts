@@ -1,0 +1,38 @@
+/**
+ * Extended attributes (POSIX ACLs are the `system.posix_acl_*` ones) of files
+ * and directories. The binding takes paths as UTF-8 text and follows no
+ * descriptor, so a name that is not UTF-8 keeps no attributes of its own (a
+ * recorded limit; a hard link's other, UTF-8 name carries them instead). The
+ * binding is loaded on first use: a restore without attributes never loads it.
+ */
+import { fsPath } from './names.js';
+
+type Binding = typeof import('@napi-rs/xattr');
+let binding: Promise<Binding> | undefined;
+function xattr(): Promise<Binding> {
+  binding ??= import('@napi-rs/xattr');
+  return binding;
+}
+
+/** Whether the binding can reach `path` (its name is UTF-8). */
+export function xattrReachable(path: string): boolean {
+  return typeof fsPath(path) === 'string';
+}
+
+/** Attribute names and values (base64), sorted by name; empty when the file system keeps none or the name is not UTF-8. */
+export async function readXattrs(path: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  if (!xattrReachable(path)) return out;
+  const x = await xattr();
+  for (const name of (await x.listAttributes(path)).sort()) {
+    const value = await x.getAttribute(path, name);
+    if (value) out[name] = value.toString('base64');
+  }
+  return out;
+}
+
+/** Sets one attribute (value in base64). */
+export async function writeXattr(path: string, name: string, value: string): Promise<void> {
+  const x = await xattr();
+  await x.setAttribute(path, name, Buffer.from(value, 'base64'));
+}
