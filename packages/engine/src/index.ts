@@ -38,7 +38,7 @@ export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, 
 export { summarise } from './repository/catalogue.js';
 export { encodeManifest, decodeManifest, chunkIdsOf, chunkIdBytes } from './format/manifest.js';
 export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
-export { Repository, DEFAULT_PACK_SIZE, type InitOptions, type OpenOptions } from './repository/repository.js';
+export { Repository, DEFAULT_PACK_SIZE, type InitOptions, type LoadedBackup, type OpenOptions } from './repository/repository.js';
 export { KeyRing, type DataKeyStatus } from './repository/key-ring.js';
 export { SealedObjects, type ObjectKind, type SealedKind } from './repository/sealed-objects.js';
 export { excludeMatcher, parseExcludeFile } from './backup/exclude.js';

@@ -3,12 +3,12 @@
  * manifest; a backup whose summary is missing is summarised from its
  * manifest; a summary moved to another backup's name is refused; and the
  * parent lookup of a backup reads summaries from the newest back, then one
- * manifest.
+ * manifest; a restore reads its manifest once.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { backupFiles, LocalKeyProvider, MemoryStore, Repository, type BackupManifest, type ByteRange, type ObjectStore } from '@coffer/engine';
+import { backupFiles, restoreBackup, LocalKeyProvider, MemoryStore, Repository, type BackupManifest, type ByteRange, type ObjectStore } from '@coffer/engine';
 import { scratch } from '../../../test/support/tree.js';
 
 /** A store that counts reads per top-level prefix. */
@@ -111,6 +111,26 @@ describe('backup catalogue', () => {
       expect(second.manifest.parent).toBeDefined();
       expect(store.count('backups/')).toBe(1);
       expect(store.count('catalogue/')).toBe(1);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a restore reads its manifest once: the kind from the summary, the manifest handed on', async () => {
+    const { dir, cleanup } = await scratch('coffer-catalogue-');
+    try {
+      await mkdir(join(dir, 'src'));
+      await writeFile(join(dir, 'src', 'f'), 'content');
+      const { key } = await backupFiles(repo, join(dir, 'src'));
+      store.reset();
+      // What the CLI does: which kind of restore from the catalogue, then one restore.
+      expect((await repo.backupSummary(key)).kind).toBe('files');
+      await restoreBackup(repo, key, join(dir, 'to'));
+      expect(store.count('backups/')).toBe(1);
+      store.reset();
+      const loaded = await repo.resolveBackup(key);
+      await restoreBackup(repo, loaded, join(dir, 'again'));
+      expect(store.count('backups/')).toBe(1);
     } finally {
       await cleanup();
     }

@@ -61,7 +61,7 @@ export function register(ctx: CliContext): void {
       const pgWanted = Object.keys(target).length > 0 || !!o.standby || !!o.restoreCommand || o.tablespaceMap.length > 0 || o.linkMap.length > 0 || !!o.archive;
       const stanzaName = stanzaOf(globals(), io.env);
       const key = await backupToRestore(repo, selector, { target, stanza: stanzaName, postgres: pgWanted });
-      const kind = (await repo.readManifest(key)).kind;
+      const kind = (await repo.backupSummary(key)).kind;
       if (kind !== 'postgres' && pgWanted) throw new InvalidArgumentError('restore', `${key} is a ${kind} backup: PostgreSQL options do not apply`);
       const bar = progressBar('restore', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();

@@ -12,7 +12,7 @@ import { chown, mkdir, open, readdir, readFile, readlink, realpath, rm } from 'n
 import { isAbsolute, join, resolve } from 'node:path';
 import { BackupNotFoundError, InvalidArgumentError, StanzaMismatchError, TargetInUseError, TargetNotEmptyError } from '../errors.js';
 import type { BackupManifest, BackupSummary } from '../format/manifest.js';
-import type { Repository } from '../repository/repository.js';
+import type { LoadedBackup, Repository } from '../repository/repository.js';
 import { restoreBackup, type RestoreOptions, type RestoreResult } from '../restore/restore.js';
 import { parseLsn } from './layout.js';
 import { DEFAULT_STANZA, readStanza, stanzaHasSystem } from './stanza.js';
@@ -282,13 +282,14 @@ async function checkDeltaTarget(dir: string, stanza: string, systemIdentifier: s
 }
 
 /** Restores `selector` (or the backup chosen for the target) into `dir`, ready to recover. */
-export async function restorePostgres(repo: Repository, selector: string | undefined, dir: string, options: PostgresRestoreOptions): Promise<PostgresRestoreResult> {
+export async function restorePostgres(repo: Repository, selector: string | LoadedBackup | undefined, dir: string, options: PostgresRestoreOptions): Promise<PostgresRestoreResult> {
   const stanza = options.stanza ?? DEFAULT_STANZA;
   // Settings are checked before anything is read or written: a malformed target fails at once.
   recoverySettings('', options.target, options);
-  const key = selector ? await repo.findBackupKey(selector) : (await chooseBackup(repo, options.target, stanza)).key;
+  const key = typeof selector === 'object' ? selector.key : selector ? await repo.findBackupKey(selector) : (await chooseBackup(repo, options.target, stanza)).key;
   if (await exists(join(dir, 'postmaster.pid'))) throw new TargetInUseError(dir, 'postmaster.pid is present: stop the server (and remove a stale postmaster.pid) first');
-  const manifest = await repo.readManifest(key);
+  // The manifest is read once here and handed to the restore.
+  const manifest = typeof selector === 'object' ? selector.manifest : await repo.readManifest(key);
   if (!manifest.postgres) throw new InvalidArgumentError('backup', `${key} is a ${manifest.kind} backup, not a PostgreSQL one`);
   const pg = manifest.postgres;
   if (manifest.stanza !== undefined && manifest.stanza !== stanza) throw new StanzaMismatchError(stanza, `backup ${key} belongs to stanza ${manifest.stanza}`);
@@ -352,7 +353,7 @@ export async function restorePostgres(repo: Repository, selector: string | undef
     await fsyncDir(dir);
   };
 
-  const result = await restoreBackup(repo, key, dir, {
+  const result = await restoreBackup(repo, { key, manifest }, dir, {
     ...options,
     relocate,
     linkMap: links,

@@ -5,7 +5,7 @@
  * reads.
  */
 import pLimit from 'p-limit';
-import { CorruptObjectError, UnsupportedFormatError } from '../errors.js';
+import { CorruptObjectError, MissingObjectError, UnsupportedFormatError } from '../errors.js';
 import { carriedProblem } from '../format/carried-sha.js';
 import { openJson, sealJson } from './sealed-records.js';
 import { CATALOGUE_MAGIC, CATALOGUE_PREFIX, catalogueKey, type CatalogueRecord } from '../format/catalogue-record.js';
@@ -56,7 +56,19 @@ async function summaryOf(repo: Repository, key: string, present: ReadonlySet<str
   return summarise(key, await repo.readManifest(key));
 }
 
-/** The newest backup `matches` accepts, reading summaries from the newest back until one does. */
+/** The summary of the backup whose manifest is `key`: its catalogue object, or the manifest where none was written. */
+export async function summaryFor(repo: Repository, key: string): Promise<BackupSummary> {
+  const ck = catalogueKey(key);
+  let bytes: Uint8Array;
+  try {
+    bytes = await repo.objects.get(ck);
+  } catch (e) {
+    if (e instanceof MissingObjectError) return summarise(key, await repo.readManifest(key));
+    throw e;
+  }
+  return decodeSummary(repo, ck, bytes, key);
+}
+
 /**
  * A summary, or undefined for a backup whose summary or manifest is damaged:
  * that one is set aside with a warning (check reports it), and every listing
@@ -72,6 +84,7 @@ async function summaryOrSetAside(repo: Repository, key: string, present: Readonl
   }
 }
 
+/** The newest backup `matches` accepts, reading summaries from the newest back until one does. */
 export async function findNewest(repo: Repository, matches: (b: BackupSummary) => boolean): Promise<BackupSummary | undefined> {
   const [manifests, summaries] = await Promise.all([repo.listBackupKeys(), repo.objects.list(CATALOGUE_PREFIX)]);
   const present = new Set(summaries.map((o) => o.key));

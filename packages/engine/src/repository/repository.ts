@@ -25,7 +25,7 @@ import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexK
 import { decodeManifest, encodeManifest, type BackupManifest, type BackupSummary } from '../format/manifest.js';
 import type { KeyProvider } from '../keys/key-provider.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { listSummaries, writeSummary } from './catalogue.js';
+import { listSummaries, summaryFor, writeSummary } from './catalogue.js';
 import { ChunkIndex } from './chunk-index.js';
 import { KeyRing } from './key-ring.js';
 import { SealedObjects, type SealedKind } from './sealed-objects.js';
@@ -52,6 +52,12 @@ export interface OpenOptions {
 }
 
 export type { SealedKind };
+
+/** A backup's manifest key and its manifest, read once and handed on. */
+export interface LoadedBackup {
+  key: string;
+  manifest: BackupManifest;
+}
 
 export class Repository {
   readonly config: RepositoryConfig;
@@ -258,11 +264,16 @@ export class Repository {
     return listSummaries(this);
   }
 
+  /** One backup's catalogue summary (its manifest is read only where no summary was written). */
+  backupSummary(key: string): Promise<BackupSummary> {
+    return summaryFor(this, key);
+  }
+
   /**
    * Finds a backup by `latest`, its short id (any unique prefix of its SHA-256),
    * its label, or its full key.
    */
-  async resolveBackup(selector: string): Promise<{ key: string; manifest: BackupManifest }> {
+  async resolveBackup(selector: string): Promise<LoadedBackup> {
     const key = await this.findBackupKey(selector);
     return { key, manifest: await this.readManifest(key) };
   }

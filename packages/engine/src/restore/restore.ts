@@ -16,7 +16,7 @@ import { fsPath } from '../names.js';
 import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
-import type { Repository } from '../repository/repository.js';
+import type { LoadedBackup, Repository } from '../repository/repository.js';
 import { writeRange } from './range-writer.js';
 import { applyMetadata, readLink, toTime } from './metadata.js';
 import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, dropChunksInPlace, prepareTarget, removeUnlisted, RESTORING_SUFFIX } from './target.js';
@@ -103,8 +103,9 @@ const WORKER_THRESHOLD = 32 * 1024 * 1024;
 /** Open file handles kept for files still receiving chunks; beyond this, writes open and close. */
 const MAX_OPEN_FILES = 256;
 
-export async function restoreBackup(repo: Repository, selector: string, targetDir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
-  const { key, manifest } = await repo.resolveBackup(selector);
+/** Restores the backup `selector` names (or one already loaded, whose manifest is then not read again) into `targetDir`. */
+export async function restoreBackup(repo: Repository, selector: string | LoadedBackup, targetDir: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+  const { key, manifest } = typeof selector === 'string' ? await repo.resolveBackup(selector) : selector;
   checkEntryPaths(key, manifest.entries);
   const relocate = new Map(options.relocate ?? []);
   const entries = applyLinkMap(manifest.entries, options.linkMap, relocate);
