@@ -1,6 +1,6 @@
 /** `coffer wal-fetch` (restore_command) and the hidden background `wal-prefetch`; exit statuses as PostgreSQL reads them. */
 import { spawn } from 'node:child_process';
-import { defaultSpool, prefetcherRunning, recoveryMode, restoreCommandStatus, walFetchScope, segmentsAfter, walFetch, walPrefetch, CofferError, fromSystemError } from '@coffer/engine';
+import { recoveryMode, restoreCommandStatus, walFetchScope, walFetch, walPrefetch, CofferError, fromSystemError } from '@coffer/engine';
 import { intOption, repoArgs, stanzaOf, COFFER_BIN, CommandExit, type CliContext } from '../context.js';
 
 export function register(ctx: CliContext): void {
@@ -18,16 +18,15 @@ export function register(ctx: CliContext): void {
       try {
         const repo = await openRepo();
         const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
-        const spool = o.spool ?? defaultSpool(dest);
-        result = await walFetch(repo, scope, name, dest, { spoolDir: spool });
-        if (result.outcome !== 'absent') {
-          const next = segmentsAfter(name, o.prefetch, result.size);
-          if (next.length > 0 && !(await prefetcherRunning(spool))) {
-            // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
-            const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', scope.systemIdentifier, ...next];
+        result = await walFetch(repo, scope, name, dest, {
+          ...(o.spool !== undefined ? { spoolDir: o.spool } : {}),
+          prefetch: o.prefetch,
+          // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
+          startPrefetcher: (next, spool, s) => {
+            const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', s.systemIdentifier, ...next];
             spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
-          }
-        }
+          },
+        });
       } catch (e) {
         const typed = e instanceof CofferError ? e : fromSystemError(e);
         const reason = typed ? typed.message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`;

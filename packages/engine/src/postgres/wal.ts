@@ -330,6 +330,15 @@ export async function fetchWalBytes(repo: Repository, scope: WalScope, name: str
 export interface WalFetchOptions {
   /** Where prefetched segments wait (default: `.coffer-spool` beside `dest`). */
   spoolDir?: string;
+  /** After a segment is served, fetch this many following ones in the background (default 0). */
+  prefetch?: number;
+  /**
+   * Starts that background fetch of `names` into `spoolDir` — `walPrefetch`
+   * in a process of its own, which outlives this call (the CLI starts a
+   * detached `coffer wal-prefetch`). Called only when no prefetcher is at
+   * work on the spool, so prefetchers never multiply.
+   */
+  startPrefetcher?: (names: string[], spoolDir: string, scope: WalScope) => void;
 }
 
 export interface WalFetchResult {
@@ -339,8 +348,23 @@ export interface WalFetchResult {
   size: number;
 }
 
-/** `restore_command`: writes archived `name` to `dest`, from the prefetch spool when it is there. */
+/**
+ * `restore_command`: writes archived `name` to `dest`, from the prefetch
+ * spool when it is there, then (with `prefetch` and `startPrefetcher`) has
+ * the next segments fetched in the background while PostgreSQL replays this one.
+ */
 export async function walFetch(repo: Repository, scope: WalScope, name: string, dest: string, options: WalFetchOptions = {}): Promise<WalFetchResult> {
+  const result = await fetchOne(repo, scope, name, dest, options);
+  const { prefetch = 0, startPrefetcher } = options;
+  if (result.outcome !== 'absent' && prefetch > 0 && startPrefetcher) {
+    const spool = options.spoolDir ?? defaultSpool(dest);
+    const next = segmentsAfter(name, prefetch, result.size);
+    if (next.length > 0 && !(await prefetcherRunning(spool))) startPrefetcher(next, spool, scope);
+  }
+  return result;
+}
+
+async function fetchOne(repo: Repository, scope: WalScope, name: string, dest: string, options: WalFetchOptions): Promise<WalFetchResult> {
   checkWalName(name);
   const spool = options.spoolDir ?? defaultSpool(dest);
   await clearStaleSpool(spool, name);
