@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { LocalKeyProvider, Repository } from '@coffer/engine';
-import { S3Store } from '@coffer/store-s3';
+import { S3Store } from '@coffer/aws';
 import { RadosgwSandbox, radosgwMissing } from '@coffer/verify';
 import { step, warm, type TreeStep } from './tree.js';
 

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { backupFiles, FileStore, LocalKeyProvider, Repository, restoreBackup, type ObjectStore } from '@coffer/engine';
-import { parseS3Url, S3Store } from '@coffer/store-s3';
+import { parseS3Url, S3Store } from '@coffer/aws';
 
 /**
  * Peak RSS of this process image. Not `resourceUsage().maxRSS`: Linux keeps

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
 import { inject } from 'vitest';
-import { S3Store, type S3StoreOptions } from '@coffer/store-s3';
+import { S3Store, type S3StoreOptions } from '@coffer/aws';
 import type { S3ServerInfo } from './s3-global-setup.js';
 
 export function s3Server(): S3ServerInfo {

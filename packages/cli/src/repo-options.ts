@@ -6,9 +6,9 @@
  */
 import { resolve } from 'node:path';
 import { FileStore, fileStorePath, InvalidArgumentError, LocalKeyProvider, type DataKey, type KeyContext, type KeyProvider, type ObjectStore, type WrappedKey } from '@coffer/engine';
-import type { KmsKeyProvider, KmsKeyProviderOptions, ObjectLockRetention, S3StoreOptions } from '@coffer/store-s3';
+import type { KmsKeyProvider, KmsKeyProviderOptions, ObjectLockRetention, S3StoreOptions } from '@coffer/aws';
 // The AWS SDK loads only when S3 or KMS is used (imported below on first use): most runs never need it.
-import { KMS_PROVIDER, kmsMayUnwrap, parseS3Url } from '@coffer/store-s3/light';
+import { KMS_PROVIDER, kmsMayUnwrap, parseS3Url } from '@coffer/aws/light';
 
 export { KMS_PROVIDER };
 
@@ -73,7 +73,7 @@ export function s3StoreOptions(url: string, opts: RepoOptions, env: NodeJS.Proce
 export async function storeAt(location: string, opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
   if (location.startsWith('s3://')) {
     const options = s3StoreOptions(location, opts, env);
-    const { S3Store } = await import('@coffer/store-s3');
+    const { S3Store } = await import('@coffer/aws');
     return new S3Store(options);
   }
   if (URL_SCHEME.test(location) && !location.startsWith('file://')) {
@@ -98,7 +98,7 @@ class DeferredKmsProvider implements KeyProvider {
   private real: Promise<KmsKeyProvider> | undefined;
   constructor(private readonly options: KmsKeyProviderOptions) {}
   private provider(): Promise<KmsKeyProvider> {
-    this.real ??= import('@coffer/store-s3').then(({ KmsKeyProvider }) => new KmsKeyProvider(this.options));
+    this.real ??= import('@coffer/aws').then(({ KmsKeyProvider }) => new KmsKeyProvider(this.options));
     return this.real;
   }
   canUnwrap(wrapped: WrappedKey): boolean {

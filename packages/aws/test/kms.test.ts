@@ -17,7 +17,7 @@ import {
   restoreBackup,
   WrongKeyError,
 } from '@coffer/engine';
-import { KmsKeyProvider } from '@coffer/store-s3';
+import { KmsKeyProvider } from '@coffer/aws';
 import { KmsTestServer } from '../../../test/support/kms-server.js';
 import { scratch } from '../../../test/support/tree.js';
 

@@ -1,5 +1,5 @@
 /**
- * @coffer/store-s3 — Coffer repositories on S3 and S3-compatible servers, with
+ * @coffer/aws — Coffer repositories on S3 and S3-compatible servers, with
  * data keys wrapped by AWS KMS. `S3Store` implements the engine's
  * `ObjectStore` contract and `KmsKeyProvider` its `KeyProvider` contract; both
  * pass the same suites as the engine's own implementations.
