@@ -62,7 +62,7 @@ export {
   type WalFetchOptions,
   type WalFetchResult,
 } from './postgres/wal.js';
-export { walKey, legacyWalKey, parseWalKey, type WalRecord, type WalScope } from './format/wal-record.js';
+export { walKey, legacyWalKey, parseWalKey, type WalLocation, type WalRecord, type WalScope } from './format/wal-record.js';
 export { restorePostgres, chooseBackup, backupToRestore, recoverySettings, parseTargetTime, timelineAncestry, RESTORE_MARKER, type RecoveryTarget, type RestoreCommandScope, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
 export { recoveryMode, restoreCommandStatus, commandLine, shellQuote, RESTORE_FATAL, RESTORE_FETCHED, RESTORE_NOT_ARCHIVED, type RecoveryMode } from './postgres/restore-command.js';
 export { clusterIdentity } from './postgres/cluster-identity.js';
@@ -72,6 +72,9 @@ export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
+export type { WalkDecision, WalkOptions } from './backup/walk.js';
+export type { PlanOptions } from './restore/plan.js';
+export type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from './content/read-check.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { checkEntryPaths } from './restore/target.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';

@@ -7,12 +7,12 @@
  */
 
 /** Options that survive `postMessage` and JSON alike. */
-export type CheckOptions = string | number | boolean | null | CheckOptions[] | { [key: string]: CheckOptions };
+export type ReadCheckOptions = string | number | boolean | null | ReadCheckOptions[] | { [key: string]: ReadCheckOptions };
 
 export interface ReadCheckSpec {
   /** URL of an ES module exporting `createReadCheck: ReadCheckFactory`. */
   module: string;
-  options: CheckOptions;
+  options: ReadCheckOptions;
 }
 
 /** The file being read, for checks that must look again (a torn read). */
@@ -27,7 +27,7 @@ export interface ReadCheck {
 }
 
 /** What a check module exports as `createReadCheck`. `start` is the offset of the first byte the check sees. */
-export type ReadCheckFactory = (options: CheckOptions, file: CheckedFile, start: number) => ReadCheck;
+export type ReadCheckFactory = (options: ReadCheckOptions, file: CheckedFile, start: number) => ReadCheck;
 
 const factories = new Map<string, Promise<ReadCheckFactory>>();
 

@@ -6,6 +6,7 @@
  * forks of unlogged relations (recovery recreates them from their init fork).
  */
 import { WAL_FILE } from '../format/wal-record.js';
+import type { WalkDecision } from '../backup/walk.js';
 
 /** Directories kept (empty) but whose contents are never copied. */
 const CONTENTS_EXCLUDED = new Set(['pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans', 'pg_replslot']);
@@ -30,7 +31,7 @@ const TOP_FILES_EXCLUDED = new Set([
 const TEMP_RELATION = /^t\d+_\d+(_(fsm|vm|init))?(\.\d+)?$/;
 export const RELATION_FILE = /^(\d+)(_(fsm|vm|init))?(\.(\d+))?$/;
 
-export type WalkDecision = 'include' | 'exclude' | 'exclude-contents';
+export type { WalkDecision };
 
 /**
  * Decides for one entry of the data directory (path relative to PGDATA,

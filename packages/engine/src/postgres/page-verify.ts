@@ -5,7 +5,7 @@
  * have been writing it (a torn read), and the second read then shows a good
  * page or one past the backup's start LSN, which WAL replay rewrites anyway.
  */
-import type { CheckedFile, CheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from '../content/read-check.js';
+import type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from '../content/read-check.js';
 import { BadPageError } from '../errors.js';
 import { badPages, BLCKSZ } from './page-checksum.js';
 
@@ -24,7 +24,7 @@ export function pageVerifyCheck(verify: PageVerify): ReadCheckSpec {
   return { module: import.meta.url, options: { label: verify.label, firstBlock: verify.firstBlock, startLsn: verify.startLsn.toString() } };
 }
 
-export const createReadCheck: ReadCheckFactory = (options: CheckOptions, file: CheckedFile, start: number): ReadCheck => {
+export const createReadCheck: ReadCheckFactory = (options: ReadCheckOptions, file: CheckedFile, start: number): ReadCheck => {
   const o = options as { label: string; firstBlock: number; startLsn: string };
   return new PageChecker({ label: o.label, firstBlock: o.firstBlock, startLsn: BigInt(o.startLsn) }, file, start / BLCKSZ);
 };

@@ -175,6 +175,7 @@ export class Repository {
     return repo;
   }
 
+  /** @internal */
   async readIndexObject(key: string): Promise<IndexedPack[]> {
     const plain = await this.openIndexObject(key);
     try {
@@ -184,11 +185,12 @@ export class Repository {
     }
   }
 
-  /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). */
+  /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). @internal */
   async openIndexObject(key: string): Promise<Buffer> {
     return this.objects.open('index', key, await this.objects.getVerified(key));
   }
 
+  /** @internal */
   async writeIndexObject(packs: readonly IndexedPack[], pages = false): Promise<{ key: string; size: number }> {
     const sealed = this.objects.seal('index', encodeIndex(packs));
     const key = indexKey(sha256Hex(sealed), pages);
@@ -214,6 +216,7 @@ export class Repository {
    * Loads index objects into memory: every one (check), or — with `pages:
    * false`, for a backup — all but those listing relation pages, which a
    * backup compares with its parent's pages instead.
+   * @internal
    */
   async loadIndex(options: { pages?: boolean } = {}): Promise<ChunkIndex> {
     const index = new ChunkIndex();
