@@ -24,8 +24,10 @@ export async function readXattrs(path: string): Promise<Record<string, string>> 
   const out: Record<string, string> = {};
   if (!xattrReachable(path)) return out;
   const x = await xattr();
-  for (const name of (await x.listAttributes(path)).sort()) {
-    const value = await x.getAttribute(path, name);
+  // Synchronous calls: each is one small system call (microseconds), cheaper than a trip through the thread
+  // pool and back — which, once per file of a tree walked in order, added up to a tenth of a second per thousand files.
+  for (const name of x.listAttributesSync(path).sort()) {
+    const value = x.getAttributeSync(path, name);
     if (value) out[name] = value.toString('base64');
   }
   return out;
