@@ -1,7 +1,8 @@
 /**
  * The CLI's rough edges, through the real binary: a file:// URL with a host,
  * a closed stdout, file-system failures as typed errors with their own
- * statuses, and choosing a backup by tag or by a short or ambiguous id.
+ * statuses, choosing a backup by tag or by a short or ambiguous id, and
+ * where a delta restore may go.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -242,5 +243,42 @@ describe('CLI edges', () => {
     expect(check.status).toBe(EXIT_CODES.COFFER_CORRUPT_OBJECT);
     const problems = (JSON.parse(check.stdout) as { problems: { key?: string }[] }).problems;
     expect(problems.map((p) => p.key)).toEqual([`backups/${damaged}`]);
+  });
+
+  it('restore --delta goes only over an earlier restore of the same source, says what it removed, and --dry-run lists it without changing anything', async () => {
+    const id = ids[16]!;
+    const earlier = join(work.dir, 'delta-earlier');
+    expect((await coffer(['--repo', repo, 'restore', id, '--to', earlier], env)).status).toBe(0);
+    await writeFile(join(earlier, 'stray.txt'), 'not in the backup');
+    const again = await coffer(['--repo', repo, 'restore', id, '--to', earlier, '--delta'], env);
+    expect(again.status).toBe(0);
+    expect(again.stdout).toContain('removed 1 entry');
+    expect((await readdir(earlier)).sort()).toEqual(['f']);
+
+    // A directory no restore marked: refused, and nothing in it is touched.
+    const foreign = join(work.dir, 'delta-foreign');
+    await mkdir(join(foreign, 'photos'), { recursive: true });
+    await writeFile(join(foreign, 'photos', 'a.jpg'), 'precious');
+    await writeFile(join(foreign, 'f'), 'also mine');
+    const refused = await coffer(['--repo', repo, 'restore', id, '--to', foreign, '--delta'], env);
+    expect(refused.status).toBe(EXIT_CODES.COFFER_TARGET_NOT_EMPTY);
+    expect(refused.stderr).toContain('not an earlier restore');
+    expect(refused.stderr).toContain('--force');
+    expect(await readFile(join(foreign, 'photos', 'a.jpg'), 'utf8')).toBe('precious');
+
+    const dry = await coffer(['--repo', repo, 'restore', id, '--to', foreign, '--delta', '--force', '--dry-run'], env);
+    expect(dry.status).toBe(0);
+    expect(dry.stdout).toContain('would remove photos');
+    expect(dry.stdout).toContain('remove 1 entry');
+    expect(await readFile(join(foreign, 'photos', 'a.jpg'), 'utf8')).toBe('precious');
+    expect(await readFile(join(foreign, 'f'), 'utf8')).toBe('also mine');
+
+    const forced = await coffer(['--repo', repo, 'restore', id, '--to', foreign, '--delta', '--force', '--json'], env);
+    expect(forced.status).toBe(0);
+    expect((JSON.parse(forced.stdout) as { removed: string[] }).removed).toEqual(['photos']);
+    expect((await readdir(foreign)).sort()).toEqual(['f']);
+    expect(await readFile(join(foreign, 'f'), 'utf8')).toBe('version 16\n');
+    // Now marked as a restore of this source: --delta goes on without --force.
+    expect((await coffer(['--repo', repo, 'restore', id, '--to', foreign, '--delta'], env)).status).toBe(0);
   });
 });

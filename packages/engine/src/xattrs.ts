@@ -27,10 +27,29 @@ export async function readXattrs(path: string): Promise<Record<string, string>> 
   // Synchronous calls: each is one small system call (microseconds), cheaper than a trip through the thread
   // pool and back — which, once per file of a tree walked in order, added up to a tenth of a second per thousand files.
   for (const name of x.listAttributesSync(path).sort()) {
+    if (name === RESTORE_MARKER_XATTR) continue;
     const value = x.getAttributeSync(path, name);
     if (value) out[name] = value.toString('base64');
   }
   return out;
+}
+
+/**
+ * The attribute a files restore leaves on its target directory: which
+ * repository and source it restored, so a later `--delta` knows the directory
+ * is its own. Never backed up.
+ */
+export const RESTORE_MARKER_XATTR = 'user.coffer.restore';
+
+/** One attribute's value as text, or undefined when it is absent or attributes are unsupported. */
+export async function readXattrText(path: string, name: string): Promise<string | undefined> {
+  if (!xattrReachable(path)) return undefined;
+  const x = await xattr();
+  try {
+    return x.getAttributeSync(path, name)?.toString('utf8') ?? undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Sets one attribute (value in base64). */

@@ -1,12 +1,14 @@
 /** `coffer restore`: a files backup into a directory, or a PostgreSQL backup ready to recover. */
 import { Option } from 'commander';
-import { backupToRestore, restorePostgres, InvalidArgumentError, restoreBackup, type RestoreCommandScope, type RestoreProgress } from '@coffer/engine';
+import { backupToRestore, restorePostgres, InvalidArgumentError, restoreBackup, displayPath, type RestoreCommandScope, type RestoreProgress } from '@coffer/engine';
 import { intOption, parseDirMap, stanzaOf, defaultRestoreCommand, type CliContext } from '../context.js';
 import { humanBytes, progressBar } from '../progress.js';
 
 interface RestoreCliOptions {
   to: string;
   delta?: boolean;
+  force?: boolean;
+  dryRun?: boolean;
   targetTime?: string;
   targetLsn?: string;
   targetXid?: string;
@@ -30,7 +32,9 @@ export function register(ctx: CliContext): void {
     .command('restore [backup]')
     .description('restore a backup (an id or any unique start of one, a label, a tag, or "latest"; with a PostgreSQL target and no id, the newest backup before it)')
     .requiredOption('--to <dir>', 'target directory (empty or absent, unless --delta)')
-    .option('--delta', 'restore over existing content: keep chunks in place, write only what differs, remove the rest')
+    .option('--delta', 'restore over existing content: keep chunks in place, write only what differs, remove the rest (only over an earlier restore of the same source, or the stanza\'s own data directory, unless --force)')
+    .option('--force', 'with --delta: restore over a directory that holds no mark of an earlier restore')
+    .option('--dry-run', 'check the target and list what a --delta restore would remove, changing nothing')
     .option('--target-time <time>', 'PostgreSQL: recover up to this time')
     .option('--target-lsn <lsn>', 'PostgreSQL: recover up to this LSN')
     .option('--target-xid <xid>', 'PostgreSQL: recover up to this transaction')
@@ -68,6 +72,8 @@ export function register(ctx: CliContext): void {
       const common = {
         ...(o.concurrency ? { concurrency: o.concurrency } : {}),
         ...(o.delta ? { delta: true } : {}),
+        ...(o.force ? { force: true } : {}),
+        ...(o.dryRun ? { dryRun: true } : {}),
         onProgress: (p: RestoreProgress) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files`),
       };
       let r;
@@ -91,8 +97,17 @@ export function register(ctx: CliContext): void {
       const seconds = (performance.now() - t0) / 1000;
       // What did not stop the restore but did not come back as backed up (an extended attribute this user may not set).
       for (const w of r.warnings) io.stderr.write(`coffer: warning: ${w}\n`);
-      if (o.json) return say(JSON.stringify({ key: r.key, files: r.files, bytes: r.bytes, bytesWritten: r.bytesWritten, requests: r.requests, bytesFetched: r.bytesFetched, seconds, warnings: r.warnings }, null, 2));
+      if (o.json) return say(JSON.stringify({ key: r.key, files: r.files, bytes: r.bytes, bytesWritten: r.bytesWritten, requests: r.requests, bytesFetched: r.bytesFetched, seconds, warnings: r.warnings, removed: r.removed, ...(r.dryRun ? { dryRun: true } : {}) }, null, 2));
+      if (r.dryRun) {
+        for (const p of r.removed) say(`would remove ${displayPath(p)}`);
+        return say(`dry run: restoring ${r.key} to ${o.to} would write ${r.files} files, ${humanBytes(r.bytes)}, and remove ${entries(r.removed.length)} the backup does not hold; nothing was changed`);
+      }
+      if (r.removed.length > 0) say(`removed ${entries(r.removed.length)} from ${o.to} that the backup does not hold`);
       say(`restored ${r.key} to ${o.to}: ${r.files} files, ${humanBytes(r.bytes)} (${humanBytes(r.bytesWritten)} written) in ${seconds.toFixed(2)} s (${r.requests} requests, ${humanBytes(r.bytesFetched)} fetched)`);
       if (kind === 'postgres') say(`recovery settings written to ${o.to}/postgresql.auto.conf; start the server to recover`);
     });
+}
+
+function entries(n: number): string {
+  return `${n} ${n === 1 ? 'entry' : 'entries'}`;
 }

@@ -278,7 +278,7 @@ async function checkDeltaTarget(dir: string, stanza: string, systemIdentifier: s
   }
   const sysid = await readControlSystemIdentifier(dir);
   if (sysid !== undefined && (sysid === systemIdentifier || (record !== undefined && stanzaHasSystem(record, sysid)))) return;
-  throw new TargetNotEmptyError(dir, sysid === undefined ? 'it is neither an earlier restore nor a PostgreSQL data directory, and --delta would remove everything the backup does not hold' : `it is the data directory of system ${sysid}, not of stanza ${stanza}'s cluster`);
+  throw new TargetNotEmptyError(dir, sysid === undefined ? 'it is neither an earlier restore nor a PostgreSQL data directory, and --delta would remove everything the backup does not hold (pass --force to restore over it anyway; --dry-run lists what it would remove)' : `it is the data directory of system ${sysid}, not of stanza ${stanza}'s cluster`);
 }
 
 /** Restores `selector` (or the backup chosen for the target) into `dir`, ready to recover. */
@@ -321,9 +321,9 @@ export async function restorePostgres(repo: Repository, selector: string | Loade
   const unknownLinks = Object.keys(linkWanted);
   if (unknownLinks.length) throw new InvalidArgumentError('--link-map', `the backup has no link ${unknownLinks.join(', ')} (it has: ${[...links.keys()].join(', ') || 'none'})`);
   await checkTablespaceTargets(dir, manifest, relocate, !!options.delta);
-  if (options.delta) await checkDeltaTarget(dir, stanza, pg.systemIdentifier, await readStanza(repo, stanza));
+  if (options.delta && !options.force) await checkDeltaTarget(dir, stanza, pg.systemIdentifier, await readStanza(repo, stanza));
 
-  if (options.delta) {
+  if (options.delta && !options.dryRun) {
     // Whatever happens next, this directory no longer starts as the cluster it was until the restore completes.
     for (const f of ['global/pg_control', 'backup_label', 'tablespace_map']) await rm(join(dir, f), { force: true });
     if (await exists(join(dir, 'global'))) await fsyncDir(join(dir, 'global'));

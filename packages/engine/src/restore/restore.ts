@@ -6,14 +6,15 @@
  * byte is written. Memory is bounded by `concurrency × maxRequest`.
  */
 import { constants as fsc } from 'node:fs';
-import { link, mkdir, open, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { fsyncDir, writeDurably } from '../durable.js';
 import { fsPath } from '../names.js';
-import { CorruptObjectError, MissingObjectError } from '../errors.js';
+import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../errors.js';
+import { readXattrText, RESTORE_MARKER_XATTR, writeXattr } from '../xattrs.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { LoadedBackup, Repository } from '../repository/repository.js';
@@ -74,6 +75,14 @@ export interface RestoreOptions {
    * restore, perhaps an interrupted one, owns these directories.
    */
   marker?: { name: string; content: string };
+  /**
+   * With `delta`: go over a non-empty target that holds no mark of an earlier
+   * restore (files restores mark their target directory with an extended
+   * attribute; PostgreSQL restores with a marker file).
+   */
+  force?: boolean;
+  /** Check the target and report what a restore would remove, changing nothing. */
+  dryRun?: boolean;
 }
 
 export interface RestoreResult {
@@ -89,6 +98,10 @@ export interface RestoreResult {
   bytesWritten: number;
   /** What could not be restored as it was backed up but did not stop the restore (an extended attribute this user or file system cannot set). */
   warnings: string[];
+  /** What a delta restore removed from the target because the backup does not hold it (a directory once); with `dryRun`, would remove. */
+  removed: string[];
+  /** Nothing was written: the figures say what the restore would do. */
+  dryRun?: boolean;
 }
 
 /** File-system calls in flight while creating files and applying their metadata (each waits on the thread pool, not the CPU). */
@@ -137,12 +150,23 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
     const pathOf = (e: TreeEntry) => (lastFiles.has(e.path) ? placeOf(e) + RESTORING_SUFFIX : placeOf(e));
     // Every destination is checked before any is created: a refusal leaves nothing behind.
     if (!options.delta) for (const dir of [targetDir, ...relocate.values()]) await assertEmptyOrAbsent(dir);
+    const marker = options.marker;
+    const filesMark = marker ? undefined : JSON.stringify({ repository: repo.config.repositoryId, source: manifest.source });
+    const occupied = options.delta && (await hasContent(targetDir));
+    if (occupied && filesMark !== undefined && !options.force) await checkFilesDeltaTarget(targetDir, filesMark, manifest.source);
+    if (options.dryRun) {
+      const removed = occupied ? await removeUnlisted(targetDir, entries, relocate, lastFiles, marker?.name, true) : [];
+      const files = entries.filter((e) => e.type === 'file').length;
+      return { key, manifest, files, bytes, requests: 0, rangedRequests: 0, bytesFetched: 0, bytesWritten: 0, warnings: [], removed, dryRun: true };
+    }
     const existing = await prepareTarget(targetDir, !!options.delta);
     for (const dir of relocate.values()) await prepareTarget(dir, !!options.delta);
-    const marker = options.marker;
     if (marker) for (const dir of [targetDir, ...relocate.values()]) await writeDurably(join(dir, marker.name), marker.content);
+    // A files restore marks its target first, so that a retry with --delta after an interruption is accepted.
+    if (filesMark !== undefined) await writeFilesMark(targetDir, filesMark);
+    let removed: string[] = [];
     if (existing) {
-      await removeUnlisted(targetDir, entries, relocate, lastFiles, marker?.name);
+      removed = await removeUnlisted(targetDir, entries, relocate, lastFiles, marker?.name);
       await dropChunksInPlace(repo, entries, lookup, pathOf);
     }
     const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
@@ -331,7 +355,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         const parent = byPath.get(e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : '.');
         if (parent) await utimes(fsPath(placeOf(parent)), toTime(parent.mtimeNs), toTime(parent.mtimeNs));
       }
-      return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten, warnings };
+      return { key, manifest, files: progress.filesTotal, bytes: progress.bytesTotal, requests, rangedRequests, bytesFetched, bytesWritten, warnings, removed };
     } catch (e) {
       // Into an empty target, a failed restore leaves only complete files (and directories): no file at full
       // size that is only holes. A retry with --delta resumes from them.
@@ -344,6 +368,35 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       throw e;
     }
   }
+}
+
+async function hasContent(dir: string): Promise<boolean> {
+  const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  return names.length > 0;
+}
+
+/**
+ * A delta restore removes whatever the backup does not hold: a files
+ * restore goes over a non-empty directory only when an earlier restore of
+ * the same source from this repository marked it (or with `force`).
+ */
+async function checkFilesDeltaTarget(dir: string, mark: string, source: string): Promise<void> {
+  const found = await readXattrText(dir, RESTORE_MARKER_XATTR);
+  if (found === mark) return;
+  throw new TargetNotEmptyError(
+    dir,
+    `it is not an earlier restore of ${source} from this repository${found === undefined ? ' (it carries no restore mark)' : ''}, and --delta would remove everything the backup does not hold; pass --force to restore over it anyway (--dry-run lists what it would remove)`,
+  );
+}
+
+/** Marks a files restore's target; a file system without extended attributes keeps no mark (a later --delta then needs --force). */
+async function writeFilesMark(dir: string, mark: string): Promise<void> {
+  await writeXattr(dir, RESTORE_MARKER_XATTR, Buffer.from(mark).toString('base64')).catch((e: Error) => {
+    if (!/not (permitted|supported)/i.test(e.message)) throw e;
+  });
 }
 
 /** Splits a range's chunks into up to `n` runs of neighbours with about equal bytes to write. */

@@ -80,9 +80,11 @@ export async function prepareTarget(dir: string, delta: boolean): Promise<boolea
 /**
  * Delta restore: removes what the backup does not hold, and entries whose
  * type changed (a link where a directory belongs is removed, never followed),
- * in the target and in every relocated directory.
+ * in the target and in every relocated directory. Returns what it removed
+ * (a directory once, with everything under it); with `dryRun`, what it would.
  */
-export async function removeUnlisted(root: string, entries: readonly TreeEntry[], relocate: ReadonlyMap<string, string>, lastFiles: ReadonlySet<string>, marker?: string): Promise<void> {
+export async function removeUnlisted(root: string, entries: readonly TreeEntry[], relocate: ReadonlyMap<string, string>, lastFiles: ReadonlySet<string>, marker?: string, dryRun = false): Promise<string[]> {
+  const removed: string[] = [];
   const wanted = new Map<string, string>(entries.filter((e) => !relocate.has(e.path)).map((e) => [e.path, e.type]));
   for (const prefix of relocate.keys()) wanted.set(prefix, 'symlink');
   if (marker) for (const at of ['.', ...relocate.keys()]) wanted.set(at === '.' ? marker : `${at}/${marker}`, 'file');
@@ -100,12 +102,15 @@ export async function removeUnlisted(root: string, entries: readonly TreeEntry[]
       const name = decodeName(d.name);
       const childRel = rel === '.' ? name : `${rel}/${name}`;
       const type = d.isDirectory() ? 'dir' : d.isSymbolicLink() ? 'symlink' : d.isFile() ? 'file' : 'other';
-      if (wanted.get(childRel) !== type) await rm(fsPath(join(abs, name)), { recursive: true, force: true });
-      else if (type === 'dir') await prune(join(abs, name), childRel);
+      if (wanted.get(childRel) !== type) {
+        removed.push(childRel);
+        if (!dryRun) await rm(fsPath(join(abs, name)), { recursive: true, force: true });
+      } else if (type === 'dir') await prune(join(abs, name), childRel);
     }
   };
   await prune(root, '.');
   for (const [prefix, dir] of relocate) await prune(dir, prefix);
+  return removed;
 }
 
 /** Delta restore: every chunk use whose bytes are already at their offset needs no write. */
