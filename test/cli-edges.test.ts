@@ -68,6 +68,41 @@ describe('CLI edges', () => {
     expect((await coffer(['--repo', join(work.dir, 'nothing-here'), 'list'], env)).status).toBe(EXIT_CODES.COFFER_NOT_A_REPOSITORY);
   });
 
+  it('a lost config is rebuilt by repair from its authenticated copy under keys/, with the keys only; without the copy, repair makes one', async () => {
+    const lost = join(work.dir, 'lost-repair');
+    expect((await coffer(['--repo', lost, 'init'], env)).status).toBe(0);
+    await writeFile(join(src, 'f'), 'kept through a lost config');
+    const backup = await coffer(['--repo', lost, 'backup', '--path', src, '--json'], env);
+    expect(backup.status).toBe(0);
+    const id = (JSON.parse(backup.stdout) as { id: string }).id;
+    const config = await readFile(join(lost, 'config'));
+    await rm(join(lost, 'config'));
+    // Another key cannot rebuild it, and nothing is written.
+    const otherKey = join(work.dir, 'other.key');
+    await writeFile(otherKey, LocalKeyProvider.newKeyFileContent(), { mode: 0o600 });
+    const wrong = await coffer(['--repo', lost, 'repair'], { COFFER_KEY_FILE: otherKey });
+    expect(wrong.status).not.toBe(0);
+    expect(await readdir(lost)).not.toContain('config');
+    const repaired = await coffer(['--repo', lost, 'repair'], env);
+    expect(repaired.status).toBe(0);
+    expect(repaired.stdout).toContain('rebuilt the config');
+    expect((await readFile(join(lost, 'config'))).equals(config)).toBe(true);
+    const out = join(work.dir, 'lost-repair-out');
+    expect((await coffer(['--repo', lost, 'restore', id, '--to', out], env)).status).toBe(0);
+    expect(await readFile(join(out, 'f'), 'utf8')).toBe('kept through a lost config');
+    expect((await coffer(['--repo', lost, 'check', '--read-data'], env)).status).toBe(0);
+    expect((await coffer(['--repo', lost, 'repair'], env)).stdout).toContain('nothing to repair');
+    // A repository whose copy is gone (made before copies were kept) gets one from repair.
+    const copies = (await readdir(join(lost, 'keys'))).filter((n) => !n.startsWith('.'));
+    expect(copies).toHaveLength(1);
+    await rm(join(lost, 'keys', copies[0]!));
+    const made = await coffer(['--repo', lost, 'repair'], env);
+    expect(made.stdout).toContain('wrote an authenticated copy of the config');
+    await rm(join(lost, 'config'));
+    expect((await coffer(['--repo', lost, 'repair'], env)).status).toBe(0);
+    expect((await coffer(['--repo', lost, 'list'], env)).status).toBe(0);
+  });
+
   it('a reader that goes away (coffer list | true) ends the command quietly', async () => {
     const r = await promisify(execFile)('bash', ['-c', `set -o pipefail; "${process.execPath}" "${COFFER_BIN}" --repo "${repo}" list --json | true`], { env: { ...process.env, ...env } }).then(
       (x) => ({ code: 0, stderr: x.stderr }),

@@ -17,6 +17,7 @@ import { register as key } from './commands/key.js';
 import { register as keyFile } from './commands/key-file.js';
 import { register as list } from './commands/list.js';
 import { register as mirror } from './commands/mirror.js';
+import { register as repair } from './commands/repair.js';
 import { register as restore } from './commands/restore.js';
 import { register as stanza } from './commands/stanza.js';
 import { register as walFetch } from './commands/wal-fetch.js';
@@ -66,7 +67,7 @@ export function buildProgram(io: CliIo): Command {
   };
 
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say };
-  for (const register of [init, backup, walPush, walFetch, stanza, list, restore, check, drill, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, backup, walPush, walFetch, stanza, list, restore, check, repair, drill, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

@@ -26,9 +26,15 @@ import { keyRecordsKey } from '../format/keys-layout.js';
 export interface KeyRecordsBody {
   repositoryId: string;
   createdAt: string;
-  /** Why the records were added: `wrap` (another provider for existing keys) or `rotate` (a new data key). */
-  reason: 'wrap' | 'rotate';
+  /**
+   * Why the records were added: `wrap` (another provider for existing keys),
+   * `rotate` (a new data key), or `config` (the authenticated copy of the
+   * config, written at init, from which a lost config is rebuilt).
+   */
+  reason: 'wrap' | 'rotate' | 'config';
   records: KeyRecord[];
+  /** With `config`: the config as stored (its encoded bytes, as text). */
+  config?: string;
 }
 
 function macKey(idKey: Uint8Array): Buffer {
@@ -53,7 +59,8 @@ export interface StoredKeyRecords {
   authentic(idKey: Uint8Array): boolean;
 }
 
-export function decodeKeyRecords(key: string, bytes: Uint8Array, repositoryId: string): StoredKeyRecords {
+/** Reads a key-records object; with `repositoryId`, one of another repository is refused. */
+export function decodeKeyRecords(key: string, bytes: Uint8Array, repositoryId?: string): StoredKeyRecords {
   let outer: { coffer?: unknown; mac?: unknown; body?: unknown };
   let body: KeyRecordsBody;
   try {
@@ -63,7 +70,7 @@ export function decodeKeyRecords(key: string, bytes: Uint8Array, repositoryId: s
   } catch (e) {
     throw new CorruptObjectError(key, `key records do not parse: ${(e as Error).message}`);
   }
-  if (body.repositoryId !== repositoryId) throw new CorruptObjectError(key, `key records belong to repository ${body.repositoryId}`);
+  if (repositoryId !== undefined && body.repositoryId !== repositoryId) throw new CorruptObjectError(key, `key records belong to repository ${body.repositoryId}`);
   const text = outer.body;
   const mac = Buffer.from(outer.mac, 'hex');
   return {

@@ -33,6 +33,7 @@ export class KeyRing {
   /** Objects under `keys/` that Coffer did not write, passed over. */
   readonly foreign: readonly string[];
   private readonly keys: Keys;
+  private configCopies: number;
 
   private constructor(
     private readonly store: ObjectStore,
@@ -40,10 +41,12 @@ export class KeyRing {
     keys: Keys,
     records: readonly KeyRecord[],
     foreign: readonly string[] = [],
+    configCopies = 0,
   ) {
     this.keys = keys;
     this.records = records;
     this.foreign = foreign;
+    this.configCopies = configCopies;
   }
 
   /**
@@ -91,7 +94,7 @@ export class KeyRing {
     }
     if (!idKey || dataKeys.size === 0) throw lastError ?? new NoApplicableKeyError([...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))]);
     for (const o of added) if (!o.authentic(idKey)) throw new CorruptObjectError(o.key, 'key records not authenticated by this repository');
-    return new KeyRing(store, config.repositoryId, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records, added.foreign);
+    return new KeyRing(store, config.repositoryId, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records, added.foreign, added.filter((o) => o.body.config !== undefined).length);
   }
 
   /** The key material, for this thread's codec and for worker threads (by message; never written anywhere). */
@@ -165,8 +168,24 @@ export class KeyRing {
     return { providers, wrappedBy: current.wrappings.map(describeWrapping) };
   }
 
-  private async writeKeyRecords(reason: 'wrap' | 'rotate', records: KeyRecord[]): Promise<string> {
-    const { key, bytes } = keyRecordsObject({ repositoryId: this.repositoryId, createdAt: new Date().toISOString(), reason, records }, this.keys.idKey);
+  /** Whether a `keys/` object holds an authenticated copy of the config. */
+  get hasConfigCopy(): boolean {
+    return this.configCopies > 0;
+  }
+
+  /**
+   * Writes the authenticated copy of `config` (its stored bytes) with its key
+   * records as a `keys/` object: losing `config` alone then loses nothing
+   * (`Repository.recoverConfig`). A mirror copies it with the other key objects.
+   */
+  async writeConfigCopy(configBytes: Uint8Array, records: readonly KeyRecord[]): Promise<string> {
+    const key = await this.writeKeyRecords('config', [...records], Buffer.from(configBytes).toString('utf8'));
+    this.configCopies++;
+    return key;
+  }
+
+  private async writeKeyRecords(reason: 'wrap' | 'rotate' | 'config', records: KeyRecord[], config?: string): Promise<string> {
+    const { key, bytes } = keyRecordsObject({ repositoryId: this.repositoryId, createdAt: new Date().toISOString(), reason, records, ...(config !== undefined ? { config } : {}) }, this.keys.idKey);
     await this.store.put(key, bytes);
     return key;
   }
@@ -176,7 +195,8 @@ function describeWrapping(w: WrappedKey): string {
   return `${w.provider}/${w.keyRef}`;
 }
 
-async function loadKeyObjects(store: ObjectStore, repositoryId: string): Promise<StoredKeyRecords[] & { foreign: string[] }> {
+/** Every key-records object under `keys/` (of `repositoryId`, or of any repository when it is undefined); foreign names set apart. */
+export async function loadKeyObjects(store: ObjectStore, repositoryId: string | undefined): Promise<StoredKeyRecords[] & { foreign: string[] }> {
   const out = Object.assign([] as StoredKeyRecords[], { foreign: [] as string[] });
   for (const { key } of (await collectList(store, KEYS_PREFIX)).sort((a, b) => (a.key < b.key ? -1 : 1))) {
     // Only keys/<sha256> are key records; anything else was not written by Coffer and is passed over.

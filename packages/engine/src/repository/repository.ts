@@ -12,6 +12,7 @@ import { DEFAULT_CHUNKER, DEFAULT_RELATION_CHUNKER, validateChunkerParams, valid
 import {
   AlreadyInitialisedError,
   BackupNotFoundError,
+  CofferError,
   CorruptObjectError,
   InvalidArgumentError,
   MissingObjectError,
@@ -27,7 +28,7 @@ import type { KeyProvider } from '../keys/key-provider.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { listSummaries, summaryFor, writeSummary } from './catalogue.js';
 import { ChunkIndex } from './chunk-index.js';
-import { KeyRing } from './key-ring.js';
+import { KeyRing, loadKeyObjects } from './key-ring.js';
 import { SealedObjects, type SealedKind } from './sealed-objects.js';
 
 export interface InitOptions {
@@ -120,13 +121,58 @@ export class Repository {
       keys: [record],
       idKeyCheck,
     };
+    const configBytes = encodeConfig(config);
     try {
-      await store.put(CONFIG_KEY, encodeConfig(config));
+      await store.put(CONFIG_KEY, configBytes);
     } catch (e) {
       if (e instanceof ObjectConflictError) throw new AlreadyInitialisedError(store.properties.location);
       throw e;
     }
+    // After the config, never before: a copy left by an init that lost the race would belong to another repository.
+    await ring.writeConfigCopy(configBytes, config.keys);
     return new Repository(store, config, ring);
+  }
+
+  /**
+   * Rebuilds a lost `config` from its authenticated copy under `keys/`
+   * (written at init, or by `ensureConfigCopy`): the copy counts only once
+   * `providers` open its data keys and the HMAC of every key object checks out
+   * under the chunk-id key they hold. Writes the config back (create-only) and
+   * opens the repository.
+   */
+  static async recoverConfig(store: ObjectStore, providers: KeyProvider | readonly KeyProvider[], options: OpenOptions = {}): Promise<{ repo: Repository; from: string }> {
+    const list = providerList(providers);
+    if (await store.head(CONFIG_KEY)) throw new AlreadyInitialisedError(store.properties.location, 'its config is present: there is nothing to recover');
+    const copies = (await loadKeyObjects(store, undefined)).filter((o) => o.body.reason === 'config' && typeof o.body.config === 'string');
+    if (copies.length === 0) {
+      throw new MissingObjectError(CONFIG_KEY, `the config of ${store.properties.location} is lost and no copy of it is under keys/ (repositories made before copies were kept): put it back from a mirror`);
+    }
+    let lastError: unknown;
+    for (const copy of copies) {
+      const raw = Buffer.from(copy.body.config!, 'utf8');
+      const config = decodeConfig(raw);
+      if (typeof config === 'string' || config.repositoryId !== copy.body.repositoryId) {
+        lastError = new CorruptObjectError(copy.key, typeof config === 'string' ? `its config copy: ${config}` : 'its config copy names another repository');
+        continue;
+      }
+      try {
+        const ring = await KeyRing.open(store, config, list);
+        await store.put(CONFIG_KEY, raw);
+        const repo = new Repository(store, config, ring);
+        if (options.onWarning) repo.onWarning = options.onWarning;
+        return { repo, from: copy.key };
+      } catch (e) {
+        if (!(e instanceof CofferError) || e instanceof ObjectConflictError) throw e;
+        lastError = e;
+      }
+    }
+    throw lastError;
+  }
+
+  /** Writes the authenticated copy of the config when no `keys/` object holds one yet (repositories made before copies were kept); returns its key, or undefined when one is there. */
+  async ensureConfigCopy(): Promise<string | undefined> {
+    if (this.keyRing.hasConfigCopy) return undefined;
+    return this.keyRing.writeConfigCopy(await this.objects.get(CONFIG_KEY), this.config.keys);
   }
 
   /**
@@ -145,7 +191,7 @@ export class Repository {
       const present = await firstObjects(store);
       // Objects without their config: a repository that lost its config, not "no repository" (which invites init).
       if (present.some((k) => COFFER_PREFIXES.some((p) => k.startsWith(p)))) {
-        throw new MissingObjectError(CONFIG_KEY, `the repository's config is lost: ${store.properties.location} holds its objects (${present.join(', ')}); put the config back (a mirror holds a copy), and do not run init here`);
+        throw new MissingObjectError(CONFIG_KEY, `the repository's config is lost: ${store.properties.location} holds its objects (${present.join(', ')}); run coffer repair to rebuild it from its authenticated copy under keys/ (or put it back from a mirror), and do not run init here`);
       }
       throw new NotARepositoryError(store.properties.location);
     }
