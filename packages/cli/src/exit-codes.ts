@@ -34,3 +34,6 @@ export const EXIT_USAGE = 2;
 
 /** A files backup completed, but files kept changing while they were read (listed in the summary), like tar's "file changed as we read it". */
 export const EXIT_FILES_CHANGED = 26;
+
+/** `repair` finished, but backups remain that cannot be restored in full (or WAL files are lost): listed in its report. */
+export const EXIT_REPAIR_INCOMPLETE = 27;

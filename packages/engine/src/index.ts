@@ -79,5 +79,8 @@ export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreR
 export { checkEntryPaths } from './restore/target.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
+export { repairRepository, type IncompleteBackup, type RepairOptions, type RepairReport } from './check/repair.js';
+export { DAMAGE_PREFIX, type DamageRecord } from './format/damage-record.js';
+export { readDamage } from './repository/damage.js';
 export { sha256Hex, toHex, bytesEqual } from './bytes.js';
 export { decodeName, encodeName, fsPath, displayPath } from './names.js';

@@ -8,16 +8,17 @@ import { lstat } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { CofferError, SourceError } from '../errors.js';
+import { CofferError, InvalidArgumentError, SourceError } from '../errors.js';
 import { fsPath } from '../names.js';
 import { FORMAT_VERSION } from '../format/config.js';
-import { backupLabel } from '../format/keys-layout.js';
+import { backupLabel, PACK_PREFIX, packKey } from '../format/keys-layout.js';
 import { chunkIdsOf, setChunkIdBytes, type BackupManifest, type BackupStats, type BackupSummary, type TreeEntry } from '../format/manifest.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { IdTable } from '../repository/id-table.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import { findNewest } from '../repository/catalogue.js';
+import { readDamage } from '../repository/damage.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange } from '../content/chunk-pipeline.js';
 import type { ReadCheckSpec } from '../content/read-check.js';
@@ -102,7 +103,14 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     // Relation pages are compared with the parent backup's pages only, so neither the index held here
     // nor the time to load it grows with the repository's history of pages.
     const index = await repo.loadIndex({ pages: false });
-    const parent = await findParent(repo, src.isParent, options.parent ?? 'auto');
+    const parentChoice = options.parent ?? 'auto';
+    // Without a parent, nothing is taken on trust: chunks whose pack is missing are stored again (before a
+    // repair has taken them out of the index).
+    if (parentChoice === 'none') {
+      const packs = new Set((await repo.objects.list(PACK_PREFIX)).map((o) => o.key));
+      index.dropPacks((sha) => !packs.has(packKey(sha)));
+    }
+    const parent = await findParent(repo, src.isParent, parentChoice);
     const parentPages = pageSet(parent?.manifest);
     const known = (id: Uint8Array) => parentPages.has(id);
     const { entries, skipped, absPath } = await walkTree(source, src.walk);
@@ -291,7 +299,13 @@ function pageSet(manifest: BackupManifest | undefined): IdTable {
 /** The parent: named, or the newest backup of the same source, found in the catalogue; only its manifest is read. */
 async function findParent(repo: Repository, isParent: (b: BackupSummary) => boolean, parent: string): Promise<{ key: string; manifest: BackupManifest } | undefined> {
   if (parent === 'none') return undefined;
-  if (parent !== 'auto') return repo.resolveBackup(parent);
-  const found = await findNewest(repo, isParent);
+  // A backup repair found incomplete is never a parent: what it lacks is read and stored afresh.
+  const incomplete = new Set((await readDamage(repo))?.incomplete ?? []);
+  if (parent !== 'auto') {
+    const named = await repo.resolveBackup(parent);
+    if (incomplete.has(named.key)) throw new InvalidArgumentError('--parent', `backup ${named.key} cannot be restored in full (coffer repair found chunks missing): take another parent, or none`);
+    return named;
+  }
+  const found = await findNewest(repo, (b) => isParent(b) && !incomplete.has(b.key));
   return found ? { key: found.key, manifest: await repo.readManifest(found.key) } : undefined;
 }

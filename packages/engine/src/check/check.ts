@@ -181,7 +181,8 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   };
 }
 
-async function verifyPack(repo: Repository, sha: string, unsorted: IndexedPack['entries']): Promise<number> {
+/** Reads a pack whole and checks its name, every chunk the index lists in it, and its trailer; returns the chunk count. */
+export async function verifyPack(repo: Repository, sha: string, unsorted: IndexedPack['entries']): Promise<number> {
   const key = packKey(sha);
   const entries = [...unsorted].sort((a, b) => a.offset - b.offset);
   const data = asBuffer(await repo.objects.get(key));

@@ -62,6 +62,17 @@ export class ChunkIndex {
     this.slots.set(key, slot);
   }
 
+  /** Forgets every chunk located in a pack `lost` names (a missing pack must not serve dedup); returns how many. */
+  dropPacks(lost: (packSha: string) => boolean): number {
+    let dropped = 0;
+    for (const [key, slot] of this.slots) {
+      if (!lost(this.packs[this.locPack[slot]!]!)) continue;
+      this.slots.delete(key);
+      dropped++;
+    }
+    return dropped;
+  }
+
   packShas(): readonly string[] {
     return this.packs;
   }

@@ -13,7 +13,7 @@ import { collectList, type ByteRange, type ObjectInfo, type ObjectStore, type Pu
 import { getVerified } from './verified.js';
 
 /** Kinds of sealed JSON records named without their SHA-256 (see `sealed-records.ts`). */
-export type SealedKind = 'wal' | 'stanza' | 'catalogue';
+export type SealedKind = 'wal' | 'stanza' | 'catalogue' | 'damage';
 /** What a sealed metadata object is; its associated data names it. */
 export type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | SealedKind;
 
@@ -83,6 +83,11 @@ export class SealedObjects {
 
   head(key: string): Promise<ObjectInfo | undefined> {
     return this.store.head(key);
+  }
+
+  /** Removes an object (repair, garbage collection); absent is not an error. */
+  delete(key: string): Promise<void> {
+    return this.store.delete(key);
   }
 
   /** Every object under `prefix`. */

@@ -1,6 +1,6 @@
 /**
  * Sealed JSON records whose names cannot carry their SHA-256 (WAL records,
- * stanza records, catalogue summaries): sealed under the repository's data
+ * stanza records, catalogue summaries, damage records): sealed under the repository's data
  * key with an AAD naming their kind, then wrapped with the SHA-256 of the
  * sealed bytes (`format/carried-sha.ts`), so a key-less reader can check
  * them and a keyed one knows they are authentic and of the right kind.
@@ -11,6 +11,7 @@ import { CorruptObjectError } from '../errors.js';
 import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
 import { checkRecordName, WAL_MAGIC, type WalRecord } from '../format/wal-record.js';
 import { parseStanzaKey, STANZA_MAGIC, type StanzaRecord } from '../format/stanza-record.js';
+import { DAMAGE_MAGIC, type DamageRecord } from '../format/damage-record.js';
 import type { Repository } from './repository.js';
 import type { SealedKind } from './sealed-objects.js';
 
@@ -50,5 +51,15 @@ export function decodeStanzaRecord(repo: Repository, key: string, bytes: Uint8Ar
   if (!named || record.stanza !== named.stanza || record.seq !== named.seq || !Array.isArray(record.history) || record.history.length === 0) {
     throw new CorruptObjectError(key, `holds the record of stanza ${JSON.stringify(record.stanza)} #${record.seq}`);
   }
+  return record;
+}
+
+export function encodeDamageRecord(repo: Repository, record: DamageRecord): Buffer {
+  return sealJson(repo, DAMAGE_MAGIC, 'damage', record);
+}
+
+export function decodeDamageRecord(repo: Repository, key: string, bytes: Uint8Array): DamageRecord {
+  const record = openJson<DamageRecord>(repo, DAMAGE_MAGIC, 'damage', 'damage record', key, bytes);
+  if (!Array.isArray(record.incomplete) || !Array.isArray(record.lostPacks)) throw new CorruptObjectError(key, 'damage record without its lists');
   return record;
 }
