@@ -50,7 +50,9 @@ describe('repair after a lost pack', () => {
     const firstId = (JSON.parse(first.stdout) as { id: string }).id;
     expect(await dropAllPacks()).toBeGreaterThan(0);
 
-    expect((await coffer(['--repo', repo, 'check'], env)).status).toBe(EXIT_CODES.COFFER_MISSING_OBJECT);
+    const before = await coffer(['--repo', repo, 'check'], env);
+    expect(before.status).toBe(EXIT_CODES.COFFER_MISSING_OBJECT);
+    expect(before.stdout).toContain('coffer repair takes missing or damaged packs out of the index');
     const found = await coffer(['--repo', repo, 'repair', '--json'], env);
     expect(found.status).toBe(EXIT_REPAIR_INCOMPLETE);
     const report = JSON.parse(found.stdout) as { lostPacks: string[]; incomplete: { key: string; files: string[] }[]; damageRecord?: string };

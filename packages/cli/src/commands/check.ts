@@ -24,6 +24,8 @@ function printCheck(r: CheckReport, say: (s: string) => void): void {
   if (r.unindexedPacks) say(`${r.unindexedPacks} pack(s) not indexed (left by an interrupted backup; reclaimed by garbage collection)`);
   say(r.ok ? 'no problems found' : `${r.problems.length} problem(s):`);
   for (const p of r.problems) say(`  ${p.code}: ${p.message}`);
+  // Dedup trusts the index: until lost packs leave it, new backups would point at them too.
+  if (!r.ok) say('coffer repair takes missing or damaged packs out of the index (so the next backups store their chunks again) and lists the backups that cannot be restored in full');
 }
 
 /** The most serious problem decides the exit status: corruption, then missing objects. */
