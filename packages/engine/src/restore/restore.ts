@@ -6,21 +6,20 @@
  * byte is written. Memory is bounded by `concurrency × maxRequest`.
  */
 import { constants as fsc } from 'node:fs';
-import { link, mkdir, open, readdir, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { fsyncDir, writeDurably } from '../durable.js';
 import { fsPath } from '../names.js';
-import { CorruptObjectError, MissingObjectError, TargetNotEmptyError } from '../errors.js';
-import { readXattrText, RESTORE_MARKER_XATTR, writeXattr } from '../xattrs.js';
+import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { LoadedBackup, Repository } from '../repository/repository.js';
 import { writeRange } from './range-writer.js';
 import { applyMetadata, readLink, toTime } from './metadata.js';
-import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, dropChunksInPlace, prepareTarget, removeUnlisted, RESTORING_SUFFIX } from './target.js';
+import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, checkFilesDeltaTarget, dropChunksInPlace, hasContent, prepareTarget, removeUnlisted, RESTORING_SUFFIX, writeFilesMark } from './target.js';
 import { RestoreWorkerPool } from './restore-pool.js';
 import type { RestoreJob } from './restore-protocol.js';
 import { DEFAULT_PLAN, filesUsing, liveUses, locateChunks, planFetches, rangeChunks, type ChunkLookup, type FetchRange, type PlanOptions } from './plan.js';
@@ -368,35 +367,6 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       throw e;
     }
   }
-}
-
-async function hasContent(dir: string): Promise<boolean> {
-  const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return [] as string[];
-    throw e;
-  });
-  return names.length > 0;
-}
-
-/**
- * A delta restore removes whatever the backup does not hold: a files
- * restore goes over a non-empty directory only when an earlier restore of
- * the same source from this repository marked it (or with `force`).
- */
-async function checkFilesDeltaTarget(dir: string, mark: string, source: string): Promise<void> {
-  const found = await readXattrText(dir, RESTORE_MARKER_XATTR);
-  if (found === mark) return;
-  throw new TargetNotEmptyError(
-    dir,
-    `it is not an earlier restore of ${source} from this repository${found === undefined ? ' (it carries no restore mark)' : ''}, and --delta would remove everything the backup does not hold; pass --force to restore over it anyway (--dry-run lists what it would remove)`,
-  );
-}
-
-/** Marks a files restore's target; a file system without extended attributes keeps no mark (a later --delta then needs --force). */
-async function writeFilesMark(dir: string, mark: string): Promise<void> {
-  await writeXattr(dir, RESTORE_MARKER_XATTR, Buffer.from(mark).toString('base64')).catch((e: Error) => {
-    if (!/not (permitted|supported)/i.test(e.message)) throw e;
-  });
 }
 
 /** Splits a range's chunks into up to `n` runs of neighbours with about equal bytes to write. */

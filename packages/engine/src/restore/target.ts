@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import { CorruptObjectError, TargetNotEmptyError } from '../errors.js';
 import type { TreeEntry } from '../format/manifest.js';
 import { decodeName, fsPath } from '../names.js';
+import { readXattrText, RESTORE_MARKER_XATTR, writeXattr } from '../xattrs.js';
 import type { Repository } from '../repository/repository.js';
 import type { ChunkLookup } from './plan.js';
 
@@ -56,12 +57,39 @@ export function applyLinkMap(entries: readonly TreeEntry[], linkMap: ReadonlyMap
 
 
 export async function assertEmptyOrAbsent(dir: string): Promise<void> {
+  if (await hasContent(dir)) throw new TargetNotEmptyError(dir);
+}
+
+/** Whether `dir` exists and holds anything. */
+export async function hasContent(dir: string): Promise<boolean> {
   const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return [] as string[];
     throw e;
   });
-  if (names.length > 0) throw new TargetNotEmptyError(dir);
+  return names.length > 0;
 }
+
+/**
+ * A delta restore removes whatever the backup does not hold: a files
+ * restore goes over a non-empty directory only when an earlier restore of
+ * the same source from this repository marked it (or with `force`).
+ */
+export async function checkFilesDeltaTarget(dir: string, mark: string, source: string): Promise<void> {
+  const found = await readXattrText(dir, RESTORE_MARKER_XATTR);
+  if (found === mark) return;
+  throw new TargetNotEmptyError(
+    dir,
+    `it is not an earlier restore of ${source} from this repository${found === undefined ? ' (it carries no restore mark)' : ''}, and --delta would remove everything the backup does not hold; pass --force to restore over it anyway (--dry-run lists what it would remove)`,
+  );
+}
+
+/** Marks a files restore's target; a file system without extended attributes keeps no mark (a later --delta then needs --force). */
+export async function writeFilesMark(dir: string, mark: string): Promise<void> {
+  await writeXattr(dir, RESTORE_MARKER_XATTR, Buffer.from(mark).toString('base64')).catch((e: Error) => {
+    if (!/not (permitted|supported)/i.test(e.message)) throw e;
+  });
+}
+
 
 /** Creates the target if absent; returns whether it holds content a delta restore works over. */
 export async function prepareTarget(dir: string, delta: boolean): Promise<boolean> {
