@@ -21,7 +21,9 @@ export interface PageVerify {
 
 /** The read check that verifies `verify`'s pages, for the chunk pipeline. */
 export function pageVerifyCheck(verify: PageVerify): ReadCheckSpec {
-  return { module: import.meta.url, options: { label: verify.label, firstBlock: verify.firstBlock, startLsn: verify.startLsn.toString() } };
+  // Named relative to this module rather than as `import.meta.url`: the CLI's bundle inlines this code
+  // into a shared chunk and keeps `page-verify.js` as an entry of its own beside it.
+  return { module: new URL('./page-verify.js', import.meta.url).href, options: { label: verify.label, firstBlock: verify.firstBlock, startLsn: verify.startLsn.toString() } };
 }
 
 export const createReadCheck: ReadCheckFactory = (options: ReadCheckOptions, file: CheckedFile, start: number): ReadCheck => {
