@@ -20,6 +20,7 @@ export interface GlobalOptions extends RepoOptions {
   quiet?: boolean;
   stanza?: string;
   repositoryId?: string;
+  leaseTtl?: string;
 }
 
 /** Ends a command with an exit status of its own choosing (restore_command speaks to PostgreSQL in statuses). */
@@ -40,6 +41,15 @@ export function intOption(name: string, min: number, max: number) {
   };
 }
 
+/** A number of days (fractions allowed: 0.5 is twelve hours). */
+export function daysOption(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 36500) throw new InvalidArgumentError(name, `expected a number of days from 0 to 36500, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
 /** This command's own entry point, for restore_command and background prefetch. */
 export const COFFER_BIN = fileURLToPath(new URL('../bin/coffer.js', import.meta.url));
 export const VERSION = (JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }).version;
@@ -56,6 +66,15 @@ export function parseDirMap(option: string, pairs: readonly string[]): Record<st
 
 function repoLocation(g: GlobalOptions, env: NodeJS.ProcessEnv): string {
   return absoluteLocation(rawRepoLocation(g, env));
+}
+
+/** The lease time-to-live the global option or COFFER_LEASE_TTL (seconds) sets, as library options. */
+export function leaseOptions(g: GlobalOptions, env: NodeJS.ProcessEnv): { leaseTtlMs?: number } {
+  const raw = g.leaseTtl ?? env.COFFER_LEASE_TTL;
+  if (raw === undefined || raw === '') return {};
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 86400) throw new InvalidArgumentError('--lease-ttl', `expected seconds from 0.1 to 86400, got ${JSON.stringify(raw)}`);
+  return { leaseTtlMs: Math.round(seconds * 1000) };
 }
 
 export function stanzaOf(g: GlobalOptions, env: NodeJS.ProcessEnv): string {

@@ -25,6 +25,8 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_NO_SPACE: 23,
   COFFER_PERMISSION_DENIED: 24,
   COFFER_FILE_ERROR: 25,
+  COFFER_LEASE_LOST: 28,
+  COFFER_REPOSITORY_BUSY: 29,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

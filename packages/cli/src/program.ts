@@ -12,7 +12,10 @@ import { keyProviders, localProvider, openStore } from './repo-options.js';
 import { register as backup } from './commands/backup.js';
 import { register as check } from './commands/check.js';
 import { register as drill } from './commands/drill.js';
+import { register as expire } from './commands/expire.js';
+import { register as gc } from './commands/gc.js';
 import { register as init } from './commands/init.js';
+import { register as keep } from './commands/keep.js';
 import { register as key } from './commands/key.js';
 import { register as keyFile } from './commands/key-file.js';
 import { register as list } from './commands/list.js';
@@ -40,6 +43,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--s3-sse-kms-key-id <id>', 'S3 server-side encryption with this KMS key, on top of our own (env COFFER_S3_SSE_KMS_KEY_ID)'))
     .addOption(new Option('--s3-object-lock <mode:days>', 'Object Lock retention on every object written, e.g. COMPLIANCE:30 (env COFFER_S3_OBJECT_LOCK)'))
     .addOption(new Option('--stanza <name>', 'PostgreSQL: the cluster\'s stanza in the repository (env COFFER_STANZA; default main)'))
+    .addOption(new Option('--lease-ttl <seconds>', 'time-to-live of the leases writers hold while they work (default 60): garbage collection waits this long, and half as long again, for a writer that stopped answering (env COFFER_LEASE_TTL)'))
     .addOption(new Option('--repository-id <id>', 'refuse any repository but this one (its id, as init printed it; env COFFER_REPOSITORY_ID)'))
     .option('-q, --quiet', 'no progress display')
     .showHelpAfterError()
@@ -67,7 +71,7 @@ export function buildProgram(io: CliIo): Command {
   };
 
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say };
-  for (const register of [init, backup, walPush, walFetch, stanza, list, restore, check, repair, drill, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, drill, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

@@ -29,7 +29,9 @@ export type CofferErrorCode =
   | 'COFFER_ARCHIVE_CHECK_FAILED'
   | 'COFFER_NO_SPACE'
   | 'COFFER_PERMISSION_DENIED'
-  | 'COFFER_FILE_ERROR';
+  | 'COFFER_FILE_ERROR'
+  | 'COFFER_LEASE_LOST'
+  | 'COFFER_REPOSITORY_BUSY';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;
@@ -238,6 +240,26 @@ export class ArchiveCheckError extends CofferError {
   constructor(detail: string, walFile?: string) {
     super('COFFER_ARCHIVE_CHECK_FAILED', `archive check: ${walFile ? `WAL ${walFile} ` : ''}${detail}`);
     this.walFile = walFile;
+  }
+}
+
+/**
+ * A writer's lease ran out before it could commit (the process was stopped,
+ * starved, or could not reach the store to renew it): garbage collection may
+ * have deleted what it meant to reference, so it commits nothing.
+ */
+export class LeaseLostError extends CofferError {
+  readonly lease: string;
+  constructor(lease: string, detail: string) {
+    super('COFFER_LEASE_LOST', `lease ${lease} lost: ${detail}; nothing was committed, run it again`);
+    this.lease = lease;
+  }
+}
+
+/** Work that excludes others of its kind (garbage collection) found another one running, or waited too long for writers. */
+export class RepositoryBusyError extends CofferError {
+  constructor(detail: string) {
+    super('COFFER_REPOSITORY_BUSY', detail);
   }
 }
 

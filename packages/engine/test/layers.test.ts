@@ -16,7 +16,7 @@ const LAYERS: [number, string[]][] = [
   [1, ['format']],
   [2, ['repository']],
   [3, ['content']],
-  [4, ['backup', 'restore', 'check', 'mirror']],
+  [4, ['backup', 'restore', 'check', 'mirror', 'gc', 'retention']],
   [5, ['postgres']],
   [6, ['index.ts']],
 ];

@@ -1,7 +1,7 @@
 /** `coffer backup`: a PostgreSQL base backup (the PG* environment or --db) or a directory tree (--path). */
 import { readFile } from 'node:fs/promises';
 import { backupFiles, backupPostgres, displayPath, parseExcludeFile, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
-import { CommandExit, intOption, stanzaOf, type CliContext } from '../context.js';
+import { CommandExit, intOption, leaseOptions, stanzaOf, type CliContext } from '../context.js';
 import { EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
 
@@ -32,6 +32,7 @@ export function register(ctx: CliContext): void {
       const bar = progressBar('backup ', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();
       const common = {
+        ...leaseOptions(globals(), io.env),
         tags: o.tag,
         ...(o.parent ? { parent: o.parent } : {}),
         ...(o.workers !== undefined ? { workers: o.workers } : {}),

@@ -1,7 +1,7 @@
 /** `coffer restore`: a files backup into a directory, or a PostgreSQL backup ready to recover. */
 import { Option } from 'commander';
 import { backupToRestore, restorePostgres, InvalidArgumentError, restoreBackup, displayPath, type RestoreCommandScope, type RestoreProgress } from '@coffer/engine';
-import { intOption, parseDirMap, stanzaOf, defaultRestoreCommand, type CliContext } from '../context.js';
+import { intOption, parseDirMap, stanzaOf, defaultRestoreCommand, type CliContext, leaseOptions } from '../context.js';
 import { humanBytes, progressBar } from '../progress.js';
 
 interface RestoreCliOptions {
@@ -70,6 +70,7 @@ export function register(ctx: CliContext): void {
       const bar = progressBar('restore', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();
       const common = {
+        ...leaseOptions(globals(), io.env),
         ...(o.concurrency ? { concurrency: o.concurrency } : {}),
         ...(o.delta ? { delta: true } : {}),
         ...(o.force ? { force: true } : {}),

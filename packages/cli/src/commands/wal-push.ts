@@ -1,6 +1,6 @@
 /** `coffer wal-push` (archive_command): exit 0 only once the WAL file is durable in the repository. */
 import { walPush } from '@coffer/engine';
-import { intOption, stanzaOf, type CliContext } from '../context.js';
+import { intOption, leaseOptions, stanzaOf, type CliContext } from '../context.js';
 
 export function register(ctx: CliContext): void {
   const { program, io, globals, openRepo } = ctx;
@@ -10,6 +10,6 @@ export function register(ctx: CliContext): void {
     .option('--ahead <n>', 'also archive up to N other .ready files, in parallel', intOption('--ahead', 0, 64), 4)
     .action(async (path: string, o: { ahead: number }) => {
       const repo = await openRepo();
-      await walPush(repo, path, { ahead: o.ahead, stanza: stanzaOf(globals(), io.env) });
+      await walPush(repo, path, { ahead: o.ahead, stanza: stanzaOf(globals(), io.env), ...leaseOptions(globals(), io.env) });
     });
 }

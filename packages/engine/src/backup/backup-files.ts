@@ -19,6 +19,8 @@ import { ChunkIndex } from '../repository/chunk-index.js';
 import type { Repository } from '../repository/repository.js';
 import { findNewest } from '../repository/catalogue.js';
 import { readDamage } from '../repository/damage.js';
+import { condemnedPacks } from '../repository/condemned.js';
+import { withLease, type Lease } from '../repository/leases.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange } from '../content/chunk-pipeline.js';
 import type { ReadCheckSpec } from '../content/read-check.js';
@@ -44,6 +46,8 @@ export interface BackupFilesOptions {
   onProgress?: (p: BackupProgress) => void;
   /** Files backups: leave out entries matching these patterns (see `exclude.ts`). */
   exclude?: readonly string[];
+  /** Time-to-live of the backup's lease (default 60 s): how long garbage collection waits for a backup that stopped answering. */
+  leaseTtlMs?: number;
 }
 
 export interface BackupResult {
@@ -94,15 +98,19 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   // A data directory is large: its workers start loading now, while the index and the parent are read.
   let pool = options.workers === undefined && src.kind === 'postgres' ? new ChunkWorkerPool(repo, cores, sink) : undefined;
   try {
-    return await backupWith();
+    return await withLease(repo, { purpose: 'backup', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) }, backupWith);
   } finally {
     await pool?.close();
   }
 
-  async function backupWith(): Promise<BackupResult> {
+  async function backupWith(lease: Lease): Promise<BackupResult> {
     // Relation pages are compared with the parent backup's pages only, so neither the index held here
     // nor the time to load it grows with the repository's history of pages.
+    // After the lease was taken and before the index is read (docs/FORMAT.md, "Garbage collection"):
+    // chunks only a running garbage collection's condemned packs hold are stored again.
+    const condemned = await condemnedPacks(repo);
     const index = await repo.loadIndex({ pages: false });
+    if (condemned.size > 0) index.dropPacks((sha) => condemned.has(sha));
     const parentChoice = options.parent ?? 'auto';
     // Without a parent, nothing is taken on trust: chunks whose pack is missing are stored again (before a
     // repair has taken them out of the index).
@@ -260,6 +268,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       entries: kept,
       ...extra,
     };
+    lease.prove(`writing the manifest of backup ${manifest.label}`);
     const key = await repo.writeManifest(manifest);
     return { key, manifest };
   }

@@ -6,11 +6,13 @@
  */
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
-import { CofferError, CorruptObjectError, MissingObjectError } from '../errors.js';
+import { CofferError, CorruptObjectError, MissingObjectError, PermissionDeniedError, StoreAccessDeniedError } from '../errors.js';
 import type { IndexedPack } from '../format/index-file.js';
 import { isBackupKey, packKey, PACK_PREFIX } from '../format/keys-layout.js';
 import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
+import { condemnedPacks } from '../repository/condemned.js';
+import { Lease } from '../repository/leases.js';
 import type { Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
 import { CATALOGUE_PREFIX, manifestKeyOf } from '../format/catalogue-record.js';
@@ -21,6 +23,8 @@ import { decodeStanzaRecord, decodeWalRecord } from '../repository/sealed-record
 
 export interface CheckOptions {
   readData?: boolean;
+  /** Time-to-live of the check's lease (default 60 s). */
+  leaseTtlMs?: number;
   /** Packs read at once with `readData` (default 4). */
   concurrency?: number;
   onProgress?: (p: { packsDone: number; packsTotal: number }) => void;
@@ -44,6 +48,24 @@ export interface CheckReport {
 }
 
 export async function checkRepository(repo: Repository, options: CheckOptions = {}): Promise<CheckReport> {
+  // Under a lease, so that a garbage collection that condemns packs waits for this check rather than delete
+  // packs it is reading; packs a running collection condemned (read before any listing) are not judged.
+  let lease: Lease | undefined;
+  try {
+    lease = await Lease.acquire(repo, { purpose: 'check', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) });
+  } catch (e) {
+    // Read-only credentials check too; without a lease, a collection running meanwhile may show as missing packs.
+    if (!(e instanceof StoreAccessDeniedError || e instanceof PermissionDeniedError)) throw e;
+    repo.onWarning(`checking without a lease (${e.message}): a garbage collection running meanwhile could show as missing packs`);
+  }
+  try {
+    return await checkUnderLease(repo, options, await condemnedPacks(repo));
+  } finally {
+    await lease?.release();
+  }
+}
+
+async function checkUnderLease(repo: Repository, options: CheckOptions, condemned: ReadonlySet<string>): Promise<CheckReport> {
   const problems: CofferError[] = [];
   const record = (e: unknown) => {
     if (e instanceof CofferError) problems.push(e);
@@ -64,10 +86,13 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const packs = new Map<string, IndexedPack['entries']>();
   /** Who names each pack, for messages: an index object or a WAL record. */
   const namedBy = new Map<string, string>();
+  const later: IndexedPack[] = [];
   for (const key of indexKeys) {
     try {
       for (const p of await repo.readIndexObject(key)) {
-        for (const e of p.entries) index.add(p.sha, e);
+        // A chunk also in a condemned pack (one being repacked) is located in its other pack.
+        if (condemned.has(p.sha)) later.push(p);
+        else for (const e of p.entries) index.add(p.sha, e);
         packs.set(p.sha, [...(packs.get(p.sha) ?? []), ...p.entries]);
         if (!namedBy.has(p.sha)) namedBy.set(p.sha, `listed by index ${key}`);
       }
@@ -75,6 +100,8 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       record(e);
     }
   }
+
+  for (const p of later) for (const e of p.entries) index.add(p.sha, e);
 
   const referenced = new Set<string>();
   // Catalogue summaries: each opens and names its manifest, and no manifest's summary is missing its backup.
@@ -135,6 +162,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     let size = packObjects.get(key);
     // Looked for once more before it is reported: a listing is a snapshot, a missing pack a serious claim.
     if (size === undefined) size = (await repo.objects.head(key))?.size;
+    if (size === undefined && condemned.has(sha)) continue;
     if (size === undefined) {
       record(new MissingObjectError(key, `${namedBy.get(sha) ?? 'needed'} but not in the store`));
       continue;
@@ -149,7 +177,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   let chunksVerified = 0;
   if (options.readData) {
     const limit = pLimit(Math.max(1, options.concurrency ?? 4));
-    const shas = [...packs.keys()].filter((sha) => packObjects.has(packKey(sha)));
+    const shas = [...packs.keys()].filter((sha) => packObjects.has(packKey(sha)) && !condemned.has(sha));
     let done = 0;
     await Promise.all(
       shas.map((sha) =>

@@ -18,7 +18,11 @@
  */
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
-import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryError, ObjectConflictError } from '../errors.js';
+import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryError, ObjectConflictError, PermissionDeniedError, RepositoryBusyError, StoreAccessDeniedError } from '../errors.js';
+import { CONDEMNED_PREFIX } from '../format/condemned-record.js';
+import { carriedProblem } from '../format/carried-sha.js';
+import { KEEP_MAGIC, KEEP_PREFIX } from '../format/keep-record.js';
+import { Lease } from '../repository/leases.js';
 import { decodeConfig } from '../format/config.js';
 import { BACKUP_PREFIX, CONFIG_KEY, expectedSha, INDEX_PREFIX, KEYS_PREFIX, PACK_PREFIX } from '../format/keys-layout.js';
 import { CATALOGUE_PREFIX } from '../format/catalogue-record.js';
@@ -28,7 +32,7 @@ import { WAL_PREFIX, walObjectProblem } from '../format/wal-record.js';
 import type { ObjectInfo, ObjectStore } from '../store/object-store.js';
 
 /** Copy order: what may be referenced comes before what references it. */
-export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, STANZA_PREFIX, BACKUP_PREFIX, CATALOGUE_PREFIX, WAL_PREFIX] as const;
+export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, STANZA_PREFIX, BACKUP_PREFIX, CATALOGUE_PREFIX, KEEP_PREFIX, WAL_PREFIX] as const;
 
 /**
  * Listing order: the reverse. Writers put packs before the index, manifest or
@@ -43,6 +47,8 @@ export interface MirrorOptions {
   /** Objects in flight at once (default: the smaller of the two stores' connections, at most 16). */
   concurrency?: number;
   onProgress?: (p: MirrorProgress) => void;
+  /** Time-to-live of the leases the copy holds on both sides (default 60 s). */
+  leaseTtlMs?: number;
 }
 
 export interface MirrorProgress {
@@ -74,6 +80,7 @@ export function storedObjectProblem(key: string, bytes: Uint8Array): string | un
   if (key.startsWith(WAL_PREFIX)) return walObjectProblem(bytes);
   if (key.startsWith(STANZA_PREFIX)) return stanzaObjectProblem(bytes);
   if (key.startsWith(CATALOGUE_PREFIX)) return catalogueObjectProblem(bytes);
+  if (key.startsWith(KEEP_PREFIX)) return carriedProblem(KEEP_MAGIC, bytes, 'keep mark');
   const sha = expectedSha(key);
   if (!sha) return 'its name carries no SHA-256';
   return sha256Hex(bytes) === sha ? undefined : 'SHA-256 of its bytes does not match its name';
@@ -95,6 +102,29 @@ export async function mirror(from: ObjectStore, to: ObjectStore, options: Mirror
     if (!theirs.equals(asBuffer(sourceConfig))) throw new ObjectConflictError(CONFIG_KEY, `${to.properties.location} holds another repository (or another copy of its config); nothing was copied`);
   }
 
+  // Leases on both sides: a garbage collection on the source waits before deleting packs this copy may
+  // read (best effort: read-only credentials cannot hold one), and one on the destination waits for the
+  // packs copied here to be named by the metadata that follows them.
+  const sourceLease = await Lease.acquire(from, { purpose: 'mirror', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) }).catch((e: unknown) => {
+    if (e instanceof StoreAccessDeniedError || e instanceof PermissionDeniedError) return undefined;
+    throw e;
+  });
+  try {
+    const targetLease = await Lease.acquire(to, { purpose: 'mirror', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) });
+    try {
+      // A collection running on the destination may delete a pack this copy finds present there: wait for it to end.
+      for await (const o of to.list(CONDEMNED_PREFIX)) throw new RepositoryBusyError(`a garbage collection is running on ${to.properties.location} (${o.key}); mirror again when it has finished`);
+      return await copyAll(from, to, sourceConfig, options);
+    } finally {
+      await targetLease.release();
+    }
+  } finally {
+    await sourceLease?.release();
+  }
+}
+
+async function copyAll(from: ObjectStore, to: ObjectStore, sourceConfig: Uint8Array, options: MirrorOptions): Promise<MirrorReport> {
+  const source = from.properties.location;
   const report: MirrorReport = { ok: true, copied: 0, bytesCopied: 0, present: 0, copiedByPrefix: {}, problems: [] };
   const concurrency = options.concurrency ?? Math.max(1, Math.min(16, from.properties.connections, to.properties.connections));
   const limit = pLimit(concurrency);

@@ -80,12 +80,12 @@ function targetCount(t: RecoveryTarget): number {
 /** A target time must say its zone: PostgreSQL would read a bare time in the server's zone, which nobody restoring at 3 a.m. should have to know. */
 const ZONE = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
 
-export function parseTargetTime(text: string): number {
+export function parseTargetTime(text: string, option = '--target-time'): number {
   const trimmed = text.trim();
-  if (!ZONE.test(trimmed)) throw new InvalidArgumentError('--target-time', `${text} has no time zone: add one (Z, +00, -05:00…) so it means the same on every server`);
+  if (!ZONE.test(trimmed)) throw new InvalidArgumentError(option, `${text} has no time zone: add one (Z, +00, -05:00…) so it means the same on every server`);
   const iso = trimmed.replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
   const t = Date.parse(iso);
-  if (Number.isNaN(t)) throw new InvalidArgumentError('--target-time', `${text} is not a timestamp`);
+  if (Number.isNaN(t)) throw new InvalidArgumentError(option, `${text} is not a timestamp`);
   return t;
 }
 

@@ -44,6 +44,7 @@ import { collectList } from '../store/object-store.js';
 import { PackWriter } from '../content/pack-writer.js';
 import { sealInGroups } from '../content/sealed-groups.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
+import { Lease } from '../repository/leases.js';
 import { nextSegment } from './layout.js';
 import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSystem } from './stanza.js';
 import { readSegmentHeader } from './wal-header.js';
@@ -81,6 +82,8 @@ export interface WalPushOptions {
   stanza?: string;
   /** Also archive up to this many other `.ready` files, in parallel. */
   ahead?: number;
+  /** Time-to-live of the push's lease (default 60 s), taken once there is something to write. */
+  leaseTtlMs?: number;
 }
 
 export interface WalPushResult {
@@ -97,26 +100,46 @@ export async function walPush(repo: Repository, path: string, options: WalPushOp
   const stanza = options.stanza ?? DEFAULT_STANZA;
   const ahead = options.ahead ?? 0;
   const others = ahead > 0 ? await readyFiles(dirname(path), name, ahead) : [];
-  const ctx = new PushContext(repo, stanza, dirname(dirname(resolve(path))));
+  const ctx = new PushContext(repo, stanza, dirname(dirname(resolve(path))), options.leaseTtlMs);
   const limit = pLimit(2);
-  const [outcome, ...rest] = await Promise.all([
-    limit(() => pushOne(ctx, path, name)),
-    // Archiving ahead is best effort: PostgreSQL will ask for each of these again.
-    ...others.map((n) => limit(() => pushOne(ctx, join(dirname(path), n), n).catch(() => undefined))),
-  ]);
-  return { name, outcome: outcome!, ahead: others.filter((_, i) => rest[i] === 'archived') };
+  try {
+    const [outcome, ...rest] = await Promise.all([
+      limit(() => pushOne(ctx, path, name)),
+      // Archiving ahead is best effort: PostgreSQL will ask for each of these again.
+      ...others.map((n) => limit(() => pushOne(ctx, join(dirname(path), n), n).catch(() => undefined))),
+    ]);
+    return { name, outcome: outcome!, ahead: others.filter((_, i) => rest[i] === 'archived') };
+  } finally {
+    await ctx.releaseLease();
+  }
 }
 
 /** What one `walPush` call learns once: the stanza for each identity, the cluster's pg_control. */
 class PushContext {
   private readonly stanzas = new Map<string, Promise<StanzaRecord>>();
   private control: Promise<string | undefined> | undefined;
+  private leaseTaken: Promise<Lease> | undefined;
   constructor(
     readonly repo: Repository,
     readonly stanza: string,
     /** The data directory: the parent of the `pg_wal` that %p names. */
     readonly pgdata: string,
+    private readonly leaseTtlMs: number | undefined,
   ) {}
+
+  /**
+   * The push's lease, taken before its first pack is written: a pack is
+   * referenced by nothing until its record is, and garbage collection waits
+   * for the lease rather than delete it in between.
+   */
+  lease(): Promise<Lease> {
+    this.leaseTaken ??= Lease.acquire(this.repo, { purpose: 'wal-push', ...(this.leaseTtlMs !== undefined ? { ttlMs: this.leaseTtlMs } : {}) });
+    return this.leaseTaken;
+  }
+
+  async releaseLease(): Promise<void> {
+    if (this.leaseTaken) await (await this.leaseTaken.catch(() => undefined))?.release();
+  }
 
   stanzaFor(identity: StanzaIdentity): Promise<StanzaRecord> {
     const key = JSON.stringify(identity);
@@ -246,6 +269,7 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
   const ids = chunks.map((c) => repo.objects.codec.id(c));
   // WAL barely repeats itself across files: it is not looked up in the chunk index, and its chunks compress
   // together, in groups of up to WAL_GROUP bytes. Its packs are not indexed: the record names their locations.
+  const lease = await ctx.lease();
   const writer = new PackWriter(repo, new ChunkIndex(), { indexed: false, maxUploads: 1 });
   const fresh = writer.claim(ids);
   repo.objects.codec.startBatch();
@@ -266,6 +290,7 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
     archivedAt: new Date().toISOString(),
   };
   try {
+    lease.prove(`archiving ${name}`);
     await repo.objects.put(key, encodeWalRecord(repo, record));
   } catch (e) {
     if (!(e instanceof ObjectConflictError)) throw e;

@@ -358,7 +358,7 @@ function labelOf(key: string): string {
 }
 
 /** Prefixes only Coffer writes. */
-const COFFER_PREFIXES = ['data/', 'index/', 'backups/', 'catalogue/', 'damage/', 'keys/', 'stanzas/', 'wal/'];
+const COFFER_PREFIXES = ['data/', 'index/', 'backups/', 'catalogue/', 'damage/', 'keys/', 'stanzas/', 'wal/', 'keep/', 'condemned/'];
 
 /** Up to three object keys in the store (enough to say whether, and with what, it is occupied). */
 async function firstObjects(store: ObjectStore): Promise<string[]> {

@@ -19,6 +19,7 @@ import pLimit from 'p-limit';
 import { CorruptObjectError } from '../errors.js';
 import { scanIndex } from '../format/index-file.js';
 import { IdTable } from '../repository/id-table.js';
+import { condemnedPacks } from '../repository/condemned.js';
 import type { RangeChunks } from './range-writer.js';
 
 /** The distinct chunks a restore needs, with where each sits: chunk `i`'s location is at index `i` of the arrays. */
@@ -134,6 +135,9 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
   const needed = neededChunks(files, source);
   const { table } = needed;
   const packInfo = new Map<number, { dataEnd: number; n: number }>();
+  // A chunk also held by a pack a running garbage collection condemned (one it repacked) is read from its other pack.
+  const condemned = await condemnedPacks(repo);
+  const condemnedNumbers = new Set<number>();
   // Scan index objects keeping only what this backup needs: memory follows the backup, not the repository.
   // Objects are fetched a few at a time; each is scanned in place.
   const scan = (key: string, plain: Buffer) => {
@@ -141,6 +145,7 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
     let pack = -1;
     let n = 0;
     let seen = 0;
+    let doomed = false;
     try {
       scanIndex(
         plain,
@@ -149,12 +154,16 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
           pack = -1;
           n = count;
           seen = 0;
+          doomed = condemned.has(packSha);
         },
         (bytes, at) => {
           const c = table.find(bytes, at);
-          if (c >= 0 && table.pack[c] === -1) {
+          if (c >= 0 && (table.pack[c] === -1 || (!doomed && condemnedNumbers.has(table.pack[c]!)))) {
             // A pack is numbered once it holds a needed chunk.
-            if (pack < 0) pack = table.packNumber(name);
+            if (pack < 0) {
+              pack = table.packNumber(name);
+              if (doomed) condemnedNumbers.add(pack);
+            }
             table.pack[c] = pack;
             table.offset[c] = bytes.readUInt32BE(at + ID_BYTES);
             table.length[c] = bytes.readUInt32BE(at + ID_BYTES + 4);

@@ -17,6 +17,7 @@ import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { LoadedBackup, Repository } from '../repository/repository.js';
+import { withLease } from '../repository/leases.js';
 import { writeRange } from './range-writer.js';
 import { applyMetadata, readLink, toTime } from './metadata.js';
 import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, checkFilesDeltaTarget, dropChunksInPlace, hasContent, prepareTarget, removeUnlisted, RESTORING_SUFFIX, writeFilesMark } from './target.js';
@@ -32,6 +33,8 @@ export interface RestoreProgress {
 }
 
 export interface RestoreOptions {
+  /** Time-to-live of the restore's lease (default 60 s): garbage collection deletes nothing this restore may read while it holds it. */
+  leaseTtlMs?: number;
   /** Pack requests in flight (default 3: with 16 MiB packs read whole, about 50 MiB of reads in memory). */
   concurrency?: number;
   plan?: Partial<PlanOptions>;
@@ -127,7 +130,8 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
   const workers = options.workers ?? (bytes >= WORKER_THRESHOLD ? Math.min(availableParallelism(), 4) : 0);
   const pool = workers > 0 ? new RestoreWorkerPool(repo, workers) : undefined;
   try {
-    return await restoreWith(pool, workers);
+    // Garbage collection waits for the restore's lease before it deletes a pack the restore may read.
+    return await withLease(repo, { purpose: 'restore', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) }, () => restoreWith(pool, workers));
   } finally {
     await pool?.close();
   }

@@ -1,0 +1,64 @@
+/** `coffer expire`: apply retention tiers and the PITR window; remove what they do not keep (gc then frees the space). */
+import { expire, parseTargetTime, type ExpireReport, type RetentionPolicy } from '@coffer/engine';
+import { daysOption, intOption, type CliContext } from '../context.js';
+
+export interface RetentionFlags {
+  keepMin?: number;
+  keepHot?: number;
+  keepWarm?: number;
+  keepCold?: number;
+  coldEvery?: 'week' | 'month';
+  pitrWindow?: number;
+}
+
+export function policyOf(o: RetentionFlags): RetentionPolicy {
+  return {
+    ...(o.keepMin !== undefined ? { minCount: o.keepMin } : {}),
+    ...(o.keepHot !== undefined ? { hotDays: o.keepHot } : {}),
+    ...(o.keepWarm !== undefined ? { warmDays: o.keepWarm } : {}),
+    ...(o.keepCold !== undefined ? { coldMonths: o.keepCold } : {}),
+    ...(o.coldEvery !== undefined ? { coldEvery: o.coldEvery } : {}),
+    ...(o.pitrWindow !== undefined ? { pitrWindowDays: o.pitrWindow } : {}),
+  };
+}
+
+export function register(ctx: CliContext): void {
+  const { program, openRepo, say } = ctx;
+  program
+    .command('expire')
+    .description('apply retention: keep backups by tier (hot, warm, cold), keep marks, the newest N and the PITR window; remove the other backups and the WAL no kept backup or point in the window needs (coffer gc frees their space)')
+    .option('--keep-min <n>', 'always keep the newest N backups of each cluster or source (default 1)', intOption('--keep-min', 1, 1_000_000))
+    .option('--keep-hot <days>', 'hot tier: keep every backup of the last DAYS days', daysOption('--keep-hot'))
+    .option('--keep-warm <days>', 'warm tier: keep the newest backup of each day (UTC) of the last DAYS days', daysOption('--keep-warm'))
+    .option('--keep-cold <months>', 'cold tier: keep the newest backup of each week (or month) of the last MONTHS months', intOption('--keep-cold', 0, 1200))
+    .option('--cold-every <period>', 'the cold tier\'s period: week (default) or month')
+    .option('--pitr-window <days>', 'PostgreSQL: keep every point of the last DAYS days recoverable (default: the longest tier)', daysOption('--pitr-window'))
+    .option('--now <time>', 'count back from this time (with a zone, e.g. 2026-12-01T00:00:00Z) instead of now: for drills and tests')
+    .option('--dry-run', 'print what would be kept and removed, and why; remove nothing')
+    .option('--json', 'print the report as JSON')
+    .action(async (o: RetentionFlags & { now?: string; dryRun?: boolean; json?: boolean }) => {
+      const policy = policyOf(o);
+      const now = o.now !== undefined ? new Date(parseTargetTime(o.now, '--now')) : undefined;
+      const repo = await openRepo();
+      const report = await expire(repo, policy, { ...(now ? { now } : {}), ...(o.dryRun ? { dryRun: true } : {}) });
+      if (o.json) return say(JSON.stringify(report, null, 2));
+      for (const line of describeExpire(report)) say(line);
+    });
+}
+
+export function describeExpire(report: ExpireReport): string[] {
+  const lines: string[] = [];
+  for (const b of report.backups) lines.push(`backup ${b.id} ${b.label} (${b.lineage}): ${b.keep ? 'keep' : 'EXPIRE'}: ${b.reasons.join('; ')}`);
+  for (const w of report.wal) {
+    const span = w.files === 1 ? w.first : `${w.first} … ${w.last}`;
+    lines.push(`WAL ${w.stanza} system ${w.systemIdentifier} timeline ${w.timeline}: ${span} (${w.files} file${w.files === 1 ? '' : 's'}): ${w.keep ? 'keep' : 'EXPIRE'}: ${w.reason}`);
+  }
+  const expiredBackups = report.backups.filter((b) => !b.keep).length;
+  const expiredWal = report.wal.filter((w) => !w.keep).reduce((n, w) => n + w.files, 0);
+  lines.push(
+    report.dryRun
+      ? `dry run: would expire ${expiredBackups} backup(s) and ${expiredWal} WAL file(s); PITR window from ${report.pitrWindowFrom}`
+      : `expired ${report.removedBackups} backup(s) and ${report.removedWalFiles} WAL file(s); PITR window from ${report.pitrWindowFrom}; run coffer gc to free their space`,
+  );
+  return lines;
+}

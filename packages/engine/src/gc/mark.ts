@@ -1,0 +1,191 @@
+/**
+ * The mark of garbage collection: which packs hold chunks that some backup
+ * or WAL file still references. Memory is a setting, not a multiple of the
+ * repository: live chunk ids go into a Bloom filter (`id-filter.ts`), index
+ * objects are scanned in place twice (once to count, once to weigh each
+ * pack's live share), and manifests are read a few at a time.
+ */
+import pLimit from 'p-limit';
+import { CorruptObjectError, MissingObjectError } from '../errors.js';
+import { ID_BYTES } from '../format/chunk-codec.js';
+import { scanIndex } from '../format/index-file.js';
+import { isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
+import { chunkIdsOf } from '../format/manifest.js';
+import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
+import type { Repository } from '../repository/repository.js';
+import { decodeWalRecord } from '../repository/sealed-records.js';
+import type { IndexObjectUse } from './consolidate.js';
+import { IdFilter } from './id-filter.js';
+
+/** What the mark knows of one pack. */
+export interface PackUse {
+  sha: string;
+  /** Stored size, from the listing of `data/` (undefined: indexed but not in the store). */
+  size: number | undefined;
+  /** Listed by an index object of relation pages. */
+  pages: boolean;
+  /** Index entries and their plaintext bytes, in all. */
+  entries: number;
+  rawBytes: number;
+  /** Entries the filter says are (maybe) live, and their plaintext bytes. */
+  liveEntries: number;
+  liveRawBytes: number;
+  /** A WAL record locates chunks in it. */
+  wal: boolean;
+}
+
+export interface MarkResult {
+  filter: IdFilter;
+  packs: Map<string, PackUse>;
+  /** What the mark saw, so that the sweep can tell what came after. */
+  manifests: Set<string>;
+  walRecords: Set<string>;
+  indexObjects: string[];
+  /** What each index object lists. */
+  indexUse: Map<string, IndexObjectUse>;
+  /** Index entries in all. */
+  entries: number;
+}
+
+export interface MarkOptions {
+  /** Bytes the live-id filter may take (default 64 MiB). */
+  filterBytes?: number;
+  onProgress?: (message: string) => void;
+}
+
+export const DEFAULT_FILTER_BYTES = 64 * 1024 * 1024;
+
+/** The SHA-256 a pack key names. */
+export function packShaOf(key: string): string {
+  return key.slice(key.lastIndexOf('/') + 1);
+}
+
+/** Lists WAL record keys (either layout). */
+export async function walRecordKeys(repo: Repository): Promise<string[]> {
+  return (await repo.objects.list(WAL_PREFIX)).map((o) => o.key).filter((k) => parseWalKey(k) !== undefined);
+}
+
+/**
+ * Scans index objects a few at a time, each in place: `onPack` for each pack,
+ * then `onEntry` for its entries (scanIndex is synchronous, so one object's
+ * callbacks never interleave with another's).
+ */
+export async function scanIndexObjects(
+  repo: Repository,
+  keys: readonly string[],
+  onPack: (key: string, sha: string, n: number) => void,
+  onEntry: (bytes: Buffer, at: number) => void,
+): Promise<void> {
+  const limit = pLimit(4);
+  await Promise.all(
+    keys.map((key) =>
+      limit(async () => {
+        const plain = await repo.openIndexObject(key);
+        try {
+          scanIndex(plain, (sha, n) => onPack(key, sha, n), onEntry);
+        } catch (e) {
+          throw new CorruptObjectError(key, (e as Error).message);
+        }
+      }),
+    ),
+  );
+}
+
+/** Adds every chunk id the manifests in `keys` reference to `filter`. */
+export async function addManifestIds(repo: Repository, keys: Iterable<string>, filter: IdFilter): Promise<void> {
+  // Manifests can be large (one id per 8 KiB page): two at a time.
+  const limit = pLimit(2);
+  await Promise.all(
+    [...keys].map((key) =>
+      limit(async () => {
+        const manifest = await repo.readManifest(key);
+        for (const e of manifest.entries) if (e.type === 'file' && e.linkTo === undefined) filter.addAll(chunkIdsOf(e));
+      }),
+    ),
+  );
+}
+
+/** Adds what the WAL records in `keys` reference: their chunk ids to `filter`, their packs to `packs`. Records gone since the listing are passed over. */
+export async function addWalReferences(repo: Repository, keys: Iterable<string>, filter: IdFilter | undefined, packs: Set<string>): Promise<void> {
+  const limit = pLimit(Math.max(2, Math.min(16, repo.objects.connections)));
+  await Promise.all(
+    [...keys].map((key) =>
+      limit(async () => {
+        let bytes: Uint8Array;
+        try {
+          bytes = await repo.objects.get(key);
+        } catch (e) {
+          if (e instanceof MissingObjectError) return;
+          throw e;
+        }
+        const record = decodeWalRecord(repo, key, bytes);
+        for (const loc of Object.values(record.locations ?? {})) packs.add(loc[0]);
+        if (filter) for (const id of record.chunks) filter.add(Buffer.from(id, 'hex'));
+      }),
+    ),
+  );
+}
+
+export async function markLive(repo: Repository, options: MarkOptions = {}): Promise<MarkResult> {
+  const progress = options.onProgress ?? (() => undefined);
+  const [packList, indexObjects, manifestKeys, walKeys] = await Promise.all([repo.objects.list(PACK_PREFIX), repo.listIndexKeys(), repo.listBackupKeys(), walRecordKeys(repo)]);
+  const packs = new Map<string, PackUse>();
+  const use = (sha: string): PackUse => {
+    let p = packs.get(sha);
+    if (!p) {
+      p = { sha, size: undefined, pages: false, entries: 0, rawBytes: 0, liveEntries: 0, liveRawBytes: 0, wal: false };
+      packs.set(sha, p);
+    }
+    return p;
+  };
+  for (const o of packList) use(packShaOf(o.key)).size = o.size;
+
+  // Count, so that the filter is sized for what it will hold.
+  let entries = 0;
+  let current: PackUse | undefined;
+  let currentObject: IndexObjectUse | undefined;
+  const indexUse = new Map<string, IndexObjectUse>();
+  await scanIndexObjects(
+    repo,
+    indexObjects,
+    (key, sha) => {
+      current = use(sha);
+      if (isPageIndexKey(key)) current.pages = true;
+      currentObject = indexUse.get(key) ?? { packs: [], entries: 0 };
+      indexUse.set(key, currentObject);
+      currentObject.packs.push(sha);
+    },
+    (bytes, at) => {
+      currentObject!.entries++;
+      current!.entries++;
+      current!.rawBytes += bytes.readUInt32BE(at + ID_BYTES + 8);
+      entries++;
+    },
+  );
+  progress(`marking: ${packList.length} packs, ${indexObjects.length} index objects (${entries} entries), ${manifestKeys.length} backups, ${walKeys.length} WAL files`);
+
+  const filter = IdFilter.sized(entries + walKeys.length * 64, 0.01, options.filterBytes ?? DEFAULT_FILTER_BYTES);
+  await addManifestIds(repo, manifestKeys, filter);
+  const walPacks = new Set<string>();
+  await addWalReferences(repo, walKeys, filter, walPacks);
+  for (const sha of walPacks) use(sha).wal = true;
+
+  // Weigh each pack's live share (scanIndex is synchronous: one object's callbacks run without interleaving).
+  await weighIndexObjects(repo, indexObjects, filter, use);
+  return { filter, packs, manifests: new Set(manifestKeys), walRecords: new Set(walKeys), indexObjects, indexUse, entries };
+}
+
+/** Adds each index entry's plaintext bytes to its pack's live share when `filter` may hold its id. */
+async function weighIndexObjects(repo: Repository, keys: readonly string[], filter: IdFilter, use: (sha: string) => PackUse): Promise<void> {
+  let current: PackUse | undefined;
+  await scanIndexObjects(
+    repo,
+    keys,
+    (_key, sha) => (current = use(sha)),
+    (bytes, at) => {
+      if (!filter.mayHave(bytes, at)) return;
+      current!.liveEntries++;
+      current!.liveRawBytes += bytes.readUInt32BE(at + ID_BYTES + 8);
+    },
+  );
+}

@@ -1,0 +1,54 @@
+/** Reading and setting keep marks (format in `format/keep-record.ts`). */
+import { asBuffer } from '../bytes.js';
+import { CorruptObjectError, ObjectConflictError } from '../errors.js';
+import { KEEP_MAGIC, KEEP_PREFIX, keepKey, parseKeepKey, type KeepRecord } from '../format/keep-record.js';
+import type { Repository } from './repository.js';
+import { openJson, sealJson } from './sealed-records.js';
+
+function decodeKeep(repo: Repository, key: string, bytes: Uint8Array): KeepRecord {
+  const record = openJson<KeepRecord>(repo, KEEP_MAGIC, 'keep', 'keep mark', key, bytes);
+  const named = parseKeepKey(key);
+  if (!named || record.backup !== named.backup || record.seq !== named.seq || typeof record.keep !== 'boolean') throw new CorruptObjectError(key, `holds the keep mark of ${JSON.stringify(record.backup)} #${record.seq}`);
+  return record;
+}
+
+/** Every `keep/` key, grouped by the backup it marks, each group in seq order. */
+export async function keepKeys(repo: Repository): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const { key } of await repo.objects.list(KEEP_PREFIX)) {
+    const named = parseKeepKey(key);
+    if (!named) {
+      repo.onWarning(`ignored ${key}: not a name Coffer writes`);
+      continue;
+    }
+    out.set(named.backup, [...(out.get(named.backup) ?? []), key]);
+  }
+  for (const keys of out.values()) keys.sort();
+  return out;
+}
+
+/** The current mark of each marked backup (its newest record). */
+export async function readKeepMarks(repo: Repository): Promise<Map<string, KeepRecord>> {
+  const out = new Map<string, KeepRecord>();
+  for (const [backup, keys] of await keepKeys(repo)) {
+    const newest = keys[keys.length - 1]!;
+    out.set(backup, decodeKeep(repo, newest, asBuffer(await repo.objects.get(newest))));
+  }
+  return out;
+}
+
+/** Sets (or, with `keep: false`, takes off) the keep mark of the backup whose manifest is `backup`. */
+export async function setKeepMark(repo: Repository, backup: string, keep: boolean, note?: string): Promise<KeepRecord> {
+  for (;;) {
+    const keys = (await keepKeys(repo)).get(backup) ?? [];
+    const seq = keys.length === 0 ? 1 : parseKeepKey(keys[keys.length - 1]!)!.seq + 1;
+    const record: KeepRecord = { format: 2, backup, seq, keep, ...(note !== undefined ? { note } : {}), at: new Date().toISOString() };
+    try {
+      await repo.objects.put(keepKey(backup, seq), sealJson(repo, KEEP_MAGIC, 'keep', record));
+      return record;
+    } catch (e) {
+      // Someone else set a mark with this number first: read again and follow it.
+      if (!(e instanceof ObjectConflictError)) throw e;
+    }
+  }
+}
