@@ -151,8 +151,9 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       bytesDone: bytesTotal - bytesToRead,
       newBytes: 0,
     };
-    const writer = new PackWriter(repo, index);
-    const pageWriter = new PackWriter(repo, new ChunkIndex(), { pages: true, known });
+    const beforeIndex = () => lease.prove('writing an index object');
+    const writer = new PackWriter(repo, index, { beforeIndex });
+    const pageWriter = new PackWriter(repo, new ChunkIndex(), { pages: true, known, beforeIndex });
     const writers = [writer, pageWriter];
     const newBytes = () => writer.stats.newBytes + pageWriter.stats.newBytes;
     target = {

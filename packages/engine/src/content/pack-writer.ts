@@ -56,6 +56,7 @@ export class PackWriter {
   private readonly known: ((id: Uint8Array) => boolean) | undefined;
   private readonly pages: boolean;
   private readonly indexed: boolean;
+  private readonly beforeIndex: (() => void) | undefined;
   /** Without an index, the packs uploaded, for the caller to record. */
   readonly packs: IndexedPack[] = [];
 
@@ -66,13 +67,28 @@ export class PackWriter {
    * `indexed: false` no index object is written: the packs are listed in
    * `packs` once `finish` resolves.
    */
-  constructor(repo: Repository, index: ChunkIndex, options: { maxUploads?: number; pages?: boolean; known?: (id: Uint8Array) => boolean; indexed?: boolean } = {}) {
+  constructor(
+    repo: Repository,
+    index: ChunkIndex,
+    options: {
+      maxUploads?: number;
+      pages?: boolean;
+      known?: (id: Uint8Array) => boolean;
+      indexed?: boolean;
+      /**
+       * Runs before each index object is written (a writer proves its lease there): an index entry is a
+       * commit too — once written, later backups take its chunks as stored.
+       */
+      beforeIndex?: () => void;
+    } = {},
+  ) {
     this.repo = repo;
     this.index = index;
     this.maxUploads = options.maxUploads ?? 2;
     this.pages = options.pages ?? false;
     this.known = options.known;
     this.indexed = options.indexed ?? true;
+    this.beforeIndex = options.beforeIndex;
   }
 
   /**
@@ -155,6 +171,7 @@ export class PackWriter {
     const batch = this.uploaded;
     this.uploaded = [];
     if (batch.length === 0) return;
+    this.beforeIndex?.();
     const { size } = await this.repo.writeIndexObject(batch, this.pages);
     this.stats.indexes++;
     this.stats.storedBytes += size;

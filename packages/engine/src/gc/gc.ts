@@ -127,7 +127,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     for (const pages of [false, true]) {
       const group = toRepack.filter((p) => p.pages === pages).map((p) => p.sha);
       if (group.length === 0) continue;
-      const r = await repack(repo, group, pages, mark.filter, progress);
+      const r = await repack(repo, group, pages, mark.filter, (what) => lease.prove(what), progress);
       report.repackWrittenBytes += r.bytesWritten;
       newIndexObjects.push(...r.indexObjects);
     }
@@ -148,6 +148,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
 
       lease.prove('deleting packs');
       const rewrite = planConsolidation(mark.indexUse, (sha) => condemned.has(sha));
+      lease.prove('rewriting the index');
       const written = await consolidateIndex(repo, rewrite, (sha) => condemned.has(sha));
       report.indexObjectsRewritten = rewrite.length;
       report.indexObjectsAfter = mark.indexObjects.length - rewrite.length + written.length + newIndexObjects.length;

@@ -72,7 +72,7 @@ class PackCopier {
  * relation pages, which keep index objects of their own) into new packs and
  * indexes them. Returns once the new packs and their index are durable.
  */
-export async function repack(repo: Repository, packs: readonly string[], pages: boolean, live: IdFilter, onProgress?: (message: string) => void): Promise<RepackResult> {
+export async function repack(repo: Repository, packs: readonly string[], pages: boolean, live: IdFilter, prove: (what: string) => void, onProgress?: (message: string) => void): Promise<RepackResult> {
   const copier = new PackCopier(repo, repo.config.packSize);
   let bytesRead = 0;
   for (const sha of packs) {
@@ -92,6 +92,9 @@ export async function repack(repo: Repository, packs: readonly string[], pages: 
   await copier.flush();
   const indexObjects: string[] = [];
   // The same batching as backups: an index object lists at most 64 packs.
-  for (let i = 0; i < copier.packs.length; i += 64) indexObjects.push((await repo.writeIndexObject(copier.packs.slice(i, i + 64), pages)).key);
+  for (let i = 0; i < copier.packs.length; i += 64) {
+    prove('indexing repacked chunks');
+    indexObjects.push((await repo.writeIndexObject(copier.packs.slice(i, i + 64), pages)).key);
+  }
   return { packs: copier.packs, indexObjects, bytesRead, bytesWritten: copier.bytesWritten };
 }
