@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { archivingCluster, Cluster, cofferAsPostgres, pgInstalls } from '../support/pg.js';
+import { archivingCluster, Cluster, cofferAsPostgres, pgInstalls, restoredIds } from '../support/pg.js';
 
 interface Row {
   id: number;
@@ -45,20 +45,7 @@ for (const install of pgInstalls()) {
     };
 
     /** Restores with `args`, recovers, and returns the ids present. */
-    const restoreIds = async (args: string[]): Promise<number[]> => {
-      const to = join(work.dir, `restore-${restores++}`);
-      const r = await cofferAsPostgres(['--repo', repo, 'restore', '--to', to, ...args], env);
-      expect(r.stderr).toBe('');
-      expect(r.status).toBe(0);
-      const c = await Cluster.adopt(install, to, { passphrase: env.COFFER_PASSPHRASE });
-      await c.start({ archive_mode: 'off' });
-      try {
-        await c.waitPromoted();
-        return (await c.query<{ id: number }>('SELECT id FROM t ORDER BY id')).map((x) => x.id);
-      } finally {
-        await c.stop();
-      }
-    };
+    const restoreIds = (args: string[]): Promise<number[]> => restoredIds(install, repo, join(work.dir, `restore-${restores++}`), args, env.COFFER_PASSPHRASE);
     const upTo = (k: number) => Array.from({ length: k }, (_, i) => i + 1);
 
     beforeAll(async () => {

@@ -103,3 +103,21 @@ export async function archivingCluster(prefix: string, install: PostgresInstall,
 }
 
 export { freePort };
+
+/**
+ * Restores `repo` into `to` with `args` (a backup, a target…), starts the
+ * restored cluster without archiving, waits for recovery to end, and returns
+ * the ids of table `t`. Fails with coffer's stderr when the restore does.
+ */
+export async function restoredIds(install: PostgresInstall, repo: string, to: string, args: string[], passphrase: string): Promise<number[]> {
+  const r = await cofferAsPostgres(['--repo', repo, 'restore', '--to', to, ...args], { COFFER_PASSPHRASE: passphrase });
+  if (r.status !== 0 || r.stderr !== '') throw new Error(`coffer restore ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  const c = await Cluster.adopt(install, to, { passphrase });
+  await c.start({ archive_mode: 'off' });
+  try {
+    await c.waitPromoted();
+    return (await c.query<{ id: number }>('SELECT id FROM t ORDER BY id')).map((x) => x.id);
+  } finally {
+    await c.stop();
+  }
+}

@@ -127,6 +127,12 @@ export class S3Store implements ObjectStore {
   private versioned: Promise<boolean> | undefined;
 
   constructor(options: S3StoreOptions) {
+    for (const cls of [options.storageClass?.packs, options.storageClass?.metadata]) {
+      // Objects in these classes must be restored (thawed) before every read: no repository can live there.
+      if (cls === 'GLACIER' || cls === 'DEEP_ARCHIVE') {
+        throw new InvalidArgumentError('storage class', `${cls} objects must be restored before they can be read, which Coffer does not do; use an instant-retrieval class (STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR)`);
+      }
+    }
     const connections = options.connections ?? 16;
     this.options = options;
     this.bucket = options.bucket;

@@ -14,6 +14,7 @@ import { register as check } from './commands/check.js';
 import { register as drill } from './commands/drill.js';
 import { register as expire } from './commands/expire.js';
 import { register as gc } from './commands/gc.js';
+import { register as info } from './commands/info.js';
 import { register as init } from './commands/init.js';
 import { register as keep } from './commands/keep.js';
 import { register as key } from './commands/key.js';
@@ -71,7 +72,7 @@ export function buildProgram(io: CliIo): Command {
   };
 
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say };
-  for (const register of [init, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, drill, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

@@ -18,6 +18,8 @@ import {
   expire,
   Lease,
   LocalKeyProvider,
+  recordVerification,
+  setKeepMark,
   MemoryStore,
   Repository,
   restoreBackup,
@@ -142,6 +144,34 @@ describe('expire and gc', () => {
     const again = await collectGarbage(repo);
     expect(again.deletedPacks).toBe(0);
     expect(again.repackedPacks).toBe(0);
+  });
+
+  it('expire keeps the newest backup that passed verification and marked ones; their records go with them', async () => {
+    const src = join(dir, 'marks');
+    await mkdir(src, { recursive: true });
+    const store = new MemoryStore();
+    const repo = await Repository.init(store, provider, small);
+    const keys: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      await writeFile(join(src, 'f.bin'), randomBytes(10_000));
+      keys.push((await backupFiles(repo, src)).key);
+    }
+    await recordVerification(repo, { backup: keys[0]!, at: new Date().toISOString(), ok: true, checks: ['restore'] });
+    await recordVerification(repo, { backup: keys[1]!, at: new Date().toISOString(), ok: false, checks: ['restore'] });
+    await setKeepMark(repo, keys[2]!, true, 'audit');
+    const first = await expire(repo, { minCount: 1 });
+    expect(first.backups.map((b) => [b.keep, b.rules])).toEqual([
+      [true, ['verified']],
+      [false, ['expire']],
+      [true, ['keep-mark']],
+      [true, ['min-count']],
+    ]);
+    expect((await collectList(store, 'verified/')).length).toBe(1);
+    await setKeepMark(repo, keys[2]!, false);
+    const second = await expire(repo, { minCount: 1 });
+    expect(second.backups.filter((b) => !b.keep).map((b) => b.key)).toEqual([keys[2]]);
+    expect(await collectList(store, 'keep/')).toEqual([]);
+    expect((await repo.listBackups()).map((b) => b.key)).toEqual([keys[0], keys[3]]);
   });
 
   it('a dry run changes nothing', async () => {

@@ -1,7 +1,7 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chunkId, createChunker, displayPath, fsPath, restoreBackup, type Repository, type TreeEntry } from '@coffer/engine';
+import { chunkId, createChunker, displayPath, fsPath, recordVerification, restoreBackup, type Repository, type TreeEntry } from '@coffer/engine';
 
 export interface DrillOptions {
   /** Parent directory for the sandbox (default: the OS temp directory). */
@@ -10,10 +10,14 @@ export interface DrillOptions {
   keep?: boolean;
   /** Told the sandbox directory as soon as it exists (a caller that handles signals removes it if the process is stopped). */
   onSandbox?: (dir: string) => void;
+  /** Write a verification record into the repository (default true): expire keeps the newest backup that passed. */
+  record?: boolean;
 }
 
 export interface DrillReport {
   ok: boolean;
+  /** The verification record written into the repository, when it could be written. */
+  recorded?: string;
   backup: string;
   sandbox: string;
   files: number;
@@ -37,8 +41,16 @@ export async function drillRestore(repo: Repository, selector: string, options: 
       if (!(await fileMatches(repo, join(sandbox, 'restore', ...e.path.split('/')), e))) mismatches.push(displayPath(e.path));
     }
     const t2 = performance.now();
+    const ok = mismatches.length === 0;
+    let recorded: string | undefined;
+    if (options.record !== false) {
+      // What retention reads ("never the newest backup that passed verification"); a repository this drill may
+      // not write to (read-only credentials) still gets its report.
+      recorded = await recordVerification(repo, { backup: restored.key, at: new Date().toISOString(), ok, checks: ['restore', 'chunk-ids'], ...(ok ? {} : { problems: mismatches.map((m) => `content of ${m} does not match its chunk ids`) }) }).catch(() => undefined);
+    }
     return {
-      ok: mismatches.length === 0,
+      ok,
+      ...(recorded ? { recorded } : {}),
       backup: restored.key,
       sandbox,
       files: restored.files,

@@ -1,4 +1,5 @@
 /** `coffer expire`: apply retention tiers and the PITR window; remove what they do not keep (gc then frees the space). */
+import type { Command } from 'commander';
 import { expire, parseTargetTime, type ExpireReport, type RetentionPolicy } from '@coffer/engine';
 import { daysOption, intOption, type CliContext } from '../context.js';
 
@@ -22,18 +23,25 @@ export function policyOf(o: RetentionFlags): RetentionPolicy {
   };
 }
 
-export function register(ctx: CliContext): void {
-  const { program, openRepo, say } = ctx;
-  program
-    .command('expire')
-    .description('apply retention: keep backups by tier (hot, warm, cold), keep marks, the newest N and the PITR window; remove the other backups and the WAL no kept backup or point in the window needs (coffer gc frees their space)')
+/** The retention options `expire` and `info` share. */
+export function registerRetentionOptions(command: Command): Command {
+  return command
     .option('--keep-min <n>', 'always keep the newest N backups of each cluster or source (default 1)', intOption('--keep-min', 1, 1_000_000))
     .option('--keep-hot <days>', 'hot tier: keep every backup of the last DAYS days', daysOption('--keep-hot'))
     .option('--keep-warm <days>', 'warm tier: keep the newest backup of each day (UTC) of the last DAYS days', daysOption('--keep-warm'))
     .option('--keep-cold <months>', 'cold tier: keep the newest backup of each week (or month) of the last MONTHS months', intOption('--keep-cold', 0, 1200))
-    .option('--cold-every <period>', 'the cold tier\'s period: week (default) or month')
+    .option('--cold-every <period>', "the cold tier's period: week (default) or month")
     .option('--pitr-window <days>', 'PostgreSQL: keep every point of the last DAYS days recoverable (default: the longest tier)', daysOption('--pitr-window'))
-    .option('--now <time>', 'count back from this time (with a zone, e.g. 2026-12-01T00:00:00Z) instead of now: for drills and tests')
+    .option('--now <time>', 'count back from this time (with a zone, e.g. 2026-12-01T00:00:00Z) instead of now: for drills and tests');
+}
+
+export function register(ctx: CliContext): void {
+  const { program, openRepo, say } = ctx;
+  registerRetentionOptions(
+    program
+      .command('expire')
+      .description('apply retention: keep backups by tier (hot, warm, cold), keep marks, the newest N and the PITR window; remove the other backups and the WAL no kept backup or point in the window needs (coffer gc frees their space)'),
+  )
     .option('--dry-run', 'print what would be kept and removed, and why; remove nothing')
     .option('--json', 'print the report as JSON')
     .action(async (o: RetentionFlags & { now?: string; dryRun?: boolean; json?: boolean }) => {

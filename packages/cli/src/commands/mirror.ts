@@ -1,25 +1,37 @@
 /** `coffer mirror`: copy what another store lacks, each object checked against its SHA-256. */
-import { mirror, type MirrorReport } from '@coffer/engine';
-import { intOption, type CliContext } from '../context.js';
+import { mirror, mirrorBackups, type MirrorReport } from '@coffer/engine';
+import { intOption, leaseOptions, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 import { absoluteLocation, openStore, storeAt } from '../repo-options.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, say } = ctx;
+  const { program, io, globals, openRepo, say } = ctx;
   program
     .command('mirror')
     .description('copy every object the destination lacks (packs, indexes, key records, manifests, WAL, config), each checked against its SHA-256; resumable')
     .requiredOption('--to <path|url>', 'destination repository: a path, file:// URL or s3://bucket/prefix')
     .option('--concurrency <n>', 'objects in flight', intOption('--concurrency', 1, 256))
+    .option('--backup <backup>', 'copy only what these backups need (id, label or tag; repeatable): e.g. the cold tier into a colder bucket, which then restores them on its own (needs the keys)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--to-pack-storage-class <class>', 'S3 storage class of the packs written to the destination (an instant-retrieval one: STANDARD_IA, ONEZONE_IA, GLACIER_IR, INTELLIGENT_TIERING…)')
     .option('--json', 'print the report as JSON')
-    .action(async (o: { to: string; concurrency?: number; json?: boolean }) => {
-      const from = await openStore(globals(), io.env);
-      const to = await storeAt(absoluteLocation(o.to), globals(), io.env);
+    .action(async (o: { to: string; concurrency?: number; backup: string[]; toPackStorageClass?: string; json?: boolean }) => {
+      const to = await storeAt(absoluteLocation(o.to), { ...globals(), ...(o.toPackStorageClass ? { s3PackStorageClass: o.toPackStorageClass } : {}) }, io.env);
       const t0 = performance.now();
-      const report = await mirror(from, to, o.concurrency ? { concurrency: o.concurrency } : {});
+      const common = { ...(o.concurrency ? { concurrency: o.concurrency } : {}), ...leaseOptions(globals(), io.env) };
+      let source: string;
+      let report: MirrorReport;
+      if (o.backup.length > 0) {
+        const repo = await openRepo();
+        source = repo.location;
+        report = await mirrorBackups(repo, to, o.backup, common);
+      } else {
+        const from = await openStore(globals(), io.env);
+        source = from.properties.location;
+        report = await mirror(from, to, common);
+      }
       const seconds = (performance.now() - t0) / 1000;
       if (o.json) say(JSON.stringify({ ...report, seconds, problems: report.problems.map((p) => ({ code: p.code, message: p.message })) }, null, 2));
-      else printMirror(report, from.properties.location, to.properties.location, seconds, say);
+      else printMirror(report, source, to.properties.location, seconds, say);
       if (!report.ok) throw report.problems[0]!;
     });
 }

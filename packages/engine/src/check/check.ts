@@ -13,7 +13,7 @@ import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import { condemnedPacks } from '../repository/condemned.js';
 import { Lease } from '../repository/leases.js';
-import type { Repository } from '../repository/repository.js';
+import { withIndexRetry, type Repository } from '../repository/repository.js';
 import { collectList } from '../store/object-store.js';
 import { CATALOGUE_PREFIX, manifestKeyOf } from '../format/catalogue-record.js';
 import { parseStanzaKey, STANZA_PREFIX } from '../format/stanza-record.js';
@@ -79,29 +79,46 @@ async function checkUnderLease(repo: Repository, options: CheckOptions, condemne
   const walKeys = await repo.ownKeys(WAL_PREFIX, (k) => parseWalKey(k) !== undefined);
   const backupKeys = await repo.listBackupKeys();
   const stanzaKeys = await repo.ownKeys(STANZA_PREFIX, (k) => parseStanzaKey(k) !== undefined);
-  const indexKeys = await repo.listIndexKeys();
+  const firstIndexKeys = await repo.listIndexKeys();
   const packObjects = new Map((await repo.objects.list(PACK_PREFIX)).map((o) => [o.key, o.size]));
 
-  const index = new ChunkIndex();
-  const packs = new Map<string, IndexedPack['entries']>();
+  let index = new ChunkIndex();
+  let packs = new Map<string, IndexedPack['entries']>();
   /** Who names each pack, for messages: an index object or a WAL record. */
-  const namedBy = new Map<string, string>();
-  const later: IndexedPack[] = [];
-  for (const key of indexKeys) {
-    try {
-      for (const p of await repo.readIndexObject(key)) {
-        // A chunk also in a condemned pack (one being repacked) is located in its other pack.
-        if (condemned.has(p.sha)) later.push(p);
-        else for (const e of p.entries) index.add(p.sha, e);
-        packs.set(p.sha, [...(packs.get(p.sha) ?? []), ...p.entries]);
-        if (!namedBy.has(p.sha)) namedBy.set(p.sha, `listed by index ${key}`);
+  let namedBy = new Map<string, string>();
+  let indexKeys = firstIndexKeys;
+  // Index objects a running collection merged away between the listing and the read: list and read again.
+  await withIndexRetry(async () => {
+    index = new ChunkIndex();
+    packs = new Map();
+    namedBy = new Map();
+    const later: IndexedPack[] = [];
+    for (const key of indexKeys) {
+      try {
+        for (const p of await repo.readIndexObject(key)) {
+          // A chunk also in a condemned pack (one being repacked) is located in its other pack.
+          if (condemned.has(p.sha)) later.push(p);
+          else for (const e of p.entries) index.add(p.sha, e);
+          // A pack listed by two index objects (a collection or repair stopped between writing the new object
+          // and deleting the old one) is the same pack: its entries count once.
+          const before = packs.get(p.sha);
+          packs.set(p.sha, before ? mergeEntries(before, p.entries) : p.entries);
+          if (!namedBy.has(p.sha)) namedBy.set(p.sha, `listed by index ${key}`);
+        }
+      } catch (e) {
+        if (e instanceof MissingObjectError) {
+          // Gone from the listing too: replaced by a merged object meanwhile. Still listed: really missing.
+          const now = await repo.listIndexKeys();
+          if (!now.includes(key)) {
+            indexKeys = now;
+            throw e;
+          }
+        }
+        record(e);
       }
-    } catch (e) {
-      record(e);
     }
-  }
-
-  for (const p of later) for (const e of p.entries) index.add(p.sha, e);
+    for (const p of later) for (const e of p.entries) index.add(p.sha, e);
+  });
 
   const referenced = new Set<string>();
   // Catalogue summaries: each opens and names its manifest, and no manifest's summary is missing its backup.
@@ -207,6 +224,11 @@ async function checkUnderLease(repo: Repository, options: CheckOptions, condemne
     unindexedPacks,
     problems,
   };
+}
+
+function mergeEntries(a: IndexedPack['entries'], b: IndexedPack['entries']): IndexedPack['entries'] {
+  const seen = new Set(a.map((e) => `${e.offset}:${e.id.toString('hex')}`));
+  return [...a, ...b.filter((e) => !seen.has(`${e.offset}:${e.id.toString('hex')}`))];
 }
 
 /** Reads a pack whole and checks its name, every chunk the index lists in it, and its trailer; returns the chunk count. */

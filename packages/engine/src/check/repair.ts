@@ -27,6 +27,7 @@ import { decodeWalRecord } from '../repository/sealed-records.js';
 import { asBuffer } from '../bytes.js';
 import { backupFiles } from '../backup/backup-files.js';
 import { verifyPack } from './check.js';
+import { acquireExclusive } from '../gc/exclusive.js';
 
 export interface RepairOptions {
   /** Read every pack whole: damaged packs are treated as lost too (default: only missing ones). */
@@ -34,6 +35,8 @@ export interface RepairOptions {
   /** Directories to back up again, with no parent, so the chunks they still hold are stored again. */
   sources?: readonly string[];
   onProgress?: (message: string) => void;
+  /** Longest wait for a garbage collection (or another repair) to finish first, in milliseconds (default 1 h). */
+  maxWaitMs?: number;
 }
 
 export interface IncompleteBackup {
@@ -61,6 +64,16 @@ export interface RepairReport {
 }
 
 export async function repairRepository(repo: Repository, options: RepairOptions = {}): Promise<RepairReport> {
+  // Exclusive, like garbage collection: a pack a collection deletes meanwhile is garbage, not lost.
+  const { lease } = await acquireExclusive(repo, { purpose: 'repair', maxWaitMs: options.maxWaitMs ?? 60 * 60 * 1000 });
+  try {
+    return await repairUnderLease(repo, options);
+  } finally {
+    await lease.release();
+  }
+}
+
+async function repairUnderLease(repo: Repository, options: RepairOptions): Promise<RepairReport> {
   const say = options.onProgress ?? (() => undefined);
   const present = new Set((await repo.objects.list(PACK_PREFIX)).map((o) => o.key));
   const lost = new Set<string>();

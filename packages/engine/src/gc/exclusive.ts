@@ -1,6 +1,6 @@
 /**
- * Taking the exclusive lease of a garbage collection: only one runs at a
- * time. Each candidate writes its lease, then looks; one that sees another
+ * Taking an exclusive lease: one garbage collection or repair runs at a
+ * time (both delete index objects and packs). Each candidate writes its lease, then looks; one that sees another
  * collection's lease alive gives its own up and waits for that one to end
  * (a dead collection's lease ends on its own, `ttl + margin` after it was
  * last seen renewed), then tries again. Two that start together both give
@@ -11,6 +11,8 @@ import { Lease, LeaseObserver, type LeaseOptions, type LeaseState, type Observer
 import type { Repository } from '../repository/repository.js';
 
 export interface ExclusiveOptions extends Omit<LeaseOptions, 'purpose' | 'mode'>, ObserverOptions {
+  /** What excludes the others: `gc` (default), `repair`. */
+  purpose?: string;
   /** Longest wait for another collection to end, in milliseconds. */
   maxWaitMs: number;
   onWait?: (message: string) => void;
@@ -23,7 +25,7 @@ export async function acquireExclusive(repo: Repository, options: ExclusiveOptio
   const observer = new LeaseObserver(repo, options);
   const deadline = performance.now() + options.maxWaitMs;
   for (;;) {
-    const lease = await Lease.acquire(repo, { ...options, purpose: 'gc', mode: 'exclusive' });
+    const lease = await Lease.acquire(repo, { ...options, purpose: options.purpose ?? 'gc', mode: 'exclusive' });
     const rivals = (await observer.look()).filter((s) => s.mode === 'exclusive' && s.lease !== lease.id && !observer.ended(s));
     if (rivals.length === 0) return { lease, observer };
     await lease.release();
@@ -31,7 +33,7 @@ export async function acquireExclusive(repo: Repository, options: ExclusiveOptio
     for (;;) {
       const alive = (await observer.look()).filter((s) => s.mode === 'exclusive' && !observer.ended(s));
       if (alive.length === 0) break;
-      if (performance.now() > deadline) throw new RepositoryBusyError(`another garbage collection is running: ${describe(alive)}; try again when it has finished`);
+      if (performance.now() > deadline) throw new RepositoryBusyError(`another garbage collection or repair is running: ${describe(alive)}; try again when it has finished`);
       await sleep(Math.min(1000, Math.max(50, Math.min(...alive.map((s) => observer.remaining(s))))));
     }
     await sleep(Math.random() * 200);

@@ -22,7 +22,7 @@ import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryErro
 import { CONDEMNED_PREFIX } from '../format/condemned-record.js';
 import { carriedProblem } from '../format/carried-sha.js';
 import { KEEP_MAGIC, KEEP_PREFIX } from '../format/keep-record.js';
-import { Lease } from '../repository/leases.js';
+import { Lease, type LeaseHome } from '../repository/leases.js';
 import { decodeConfig } from '../format/config.js';
 import { BACKUP_PREFIX, CONFIG_KEY, expectedSha, INDEX_PREFIX, KEYS_PREFIX, PACK_PREFIX } from '../format/keys-layout.js';
 import { CATALOGUE_PREFIX } from '../format/catalogue-record.js';
@@ -87,6 +87,12 @@ export function storedObjectProblem(key: string, bytes: Uint8Array): string | un
 }
 
 export async function mirror(from: ObjectStore, to: ObjectStore, options: MirrorOptions = {}): Promise<MirrorReport> {
+  const sourceConfig = await checkMirrorPair(from, to);
+  return withMirrorLeases(from, to, options.leaseTtlMs, () => copyAll(from, to, sourceConfig, options));
+}
+
+/** The source's config, once the source is a repository and the destination is empty or a copy of the same one. */
+export async function checkMirrorPair(from: Pick<ObjectStore, 'get' | 'properties'>, to: ObjectStore): Promise<Uint8Array> {
   const source = from.properties.location;
   let sourceConfig: Uint8Array;
   try {
@@ -101,20 +107,28 @@ export async function mirror(from: ObjectStore, to: ObjectStore, options: Mirror
     const theirs = asBuffer(await to.get(CONFIG_KEY));
     if (!theirs.equals(asBuffer(sourceConfig))) throw new ObjectConflictError(CONFIG_KEY, `${to.properties.location} holds another repository (or another copy of its config); nothing was copied`);
   }
+  return sourceConfig;
+}
 
-  // Leases on both sides: a garbage collection on the source waits before deleting packs this copy may
-  // read (best effort: read-only credentials cannot hold one), and one on the destination waits for the
-  // packs copied here to be named by the metadata that follows them.
-  const sourceLease = await Lease.acquire(from, { purpose: 'mirror', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) }).catch((e: unknown) => {
+/**
+ * Runs a copy under leases on both sides: a garbage collection on the source
+ * waits before deleting packs the copy may read (best effort: read-only
+ * credentials cannot hold one), and one on the destination waits for the
+ * packs copied to be named by the metadata that follows them. A collection
+ * already running on the destination may delete a pack the copy finds
+ * present there: the copy refuses to start.
+ */
+export async function withMirrorLeases<T>(from: LeaseHome, to: ObjectStore, ttlMs: number | undefined, work: () => Promise<T>): Promise<T> {
+  const options = { purpose: 'mirror', ...(ttlMs !== undefined ? { ttlMs } : {}) };
+  const sourceLease = await Lease.acquire(from, options).catch((e: unknown) => {
     if (e instanceof StoreAccessDeniedError || e instanceof PermissionDeniedError) return undefined;
     throw e;
   });
   try {
-    const targetLease = await Lease.acquire(to, { purpose: 'mirror', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) });
+    const targetLease = await Lease.acquire(to, options);
     try {
-      // A collection running on the destination may delete a pack this copy finds present there: wait for it to end.
       for await (const o of to.list(CONDEMNED_PREFIX)) throw new RepositoryBusyError(`a garbage collection is running on ${to.properties.location} (${o.key}); mirror again when it has finished`);
-      return await copyAll(from, to, sourceConfig, options);
+      return await work();
     } finally {
       await targetLease.release();
     }
@@ -123,42 +137,56 @@ export async function mirror(from: ObjectStore, to: ObjectStore, options: Mirror
   }
 }
 
+export function emptyMirrorReport(): MirrorReport {
+  return { ok: true, copied: 0, bytesCopied: 0, present: 0, copiedByPrefix: {}, problems: [] };
+}
+
+/**
+ * Copies one object, checked without keys, create-only; counts it in
+ * `report`. A source object gone meanwhile (garbage collection) is passed
+ * over; a corrupt one, or other bytes at the destination, is a problem.
+ */
+export async function copyObject(from: Pick<ObjectStore, 'get' | 'properties'>, to: ObjectStore, key: string, prefix: string, report: MirrorReport): Promise<number> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await from.get(key);
+  } catch (e) {
+    if (e instanceof MissingObjectError) return 0;
+    throw e;
+  }
+  const damage = storedObjectProblem(key, bytes);
+  if (damage) {
+    report.problems.push(new CorruptObjectError(key, `${damage} at ${from.properties.location}; not copied`));
+    return 0;
+  }
+  try {
+    if ((await to.put(key, bytes)) === 'existed') {
+      report.present++;
+      return 0;
+    }
+  } catch (e) {
+    if (e instanceof ObjectConflictError) {
+      report.problems.push(new ObjectConflictError(key, `${to.properties.location} holds other bytes under this name; left as it is`));
+      return 0;
+    }
+    throw e;
+  }
+  report.copied++;
+  report.bytesCopied += bytes.length;
+  report.copiedByPrefix[prefix] = (report.copiedByPrefix[prefix] ?? 0) + 1;
+  return bytes.length;
+}
+
 async function copyAll(from: ObjectStore, to: ObjectStore, sourceConfig: Uint8Array, options: MirrorOptions): Promise<MirrorReport> {
-  const source = from.properties.location;
-  const report: MirrorReport = { ok: true, copied: 0, bytesCopied: 0, present: 0, copiedByPrefix: {}, problems: [] };
+  const report = emptyMirrorReport();
   const concurrency = options.concurrency ?? Math.max(1, Math.min(16, from.properties.connections, to.properties.connections));
   const limit = pLimit(concurrency);
 
   const copy = async (info: ObjectInfo, prefix: string, progress: MirrorProgress): Promise<void> => {
-    let bytes: Uint8Array;
-    try {
-      bytes = await from.get(info.key);
-    } catch (e) {
-      if (e instanceof MissingObjectError) return; // removed by garbage collection since it was listed
-      throw e;
-    }
-    const damage = storedObjectProblem(info.key, bytes);
-    if (damage) {
-      report.problems.push(new CorruptObjectError(info.key, `${damage} at ${source}; not copied`));
-      return;
-    }
-    try {
-      if ((await to.put(info.key, bytes)) === 'existed') {
-        report.present++;
-        return;
-      }
-    } catch (e) {
-      if (e instanceof ObjectConflictError) {
-        report.problems.push(new ObjectConflictError(info.key, `${to.properties.location} holds other bytes under this name; left as it is`));
-        return;
-      }
-      throw e;
-    }
-    report.copied++;
-    report.bytesCopied += bytes.length;
-    report.copiedByPrefix[prefix] = (report.copiedByPrefix[prefix] ?? 0) + 1;
+    const bytes = await copyObject(from, to, info.key, prefix, report);
+    if (bytes === 0) return;
     progress.copied++;
-    progress.bytesCopied += bytes.length;
+    progress.bytesCopied += bytes;
     options.onProgress?.({ ...progress });
   };
 

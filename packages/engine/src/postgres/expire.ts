@@ -13,6 +13,7 @@ import pLimit from 'p-limit';
 import { catalogueKey } from '../format/catalogue-record.js';
 import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
 import { keepKeys, readKeepMarks } from '../repository/keep-marks.js';
+import { readVerifications, verificationKeys } from '../repository/verifications.js';
 import type { Repository } from '../repository/repository.js';
 import { decideBackups, pitrCutoff, validatePolicy, type BackupDecision, type RetentionPolicy } from '../retention/policy.js';
 import { decideWal, pitrAnchors, type WalFileDecision } from './wal-retention.js';
@@ -22,7 +23,7 @@ export interface ExpireOptions {
   now?: Date;
   /** Decide and report; remove nothing. */
   dryRun?: boolean;
-  /** Backups that passed verification (manifest keys): the newest of each lineage is kept. */
+  /** Backups that passed verification (manifest keys): the newest of each lineage is kept. Default: those whose newest verification record in the repository passed. */
   verified?: ReadonlySet<string>;
 }
 
@@ -47,7 +48,7 @@ export interface ExpireReport {
   wal: WalRange[];
   removedBackups: number;
   removedWalFiles: number;
-  /** Keep marks of backups that no longer exist, removed. */
+  /** Keep marks and verification records of backups that no longer exist, removed (per backup). */
   removedMarks: number;
 }
 
@@ -55,11 +56,12 @@ export async function expire(repo: Repository, policy: RetentionPolicy, options:
   validatePolicy(policy);
   const now = options.now ?? new Date();
   const dryRun = options.dryRun ?? false;
-  const [backups, marks, walList] = await Promise.all([repo.listBackups(), readKeepMarks(repo), repo.objects.list(WAL_PREFIX)]);
+  const [backups, marks, walList, verifications] = await Promise.all([repo.listBackups(), readKeepMarks(repo), repo.objects.list(WAL_PREFIX), options.verified ? undefined : readVerifications(repo)]);
   const marked = new Set([...marks.values()].filter((m) => m.keep).map((m) => m.backup));
+  const verified = options.verified ?? new Set([...verifications!.values()].filter((v) => v.ok).map((v) => v.backup));
   const cutoff = pitrCutoff(policy, now);
   const anchors = pitrAnchors(backups, cutoff);
-  const decisions = decideBackups(policy, { backups, now, marked, anchors, ...(options.verified ? { verified: options.verified } : {}) });
+  const decisions = decideBackups(policy, { backups, now, marked, anchors, verified });
   const kept = new Set(decisions.filter((d) => d.keep).map((d) => d.key));
   const walKeys = walList.map((o) => o.key).filter((k) => parseWalKey(k)?.scope !== undefined);
   const walDecisions = decideWal(walKeys, backups, kept, anchors);
@@ -76,18 +78,21 @@ export async function expire(repo: Repository, policy: RetentionPolicy, options:
   };
   if (dryRun) return report;
 
-  const marksByBackup = await keepKeys(repo);
+  const [marksByBackup, verificationsByBackup] = await Promise.all([keepKeys(repo), verificationKeys(repo)]);
   for (const d of decisions) {
     if (d.keep) continue;
     await repo.objects.delete(catalogueKey(d.key));
     await repo.objects.delete(d.key);
-    for (const k of marksByBackup.get(d.key) ?? []) await repo.objects.delete(k);
+    for (const k of [...(marksByBackup.get(d.key) ?? []), ...(verificationsByBackup.get(d.key) ?? [])]) await repo.objects.delete(k);
     marksByBackup.delete(d.key);
+    verificationsByBackup.delete(d.key);
     report.removedBackups++;
   }
+  // Marks and verification records of backups that no longer exist (an expire stopped part-way, a manifest removed by hand).
   const existing = new Set(backups.map((b) => b.key));
-  for (const [backup, keys] of marksByBackup) {
-    if (existing.has(backup)) continue;
+  for (const [backup, keys] of [...marksByBackup, ...verificationsByBackup]) {
+    // One committed since the listing has its manifest: its mark stays.
+    if (existing.has(backup) || (await repo.objects.head(backup))) continue;
     for (const k of keys) await repo.objects.delete(k);
     report.removedMarks++;
   }

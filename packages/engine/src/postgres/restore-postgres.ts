@@ -14,9 +14,10 @@ import { BackupNotFoundError, InvalidArgumentError, StanzaMismatchError, TargetI
 import type { BackupManifest, BackupSummary } from '../format/manifest.js';
 import type { LoadedBackup, Repository } from '../repository/repository.js';
 import { restoreBackup, type RestoreOptions, type RestoreResult } from '../restore/restore.js';
-import { parseLsn } from './layout.js';
+import { nextSegment, parseLsn } from './layout.js';
+import { backupSegments } from './backup-postgres.js';
 import { DEFAULT_STANZA, readStanza, stanzaHasSystem } from './stanza.js';
-import { fetchWalBytes, readControlSystemIdentifier } from './wal.js';
+import { fetchWalBytes, isArchived, readControlSystemIdentifier } from './wal.js';
 import { fsyncDir, writeDurably } from '../durable.js';
 import { pidFileAlive } from '../pid-file.js';
 
@@ -182,6 +183,31 @@ export async function backupToRestore(repo: Repository, selector: string | undef
   return newest.kind === 'files' ? newest.key : (await chooseBackup(repo, options.target, options.stanza)).key;
 }
 
+/**
+ * A target past a backup's end needs WAL after it. When the segment after the
+ * backup's last one is in the repository on no timeline of its line, the
+ * target cannot be reached from this backup: it lies before the PITR window
+ * (expire removed that WAL) or past the end of the archive. Refused here,
+ * before anything is written, rather than by PostgreSQL at the end of
+ * recovery ("recovery ended before configured recovery target was reached").
+ */
+async function requireWalAfter(repo: Repository, key: string, pg: NonNullable<BackupManifest['postgres']>, scope: { stanza: string; systemIdentifier: string }, target: RecoveryTarget): Promise<void> {
+  const segments = backupSegments(pg.timeline, parseLsn(pg.startLsn), parseLsn(pg.stopLsn), pg.walSegmentSize);
+  const last = segments[segments.length - 1];
+  if (last === undefined) return;
+  const next = nextSegment(last, pg.walSegmentSize).slice(8);
+  // The line may have moved to a later timeline after the backup: follow the history files archived for it.
+  for (let tli = pg.timeline; tli < pg.timeline + 64; tli++) {
+    const hex = tli.toString(16).toUpperCase().padStart(8, '0');
+    if (tli > pg.timeline && !(await isArchived(repo, scope, `${hex}.history`))) break;
+    if ((await isArchived(repo, scope, hex + next)) || (await isArchived(repo, scope, `${hex}${next}.partial`))) return;
+  }
+  throw new BackupNotFoundError(
+    describeTarget(target),
+    `backup ${key.slice(-64, -52)} (stopped ${pg.stopTime}, LSN ${pg.stopLsn}) is the newest that ends before it, but the repository holds no WAL after that backup's end (${pg.timeline.toString(16).toUpperCase().padStart(8, '0')}${next} is not archived): the target is outside the PITR window (expire removed that WAL) or past the end of the archive; recover to the backup's end with --target immediate, or choose a target inside the window`,
+  );
+}
+
 function parseTargetLsn(text: string): bigint {
   try {
     return parseLsn(text);
@@ -294,6 +320,9 @@ export async function restorePostgres(repo: Repository, selector: string | Loade
   const pg = manifest.postgres;
   if (manifest.stanza !== undefined && manifest.stanza !== stanza) throw new StanzaMismatchError(stanza, `backup ${key} belongs to stanza ${manifest.stanza}`);
   const scope = { stanza, systemIdentifier: pg.systemIdentifier };
+  if (!options.standby && !options.target?.immediate && (options.target?.time ?? options.target?.lsn ?? options.target?.xid ?? options.target?.name) !== undefined) {
+    await requireWalAfter(repo, key, pg, scope, options.target!);
+  }
   const settings = recoverySettings(typeof options.restoreCommand === 'string' ? options.restoreCommand : options.restoreCommand(scope), options.target, options);
 
   const map = { ...options.tablespaceMap };

@@ -2,6 +2,7 @@
 import { asBuffer } from '../bytes.js';
 import { CorruptObjectError, ObjectConflictError } from '../errors.js';
 import { KEEP_MAGIC, KEEP_PREFIX, keepKey, parseKeepKey, type KeepRecord } from '../format/keep-record.js';
+import { recordKeysByBackup } from './backup-records.js';
 import type { Repository } from './repository.js';
 import { openJson, sealJson } from './sealed-records.js';
 
@@ -13,18 +14,8 @@ function decodeKeep(repo: Repository, key: string, bytes: Uint8Array): KeepRecor
 }
 
 /** Every `keep/` key, grouped by the backup it marks, each group in seq order. */
-export async function keepKeys(repo: Repository): Promise<Map<string, string[]>> {
-  const out = new Map<string, string[]>();
-  for (const { key } of await repo.objects.list(KEEP_PREFIX)) {
-    const named = parseKeepKey(key);
-    if (!named) {
-      repo.onWarning(`ignored ${key}: not a name Coffer writes`);
-      continue;
-    }
-    out.set(named.backup, [...(out.get(named.backup) ?? []), key]);
-  }
-  for (const keys of out.values()) keys.sort();
-  return out;
+export function keepKeys(repo: Repository): Promise<Map<string, string[]>> {
+  return recordKeysByBackup(repo, KEEP_PREFIX, parseKeepKey);
 }
 
 /** The current mark of each marked backup (its newest record). */

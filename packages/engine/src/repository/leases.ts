@@ -37,7 +37,8 @@ interface LeaseStore {
 export type LeaseHome = Repository | ObjectStore;
 
 function leaseStore(home: LeaseHome): LeaseStore {
-  if ('objects' in home) return home.objects;
+  // A repository has a key ring; a bare store (MemoryStore keeps a map called `objects`) has none.
+  if ('keyRing' in home) return home.objects;
   return { put: (k, b) => home.put(k, b), get: (k) => home.get(k), list: (p) => collectList(home, p) };
 }
 
@@ -260,7 +261,10 @@ export class LeaseObserver {
       } catch (e) {
         // Removed between the listing and the read: gone, as far as anyone can tell.
         if (e instanceof MissingObjectError) continue;
-        throw e;
+        if (!(e instanceof CorruptObjectError)) throw e;
+        // Unreadable (damaged, or written by something else): taken for a lease of the default time-to-live, so
+        // it holds a collection up for a while, never for ever, and never lets it go early.
+        record = { purpose: 'unreadable', mode: 'shared', ttlMs: DEFAULT_LEASE_TTL_MS, host: '?', pid: 0 };
       }
       const state: LeaseState = {
         lease: id,

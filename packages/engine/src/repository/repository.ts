@@ -265,17 +265,19 @@ export class Repository {
    * @internal
    */
   async loadIndex(options: { pages?: boolean } = {}): Promise<ChunkIndex> {
-    const index = new ChunkIndex();
-    const limit = pLimit(Math.max(2, Math.min(16, this.objects.connections)));
-    const keys = (await this.listIndexKeys()).filter((k) => options.pages !== false || !isPageIndexKey(k));
-    await Promise.all(
-      keys.map((key) =>
-        limit(async () => {
-          for (const pack of await this.readIndexObject(key)) for (const e of pack.entries) index.add(pack.sha, e);
-        }),
-      ),
-    );
-    return index;
+    return withIndexRetry(async () => {
+      const index = new ChunkIndex();
+      const limit = pLimit(Math.max(2, Math.min(16, this.objects.connections)));
+      const keys = (await this.listIndexKeys()).filter((k) => options.pages !== false || !isPageIndexKey(k));
+      await Promise.all(
+        keys.map((key) =>
+          limit(async () => {
+            for (const pack of await this.readIndexObject(key)) for (const e of pack.entries) index.add(pack.sha, e);
+          }),
+        ),
+      );
+      return index;
+    });
   }
 
   async writeManifest(manifest: BackupManifest): Promise<string> {
@@ -352,13 +354,29 @@ export class Repository {
   }
 }
 
+/**
+ * Runs a read of the whole index again when an index object it listed is gone
+ * by the time it is read: garbage collection merges index objects, writing
+ * the merged one before it deletes those it replaces, so a fresh listing
+ * finds every entry. A few tries; then the absence is real and reported.
+ */
+export async function withIndexRetry<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (e) {
+      if (!(e instanceof MissingObjectError && e.key.startsWith(INDEX_PREFIX)) || attempt >= 4) throw e;
+    }
+  }
+}
+
 /** The label a manifest key names: `backups/<label>-<sha256>`. */
 function labelOf(key: string): string {
   return key.slice(BACKUP_PREFIX.length, -65);
 }
 
 /** Prefixes only Coffer writes. */
-const COFFER_PREFIXES = ['data/', 'index/', 'backups/', 'catalogue/', 'damage/', 'keys/', 'stanzas/', 'wal/', 'keep/', 'condemned/'];
+const COFFER_PREFIXES = ['data/', 'index/', 'backups/', 'catalogue/', 'damage/', 'keys/', 'stanzas/', 'wal/', 'keep/', 'condemned/', 'verified/'];
 
 /** Up to three object keys in the store (enough to say whether, and with what, it is occupied). */
 async function firstObjects(store: ObjectStore): Promise<string[]> {

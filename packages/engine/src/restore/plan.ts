@@ -14,7 +14,7 @@ import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
 import { TRAILER_ENTRY } from '../format/pack.js';
 import { SEAL_OVERHEAD } from '../crypto/aead.js';
 import { chunkIdsOf, type TreeEntry } from '../format/manifest.js';
-import type { Repository } from '../repository/repository.js';
+import { withIndexRetry, type Repository } from '../repository/repository.js';
 import pLimit from 'p-limit';
 import { CorruptObjectError } from '../errors.js';
 import { scanIndex } from '../format/index-file.js';
@@ -178,7 +178,13 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
     }
   };
   const limit = pLimit(4);
-  await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await repo.openIndexObject(key)))));
+  await withIndexRetry(async () => {
+    // A retry starts over: what an earlier pass found is found again.
+    table.pack.fill(-1);
+    packInfo.clear();
+    condemnedNumbers.clear();
+    await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await repo.openIndexObject(key)))));
+  });
 
   const unindexed: number[] = [];
   for (let c = 0; c < table.count; c++) if (table.pack[c] === -1) unindexed.push(c);

@@ -48,7 +48,11 @@ export interface BackupDecision {
   keep: boolean;
   /** Every rule that keeps it, or why it goes. */
   reasons: string[];
+  /** The same rules by name: min-count, hot, warm, cold, keep-mark, verified, pitr-window, future; or expire. */
+  rules: RetentionRule[];
 }
+
+export type RetentionRule = 'min-count' | 'hot' | 'warm' | 'cold' | 'keep-mark' | 'verified' | 'pitr-window' | 'future' | 'expire';
 
 const DAY = 86_400_000;
 
@@ -135,30 +139,35 @@ export function decideBackups(policy: RetentionPolicy, input: DecideInput): Back
     newestFirst.forEach((b, rank) => {
       const t = backupTime(b);
       const reasons: string[] = [];
-      if (t > now) reasons.push('finished after now');
-      if (rank < p.minCount) reasons.push(`among the newest ${p.minCount}`);
-      if (p.hotDays !== undefined && t <= now && now - t <= p.hotDays * DAY) reasons.push(`hot: within ${p.hotDays} days`);
+      const rules: RetentionRule[] = [];
+      const keep = (rule: RetentionRule, reason: string) => {
+        rules.push(rule);
+        reasons.push(reason);
+      };
+      if (t > now) keep('future', 'finished after now');
+      if (rank < p.minCount) keep('min-count', `among the newest ${p.minCount}`);
+      if (p.hotDays !== undefined && t <= now && now - t <= p.hotDays * DAY) keep('hot', `hot: within ${p.hotDays} days`);
       if (p.warmDays !== undefined && t <= now && now - t <= p.warmDays * DAY) {
         const day = new Date(t).toISOString().slice(0, 10);
         if (!warmSeen.has(day)) {
           warmSeen.add(day);
-          reasons.push(`warm: newest of ${day}`);
+          keep('warm', `warm: newest of ${day}`);
         }
       }
       if (t <= now && t >= coldStart) {
         const period = p.coldEvery === 'month' ? new Date(t).toISOString().slice(0, 7) : isoWeek(t);
         if (!coldSeen.has(period)) {
           coldSeen.add(period);
-          reasons.push(`cold: newest of ${period}`);
+          keep('cold', `cold: newest of ${period}`);
         }
       }
-      if (input.marked?.has(b.key)) reasons.push('marked keep');
+      if (input.marked?.has(b.key)) keep('keep-mark', 'marked keep');
       if (!verifiedKept && input.verified?.has(b.key)) {
         verifiedKept = true;
-        reasons.push('newest verified');
+        keep('verified', 'newest verified');
       }
       const anchor = input.anchors?.get(b.key);
-      if (anchor) reasons.push(anchor);
+      if (anchor) keep('pitr-window', anchor);
       decisions.set(b.key, {
         key: b.key,
         id: b.id,
@@ -167,6 +176,7 @@ export function decideBackups(policy: RetentionPolicy, input: DecideInput): Back
         time: new Date(t).toISOString(),
         keep: reasons.length > 0,
         reasons: reasons.length > 0 ? reasons : ['outside every rule'],
+        rules: rules.length > 0 ? rules : ['expire'],
       });
     });
   }

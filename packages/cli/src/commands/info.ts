@@ -1,0 +1,39 @@
+/** `coffer info`: backups by lineage (and tier), WAL ranges and gaps, how far back recovery reaches, sizes, leases. */
+import { parseTargetTime, repositoryInfo, type RepositoryInfo } from '@coffer/engine';
+import type { CliContext } from '../context.js';
+import { humanBytes } from '../progress.js';
+import { policyOf, registerRetentionOptions, type RetentionFlags } from './expire.js';
+
+export function register(ctx: CliContext): void {
+  const { program, openRepo, say } = ctx;
+  const command = program
+    .command('info')
+    .description('what the repository holds: backups per cluster or source (per retention rule, given the expire options), WAL per timeline with gaps, how far back recovery reaches, size per kind of object, leases held now')
+    .option('--reclaimable', 'also count the bytes gc would free now (reads every manifest and WAL record)')
+    .option('--json', 'print the report as JSON');
+  registerRetentionOptions(command);
+  command.action(async (o: RetentionFlags & { reclaimable?: boolean; json?: boolean; now?: string }) => {
+    const policy = policyOf(o);
+    const repo = await openRepo();
+    const info = await repositoryInfo(repo, {
+      ...(Object.keys(policy).length > 0 ? { policy } : {}),
+      ...(o.now ? { now: new Date(parseTargetTime(o.now, '--now')) } : {}),
+      ...(o.reclaimable ? { reclaimable: true } : {}),
+    });
+    if (o.json) return say(JSON.stringify(info, null, 2));
+    for (const line of describeInfo(info)) say(line);
+  });
+}
+
+export function describeInfo(info: RepositoryInfo): string[] {
+  const lines = [`repository ${info.repositoryId} at ${info.location} (format ${info.format}): ${humanBytes(info.totalBytes)}`];
+  for (const [prefix, o] of Object.entries(info.objects).sort()) lines.push(`  ${prefix.padEnd(12)} ${String(o.count).padStart(8)} objects ${humanBytes(o.bytes).padStart(10)}`);
+  if (info.reclaimableBytes !== undefined) lines.push(`  reclaimable by gc now: ${humanBytes(info.reclaimableBytes)}`);
+  for (const l of info.lineages) {
+    lines.push(`${l.lineage}: ${l.backups} backup(s), ${l.oldest} … ${l.newest}${l.recoverableFrom ? `; recovery reaches any point from ${l.recoverableFrom}` : ''}`);
+    if (l.byRule) lines.push(`  ${Object.entries(l.byRule).map(([r, n]) => `${r} ${n}`).join(', ')}`);
+  }
+  for (const w of info.wal) lines.push(`WAL ${w.stanza} system ${w.systemIdentifier} timeline ${w.timeline}: ${w.first} … ${w.last} (${w.segments} segments)${w.gaps.length ? `, GAPS: ${w.gaps.join(', ')}` : ''}`);
+  for (const l of info.leases) lines.push(`lease ${l.lease}: ${l.mode}, ${l.purpose}, host ${l.host} pid ${l.pid}`);
+  return lines;
+}
