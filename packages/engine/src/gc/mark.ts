@@ -6,7 +6,7 @@
  * pack's live share), and manifests are read a few at a time.
  */
 import pLimit from 'p-limit';
-import { CorruptObjectError, MissingObjectError } from '../errors.js';
+import { CorruptObjectError } from '../errors.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { scanIndex } from '../format/index-file.js';
 import { isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
@@ -111,13 +111,8 @@ export async function addWalReferences(repo: Repository, keys: Iterable<string>,
   await Promise.all(
     [...keys].map((key) =>
       limit(async () => {
-        let bytes: Uint8Array;
-        try {
-          bytes = await repo.objects.get(key);
-        } catch (e) {
-          if (e instanceof MissingObjectError) return;
-          throw e;
-        }
+        const bytes = await repo.objects.getIfPresent(key);
+        if (!bytes) return;
         const record = decodeWalRecord(repo, key, bytes);
         for (const loc of Object.values(record.locations ?? {})) packs.add(loc[0]);
         if (filter) for (const id of record.chunks) filter.add(Buffer.from(id, 'hex'));

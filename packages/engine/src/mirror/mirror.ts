@@ -210,6 +210,12 @@ async function copyAll(from: ObjectStore, to: ObjectStore, sourceConfig: Uint8Ar
     await Promise.all(missing.map((o) => limit(() => copy(o, prefix, progress))));
   }
 
+  await finishMirror(to, sourceConfig, report);
+  return report;
+}
+
+/** Writes the config last (until then the copy is not a repository) and settles `report.ok`. */
+export async function finishMirror(to: ObjectStore, sourceConfig: Uint8Array, report: MirrorReport): Promise<void> {
   if (!(await to.head(CONFIG_KEY))) {
     await to.put(CONFIG_KEY, sourceConfig);
     report.copied++;
@@ -217,5 +223,4 @@ async function copyAll(from: ObjectStore, to: ObjectStore, sourceConfig: Uint8Ar
     report.copiedByPrefix[CONFIG_KEY] = 1;
   } else report.present++;
   report.ok = report.problems.length === 0;
-  return report;
 }

@@ -11,6 +11,7 @@ import { LeaseObserver, type LeaseState } from '../repository/leases.js';
 import type { Repository } from '../repository/repository.js';
 import { decideBackups, lineageOf, type RetentionPolicy } from '../retention/policy.js';
 import type { BackupSummary } from '../format/manifest.js';
+import { segmentName as layoutSegmentName } from './layout.js';
 
 export interface WalTimelineInfo {
   stanza: string;
@@ -61,9 +62,7 @@ function segmentNumber(name: string, segmentBytes: number): number {
 }
 
 function segmentName(tli: number, n: number, segmentBytes: number): string {
-  const perLog = Math.floor(0x100000000 / segmentBytes);
-  const hex = (v: number) => v.toString(16).toUpperCase().padStart(8, '0');
-  return hex(tli) + hex(Math.floor(n / perLog)) + hex(n % perLog);
+  return layoutSegmentName(tli, BigInt(n), segmentBytes);
 }
 
 export async function repositoryInfo(repo: Repository, options: InfoOptions = {}): Promise<RepositoryInfo> {

@@ -16,13 +16,13 @@ import pLimit from 'p-limit';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { CATALOGUE_PREFIX, catalogueKey } from '../format/catalogue-record.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
-import { CONFIG_KEY, INDEX_PREFIX, indexKey, isPageIndexKey, KEYS_PREFIX, PACK_PREFIX, packKey } from '../format/keys-layout.js';
+import { INDEX_PREFIX, indexKey, isPageIndexKey, KEYS_PREFIX, PACK_PREFIX, packKey } from '../format/keys-layout.js';
 import { chunkIdsOf } from '../format/manifest.js';
 import { STANZA_PREFIX } from '../format/stanza-record.js';
 import { walKey, WAL_PREFIX } from '../format/wal-record.js';
 import { sha256Hex } from '../bytes.js';
 import { scanIndexObjects } from '../gc/mark.js';
-import { checkMirrorPair, copyObject, emptyMirrorReport, withMirrorLeases, type MirrorReport } from '../mirror/mirror.js';
+import { checkMirrorPair, copyObject, emptyMirrorReport, finishMirror, withMirrorLeases, type MirrorReport } from '../mirror/mirror.js';
 import { IdTable } from '../repository/id-table.js';
 import { keepKeys } from '../repository/keep-marks.js';
 import type { Repository } from '../repository/repository.js';
@@ -106,13 +106,8 @@ export async function mirrorBackups(repo: Repository, to: ObjectStore, selectors
     const walPacks = new Set<string>();
     const presentWal: string[] = [];
     for (const key of walKeys) {
-      let bytes: Uint8Array;
-      try {
-        bytes = await repo.objects.get(key);
-      } catch (e) {
-        if ((e as { code?: string }).code === 'COFFER_MISSING_OBJECT') continue;
-        throw e;
-      }
+      const bytes = await repo.objects.getIfPresent(key);
+      if (!bytes) continue;
       for (const loc of Object.values(decodeWalRecord(repo, key, bytes).locations ?? {})) walPacks.add(loc[0]);
       presentWal.push(key);
     }
@@ -150,13 +145,7 @@ export async function mirrorBackups(repo: Repository, to: ObjectStore, selectors
     await Promise.all(presentWal.map((k) => limit(() => copyObject(from, to, k, WAL_PREFIX, report))));
     report.walFiles = presentWal.length;
 
-    if (!(await to.head(CONFIG_KEY))) {
-      await to.put(CONFIG_KEY, sourceConfig);
-      report.copied++;
-      report.bytesCopied += sourceConfig.length;
-      report.copiedByPrefix[CONFIG_KEY] = 1;
-    } else report.present++;
-    report.ok = report.problems.length === 0;
+    await finishMirror(to, sourceConfig, report);
     return report;
   });
 }

@@ -59,14 +59,8 @@ function candidateKeys(repo: Repository, scope: WalScope, name: string): string[
 /** The archived record for `name`, or undefined when the store answers absent for it. Verifies bytes, tag and name. */
 export async function readWalRecord(repo: Repository, scope: WalScope, name: string): Promise<{ key: string; record: WalRecord } | undefined> {
   for (const key of candidateKeys(repo, scope, name)) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await repo.objects.get(key);
-    } catch (e) {
-      if (e instanceof MissingObjectError) continue;
-      throw e;
-    }
-    return { key, record: decodeWalRecord(repo, key, bytes) };
+    const bytes = await repo.objects.getIfPresent(key);
+    if (bytes) return { key, record: decodeWalRecord(repo, key, bytes) };
   }
   return undefined;
 }

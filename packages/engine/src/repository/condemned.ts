@@ -16,14 +16,9 @@ export async function writeCondemned(repo: Repository, gcLease: string, packs: r
 export async function readCondemnedRecords(repo: Repository): Promise<Map<string, CondemnedRecord>> {
   const out = new Map<string, CondemnedRecord>();
   for (const key of await repo.ownKeys(CONDEMNED_PREFIX, isCondemnedKey)) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await repo.objects.get(key);
-    } catch (e) {
-      // Its collection finished between the listing and the read.
-      if ((e as { code?: string }).code === 'COFFER_MISSING_OBJECT') continue;
-      throw e;
-    }
+    // Gone between the listing and the read: its collection finished.
+    const bytes = await repo.objects.getIfPresent(key);
+    if (!bytes) continue;
     const record = openJson<CondemnedRecord>(repo, CONDEMNED_MAGIC, 'condemned', 'condemnation record', key, asBuffer(bytes));
     if (record.gc !== key.slice(CONDEMNED_PREFIX.length) || !Array.isArray(record.packs)) throw new CorruptObjectError(key, 'condemnation record of another collection');
     out.set(key, record);

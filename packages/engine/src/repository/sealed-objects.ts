@@ -5,7 +5,7 @@
  * data; objects named by their SHA-256 are checked against it when read.
  */
 import { createHash } from 'node:crypto';
-import { CorruptObjectError } from '../errors.js';
+import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import type { Keys } from '../format/sealed-blob.js';
 import { FileStore } from '../store/file-store.js';
@@ -69,6 +69,16 @@ export class SealedObjects {
 
   get(key: string, range?: ByteRange): Promise<Uint8Array> {
     return this.store.get(key, range);
+  }
+
+  /** The object's bytes, or undefined when the store answers that it is absent (removed since a listing, say). */
+  async getIfPresent(key: string): Promise<Uint8Array | undefined> {
+    try {
+      return await this.store.get(key);
+    } catch (e) {
+      if (e instanceof MissingObjectError) return undefined;
+      throw e;
+    }
   }
 
   /** Gets an object and checks it against the SHA-256 its name carries. */
