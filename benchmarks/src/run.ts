@@ -2,7 +2,7 @@
  * `npm run bench`: the engine's figures, then the comparison with
  * pgBackRest, restic and borg, in one run.
  *   --quick           small inputs and fewer repeats (under 5 minutes)
- *   --only SECTION    engine | compare
+ *   --only SECTION    engine | compare | gc
  *   --tree-gib N      size of the engine's generated tree (default 2)
  *   --scale N         pgbench scale (default 100; quick 20)
  *   --transactions N  pgbench transactions per day (default 80,000; quick 10,000)
@@ -11,6 +11,7 @@
  *   --days N          days after the first (default 2)
  *   --workloads LIST  pgbench,oltp,tree (default all)
  *   --seed N          workload seed (default 1)
+ *   --gc-chunks N     chunks of the synthetic repository for expire and gc (default 50,000,000; quick 2,000,000)
  *   --work DIR        scratch directory (default: $TMPDIR/coffer-bench)
  */
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -21,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { compareFigures } from './compare/compare.js';
 import { verdicts, workloadMarkdown, writePlots } from './compare/report.js';
 import { fmt, mbps, table } from './measure.js';
+import { gcFigures } from './gc.js';
 import { pipelineFigures } from './pipeline.js';
 import { s3Figures } from './s3.js';
 import { treeFigures } from './tree.js';
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     workloads: { type: 'string' },
     seed: { type: 'string' },
     work: { type: 'string' },
+    'gc-chunks': { type: 'string' },
   },
 });
 const quick = values.quick ?? false;
@@ -49,7 +52,7 @@ const work = values.work ?? join(tmpdir(), 'coffer-bench');
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
 
 const only = values.only;
-if (only !== undefined && only !== 'engine' && only !== 'compare') throw new Error(`--only takes engine or compare, not ${only}`);
+if (only !== undefined && only !== 'engine' && only !== 'compare' && only !== 'gc') throw new Error(`--only takes engine, compare or gc, not ${only}`);
 const numberFlag = (name: keyof typeof values, fallback: number): number => {
   const raw = values[name];
   const n = raw === undefined ? fallback : Number(raw);
@@ -59,8 +62,9 @@ const numberFlag = (name: keyof typeof values, fallback: number): number => {
 const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${release()}`;
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 await mkdir(resultsDir, { recursive: true });
-if (only !== 'compare') await engineSection();
-if (only !== 'engine') await compareSection();
+if (only === undefined || only === 'engine') await engineSection();
+if (only === undefined || only === 'gc') await gcSection();
+if (only === undefined || only === 'compare') await compareSection();
 await rm(work, { recursive: true, force: true });
 
 async function engineSection(): Promise<void> {
@@ -161,4 +165,46 @@ async function compareSection(): Promise<void> {
   console.log(md);
   await writeFile(join(resultsDir, `compare${suffix}.md`), md + '\n');
   await writeFile(join(resultsDir, `compare${suffix}.json`), JSON.stringify({ machine, command, ...f }, null, 1) + '\n');
+}
+
+async function gcSection(): Promise<void> {
+  const started = Date.now();
+  const chunks = numberFlag('gc-chunks', quick ? 2_000_000 : 50_000_000);
+  const log = (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
+  const g = await gcFigures(join(work, 'gc'), chunks, log);
+  const MiB = (n: number | undefined) => (n === undefined ? 'n/a' : fmt(n));
+  const stepTable = table(
+    ['step', 'seconds', 'peak RSS MiB', 'what it did'],
+    [
+      ['coffer expire (hot 14 d, warm 30 d, cold 6 months weekly)', fmt(g.expire.ms / 1000, 2), MiB(g.expire.maxRssMiB), `kept ${g.expire.keptBackups} of ${g.backups} backups, removed ${g.expire.removedBackups}`],
+      [
+        'coffer gc',
+        fmt(g.gc.ms / 1000, 2),
+        MiB(g.gc.maxRssMiB),
+        `deleted ${fmt(g.gc.deletedPacks)} of ${fmt(g.packs)} packs (${fmt(g.gc.deletedBytes / 2 ** 30, 1)} of ${fmt(g.gc.packBytes / 2 ** 30, 1)} GiB), repacked ${g.gc.repackedPacks}; index objects ${g.gc.indexObjectsBefore} → ${g.gc.indexObjectsAfter}`,
+      ],
+    ],
+  );
+  const expectedDead = g.packs - Math.round((g.liveChunks / g.chunks) * g.packs);
+  const verdicts = [
+    { ok: (g.gc.maxRssMiB ?? Infinity) <= 256, line: `gc peak RSS ${MiB(g.gc.maxRssMiB)} MiB for ${fmt(g.chunks)} chunks (goal ≤ 256 MiB)` },
+    { ok: (g.expire.maxRssMiB ?? Infinity) <= 256, line: `expire peak RSS ${MiB(g.expire.maxRssMiB)} MiB (goal ≤ 256 MiB)` },
+    { ok: g.gc.deletedPacks === expectedDead, line: `gc deleted ${fmt(g.gc.deletedPacks)} packs; the packs of chunks only expired backups named: ${fmt(expectedDead)}` },
+  ];
+  const md = [
+    '# Expire and garbage collection at scale',
+    '',
+    `${machine}, ${new Date().toISOString()}, \`npm run bench -- --only gc${quick ? ' --quick' : ''}\` (or part of \`npm run bench${quick ? ' -- --quick' : ''}\`)`,
+    '',
+    `A synthetic repository of ${fmt(g.chunks)} chunks: ${g.backups} daily backups of a files source, each naming ${fmt((2 * g.chunks) / 200)} chunks shared half with the backup before and half with the one after; ${fmt(g.indexObjects)} index objects, ${fmt(g.packs)} packs (sparse stand-ins: neither command reads a pack here), ${fmt(g.metadataBytesBefore / 2 ** 30, 2)} GiB of index objects and manifests (${fmt(g.metadataBytesAfter / 2 ** 30, 2)} GiB after). Generated in ${fmt(g.generateSeconds, 0)} s. Each command runs in a process of its own under GNU time; gc runs with its default filter memory (64 MiB).`,
+    '',
+    stepTable,
+    '',
+    `Live-chunk filter: ${fmt(g.gc.filterBytes / 2 ** 20, 1)} MiB, expected false-positive rate ${fmt(g.gc.falsePositiveRate * 100, 2)}% (dead chunks kept by chance until a later collection).`,
+    '',
+    ...verdicts.map((v) => `- ${v.ok ? 'met' : '**not met**'}: ${v.line}`),
+  ].join('\n');
+  console.log(md);
+  await writeFile(join(resultsDir, quick ? 'gc-quick.md' : 'gc.md'), md + '\n');
+  await writeFile(join(resultsDir, quick ? 'gc-quick.json' : 'gc.json'), JSON.stringify({ machine, ...g }, null, 2) + '\n');
 }

@@ -5,6 +5,8 @@
  * pass the same suites as the engine's own implementations.
  */
 export { S3Store, type S3StoreOptions, type S3RequestStats, type ObjectLockRetention } from './s3-store.js';
+export { S3Versions, type S3Access } from './s3-versions.js';
+export { setupBucket, DEFAULT_NONCURRENT_DAYS, type BucketSetupOptions, type BucketSetupReport } from './bucket-setup.js';
 export { parseS3Url, type S3Location } from './s3-url.js';
 export { withRetry, isRetryable, type RetryOptions } from './retry.js';
 export { KmsKeyProvider, type KmsKeyProviderOptions } from './kms-key-provider.js';

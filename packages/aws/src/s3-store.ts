@@ -24,6 +24,9 @@
  * - `delete` removes every version of a key on a versioned bucket, so deleting
  *   an object under Object Lock retention fails instead of hiding it behind a
  *   delete marker.
+ * - With `objectLock`, each lockable object is written with its own retention
+ *   (not the bucket's default); `versions` reads and extends retention and
+ *   finds objects someone else's plain DELETE hid (`s3-versions.ts`).
  */
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
@@ -37,7 +40,6 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
-  ListObjectVersionsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -54,11 +56,13 @@ import {
   checkRange,
   InvalidArgumentError,
   isCofferError,
+  isLockable,
   MissingObjectError,
   ObjectConflictError,
   StoreAccessDeniedError,
   StoreUnavailableError,
   type ByteRange,
+  type LockPolicy,
   type ObjectInfo,
   type ObjectStore,
   type PutOutcome,
@@ -66,12 +70,10 @@ import {
 } from '@coffer/engine';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { describeAwsError, httpStatusOf, isRetryable, withRetry, type RetryOptions } from './retry.js';
+import { S3Versions } from './s3-versions.js';
 
-export interface ObjectLockRetention {
-  mode: 'GOVERNANCE' | 'COMPLIANCE';
-  /** Retention period from the moment of writing, in days. */
-  days: number;
-}
+/** Object Lock retention Coffer sets on what it writes: a mode and a period in days from writing. */
+export type ObjectLockRetention = LockPolicy;
 
 export interface S3StoreOptions {
   bucket: string;
@@ -88,7 +90,12 @@ export interface S3StoreOptions {
   storageClass?: { packs?: StorageClass; metadata?: StorageClass };
   /** Server-side encryption with this AWS KMS key (on top of Coffer's own encryption). */
   sseKmsKeyId?: string;
-  /** Object Lock retention set on every object written (the bucket must have Object Lock enabled). */
+  /**
+   * Object Lock retention set on each object written that must outlive its writer (`isLockable`: packs,
+   * index, manifests, summaries, WAL, stanza and key records, the config), object by object; leases and
+   * the other records Coffer removes in its normal course are written without. The bucket must have
+   * Object Lock enabled, and no default retention (which would lock leases too).
+   */
   objectLock?: ObjectLockRetention;
   /** Requests in flight at once (default 16). */
   connections?: number;
@@ -125,6 +132,8 @@ export class S3Store implements ObjectStore {
   private readonly multipartThreshold: number;
   private readonly partSize: number;
   private versioned: Promise<boolean> | undefined;
+  /** Object Lock retention and versions (delete markers, noncurrent bytes). */
+  readonly versions: S3Versions;
 
   constructor(options: S3StoreOptions) {
     for (const cls of [options.storageClass?.packs, options.storageClass?.metadata]) {
@@ -162,6 +171,18 @@ export class S3Store implements ObjectStore {
         requestTimeout: options.requestTimeoutMs ?? 120_000,
       }),
     });
+    this.versions = new S3Versions(
+      {
+        client: this.client,
+        bucket: this.bucket,
+        base: this.prefix ? `${this.prefix}/` : '',
+        fullKey: (key) => this.fullKey(key),
+        isVersioned: () => this.isVersioned().catch((e: unknown) => Promise.reject(this.fail(this.properties.location, e))),
+        request: (op, fn) => this.request(op, fn),
+        fail: (key, e) => this.fail(key, e),
+      },
+      options.objectLock,
+    );
   }
 
   private fullKey(key: string): string {
@@ -181,6 +202,18 @@ export class S3Store implements ObjectStore {
       this.options.retry,
       () => this.stats.retries++,
     );
+  }
+
+  /**
+   * Runs one request that is not about an object (bucket configuration) under this store's connection
+   * limit and retries; a failure comes back as a Coffer error naming `what`.
+   */
+  async run<T>(op: string, what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.request(op, fn);
+    } catch (e) {
+      throw this.fail(what, e);
+    }
   }
 
   /** An AWS failure as a Coffer error naming the key. */
@@ -206,7 +239,7 @@ export class S3Store implements ObjectStore {
     return {
       ...(storageClass ? { StorageClass: storageClass } : {}),
       ...(o.sseKmsKeyId ? { ServerSideEncryption: 'aws:kms', SSEKMSKeyId: o.sseKmsKeyId } : {}),
-      ...(o.objectLock ? { ObjectLockMode: o.objectLock.mode, ObjectLockRetainUntilDate: new Date(Date.now() + o.objectLock.days * 86_400_000) } : {}),
+      ...(o.objectLock && isLockable(key) ? { ObjectLockMode: o.objectLock.mode, ObjectLockRetainUntilDate: new Date(Date.now() + o.objectLock.days * 86_400_000) } : {}),
     };
   }
 
@@ -289,7 +322,7 @@ export class S3Store implements ObjectStore {
    * against the oldest, as if the server had refused our write.
    */
   private async settleVersions(key: string, Key: string, data: Uint8Array, ours: string | undefined): Promise<PutOutcome> {
-    const versions = await this.versionsOf(key, Key, false);
+    const versions = await this.versions.versionIds(key, false);
     const oldest = versions[versions.length - 1];
     if (!oldest || versions.length === 1 || oldest === ours) return 'created';
     const existing = await this.get(key, undefined, oldest);
@@ -390,7 +423,7 @@ export class S3Store implements ObjectStore {
     for (const key of keys) {
       const Key = this.fullKey(key);
       if (!versioned) targets.push({ key, id: { Key } });
-      else for (const VersionId of await this.versionsOf(key, Key, true)) targets.push({ key, id: { Key, VersionId } });
+      else for (const VersionId of await this.versions.versionIds(key, true)) targets.push({ key, id: { Key, VersionId } });
     }
     for (let i = 0; i < targets.length; i += 1000) {
       const batch = targets.slice(i, i + 1000);
@@ -424,29 +457,6 @@ export class S3Store implements ObjectStore {
         throw e;
       });
     return this.versioned;
-  }
-
-  /** Version ids of `Key`, newest first; with `markers`, delete markers too. */
-  private async versionsOf(key: string, Key: string, markers: boolean): Promise<string[]> {
-    const ids: string[] = [];
-    let keyMarker: string | undefined;
-    let versionMarker: string | undefined;
-    for (;;) {
-      let page;
-      try {
-        page = await this.request('ListObjectVersions', () =>
-          this.client.send(
-            new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: Key, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(versionMarker ? { VersionIdMarker: versionMarker } : {}) }),
-          ),
-        );
-      } catch (e) {
-        throw this.fail(key, e);
-      }
-      for (const v of [...(page.Versions ?? []), ...(markers ? (page.DeleteMarkers ?? []) : [])]) if (v.Key === Key && v.VersionId) ids.push(v.VersionId);
-      if (!page.IsTruncated) return ids;
-      keyMarker = page.NextKeyMarker;
-      versionMarker = page.NextVersionIdMarker;
-    }
   }
 
   /** Closes the connections this store keeps open. */

@@ -39,3 +39,6 @@ export const EXIT_FILES_CHANGED = 26;
 
 /** `repair` finished, but backups remain that cannot be restored in full (or WAL files are lost): listed in its report. */
 export const EXIT_REPAIR_INCOMPLETE = 27;
+
+/** `bucket setup --check`: the bucket lacks what setup would give it (listed in its report). */
+export const EXIT_BUCKET_NOT_SET_UP = 30;

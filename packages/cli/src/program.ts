@@ -10,6 +10,7 @@ import { CommandExit, VERSION, type CliContext, type CliIo, type GlobalOptions }
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
 import { keyProviders, localProvider, openStore } from './repo-options.js';
 import { register as backup } from './commands/backup.js';
+import { register as bucket } from './commands/bucket.js';
 import { register as check } from './commands/check.js';
 import { register as drill } from './commands/drill.js';
 import { register as expire } from './commands/expire.js';
@@ -72,7 +73,7 @@ export function buildProgram(io: CliIo): Command {
   };
 
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say };
-  for (const register of [init, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

@@ -7,7 +7,7 @@
  * backup, restore, check.
  */
 export * from './errors.js';
-export type { ObjectStore, ObjectInfo, ByteRange, PutOutcome, StoreProperties } from './store/object-store.js';
+export type { ObjectStore, ObjectInfo, ByteRange, PutOutcome, StoreProperties, VersionedObjects, ObjectRetention, LockPolicy, HiddenObject, NoncurrentUsage } from './store/object-store.js';
 export { collectList, assertValidKey } from './store/object-store.js';
 export { checkRange } from './store/range.js';
 export { FileStore, fileStorePath } from './store/file-store.js';
@@ -37,7 +37,7 @@ export type { RepositoryConfig, KeyRecord } from './format/config.js';
 export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, PostgresBackupInfo, PostgresBackupSummary } from './format/manifest.js';
 export { summarise } from './repository/catalogue.js';
 export { encodeManifest, decodeManifest, chunkIdsOf, chunkIdBytes } from './format/manifest.js';
-export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha } from './format/keys-layout.js';
+export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha, backupLabel, isLockable } from './format/keys-layout.js';
 export { Repository, DEFAULT_PACK_SIZE, type InitOptions, type LoadedBackup, type OpenOptions } from './repository/repository.js';
 export { KeyRing, type DataKeyStatus } from './repository/key-ring.js';
 export { SealedObjects, type ObjectKind, type SealedKind } from './repository/sealed-objects.js';
@@ -93,6 +93,7 @@ export { decideBackups, validatePolicy, pitrCutoff, backupTime, lineageOf, type 
 export { expire, walRanges, type ExpireOptions, type ExpireReport, type WalRange } from './postgres/expire.js';
 export { decideWal, pitrAnchors, type WalFileDecision } from './postgres/wal-retention.js';
 export { collectGarbage, DEFAULT_REPACK_DEAD_SHARE, DEFAULT_GC_MAX_WAIT_MS, type GcOptions, type GcReport } from './gc/gc.js';
+export { deleteUnlessLocked, extendRetention, lockedObject, lockSpan, type LockedObject } from './repository/object-lock.js';
 export { IdFilter } from './gc/id-filter.js';
 export { repositoryInfo, type RepositoryInfo, type InfoOptions, type LineageInfo, type WalTimelineInfo } from './postgres/info.js';
 export { recordVerification, readVerifications } from './repository/verifications.js';

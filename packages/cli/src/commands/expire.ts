@@ -1,6 +1,6 @@
 /** `coffer expire`: apply retention tiers and the PITR window; remove what they do not keep (gc then frees the space). */
 import type { Command } from 'commander';
-import { expire, parseTargetTime, type ExpireReport, type RetentionPolicy } from '@coffer/engine';
+import { expire, lockSpan, parseTargetTime, type ExpireReport, type LockedObject, type RetentionPolicy } from '@coffer/engine';
 import { daysOption, intOption, type CliContext } from '../context.js';
 
 export interface RetentionFlags {
@@ -68,5 +68,16 @@ export function describeExpire(report: ExpireReport): string[] {
       ? `dry run: would expire ${expiredBackups} backup(s) and ${expiredWal} WAL file(s); PITR window from ${report.pitrWindowFrom}`
       : `expired ${report.removedBackups} backup(s) and ${report.removedWalFiles} WAL file(s); PITR window from ${report.pitrWindowFrom}; run coffer gc to free their space`,
   );
+  lines.push(...describeLocked(report.locked, 'a later expire removes them'));
   return lines;
+}
+
+/** Objects left in place under Object Lock retention: each, then when the last can go. */
+export function describeLocked(locked: readonly LockedObject[], then: string): string[] {
+  const span = lockSpan(locked);
+  if (!span) return [];
+  return [
+    ...locked.map((l) => `under Object Lock (${l.mode}) until ${l.until}: ${l.key}`),
+    `${locked.length} object(s) left in place under Object Lock retention, deletable from ${span.from} (all by ${span.to}); ${then}`,
+  ];
 }

@@ -1,5 +1,6 @@
 /** `coffer gc`: delete packs nothing references, repack mostly dead ones, consolidate the index — beside running backups. */
 import { collectGarbage, DEFAULT_REPACK_DEAD_SHARE, type GcReport } from '@coffer/engine';
+import { describeLocked } from './expire.js';
 import { intOption, leaseOptions, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 
@@ -36,5 +37,7 @@ export function describeGc(r: GcReport): string[] {
     `${r.packs} packs, ${humanBytes(r.packBytes)}: ${verb} ${r.deletedPacks} (${humanBytes(r.deletedBytes)}), ${r.dryRun ? 'would repack' : 'repacked'} ${r.repackedPacks} (${humanBytes(r.repackReadBytes)} read, ${humanBytes(r.repackWrittenBytes)} written)${r.sparedPacks ? `, spared ${r.sparedPacks} that work committed meanwhile may use` : ''}`,
     `index: ${r.indexObjectsBefore} objects → ${r.indexObjectsAfter} (${r.indexObjectsRewritten} rewritten)`,
     `${r.waitedFor.length ? `waited for ${r.waitedFor.length} lease(s); ` : ''}removed ${r.removedLeaseObjects} ended lease object(s); live-chunk filter ${humanBytes(r.filterBytes)}, ${(r.falsePositiveRate * 100).toFixed(2)}% of dead chunks kept by chance; ${r.seconds.toFixed(2)} s`,
+    ...describeLocked(r.locked, 'a later gc deletes them'),
+    ...(r.retentionExtended ? [`Object Lock retention extended on ${r.retentionExtended} live object(s)`] : []),
   ];
 }

@@ -29,6 +29,10 @@ export function describeInfo(info: RepositoryInfo): string[] {
   const lines = [`repository ${info.repositoryId} at ${info.location} (format ${info.format}): ${humanBytes(info.totalBytes)}`];
   for (const [prefix, o] of Object.entries(info.objects).sort()) lines.push(`  ${prefix.padEnd(12)} ${String(o.count).padStart(8)} objects ${humanBytes(o.bytes).padStart(10)}`);
   if (info.reclaimableBytes !== undefined) lines.push(`  reclaimable by gc now: ${humanBytes(info.reclaimableBytes)}`);
+  if (info.noncurrent) {
+    const n = info.noncurrent;
+    lines.push(`  noncurrent versions still held by the bucket: ${n.versions} (${humanBytes(n.bytes)}), ${n.deleteMarkers} delete marker(s); the bucket's lifecycle rules free them (coffer bucket setup)`);
+  }
   for (const l of info.lineages) {
     lines.push(`${l.lineage}: ${l.backups} backup(s), ${l.oldest} … ${l.newest}${l.recoverableFrom ? `; recovery reaches any point from ${l.recoverableFrom}` : ''}`);
     if (l.byRule) lines.push(`  ${Object.entries(l.byRule).map(([r, n]) => `${r} ${n}`).join(', ')}`);

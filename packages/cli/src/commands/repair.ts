@@ -34,11 +34,12 @@ export function register(ctx: CliContext): void {
       if (o.json) say(JSON.stringify({ notes, ...report }, null, 2));
       else {
         for (const n of notes) say(n);
+        for (const k of report.unhidden) say(`made current again (it was hidden by a delete marker): ${k}`);
         if (report.lostPacks.length > 0) say(`${report.lostPacks.length} lost pack(s) taken out of ${report.indexesRewritten} index object(s): ${report.lostPacks.join(', ')}`);
         for (const r of report.restored) say(`stored ${r.source} again as backup ${r.key}`);
         for (const b of report.incomplete) say(`cannot be restored in full: ${b.key} (${b.missingChunks} chunk(s) missing; ${b.files.map(displayPath).join(', ')})`);
         for (const w of report.lostWal) say(`WAL lost: ${w}`);
-        if (!damaged) say(report.lostPacks.length > 0 || notes.length > 0 ? 'every backup can be restored in full' : 'nothing to repair: every backup can be restored in full');
+        if (!damaged) say(report.lostPacks.length > 0 || report.unhidden.length > 0 || notes.length > 0 ? 'every backup can be restored in full' : 'nothing to repair: every backup can be restored in full');
       }
       if (damaged) {
         throw new CommandExit(

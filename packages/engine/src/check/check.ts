@@ -20,6 +20,7 @@ import { parseStanzaKey, STANZA_PREFIX } from '../format/stanza-record.js';
 import { decodeSummary } from '../repository/catalogue.js';
 import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
 import { decodeStanzaRecord, decodeWalRecord } from '../repository/sealed-records.js';
+import { hiddenObjects } from './hidden.js';
 
 export interface CheckOptions {
   readData?: boolean;
@@ -75,6 +76,11 @@ async function checkUnderLease(repo: Repository, options: CheckOptions, condemne
   // everything a listed object names already exists when its kind is listed, so a backup or wal-push
   // running meanwhile is never reported as missing what it wrote.
   // Summaries follow their manifests, so they are listed before the manifests are.
+  // Hidden objects first: one hidden meanwhile is then reported as missing, never as nothing.
+  const hidden = new Map((await hiddenObjects(repo)).map((h) => [h.key, h]));
+  for (const h of hidden.values()) {
+    record(new MissingObjectError(h.key, `hidden by a delete marker${h.hiddenAt ? ` set ${h.hiddenAt.toISOString()}` : ''}; its earlier version (${h.size} bytes) is in the bucket: coffer repair makes it current again`));
+  }
   const catalogueKeys = await repo.ownKeys(CATALOGUE_PREFIX, (k) => isBackupKey(manifestKeyOf(k)));
   const walKeys = await repo.ownKeys(WAL_PREFIX, (k) => parseWalKey(k) !== undefined);
   const backupKeys = await repo.listBackupKeys();
@@ -179,7 +185,7 @@ async function checkUnderLease(repo: Repository, options: CheckOptions, condemne
     let size = packObjects.get(key);
     // Looked for once more before it is reported: a listing is a snapshot, a missing pack a serious claim.
     if (size === undefined) size = (await repo.objects.head(key))?.size;
-    if (size === undefined && condemned.has(sha)) continue;
+    if (size === undefined && (condemned.has(sha) || hidden.has(key))) continue;
     if (size === undefined) {
       record(new MissingObjectError(key, `${namedBy.get(sha) ?? 'needed'} but not in the store`));
       continue;

@@ -28,6 +28,7 @@ import { asBuffer } from '../bytes.js';
 import { backupFiles } from '../backup/backup-files.js';
 import { verifyPack } from './check.js';
 import { acquireExclusive } from '../gc/exclusive.js';
+import { hiddenObjects } from './hidden.js';
 
 export interface RepairOptions {
   /** Read every pack whole: damaged packs are treated as lost too (default: only missing ones). */
@@ -49,6 +50,8 @@ export interface IncompleteBackup {
 }
 
 export interface RepairReport {
+  /** Objects a plain DELETE had hidden behind a delete marker, made current again (versioned stores). */
+  unhidden: string[];
   /** Packs index objects named that are missing or damaged. */
   lostPacks: string[];
   /** Index objects rewritten without them. */
@@ -75,6 +78,8 @@ export async function repairRepository(repo: Repository, options: RepairOptions 
 
 async function repairUnderLease(repo: Repository, options: RepairOptions): Promise<RepairReport> {
   const say = options.onProgress ?? (() => undefined);
+  // First what is hidden, not lost: a pack behind a delete marker is whole in its earlier version.
+  const unhidden = await unhideAll(repo, say);
   const present = new Set((await repo.objects.list(PACK_PREFIX)).map((o) => o.key));
   const lost = new Set<string>();
   let indexesRewritten = 0;
@@ -143,7 +148,7 @@ async function repairUnderLease(repo: Repository, options: RepairOptions): Promi
     if (Object.values(record.locations).some((l) => !packsNow.has(packKey(l[0])))) lostWal.push(key);
   }
 
-  const report: RepairReport = { lostPacks: [...lost].sort(), indexesRewritten, restored, incomplete, lostWal };
+  const report: RepairReport = { unhidden, lostPacks: [...lost].sort(), indexesRewritten, restored, incomplete, lostWal };
   const before = await readDamage(repo);
   const hadDamage = before !== undefined && (before.incomplete.length > 0 || before.lostPacks.length > 0);
   if (incomplete.length > 0 || lost.size > 0 || hadDamage) {
@@ -151,4 +156,17 @@ async function repairUnderLease(repo: Repository, options: RepairOptions): Promi
     report.damageRecord = await writeDamage(repo, record);
   }
   return report;
+}
+
+/** Makes every lockable object a delete marker hides current again; returns their keys. */
+async function unhideAll(repo: Repository, say: (message: string) => void): Promise<string[]> {
+  const versions = repo.objects.versions;
+  if (!versions) return [];
+  const keys: string[] = [];
+  for (const h of await hiddenObjects(repo)) {
+    say(`${h.key}: hidden by a delete marker; making its earlier version current again`);
+    await versions.unhide(h.key);
+    keys.push(h.key);
+  }
+  return keys;
 }

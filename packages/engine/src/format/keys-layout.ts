@@ -42,6 +42,20 @@ export function expectedSha(key: string): string | undefined {
   return SHA256_HEX.test(sha) && (last.length === 64 || last[last.length - 65] === '-') ? sha : undefined;
 }
 
+/**
+ * Objects whose loss loses data, which Object Lock protects: the config, key
+ * records, packs, index objects, manifests, catalogue summaries, stanza and
+ * WAL records. Not leases, condemnation, keep, verification or damage
+ * records: Coffer removes those in its normal course, and a lock on them
+ * would stop it (a lease that cannot be removed blocks nothing, but piles up).
+ */
+export function isLockable(key: string): boolean {
+  return key === CONFIG_KEY || LOCKABLE_PREFIXES.some((p) => key.startsWith(p));
+}
+
+/** Prefixes of the lockable objects (`config` aside). */
+export const LOCKABLE_PREFIXES: readonly string[] = [PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, 'catalogue/', KEYS_PREFIX, 'stanzas/', 'wal/'];
+
 /** A sortable label for a backup: its start time in UTC, to the millisecond. */
 export function backupLabel(at: Date): string {
   return at.toISOString().replace(/[-:]/g, '').replace('.', '_');

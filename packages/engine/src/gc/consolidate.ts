@@ -8,6 +8,7 @@
  */
 import { isPageIndexKey } from '../format/keys-layout.js';
 import type { IndexedPack } from '../format/index-file.js';
+import { deleteUnlessLocked, type LockedObject } from '../repository/object-lock.js';
 import type { Repository } from '../repository/repository.js';
 
 /** Entries per rewritten index object (44 bytes each: about 8 MiB). */
@@ -45,9 +46,11 @@ export function planConsolidation(objects: ReadonlyMap<string, IndexObjectUse>, 
 
 /**
  * Rewrites `keys` into as few objects as the entries need, without the
- * dropped packs, then removes them. Returns the keys written.
+ * dropped packs, then removes them. Returns the keys written, and the old
+ * objects Object Lock retention kept in place: they still list what they
+ * listed, so the caller must not delete any pack they name.
  */
-export async function consolidateIndex(repo: Repository, keys: readonly string[], dropped: (packSha: string) => boolean): Promise<string[]> {
+export async function consolidateIndex(repo: Repository, keys: readonly string[], dropped: (packSha: string) => boolean): Promise<{ written: string[]; locked: LockedObject[] }> {
   const written: string[] = [];
   for (const pages of [false, true]) {
     let batch: IndexedPack[] = [];
@@ -68,6 +71,10 @@ export async function consolidateIndex(repo: Repository, keys: readonly string[]
     }
     await flush();
   }
-  for (const key of keys) await repo.objects.delete(key);
-  return written;
+  const locked: LockedObject[] = [];
+  for (const key of keys) {
+    const l = await deleteUnlessLocked(repo, key);
+    if (l) locked.push(l);
+  }
+  return { written, locked };
 }

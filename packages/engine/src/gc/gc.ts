@@ -19,17 +19,18 @@
  */
 import { RepositoryBusyError } from '../errors.js';
 import { CONDEMNED_PREFIX, isCondemnedKey } from '../format/condemned-record.js';
-import { packKey } from '../format/keys-layout.js';
+import { CONFIG_KEY, LOCKABLE_PREFIXES, PACK_PREFIX, packKey } from '../format/keys-layout.js';
 import { leaseKey } from '../format/lease-record.js';
 import { readCondemnedRecords, writeCondemned } from '../repository/condemned.js';
 import type { LeaseObserver, LeaseState, MonotonicClock } from '../repository/leases.js';
 import type { Repository } from '../repository/repository.js';
-import { consolidateIndex, planConsolidation } from './consolidate.js';
+import { consolidateIndex, planConsolidation, type IndexObjectUse } from './consolidate.js';
 import { acquireExclusive, describe, sleep } from './exclusive.js';
 import { IdFilter } from './id-filter.js';
 import { IdTable } from '../repository/id-table.js';
 import { addManifestIds, addWalReferences, DEFAULT_FILTER_BYTES, markLive, scanIndexObjects, walRecordKeys, type MarkResult, type PackUse } from './mark.js';
 import { repack } from './repack.js';
+import { deleteUnlessLocked, extendRetention, lockedObject, type LockedObject } from '../repository/object-lock.js';
 
 export interface GcOptions {
   /** Report what would be done; write and delete nothing (the lease aside). */
@@ -68,6 +69,10 @@ export interface GcReport {
   waitedFor: string[];
   /** Ended leases and condemnation records of dead collections removed. */
   removedLeaseObjects: number;
+  /** Objects left in place because Object Lock retention has not passed (packs, and index objects with every pack they list). */
+  locked: LockedObject[];
+  /** Live objects whose Object Lock retention was extended (a store that sets retention). */
+  retentionExtended: number;
   filterBytes: number;
   falsePositiveRate: number;
   seconds: number;
@@ -93,8 +98,17 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     const mark = await markLive(repo, { ...(options.filterBytes !== undefined ? { filterBytes: options.filterBytes } : {}), onProgress: progress });
     const all = [...mark.packs.values()].filter((p) => p.size !== undefined);
     const referenced = (p: PackUse) => p.wal || p.liveEntries > 0;
-    const unreferenced = all.filter((p) => !referenced(p));
-    const toRepack = all.filter((p) => !p.wal && p.liveEntries > 0 && p.rawBytes > 0 && 1 - p.liveRawBytes / p.rawBytes > deadShare);
+    let unreferenced = all.filter((p) => !referenced(p));
+    let toRepack = all.filter((p) => !p.wal && p.liveEntries > 0 && p.rawBytes > 0 && 1 - p.liveRawBytes / p.rawBytes > deadShare);
+    const locked: LockedObject[] = [];
+    // Under Object Lock, first what retention keeps: index objects that cannot be rewritten keep every pack they list.
+    let indexUse: ReadonlyMap<string, IndexObjectUse> = mark.indexUse;
+    if (!dryRun) {
+      const candidates = new Set([...unreferenced, ...toRepack].map((p) => p.sha));
+      indexUse = await leaveLockedIndex(repo, mark.indexUse, candidates, locked);
+      unreferenced = unreferenced.filter((p) => candidates.has(p.sha));
+      toRepack = toRepack.filter((p) => candidates.has(p.sha));
+    }
     const report: GcReport = {
       dryRun,
       packs: all.length,
@@ -110,6 +124,8 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       indexObjectsRewritten: 0,
       waitedFor: [],
       removedLeaseObjects: 0,
+      locked,
+      retentionExtended: 0,
       filterBytes: mark.filter.bytes,
       falsePositiveRate: mark.filter.falsePositiveRate,
       seconds: 0,
@@ -147,28 +163,44 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       report.sparedPacks = spared.size;
 
       lease.prove('deleting packs');
-      const rewrite = planConsolidation(mark.indexUse, (sha) => condemned.has(sha));
+      const rewrite = planConsolidation(indexUse, (sha) => condemned.has(sha));
       lease.prove('rewriting the index');
-      const written = await consolidateIndex(repo, rewrite, (sha) => condemned.has(sha));
-      report.indexObjectsRewritten = rewrite.length;
-      report.indexObjectsAfter = mark.indexObjects.length - rewrite.length + written.length + newIndexObjects.length;
+      const { written, locked: stuck } = await consolidateIndex(repo, rewrite, (sha) => condemned.has(sha));
+      // An index object locked since still lists its packs: deleting one would leave it naming a pack that is gone.
+      for (const l of stuck) for (const sha of mark.indexUse.get(l.key)?.packs ?? []) condemned.delete(sha);
+      report.locked.push(...stuck);
+      report.indexObjectsRewritten = rewrite.length - stuck.length;
+      report.indexObjectsAfter = mark.indexObjects.length - rewrite.length + stuck.length + written.length + newIndexObjects.length;
       for (const sha of condemned) {
         lease.prove('deleting packs');
-        await repo.objects.delete(packKey(sha));
+        // A pack under retention stays, out of the index now: a later collection deletes it once its retention has passed.
+        const l = await deleteUnlessLocked(repo, packKey(sha));
+        if (l) {
+          report.locked.push(l);
+          continue;
+        }
         report.deletedPacks++;
         report.deletedBytes += mark.packs.get(sha)?.size ?? 0;
       }
       await repo.objects.delete(recordKey);
     } else {
-      const rewrite = planConsolidation(mark.indexUse, () => false);
+      const rewrite = planConsolidation(indexUse, () => false);
       if (rewrite.length > 0) {
-        const written = await consolidateIndex(repo, rewrite, () => false);
-        report.indexObjectsRewritten = rewrite.length;
-        report.indexObjectsAfter = mark.indexObjects.length - rewrite.length + written.length;
+        const { written, locked: stuck } = await consolidateIndex(repo, rewrite, () => false);
+        report.locked.push(...stuck);
+        report.indexObjectsRewritten = rewrite.length - stuck.length;
+        report.indexObjectsAfter = mark.indexObjects.length - rewrite.length + stuck.length + written.length;
       }
       report.indexObjectsAfter += newIndexObjects.length;
     }
     report.removedLeaseObjects = await removeEnded(repo, observer, lease.id);
+    if (repo.objects.versions?.lockPolicy) {
+      progress('extending Object Lock retention of live objects');
+      // Repacked packs are dead (their live chunks were copied into new packs, written with a full retention).
+      const repacked = new Set(toRepack.map((p) => p.sha));
+      const livePacks = all.filter((p) => referenced(p) && !repacked.has(p.sha)).map((p) => packKey(p.sha));
+      report.retentionExtended = await extendRetention(repo, [...livePacks, ...(await lockableMetadata(repo))]);
+    }
     return finish(report);
   } finally {
     await lease.release();
@@ -255,6 +287,33 @@ async function committedMeanwhile(repo: Repository, mark: MarkResult, condemned:
     },
   );
   return spared;
+}
+
+/**
+ * Index objects a rewrite would delete that Object Lock retention keeps in
+ * place: left out of the plan (rewriting them would only add copies, every
+ * collection one more), and every pack they list spared, since they go on
+ * listing it. Those that held up a deletion are reported.
+ */
+async function leaveLockedIndex(repo: Repository, indexUse: ReadonlyMap<string, IndexObjectUse>, condemned: Set<string>, locked: LockedObject[]): Promise<ReadonlyMap<string, IndexObjectUse>> {
+  if (!repo.objects.versions) return indexUse;
+  const usable = new Map(indexUse);
+  for (const key of planConsolidation(indexUse, (sha) => condemned.has(sha))) {
+    const l = await lockedObject(repo, key);
+    if (!l) continue;
+    usable.delete(key);
+    const use = indexUse.get(key)!;
+    if (use.packs.some((sha) => condemned.has(sha))) locked.push(l);
+    for (const sha of use.packs) condemned.delete(sha);
+  }
+  return usable;
+}
+
+/** Every lockable object but packs (the mark knows which packs are live). */
+async function lockableMetadata(repo: Repository): Promise<string[]> {
+  const keys = [CONFIG_KEY];
+  for (const prefix of LOCKABLE_PREFIXES.filter((p) => p !== PACK_PREFIX)) for (const o of await repo.objects.list(prefix)) keys.push(o.key);
+  return keys;
 }
 
 /** Removes the records of leases that have ended (all but the newest of live ones too) and condemnation records of collections no longer running. */

@@ -14,6 +14,7 @@ import { catalogueKey } from '../format/catalogue-record.js';
 import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
 import { keepKeys, readKeepMarks } from '../repository/keep-marks.js';
 import { readVerifications, verificationKeys } from '../repository/verifications.js';
+import { deleteUnlessLocked, lockedObject, type LockedObject } from '../repository/object-lock.js';
 import type { Repository } from '../repository/repository.js';
 import { decideBackups, pitrCutoff, validatePolicy, type BackupDecision, type RetentionPolicy } from '../retention/policy.js';
 import { decideWal, pitrAnchors, type WalFileDecision } from './wal-retention.js';
@@ -50,6 +51,8 @@ export interface ExpireReport {
   removedWalFiles: number;
   /** Keep marks and verification records of backups that no longer exist, removed (per backup). */
   removedMarks: number;
+  /** Manifests and WAL records this run would remove but Object Lock retention keeps in place until the date given (a later run removes them). */
+  locked: LockedObject[];
 }
 
 export async function expire(repo: Repository, policy: RetentionPolicy, options: ExpireOptions = {}): Promise<ExpireReport> {
@@ -75,12 +78,19 @@ export async function expire(repo: Repository, policy: RetentionPolicy, options:
     removedBackups: 0,
     removedWalFiles: 0,
     removedMarks: 0,
+    locked: [],
   };
   if (dryRun) return report;
 
   const [marksByBackup, verificationsByBackup] = await Promise.all([keepKeys(repo), verificationKeys(repo)]);
   for (const d of decisions) {
     if (d.keep) continue;
+    // A manifest under retention cannot go yet; its summary stays with it (a summary is never removed before its manifest).
+    const locked = await lockedObject(repo, d.key);
+    if (locked) {
+      report.locked.push(locked);
+      continue;
+    }
     await repo.objects.delete(catalogueKey(d.key));
     await repo.objects.delete(d.key);
     for (const k of [...(marksByBackup.get(d.key) ?? []), ...(verificationsByBackup.get(d.key) ?? [])]) await repo.objects.delete(k);
@@ -98,8 +108,15 @@ export async function expire(repo: Repository, policy: RetentionPolicy, options:
   }
   const limit = pLimit(Math.max(2, Math.min(16, repo.objects.connections)));
   const doomed = walDecisions.filter((w) => !w.keep);
-  await Promise.all(doomed.map((w) => limit(() => repo.objects.delete(w.key))));
-  report.removedWalFiles = doomed.length;
+  await Promise.all(
+    doomed.map((w) =>
+      limit(async () => {
+        const locked = await deleteUnlessLocked(repo, w.key);
+        if (locked) report.locked.push(locked);
+        else report.removedWalFiles++;
+      }),
+    ),
+  );
   return report;
 }
 

@@ -11,6 +11,7 @@ import { LeaseObserver, type LeaseState } from '../repository/leases.js';
 import type { Repository } from '../repository/repository.js';
 import { decideBackups, lineageOf, type RetentionPolicy } from '../retention/policy.js';
 import type { BackupSummary } from '../format/manifest.js';
+import type { NoncurrentUsage } from '../store/object-store.js';
 import { segmentName as layoutSegmentName } from './layout.js';
 
 export interface WalTimelineInfo {
@@ -46,6 +47,8 @@ export interface RepositoryInfo {
   totalBytes: number;
   /** Pack bytes garbage collection would delete now (unreferenced packs), when asked for. */
   reclaimableBytes?: number;
+  /** On a versioned bucket: what noncurrent versions and delete markers still hold (space the bucket's lifecycle rules free, not gc). */
+  noncurrent?: NoncurrentUsage;
   leases: Pick<LeaseState, 'lease' | 'purpose' | 'mode' | 'host' | 'pid' | 'ttlMs'>[];
 }
 
@@ -126,6 +129,8 @@ export async function repositoryInfo(repo: Repository, options: InfoOptions = {}
   const observer = new LeaseObserver(repo);
   const leases = (await observer.look()).filter((s) => !s.released).map(({ lease, purpose, mode, host, pid, ttlMs }) => ({ lease, purpose, mode, host, pid, ttlMs }));
   const result: RepositoryInfo = { repositoryId: repo.config.repositoryId, location: repo.location, format: repo.config.format, lineages, wal, objects, totalBytes, leases };
+  const noncurrent = await repo.objects.versions?.noncurrent('');
+  if (noncurrent && (noncurrent.versions > 0 || noncurrent.deleteMarkers > 0)) result.noncurrent = noncurrent;
   if (options.reclaimable) {
     const mark = await markLive(repo);
     result.reclaimableBytes = [...mark.packs.values()].filter((p) => p.size !== undefined && !p.wal && p.liveEntries === 0).reduce((n, p) => n + p.size!, 0);

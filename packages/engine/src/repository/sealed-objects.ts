@@ -9,7 +9,7 @@ import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import type { Keys } from '../format/sealed-blob.js';
 import { FileStore } from '../store/file-store.js';
-import { collectList, type ByteRange, type ObjectInfo, type ObjectStore, type PutOutcome } from '../store/object-store.js';
+import { collectList, type ByteRange, type ObjectInfo, type ObjectStore, type PutOutcome, type VersionedObjects } from '../store/object-store.js';
 import { getVerified } from './verified.js';
 
 /** Kinds of sealed JSON records named without their SHA-256 (see `sealed-records.ts`). */
@@ -38,6 +38,11 @@ export class SealedObjects {
   /** Requests worth running at once against this store. */
   get connections(): number {
     return this.store.properties.connections;
+  }
+
+  /** Versions and Object Lock retention, on stores that keep them. */
+  get versions(): VersionedObjects | undefined {
+    return this.store.versions;
   }
 
   /** The directory of a local store, for backups that must not read the repository into itself. */

@@ -28,8 +28,60 @@ export interface StoreProperties {
   location: string;
 }
 
+/** Object Lock retention on an object: until then no one deletes or overwrites it (COMPLIANCE), or only with a bypass permission (GOVERNANCE). */
+export interface ObjectRetention {
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  until: Date;
+}
+
+/** The retention a store sets on each object it writes that must outlive its writer (see `isLockable`). */
+export interface LockPolicy {
+  mode: ObjectRetention['mode'];
+  /** From the moment of writing (or of extending), in days. */
+  days: number;
+}
+
+/** An object whose current version is a delete marker over an earlier version: hidden, not gone. */
+export interface HiddenObject {
+  key: string;
+  /** Size of the newest version under the marker. */
+  size: number;
+  /** When the marker was set. */
+  hiddenAt: Date | undefined;
+}
+
+/** Versions a store keeps that are not current (what a versioned bucket holds on to after deletes). */
+export interface NoncurrentUsage {
+  versions: number;
+  bytes: number;
+  deleteMarkers: number;
+}
+
+/**
+ * What versioned stores add (an S3 bucket with versioning, which Object Lock
+ * needs): retention per object, and the versions a plain delete leaves
+ * behind. The engine uses it where present and works without it.
+ */
+export interface VersionedObjects {
+  /** What this store sets on lockable objects it writes; undefined when it sets no retention. */
+  readonly lockPolicy: LockPolicy | undefined;
+  /** The retention `key` is under now; undefined when none, when it has passed, or when `key` is absent. */
+  retention(key: string): Promise<ObjectRetention | undefined>;
+  /** Sets `key`'s retention to end at `until` in `mode`; a store never shortens a retention. */
+  extendRetention(key: string, retention: ObjectRetention): Promise<void>;
+  /** Objects under `prefix` hidden by a delete marker. */
+  hidden(prefix: string): AsyncIterable<HiddenObject>;
+  /** Makes the newest version of `key` current again by removing the delete markers over it. */
+  unhide(key: string): Promise<void>;
+  /** Noncurrent versions and delete markers under `prefix`. */
+  noncurrent(prefix: string): Promise<NoncurrentUsage>;
+}
+
 export interface ObjectStore {
   readonly properties: StoreProperties;
+
+  /** Present on stores that keep versions or Object Lock retention. */
+  readonly versions?: VersionedObjects;
 
   /**
    * Create `key` with `data` only if it does not exist yet.
