@@ -65,6 +65,8 @@ export interface GcFigures {
     indexObjectsAfter: number;
     filterBytes: number;
     falsePositiveRate: number;
+    recheckedPacks: number;
+    falseLiveChunks: number;
   };
   /** Chunks the kept backups name, by construction; and what the index lists after gc. */
   liveChunks: number;
@@ -233,6 +235,8 @@ export async function gcFigures(work: string, chunks: number, log: (line: string
       indexObjectsAfter: gcReport.indexObjectsAfter!,
       filterBytes: gcReport.filterBytes!,
       falsePositiveRate: gcReport.falsePositiveRate!,
+      recheckedPacks: gcReport.recheckedPacks!,
+      falseLiveChunks: gcReport.falseLiveChunks!,
     },
     liveChunks: kept.size * perSegment,
   };

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { backupWalFiles, chunkIdBytes, chunkIdsOf, decodeIndex, decodeManifest, encodeIndex, encodeManifest, pageChecksum, parseLsn, segmentName, type BackupManifest, type IndexedPack } from '@coffer/engine';
 // Internals, not part of the package's public surface: tested where they are built.
-import { scanIndex } from '../dist/format/index-file.js';
+import { forEachPackRecord, joinPackRecords, scanIndex } from '../dist/format/index-file.js';
 import { IdTable } from '../dist/repository/id-table.js';
 
 describe('index objects', () => {
@@ -25,6 +25,17 @@ describe('index objects', () => {
           (bytes, at) => seen[seen.length - 1]!.entries.push({ id: Buffer.from(bytes.subarray(at, at + 32)), offset: bytes.readUInt32BE(at + 32), length: bytes.readUInt32BE(at + 36), rawLength: bytes.readUInt32BE(at + 40) }),
         );
         expect(seen).toEqual(decodeIndex(plain).map((p) => ({ sha: p.sha, entries: p.entries.map((e) => ({ ...e, id: Buffer.from(e.id) })) })));
+      }),
+    );
+  });
+
+  it('pack records copied as bytes from several indexes, some dropped, make the index of the packs kept', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(packArb, { maxLength: 5 }), { maxLength: 4 }), fc.func(fc.boolean()), (objects: IndexedPack[][], drop: (sha: string) => boolean) => {
+        const records: Buffer[] = [];
+        for (const packs of objects) forEachPackRecord(encodeIndex(packs), (sha, _n, start, end) => void (drop(sha) || records.push(encodeIndex(packs).subarray(start, end))));
+        const kept = objects.flat().filter((p) => !drop(p.sha));
+        expect(joinPackRecords(records).equals(encodeIndex(kept))).toBe(true);
       }),
     );
   });

@@ -146,6 +146,23 @@ describe('expire and gc', () => {
     expect(again.repackedPacks).toBe(0);
   });
 
+  it('a filter that errs often still lets dead packs go whole: the chunks it calls live are looked at again, exactly', async () => {
+    const { store, repo, src, oldPacks } = await withExpiredData('second-look');
+    // 64 bytes of filter for a few hundred ids: it calls about one dead chunk in ten live.
+    const gc = await collectGarbage(repo, { filterBytes: 64 });
+    expect(gc.falsePositiveRate).toBeGreaterThan(0.05);
+    expect(gc.recheckedPacks).toBeGreaterThanOrEqual(oldPacks.size);
+    expect(gc.falseLiveChunks).toBeGreaterThan(0);
+    expect(gc.repackedPacks).toBe(0);
+    const left = await packKeys(store);
+    for (const k of oldPacks) expect(left.has(k), k).toBe(false);
+    const check = await checkRepository(repo, { readData: true });
+    expect(check.problems.map((p) => p.message)).toEqual([]);
+    const out = join(dir, 'second-look-out');
+    await restoreBackup(repo, 'latest', out);
+    expect(await snapshot(out)).toEqual(await snapshot(src));
+  });
+
   it('expire keeps the newest backup that passed verification and marked ones; their records go with them', async () => {
     const src = join(dir, 'marks');
     await mkdir(src, { recursive: true });

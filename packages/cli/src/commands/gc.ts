@@ -10,7 +10,7 @@ export function register(ctx: CliContext): void {
     .command('gc')
     .description('garbage collection: delete packs no backup or WAL file references, repack packs that are mostly dead, consolidate the index; safe beside backups, WAL archiving and restores (it waits for those that started before it)')
     .option('--repack-dead <percent>', `repack packs more than PERCENT dead (default ${DEFAULT_REPACK_DEAD_SHARE * 100}; 100: never repack)`, intOption('--repack-dead', 0, 100))
-    .option('--memory <MiB>', 'memory for the set of live chunks (a filter; default 64): more means fewer dead chunks kept by chance', intOption('--memory', 1, 65536))
+    .option('--memory <MiB>', 'memory for the set of live chunks (a filter; default 48): more means fewer dead chunks kept by chance in mostly live packs', intOption('--memory', 1, 65536))
     .option('--max-wait <seconds>', 'longest wait for writers that were running, or for another gc (default 3600)', intOption('--max-wait', 0, 7 * 86400))
     .option('--dry-run', 'report what would be deleted and repacked; change nothing')
     .option('--json', 'print the report as JSON')

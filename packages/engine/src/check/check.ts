@@ -20,7 +20,7 @@ import { parseStanzaKey, STANZA_PREFIX } from '../format/stanza-record.js';
 import { decodeSummary } from '../repository/catalogue.js';
 import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
 import { decodeStanzaRecord, decodeWalRecord } from '../repository/sealed-records.js';
-import { hiddenObjects } from './hidden.js';
+import { hiddenObjects } from '../repository/hidden.js';
 
 export interface CheckOptions {
   readData?: boolean;

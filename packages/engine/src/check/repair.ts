@@ -28,7 +28,7 @@ import { asBuffer } from '../bytes.js';
 import { backupFiles } from '../backup/backup-files.js';
 import { verifyPack } from './check.js';
 import { acquireExclusive } from '../gc/exclusive.js';
-import { hiddenObjects } from './hidden.js';
+import { hiddenObjects } from '../repository/hidden.js';
 
 export interface RepairOptions {
   /** Read every pack whole: damaged packs are treated as lost too (default: only missing ones). */

@@ -188,12 +188,27 @@ export class ChunkCodec {
     return this.sealer.open(blob, aad);
   }
 
+  /** `openObject` over the blob's own bytes, which it consumes (large objects read once). */
+  openObjectInPlace(blob: Uint8Array, aad: Uint8Array): Buffer | string {
+    return this.sealer.openInPlace(blob, aad);
+  }
+
   compress(data: Uint8Array): Buffer {
     return this.zstd.compress(data);
   }
 
   decompress(data: Uint8Array): Buffer {
     return this.zstd.decompress(data);
+  }
+
+  /** Decompresses into `into` when the frame's declared size fits there (a view of it), else into a new buffer. */
+  decompressInto(data: Uint8Array, into: Buffer): Buffer {
+    return this.zstd.decompressInto(data, into);
+  }
+
+  /** The content size a zstd frame declares, or null. */
+  frameSize(data: Uint8Array): number | null {
+    return this.zstd.frameSize(data);
   }
 }
 

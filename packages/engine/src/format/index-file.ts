@@ -52,17 +52,36 @@ export function decodeIndex(plain: Buffer): IndexedPack[] {
  * offset, length and rawLength as u32s after it.
  */
 export function scanIndex(plain: Buffer, onPack: (sha: string, n: number) => void, onEntry: (bytes: Buffer, at: number) => void): void {
+  forEachPackRecord(plain, (sha, n, start) => {
+    onPack(sha, n);
+    for (let j = 0, o = start + 36; j < n; j++, o += ID_BYTES + 12) onEntry(plain, o);
+  });
+}
+
+/**
+ * Walks an index's pack records as bytes: `onRecord` gets each pack's name
+ * and entry count and where its record (name, count, entries) lies in
+ * `plain`, so records can be copied into another index unchanged.
+ */
+export function forEachPackRecord(plain: Buffer, onRecord: (sha: string, n: number, start: number, end: number) => void): void {
   if (plain.length < 8 || !plain.subarray(0, 4).equals(MAGIC)) throw new RangeError('bad index magic');
   const nPacks = plain.readUInt32BE(4);
   let o = 8;
   for (let i = 0; i < nPacks; i++) {
     if (o + 36 > plain.length) throw new RangeError('truncated record');
-    const sha = plain.toString('hex', o, o + 32);
     const n = plain.readUInt32BE(o + 32);
-    o += 36;
-    if (o + n * (ID_BYTES + 12) > plain.length) throw new RangeError('truncated record');
-    onPack(sha, n);
-    for (let j = 0; j < n; j++, o += ID_BYTES + 12) onEntry(plain, o);
+    const end = o + 36 + n * (ID_BYTES + 12);
+    if (end > plain.length) throw new RangeError('truncated record');
+    onRecord(plain.toString('hex', o, o + 32), n, o, end);
+    o = end;
   }
   if (o !== plain.length) throw new RangeError('trailing bytes after index');
+}
+
+/** An index made of pack records copied from others (`forEachPackRecord`). */
+export function joinPackRecords(records: readonly Buffer[]): Buffer {
+  const head = Buffer.allocUnsafe(8);
+  MAGIC.copy(head, 0);
+  head.writeUInt32BE(records.length, 4);
+  return Buffer.concat([head, ...records]);
 }

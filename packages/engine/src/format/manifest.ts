@@ -205,6 +205,19 @@ export function encodeManifest(m: BackupManifest): Buffer {
   return Buffer.concat([head, json, ...lists]);
 }
 
+/**
+ * The chunk ids an encoded manifest lists, back to back, without decoding its
+ * tree (garbage collection needs no more: every id there belongs to a file
+ * entry); undefined for a plain JSON manifest, which must be decoded.
+ */
+export function manifestIdRegion(plain: Buffer): Buffer | undefined {
+  if (plain[0] === 0x7b) return undefined;
+  if (plain.length < 8 || !plain.subarray(0, 4).equals(MANIFEST_MAGIC)) throw new RangeError('unknown manifest encoding');
+  const start = 8 + plain.readUInt32BE(4);
+  if (start > plain.length || (plain.length - start) % ID_BYTES !== 0) throw new RangeError('manifest chunk ids do not fill whole ids');
+  return plain.subarray(start);
+}
+
 /** Decodes `encodeManifest`'s bytes (or a plain JSON manifest); throws on bytes that are neither. */
 export function decodeManifest(plain: Buffer): BackupManifest {
   if (plain[0] === 0x7b) return JSON.parse(plain.toString('utf8')) as BackupManifest;

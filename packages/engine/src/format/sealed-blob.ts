@@ -9,7 +9,7 @@
  * what the plaintext holds.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { NONCE_BYTES, open, seal, SEAL_OVERHEAD, TAG_BYTES } from '../crypto/aead.js';
+import { NONCE_BYTES, open, openInPlace, seal, SEAL_OVERHEAD, TAG_BYTES } from '../crypto/aead.js';
 
 /** A single chunk, or a metadata object. */
 export const BLOB_VERSION = 1;
@@ -83,6 +83,14 @@ export class BlobSealer {
     if (!key) return `sealed with data key ${keyId}, which the repository config does not hold`;
     const plain = open(key, blob.subarray(BLOB_HEADER), aad);
     return plain ?? 'authentication tag does not verify';
+  }
+
+  /** `open`, decrypting over the blob's own bytes (see `openInPlace`): for large objects the caller reads once and drops. */
+  openInPlace(blob: Uint8Array, aad: Uint8Array): Buffer | string {
+    const key = this.keys.dataKeys.get((blob[1]! << 8) | blob[2]!);
+    // Anything that does not open cleanly is left to `open`, which says why.
+    if (blob.byteLength < BLOB_HEADER + SEAL_OVERHEAD || (blob[0] !== BLOB_VERSION && blob[0] !== GROUP_BLOB_VERSION) || !key) return this.open(blob, aad);
+    return openInPlace(key, blob.subarray(BLOB_HEADER), aad) ?? 'authentication tag does not verify';
   }
 
   private slabSpace(size: number): Buffer {

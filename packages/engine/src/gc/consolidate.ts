@@ -7,7 +7,8 @@
  * listed twice, which readers take as the same location.
  */
 import { isPageIndexKey } from '../format/keys-layout.js';
-import type { IndexedPack } from '../format/index-file.js';
+import { CorruptObjectError } from '../errors.js';
+import { forEachPackRecord, joinPackRecords } from '../format/index-file.js';
 import { deleteUnlessLocked, type LockedObject } from '../repository/object-lock.js';
 import type { Repository } from '../repository/repository.js';
 
@@ -53,20 +54,29 @@ export function planConsolidation(objects: ReadonlyMap<string, IndexObjectUse>, 
 export async function consolidateIndex(repo: Repository, keys: readonly string[], dropped: (packSha: string) => boolean): Promise<{ written: string[]; locked: LockedObject[] }> {
   const written: string[] = [];
   for (const pages of [false, true]) {
-    let batch: IndexedPack[] = [];
+    // Pack records are copied as bytes (no object per entry): an object's worth at a time.
+    let batch: Buffer[] = [];
     let batchEntries = 0;
     const flush = async () => {
-      if (batch.length > 0) written.push((await repo.writeIndexObject(batch, pages)).key);
+      if (batch.length > 0) written.push((await repo.writeIndexPlain(joinPackRecords(batch), pages)).key);
       batch = [];
       batchEntries = 0;
     };
     for (const key of keys) {
       if (isPageIndexKey(key) !== pages) continue;
-      for (const p of await repo.readIndexObject(key)) {
-        if (dropped(p.sha)) continue;
-        if (batchEntries + p.entries.length > ENTRIES_PER_OBJECT) await flush();
-        batch.push(p);
-        batchEntries += p.entries.length;
+      const plain = await repo.openIndexObject(key);
+      const records: { n: number; bytes: Buffer }[] = [];
+      try {
+        forEachPackRecord(plain, (sha, n, start, end) => {
+          if (!dropped(sha)) records.push({ n, bytes: Buffer.from(plain.subarray(start, end)) });
+        });
+      } catch (e) {
+        throw new CorruptObjectError(key, (e as Error).message);
+      }
+      for (const r of records) {
+        if (batchEntries + r.n > ENTRIES_PER_OBJECT) await flush();
+        batch.push(r.bytes);
+        batchEntries += r.n;
       }
     }
     await flush();

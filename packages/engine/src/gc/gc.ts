@@ -17,7 +17,7 @@
  *  6. consolidate the index without the condemned packs, delete the packs,
  *     then the record, ended leases and records of dead collections.
  */
-import { RepositoryBusyError } from '../errors.js';
+import { MissingObjectError, RepositoryBusyError } from '../errors.js';
 import { CONDEMNED_PREFIX, isCondemnedKey } from '../format/condemned-record.js';
 import { CONFIG_KEY, LOCKABLE_PREFIXES, PACK_PREFIX, packKey } from '../format/keys-layout.js';
 import { leaseKey } from '../format/lease-record.js';
@@ -30,6 +30,8 @@ import { IdFilter } from './id-filter.js';
 import { IdTable } from '../repository/id-table.js';
 import { addManifestIds, addWalReferences, DEFAULT_FILTER_BYTES, markLive, scanIndexObjects, walRecordKeys, type MarkResult, type PackUse } from './mark.js';
 import { repack } from './repack.js';
+import { confirmLive, type LiveTest } from './confirm.js';
+import { hiddenObjects } from '../repository/hidden.js';
 import { deleteUnlessLocked, extendRetention, lockedObject, type LockedObject } from '../repository/object-lock.js';
 
 export interface GcOptions {
@@ -37,7 +39,7 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Packs whose dead share of bytes is above this (0–1, default 0.5) are repacked; 1 turns repacking off. */
   repackDeadShare?: number;
-  /** Bytes the live-id filter may take (default 64 MiB). */
+  /** Bytes the live-id filter may take (default 48 MiB). */
   filterBytes?: number;
   /** The collection's lease time-to-live (default 60 s). */
   leaseTtlMs?: number;
@@ -75,6 +77,9 @@ export interface GcReport {
   retentionExtended: number;
   filterBytes: number;
   falsePositiveRate: number;
+  /** Mostly dead packs looked at again exactly, and the chunks in them the filter called live that no manifest names. */
+  recheckedPacks: number;
+  falseLiveChunks: number;
   seconds: number;
 }
 
@@ -95,11 +100,21 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     onWait: progress,
   });
   try {
-    const mark = await markLive(repo, { ...(options.filterBytes !== undefined ? { filterBytes: options.filterBytes } : {}), onProgress: progress });
+    // An object hidden by a delete marker reads as absent: an index object hidden so would make its packs look unreferenced.
+    const hidden = await hiddenObjects(repo);
+    if (hidden.length > 0) {
+      throw new MissingObjectError(hidden[0]!.key, `hidden by a delete marker${hidden.length > 1 ? ` (and ${hidden.length - 1} more object(s))` : ''}; run coffer repair to make them current again before gc, which would otherwise take what they name for garbage`);
+    }
+    const filterBytes = options.filterBytes ?? DEFAULT_FILTER_BYTES;
+    const mark = await markLive(repo, { filterBytes, onProgress: progress });
     const all = [...mark.packs.values()].filter((p) => p.size !== undefined);
     const referenced = (p: PackUse) => p.wal || p.liveEntries > 0;
+    const mostlyDead = (p: PackUse) => !p.wal && p.liveEntries > 0 && p.rawBytes > 0 && 1 - p.liveRawBytes / p.rawBytes > deadShare;
+    // What the filter calls live in mostly dead packs is looked at again, exactly (a quarter of the filter's memory, 1 MiB at least).
+    const confirmed = await confirmLive(repo, mark, all.filter(mostlyDead), Math.max(filterBytes / 4, 1 << 20));
+    if (confirmed.packs > 0) progress(`looked again at ${confirmed.packs} mostly dead pack(s): ${confirmed.falseLive} chunk(s) the filter called live are not`);
     let unreferenced = all.filter((p) => !referenced(p));
-    let toRepack = all.filter((p) => !p.wal && p.liveEntries > 0 && p.rawBytes > 0 && 1 - p.liveRawBytes / p.rawBytes > deadShare);
+    let toRepack = all.filter(mostlyDead);
     const locked: LockedObject[] = [];
     // Under Object Lock, first what retention keeps: index objects that cannot be rewritten keep every pack they list.
     let indexUse: ReadonlyMap<string, IndexObjectUse> = mark.indexUse;
@@ -128,6 +143,8 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       retentionExtended: 0,
       filterBytes: mark.filter.bytes,
       falsePositiveRate: mark.filter.falsePositiveRate,
+      recheckedPacks: confirmed.packs,
+      falseLiveChunks: confirmed.falseLive,
       seconds: 0,
     };
     progress(`${unreferenced.length} unreferenced pack(s), ${toRepack.length} to repack (more than ${Math.round(deadShare * 100)}% dead)`);
@@ -143,7 +160,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     for (const pages of [false, true]) {
       const group = toRepack.filter((p) => p.pages === pages).map((p) => p.sha);
       if (group.length === 0) continue;
-      const r = await repack(repo, group, pages, mark.filter, (what) => lease.prove(what), progress);
+      const r = await repack(repo, group, pages, confirmed.live, (what) => lease.prove(what), progress);
       report.repackWrittenBytes += r.bytesWritten;
       newIndexObjects.push(...r.indexObjects);
     }
@@ -158,7 +175,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       await waitForEnd(observer, working, maxWaitMs, lease.prove.bind(lease), async () => {
         await repo.objects.delete(recordKey);
       });
-      const spared = await committedMeanwhile(repo, mark, new Set([...condemned]), new Set(newIndexObjects), options.filterBytes ?? DEFAULT_FILTER_BYTES);
+      const spared = await committedMeanwhile(repo, mark, confirmed.live, new Set([...condemned]), new Set(newIndexObjects), filterBytes);
       for (const sha of spared) condemned.delete(sha);
       report.sparedPacks = spared.size;
 
@@ -242,7 +259,7 @@ async function waitForEnd(observer: LeaseObserver, leases: readonly LeaseState[]
  * condemnation store such chunks afresh; those that started before may
  * reference the condemned copy).
  */
-async function committedMeanwhile(repo: Repository, mark: MarkResult, condemned: ReadonlySet<string>, ownIndexObjects: ReadonlySet<string>, budgetBytes: number): Promise<Set<string>> {
+async function committedMeanwhile(repo: Repository, mark: MarkResult, countedLive: LiveTest, condemned: ReadonlySet<string>, ownIndexObjects: ReadonlySet<string>, budgetBytes: number): Promise<Set<string>> {
   const spared = new Set<string>();
   const [indexKeys, manifestKeys, walKeys] = await Promise.all([repo.listIndexKeys(), repo.listBackupKeys(), walRecordKeys(repo)]);
   const seenIndex = new Set(mark.indexObjects);
@@ -281,7 +298,7 @@ async function committedMeanwhile(repo: Repository, mark: MarkResult, condemned:
     mark.indexObjects,
     (_key, sha) => (current = condemned.has(sha) && !spared.has(sha) ? sha : undefined),
     (bytes, at) => {
-      if (current === undefined || !fresh.mayHave(bytes, at) || mark.filter.mayHave(bytes, at) || stored?.has(bytes, at)) return;
+      if (current === undefined || !fresh.mayHave(bytes, at) || countedLive(current, bytes, at) || stored?.has(bytes, at)) return;
       spared.add(current);
       current = undefined;
     },

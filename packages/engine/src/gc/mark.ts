@@ -1,16 +1,16 @@
 /**
  * The mark of garbage collection: which packs hold chunks that some backup
  * or WAL file still references. Memory is a setting, not a multiple of the
- * repository: live chunk ids go into a Bloom filter (`id-filter.ts`), index
- * objects are scanned in place twice (once to count, once to weigh each
- * pack's live share), and manifests are read a few at a time.
+ * repository: live chunk ids go into a Bloom filter (`id-filter.ts`) sized
+ * from what the index objects weigh, index objects are then scanned in place
+ * once (each pack's entries counted and weighed against the filter), and
+ * manifests are read one at a time and index objects two at a time.
  */
 import pLimit from 'p-limit';
 import { CorruptObjectError } from '../errors.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { scanIndex } from '../format/index-file.js';
-import { isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
-import { chunkIdsOf } from '../format/manifest.js';
+import { INDEX_PREFIX, isIndexKey, isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
 import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
 import type { Repository } from '../repository/repository.js';
 import { decodeWalRecord } from '../repository/sealed-records.js';
@@ -48,12 +48,17 @@ export interface MarkResult {
 }
 
 export interface MarkOptions {
-  /** Bytes the live-id filter may take (default 64 MiB). */
+  /** Bytes the live-id filter may take (default 48 MiB). */
   filterBytes?: number;
   onProgress?: (message: string) => void;
 }
 
-export const DEFAULT_FILTER_BYTES = 64 * 1024 * 1024;
+/**
+ * 48 MiB: about 8 bits per id of 50 million. The errors that would cost most (dead packs repacked for a few
+ * chunks taken for live) are taken back by the exact second look (`confirm.ts`), whose table stays small at
+ * this size; a smaller filter would make it grow faster than the filter shrinks.
+ */
+export const DEFAULT_FILTER_BYTES = 48 * 1024 * 1024;
 
 /** The SHA-256 a pack key names. */
 export function packShaOf(key: string): string {
@@ -76,7 +81,8 @@ export async function scanIndexObjects(
   onPack: (key: string, sha: string, n: number) => void,
   onEntry: (bytes: Buffer, at: number) => void,
 ): Promise<void> {
-  const limit = pLimit(4);
+  // One at a time: an index object can be 8 MiB, held three times over while it is checked, opened and scanned.
+  const limit = pLimit(1);
   await Promise.all(
     keys.map((key) =>
       limit(async () => {
@@ -91,18 +97,29 @@ export async function scanIndexObjects(
   );
 }
 
-/** Adds every chunk id the manifests in `keys` reference to `filter`. */
-export async function addManifestIds(repo: Repository, keys: Iterable<string>, filter: IdFilter): Promise<void> {
-  // Manifests can be large (one id per 8 KiB page): two at a time.
-  const limit = pLimit(2);
+/**
+ * Calls `onId` for every chunk id the manifests in `keys` reference (ids back
+ * to back in `ids`, this one at `at`). A manifest that cannot be read fails
+ * the whole: what it names must never be taken for dead.
+ */
+export async function forEachManifestId(repo: Repository, keys: Iterable<string>, onId: (ids: Buffer, at: number) => void): Promise<void> {
+  // Manifests can be large (one id per 8 KiB page: 16 MB for 4 TB of relations): one at a time, decompressed into one buffer.
+  const limit = pLimit(1);
+  let scratch: Buffer | undefined;
   await Promise.all(
     [...keys].map((key) =>
       limit(async () => {
-        const manifest = await repo.readManifest(key);
-        for (const e of manifest.entries) if (e.type === 'file' && e.linkTo === undefined) filter.addAll(chunkIdsOf(e));
+        const read = await repo.manifestChunkIds(key, scratch);
+        scratch = read.scratch;
+        for (let at = 0; at + ID_BYTES <= read.ids.length; at += ID_BYTES) onId(read.ids, at);
       }),
     ),
   );
+}
+
+/** Adds every chunk id the manifests in `keys` reference to `filter`. */
+export function addManifestIds(repo: Repository, keys: Iterable<string>, filter: IdFilter): Promise<void> {
+  return forEachManifestId(repo, keys, (ids, at) => filter.add(ids, at));
 }
 
 /** Adds what the WAL records in `keys` reference: their chunk ids to `filter`, their packs to `packs`. Records gone since the listing are passed over. */
@@ -123,7 +140,13 @@ export async function addWalReferences(repo: Repository, keys: Iterable<string>,
 
 export async function markLive(repo: Repository, options: MarkOptions = {}): Promise<MarkResult> {
   const progress = options.onProgress ?? (() => undefined);
-  const [packList, indexObjects, manifestKeys, walKeys] = await Promise.all([repo.objects.list(PACK_PREFIX), repo.listIndexKeys(), repo.listBackupKeys(), walRecordKeys(repo)]);
+  const [packList, indexObjects, indexList, manifestKeys, walKeys] = await Promise.all([
+    repo.objects.list(PACK_PREFIX),
+    repo.listIndexKeys(),
+    repo.objects.list(INDEX_PREFIX),
+    repo.listBackupKeys(),
+    walRecordKeys(repo),
+  ]);
   const packs = new Map<string, PackUse>();
   const use = (sha: string): PackUse => {
     let p = packs.get(sha);
@@ -135,7 +158,18 @@ export async function markLive(repo: Repository, options: MarkOptions = {}): Pro
   };
   for (const o of packList) use(packShaOf(o.key)).size = o.size;
 
-  // Count, so that the filter is sized for what it will hold.
+  // The filter is sized from what the index objects weigh (44 bytes an entry, a little less once compressed), so
+  // that the index is read once: ids from manifests and WAL first, then each entry counted and weighed.
+  const indexBytes = indexList.filter((o) => isIndexKey(o.key)).reduce((n, o) => n + o.size, 0);
+  const expected = Math.ceil(indexBytes / STORED_BYTES_PER_ENTRY);
+  progress(`marking: ${packList.length} packs, ${indexObjects.length} index objects (about ${expected} entries), ${manifestKeys.length} backups, ${walKeys.length} WAL files`);
+  const filter = IdFilter.sized(expected + walKeys.length * 64, 0.01, options.filterBytes ?? DEFAULT_FILTER_BYTES);
+  await addManifestIds(repo, manifestKeys, filter);
+  const walPacks = new Set<string>();
+  await addWalReferences(repo, walKeys, filter, walPacks);
+  for (const sha of walPacks) use(sha).wal = true;
+
+  // Count and weigh each pack's live share (scanIndex is synchronous: one object's callbacks run without interleaving).
   let entries = 0;
   let current: PackUse | undefined;
   let currentObject: IndexObjectUse | undefined;
@@ -151,36 +185,18 @@ export async function markLive(repo: Repository, options: MarkOptions = {}): Pro
       currentObject.packs.push(sha);
     },
     (bytes, at) => {
+      const raw = bytes.readUInt32BE(at + ID_BYTES + 8);
       currentObject!.entries++;
       current!.entries++;
-      current!.rawBytes += bytes.readUInt32BE(at + ID_BYTES + 8);
+      current!.rawBytes += raw;
       entries++;
+      if (!filter.mayHave(bytes, at)) return;
+      current!.liveEntries++;
+      current!.liveRawBytes += raw;
     },
   );
-  progress(`marking: ${packList.length} packs, ${indexObjects.length} index objects (${entries} entries), ${manifestKeys.length} backups, ${walKeys.length} WAL files`);
-
-  const filter = IdFilter.sized(entries + walKeys.length * 64, 0.01, options.filterBytes ?? DEFAULT_FILTER_BYTES);
-  await addManifestIds(repo, manifestKeys, filter);
-  const walPacks = new Set<string>();
-  await addWalReferences(repo, walKeys, filter, walPacks);
-  for (const sha of walPacks) use(sha).wal = true;
-
-  // Weigh each pack's live share (scanIndex is synchronous: one object's callbacks run without interleaving).
-  await weighIndexObjects(repo, indexObjects, filter, use);
   return { filter, packs, manifests: new Set(manifestKeys), walRecords: new Set(walKeys), indexObjects, indexUse, entries };
 }
 
-/** Adds each index entry's plaintext bytes to its pack's live share when `filter` may hold its id. */
-async function weighIndexObjects(repo: Repository, keys: readonly string[], filter: IdFilter, use: (sha: string) => PackUse): Promise<void> {
-  let current: PackUse | undefined;
-  await scanIndexObjects(
-    repo,
-    keys,
-    (_key, sha) => (current = use(sha)),
-    (bytes, at) => {
-      if (!filter.mayHave(bytes, at)) return;
-      current!.liveEntries++;
-      current!.liveRawBytes += bytes.readUInt32BE(at + ID_BYTES + 8);
-    },
-  );
-}
+/** Stored bytes of an index entry, at least: 44 in plaintext, the ids (32) random and so incompressible. */
+const STORED_BYTES_PER_ENTRY = 38;

@@ -12,7 +12,7 @@ import { packKey } from '../format/keys-layout.js';
 import { decodeTrailer, trailerLengthOf, type PackEntry } from '../format/pack.js';
 import { sealedTrailer } from '../content/pack-writer.js';
 import type { Repository } from '../repository/repository.js';
-import type { IdFilter } from './id-filter.js';
+import type { LiveTest } from './confirm.js';
 
 export interface RepackResult {
   /** New packs and the index objects that list them. */
@@ -72,7 +72,7 @@ class PackCopier {
  * relation pages, which keep index objects of their own) into new packs and
  * indexes them. Returns once the new packs and their index are durable.
  */
-export async function repack(repo: Repository, packs: readonly string[], pages: boolean, live: IdFilter, prove: (what: string) => void, onProgress?: (message: string) => void): Promise<RepackResult> {
+export async function repack(repo: Repository, packs: readonly string[], pages: boolean, live: LiveTest, prove: (what: string) => void, onProgress?: (message: string) => void): Promise<RepackResult> {
   const copier = new PackCopier(repo, repo.config.packSize);
   let bytesRead = 0;
   for (const sha of packs) {
@@ -82,7 +82,7 @@ export async function repack(repo: Repository, packs: readonly string[], pages: 
     const byOffset = new Map<number, PackEntry[]>();
     for (const e of packEntries(repo, key, pack)) byOffset.set(e.offset, [...(byOffset.get(e.offset) ?? []), e]);
     for (const [offset, members] of byOffset) {
-      if (!members.some((m) => live.mayHave(m.id))) continue;
+      if (!members.some((m) => live(sha, m.id, 0))) continue;
       const length = members[0]!.length;
       if (offset + length > pack.length) throw new CorruptObjectError(key, `blob at ${offset} runs past the pack's end`);
       await copier.add(Buffer.from(pack.subarray(offset, offset + length)), members);

@@ -23,7 +23,7 @@ import {
 import { decodeConfig, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
 import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isBackupKey, isIndexKey, isPageIndexKey } from '../format/keys-layout.js';
-import { decodeManifest, encodeManifest, type BackupManifest, type BackupSummary } from '../format/manifest.js';
+import { chunkIdsOf, decodeManifest, encodeManifest, manifestIdRegion, type BackupManifest, type BackupSummary } from '../format/manifest.js';
 import type { KeyProvider } from '../keys/key-provider.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { listSummaries, summaryFor, writeSummary } from './catalogue.js';
@@ -233,12 +233,17 @@ export class Repository {
 
   /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). @internal */
   async openIndexObject(key: string): Promise<Buffer> {
-    return this.objects.open('index', key, await this.objects.getVerified(key));
+    return this.objects.openOwned('index', key, await this.objects.getVerified(key));
   }
 
   /** @internal */
-  async writeIndexObject(packs: readonly IndexedPack[], pages = false): Promise<{ key: string; size: number }> {
-    const sealed = this.objects.seal('index', encodeIndex(packs));
+  writeIndexObject(packs: readonly IndexedPack[], pages = false): Promise<{ key: string; size: number }> {
+    return this.writeIndexPlain(encodeIndex(packs), pages);
+  }
+
+  /** Seals and writes an index object from its encoded plaintext. @internal */
+  async writeIndexPlain(plain: Buffer, pages = false): Promise<{ key: string; size: number }> {
+    const sealed = this.objects.seal('index', plain);
     const key = indexKey(sha256Hex(sealed), pages);
     await this.objects.put(key, sealed);
     return { key, size: sealed.length };
@@ -290,7 +295,7 @@ export class Repository {
   }
 
   async readManifest(key: string): Promise<BackupManifest> {
-    const plain = this.objects.open('manifest', key, await this.objects.getVerified(key));
+    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
     try {
       const manifest = decodeManifest(this.objects.codec.decompress(plain));
       if (!READABLE_FORMATS.includes(manifest.format)) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
@@ -303,6 +308,29 @@ export class Repository {
       if (e instanceof UnsupportedFormatError || e instanceof CorruptObjectError) throw e;
       throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
     }
+  }
+
+  /**
+   * Every chunk id manifest `key` lists, back to back: what garbage
+   * collection reads every manifest for. Decompressed into `scratch` (grown
+   * when too small, and handed back for the next call), so reading manifest
+   * after manifest does not leave one buffer of a manifest's size behind each.
+   * @internal
+   */
+  async manifestChunkIds(key: string, scratch: Buffer = Buffer.alloc(0)): Promise<{ ids: Buffer; scratch: Buffer }> {
+    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
+    let region: Buffer | undefined;
+    try {
+      const size = this.objects.codec.frameSize(plain);
+      if (size !== null && size > scratch.length) scratch = Buffer.allocUnsafeSlow(size);
+      region = manifestIdRegion(this.objects.codec.decompressInto(plain, scratch));
+    } catch (e) {
+      throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
+    }
+    if (region) return { ids: region, scratch };
+    // A plain JSON manifest (format 1): decoded whole.
+    const manifest = await this.readManifest(key);
+    return { ids: Buffer.concat(manifest.entries.filter((e) => e.type === 'file' && e.linkTo === undefined).map((e) => chunkIdsOf(e))), scratch };
   }
 
   /** Manifest keys, oldest first (labels sort by time). */

@@ -72,6 +72,16 @@ export class SealedObjects {
     return plain;
   }
 
+  /**
+   * `open` for a large object read just for this (index objects, manifests):
+   * decrypts over `bytes`, which the caller must not use again.
+   */
+  openOwned(kind: ObjectKind, key: string, bytes: Uint8Array): Buffer {
+    const plain = this.codec.openObjectInPlace(bytes, this.aad(kind));
+    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    return plain;
+  }
+
   get(key: string, range?: ByteRange): Promise<Uint8Array> {
     return this.store.get(key, range);
   }

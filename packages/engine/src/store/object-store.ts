@@ -99,7 +99,9 @@ export interface ObjectStore {
   /**
    * The object's bytes, or `range` of them. Rejects with `MissingObjectError`
    * when `key` does not exist, and with `InvalidArgumentError` when the range
-   * does not lie inside the object.
+   * does not lie inside the object. The bytes belong to the caller, who may
+   * change them (large objects are decrypted over themselves): a store never
+   * hands out a buffer it keeps.
    */
   get(key: string, range?: ByteRange): Promise<Uint8Array>;
 

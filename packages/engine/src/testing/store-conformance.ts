@@ -29,6 +29,17 @@ export function describeObjectStore(name: string, factory: StoreFactory): void {
         expect(await s.head('data/ab/obj1')).toEqual({ key: 'data/ab/obj1', size: data.length });
       }));
 
+    it('the bytes get returns belong to the caller: changing them changes nothing stored', () =>
+      withStore(async (s) => {
+        const data = Buffer.from('sealed bytes a reader decrypts over themselves');
+        await s.put('index/owned', data);
+        for (const range of [undefined, { offset: 3, length: 10 }]) {
+          const got = await s.get('index/owned', range);
+          got.fill(0);
+        }
+        expect(Buffer.from(await s.get('index/owned')).equals(data)).toBe(true);
+      }));
+
     it('an empty object round-trips', () =>
       withStore(async (s) => {
         expect(await s.put('index/empty', new Uint8Array(0))).toBe('created');

@@ -5,7 +5,7 @@
  * version. Check reports them; repair makes them current again.
  */
 import { isLockable } from '../format/keys-layout.js';
-import type { Repository } from '../repository/repository.js';
+import type { Repository } from './repository.js';
 import type { HiddenObject } from '../store/object-store.js';
 
 /** Coffer's objects (those worth protecting) a delete marker hides; none on a store without versions. */
