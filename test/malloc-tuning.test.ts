@@ -52,7 +52,7 @@ describe('coffer gc in its tuned run', () => {
   it('the tuned run has the threshold set; the exit status is the collection’s', async () => {
     const r = await coffer(['--repo', join(work.dir, 'no-repo'), 'gc'], env);
     expect(r.status).toBe(4);
-    expect(r.stderr).toMatch(/not a repository/i);
+    expect(r.stderr).toMatch(/not a Coffer repository/);
     const { child, done } = startCoffer(['--repo', repo, 'gc', '--max-wait', '60'], env);
     await until(async () => (await tunedRunsOf(child.pid!)).length === 1, 'the tuned run');
     const [pid] = await tunedRunsOf(child.pid!);
