@@ -151,7 +151,8 @@ describe('expire and gc', () => {
     // 64 bytes of filter for a few hundred ids: it calls about one dead chunk in ten live.
     const gc = await collectGarbage(repo, { filterBytes: 64 });
     expect(gc.falsePositiveRate).toBeGreaterThan(0.05);
-    expect(gc.recheckedPacks).toBeGreaterThanOrEqual(oldPacks.size);
+    // Dead packs where the filter erred were looked at again (one where it did not is simply unreferenced).
+    expect(gc.recheckedPacks).toBeGreaterThan(0);
     expect(gc.falseLiveChunks).toBeGreaterThan(0);
     expect(gc.repackedPacks).toBe(0);
     const left = await packKeys(store);
