@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coffer, startCoffer } from './support/cli.js';
 import { pseudoRandom, scratch, snapshot } from './support/tree.js';
+import { until } from './support/until.js';
 
 let work: { dir: string; cleanup: () => Promise<void> };
 let env: Record<string, string>;
@@ -31,13 +32,6 @@ async function packs(repo: string): Promise<Set<string>> {
   return out;
 }
 
-async function until(cond: () => Promise<boolean>, what: string): Promise<void> {
-  const end = Date.now() + 30_000;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('a backup stopped past its lease while gc deletes what it found in the index', () => {
   it('fails without committing when it resumes; check passes; run again it stores the chunks afresh', async () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coffer, startCoffer } from './support/cli.js';
 import { scratch } from './support/tree.js';
+import { until } from './support/until.js';
 
 let work: { dir: string; cleanup: () => Promise<void> };
 let env: Record<string, string>;
@@ -40,13 +41,6 @@ async function tunedRunsOf(parent: number): Promise<number[]> {
   return out;
 }
 
-async function until(cond: () => Promise<boolean>, what: string): Promise<void> {
-  const end = Date.now() + 20_000;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('coffer gc in its tuned run', () => {
   it('the tuned run has the threshold set; the exit status is the collection’s', async () => {
@@ -54,21 +48,21 @@ describe('coffer gc in its tuned run', () => {
     expect(r.status).toBe(4);
     expect(r.stderr).toMatch(/not a Coffer repository/);
     const { child, done } = startCoffer(['--repo', repo, 'gc', '--max-wait', '60'], env);
-    await until(async () => (await tunedRunsOf(child.pid!)).length === 1, 'the tuned run');
+    await until(async () => (await tunedRunsOf(child.pid!)).length === 1, 'the tuned run', 20_000, 20);
     const [pid] = await tunedRunsOf(child.pid!);
     const environ = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
     expect(environ).toContain('MALLOC_MMAP_THRESHOLD_=131072');
     child.kill('SIGTERM');
     const ended = await done;
     expect(ended.signal).toBe('SIGTERM');
-    await until(async () => (await tunedRunsOf(child.pid!)).length === 0, 'the tuned run to end');
+    await until(async () => (await tunedRunsOf(child.pid!)).length === 0, 'the tuned run to end', 20_000, 20);
   });
 
   it('killed outright, the command leaves no collection running', async () => {
     const { child, done } = startCoffer(['--repo', repo, 'gc', '--max-wait', '60'], env);
-    await until(async () => (await tunedRunsOf(child.pid!)).length === 1, 'the tuned run');
+    await until(async () => (await tunedRunsOf(child.pid!)).length === 1, 'the tuned run', 20_000, 20);
     child.kill('SIGKILL');
     expect((await done).signal).toBe('SIGKILL');
-    await until(async () => (await tunedRunsOf(child.pid!)).length === 0, 'the tuned run to stop');
+    await until(async () => (await tunedRunsOf(child.pid!)).length === 0, 'the tuned run to stop', 20_000, 20);
   });
 });

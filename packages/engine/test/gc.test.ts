@@ -28,6 +28,7 @@ import {
   type ObjectStore,
 } from '@coffer/engine';
 import { scratch, snapshot } from '../../../test/support/tree.js';
+import { until } from '../../../test/support/until.js';
 
 /** A store whose operations can be held at a gate the test opens. */
 class GatedStore implements ObjectStore {
@@ -77,13 +78,6 @@ beforeAll(async () => {
 });
 afterAll(async () => cleanup());
 
-async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const end = Date.now() + 20_000;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function dataBytes(store: ObjectStore): Promise<number> {
   return (await collectList(store, 'data/')).reduce((n, o) => n + o.size, 0);
