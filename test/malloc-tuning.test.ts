@@ -47,6 +47,10 @@ describe('coffer gc in its tuned run', () => {
     const r = await coffer(['--repo', join(work.dir, 'no-repo'), 'gc'], env);
     expect(r.status).toBe(4);
     expect(r.stderr).toMatch(/not a Coffer repository/);
+    // check runs the same way, and its status comes through too.
+    const c = await coffer(['--repo', join(work.dir, 'no-repo'), 'check'], env);
+    expect(c.status).toBe(4);
+    expect(c.stderr).toMatch(/not a Coffer repository/);
     const { child, done } = startCoffer(['--repo', repo, 'gc', '--max-wait', '60'], env);
     await until(async () => (await tunedRunsOf(child.pid!)).length === 1, 'the tuned run', 20_000, 20);
     const [pid] = await tunedRunsOf(child.pid!);

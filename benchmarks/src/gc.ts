@@ -1,13 +1,14 @@
 /**
- * Retention at scale: `coffer expire` and `coffer gc` on a synthetic
- * repository of many millions of chunks, each command in a process of its
- * own under GNU time (time and peak RSS).
+ * Retention at scale: `coffer check`, `coffer expire` and `coffer gc` on a
+ * synthetic repository of many millions of chunks, each command in a
+ * process of its own under GNU time (time and peak RSS).
  *
  * The repository is real where the two commands look: a key ring, sealed
  * index objects listing every chunk, sealed manifests and catalogue
  * summaries naming them. Only the packs are stand-ins: sparse files of the
- * size their index entries add up to, under the names the index gives them —
- * expire never reads packs, and gc reads one only to repack it. The layout
+ * size their index entries and trailer add up to, under the names the index
+ * gives them — check without --read-data and expire never read packs, and
+ * gc reads one only to repack it. The layout
  * makes every pack wholly live or wholly dead, so nothing is repacked and
  * the figures are those of the mark (reading every index object twice and
  * every kept manifest once), the index rewrite and the deletes.
@@ -55,6 +56,8 @@ export interface GcFigures {
   metadataBytesBefore: number;
   metadataBytesAfter: number;
   generateSeconds: number;
+  /** `coffer check` (no --read-data) of the whole repository, before expire. */
+  check: GcStep & { ok: boolean; passes: number; chunksReferenced: number; problems: number };
   expire: GcStep & { keptBackups: number; removedBackups: number };
   gc: GcStep & {
     deletedPacks: number;
@@ -87,6 +90,11 @@ function packSha(s: number, p: number): string {
   iv.writeUInt32BE(0xffffffff, 8);
   const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 9), iv);
   return c.update(Buffer.alloc(32)).toString('hex');
+}
+
+/** Bytes of a pack's trailer of `n` chunks: sealed list of (id, offset, length, rawLength), and its length. */
+function trailerBytes(n: number): number {
+  return 8 + n * (ID_BYTES + 12) + 40 + 4;
 }
 
 /** A stand-in for a pack: a sparse file of the pack's size under its name. */
@@ -122,7 +130,7 @@ async function writeSegment(repo: Repository, root: string, s: number, ids: Buff
       entries.push({ id: ids.subarray(at, at + ID_BYTES), offset: j * STORED_CHUNK_BYTES, length: STORED_CHUNK_BYTES, rawLength: RAW_CHUNK_BYTES });
     }
     const sha = packSha(s, p);
-    await placePack(root, sha, n * STORED_CHUNK_BYTES);
+    await placePack(root, sha, n * STORED_CHUNK_BYTES + trailerBytes(n));
     packs++;
     if (batchEntries + n > ENTRIES_PER_INDEX_OBJECT) await flush();
     batch.push({ sha, entries });
@@ -197,6 +205,10 @@ export async function gcFigures(work: string, chunks: number, log: (line: string
 
   const env = { COFFER_KEY_FILE: keyFile };
   const coffer = (args: string[]) => run(process.execPath, [COFFER_BIN, '--repo', root, '--quiet', ...args], { env });
+  log('check');
+  // A check that finds problems exits non-zero, and the benchmark with it: the synthetic repository is sound.
+  const c = await coffer(['check', '--json']);
+  const checkReport = JSON.parse(c.stdout) as { ok: boolean; passes: number; chunksReferenced: number; problems: unknown[] };
   const now = new Date(FIRST_DAY + (backups - 1) * DAY_MS + 3_600_000).toISOString();
   log(`expire (${TIERS.join(' ')}, --now ${now})`);
   const ex = await coffer(['expire', ...TIERS, '--now', now, '--json']);
@@ -223,6 +235,7 @@ export async function gcFigures(work: string, chunks: number, log: (line: string
     metadataBytesBefore,
     metadataBytesAfter,
     generateSeconds,
+    check: { ms: c.ms, maxRssMiB: c.maxRssMiB, ok: checkReport.ok, passes: checkReport.passes, chunksReferenced: checkReport.chunksReferenced, problems: checkReport.problems.length },
     expire: { ms: ex.ms, maxRssMiB: ex.maxRssMiB, keptBackups, removedBackups },
     gc: {
       ms: g.ms,

@@ -176,6 +176,7 @@ async function gcSection(): Promise<void> {
   const stepTable = table(
     ['step', 'seconds', 'peak RSS MiB', 'what it did'],
     [
+      ['coffer check (the whole repository, before expire)', fmt(g.check.ms / 1000, 2), MiB(g.check.maxRssMiB), `${fmt(g.check.chunksReferenced)} chunks referenced, looked up in ${g.check.passes} pass(es) of its default 64 MiB table; ${g.check.problems} problems`],
       ['coffer expire (hot 14 d, warm 30 d, cold 6 months weekly)', fmt(g.expire.ms / 1000, 2), MiB(g.expire.maxRssMiB), `kept ${g.expire.keptBackups} of ${g.backups} backups, removed ${g.expire.removedBackups}`],
       [
         'coffer gc',
@@ -189,10 +190,11 @@ async function gcSection(): Promise<void> {
   const verdicts = [
     { ok: (g.gc.maxRssMiB ?? Infinity) <= 256, line: `gc peak RSS ${MiB(g.gc.maxRssMiB)} MiB for ${fmt(g.chunks)} chunks (goal ≤ 256 MiB)` },
     { ok: (g.expire.maxRssMiB ?? Infinity) <= 256, line: `expire peak RSS ${MiB(g.expire.maxRssMiB)} MiB (goal ≤ 256 MiB)` },
+    { ok: (g.check.maxRssMiB ?? Infinity) <= 256 && g.check.ok, line: `check peak RSS ${MiB(g.check.maxRssMiB)} MiB for ${fmt(g.chunks)} chunks, no problems (goal ≤ 256 MiB)` },
     { ok: g.gc.deletedPacks === expectedDead, line: `gc deleted ${fmt(g.gc.deletedPacks)} packs; the packs of chunks only expired backups named: ${fmt(expectedDead)}` },
   ];
   const md = [
-    '# Expire and garbage collection at scale',
+    '# Check, expire and garbage collection at scale',
     '',
     `${machine}, ${new Date().toISOString()}, \`npm run bench -- --only gc${quick ? ' --quick' : ''}\` (or part of \`npm run bench${quick ? ' -- --quick' : ''}\`)`,
     '',

@@ -78,7 +78,7 @@ export type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCh
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { checkEntryPaths } from './restore/target.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
-export { checkRepository, type CheckOptions, type CheckReport } from './check/check.js';
+export { checkRepository, DEFAULT_CHECK_MEMORY, type CheckOptions, type CheckReport } from './check/check.js';
 export { repairRepository, type IncompleteBackup, type RepairOptions, type RepairReport } from './check/repair.js';
 export { DAMAGE_PREFIX, type DamageRecord } from './format/damage-record.js';
 export { readDamage } from './repository/damage.js';

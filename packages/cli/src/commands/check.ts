@@ -1,6 +1,6 @@
 /** `coffer check`: every reference resolves; with --read-data every chunk decrypts and matches its id. */
-import { checkRepository, CofferError, CorruptObjectError, MissingObjectError, type CheckReport } from '@coffer/engine';
-import { type CliContext } from '../context.js';
+import { checkRepository, CofferError, DEFAULT_CHECK_MEMORY, CorruptObjectError, MissingObjectError, type CheckReport } from '@coffer/engine';
+import { intOption, type CliContext } from '../context.js';
 
 export function register(ctx: CliContext): void {
   const { program, openRepo, say } = ctx;
@@ -8,10 +8,11 @@ export function register(ctx: CliContext): void {
     .command('check')
     .description('verify that every referenced object exists; with --read-data, decrypt and verify every chunk')
     .option('--read-data', 'read and verify all pack data')
+    .option('--memory <MiB>', `memory for the table of chunk ids (default ${DEFAULT_CHECK_MEMORY / 1024 / 1024}): an index larger than it is checked in more passes`, intOption('--memory', 1, 65536))
     .option('--json', 'print the report as JSON')
-    .action(async (o: { readData?: boolean; json?: boolean }) => {
+    .action(async (o: { readData?: boolean; memory?: number; json?: boolean }) => {
       const repo = await openRepo();
-      const report = await checkRepository(repo, { readData: !!o.readData });
+      const report = await checkRepository(repo, { readData: !!o.readData, ...(o.memory !== undefined ? { memoryBytes: o.memory * 1024 * 1024 } : {}) });
       if (o.json) say(JSON.stringify({ ...report, problems: report.problems.map((p) => ({ code: p.code, message: p.message, key: (p as { key?: string }).key })) }, null, 2));
       else printCheck(report, say);
       if (!report.ok) throw pickCheckError(report);
@@ -20,7 +21,7 @@ export function register(ctx: CliContext): void {
 
 
 function printCheck(r: CheckReport, say: (s: string) => void): void {
-  say(`${r.backups} backups, ${r.indexes} indexes, ${r.packs} packs, ${r.chunksReferenced} chunks referenced${r.chunksVerified ? `, ${r.chunksVerified} chunks verified` : ''}`);
+  say(`${r.backups} backups, ${r.indexes} indexes, ${r.packs} packs, ${r.chunksReferenced} chunks referenced${r.chunksVerified ? `, ${r.chunksVerified} chunks verified` : ''}${r.passes > 1 ? ` (${r.passes} passes within --memory)` : ''}`);
   if (r.unindexedPacks) say(`${r.unindexedPacks} pack(s) not indexed (left by an interrupted backup; reclaimed by garbage collection)`);
   say(r.ok ? 'no problems found' : `${r.problems.length} problem(s):`);
   for (const p of r.problems) say(`  ${p.code}: ${p.message}`);

@@ -1,26 +1,31 @@
 /**
  * `check`: every manifest and index opens, every chunk a manifest references
- * is indexed, and every pack the index names for those chunks exists. With
- * `readData`, every pack is read whole, checked against its SHA-256 name, and
- * every chunk in it is decrypted and checked against its id.
+ * is indexed, and every pack the index or a WAL record names exists and is
+ * long enough. With `readData`, every pack is read whole, checked against its
+ * SHA-256 name, and every chunk in it is decrypted and checked against its id.
+ *
+ * Memory is a setting (`memoryBytes`) plus a few numbers per pack: the
+ * exact lookup of referenced chunks runs in as many passes as the index needs
+ * to fit it (`references.ts`), and WAL records and index objects are read a
+ * batch, or one, at a time.
  */
-import pLimit from 'p-limit';
-import { asBuffer, sha256Hex } from '../bytes.js';
+import { asBuffer } from '../bytes.js';
 import { CofferError, CorruptObjectError, MissingObjectError, PermissionDeniedError, StoreAccessDeniedError } from '../errors.js';
-import type { IndexedPack } from '../format/index-file.js';
-import { isBackupKey, packKey, PACK_PREFIX } from '../format/keys-layout.js';
-import { decodeTrailer, trailerLengthOf } from '../format/pack.js';
-import { ChunkIndex } from '../repository/chunk-index.js';
+import { CATALOGUE_PREFIX, manifestKeyOf } from '../format/catalogue-record.js';
+import { indexEntriesIn } from '../format/index-file.js';
+import { INDEX_PREFIX, isBackupKey, packKey, PACK_PREFIX } from '../format/keys-layout.js';
+import { parseStanzaKey, STANZA_PREFIX } from '../format/stanza-record.js';
+import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
+import { decodeSummary } from '../repository/catalogue.js';
 import { condemnedPacks } from '../repository/condemned.js';
+import { hiddenObjects } from '../repository/hidden.js';
 import { Lease } from '../repository/leases.js';
 import { withIndexRetry, type Repository } from '../repository/repository.js';
-import { collectList } from '../store/object-store.js';
-import { CATALOGUE_PREFIX, manifestKeyOf } from '../format/catalogue-record.js';
-import { parseStanzaKey, STANZA_PREFIX } from '../format/stanza-record.js';
-import { decodeSummary } from '../repository/catalogue.js';
-import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
-import { decodeStanzaRecord, decodeWalRecord } from '../repository/sealed-records.js';
-import { hiddenObjects } from '../repository/hidden.js';
+import { decodeStanzaRecord } from '../repository/sealed-records.js';
+import { LISTED_BY_INDEX, LOCATED_BY_WAL, NEEDED, PackTable } from './pack-table.js';
+import { readAllData } from './read-data.js';
+import { checkReferences, type ReferenceResult } from './references.js';
+import { surveyWalRecords } from './wal-records.js';
 
 export interface CheckOptions {
   readData?: boolean;
@@ -28,6 +33,8 @@ export interface CheckOptions {
   leaseTtlMs?: number;
   /** Packs read at once with `readData` (default 4). */
   concurrency?: number;
+  /** Bytes the table of chunk ids may take (default 64 MiB); a larger index is checked in more passes. */
+  memoryBytes?: number;
   onProgress?: (p: { packsDone: number; packsTotal: number }) => void;
 }
 
@@ -40,8 +47,11 @@ export interface CheckReport {
   stanzaRecords: number;
   indexes: number;
   packs: number;
+  /** Distinct chunks the manifests reference. */
   chunksReferenced: number;
-  /** Chunks decrypted and checked against their id (with `readData`). */
+  /** Passes over the index and manifests that the memory setting took (1 when the index fits). */
+  passes: number;
+  /** Chunks decrypted and checked against their id (with `readData`): every chunk of every pack read. */
   chunksVerified: number;
   /** Packs in the store that no index lists (left by an interrupted backup; harmless). */
   unindexedPacks: number;
@@ -66,6 +76,9 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   }
 }
 
+/** 64 MiB: about a million ids a pass, and a check of 50 million chunks within about 250 MiB RSS (the benchmark). */
+export const DEFAULT_CHECK_MEMORY = 64 * 1024 * 1024;
+
 async function checkUnderLease(repo: Repository, options: CheckOptions, condemned: ReadonlySet<string>): Promise<CheckReport> {
   const problems: CofferError[] = [];
   const record = (e: unknown) => {
@@ -85,48 +98,16 @@ async function checkUnderLease(repo: Repository, options: CheckOptions, condemne
   const walKeys = await repo.ownKeys(WAL_PREFIX, (k) => parseWalKey(k) !== undefined);
   const backupKeys = await repo.listBackupKeys();
   const stanzaKeys = await repo.ownKeys(STANZA_PREFIX, (k) => parseStanzaKey(k) !== undefined);
-  const firstIndexKeys = await repo.listIndexKeys();
-  const packObjects = new Map((await repo.objects.list(PACK_PREFIX)).map((o) => [o.key, o.size]));
+  let indexKeys = await repo.listIndexKeys();
+  const packs = new PackTable();
+  let packsInStore = 0;
+  for await (const o of repo.objects.each(PACK_PREFIX)) {
+    const sha = o.key.slice(o.key.lastIndexOf('/') + 1);
+    if (packKey(sha) !== o.key) continue;
+    packs.stored(packs.number(sha), o.size);
+    packsInStore++;
+  }
 
-  let index = new ChunkIndex();
-  let packs = new Map<string, IndexedPack['entries']>();
-  /** Who names each pack, for messages: an index object or a WAL record. */
-  let namedBy = new Map<string, string>();
-  let indexKeys = firstIndexKeys;
-  // Index objects a running collection merged away between the listing and the read: list and read again.
-  await withIndexRetry(async () => {
-    index = new ChunkIndex();
-    packs = new Map();
-    namedBy = new Map();
-    const later: IndexedPack[] = [];
-    for (const key of indexKeys) {
-      try {
-        for (const p of await repo.readIndexObject(key)) {
-          // A chunk also in a condemned pack (one being repacked) is located in its other pack.
-          if (condemned.has(p.sha)) later.push(p);
-          else for (const e of p.entries) index.add(p.sha, e);
-          // A pack listed by two index objects (a collection or repair stopped between writing the new object
-          // and deleting the old one) is the same pack: its entries count once.
-          const before = packs.get(p.sha);
-          packs.set(p.sha, before ? mergeEntries(before, p.entries) : p.entries);
-          if (!namedBy.has(p.sha)) namedBy.set(p.sha, `listed by index ${key}`);
-        }
-      } catch (e) {
-        if (e instanceof MissingObjectError) {
-          // Gone from the listing too: replaced by a merged object meanwhile. Still listed: really missing.
-          const now = await repo.listIndexKeys();
-          if (!now.includes(key)) {
-            indexKeys = now;
-            throw e;
-          }
-        }
-        record(e);
-      }
-    }
-    for (const p of later) for (const e of p.entries) index.add(p.sha, e);
-  });
-
-  const referenced = new Set<string>();
   // Catalogue summaries: each opens and names its manifest, and no manifest's summary is missing its backup.
   const manifestSet = new Set(backupKeys);
   for (const key of catalogueKeys) {
@@ -138,41 +119,23 @@ async function checkUnderLease(repo: Repository, options: CheckOptions, condemne
       record(e);
     }
   }
-  for (const key of backupKeys) {
+
+  // Index objects a running collection merged away between the listing and the read: list and read again.
+  const memoryBytes = options.memoryBytes ?? DEFAULT_CHECK_MEMORY;
+  // What an attempt learnt of packs stays true on the next: a merged index object lists the same packs.
+  const refs: ReferenceResult = await withIndexRetry(async () => {
+    const expectedEntries = indexEntriesIn(await repo.objects.list(INDEX_PREFIX));
     try {
-      const m = await repo.readManifest(key);
-      for (const entry of m.entries) {
-        for (const id of entry.chunks ?? []) {
-          referenced.add(id);
-          if (!index.hasHex(id)) record(new MissingObjectError(`chunk ${id}`, `referenced by ${key} (${entry.path}) but listed by no index`));
-        }
-      }
+      return await checkReferences(repo, { indexKeys, manifestKeys: backupKeys, condemned, packs, memoryBytes, expectedEntries });
     } catch (e) {
-      record(e);
+      if (e instanceof MissingObjectError) indexKeys = await repo.listIndexKeys();
+      throw e;
     }
-  }
-  const neededPacks = new Set<string>();
-  for (const id of referenced) {
-    const loc = index.get(Buffer.from(id, 'hex'));
-    if (loc) neededPacks.add(loc.pack);
-  }
-  // WAL records locate their own chunks, in packs no index lists.
-  for (const key of walKeys) {
-    try {
-      const record = decodeWalRecord(repo, key, asBuffer(await repo.objects.get(key)));
-      for (const [id, [pack, offset, length, rawLength]] of Object.entries(record.locations)) {
-        neededPacks.add(pack);
-        if (!namedBy.has(pack)) namedBy.set(pack, `referenced by WAL record ${key}`);
-        const list = packs.get(pack) ?? [];
-        const idBytes = Buffer.from(id, 'hex');
-        // Members of a group blob share its offset; the same chunk named by two records is listed once.
-        if (!list.some((e) => e.offset === offset && e.id.equals(idBytes))) list.push({ id: idBytes, offset, length, rawLength });
-        packs.set(pack, list);
-      }
-    } catch (e) {
-      record(e);
-    }
-  }
+  });
+  problems.push(...refs.problems);
+
+  const badWalKeys = new Set<string>();
+  await surveyWalRecords(repo, walKeys, packs, badWalKeys, record);
   for (const key of stanzaKeys) {
     try {
       decodeStanzaRecord(repo, key, asBuffer(await repo.objects.get(key)));
@@ -180,81 +143,51 @@ async function checkUnderLease(repo: Repository, options: CheckOptions, condemne
       record(e);
     }
   }
-  for (const sha of neededPacks) {
+
+  for (let n = 0; n < packs.size; n++) {
+    if (!packs.has(n, NEEDED)) continue;
+    const sha = packs.shas[n]!;
     const key = packKey(sha);
-    let size = packObjects.get(key);
+    let size = packs.storedSize(n);
     // Looked for once more before it is reported: a listing is a snapshot, a missing pack a serious claim.
     if (size === undefined) size = (await repo.objects.head(key))?.size;
     if (size === undefined && (condemned.has(sha) || hidden.has(key))) continue;
     if (size === undefined) {
-      record(new MissingObjectError(key, `${namedBy.get(sha) ?? 'needed'} but not in the store`));
+      record(new MissingObjectError(key, `${packs.namedBy(n)} but not in the store`));
       continue;
     }
-    packObjects.set(key, size);
+    packs.stored(n, size);
     // Sizes are known without reading: a pack shorter than where its chunks end (an empty one, say) is damaged.
-    let dataEnd = 0;
-    for (const e of packs.get(sha) ?? []) dataEnd = Math.max(dataEnd, e.offset + e.length);
-    if (size < dataEnd + 4) record(new CorruptObjectError(key, `${size} bytes, but ${namedBy.get(sha) ?? 'its index'} places chunks up to byte ${dataEnd}`));
+    if (size < packs.dataEnd(n) + 4) record(new CorruptObjectError(key, `${size} bytes, but ${packs.namedBy(n)} places chunks up to byte ${packs.dataEnd(n)}`));
   }
 
   let chunksVerified = 0;
   if (options.readData) {
-    const limit = pLimit(Math.max(1, options.concurrency ?? 4));
-    const shas = [...packs.keys()].filter((sha) => packObjects.has(packKey(sha)) && !condemned.has(sha));
-    let done = 0;
-    await Promise.all(
-      shas.map((sha) =>
-        limit(async () => {
-          try {
-            const n = await verifyPack(repo, sha, packs.get(sha)!);
-            chunksVerified += n;
-          } catch (e) {
-            record(e);
-          }
-          options.onProgress?.({ packsDone: ++done, packsTotal: shas.length });
-        }),
-      ),
-    );
+    chunksVerified = await readAllData(repo, {
+      indexKeys,
+      walKeys,
+      badIndexKeys: refs.badIndexKeys,
+      badWalKeys,
+      packs,
+      readable: (n) => packs.storedSize(n) !== undefined && !condemned.has(packs.shas[n]!),
+      concurrency: options.concurrency ?? 4,
+      record,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
   }
   let unindexedPacks = 0;
-  for (const key of packObjects.keys()) if (!packs.has(key.slice(key.lastIndexOf('/') + 1))) unindexedPacks++;
+  for (let n = 0; n < packs.size; n++) if (packs.storedSize(n) !== undefined && !packs.has(n, LISTED_BY_INDEX | LOCATED_BY_WAL)) unindexedPacks++;
   return {
     ok: problems.length === 0,
     backups: backupKeys.length,
     walFiles: walKeys.length,
     stanzaRecords: stanzaKeys.length,
     indexes: indexKeys.length,
-    packs: packObjects.size,
-    chunksReferenced: referenced.size,
+    packs: packsInStore,
+    chunksReferenced: refs.referenced,
+    passes: refs.passes,
     chunksVerified,
     unindexedPacks,
     problems,
   };
-}
-
-function mergeEntries(a: IndexedPack['entries'], b: IndexedPack['entries']): IndexedPack['entries'] {
-  const seen = new Set(a.map((e) => `${e.offset}:${e.id.toString('hex')}`));
-  return [...a, ...b.filter((e) => !seen.has(`${e.offset}:${e.id.toString('hex')}`))];
-}
-
-/** Reads a pack whole and checks its name, every chunk the index lists in it, and its trailer; returns the chunk count. */
-export async function verifyPack(repo: Repository, sha: string, unsorted: IndexedPack['entries']): Promise<number> {
-  const key = packKey(sha);
-  const entries = [...unsorted].sort((a, b) => a.offset - b.offset);
-  const data = asBuffer(await repo.objects.get(key));
-  if (sha256Hex(data) !== sha) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name');
-  for (const e of entries) {
-    const plain = repo.objects.codec.decode(e.id, data.subarray(e.offset, e.offset + e.length));
-    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
-  }
-  // The trailer must open and agree with the index, or the pack cannot rebuild one.
-  const tlen = trailerLengthOf(data);
-  const trailerBytes = data.subarray(data.length - 4 - tlen, data.length - 4);
-  const trailer = repo.objects.codec.openObject(trailerBytes, repo.objects.aad('pack-trailer'));
-  if (typeof trailer === 'string') throw new CorruptObjectError(key, `trailer: ${trailer}`);
-  const listed = decodeTrailer(trailer);
-  if (listed.length !== entries.length || listed.some((l, i) => !l.id.equals(entries[i]!.id) || l.offset !== entries[i]!.offset)) {
-    throw new CorruptObjectError(key, 'trailer disagrees with the index');
-  }
-  return entries.length;
 }

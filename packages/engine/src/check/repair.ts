@@ -26,7 +26,7 @@ import type { Repository } from '../repository/repository.js';
 import { decodeWalRecord } from '../repository/sealed-records.js';
 import { asBuffer } from '../bytes.js';
 import { backupFiles } from '../backup/backup-files.js';
-import { verifyPack } from './check.js';
+import { verifyPack } from './verify-pack.js';
 import { acquireExclusive } from '../gc/exclusive.js';
 import { hiddenObjects } from '../repository/hidden.js';
 

@@ -7,6 +7,7 @@
  */
 import { BinaryReader, BinaryWriter } from './binary.js';
 import { ID_BYTES } from './chunk-codec.js';
+import { isIndexKey } from './keys-layout.js';
 import type { PackEntry } from './pack.js';
 
 export interface IndexedPack {
@@ -84,4 +85,11 @@ export function joinPackRecords(records: readonly Buffer[]): Buffer {
   MAGIC.copy(head, 0);
   head.writeUInt32BE(records.length, 4);
   return Buffer.concat([head, ...records]);
+}
+/** Stored bytes of an index entry, at least: 44 in plaintext, the ids (32) random and so incompressible. */
+const STORED_BYTES_PER_ENTRY = 38;
+
+/** About how many entries index objects of these stored sizes hold (a little over, rather than under). */
+export function indexEntriesIn(objects: readonly { key: string; size: number }[]): number {
+  return Math.ceil(objects.filter((o) => isIndexKey(o.key)).reduce((n, o) => n + o.size, 0) / STORED_BYTES_PER_ENTRY);
 }

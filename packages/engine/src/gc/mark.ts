@@ -9,8 +9,8 @@
 import pLimit from 'p-limit';
 import { CorruptObjectError } from '../errors.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
-import { scanIndex } from '../format/index-file.js';
-import { INDEX_PREFIX, isIndexKey, isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
+import { indexEntriesIn, scanIndex } from '../format/index-file.js';
+import { INDEX_PREFIX, isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
 import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
 import type { Repository } from '../repository/repository.js';
 import { decodeWalRecord } from '../repository/sealed-records.js';
@@ -160,8 +160,7 @@ export async function markLive(repo: Repository, options: MarkOptions = {}): Pro
 
   // The filter is sized from what the index objects weigh (44 bytes an entry, a little less once compressed), so
   // that the index is read once: ids from manifests and WAL first, then each entry counted and weighed.
-  const indexBytes = indexList.filter((o) => isIndexKey(o.key)).reduce((n, o) => n + o.size, 0);
-  const expected = Math.ceil(indexBytes / STORED_BYTES_PER_ENTRY);
+  const expected = indexEntriesIn(indexList);
   progress(`marking: ${packList.length} packs, ${indexObjects.length} index objects (about ${expected} entries), ${manifestKeys.length} backups, ${walKeys.length} WAL files`);
   const filter = IdFilter.sized(expected + walKeys.length * 64, 0.01, options.filterBytes ?? DEFAULT_FILTER_BYTES);
   await addManifestIds(repo, manifestKeys, filter);
@@ -197,6 +196,3 @@ export async function markLive(repo: Repository, options: MarkOptions = {}): Pro
   );
   return { filter, packs, manifests: new Set(manifestKeys), walRecords: new Set(walKeys), indexObjects, indexUse, entries };
 }
-
-/** Stored bytes of an index entry, at least: 44 in plaintext, the ids (32) random and so incompressible. */
-const STORED_BYTES_PER_ENTRY = 38;

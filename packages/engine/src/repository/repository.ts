@@ -295,19 +295,39 @@ export class Repository {
   }
 
   async readManifest(key: string): Promise<BackupManifest> {
+    return (await this.readManifestInto(key)).manifest;
+  }
+
+  /**
+   * `readManifest`, decompressed into `scratch` (grown when too small, and
+   * handed back for the next call): a caller reading manifest after manifest
+   * leaves no buffer of a manifest's size behind each. The manifest's chunk
+   * lists are views of the scratch, valid until it is used again.
+   * @internal
+   */
+  async readManifestInto(key: string, scratch?: Buffer): Promise<{ manifest: BackupManifest; scratch: Buffer | undefined }> {
     const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
     try {
-      const manifest = decodeManifest(this.objects.codec.decompress(plain));
+      const opened = this.decompressManifest(plain, scratch);
+      const manifest = decodeManifest(opened.plain);
       if (!READABLE_FORMATS.includes(manifest.format)) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
       // The sealed body is authentic; it must be the backup this name says. An older manifest copied
       // under a newer label (to make it "latest", or to hide a backup) is refused here.
       const named = labelOf(key);
       if (manifest.label !== named) throw new CorruptObjectError(key, `holds the manifest of backup ${manifest.label}, not ${named}`);
-      return manifest;
+      return { manifest, scratch: opened.scratch };
     } catch (e) {
       if (e instanceof UnsupportedFormatError || e instanceof CorruptObjectError) throw e;
       throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
     }
+  }
+
+  /** A manifest's plaintext, decompressed into `scratch` when one is given (grown when too small). */
+  private decompressManifest(sealedPlain: Buffer, scratch: Buffer | undefined): { plain: Buffer; scratch: Buffer | undefined } {
+    if (scratch === undefined) return { plain: this.objects.codec.decompress(sealedPlain), scratch };
+    const size = this.objects.codec.frameSize(sealedPlain);
+    if (size !== null && size > scratch.length) scratch = Buffer.allocUnsafeSlow(size);
+    return { plain: this.objects.codec.decompressInto(sealedPlain, scratch), scratch };
   }
 
   /**
@@ -321,9 +341,9 @@ export class Repository {
     const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
     let region: Buffer | undefined;
     try {
-      const size = this.objects.codec.frameSize(plain);
-      if (size !== null && size > scratch.length) scratch = Buffer.allocUnsafeSlow(size);
-      region = manifestIdRegion(this.objects.codec.decompressInto(plain, scratch));
+      const opened = this.decompressManifest(plain, scratch);
+      scratch = opened.scratch!;
+      region = manifestIdRegion(opened.plain);
     } catch (e) {
       throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
     }

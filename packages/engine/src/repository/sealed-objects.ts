@@ -119,4 +119,9 @@ export class SealedObjects {
   list(prefix: string): Promise<ObjectInfo[]> {
     return collectList(this.store, prefix);
   }
+
+  /** Every object under `prefix`, one at a time (listings of millions of packs need not be held whole). */
+  each(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.store.list(prefix);
+  }
 }
