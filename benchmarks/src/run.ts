@@ -11,7 +11,9 @@
  *   --days N          days after the first (default 2)
  *   --workloads LIST  pgbench,oltp,tree (default all)
  *   --seed N          workload seed (default 1)
- *   --gc-chunks N     chunks of the synthetic repository for expire and gc (default 50,000,000; quick 2,000,000)
+ *   --gc-chunks N     chunks of the synthetic repository for check, expire and gc (default 50,000,000; quick 2,000,000)
+ *   --baseline DIR    a built checkout of another Coffer revision, run beside this one in the comparison
+ *                     (before/after in one sitting; results go to compare[-quick]-baseline.*)
  *   --work DIR        scratch directory (default: $TMPDIR/coffer-bench)
  */
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -20,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { compareFigures } from './compare/compare.js';
-import { verdicts, workloadMarkdown, writePlots } from './compare/report.js';
+import { baselineRatios, verdicts, workloadMarkdown, writePlots } from './compare/report.js';
 import { fmt, mbps, table } from './measure.js';
 import { gcFigures } from './gc.js';
 import { pipelineFigures } from './pipeline.js';
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     work: { type: 'string' },
     'gc-chunks': { type: 'string' },
+    baseline: { type: 'string' },
   },
 });
 const quick = values.quick ?? false;
@@ -131,11 +134,12 @@ async function compareSection(): Promise<void> {
     oltpBytes: numberFlag('oltp-mb', quick ? 120 : 1000) * 1e6,
     treeBytes: numberFlag('files-mb', quick ? 120 : 1000) * 1e6,
     ...(values.workloads ? { workloads: values.workloads.split(',') } : {}),
+    ...(values.baseline ? { baseline: values.baseline } : {}),
     log: (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`),
   };
   options.log(`comparing on ${machine}; progress below, the report at the end`);
   const f = await compareFigures(options);
-  const suffix = quick ? '-quick' : '';
+  const suffix = `${quick ? '-quick' : ''}${values.baseline ? '-baseline' : ''}`;
   const plots = await writePlots(f, resultsDir, suffix);
   const versions = Object.entries(f.versions).map(([k, v]) => `${k} ${v}`).join(', ');
   const missing = f.missing.length ? `\n\nNot installed, so not measured: ${f.missing.map((m) => `${m.name} (${m.missing})`).join('; ')}.` : '';
@@ -156,6 +160,7 @@ async function compareSection(): Promise<void> {
     '',
     ...bar.map((v) => `- ${v.ok ? 'met' : '**not met**'}: ${v.line}`),
     '',
+    ...(values.baseline ? baselineMarkdown(f) : []),
     `Plots: ${plots.map((p) => `[${p}](${p})`).join(', ')}.`,
     '',
     '## Workloads',
@@ -165,6 +170,12 @@ async function compareSection(): Promise<void> {
   console.log(md);
   await writeFile(join(resultsDir, `compare${suffix}.md`), md + '\n');
   await writeFile(join(resultsDir, `compare${suffix}.json`), JSON.stringify({ machine, command, ...f }, null, 1) + '\n');
+}
+
+/** This revision against the baseline, step by step (lower is faster). */
+function baselineMarkdown(f: Awaited<ReturnType<typeof compareFigures>>): string[] {
+  const rows = f.workloads.flatMap(baselineRatios).map((r) => [r.step, fmt(r.coffer, 2), fmt(r.baseline, 2), fmt(r.ratio, 3)]);
+  return ['## Against the baseline', '', table(['step', 'this revision s', 'baseline s', 'ratio'], rows), ''];
 }
 
 async function gcSection(): Promise<void> {

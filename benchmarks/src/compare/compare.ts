@@ -22,6 +22,8 @@ export interface CompareOptions {
   treeBytes: number;
   /** Workloads to run (default all): pgbench, oltp, tree; each PostgreSQL one brings its WAL. */
   workloads?: string[];
+  /** A built checkout of another Coffer revision, run beside this one (before/after in one sitting). */
+  baseline?: string;
   log: (line: string) => void;
 }
 
@@ -126,9 +128,9 @@ class ToolRunner {
   }
 }
 
-function runners(kind: SourceKind, dir: string): { list: ToolRunner[]; missing: MissingTool[] } {
-  const { tools, missing } = detectTools();
-  const list = tools.filter((t) => t.handles(kind)).map((t) => new ToolRunner(t, join(dir, `${t.name.toLowerCase()}-${kind}`)));
+function runners(kind: SourceKind, dir: string, baseline: string | undefined): { list: ToolRunner[]; missing: MissingTool[] } {
+  const { tools, missing } = detectTools(baseline);
+  const list = tools.filter((t) => t.handles(kind)).map((t) => new ToolRunner(t, join(dir, `${t.name.toLowerCase().replace(/ /g, '-')}-${kind}`)));
   return { list, missing };
 }
 
@@ -136,8 +138,8 @@ async function pgWorkload(w: PgWorkload, o: CompareOptions): Promise<WorkloadFig
   const dir = join(o.work, w.name);
   await rm(dir, { recursive: true, force: true });
   const source: Source = { kind: 'postgres', cluster: w.cluster };
-  const data = runners('postgres', dir);
-  const walTools = runners('wal', dir);
+  const data = runners('postgres', dir, o.baseline);
+  const walTools = runners('wal', dir, o.baseline);
   const chunkers = new ChunkerComparison([...CHUNKERS, COFFER_CHUNKING, GROUPED_PAGES]);
   const walChunkers = new ChunkerComparison(CHUNKERS);
   const walDays = new WalDays(w.archiveDir);
@@ -181,7 +183,7 @@ async function fileWorkload(w: TreeWorkload, o: CompareOptions): Promise<Workloa
   const dir = join(o.work, w.name);
   await rm(dir, { recursive: true, force: true });
   const source: Source = { kind: 'files', dir: w.dir };
-  const tools = runners('files', dir);
+  const tools = runners('files', dir, o.baseline);
   const chunkers = new ChunkerComparison(CHUNKERS);
   const logical: number[] = [];
   try {
@@ -206,7 +208,7 @@ async function sizeOf(files: InputFile[]): Promise<number> {
 
 export async function compareFigures(o: CompareOptions): Promise<CompareFigures> {
   await mkdir(o.work, { recursive: true });
-  const { tools, missing } = detectTools();
+  const { tools, missing } = detectTools(o.baseline);
   const workloads: WorkloadFigures[] = [];
   const wanted = (name: string) => !o.workloads || o.workloads.includes(name);
   if (wanted('pgbench')) workloads.push(...(await pgWorkload(await pgbenchWorkload(o.pgbenchScale, o.pgbenchTransactions, o.seed), o)));

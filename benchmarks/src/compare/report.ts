@@ -9,6 +9,7 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { fmt, table } from '../measure.js';
 import type { CompareFigures, ToolFigures, WorkloadFigures } from './compare.js';
+import { BASELINE_PREFIX } from './tools.js';
 
 const MB = 1e6;
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
@@ -64,7 +65,8 @@ export interface Verdict {
 
 /** The issue's bar on a PostgreSQL workload: Coffer stores least per day; backups and restore within 1.5× of the fastest. */
 export function verdicts(w: WorkloadFigures): Verdict[] {
-  const rows = w.tools.filter((t) => !t.error).map((t) => summarise(w, t));
+  // A baseline Coffer is this project's own past: the bar is against the other tools.
+  const rows = w.tools.filter((t) => !t.error && !t.tool.startsWith(BASELINE_PREFIX)).map((t) => summarise(w, t));
   const coffer = rows.find((r) => r.tool === 'Coffer');
   if (!coffer) return [{ workload: w.name, line: `${w.name}: Coffer did not run`, ok: false }];
   const others = rows.filter((r) => r !== coffer);
@@ -195,4 +197,19 @@ function byWorkload(title: string, values: object[], spec: Record<string, unknow
     spec: { width: 220, ...spec },
     ...(independent ? { resolve: { scale: { [independent]: 'independent' } } } : {}),
   } as TopLevelSpec;
+}
+
+/** Per step, this Coffer's time over the baseline's (`--baseline`); empty without one. */
+export function baselineRatios(w: WorkloadFigures): { step: string; coffer: number; baseline: number; ratio: number }[] {
+  const rows = w.tools.filter((t) => !t.error).map((t) => summarise(w, t));
+  const coffer = rows.find((r) => r.tool === 'Coffer');
+  const base = rows.find((r) => r.tool.startsWith(BASELINE_PREFIX));
+  if (!coffer || !base) return [];
+  const steps: [string, (r: ToolSummary) => number | undefined][] = w.name.endsWith('WAL')
+    ? [['WAL first day', (r) => r.firstBackupS], ['WAL daily', (r) => r.dailyBackupS]]
+    : [['first backup', (r) => r.firstBackupS], ['daily backup', (r) => r.dailyBackupS], ['restore', (r) => r.restoreS]];
+  return steps
+    .map(([step, pick]) => ({ step: `${w.name} ${step}`, coffer: pick(coffer) ?? NaN, baseline: pick(base) ?? NaN }))
+    .filter((x) => Number.isFinite(x.coffer) && Number.isFinite(x.baseline))
+    .map((x) => ({ ...x, ratio: x.coffer / x.baseline }));
 }

@@ -5,6 +5,7 @@
  * Every tool encrypts and compresses (its usual zstd where it has one), so
  * stored bytes compare like with like.
  */
+import { spawnSync } from 'node:child_process';
 import { chown, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,20 +61,32 @@ async function ownedByServer(dir: string): Promise<void> {
   if (user) await chown(dir, user.uid, user.gid);
 }
 
+/** The name the report gives a baseline Coffer (another revision run beside this one: `--baseline`). */
+export const BASELINE_PREFIX = 'Coffer baseline';
+
 class Coffer implements Tool {
-  readonly name = 'Coffer';
+  readonly name: string;
   readonly version: string;
   readonly settings = 'zstd 3, AES-256-GCM, relation files in 8 KiB pages, FastCDC 64 KiB otherwise, workers per core';
   private repo = '';
   private env: Record<string, string> = {};
-  constructor(version: string) {
+  /** Revisions from before `--no-archive-check` never checked the archive at backup. */
+  private readonly archiveCheckFlag: string[];
+  constructor(
+    version: string,
+    private readonly bin = COFFER_BIN,
+    name = 'Coffer',
+  ) {
     this.version = version;
+    this.name = name;
+    const help = spawnSync(process.execPath, [bin, 'backup', '--help'], { encoding: 'utf8' }).stdout ?? '';
+    this.archiveCheckFlag = help.includes('--no-archive-check') ? ['--no-archive-check'] : [];
   }
   handles(): boolean {
     return true;
   }
   private coffer(args: string[], env: Record<string, string> = {}) {
-    return run(process.execPath, [COFFER_BIN, '--repo', this.repo, '--quiet', ...args], { env: { ...this.env, ...env } });
+    return run(process.execPath, [this.bin, '--repo', this.repo, '--quiet', ...args], { env: { ...this.env, ...env } });
   }
   async init(dir: string): Promise<void> {
     this.repo = dir;
@@ -85,7 +98,7 @@ class Coffer implements Tool {
   async backup(source: Source): Promise<StepFigures> {
     // The harness archives WAL into a plain directory and feeds each tool's archive afterwards, so the backup
     // cannot find its WAL in the repository yet: it is committed without that check, as pgBackRest's --no-archive-check.
-    return source.kind === 'postgres' ? this.coffer(['backup', '--no-archive-check'], source.cluster.pgEnv) : this.coffer(['backup', '--path', source.dir]);
+    return source.kind === 'postgres' ? this.coffer(['backup', ...this.archiveCheckFlag], source.cluster.pgEnv) : this.coffer(['backup', '--path', source.dir]);
   }
   walPush(segments: string[]): Promise<StepFigures> {
     return eachFile(segments, (s) => this.coffer(['wal-push', s]));
@@ -249,13 +262,25 @@ class Borg implements Tool {
   }
 }
 
-/** Every tool of the comparison: a fresh instance of each installed one, and why the others are missing. */
-export function detectTools(): { tools: Tool[]; missing: MissingTool[] } {
+/**
+ * Every tool of the comparison: a fresh instance of each installed one, and
+ * why the others are missing. With `baseline` (a built checkout of another
+ * revision), that Coffer runs too, right after this one, for before/after
+ * figures taken in one sitting.
+ */
+export function detectTools(baseline?: string): { tools: Tool[]; missing: MissingTool[] } {
   const tools: Tool[] = [];
   const missing: MissingTool[] = [];
   const coffer = versionOf(process.execPath, [COFFER_BIN, '--version']);
   if (coffer) tools.push(new Coffer(coffer));
   else missing.push({ name: 'Coffer', missing: `${COFFER_BIN} did not run: build the project first (npm run build)` });
+  if (baseline !== undefined) {
+    const bin = join(baseline, 'packages', 'cli', 'bin', 'coffer.js');
+    const version = versionOf(process.execPath, [bin, '--version']);
+    if (!version) throw new Error(`--baseline ${baseline}: ${bin} did not run (build that checkout first)`);
+    const rev = spawnSync('git', ['-C', baseline, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || version;
+    tools.push(new Coffer(version, bin, `${BASELINE_PREFIX} ${rev}`));
+  }
   const pgbr = versionOf('pgbackrest', ['version']);
   if (pgbr) tools.push(new PgBackRest(pgbr.replace(/^pgBackRest /, '')));
   else missing.push({ name: 'pgBackRest', missing: 'not installed (Debian package pgbackrest)' });
