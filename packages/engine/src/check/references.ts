@@ -21,6 +21,7 @@ import { CofferError, CorruptObjectError, MissingObjectError } from '../errors.j
 import { scanIndex } from '../format/index-file.js';
 import { chunkIdBytes, chunkIdsOf, type TreeEntry } from '../format/manifest.js';
 import { IdTable } from '../repository/id-table.js';
+import { ReadScratch } from '../repository/read-scratch.js';
 import type { Repository } from '../repository/repository.js';
 import { LISTED_BY_INDEX, NEEDED, type PackTable } from './pack-table.js';
 
@@ -69,7 +70,7 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
   let missingReported = 0;
   let missingUnreported = 0;
 
-  let scratch: Buffer | undefined = Buffer.alloc(0);
+  const scratch = new ReadScratch();
   let queue = split({ lo: 0, hi: SPAN }, rangesFor(input.expectedEntries, capacity));
   let surveyed = false;
   while (queue.length > 0) {
@@ -86,7 +87,7 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
     let currentCondemned = false;
     for (const key of input.indexKeys) {
       if (badIndexKeys.has(key)) continue;
-      const plain = await openIndex(repo, key, survey, (e) => {
+      const plain = await openIndex(repo, key, scratch, survey, (e) => {
         badIndexKeys.add(key);
         problems.push(e);
       });
@@ -136,10 +137,8 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
       if (badManifests.has(key)) continue;
       let entries: TreeEntry[];
       try {
-        // Into one buffer, manifest after manifest: a 16 MB manifest read 26 times must not leave 26 buffers to collect.
-        const read = await repo.readManifestInto(key, scratch);
-        scratch = read.scratch;
-        entries = read.manifest.entries;
+        // Into the same buffers, manifest after manifest and pass after pass: none left behind for the garbage collector.
+        entries = (await repo.readManifestInto(key, scratch)).entries;
       } catch (e) {
         if (!(e instanceof CofferError)) throw e;
         badManifests.add(key);
@@ -190,9 +189,9 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
  * too was merged away by a running collection: thrown, for the caller to
  * list and read again (`withIndexRetry`).
  */
-async function openIndex(repo: Repository, key: string, survey: boolean, bad: (e: CofferError) => void): Promise<Buffer | undefined> {
+async function openIndex(repo: Repository, key: string, scratch: ReadScratch, survey: boolean, bad: (e: CofferError) => void): Promise<Buffer | undefined> {
   try {
-    const plain = await repo.openIndexObject(key);
+    const plain = await repo.openIndexObject(key, scratch);
     // Checked whole before any of it counts, so that every pass sees the same entries.
     if (survey) {
       try {

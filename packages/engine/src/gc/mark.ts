@@ -12,6 +12,7 @@ import { ID_BYTES } from '../format/chunk-codec.js';
 import { indexEntriesIn, scanIndex } from '../format/index-file.js';
 import { INDEX_PREFIX, isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
 import { parseWalKey, WAL_PREFIX } from '../format/wal-record.js';
+import { ReadScratch } from '../repository/read-scratch.js';
 import type { Repository } from '../repository/repository.js';
 import { decodeWalRecord } from '../repository/sealed-records.js';
 import type { IndexObjectUse } from './consolidate.js';
@@ -81,12 +82,13 @@ export async function scanIndexObjects(
   onPack: (key: string, sha: string, n: number) => void,
   onEntry: (bytes: Buffer, at: number) => void,
 ): Promise<void> {
-  // One at a time: an index object can be 8 MiB, held three times over while it is checked, opened and scanned.
+  // One at a time, into one buffer: an index object can be 8 MiB.
   const limit = pLimit(1);
+  const scratch = new ReadScratch();
   await Promise.all(
     keys.map((key) =>
       limit(async () => {
-        const plain = await repo.openIndexObject(key);
+        const plain = await repo.openIndexObject(key, scratch);
         try {
           scanIndex(plain, (sha, n) => onPack(key, sha, n), onEntry);
         } catch (e) {
@@ -105,13 +107,12 @@ export async function scanIndexObjects(
 export async function forEachManifestId(repo: Repository, keys: Iterable<string>, onId: (ids: Buffer, at: number) => void): Promise<void> {
   // Manifests can be large (one id per 8 KiB page: 16 MB for 4 TB of relations): one at a time, decompressed into one buffer.
   const limit = pLimit(1);
-  let scratch: Buffer | undefined;
+  const scratch = new ReadScratch();
   await Promise.all(
     [...keys].map((key) =>
       limit(async () => {
-        const read = await repo.manifestChunkIds(key, scratch);
-        scratch = read.scratch;
-        for (let at = 0; at + ID_BYTES <= read.ids.length; at += ID_BYTES) onId(read.ids, at);
+        const ids = await repo.manifestChunkIds(key, scratch);
+        for (let at = 0; at + ID_BYTES <= ids.length; at += ID_BYTES) onId(ids, at);
       }),
     ),
   );

@@ -23,6 +23,7 @@ import {
 import { decodeConfig, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
 import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isBackupKey, isIndexKey, isPageIndexKey } from '../format/keys-layout.js';
+import type { ReadScratch } from './read-scratch.js';
 import { chunkIdsOf, decodeManifest, encodeManifest, manifestIdRegion, type BackupManifest, type BackupSummary } from '../format/manifest.js';
 import type { KeyProvider } from '../keys/key-provider.js';
 import type { ObjectStore } from '../store/object-store.js';
@@ -232,8 +233,8 @@ export class Repository {
   }
 
   /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). @internal */
-  async openIndexObject(key: string): Promise<Buffer> {
-    return this.objects.openOwned('index', key, await this.objects.getVerified(key));
+  async openIndexObject(key: string, scratch?: ReadScratch): Promise<Buffer> {
+    return this.objects.openOwned('index', key, await this.objects.getVerified(key, scratch));
   }
 
   /** @internal */
@@ -295,62 +296,58 @@ export class Repository {
   }
 
   async readManifest(key: string): Promise<BackupManifest> {
-    return (await this.readManifestInto(key)).manifest;
+    return this.readManifestInto(key);
   }
 
   /**
-   * `readManifest`, decompressed into `scratch` (grown when too small, and
-   * handed back for the next call): a caller reading manifest after manifest
-   * leaves no buffer of a manifest's size behind each. The manifest's chunk
-   * lists are views of the scratch, valid until it is used again.
+   * `readManifest`, read and decompressed into `scratch`'s buffers when
+   * given: a caller reading manifest after manifest leaves no buffer of a
+   * manifest's size behind each. The manifest's chunk lists are then views of
+   * the scratch, valid until it is used again.
    * @internal
    */
-  async readManifestInto(key: string, scratch?: Buffer): Promise<{ manifest: BackupManifest; scratch: Buffer | undefined }> {
-    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
+  async readManifestInto(key: string, scratch?: ReadScratch): Promise<BackupManifest> {
+    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key, scratch));
     try {
-      const opened = this.decompressManifest(plain, scratch);
-      const manifest = decodeManifest(opened.plain);
+      const manifest = decodeManifest(this.decompressManifest(plain, scratch));
       if (!READABLE_FORMATS.includes(manifest.format)) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
       // The sealed body is authentic; it must be the backup this name says. An older manifest copied
       // under a newer label (to make it "latest", or to hide a backup) is refused here.
       const named = labelOf(key);
       if (manifest.label !== named) throw new CorruptObjectError(key, `holds the manifest of backup ${manifest.label}, not ${named}`);
-      return { manifest, scratch: opened.scratch };
+      return manifest;
     } catch (e) {
       if (e instanceof UnsupportedFormatError || e instanceof CorruptObjectError) throw e;
       throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
     }
   }
 
-  /** A manifest's plaintext, decompressed into `scratch` when one is given (grown when too small). */
-  private decompressManifest(sealedPlain: Buffer, scratch: Buffer | undefined): { plain: Buffer; scratch: Buffer | undefined } {
-    if (scratch === undefined) return { plain: this.objects.codec.decompress(sealedPlain), scratch };
+  /** A manifest's plaintext, decompressed into `scratch` when one is given. */
+  private decompressManifest(sealedPlain: Buffer, scratch: ReadScratch | undefined): Buffer {
+    if (scratch === undefined) return this.objects.codec.decompress(sealedPlain);
     const size = this.objects.codec.frameSize(sealedPlain);
-    if (size !== null && size > scratch.length) scratch = Buffer.allocUnsafeSlow(size);
-    return { plain: this.objects.codec.decompressInto(sealedPlain, scratch), scratch };
+    return this.objects.codec.decompressInto(sealedPlain, scratch.plainFor(size ?? 0));
   }
 
   /**
    * Every chunk id manifest `key` lists, back to back: what garbage
-   * collection reads every manifest for. Decompressed into `scratch` (grown
-   * when too small, and handed back for the next call), so reading manifest
-   * after manifest does not leave one buffer of a manifest's size behind each.
+   * collection reads every manifest for. Read and decompressed into
+   * `scratch`'s buffers, so reading manifest after manifest does not leave
+   * one buffer of a manifest's size behind each; the ids are a view of them.
    * @internal
    */
-  async manifestChunkIds(key: string, scratch: Buffer = Buffer.alloc(0)): Promise<{ ids: Buffer; scratch: Buffer }> {
-    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
+  async manifestChunkIds(key: string, scratch: ReadScratch): Promise<Buffer> {
+    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key, scratch));
     let region: Buffer | undefined;
     try {
-      const opened = this.decompressManifest(plain, scratch);
-      scratch = opened.scratch!;
-      region = manifestIdRegion(opened.plain);
+      region = manifestIdRegion(this.decompressManifest(plain, scratch));
     } catch (e) {
       throw new CorruptObjectError(key, `manifest does not parse: ${(e as Error).message}`);
     }
-    if (region) return { ids: region, scratch };
+    if (region) return region;
     // A plain JSON manifest (format 1): decoded whole.
     const manifest = await this.readManifest(key);
-    return { ids: Buffer.concat(manifest.entries.filter((e) => e.type === 'file' && e.linkTo === undefined).map((e) => chunkIdsOf(e))), scratch };
+    return Buffer.concat(manifest.entries.filter((e) => e.type === 'file' && e.linkTo === undefined).map((e) => chunkIdsOf(e)));
   }
 
   /** Manifest keys, oldest first (labels sort by time). */

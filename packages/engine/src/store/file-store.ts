@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { mkdir, open, opendir, readdir, readFile, rm, stat, unlink, link } from 'node:fs/promises';
+import { mkdir, open, opendir, readdir, readFile, rm, stat, unlink, link, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bytesEqual } from '../bytes.js';
@@ -79,29 +79,33 @@ export class FileStore implements ObjectStore {
   }
 
   async get(key: string, range?: ByteRange): Promise<Uint8Array> {
-    const p = this.path(key);
-    let fh;
-    try {
-      fh = await open(p, 'r');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingObjectError(key);
-      throw new StoreUnavailableError(key, (e as Error).message, { cause: e });
-    }
+    const fh = await this.openForRead(key);
     try {
       if (!range) return await fh.readFile();
       const { size } = await fh.stat();
       checkRange(key, size, range);
-      const buf = Buffer.allocUnsafe(range.length);
-      let done = 0;
-      while (done < range.length) {
-        const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      if (done !== range.length) throw new StoreUnavailableError(key, `short read: ${done} of ${range.length} bytes`);
-      return buf;
+      return await readFully(key, fh, Buffer.allocUnsafe(range.length), range.offset);
     } finally {
       await fh.close();
+    }
+  }
+
+  async getInto(key: string, into: Buffer): Promise<Uint8Array> {
+    const fh = await this.openForRead(key);
+    try {
+      const { size } = await fh.stat();
+      return await readFully(key, fh, size <= into.length ? into.subarray(0, size) : Buffer.allocUnsafe(size), 0);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async openForRead(key: string): Promise<FileHandle> {
+    try {
+      return await open(this.path(key), 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingObjectError(key);
+      throw new StoreUnavailableError(key, (e as Error).message, { cause: e });
     }
   }
 
@@ -172,4 +176,16 @@ export function fileStorePath(location: string): string {
   }
   if (location.startsWith('file:')) return location.slice('file:'.length);
   return location.split('/').join(sep);
+}
+
+/** Fills `buf` from the file at `offset`; a file shorter than that is an unavailable store, not short data. */
+async function readFully(key: string, fh: FileHandle, buf: Buffer, offset: number): Promise<Buffer> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, offset + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  if (done !== buf.length) throw new StoreUnavailableError(key, `short read: ${done} of ${buf.length} bytes`);
+  return buf;
 }
