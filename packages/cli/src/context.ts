@@ -41,6 +41,21 @@ export function intOption(name: string, min: number, max: number) {
   };
 }
 
+/**
+ * A repeatable option's collector. Every value must be non-empty; a path or
+ * pattern may hold any byte but NUL (which no path can), a name (a tag, a
+ * backup selector) no control character and at most 200 characters.
+ */
+export function listOption(name: string, kind: 'name' | 'path') {
+  return (value: string, prev: string[]): string[] => {
+    if (value === '') throw new InvalidArgumentError(name, 'expected a value, got an empty one');
+    if (kind === 'path' && value.includes('\u0000')) throw new InvalidArgumentError(name, `${JSON.stringify(value)} holds a NUL character, which no path can`);
+    if (kind === 'name' && /[\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError(name, `${JSON.stringify(value)} holds a control character`);
+    if (kind === 'name' && value.length > 200) throw new InvalidArgumentError(name, `${value.length} characters; at most 200`);
+    return [...prev, value];
+  };
+}
+
 /** A number of days (fractions allowed: 0.5 is twelve hours). */
 export function daysOption(name: string) {
   return (value: string): number => {
@@ -54,11 +69,20 @@ export function daysOption(name: string) {
 export const COFFER_BIN = fileURLToPath(new URL('../bin/coffer.js', import.meta.url));
 export const VERSION = (JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }).version;
 
+/** A repeatable NAME=DIR option's collector: each pair is checked as it is given. */
+export function dirMapOption(name: string) {
+  return (value: string, prev: string[]): string[] => {
+    parseDirMap(name, [value]);
+    return [...prev, value];
+  };
+}
+
 export function parseDirMap(option: string, pairs: readonly string[]): Record<string, string> {
   const map: Record<string, string> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq <= 0 || eq === pair.length - 1) throw new InvalidArgumentError(option, `${JSON.stringify(pair)} is not NAME=DIR`);
+    if (pair.includes('\u0000')) throw new InvalidArgumentError(option, `${JSON.stringify(pair)} holds a NUL character, which no path can`);
     map[pair.slice(0, eq)] = resolve(pair.slice(eq + 1));
   }
   return map;

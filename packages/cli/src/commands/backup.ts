@@ -1,7 +1,7 @@
 /** `coffer backup`: a PostgreSQL base backup (the PG* environment or --db) or a directory tree (--path). */
 import { readFile } from 'node:fs/promises';
 import { backupFiles, backupPostgres, displayPath, parseExcludeFile, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
-import { CommandExit, intOption, leaseOptions, stanzaOf, type CliContext } from '../context.js';
+import { CommandExit, intOption, leaseOptions, listOption, stanzaOf, type CliContext } from '../context.js';
 import { EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
 
@@ -13,13 +13,13 @@ export function register(ctx: CliContext): void {
     .option('--path <dir>', 'back up this directory tree instead of a PostgreSQL cluster')
     .option('--db <connstring>', 'libpq connection string (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD)')
     .option('--pgdata <dir>', "the cluster's data directory as seen here (default: the server's data_directory)")
-    .option('--tag <tag>', 'label the backup (repeatable); restore, drill and --parent accept a tag for the newest backup carrying it', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--tag <tag>', 'label the backup (repeatable); restore, drill and --parent accept a tag for the newest backup carrying it', listOption('--tag', 'name'), [] as string[])
     .option('--parent <id>', 'compare against this backup instead of the latest of the same source ("none" to read everything)')
     .option('--workers <n>', 'chunking threads (0 = none; default: one per core for large inputs)', intOption('--workers', 0, 64))
     .option('--no-archive-check', 'PostgreSQL: commit the backup without confirming its WAL is in this repository (it then needs WAL from elsewhere)')
     .option('--archive-timeout <seconds>', 'PostgreSQL: how long to wait for the backup\'s WAL to reach this repository (default 60)', intOption('--archive-timeout', 1, 86400))
     .option('--primary-db <connstring>', 'PostgreSQL, backing up a standby: the primary, asked to switch WAL segments so the backup\'s last segment is archived')
-    .option('--exclude <pattern>', 'files backups: leave out what matches (`*`, `**`, `?`; without `/` a name at any depth; repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--exclude <pattern>', 'files backups: leave out what matches (`*`, `**`, `?`; without `/` a name at any depth; repeatable)', listOption('--exclude', 'path'), [] as string[])
     .option('--exclude-file <file>', 'files backups: exclusion patterns, one a line (# comments)')
     .option('--json', 'print the result as JSON')
     .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; archiveCheck: boolean; archiveTimeout?: number; primaryDb?: string; exclude: string[]; excludeFile?: string; json?: boolean }) => {

@@ -1,6 +1,6 @@
 /** `coffer mirror`: copy what another store lacks, each object checked against its SHA-256. */
 import { mirror, mirrorBackups, type MirrorReport } from '@coffer/engine';
-import { intOption, leaseOptions, type CliContext } from '../context.js';
+import { intOption, leaseOptions, listOption, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 import { absoluteLocation, openStore, storeAt } from '../repo-options.js';
 
@@ -11,7 +11,7 @@ export function register(ctx: CliContext): void {
     .description('copy every object the destination lacks (packs, indexes, key records, manifests, WAL, config), each checked against its SHA-256; resumable')
     .requiredOption('--to <path|url>', 'destination repository: a path, file:// URL or s3://bucket/prefix')
     .option('--concurrency <n>', 'objects in flight', intOption('--concurrency', 1, 256))
-    .option('--backup <backup>', 'copy only what these backups need (id, label or tag; repeatable): e.g. the cold tier into a colder bucket, which then restores them on its own (needs the keys)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--backup <backup>', 'copy only what these backups need (id, label or tag; repeatable): e.g. the cold tier into a colder bucket, which then restores them on its own (needs the keys)', listOption('--backup', 'name'), [] as string[])
     .option('--to-pack-storage-class <class>', 'S3 storage class of the packs written to the destination (an instant-retrieval one: STANDARD_IA, ONEZONE_IA, GLACIER_IR, INTELLIGENT_TIERING…)')
     .option('--json', 'print the report as JSON')
     .action(async (o: { to: string; concurrency?: number; backup: string[]; toPackStorageClass?: string; json?: boolean }) => {

@@ -1,6 +1,6 @@
 /** `coffer repair`: a lost config rebuilt; index entries of lost packs dropped, sources stored again, what stays lost reported. */
 import { CONFIG_KEY, displayPath, repairRepository, Repository } from '@coffer/engine';
-import { CommandExit, type CliContext } from '../context.js';
+import { CommandExit, listOption, type CliContext } from '../context.js';
 import { EXIT_REPAIR_INCOMPLETE } from '../exit-codes.js';
 import { keyProviders, openStore } from '../repo-options.js';
 
@@ -12,7 +12,7 @@ export function register(ctx: CliContext): void {
       'put right what can be: rebuild a lost config from its authenticated copy under keys/, take lost packs out of the index (so backups store their chunks again), back up --path sources again, and report backups that cannot be restored in full (exit 27)',
     )
     .option('--read-data', 'read every pack: damaged ones count as lost too')
-    .option('--path <dir>', 'a source to back up again (no parent), storing the chunks it still holds (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--path <dir>', 'a source to back up again (no parent), storing the chunks it still holds (repeatable)', listOption('--path', 'path'), [] as string[])
     .option('--json', 'print the report as JSON')
     .action(async (o: { readData?: boolean; path: string[]; json?: boolean }) => {
       const store = await openStore(globals(), io.env);

@@ -1,7 +1,7 @@
 /** `coffer restore`: a files backup into a directory, or a PostgreSQL backup ready to recover. */
 import { Option } from 'commander';
 import { backupToRestore, restorePostgres, InvalidArgumentError, restoreBackup, displayPath, type RestoreCommandScope, type RestoreProgress } from '@coffer/engine';
-import { intOption, parseDirMap, stanzaOf, defaultRestoreCommand, type CliContext, leaseOptions } from '../context.js';
+import { defaultRestoreCommand, dirMapOption, intOption, leaseOptions, parseDirMap, stanzaOf, type CliContext } from '../context.js';
 import { humanBytes, progressBar } from '../progress.js';
 
 interface RestoreCliOptions {
@@ -44,8 +44,8 @@ export function register(ctx: CliContext): void {
     .addOption(new Option('--target-action <action>', 'PostgreSQL: on reaching the target').choices(['promote', 'pause', 'shutdown']))
     .option('--target-exclusive', 'PostgreSQL: stop just before the target instead of just after')
     .option('--standby', 'PostgreSQL: write standby.signal to build a standby')
-    .option('--tablespace-map <name=dir>', 'PostgreSQL: restore a tablespace (by name or OID) into DIR instead of its original location (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--link-map <path=dir>', 'PostgreSQL: restore the data directory\'s link PATH (e.g. pg_wal) as a link to DIR; unmapped links become directories inside the target (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--tablespace-map <name=dir>', 'PostgreSQL: restore a tablespace (by name or OID) into DIR instead of its original location (repeatable)', dirMapOption('--tablespace-map'), [] as string[])
+    .option('--link-map <path=dir>', 'PostgreSQL: restore the data directory\'s link PATH (e.g. pg_wal) as a link to DIR; unmapped links become directories inside the target (repeatable)', dirMapOption('--link-map'), [] as string[])
     .option('--archive', 'PostgreSQL: keep archive_mode as backed up (for a restore that replaces the original); by default the restored cluster does not archive')
     .option('--restore-command <cmd>', 'PostgreSQL: restore_command to write (default: this coffer, same repository and stanza, wal-fetch %f %p)')
     .option('--concurrency <n>', 'pack requests in flight', intOption('--concurrency', 1, 256))
