@@ -14,6 +14,8 @@
  */
 import { BACKUP_PREFIX } from './keys-layout.js';
 import type { BackupSummary } from './manifest.js';
+import { z } from 'zod';
+import { backupSummarySchema } from './manifest-schema.js';
 
 export const CATALOGUE_PREFIX = 'catalogue/';
 export const CATALOGUE_MAGIC = Buffer.from('CCS1');
@@ -31,3 +33,9 @@ export interface CatalogueRecord {
   format: 2;
   summary: BackupSummary;
 }
+
+/** What a summary object must hold for its readers (fields of later versions pass through). */
+export const catalogueRecordSchema: z.ZodType<CatalogueRecord> = z.looseObject({
+  format: z.literal(2),
+  summary: backupSummarySchema,
+});

@@ -10,6 +10,8 @@
  *
  * Stored like WAL records: "CGC1" ‖ SHA-256 of what follows ‖ sealed JSON.
  */
+import { z } from 'zod';
+import { HEX_SHA256 } from './record-schema.js';
 export const CONDEMNED_PREFIX = 'condemned/';
 export const CONDEMNED_MAGIC = Buffer.from('CGC1');
 
@@ -28,3 +30,10 @@ export function condemnedKey(gcLease: string): string {
 export function isCondemnedKey(key: string): boolean {
   return /^condemned\/gc-[0-9a-f]{16}$/.test(key);
 }
+
+/** What a condemnation record must hold for its readers (fields of later versions pass through). */
+export const condemnedRecordSchema: z.ZodType<CondemnedRecord> = z.looseObject({
+  format: z.literal(2),
+  gc: z.string(),
+  packs: z.array(HEX_SHA256),
+});

@@ -9,6 +9,7 @@
  * Stored like catalogue summaries: "CDR1" ‖ SHA-256 of what follows ‖
  * sealed JSON. Not mirrored: it describes this copy of the repository.
  */
+import { z } from 'zod';
 
 export const DAMAGE_PREFIX = 'damage/';
 export const DAMAGE_MAGIC = Buffer.from('CDR1');
@@ -31,3 +32,11 @@ export function damageKey(at: Date, random: string): string {
 export function isDamageKey(key: string): boolean {
   return /^damage\/\d{8}T\d{6}_\d{3}Z-[0-9a-f]{16}$/.test(key);
 }
+
+/** What a damage record must hold for its readers (fields of later versions pass through). */
+export const damageRecordSchema: z.ZodType<DamageRecord> = z.looseObject({
+  format: z.literal(2),
+  at: z.string(),
+  lostPacks: z.array(z.string()),
+  incomplete: z.array(z.string()),
+});

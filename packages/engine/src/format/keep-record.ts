@@ -8,6 +8,8 @@
  * Stored like WAL records: "CKP1" ‖ SHA-256 of what follows ‖ sealed JSON.
  */
 import { BACKUP_PREFIX } from './keys-layout.js';
+import { z } from 'zod';
+import { uint } from './record-schema.js';
 
 export const KEEP_PREFIX = 'keep/';
 export const KEEP_MAGIC = Buffer.from('CKP1');
@@ -33,3 +35,13 @@ export function parseKeepKey(key: string): { backup: string; seq: number } | und
   const m = /^keep\/([0-9]{8}T[0-9]{6}_[0-9]{3}Z-[0-9a-f]{64})\/(\d{8})$/.exec(key);
   return m ? { backup: `${BACKUP_PREFIX}${m[1]}`, seq: Number(m[2]) } : undefined;
 }
+
+/** What a keep mark must hold for its readers (fields of later versions pass through). */
+export const keepRecordSchema: z.ZodType<KeepRecord> = z.looseObject({
+  format: z.literal(2),
+  backup: z.string(),
+  seq: uint,
+  keep: z.boolean(),
+  note: z.string().optional(),
+  at: z.string(),
+});

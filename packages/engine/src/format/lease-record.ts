@@ -13,6 +13,8 @@
  * on their own clock, from when its records appear (`repository/leases.ts`).
  */
 import { InvalidArgumentError } from '../errors.js';
+import { z } from 'zod';
+import { uint } from './record-schema.js';
 
 export const LOCKS_PREFIX = 'locks/';
 export const LEASE_MAGIC = Buffer.from('CLS1');
@@ -62,3 +64,16 @@ export function parseLeaseKey(key: string): { lease: string; seq: number | 'rele
   if (!m || !LEASE_ID.test(m[1]!)) return undefined;
   return { lease: m[1]!, seq: m[2] === 'released' ? 'released' : Number(m[2]) };
 }
+
+/** What a lease record must hold for its readers (fields of later versions pass through). */
+export const leaseRecordSchema: z.ZodType<LeaseRecord> = z.looseObject({
+  format: z.literal(2),
+  lease: z.string(),
+  seq: uint.optional(),
+  released: z.literal(true).optional(),
+  purpose: z.string(),
+  mode: z.enum(['shared', 'exclusive']),
+  ttlMs: z.number().positive(),
+  host: z.string(),
+  pid: z.number().int(),
+});

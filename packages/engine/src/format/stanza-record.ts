@@ -11,6 +11,8 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { carriedProblem } from './carried-sha.js';
+import { z } from 'zod';
+import { uint } from './record-schema.js';
 
 export const STANZA_PREFIX = 'stanzas/';
 export const STANZA_MAGIC = Buffer.from('CST1');
@@ -67,3 +69,21 @@ export function currentIdentity(record: StanzaRecord): StanzaEntry {
 export function stanzaObjectProblem(bytes: Uint8Array): string | undefined {
   return carriedProblem(STANZA_MAGIC, bytes, 'stanza record');
 }
+
+/** What a stanza record must hold for its readers (fields of later versions pass through). */
+export const stanzaRecordSchema: z.ZodType<StanzaRecord> = z.looseObject({
+  format: z.literal(2),
+  stanza: z.string(),
+  seq: uint,
+  history: z
+    .array(
+      z.looseObject({
+        systemIdentifier: z.string().regex(/^[0-9]+$/),
+        major: uint.optional(),
+        walSegmentSize: uint.optional(),
+        since: z.string(),
+        reason: z.enum(['create', 'upgrade']),
+      }),
+    )
+    .min(1),
+});

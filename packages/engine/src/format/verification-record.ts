@@ -8,6 +8,7 @@
  * Stored like WAL records: "CVR1" ‖ SHA-256 of what follows ‖ sealed JSON.
  */
 import { BACKUP_PREFIX } from './keys-layout.js';
+import { z } from 'zod';
 
 export const VERIFIED_PREFIX = 'verified/';
 export const VERIFIED_MAGIC = Buffer.from('CVR1');
@@ -34,3 +35,13 @@ export function parseVerificationKey(key: string): { backup: string } | undefine
   const m = /^verified\/([0-9]{8}T[0-9]{6}_[0-9]{3}Z-[0-9a-f]{64})\/[0-9]{8}T[0-9]{6}_[0-9]{3}Z-[0-9a-f]{16}$/.exec(key);
   return m ? { backup: `${BACKUP_PREFIX}${m[1]}` } : undefined;
 }
+
+/** What a verification record must hold for its readers (fields of later versions pass through). */
+export const verificationRecordSchema: z.ZodType<VerificationRecord> = z.looseObject({
+  format: z.literal(2),
+  backup: z.string(),
+  at: z.string(),
+  ok: z.boolean(),
+  checks: z.array(z.string()),
+  problems: z.array(z.string()).optional(),
+});

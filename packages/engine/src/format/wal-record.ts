@@ -16,6 +16,8 @@
 import { CorruptObjectError, InvalidArgumentError } from '../errors.js';
 import { carriedProblem } from './carried-sha.js';
 import { validateStanzaName } from './stanza-record.js';
+import { z } from 'zod';
+import { HEX_SHA256, uint } from './record-schema.js';
 
 export const WAL_PREFIX = 'wal/';
 export const WAL_MAGIC = Buffer.from('CWL1');
@@ -89,3 +91,16 @@ export function checkRecordName(key: string, record: WalRecord): WalRecord {
   if (!same) throw new CorruptObjectError(key, `holds the record of ${record.stanza ? `${record.stanza}/${record.systemIdentifier}/` : ''}${record.name}`);
   return record;
 }
+
+/** What a WAL record must hold for its readers (fields of later versions pass through). */
+export const walRecordSchema: z.ZodType<WalRecord> = z.looseObject({
+  format: z.union([z.literal(1), z.literal(2)]),
+  name: z.string(),
+  stanza: z.string().optional(),
+  systemIdentifier: z.string().optional(),
+  size: uint,
+  sha256: HEX_SHA256,
+  chunks: z.array(HEX_SHA256),
+  locations: z.record(z.string(), z.tuple([HEX_SHA256, uint, uint, uint])),
+  archivedAt: z.string(),
+});

@@ -8,7 +8,7 @@ import pLimit from 'p-limit';
 import { CorruptObjectError, MissingObjectError, UnsupportedFormatError } from '../errors.js';
 import { carriedProblem } from '../format/carried-sha.js';
 import { openJson, sealJson } from './sealed-records.js';
-import { CATALOGUE_MAGIC, CATALOGUE_PREFIX, catalogueKey, type CatalogueRecord } from '../format/catalogue-record.js';
+import { CATALOGUE_MAGIC, CATALOGUE_PREFIX, catalogueKey, catalogueRecordSchema, type CatalogueRecord } from '../format/catalogue-record.js';
 import { expectedSha } from '../format/keys-layout.js';
 import type { BackupManifest, BackupSummary } from '../format/manifest.js';
 import { collectList } from '../store/object-store.js';
@@ -45,7 +45,7 @@ export async function writeSummary(repo: Repository, manifestKey: string, manife
 }
 
 export function decodeSummary(repo: Repository, key: string, bytes: Uint8Array, manifestKey: string): BackupSummary {
-  const record = openJson<CatalogueRecord>(repo, CATALOGUE_MAGIC, 'catalogue', 'catalogue summary', key, bytes);
+  const record = openJson(repo, CATALOGUE_MAGIC, 'catalogue', 'catalogue summary', key, bytes, catalogueRecordSchema);
   if (record.summary?.key !== manifestKey) throw new CorruptObjectError(key, `holds the summary of ${record.summary?.key}, not of ${manifestKey}`);
   return record.summary;
 }

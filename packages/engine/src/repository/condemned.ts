@@ -1,7 +1,7 @@
 /** Reading and writing condemnation records (format in `format/condemned-record.ts`). */
 import { asBuffer } from '../bytes.js';
 import { CorruptObjectError } from '../errors.js';
-import { condemnedKey, CONDEMNED_MAGIC, CONDEMNED_PREFIX, isCondemnedKey, type CondemnedRecord } from '../format/condemned-record.js';
+import { condemnedKey, CONDEMNED_MAGIC, CONDEMNED_PREFIX, isCondemnedKey, condemnedRecordSchema, type CondemnedRecord } from '../format/condemned-record.js';
 import type { Repository } from './repository.js';
 import { openJson, sealJson } from './sealed-records.js';
 
@@ -19,7 +19,7 @@ export async function readCondemnedRecords(repo: Repository): Promise<Map<string
     // Gone between the listing and the read: its collection finished.
     const bytes = await repo.objects.getIfPresent(key);
     if (!bytes) continue;
-    const record = openJson<CondemnedRecord>(repo, CONDEMNED_MAGIC, 'condemned', 'condemnation record', key, asBuffer(bytes));
+    const record = openJson(repo, CONDEMNED_MAGIC, 'condemned', 'condemnation record', key, asBuffer(bytes), condemnedRecordSchema);
     if (record.gc !== key.slice(CONDEMNED_PREFIX.length) || !Array.isArray(record.packs)) throw new CorruptObjectError(key, 'condemnation record of another collection');
     out.set(key, record);
   }

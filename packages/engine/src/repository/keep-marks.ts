@@ -1,13 +1,13 @@
 /** Reading and setting keep marks (format in `format/keep-record.ts`). */
 import { asBuffer } from '../bytes.js';
 import { CorruptObjectError, ObjectConflictError } from '../errors.js';
-import { KEEP_MAGIC, KEEP_PREFIX, keepKey, parseKeepKey, type KeepRecord } from '../format/keep-record.js';
+import { KEEP_MAGIC, KEEP_PREFIX, keepKey, keepRecordSchema, parseKeepKey, type KeepRecord } from '../format/keep-record.js';
 import { recordKeysByBackup } from './backup-records.js';
 import type { Repository } from './repository.js';
 import { openJson, sealJson } from './sealed-records.js';
 
 function decodeKeep(repo: Repository, key: string, bytes: Uint8Array): KeepRecord {
-  const record = openJson<KeepRecord>(repo, KEEP_MAGIC, 'keep', 'keep mark', key, bytes);
+  const record = openJson(repo, KEEP_MAGIC, 'keep', 'keep mark', key, bytes, keepRecordSchema);
   const named = parseKeepKey(key);
   if (!named || record.backup !== named.backup || record.seq !== named.seq || typeof record.keep !== 'boolean') throw new CorruptObjectError(key, `holds the keep mark of ${JSON.stringify(record.backup)} #${record.seq}`);
   return record;

@@ -22,7 +22,8 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { CorruptObjectError, LeaseLostError, MissingObjectError, ObjectConflictError } from '../errors.js';
 import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
-import { LEASE_MAGIC, leaseId, leaseKey, LOCKS_PREFIX, parseLeaseKey, releaseKey, type LeaseMode, type LeaseRecord } from '../format/lease-record.js';
+import { LEASE_MAGIC, leaseId, leaseKey, leaseRecordSchema, LOCKS_PREFIX, parseLeaseKey, releaseKey, type LeaseMode, type LeaseRecord } from '../format/lease-record.js';
+import { recordProblem } from '../format/record-schema.js';
 import { collectList, type ObjectInfo, type ObjectStore } from '../store/object-store.js';
 import type { Repository } from './repository.js';
 
@@ -65,12 +66,15 @@ export function encodeLeaseRecord(record: LeaseRecord): Buffer {
 export function decodeLeaseRecord(key: string, bytes: Uint8Array): LeaseRecord {
   const problem = carriedProblem(LEASE_MAGIC, bytes, 'lease record');
   if (problem) throw new CorruptObjectError(key, problem);
-  let record: LeaseRecord;
+  let value: unknown;
   try {
-    record = JSON.parse(carriedBody(bytes).toString('utf8')) as LeaseRecord;
+    value = JSON.parse(carriedBody(bytes).toString('utf8'));
   } catch (e) {
     throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
   }
+  const wrong = recordProblem(leaseRecordSchema, value);
+  if (wrong) throw new CorruptObjectError(key, `not a well-formed lease record: ${wrong}`);
+  const record = value as LeaseRecord;
   const named = parseLeaseKey(key);
   const seqOk = named?.seq === 'released' ? record.released === true : record.seq === named?.seq;
   if (!named || record.lease !== named.lease || !seqOk || !(record.ttlMs > 0)) throw new CorruptObjectError(key, `holds the record of lease ${JSON.stringify(record.lease)}`);

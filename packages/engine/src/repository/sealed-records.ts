@@ -9,9 +9,11 @@
  */
 import { CorruptObjectError } from '../errors.js';
 import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
-import { checkRecordName, WAL_MAGIC, type WalRecord } from '../format/wal-record.js';
-import { parseStanzaKey, STANZA_MAGIC, type StanzaRecord } from '../format/stanza-record.js';
-import { DAMAGE_MAGIC, type DamageRecord } from '../format/damage-record.js';
+import { checkRecordName, WAL_MAGIC, walRecordSchema, type WalRecord } from '../format/wal-record.js';
+import { parseStanzaKey, STANZA_MAGIC, stanzaRecordSchema, type StanzaRecord } from '../format/stanza-record.js';
+import { DAMAGE_MAGIC, damageRecordSchema, type DamageRecord } from '../format/damage-record.js';
+import { recordProblem } from '../format/record-schema.js';
+import type { z } from 'zod';
 import type { Repository } from './repository.js';
 import type { SealedKind } from './sealed-objects.js';
 
@@ -19,16 +21,23 @@ export function sealJson(repo: Repository, magic: Buffer, kind: SealedKind, valu
   return wrapCarried(magic, repo.objects.seal(kind, Buffer.from(JSON.stringify(value))));
 }
 
-/** Opens a record sealed by `sealJson`: its carried SHA-256, its tag, its JSON; `what` names the kind in errors. */
-export function openJson<T>(repo: Repository, magic: Buffer, kind: SealedKind, what: string, key: string, bytes: Uint8Array): T {
+/**
+ * Opens a record sealed by `sealJson`: its carried SHA-256, its tag, its
+ * JSON, and its shape under `schema`; `what` names the kind in errors.
+ */
+export function openJson<T>(repo: Repository, magic: Buffer, kind: SealedKind, what: string, key: string, bytes: Uint8Array, schema: z.ZodType<T>): T {
   const problem = carriedProblem(magic, bytes, what);
   if (problem) throw new CorruptObjectError(key, problem);
   const plain = repo.objects.open(kind, key, carriedBody(bytes));
+  let value: unknown;
   try {
-    return JSON.parse(plain.toString('utf8')) as T;
+    value = JSON.parse(plain.toString('utf8'));
   } catch (e) {
     throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
   }
+  const wrong = recordProblem(schema, value);
+  if (wrong) throw new CorruptObjectError(key, `not a well-formed ${what}: ${wrong}`);
+  return value as T;
 }
 
 export function encodeWalRecord(repo: Repository, record: WalRecord): Buffer {
@@ -37,7 +46,7 @@ export function encodeWalRecord(repo: Repository, record: WalRecord): Buffer {
 
 /** Opens a stored WAL record, checking its bytes, tag, and that it is the record its key names. */
 export function decodeWalRecord(repo: Repository, key: string, bytes: Uint8Array): WalRecord {
-  return checkRecordName(key, openJson<WalRecord>(repo, WAL_MAGIC, 'wal', 'WAL record', key, bytes));
+  return checkRecordName(key, openJson(repo, WAL_MAGIC, 'wal', 'WAL record', key, bytes, walRecordSchema));
 }
 
 export function encodeStanzaRecord(repo: Repository, record: StanzaRecord): Buffer {
@@ -46,7 +55,7 @@ export function encodeStanzaRecord(repo: Repository, record: StanzaRecord): Buff
 
 /** Opens a stored stanza record; its name and number must be those it is stored under. */
 export function decodeStanzaRecord(repo: Repository, key: string, bytes: Uint8Array): StanzaRecord {
-  const record = openJson<StanzaRecord>(repo, STANZA_MAGIC, 'stanza', 'stanza record', key, bytes);
+  const record = openJson(repo, STANZA_MAGIC, 'stanza', 'stanza record', key, bytes, stanzaRecordSchema);
   const named = parseStanzaKey(key);
   if (!named || record.stanza !== named.stanza || record.seq !== named.seq || !Array.isArray(record.history) || record.history.length === 0) {
     throw new CorruptObjectError(key, `holds the record of stanza ${JSON.stringify(record.stanza)} #${record.seq}`);
@@ -59,7 +68,7 @@ export function encodeDamageRecord(repo: Repository, record: DamageRecord): Buff
 }
 
 export function decodeDamageRecord(repo: Repository, key: string, bytes: Uint8Array): DamageRecord {
-  const record = openJson<DamageRecord>(repo, DAMAGE_MAGIC, 'damage', 'damage record', key, bytes);
+  const record = openJson(repo, DAMAGE_MAGIC, 'damage', 'damage record', key, bytes, damageRecordSchema);
   if (!Array.isArray(record.incomplete) || !Array.isArray(record.lostPacks)) throw new CorruptObjectError(key, 'damage record without its lists');
   return record;
 }

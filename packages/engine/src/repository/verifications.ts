@@ -1,7 +1,7 @@
 /** Reading and writing verification records (format in `format/verification-record.ts`). */
 import { randomBytes } from 'node:crypto';
 import { CorruptObjectError } from '../errors.js';
-import { parseVerificationKey, verificationKey, VERIFIED_MAGIC, VERIFIED_PREFIX, type VerificationRecord } from '../format/verification-record.js';
+import { parseVerificationKey, verificationKey, VERIFIED_MAGIC, VERIFIED_PREFIX, verificationRecordSchema, type VerificationRecord } from '../format/verification-record.js';
 import { recordKeysByBackup } from './backup-records.js';
 import type { Repository } from './repository.js';
 import { openJson, sealJson } from './sealed-records.js';
@@ -22,7 +22,7 @@ export async function readVerifications(repo: Repository): Promise<Map<string, V
   const out = new Map<string, VerificationRecord>();
   for (const [backup, keys] of await verificationKeys(repo)) {
     const key = keys[keys.length - 1]!;
-    const record = openJson<VerificationRecord>(repo, VERIFIED_MAGIC, 'verification', 'verification record', key, await repo.objects.get(key));
+    const record = openJson(repo, VERIFIED_MAGIC, 'verification', 'verification record', key, await repo.objects.get(key), verificationRecordSchema);
     if (record.backup !== backup || typeof record.ok !== 'boolean') throw new CorruptObjectError(key, `holds the verification of ${JSON.stringify(record.backup)}`);
     out.set(backup, record);
   }
