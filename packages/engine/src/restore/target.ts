@@ -91,6 +91,20 @@ export async function writeFilesMark(dir: string, mark: string): Promise<void> {
 }
 
 
+/**
+ * Creates the target and its parents. Node's recursive mkdir reports ENOENT
+ * where a parent refused the new entry (a read-only file system): the last
+ * step is tried once more on its own, so the error says why.
+ */
+async function makeTarget(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    await mkdir(dir, { mode: 0o700 });
+  }
+}
+
 /** Creates the target if absent; returns whether it holds content a delta restore works over. */
 export async function prepareTarget(dir: string, delta: boolean): Promise<boolean> {
   let names: string[];
@@ -98,7 +112,7 @@ export async function prepareTarget(dir: string, delta: boolean): Promise<boolea
     names = await readdir(dir);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeTarget(dir);
     return false;
   }
   if (names.length > 0 && !delta) throw new TargetNotEmptyError(dir);

@@ -5,7 +5,7 @@ import { dirname, join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bytesEqual } from '../bytes.js';
 import { fsyncDir } from '../durable.js';
-import { InvalidArgumentError, MissingObjectError, ObjectConflictError, StoreUnavailableError } from '../errors.js';
+import { CofferError, InvalidArgumentError, MissingObjectError, NoSpaceError, ObjectConflictError, PermissionDeniedError, StoreUnavailableError } from '../errors.js';
 import { assertValidKey, type ByteRange, type ObjectInfo, type ObjectStore, type PutOutcome, type StoreProperties } from './object-store.js';
 import { checkRange } from './range.js';
 
@@ -42,10 +42,10 @@ export class FileStore implements ObjectStore {
   async put(key: string, data: Uint8Array): Promise<PutOutcome> {
     const finalPath = this.path(key);
     const tmpDir = join(this.root, TMP_DIR);
-    await mkdir(tmpDir, { recursive: true });
-    await (this.cleaned ??= removeStale(tmpDir));
     const tmpPath = join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
     try {
+      await mkdir(tmpDir, { recursive: true });
+      await (this.cleaned ??= removeStale(tmpDir));
       const fh = await open(tmpPath, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
       try {
         await fh.writeFile(data);
@@ -72,6 +72,10 @@ export class FileStore implements ObjectStore {
       return 'created';
     } catch (e) {
       if (e instanceof ObjectConflictError) throw e;
+      // A full or read-only repository disk is the operator's to fix, and says so by its own status.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw new NoSpaceError(finalPath, { cause: e });
+      if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') throw new PermissionDeniedError(finalPath, code === 'EROFS' ? 'read-only file system' : code, { cause: e });
       throw new StoreUnavailableError(key, `write failed under ${this.root}: ${(e as Error).message}`, { cause: e });
     } finally {
       await unlink(tmpPath).catch(() => undefined);
@@ -85,6 +89,8 @@ export class FileStore implements ObjectStore {
       const { size } = await fh.stat();
       checkRange(key, size, range);
       return await readFully(key, fh, Buffer.allocUnsafe(range.length), range.offset);
+    } catch (e) {
+      throw this.readFailed(key, e);
     } finally {
       await fh.close();
     }
@@ -95,9 +101,17 @@ export class FileStore implements ObjectStore {
     try {
       const { size } = await fh.stat();
       return await readFully(key, fh, size <= into.length ? into.subarray(0, size) : Buffer.allocUnsafe(size), 0);
+    } catch (e) {
+      throw this.readFailed(key, e);
     } finally {
       await fh.close();
     }
+  }
+
+  /** A read that failed after the object was opened (a directory where a file belongs, an I/O error): typed, naming the object. */
+  private readFailed(key: string, e: unknown): Error {
+    if (e instanceof CofferError) return e;
+    return new StoreUnavailableError(key, `read failed under ${this.root}: ${(e as Error).message}`, { cause: e });
   }
 
   private async openForRead(key: string): Promise<FileHandle> {
