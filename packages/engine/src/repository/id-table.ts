@@ -16,12 +16,20 @@ export class IdTable {
   private readonly slotKeys: Uint32Array;
   private readonly mask: number;
 
-  /** Room for `capacity` distinct ids; adding more is a bug of the caller, refused. */
-  constructor(readonly capacity: number) {
+  /**
+   * Room for `capacity` distinct ids; adding more is a bug of the caller,
+   * refused. Slots are a power of two, at least `capacity / maxLoad` (0.5 by
+   * default: few probes; check's large tables take 0.75 to hold more ids in
+   * the same memory).
+   */
+  constructor(
+    readonly capacity: number,
+    maxLoad = 0.5,
+  ) {
     // One more place: a candidate is written there before it is looked up.
     this.ids = Buffer.alloc((capacity + 1) * ID_BYTES);
     let size = 16;
-    while (size < capacity * 2) size *= 2;
+    while (size * maxLoad < capacity) size *= 2;
     this.slots = new Int32Array(size);
     this.slotKeys = new Uint32Array(size);
     this.mask = size - 1;
