@@ -13,7 +13,11 @@
  * - `reset-request`: the connection is reset before anything is forwarded;
  * - `slow`: forwarded after `slowMs`;
  * - `corrupt-body`: one byte of the request body flipped on the way (the
- *   server must refuse it by its checksum).
+ *   server must refuse it by its checksum);
+ * - `corrupt-response` (opt-in): one byte of a successful response's body
+ *   flipped on the way back (the client must notice: names, tags, checksums);
+ * - `duplicate` (opt-in): the request delivered twice, the second answer
+ *   returned (a retried create finds its own object there).
  *
  * `down` makes it refuse every connection, as a store that is gone for good.
  */
@@ -21,9 +25,12 @@ import { randomInt } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
-export type Fault = 'error-before' | 'error-after' | 'slowdown' | 'reset-response' | 'reset-request' | 'slow' | 'corrupt-body';
+export type Fault = 'error-before' | 'error-after' | 'slowdown' | 'reset-response' | 'reset-request' | 'slow' | 'corrupt-body' | 'corrupt-response' | 'duplicate';
 
+/** The faults a command must ride out (retries make it complete). */
 export const ALL_FAULTS: readonly Fault[] = ['error-before', 'error-after', 'slowdown', 'reset-response', 'reset-request', 'slow', 'corrupt-body'];
+/** Faults a command may also fail on — with a typed error, never with damage. */
+export const HARSH_FAULTS: readonly Fault[] = ['corrupt-response', 'duplicate'];
 
 export interface FaultProxyOptions {
   failureRate?: number;
@@ -83,7 +90,7 @@ export class FaultProxy {
   }
 
   get injected(): number {
-    return ALL_FAULTS.reduce((n, f) => n + (this.counts[f] ?? 0), 0);
+    return [...ALL_FAULTS, ...HARSH_FAULTS].reduce((n, f) => n + (this.counts[f] ?? 0), 0);
   }
 
   async stop(): Promise<void> {
@@ -131,6 +138,7 @@ export class FaultProxy {
     let upstream: { status: number; headers: IncomingMessage['headers']; body: Buffer };
     try {
       upstream = await this.forward(req, body);
+      if (fault === 'duplicate') upstream = await this.forward(req, body);
     } catch {
       req.socket.destroy();
       return;
@@ -142,6 +150,12 @@ export class FaultProxy {
       res.writeHead(upstream.status, upstream.headers);
       res.write(upstream.body.subarray(0, upstream.body.length >> 1), () => req.socket.destroy());
       return;
+    }
+    if (fault === 'corrupt-response' && upstream.status < 300 && upstream.body.length > 0) {
+      const damaged = Buffer.from(upstream.body);
+      const i = randomInt(damaged.length);
+      damaged[i] = damaged[i]! ^ 0x5a;
+      upstream = { ...upstream, body: damaged };
     }
     res.writeHead(upstream.status, upstream.headers);
     res.end(upstream.body);

@@ -121,7 +121,7 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
     surveyed = true;
     if (survey) {
       // The entries are counted now: what is left of the id space is planned from them.
-      const rest: Range = full ? range : { lo: range.hi, hi: SPAN };
+      const rest: Range = { lo: full ? range.lo : range.hi, hi: SPAN };
       queue = rest.lo < rest.hi ? split(rest, rangesFor(Math.ceil((result.indexEntries * (rest.hi - rest.lo)) / SPAN), capacity)) : [];
       if (full) continue;
     } else if (full) {
