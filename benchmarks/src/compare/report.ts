@@ -206,7 +206,7 @@ export function baselineRatios(w: WorkloadFigures): { step: string; coffer: numb
   const base = rows.find((r) => r.tool.startsWith(BASELINE_PREFIX));
   if (!coffer || !base) return [];
   const steps: [string, (r: ToolSummary) => number | undefined][] = w.name.endsWith('WAL')
-    ? [['WAL first day', (r) => r.firstBackupS], ['WAL daily', (r) => r.dailyBackupS]]
+    ? [['first day', (r) => r.firstBackupS], ['daily', (r) => r.dailyBackupS]]
     : [['first backup', (r) => r.firstBackupS], ['daily backup', (r) => r.dailyBackupS], ['restore', (r) => r.restoreS]];
   return steps
     .map(([step, pick]) => ({ step: `${w.name} ${step}`, coffer: pick(coffer) ?? NaN, baseline: pick(base) ?? NaN }))

@@ -2,6 +2,19 @@
 // Committed entry point, so npm can link the bin before the first build. It runs the
 // bundle `npm run build` makes (packages/cli/bundle: a few files instead of ~200 modules
 // to load on every archive_command call); dist/main.js is the same program unbundled.
+// V8's compile cache spares each short run (archive_command starts one per WAL segment)
+// compiling the bundle again. It lives in the user's own cache directory, never a shared
+// /tmp: what is in it becomes code. Without a home, or where it cannot be written, Node
+// runs without it.
+const { enableCompileCache } = await import('node:module');
+const cacheHome = process.env.XDG_CACHE_HOME || (process.env.HOME ? `${process.env.HOME}/.cache` : undefined);
+if (enableCompileCache && cacheHome) {
+  try {
+    enableCompileCache(`${cacheHome}/coffer/compile-cache`);
+  } catch {
+    // Not a reason to fail a command.
+  }
+}
 import('../bundle/main.js').catch((e) => {
   if (e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('bundle/main.js')) {
     process.stderr.write('coffer: not built yet; run `npm run build` at the repository root\n');
