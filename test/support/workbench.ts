@@ -37,6 +37,8 @@ export class Workbench {
   readonly segments: number[] = [];
   /** Key files added to the repository (acknowledged): each must open it alone. */
   readonly addedKeys: string[] = [];
+  /** Every key file an add was tried with (a killed add may have added it). */
+  private readonly triedKeys: string[] = [];
   private nextSegment = 1;
   private version = 0;
   private scratchN = 0;
@@ -123,9 +125,11 @@ export class Workbench {
     if (op === 'key-add') {
       const file = join(this.dir, `added-key-${this.scratchN++}`);
       await writeFile(file, randomBytes(32).toString('base64'), { mode: 0o600 });
+      this.triedKeys.push(file);
       return started(this.run(['key', 'add', '--new-key-file', file]), async (r) => void (r.status === 0 && this.addedKeys.push(file)));
     }
-    if (op === 'key-rotate') return started(this.run(['key', 'rotate']));
+    // Rotation must wrap the new key for every key that wraps the current one: every key an add was tried with is given too.
+    if (op === 'key-rotate') return started(this.run(['key', 'rotate', ...this.triedKeys.flatMap((f) => ['--also-key-file', f])]));
     // restore: the newest committed backup, into a fresh directory; compared when it finishes.
     const b = this.backups[this.backups.length - 1];
     if (!b) return { done: Promise.resolve({ status: 0, signal: null, stdout: '', stderr: '' }), kill: () => undefined, after: async () => undefined };

@@ -1,6 +1,6 @@
 /** `coffer key list|add|rotate`: the keys that open the repository's data keys. */
 import { InvalidArgumentError, LocalKeyProvider, type KeyProvider } from '@coffer/engine';
-import { type CliContext } from '../context.js';
+import { listOption, type CliContext } from '../context.js';
 import { KMS_PROVIDER, kmsProvider, localProvider, openStore } from '../repo-options.js';
 
 export function register(ctx: CliContext): void {
@@ -36,10 +36,16 @@ export function register(ctx: CliContext): void {
   key
     .command('rotate')
     .description('start a new data key for new writes, wrapped by every key that wraps the current one; old keys stay for reading, no data is rewritten')
-    .action(async () => {
+    .option('--also-key-file <file>', 'another key file that wraps the current data key (repeatable): every wrapping must be given for the new key to be wrapped for it', listOption('--also-key-file', 'path'), [] as string[])
+    .action(async (o: { alsoKeyFile: string[] }) => {
       const repo = await openRepo();
+      // Every local key on hand: the one that opened the repository, the passphrase beside a key file, and the extra files.
+      const locals: KeyProvider[] = [];
       const local = await localProvider(globals(), io.env);
-      const { providers, wrappedBy } = repo.keyRing.rotationProviders((w) => (w.provider === KMS_PROVIDER ? kmsProvider(w.keyRef, io.env) : local?.canUnwrap(w) ? local : undefined));
+      if (local) locals.push(local);
+      if (io.env.COFFER_PASSPHRASE && (globals().keyFile ?? io.env.COFFER_KEY_FILE)) locals.push(LocalKeyProvider.fromPassphrase(io.env.COFFER_PASSPHRASE));
+      for (const f of o.alsoKeyFile) locals.push(await LocalKeyProvider.fromKeyFile(f));
+      const { providers, wrappedBy } = await repo.keyRing.rotationProviders((w) => (w.provider === KMS_PROVIDER ? [kmsProvider(w.keyRef, io.env)] : locals));
       const rotated = await repo.keyRing.rotate(providers);
       say(`data key ${rotated.keyId} is now current, wrapped by ${wrappedBy.join(', ')} (${rotated.key})`);
     });

@@ -123,9 +123,9 @@ export class KeyRing {
     const context = { repositoryId: this.repositoryId };
     const records: KeyRecord[] = [];
     for (const r of this.records) {
-      const wrapped = await provider.wrap(this.keys.dataKeys.get(r.id)!, context);
-      if (r.wrappings.some((w) => w.provider === wrapped.provider && w.keyRef === wrapped.keyRef)) continue;
-      records.push({ id: r.id, wrappings: [wrapped], secrets: r.secrets });
+      // Already wrapped by this very key? Two key files (or two passphrases) look alike by name: only opening tells.
+      if ((await this.openedBy(provider, r)) !== undefined) continue;
+      records.push({ id: r.id, wrappings: [await provider.wrap(this.keys.dataKeys.get(r.id)!, context)], secrets: r.secrets });
     }
     if (records.length === 0) return undefined;
     const key = await this.writeKeyRecords('wrap', records);
@@ -153,19 +153,38 @@ export class KeyRing {
    * that holder out of new data, so a wrapping no provider serves is refused
    * by name.
    */
-  rotationProviders(providerFor: (wrapping: WrappedKey) => KeyProvider | undefined): { providers: KeyProvider[]; wrappedBy: string[] } {
+  async rotationProviders(candidates: (wrapping: WrappedKey) => readonly KeyProvider[]): Promise<{ providers: KeyProvider[]; wrappedBy: string[] }> {
     const current = this.records.find((r) => r.id === this.keys.currentKeyId)!;
     const providers: KeyProvider[] = [];
     const unreachable: string[] = [];
     for (const w of current.wrappings) {
-      const p = providerFor(w);
-      if (p) providers.push(p);
+      // The provider that really opens this wrapping: two key files are both "local/key-file" by name.
+      let found: KeyProvider | undefined;
+      for (const p of candidates(w)) if (p.canUnwrap(w) && (await this.opens(p, w))) found = p;
+      if (found) providers.push(found);
       else unreachable.push(describeWrapping(w));
     }
     if (unreachable.length > 0) {
-      throw new InvalidArgumentError('key rotate', `the current data key is also wrapped by ${unreachable.join(', ')}; give that key too (COFFER_PASSPHRASE or --key-file) so the new data key is wrapped for it`);
+      throw new InvalidArgumentError('key rotate', `the current data key is also wrapped by ${unreachable.join(', ')}, which none of the keys given opens; give that key too (COFFER_PASSPHRASE, --key-file, or key rotate --also-key-file) so the new data key is wrapped for it`);
     }
     return { providers, wrappedBy: current.wrappings.map(describeWrapping) };
+  }
+
+  /** Whether `provider` itself opens `w` (a wrong key of the same kind does not). */
+  private async opens(provider: KeyProvider, w: WrappedKey): Promise<boolean> {
+    try {
+      await provider.unwrap(w, { repositoryId: this.repositoryId });
+      return true;
+    } catch (e) {
+      if (e instanceof WrongKeyError) return false;
+      throw e;
+    }
+  }
+
+  /** The wrapping of `record` that `provider` itself opens, if any. */
+  private async openedBy(provider: KeyProvider, record: KeyRecord): Promise<WrappedKey | undefined> {
+    for (const w of record.wrappings) if (provider.canUnwrap(w) && (await this.opens(provider, w))) return w;
+    return undefined;
   }
 
   /** Whether a `keys/` object holds an authenticated copy of the config. */

@@ -1,0 +1,62 @@
+/**
+ * Two local keys of the same kind (two key files) carry the same name in a
+ * wrapping ("local/key-file"): the key ring tells them apart by opening.
+ * Adding the second really wraps every data key, so it opens the
+ * repository alone; a rotation wraps the new key for both when both are
+ * given, and refuses, naming the wrapping, when one is missing — never
+ * silently leaving a key holder out of new data.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backupFiles, InvalidArgumentError, LocalKeyProvider, MemoryStore, Repository, restoreBackup } from '@coffer/engine';
+import { scratch, snapshot } from '../../../test/support/tree.js';
+
+let work: { dir: string; cleanup: () => Promise<void> };
+beforeAll(async () => {
+  work = await scratch('coffer-key-ring-');
+});
+afterAll(async () => work.cleanup());
+
+async function keyFile(name: string): Promise<LocalKeyProvider> {
+  const path = join(work.dir, name);
+  await writeFile(path, LocalKeyProvider.newKeyFileContent(), { mode: 0o600 });
+  return LocalKeyProvider.fromKeyFile(path);
+}
+
+describe('two key files', () => {
+  it('the second is really added, opens alone, and rotation keeps it or refuses by name', async () => {
+    const store = new MemoryStore();
+    const a = await keyFile('a');
+    const b = await keyFile('b');
+    const repo = await Repository.init(store, a);
+    const added = await repo.keyRing.addWrapping(b);
+    expect(added?.keyIds).toEqual([1]);
+    // Adding it again finds it there.
+    expect(await (await Repository.open(store, a)).keyRing.addWrapping(b)).toBeUndefined();
+    expect((await Repository.open(store, b)).keyRing.currentKeyId).toBe(1);
+
+    const byA = await Repository.open(store, a);
+    const refused = await byA.keyRing.rotationProviders(() => [a]).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(InvalidArgumentError);
+    expect((refused as Error).message).toContain('local/key-file');
+    const { providers } = await byA.keyRing.rotationProviders(() => [a, b]);
+    expect(providers).toHaveLength(2);
+    await byA.keyRing.rotate(providers);
+
+    // Data written under the new key opens with either file alone.
+    const src = join(work.dir, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'f'), 'after rotation');
+    const written = await Repository.open(store, a);
+    expect(written.keyRing.currentKeyId).toBe(2);
+    const { key } = await backupFiles(written, src);
+    for (const [name, p] of [['a', a], ['b', b]] as const) {
+      const r = await Repository.open(store, p);
+      expect(r.keyRing.currentKeyId, name).toBe(2);
+      const out = join(work.dir, `out-${name}`);
+      await restoreBackup(r, key, out);
+      expect(await snapshot(out)).toEqual(await snapshot(src));
+    }
+  });
+});
