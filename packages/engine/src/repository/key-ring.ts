@@ -123,9 +123,11 @@ export class KeyRing {
     const context = { repositoryId: this.repositoryId };
     const records: KeyRecord[] = [];
     for (const r of this.records) {
-      // Already wrapped by this very key? Two key files (or two passphrases) look alike by name: only opening tells.
-      if ((await this.openedBy(provider, r)) !== undefined) continue;
-      records.push({ id: r.id, wrappings: [await provider.wrap(this.keys.dataKeys.get(r.id)!, context)], secrets: r.secrets });
+      const wrapped = await provider.wrap(this.keys.dataKeys.get(r.id)!, context);
+      // Already wrapped by this very key: same name (a KMS key's is its own), and — as two key files or two
+      // passphrases share a name — opened by it.
+      if (await this.someOpens(provider, r.wrappings.filter((w) => w.provider === wrapped.provider && w.keyRef === wrapped.keyRef))) continue;
+      records.push({ id: r.id, wrappings: [wrapped], secrets: r.secrets });
     }
     if (records.length === 0) return undefined;
     const key = await this.writeKeyRecords('wrap', records);
@@ -181,10 +183,10 @@ export class KeyRing {
     }
   }
 
-  /** The wrapping of `record` that `provider` itself opens, if any. */
-  private async openedBy(provider: KeyProvider, record: KeyRecord): Promise<WrappedKey | undefined> {
-    for (const w of record.wrappings) if (provider.canUnwrap(w) && (await this.opens(provider, w))) return w;
-    return undefined;
+  /** Whether `provider` itself opens one of `wrappings`. */
+  private async someOpens(provider: KeyProvider, wrappings: readonly WrappedKey[]): Promise<boolean> {
+    for (const w of wrappings) if (provider.canUnwrap(w) && (await this.opens(provider, w))) return true;
+    return false;
   }
 
   /** Whether a `keys/` object holds an authenticated copy of the config. */
