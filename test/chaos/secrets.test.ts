@@ -136,8 +136,8 @@ describe('secrets', () => {
     const found: string[] = [];
     for (const { where, bytes } of haystacks) for (const s of secrets) for (const f of forms(s)) if (bytes.includes(f)) found.push(`${where} holds a secret (${f === s ? 'as is' : 'encoded'})`);
     expect(found).toContain(`${canary} holds a secret (encoded)`);
-    found.splice(found.indexOf(`${canary} holds a secret (encoded)`), 1);
-    expect(found).toEqual([]);
-    await addFigures('secrets', { secrets: found.length, trials: outputs.length });
+    const leaks = found.filter((f) => !f.startsWith(`${canary} `));
+    expect(leaks).toEqual([]);
+    await addFigures('secrets', { secrets: leaks.length, trials: outputs.length });
   }, 600_000);
 });

@@ -341,15 +341,6 @@ export class S3Store implements ObjectStore {
   }
 
   async get(key: string, range?: ByteRange, versionId?: string): Promise<Uint8Array> {
-    return this.fetch(key, range, versionId);
-  }
-
-  /** The whole object, its body copied into `into` as it arrives when its length fits there (no buffer per object). */
-  getInto(key: string, into: Buffer): Promise<Uint8Array> {
-    return this.fetch(key, undefined, undefined, into);
-  }
-
-  private async fetch(key: string, range: ByteRange | undefined, versionId: string | undefined, into?: Buffer): Promise<Uint8Array> {
     const Key = this.fullKey(key);
     if (range && range.length === 0) {
       const info = await this.head(key);
@@ -363,8 +354,7 @@ export class S3Store implements ObjectStore {
         const r = await this.client.send(
           new GetObjectCommand({ Bucket: this.bucket, Key, ...(versionId ? { VersionId: versionId } : {}), ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) }),
         );
-        const fits = into !== undefined && r.Body !== undefined && r.ContentLength !== undefined && r.ContentLength <= into.length;
-        const bytes = fits ? await bodyInto(r.Body as AsyncIterable<Uint8Array>, into.subarray(0, r.ContentLength)) : r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
+        const bytes = r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
         if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) {
           throw Object.assign(new Error(`body cut short: ${bytes.length} of ${r.ContentLength} bytes`), { name: 'TruncatedBody' });
         }
@@ -481,16 +471,4 @@ function digest(algorithm: 'md5' | 'sha256', data: Uint8Array): string {
 
 function isPreconditionFailed(e: unknown): boolean {
   return httpStatusOf(e) === 412 || (e as { name?: string }).name === 'PreconditionFailed';
-}
-
-/** Copies a response body into `buf` as it arrives; returns the part filled (short when the body was cut). */
-async function bodyInto(body: AsyncIterable<Uint8Array>, buf: Buffer): Promise<Buffer> {
-  let at = 0;
-  for await (const piece of body) {
-    // More than the declared length: a broken response, told apart from a short one by the caller's length check.
-    if (at + piece.length > buf.length) throw Object.assign(new Error(`body longer than its ${buf.length} declared bytes`), { name: 'TruncatedBody' });
-    buf.set(piece, at);
-    at += piece.length;
-  }
-  return buf.subarray(0, at);
 }

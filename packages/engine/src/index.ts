@@ -41,7 +41,6 @@ export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, pack
 export { Repository, DEFAULT_PACK_SIZE, type InitOptions, type LoadedBackup, type OpenOptions } from './repository/repository.js';
 export { KeyRing, type DataKeyStatus } from './repository/key-ring.js';
 export { SealedObjects, type ObjectKind, type SealedKind } from './repository/sealed-objects.js';
-export { ReadScratch } from './repository/read-scratch.js';
 export { excludeMatcher, parseExcludeFile } from './backup/exclude.js';
 export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, type BackupResult, type TreeSource } from './backup/backup-files.js';
 export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-postgres.js';

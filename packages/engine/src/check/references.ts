@@ -87,7 +87,7 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
     let currentCondemned = false;
     for (const key of input.indexKeys) {
       if (badIndexKeys.has(key)) continue;
-      const plain = await openIndex(repo, key, scratch, survey, (e) => {
+      const plain = await openIndex(repo, key, survey, (e) => {
         badIndexKeys.add(key);
         problems.push(e);
       });
@@ -137,7 +137,7 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
       if (badManifests.has(key)) continue;
       let entries: TreeEntry[];
       try {
-        // Into the same buffers, manifest after manifest and pass after pass: none left behind for the garbage collector.
+        // Decompressed into one buffer, manifest after manifest and pass after pass.
         entries = (await repo.readManifestInto(key, scratch)).entries;
       } catch (e) {
         if (!(e instanceof CofferError)) throw e;
@@ -189,9 +189,9 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
  * too was merged away by a running collection: thrown, for the caller to
  * list and read again (`withIndexRetry`).
  */
-async function openIndex(repo: Repository, key: string, scratch: ReadScratch, survey: boolean, bad: (e: CofferError) => void): Promise<Buffer | undefined> {
+async function openIndex(repo: Repository, key: string, survey: boolean, bad: (e: CofferError) => void): Promise<Buffer | undefined> {
   try {
-    const plain = await repo.openIndexObject(key, scratch);
+    const plain = await repo.openIndexObject(key);
     // Checked whole before any of it counts, so that every pass sees the same entries.
     if (survey) {
       try {

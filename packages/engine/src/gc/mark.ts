@@ -82,13 +82,12 @@ export async function scanIndexObjects(
   onPack: (key: string, sha: string, n: number) => void,
   onEntry: (bytes: Buffer, at: number) => void,
 ): Promise<void> {
-  // One at a time, into one buffer: an index object can be 8 MiB.
+  // One at a time: an index object can be 8 MiB, held three times over while it is checked, opened and scanned.
   const limit = pLimit(1);
-  const scratch = new ReadScratch();
   await Promise.all(
     keys.map((key) =>
       limit(async () => {
-        const plain = await repo.openIndexObject(key, scratch);
+        const plain = await repo.openIndexObject(key);
         try {
           scanIndex(plain, (sha, n) => onPack(key, sha, n), onEntry);
         } catch (e) {

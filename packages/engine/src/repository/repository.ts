@@ -233,8 +233,8 @@ export class Repository {
   }
 
   /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). @internal */
-  async openIndexObject(key: string, scratch?: ReadScratch): Promise<Buffer> {
-    return this.objects.openOwned('index', key, await this.objects.getVerified(key, scratch));
+  async openIndexObject(key: string): Promise<Buffer> {
+    return this.objects.openOwned('index', key, await this.objects.getVerified(key));
   }
 
   /** @internal */
@@ -307,7 +307,7 @@ export class Repository {
    * @internal
    */
   async readManifestInto(key: string, scratch?: ReadScratch): Promise<BackupManifest> {
-    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key, scratch));
+    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
     try {
       const manifest = decodeManifest(this.decompressManifest(plain, scratch));
       if (!READABLE_FORMATS.includes(manifest.format)) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
@@ -337,7 +337,7 @@ export class Repository {
    * @internal
    */
   async manifestChunkIds(key: string, scratch: ReadScratch): Promise<Buffer> {
-    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key, scratch));
+    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
     let region: Buffer | undefined;
     try {
       region = manifestIdRegion(this.decompressManifest(plain, scratch));

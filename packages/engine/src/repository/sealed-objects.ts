@@ -10,7 +10,6 @@ import { ChunkCodec } from '../format/chunk-codec.js';
 import type { Keys } from '../format/sealed-blob.js';
 import { FileStore } from '../store/file-store.js';
 import { collectList, type ByteRange, type ObjectInfo, type ObjectStore, type PutOutcome, type VersionedObjects } from '../store/object-store.js';
-import type { ReadScratch } from './read-scratch.js';
 import { getVerified } from './verified.js';
 
 /** Kinds of sealed JSON records named without their SHA-256 (see `sealed-records.ts`). */
@@ -98,8 +97,8 @@ export class SealedObjects {
   }
 
   /** Gets an object and checks it against the SHA-256 its name carries. */
-  getVerified(key: string, scratch?: ReadScratch): Promise<Buffer> {
-    return getVerified(this.store, key, scratch);
+  getVerified(key: string): Promise<Buffer> {
+    return getVerified(this.store, key);
   }
 
   /** Writes an object once (create-only, durable when the promise resolves). */

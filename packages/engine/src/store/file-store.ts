@@ -96,18 +96,6 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  async getInto(key: string, into: Buffer): Promise<Uint8Array> {
-    const fh = await this.openForRead(key);
-    try {
-      const { size } = await fh.stat();
-      return await readFully(key, fh, size <= into.length ? into.subarray(0, size) : Buffer.allocUnsafe(size), 0);
-    } catch (e) {
-      throw this.readFailed(key, e);
-    } finally {
-      await fh.close();
-    }
-  }
-
   /** A read that failed after the object was opened (a directory where a file belongs, an I/O error): typed, naming the object. */
   private readFailed(key: string, e: unknown): Error {
     if (e instanceof CofferError) return e;

@@ -105,15 +105,6 @@ export interface ObjectStore {
    */
   get(key: string, range?: ByteRange): Promise<Uint8Array>;
 
-  /**
-   * Optional: the whole object, read into `into` when it fits there (a view
-   * of it), else into new bytes as `get` does; rejects as `get` does. For
-   * callers that read many large objects one after another (check, garbage
-   * collection): one buffer reused, instead of one per object left for the
-   * garbage collector, which lets tens of megabytes of them pile up.
-   */
-  getInto?(key: string, into: Buffer): Promise<Uint8Array>;
-
   /** Size of `key`, or `undefined` when it does not exist. */
   head(key: string): Promise<ObjectInfo | undefined>;
 
