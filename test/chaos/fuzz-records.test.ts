@@ -59,6 +59,17 @@ interface Kind {
 
 const label = () => manifestKey.slice('backups/'.length);
 
+/** Stores `bytes` at `key`, reads with `read` (which lists the store itself), and takes the object away again. */
+async function storedThenRead(key: string, bytes: Uint8Array, read: () => Promise<unknown>): Promise<unknown> {
+  await store.delete(key);
+  await store.put(key, bytes);
+  try {
+    return await read();
+  } finally {
+    await store.delete(key);
+  }
+}
+
 const kinds: Kind[] = [
   {
     name: 'WAL record',
@@ -92,44 +103,17 @@ const kinds: Kind[] = [
   {
     name: 'keep mark',
     good: async () => ({ format: 2, backup: manifestKey, seq: 1, keep: true, note: 'n', at: new Date().toISOString() }),
-    read: async (v) => {
-      const key = `keep/${label()}/00000001`;
-      await store.delete(key);
-      await store.put(key, sealJson(repo, KEEP_MAGIC, 'keep', v));
-      try {
-        return await readKeepMarks(repo);
-      } finally {
-        await store.delete(key);
-      }
-    },
+    read: (v) => storedThenRead(`keep/${label()}/00000001`, sealJson(repo, KEEP_MAGIC, 'keep', v), () => readKeepMarks(repo)),
   },
   {
     name: 'verification record',
     good: async () => ({ format: 2, backup: manifestKey, at: new Date().toISOString(), ok: true, checks: ['restore'] }),
-    read: async (v) => {
-      const key = `verified/${label()}/20260101T000000_000Z-0123456789abcdef`;
-      await store.delete(key);
-      await store.put(key, sealJson(repo, VERIFIED_MAGIC, 'verification', v));
-      try {
-        return await readVerifications(repo);
-      } finally {
-        await store.delete(key);
-      }
-    },
+    read: (v) => storedThenRead(`verified/${label()}/20260101T000000_000Z-0123456789abcdef`, sealJson(repo, VERIFIED_MAGIC, 'verification', v), () => readVerifications(repo)),
   },
   {
     name: 'condemnation record',
     good: async () => ({ format: 2, gc: 'gc-0123456789abcdef', packs: ['ab'.repeat(32)] }),
-    read: async (v) => {
-      const key = 'condemned/gc-0123456789abcdef';
-      await store.delete(key);
-      await store.put(key, sealJson(repo, CONDEMNED_MAGIC, 'condemned', v));
-      try {
-        return await readCondemnedRecords(repo);
-      } finally {
-        await store.delete(key);
-      }
-    },
+    read: (v) => storedThenRead('condemned/gc-0123456789abcdef', sealJson(repo, CONDEMNED_MAGIC, 'condemned', v), () => readCondemnedRecords(repo)),
   },
   {
     name: 'lease record',

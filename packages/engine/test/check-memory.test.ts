@@ -9,7 +9,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backupFiles, checkRepository, collectList, LocalKeyProvider, MemoryStore, packKey, Repository, walPush, type ByteRange, type CheckReport, type ObjectStore } from '@coffer/engine';
+import { backupFiles, checkRepository, collectList, LocalKeyProvider, MemoryStore, packKey, Repository, walPush, type CheckReport, type ObjectStore } from '@coffer/engine';
+import { ForwardingStore } from '../../../test/support/forwarding-store.js';
 import { scratch } from '../../../test/support/tree.js';
 import { fakeCluster, segment } from '../../../test/support/wal.js';
 
@@ -66,28 +67,15 @@ function findings(r: CheckReport) {
 }
 
 /** `inner`, but its listing says index objects weigh `factor` times less: check's first plan of ranges is too small. */
-class Understated implements ObjectStore {
+class Understated extends ForwardingStore {
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly factor: number,
-  ) {}
-  get properties() {
-    return this.inner.properties;
+  ) {
+    super(inner);
   }
-  put(key: string, data: Uint8Array) {
-    return this.inner.put(key, data);
-  }
-  get(key: string, range?: ByteRange) {
-    return this.inner.get(key, range);
-  }
-  head(key: string) {
-    return this.inner.head(key);
-  }
-  async *list(prefix: string) {
+  override async *list(prefix: string) {
     for await (const o of this.inner.list(prefix)) yield o.key.startsWith('index/') ? { ...o, size: Math.max(1, Math.floor(o.size / this.factor)) } : o;
-  }
-  delete(key: string) {
-    return this.inner.delete(key);
   }
 }
 

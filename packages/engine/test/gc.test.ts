@@ -24,21 +24,17 @@ import {
   Repository,
   restoreBackup,
   RepositoryBusyError,
-  type ByteRange,
   type ObjectStore,
 } from '@coffer/engine';
 import { scratch, snapshot } from '../../../test/support/tree.js';
 import { until } from '../../../test/support/until.js';
+import { ForwardingStore } from '../../../test/support/forwarding-store.js';
 
 /** A store whose operations can be held at a gate the test opens. */
-class GatedStore implements ObjectStore {
+class GatedStore extends ForwardingStore {
   hold: ((op: 'put' | 'list', key: string) => boolean) | undefined;
   private waiting: (() => void)[] = [];
   held = 0;
-  constructor(readonly inner: ObjectStore) {}
-  get properties() {
-    return this.inner.properties;
-  }
   open(): void {
     this.hold = undefined;
     for (const w of this.waiting.splice(0)) w();
@@ -49,22 +45,13 @@ class GatedStore implements ObjectStore {
       await new Promise<void>((r) => this.waiting.push(r));
     }
   }
-  async put(key: string, data: Uint8Array) {
+  override async put(key: string, data: Uint8Array) {
     await this.gate('put', key);
     return this.inner.put(key, data);
   }
-  get(key: string, range?: ByteRange) {
-    return this.inner.get(key, range);
-  }
-  head(key: string) {
-    return this.inner.head(key);
-  }
-  async *list(prefix: string) {
+  override async *list(prefix: string) {
     await this.gate('list', prefix);
     yield* this.inner.list(prefix);
-  }
-  delete(key: string) {
-    return this.inner.delete(key);
   }
 }
 
