@@ -1,6 +1,6 @@
 /**
  * `coffer gc` runs itself once more with glibc's mmap threshold fixed
- * (packages/cli/src/malloc-tuning.ts). The run a caller started must still
+ * and V8's young generation small (packages/cli/src/malloc-tuning.ts). The run a caller started must still
  * behave as the command: its exit status is the command's, a signal sent to
  * it reaches the collection, and killed outright it leaves no collection
  * running behind it.
@@ -56,6 +56,8 @@ describe('coffer gc in its tuned run', () => {
     const [pid] = await tunedRunsOf(child.pid!);
     const environ = (await readFile(`/proc/${pid}/environ`, 'latin1')).split('\0');
     expect(environ).toContain('MALLOC_MMAP_THRESHOLD_=131072');
+    // Its young generation is small, so that the many large buffers it reads go back sooner.
+    expect((await readFile(`/proc/${pid}/cmdline`, 'latin1')).split('\0')).toContain('--max-semi-space-size=1');
     child.kill('SIGTERM');
     const ended = await done;
     expect(ended.signal).toBe('SIGTERM');

@@ -209,7 +209,7 @@ async function gcSection(): Promise<void> {
     '',
     `${machine}, ${new Date().toISOString()}, \`npm run bench -- --only gc${quick ? ' --quick' : ''}\` (or part of \`npm run bench${quick ? ' -- --quick' : ''}\`)`,
     '',
-    `A synthetic repository of ${fmt(g.chunks)} chunks: ${g.backups} daily backups of a files source, each naming ${fmt((2 * g.chunks) / 200)} chunks shared half with the backup before and half with the one after; ${fmt(g.indexObjects)} index objects, ${fmt(g.packs)} packs (sparse stand-ins: neither command reads a pack here), ${fmt(g.metadataBytesBefore / 2 ** 30, 2)} GiB of index objects and manifests (${fmt(g.metadataBytesAfter / 2 ** 30, 2)} GiB after). Generated in ${fmt(g.generateSeconds, 0)} s. Each command runs in a process of its own under GNU time; gc runs with its default filter memory (${fmt(g.gc.filterBytes / 2 ** 20)} MiB here) and its own tuning of the C allocator (see packages/cli/src/malloc-tuning.ts).`,
+    `A synthetic repository of ${fmt(g.chunks)} chunks: ${g.backups} daily backups of a files source, each naming ${fmt((2 * g.chunks) / 200)} chunks shared half with the backup before and half with the one after; ${fmt(g.indexObjects)} index objects, ${fmt(g.packs)} packs (sparse stand-ins: neither command reads a pack here), ${fmt(g.metadataBytesBefore / 2 ** 30, 2)} GiB of index objects and manifests (${fmt(g.metadataBytesAfter / 2 ** 30, 2)} GiB after). Generated in ${fmt(g.generateSeconds, 0)} s. Each command runs in a process of its own under GNU time; gc runs with its default filter memory (${fmt(g.gc.filterBytes / 2 ** 20)} MiB here) and its own tuning of the C allocator and of V8's young generation (see packages/cli/src/malloc-tuning.ts).`,
     '',
     stepTable,
     '',

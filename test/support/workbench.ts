@@ -27,6 +27,13 @@ export interface Started {
 const SYSID = 7_500_000_000_000_000_001n;
 const SEG = 1 << 20;
 
+/** What was acknowledged at some moment: what must still be there after any later crash or power loss. */
+export interface Acknowledged {
+  backups: { id: string; snap: Map<string, SnapshotEntry> }[];
+  segments: number[];
+  addedKeys: string[];
+}
+
 export class Workbench {
   readonly repo: string;
   readonly mirrorRepo: string;
@@ -49,6 +56,8 @@ export class Workbench {
     private readonly pgdata: string,
     keyFile: string,
     private readonly seed: number,
+    /** More environment for the commands that work on the repository (not for the checks of `verify`). */
+    private readonly workEnv: Record<string, string>,
   ) {
     this.repo = join(dir, 'repo');
     this.mirrorRepo = join(dir, 'mirror');
@@ -56,22 +65,27 @@ export class Workbench {
   }
 
   /** A fresh repository in `dir` (packs of 256 KiB, leases of one second), opened with `keyFile`. */
-  static async create(dir: string, keyFile: string, seed: number): Promise<Workbench> {
+  static async create(dir: string, keyFile: string, seed: number, workEnv: Record<string, string> = {}): Promise<Workbench> {
     await mkdir(dir, { recursive: true });
     const src = join(dir, 'src');
     await mkdir(src);
     const pgdata = await fakeCluster(join(dir, 'pgdata'), SYSID);
-    const w = new Workbench(dir, src, pgdata, keyFile, seed);
-    expect((await coffer(['--repo', w.repo, 'init', '--pack-size', String(256 * 1024)], w.env)).status).toBe(0);
+    const w = new Workbench(dir, src, pgdata, keyFile, seed, workEnv);
+    expect((await coffer(['--repo', w.repo, 'init', '--pack-size', String(256 * 1024)], { ...w.env, ...workEnv })).status).toBe(0);
     return w;
   }
 
   private run(args: string[]): { child: { kill: (s: NodeJS.Signals) => boolean }; done: Promise<RunResult> } {
-    return startCoffer(['--repo', this.repo, '-q', ...args], this.env);
+    return startCoffer(['--repo', this.repo, '-q', ...args], { ...this.env, ...this.workEnv });
   }
 
-  private list(): Promise<Set<string>> {
-    return coffer(['--repo', this.repo, 'list', '--json'], this.env).then((r) => new Set((JSON.parse(r.stdout) as { id: string }[]).map((b) => b.id)));
+  private list(repo = this.repo): Promise<Set<string>> {
+    return coffer(['--repo', repo, 'list', '--json'], this.env).then((r) => new Set((JSON.parse(r.stdout) as { id: string }[]).map((b) => b.id)));
+  }
+
+  /** What is acknowledged now (a copy). */
+  acknowledged(): Acknowledged {
+    return { backups: [...this.backups], segments: [...this.segments], addedKeys: [...this.addedKeys] };
   }
 
   async start(op: Op, keepMin = 2): Promise<Started> {
@@ -140,32 +154,39 @@ export class Workbench {
     });
   }
 
-  /** Proves what was acknowledged is still there; `after` names the step for messages. */
-  async verify(after: string): Promise<void> {
-    const check = await coffer(['--repo', this.repo, '-q', 'check', '--read-data'], this.env);
+  /**
+   * Proves what was acknowledged is still there; `after` names the step for
+   * messages. By default in the repository as it is now, with what is
+   * acknowledged now; the power-loss test passes an image of it and what was
+   * acknowledged before the moment the image stands for.
+   */
+  async verify(after: string, at: { repo?: string; acked?: Acknowledged } = {}): Promise<void> {
+    const repo = at.repo ?? this.repo;
+    const acked = at.acked ?? this;
+    const check = await coffer(['--repo', repo, '-q', 'check', '--read-data'], this.env);
     expect(check.status, `after ${after}: ${check.stdout}${check.stderr}`).toBe(0);
     // Every backup retention keeps is listed, and the oldest and newest of them restore exactly.
-    const ids = await this.list();
-    for (const b of this.backups) expect(ids.has(b.id), `backup ${b.id} is kept`).toBe(true);
-    for (const b of new Set([this.backups[0], this.backups[this.backups.length - 1]])) {
+    const ids = await this.list(repo);
+    for (const b of acked.backups) expect(ids.has(b.id), `after ${after}: backup ${b.id} is kept`).toBe(true);
+    for (const b of new Set([acked.backups[0], acked.backups[acked.backups.length - 1]])) {
       if (!b) continue;
       const to = join(this.dir, `verify-${this.scratchN++}`);
-      const r = await coffer(['--repo', this.repo, '-q', 'restore', b.id, '--to', to], this.env);
+      const r = await coffer(['--repo', repo, '-q', 'restore', b.id, '--to', to], this.env);
       expect(r.status, r.stderr).toBe(0);
       expect(await snapshot(to)).toEqual(b.snap);
       await rm(to, { recursive: true, force: true });
     }
     // Every archived segment (WAL of a system no backup belongs to is never expired) comes back whole.
-    for (const n of this.segments.slice(-2)) {
+    for (const n of acked.segments.slice(-2)) {
       const dest = join(this.dir, 'fetched');
-      const r = await coffer(['--repo', this.repo, '-q', 'wal-fetch', '--system-id', SYSID.toString(), segmentName(n), dest], this.env);
+      const r = await coffer(['--repo', repo, '-q', 'wal-fetch', '--system-id', SYSID.toString(), segmentName(n), dest], this.env);
       expect(r.status, r.stderr).toBe(0);
       expect((await readFile(dest)).equals(segment(SYSID, n, SEG))).toBe(true);
       await rm(dest);
     }
     // Every key file acknowledged as added opens the repository alone.
-    for (const file of this.addedKeys.slice(-2)) {
-      const r = await coffer(['--repo', this.repo, '--key-file', file, 'list', '--json'], { ...this.env, COFFER_KEY_FILE: undefined });
+    for (const file of acked.addedKeys.slice(-2)) {
+      const r = await coffer(['--repo', repo, '--key-file', file, 'list', '--json'], { ...this.env, COFFER_KEY_FILE: undefined });
       expect(r.status, `key ${file}: ${r.stderr}`).toBe(0);
     }
   }

@@ -9,6 +9,13 @@
  * when the process starts; so `coffer gc` and `coffer check` run themselves
  * once more with it set, and that run ends when this one does, however this
  * one ends.
+ *
+ * That run also caps V8's young generation at 1 MiB semi-spaces (Node's
+ * default lets them grow to 16 MiB and more). These commands allocate few JS
+ * objects but many large buffers, each freed only when a collection finds
+ * its wrapper dead: a small young generation is collected often, so it
+ * holds less and the dead buffers go sooner. Measured at 50 million chunks,
+ * three runs each: gc 246–254 MiB peak RSS before, 223–228 with it.
  */
 import { spawn } from 'node:child_process';
 
@@ -16,6 +23,7 @@ const TUNED = 'MALLOC_MMAP_THRESHOLD_';
 /** Buffers from 128 KiB up are mapped and unmapped on their own (glibc's own starting threshold, kept fixed). */
 const THRESHOLD = String(128 * 1024);
 const CHILD_MARK = 'COFFER_MALLOC_TUNED';
+const V8_FLAGS = ['--max-semi-space-size=1'];
 const COMMANDS = new Set(['gc', 'check']);
 
 /** The command word of an argv: the first argument that is neither an option nor the value of one of `valued`. */
@@ -40,7 +48,7 @@ export function runTuned(argv: readonly string[], env: NodeJS.ProcessEnv, valued
     return undefined;
   }
   if (process.platform !== 'linux' || env[TUNED] !== undefined || !COMMANDS.has(commandOf(argv, valued) ?? '')) return undefined;
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv], {
+  const child = spawn(process.execPath, [...process.execArgv, ...V8_FLAGS, process.argv[1]!, ...argv], {
     stdio: 'inherit',
     env: { ...env, [TUNED]: THRESHOLD, [CHILD_MARK]: String(process.pid) },
   });

@@ -234,7 +234,12 @@ export class Repository {
 
   /** An index object's plaintext, checked against its name and tag (for callers that scan it with `scanIndex`). @internal */
   async openIndexObject(key: string): Promise<Buffer> {
-    return this.objects.openOwned('index', key, await this.objects.getVerified(key));
+    return this.openLarge('index', key);
+  }
+
+  /** Reads, verifies and opens an index object or manifest. */
+  private async openLarge(kind: 'index' | 'manifest', key: string): Promise<Buffer> {
+    return this.objects.openOwned(kind, key, await this.objects.getVerified(key));
   }
 
   /** @internal */
@@ -307,7 +312,7 @@ export class Repository {
    * @internal
    */
   async readManifestInto(key: string, scratch?: ReadScratch): Promise<BackupManifest> {
-    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
+    const plain = await this.openLarge('manifest', key);
     try {
       const manifest = decodeManifest(this.decompressManifest(plain, scratch));
       if (!READABLE_FORMATS.includes(manifest.format)) throw new UnsupportedFormatError(key, `manifest format ${manifest.format}`);
@@ -337,7 +342,7 @@ export class Repository {
    * @internal
    */
   async manifestChunkIds(key: string, scratch: ReadScratch): Promise<Buffer> {
-    const plain = this.objects.openOwned('manifest', key, await this.objects.getVerified(key));
+    const plain = await this.openLarge('manifest', key);
     let region: Buffer | undefined;
     try {
       region = manifestIdRegion(this.decompressManifest(plain, scratch));

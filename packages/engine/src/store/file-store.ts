@@ -22,7 +22,8 @@ const STALE_TMP_MS = 60 * 60 * 1000;
  * leaves at worst a stray file under `.tmp/` that no listing returns (the
  * first put of each FileStore removes those older than an hour). Every
  * directory the put creates is fsync'd in its parent, and the directory
- * holding the new name is fsync'd, before the put resolves.
+ * holding the new name is fsync'd, before the put resolves; a delete syncs
+ * the directory it removed the name from.
  */
 export class FileStore implements ObjectStore {
   readonly properties: StoreProperties;
@@ -72,11 +73,7 @@ export class FileStore implements ObjectStore {
       return 'created';
     } catch (e) {
       if (e instanceof ObjectConflictError) throw e;
-      // A full or read-only repository disk is the operator's to fix, and says so by its own status.
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw new NoSpaceError(finalPath, { cause: e });
-      if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') throw new PermissionDeniedError(finalPath, code === 'EROFS' ? 'read-only file system' : code, { cause: e });
-      throw new StoreUnavailableError(key, `write failed under ${this.root}: ${(e as Error).message}`, { cause: e });
+      throw this.writeFailed(key, finalPath, e);
     } finally {
       await unlink(tmpPath).catch(() => undefined);
     }
@@ -94,6 +91,14 @@ export class FileStore implements ObjectStore {
     } finally {
       await fh.close();
     }
+  }
+
+  /** A write or delete that failed: a full or read-only repository disk is the operator's to fix, and says so by its own status. */
+  private writeFailed(key: string, path: string, e: unknown): Error {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return new NoSpaceError(path, { cause: e });
+    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') return new PermissionDeniedError(path, code === 'EROFS' ? 'read-only file system' : code, { cause: e });
+    return new StoreUnavailableError(key, `write failed under ${this.root}: ${(e as Error).message}`, { cause: e });
   }
 
   /** A read that failed after the object was opened (a directory where a file belongs, an I/O error): typed, naming the object. */
@@ -150,11 +155,28 @@ export class FileStore implements ObjectStore {
     }
   }
 
+  /**
+   * Removes the object; like a put, durably before it resolves: the
+   * directory that held the name is fsync'd. A delete that only reached the
+   * page cache comes undone when power is lost — an expired manifest or an
+   * index object gc replaced comes back, naming packs whose deletion did
+   * become durable (a later put syncs the same directory), and a removed key
+   * wrapping opens the repository again. An absent object's directory is
+   * synced too: an earlier attempt may have unlinked it and died before the
+   * sync.
+   */
   async delete(key: string): Promise<void> {
+    const path = this.path(key);
     try {
-      await rm(this.path(key), { force: true });
+      await unlink(path).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+      await fsyncDir(dirname(path)).catch((e: NodeJS.ErrnoException) => {
+        // No directory, no name in it to make durable.
+        if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR') throw e;
+      });
     } catch (e) {
-      throw new StoreUnavailableError(key, (e as Error).message, { cause: e });
+      throw this.writeFailed(key, path, e);
     }
   }
 }
