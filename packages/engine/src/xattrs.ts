@@ -5,13 +5,14 @@
  * recorded limit; a hard link's other, UTF-8 name carries them instead). The
  * binding is loaded on first use: a restore without attributes never loads it.
  */
+import { requireCommonJs } from './commonjs.js';
 import { fsPath } from './names.js';
 
 type Binding = typeof import('@napi-rs/xattr');
-let binding: Promise<Binding> | undefined;
+let binding: Binding | undefined;
 function xattr(): Promise<Binding> {
-  binding ??= import('@napi-rs/xattr');
-  return binding;
+  binding ??= requireCommonJs('@napi-rs/xattr') as Binding;
+  return Promise.resolve(binding);
 }
 
 /** Whether the binding can reach `path` (its name is UTF-8). */

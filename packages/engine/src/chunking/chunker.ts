@@ -10,8 +10,10 @@
  * held back and cut again when more data arrives. Boundaries therefore depend
  * only on the bytes, never on how they were split into reads.
  */
-import { get_chunks } from 'fastcdc-wasm';
+import { requireCommonJs } from '../commonjs.js';
 import { InvalidArgumentError } from '../errors.js';
+
+const { get_chunks } = requireCommonJs('fastcdc-wasm') as typeof import('fastcdc-wasm');
 
 export interface ChunkerParams {
   minSize: number;

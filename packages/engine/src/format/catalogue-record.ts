@@ -14,7 +14,7 @@
  */
 import { BACKUP_PREFIX } from './keys-layout.js';
 import type { BackupSummary } from './manifest.js';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { backupSummarySchema } from './manifest-schema.js';
 
 export const CATALOGUE_PREFIX = 'catalogue/';
@@ -35,7 +35,7 @@ export interface CatalogueRecord {
 }
 
 /** What a summary object must hold for its readers (fields of later versions pass through). */
-export const catalogueRecordSchema: z.ZodType<CatalogueRecord> = z.looseObject({
+export const catalogueRecordSchema: z.ZodMiniType<CatalogueRecord> = z.looseObject({
   format: z.literal(2),
   summary: backupSummarySchema,
 });

@@ -3,10 +3,10 @@
  * create, and compressing into a scratch buffer the object keeps leaves no
  * garbage on the hot path. Knows nothing of keys or blob layouts.
  */
-import { Compressor, Decompressor } from 'zstd-napi';
-import zstdBinding from 'zstd-napi/binding.js';
+import { requireCommonJs } from '../commonjs.js';
 
-const { CCtx, DCtx, compressBound, getFrameContentSize } = zstdBinding;
+const { Compressor, Decompressor } = requireCommonJs('zstd-napi') as typeof import('zstd-napi');
+const { CCtx, DCtx, compressBound, getFrameContentSize } = requireCommonJs('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
 
 export class Zstd {
   private readonly level: number;

@@ -10,7 +10,7 @@
  *
  * Stored like WAL records: "CGC1" ‖ SHA-256 of what follows ‖ sealed JSON.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { HEX_SHA256 } from './record-schema.js';
 export const CONDEMNED_PREFIX = 'condemned/';
 export const CONDEMNED_MAGIC = Buffer.from('CGC1');
@@ -32,7 +32,7 @@ export function isCondemnedKey(key: string): boolean {
 }
 
 /** What a condemnation record must hold for its readers (fields of later versions pass through). */
-export const condemnedRecordSchema: z.ZodType<CondemnedRecord> = z.looseObject({
+export const condemnedRecordSchema: z.ZodMiniType<CondemnedRecord> = z.looseObject({
   format: z.literal(2),
   gc: z.string(),
   packs: z.array(HEX_SHA256),

@@ -9,7 +9,7 @@
  * Stored like catalogue summaries: "CDR1" ‖ SHA-256 of what follows ‖
  * sealed JSON. Not mirrored: it describes this copy of the repository.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 export const DAMAGE_PREFIX = 'damage/';
 export const DAMAGE_MAGIC = Buffer.from('CDR1');
@@ -34,7 +34,7 @@ export function isDamageKey(key: string): boolean {
 }
 
 /** What a damage record must hold for its readers (fields of later versions pass through). */
-export const damageRecordSchema: z.ZodType<DamageRecord> = z.looseObject({
+export const damageRecordSchema: z.ZodMiniType<DamageRecord> = z.looseObject({
   format: z.literal(2),
   at: z.string(),
   lostPacks: z.array(z.string()),

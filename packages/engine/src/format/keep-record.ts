@@ -8,7 +8,7 @@
  * Stored like WAL records: "CKP1" ‖ SHA-256 of what follows ‖ sealed JSON.
  */
 import { BACKUP_PREFIX } from './keys-layout.js';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { uint } from './record-schema.js';
 
 export const KEEP_PREFIX = 'keep/';
@@ -37,11 +37,11 @@ export function parseKeepKey(key: string): { backup: string; seq: number } | und
 }
 
 /** What a keep mark must hold for its readers (fields of later versions pass through). */
-export const keepRecordSchema: z.ZodType<KeepRecord> = z.looseObject({
+export const keepRecordSchema: z.ZodMiniType<KeepRecord> = z.looseObject({
   format: z.literal(2),
   backup: z.string(),
   seq: uint,
   keep: z.boolean(),
-  note: z.string().optional(),
+  note: z.optional(z.string()),
   at: z.string(),
 });

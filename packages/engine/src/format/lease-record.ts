@@ -13,7 +13,7 @@
  * on their own clock, from when its records appear (`repository/leases.ts`).
  */
 import { InvalidArgumentError } from '../errors.js';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { uint } from './record-schema.js';
 
 export const LOCKS_PREFIX = 'locks/';
@@ -66,14 +66,14 @@ export function parseLeaseKey(key: string): { lease: string; seq: number | 'rele
 }
 
 /** What a lease record must hold for its readers (fields of later versions pass through). */
-export const leaseRecordSchema: z.ZodType<LeaseRecord> = z.looseObject({
+export const leaseRecordSchema: z.ZodMiniType<LeaseRecord> = z.looseObject({
   format: z.literal(2),
   lease: z.string(),
-  seq: uint.optional(),
-  released: z.literal(true).optional(),
+  seq: z.optional(uint),
+  released: z.optional(z.literal(true)),
   purpose: z.string(),
   mode: z.enum(['shared', 'exclusive']),
-  ttlMs: z.number().positive(),
+  ttlMs: z.number().check(z.positive()),
   host: z.string(),
-  pid: z.number().int(),
+  pid: z.int(),
 });

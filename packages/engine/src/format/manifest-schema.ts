@@ -1,5 +1,5 @@
 /** The schema of a backup's summary (what the catalogue holds), beside `manifest.ts`'s types. */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { BackupSummary } from './manifest.js';
 import { uint } from './record-schema.js';
 
@@ -13,7 +13,7 @@ const statsSchema = z.looseObject({
   newBytes: uint,
   storedBytes: uint,
   skipped: z.array(z.string()),
-  changed: z.array(z.string()).optional(),
+  changed: z.optional(z.array(z.string())),
 });
 
 const postgresSummarySchema = z.looseObject({
@@ -31,10 +31,10 @@ const postgresSummarySchema = z.looseObject({
   walSegmentSize: uint,
   dataDirectory: z.string(),
   tablespaces: z.array(z.looseObject({ oid: z.string(), name: z.string(), location: z.string() })),
-  archiveChecked: z.boolean().optional(),
+  archiveChecked: z.optional(z.boolean()),
 });
 
-export const backupSummarySchema: z.ZodType<BackupSummary> = z.looseObject({
+export const backupSummarySchema: z.ZodMiniType<BackupSummary> = z.looseObject({
   key: z.string(),
   id: z.string(),
   kind: z.enum(['files', 'postgres']),
@@ -45,7 +45,7 @@ export const backupSummarySchema: z.ZodType<BackupSummary> = z.looseObject({
   source: z.string(),
   tags: z.array(z.string()),
   stats: statsSchema,
-  parent: z.string().optional(),
-  stanza: z.string().optional(),
-  postgres: postgresSummarySchema.optional(),
+  parent: z.optional(z.string()),
+  stanza: z.optional(z.string()),
+  postgres: z.optional(postgresSummarySchema),
 });

@@ -11,7 +11,7 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { carriedProblem } from './carried-sha.js';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { uint } from './record-schema.js';
 
 export const STANZA_PREFIX = 'stanzas/';
@@ -71,19 +71,19 @@ export function stanzaObjectProblem(bytes: Uint8Array): string | undefined {
 }
 
 /** What a stanza record must hold for its readers (fields of later versions pass through). */
-export const stanzaRecordSchema: z.ZodType<StanzaRecord> = z.looseObject({
+export const stanzaRecordSchema: z.ZodMiniType<StanzaRecord> = z.looseObject({
   format: z.literal(2),
   stanza: z.string(),
   seq: uint,
   history: z
     .array(
       z.looseObject({
-        systemIdentifier: z.string().regex(/^[0-9]+$/),
-        major: uint.optional(),
-        walSegmentSize: uint.optional(),
+        systemIdentifier: z.string().check(z.regex(/^[0-9]+$/)),
+        major: z.optional(uint),
+        walSegmentSize: z.optional(uint),
         since: z.string(),
         reason: z.enum(['create', 'upgrade']),
       }),
     )
-    .min(1),
+    .check(z.minLength(1)),
 });

@@ -8,7 +8,7 @@
  * Stored like WAL records: "CVR1" ‖ SHA-256 of what follows ‖ sealed JSON.
  */
 import { BACKUP_PREFIX } from './keys-layout.js';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 export const VERIFIED_PREFIX = 'verified/';
 export const VERIFIED_MAGIC = Buffer.from('CVR1');
@@ -37,11 +37,11 @@ export function parseVerificationKey(key: string): { backup: string } | undefine
 }
 
 /** What a verification record must hold for its readers (fields of later versions pass through). */
-export const verificationRecordSchema: z.ZodType<VerificationRecord> = z.looseObject({
+export const verificationRecordSchema: z.ZodMiniType<VerificationRecord> = z.looseObject({
   format: z.literal(2),
   backup: z.string(),
   at: z.string(),
   ok: z.boolean(),
   checks: z.array(z.string()),
-  problems: z.array(z.string()).optional(),
+  problems: z.optional(z.array(z.string())),
 });

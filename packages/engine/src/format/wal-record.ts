@@ -16,7 +16,7 @@
 import { CorruptObjectError, InvalidArgumentError } from '../errors.js';
 import { carriedProblem } from './carried-sha.js';
 import { validateStanzaName } from './stanza-record.js';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { HEX_SHA256, uint } from './record-schema.js';
 
 export const WAL_PREFIX = 'wal/';
@@ -93,11 +93,11 @@ export function checkRecordName(key: string, record: WalRecord): WalRecord {
 }
 
 /** What a WAL record must hold for its readers (fields of later versions pass through). */
-export const walRecordSchema: z.ZodType<WalRecord> = z.looseObject({
+export const walRecordSchema: z.ZodMiniType<WalRecord> = z.looseObject({
   format: z.union([z.literal(1), z.literal(2)]),
   name: z.string(),
-  stanza: z.string().optional(),
-  systemIdentifier: z.string().optional(),
+  stanza: z.optional(z.string()),
+  systemIdentifier: z.optional(z.string()),
   size: uint,
   sha256: HEX_SHA256,
   chunks: z.array(HEX_SHA256),

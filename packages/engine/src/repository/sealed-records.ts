@@ -13,7 +13,7 @@ import { checkRecordName, WAL_MAGIC, walRecordSchema, type WalRecord } from '../
 import { parseStanzaKey, STANZA_MAGIC, stanzaRecordSchema, type StanzaRecord } from '../format/stanza-record.js';
 import { DAMAGE_MAGIC, damageRecordSchema, type DamageRecord } from '../format/damage-record.js';
 import { recordProblem } from '../format/record-schema.js';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import type { Repository } from './repository.js';
 import type { SealedKind } from './sealed-objects.js';
 
@@ -25,7 +25,7 @@ export function sealJson(repo: Repository, magic: Buffer, kind: SealedKind, valu
  * Opens a record sealed by `sealJson`: its carried SHA-256, its tag, its
  * JSON, and its shape under `schema`; `what` names the kind in errors.
  */
-export function openJson<T>(repo: Repository, magic: Buffer, kind: SealedKind, what: string, key: string, bytes: Uint8Array, schema: z.ZodType<T>): T {
+export function openJson<T>(repo: Repository, magic: Buffer, kind: SealedKind, what: string, key: string, bytes: Uint8Array, schema: z.ZodMiniType<T>): T {
   const problem = carriedProblem(magic, bytes, what);
   if (problem) throw new CorruptObjectError(key, problem);
   const plain = repo.objects.open(kind, key, carriedBody(bytes));
