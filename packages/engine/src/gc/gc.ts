@@ -17,6 +17,7 @@
  *  6. consolidate the index without the condemned packs, delete the packs,
  *     then the record, ended leases and records of dead collections.
  */
+import pLimit from 'p-limit';
 import { MissingObjectError, RepositoryBusyError } from '../errors.js';
 import { CONDEMNED_PREFIX, isCondemnedKey } from '../format/condemned-record.js';
 import { CONFIG_KEY, LOCKABLE_PREFIXES, PACK_PREFIX, packKey } from '../format/keys-layout.js';
@@ -188,17 +189,23 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       report.locked.push(...stuck);
       report.indexObjectsRewritten = rewrite.length - stuck.length;
       report.indexObjectsAfter = mark.indexObjects.length - rewrite.length + stuck.length + written.length + newIndexObjects.length;
-      for (const sha of condemned) {
-        lease.prove('deleting packs');
-        // A pack under retention stays, out of the index now: a later collection deletes it once its retention has passed.
-        const l = await deleteUnlessLocked(repo, packKey(sha));
-        if (l) {
-          report.locked.push(l);
-          continue;
-        }
-        report.deletedPacks++;
-        report.deletedBytes += mark.packs.get(sha)?.size ?? 0;
-      }
+      // Several at a time, as many as the store takes: each delete is a request (S3) or a directory fsync (a local store).
+      const limit = pLimit(Math.max(2, Math.min(16, repo.objects.connections)));
+      await Promise.all(
+        [...condemned].map((sha) =>
+          limit(async () => {
+            lease.prove('deleting packs');
+            // A pack under retention stays, out of the index now: a later collection deletes it once its retention has passed.
+            const l = await deleteUnlessLocked(repo, packKey(sha));
+            if (l) {
+              report.locked.push(l);
+              return;
+            }
+            report.deletedPacks++;
+            report.deletedBytes += mark.packs.get(sha)?.size ?? 0;
+          }),
+        ),
+      );
       await repo.objects.delete(recordKey);
     } else {
       const rewrite = planConsolidation(indexUse, () => false);
