@@ -10,9 +10,9 @@ import { fsPath } from './names.js';
 
 type Binding = typeof import('@napi-rs/xattr');
 let binding: Binding | undefined;
-function xattr(): Promise<Binding> {
+function xattr(): Binding {
   binding ??= requireCommonJs('@napi-rs/xattr') as Binding;
-  return Promise.resolve(binding);
+  return binding;
 }
 
 /** Whether the binding can reach `path` (its name is UTF-8). */
@@ -24,7 +24,7 @@ export function xattrReachable(path: string): boolean {
 export async function readXattrs(path: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   if (!xattrReachable(path)) return out;
-  const x = await xattr();
+  const x = xattr();
   // Synchronous calls: each is one small system call (microseconds), cheaper than a trip through the thread
   // pool and back — which, once per file of a tree walked in order, added up to a tenth of a second per thousand files.
   for (const name of x.listAttributesSync(path).sort()) {
@@ -45,7 +45,7 @@ export const RESTORE_MARKER_XATTR = 'user.coffer.restore';
 /** One attribute's value as text, or undefined when it is absent or attributes are unsupported. */
 export async function readXattrText(path: string, name: string): Promise<string | undefined> {
   if (!xattrReachable(path)) return undefined;
-  const x = await xattr();
+  const x = xattr();
   try {
     return x.getAttributeSync(path, name)?.toString('utf8') ?? undefined;
   } catch {
@@ -55,6 +55,6 @@ export async function readXattrText(path: string, name: string): Promise<string 
 
 /** Sets one attribute (value in base64). */
 export async function writeXattr(path: string, name: string, value: string): Promise<void> {
-  const x = await xattr();
+  const x = xattr();
   await x.setAttribute(path, name, Buffer.from(value, 'base64'));
 }
