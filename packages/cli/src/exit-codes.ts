@@ -27,6 +27,8 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_FILE_ERROR: 25,
   COFFER_LEASE_LOST: 28,
   COFFER_REPOSITORY_BUSY: 29,
+  COFFER_SANDBOX_UNAVAILABLE: 31,
+  COFFER_VERIFY_FAILED: 32,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

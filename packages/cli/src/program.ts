@@ -25,6 +25,7 @@ import { register as mirror } from './commands/mirror.js';
 import { register as repair } from './commands/repair.js';
 import { register as restore } from './commands/restore.js';
 import { register as stanza } from './commands/stanza.js';
+import { register as verify } from './commands/verify.js';
 import { register as walFetch } from './commands/wal-fetch.js';
 import { register as walPush } from './commands/wal-push.js';
 
@@ -73,7 +74,7 @@ export function buildProgram(io: CliIo): Command {
   };
 
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say };
-  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

@@ -1,5 +1,8 @@
 /** A progress bar on a TTY; nothing at all otherwise (cron logs stay clean). */
 import cliProgress from 'cli-progress';
+import { humanBytes } from '@coffer/engine';
+
+export { humanBytes };
 
 export interface Progress {
   update(done: number, total: number, detail: string): void;
@@ -36,13 +39,3 @@ export function progressBar(label: string, stream: NodeJS.WriteStream, enabled: 
   };
 }
 
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}

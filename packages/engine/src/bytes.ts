@@ -25,3 +25,15 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** A byte count for people: 1.5 MiB. */
+export function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}

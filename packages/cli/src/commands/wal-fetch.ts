@@ -11,22 +11,28 @@ export function register(ctx: CliContext): void {
     .option('--prefetch <n>', 'fetch the next N segments into a spool in the background', intOption('--prefetch', 0, 64), 4)
     .option('--spool <dir>', 'prefetch spool (default: .coffer-spool beside <dest>)')
     .option('--system-id <id>', "the cluster's system identifier (default: global/pg_control of the data directory it runs in)")
-    .action(async (name: string, dest: string, o: { prefetch: number; spool?: string; systemId?: string }) => {
+    .option('--socket <path>', 'fetch from the coffer process serving this Unix socket (a verify sandbox, which reaches no repository itself)')
+    .action(async (name: string, dest: string, o: { prefetch: number; spool?: string; systemId?: string; socket?: string }) => {
       // restore_command runs in the data directory: its signal file says how PostgreSQL will read our status.
       const mode = await recoveryMode(process.cwd());
       let result;
       try {
-        const repo = await openRepo();
-        const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
-        result = await walFetch(repo, scope, name, dest, {
-          ...(o.spool !== undefined ? { spoolDir: o.spool } : {}),
-          prefetch: o.prefetch,
-          // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
-          startPrefetcher: (next, spool, s) => {
-            const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', s.systemIdentifier, ...next];
-            spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
-          },
-        });
+        if (o.socket !== undefined) {
+          const { fetchWalViaSocket } = await import('@coffer/verify');
+          result = { outcome: (await fetchWalViaSocket(o.socket, name, dest)) === 'absent' ? 'absent' : 'archive' };
+        } else {
+          const repo = await openRepo();
+          const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
+          result = await walFetch(repo, scope, name, dest, {
+            ...(o.spool !== undefined ? { spoolDir: o.spool } : {}),
+            prefetch: o.prefetch,
+            // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
+            startPrefetcher: (next, spool, s) => {
+              const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', s.systemIdentifier, ...next];
+              spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
+            },
+          });
+        }
       } catch (e) {
         const typed = e instanceof CofferError ? e : fromSystemError(e);
         const reason = typed ? typed.message : `unexpected error: ${(e as Error)?.stack ?? String(e)}`;

@@ -1,0 +1,117 @@
+/** `coffer verify`: prove PostgreSQL backups recoverable in a sandbox, and the WAL chain complete. */
+import { rename, writeFile } from 'node:fs/promises';
+import { InvalidArgumentError, SandboxUnavailableError, VerifyFailedError, commandLine, type RecoveryTarget } from '@coffer/engine';
+import { COFFER_BIN, intOption, stanzaOf, type CliContext } from '../context.js';
+
+interface VerifyCliOptions {
+  wal?: boolean;
+  others: number;
+  targetTime?: string;
+  targetLsn?: string;
+  targetXid?: string;
+  targetName?: string;
+  smoke: string[];
+  smokeDatabase: string;
+  rpo?: number;
+  pgBin?: string;
+  sandbox?: string;
+  keepSandbox?: boolean;
+  setting: string[];
+  report?: string;
+  json?: boolean;
+  record: boolean;
+  concurrency?: number;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function parseSettings(list: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list) {
+    const eq = item.indexOf('=');
+    if (eq <= 0 || !/^[a-z_][a-z0-9_.]*$/i.test(item.slice(0, eq))) throw new InvalidArgumentError('--setting', `${JSON.stringify(item)} is not name=value`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+export function register(ctx: CliContext): void {
+  const { program, io, globals, openRepo, say } = ctx;
+  program
+    .command('verify [backups...]')
+    .description('prove PostgreSQL backups recoverable: restore each into a sandbox with a network of its own, recover with WAL from the repository, start the server, run amcheck, page checksums and smoke queries, time every phase; and verify the WAL chain. Default: the newest backup and the one verified least recently')
+    .option('--wal', 'verify only the WAL chain (no sandbox)')
+    .option('--others <n>', 'besides the newest, how many backups to verify, least recently verified first', intOption('--others', 0, 1000), 1)
+    .option('--target-time <time>', 'recover up to this time (default: the end of the archive)')
+    .option('--target-lsn <lsn>', 'recover up to this LSN')
+    .option('--target-xid <xid>', 'recover up to this transaction')
+    .option('--target-name <name>', 'recover up to this restore point')
+    .option('--smoke <sql>', 'a query the recovered cluster must answer with true as its first value, e.g. "SELECT count(*) >= 1000 FROM orders" (repeatable)', collect, [] as string[])
+    .option('--smoke-database <db>', 'database the smoke queries run in', 'postgres')
+    .option('--rpo <seconds>', 'the newest replayed commit must be at most this old (at the target time, or when the run started)', intOption('--rpo', 0, 10 * 365 * 86400))
+    .option('--pg-bin <dir>', "PostgreSQL server binaries of the backup's major version (default: found on this machine)")
+    .option('--sandbox <dir>', 'parent directory of the sandbox (default: the temp directory)')
+    .option('--keep-sandbox', 'keep the sandbox directory afterwards (the server is stopped either way)')
+    .option('--setting <name=value>', 'a server setting for the sandbox (repeatable), e.g. shared_buffers=1GB', collect, [] as string[])
+    .option('--report <file>', 'also write the report as markdown to FILE')
+    .option('--no-record', 'do not write verification records into the repository')
+    .option('--concurrency <n>', 'pack requests in flight while restoring', intOption('--concurrency', 1, 256))
+    .option('--json', 'print the report as JSON')
+    .action(async (selectors: string[], o: VerifyCliOptions) => {
+      const targets = [o.targetTime, o.targetLsn, o.targetXid, o.targetName].filter((t) => t !== undefined);
+      if (targets.length > 1) throw new InvalidArgumentError('--target-*', 'give at most one recovery target');
+      const settings = parseSettings(o.setting);
+      const repo = await openRepo();
+      const { verifyRun, removeSandbox, postgresAt, renderVerifyMarkdown, renderVerifySummary } = await import('@coffer/verify');
+      const install = o.pgBin !== undefined ? postgresAt(o.pgBin) : undefined;
+      if (o.pgBin !== undefined && !install) throw new SandboxUnavailableError(`--pg-bin ${o.pgBin} holds no postgres binary that runs`);
+      const target: Pick<RecoveryTarget, 'time' | 'lsn' | 'xid' | 'name'> = {
+        ...(o.targetTime !== undefined ? { time: o.targetTime } : {}),
+        ...(o.targetLsn !== undefined ? { lsn: o.targetLsn } : {}),
+        ...(o.targetXid !== undefined ? { xid: o.targetXid } : {}),
+        ...(o.targetName !== undefined ? { name: o.targetName } : {}),
+      };
+      // Stopped by a signal, the run stops its sandbox server and removes the sandbox before it goes (128 + the signal's number).
+      let sandbox: string | undefined;
+      const stop = (signal: NodeJS.Signals, status: number) => () => {
+        if (sandbox) removeSandbox(sandbox);
+        process.stderr.write(`coffer: verify stopped by ${signal}; sandbox removed\n`);
+        process.exit(status);
+      };
+      const handlers: [NodeJS.Signals, () => void][] = [['SIGINT', stop('SIGINT', 130)], ['SIGTERM', stop('SIGTERM', 143)], ['SIGHUP', stop('SIGHUP', 129)]];
+      for (const [s, h] of handlers) process.once(s, h);
+      let report;
+      try {
+        report = await verifyRun(repo, {
+          stanza: stanzaOf(globals(), io.env),
+          ...(selectors.length > 0 ? { backups: selectors } : {}),
+          others: o.others,
+          ...(o.wal ? { walOnly: true } : {}),
+          ...(targets.length > 0 ? { target } : {}),
+          // The sandbox asks this process for WAL over a socket: it holds no repository credentials and reaches no network.
+          restoreCommand: (socket) => commandLine([process.execPath, COFFER_BIN, 'wal-fetch', '--socket', socket, '%f', '%p']),
+          ...(install ? { install } : {}),
+          ...(o.sandbox !== undefined ? { sandboxParent: o.sandbox } : {}),
+          smoke: o.smoke.map((sql) => ({ sql, database: o.smokeDatabase })),
+          ...(o.rpo !== undefined ? { rpoSeconds: o.rpo } : {}),
+          settings,
+          ...(o.keepSandbox ? { keep: true } : {}),
+          record: o.record,
+          ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+          onSandbox: (dir) => (sandbox = dir),
+          onPhase: (phase) => {
+            if (!globals().quiet && !o.json) io.stderr.write(`coffer: verify: ${phase}\n`);
+          },
+        });
+      } finally {
+        for (const [s, h] of handlers) process.removeListener(s, h);
+      }
+      if (o.report !== undefined) {
+        const tmp = `${o.report}.coffer-tmp`;
+        await writeFile(tmp, renderVerifyMarkdown(report));
+        await rename(tmp, o.report);
+      }
+      say(o.json ? JSON.stringify(report, null, 2) : renderVerifySummary(report));
+      if (!report.ok) throw new VerifyFailedError(`stanza ${report.stanza}`, report.failures);
+    });
+}

@@ -1,0 +1,67 @@
+/**
+ * A verification run, as a nightly job runs it: the WAL chain of the stanza
+ * once, then the newest backup and the retained backups verified least
+ * recently (never first), each in its own sandbox. Over nights every retained
+ * backup takes its turn; retention never expires the newest that passed.
+ */
+import { DEFAULT_STANZA, readVerifications, verifyWalChain, type Repository, type WalChainReport } from '@coffer/engine';
+import { verifyPostgresBackup, type PostgresVerifyOptions, type PostgresVerifyReport } from './verify-postgres.js';
+
+export interface VerifyRunOptions extends Omit<PostgresVerifyOptions, 'walChain'> {
+  /** Backups to verify (selectors); default: the newest and `others` more. */
+  backups?: readonly string[];
+  /** Besides the newest, how many retained backups to verify, least recently verified first (default 1). */
+  others?: number;
+  /** Verify only the WAL chain (no sandbox). */
+  walOnly?: boolean;
+}
+
+export interface VerifyRunReport {
+  ok: boolean;
+  stanza: string;
+  walChain: WalChainReport;
+  backups: PostgresVerifyReport[];
+  /** Every failure of the run: the chain's gaps and problems, then each backup's. */
+  failures: string[];
+}
+
+/** The newest backup of the stanza, then `others` more: never verified first, then the longest ago, older backups before newer on a tie. */
+export async function backupsToVerify(repo: Repository, stanza: string, others: number): Promise<string[]> {
+  const all = (await repo.listBackups()).filter((b) => b.kind === 'postgres' && (b.stanza ?? DEFAULT_STANZA) === stanza);
+  const newest = all[all.length - 1];
+  if (!newest) return [];
+  const verified = await readVerifications(repo);
+  const rest = all.slice(0, -1).map((b, i) => ({ key: b.key, at: verified.get(b.key)?.at ?? '', i }));
+  rest.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.i - b.i));
+  return [newest.key, ...rest.slice(0, Math.max(0, others)).map((r) => r.key)];
+}
+
+export function chainFailures(chain: WalChainReport): string[] {
+  const label = new Map(chain.backups.map((b) => [b.backup, b.label]));
+  const names = (keys: string[]) => keys.map((k) => label.get(k) ?? k).join(', ');
+  return [
+    ...chain.gaps.map(
+      (g) =>
+        `wal-chain: ${g.from}…${g.to} (${g.segments} segment${g.segments === 1 ? '' : 's'}) missing` +
+        (g.breaks.length ? `; backups that cannot become consistent: ${names(g.breaks)}` : '') +
+        (g.limits.length ? `; recovery from ${names(g.limits)} ends before it` : ''),
+    ),
+    ...chain.problems.map((p) => `wal-chain: ${p}`),
+  ];
+}
+
+export async function verifyRun(repo: Repository, options: VerifyRunOptions): Promise<VerifyRunReport> {
+  const stanza = options.stanza ?? DEFAULT_STANZA;
+  const walChain = await verifyWalChain(repo, { stanza });
+  const report: VerifyRunReport = { ok: false, stanza, walChain, backups: [], failures: chainFailures(walChain) };
+  if (!options.walOnly) {
+    const selected = options.backups && options.backups.length > 0 ? [...options.backups] : await backupsToVerify(repo, stanza, options.others ?? 1);
+    for (const selector of selected) {
+      const r = await verifyPostgresBackup(repo, selector, { ...options, walChain });
+      report.backups.push(r);
+      report.failures.push(...r.failures.map((f) => `${r.label}: ${f}`));
+    }
+  }
+  report.ok = report.failures.length === 0;
+  return report;
+}
