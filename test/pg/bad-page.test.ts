@@ -1,8 +1,14 @@
-/** With data checksums on, a page corrupted on disk fails the backup, naming the file and block. */
+/**
+ * With data checksums on, a page damaged on disk does not stop the backup: a
+ * damaged cluster is exactly when a backup matters. The backup completes,
+ * stores the page as read, lists file and block in its manifest and summary,
+ * says so on stderr and exits 33; the next backup reads that file again
+ * whatever its mtime says.
+ */
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT_CODES } from '@coffer/cli';
+import { EXIT_DAMAGED_PAGES } from '@coffer/cli';
 import { archivingCluster, cofferAsPostgres, debianInstall, type Cluster } from '../support/pg.js';
 
 const env = { COFFER_PASSPHRASE: 'bad page passphrase' };
@@ -20,6 +26,12 @@ afterAll(async () => {
   await work?.cleanup();
 });
 
+interface Listed {
+  id: string;
+  damaged?: string[];
+  damagedBlocks?: number;
+}
+
 describe('page checksums during backup', () => {
   it('a clean cluster backs up with every page verified', async () => {
     const r = await cofferAsPostgres(['--repo', repo, 'backup'], { ...env, ...c.pgEnv });
@@ -28,18 +40,28 @@ describe('page checksums during backup', () => {
     expect(r.stdout).toContain('pages verified');
   });
 
-  it('a corrupted page fails the backup naming file and block, and no backup is recorded', async () => {
+  it('a damaged page completes the backup with warnings (exit 33), naming file and block, recorded in manifest and summary; the next backup reads the file again', async () => {
     const [{ path }] = (await c.query<{ path: string }>(`SELECT pg_relation_filepath('victim') AS path`)) as [{ path: string }];
     const block = 37;
     const fh = await open(join(c.data, path), 'r+');
     // Damage tuple data in the middle of the page, leaving its header (LSN, checksum) as it was.
     await fh.write(Buffer.from('garbage!'), 0, 8, block * 8192 + 4000);
     await fh.close();
-    const before = JSON.parse((await cofferAsPostgres(['--repo', repo, 'list', '--json'], env)).stdout) as unknown[];
-    const r = await cofferAsPostgres(['--repo', repo, 'backup'], { ...env, ...c.pgEnv });
-    expect(r.status).toBe(EXIT_CODES.COFFER_BAD_PAGE);
+    // Read on this thread here, on worker threads below: both carry the damaged blocks back.
+    const r = await cofferAsPostgres(['--repo', repo, 'backup', '--workers', '0'], { ...env, ...c.pgEnv });
+    expect(r.status).toBe(EXIT_DAMAGED_PAGES);
+    expect(r.stderr).toContain(`1 page(s) in 1 file(s) failed their checksum twice`);
     expect(r.stderr).toContain(`${path} block ${block}`);
-    const after = JSON.parse((await cofferAsPostgres(['--repo', repo, 'list', '--json'], env)).stdout) as unknown[];
-    expect(after).toHaveLength(before.length);
+    const list = async () => JSON.parse((await cofferAsPostgres(['--repo', repo, 'list', '--json'], env)).stdout) as Listed[];
+    const after = await list();
+    expect(after).toHaveLength(2);
+    expect(after[0]!.damaged).toBeUndefined();
+    expect(after[1]!.damaged).toEqual([path]);
+    expect(after[1]!.damagedBlocks).toBe(1);
+    // Not touched since, yet read again: still damaged, still said.
+    const again = await cofferAsPostgres(['--repo', repo, 'backup', '--json', '--workers', '2'], { ...env, ...c.pgEnv });
+    expect(again.status).toBe(EXIT_DAMAGED_PAGES);
+    expect((JSON.parse(again.stdout) as { stats: { damaged: string[] } }).stats.damaged).toEqual([path]);
+    expect(await list()).toHaveLength(3);
   });
 });

@@ -15,7 +15,6 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_UNSUPPORTED_FORMAT: 13,
   COFFER_STORE_UNAVAILABLE: 14,
   COFFER_CHECK_FAILED: 15,
-  COFFER_BAD_PAGE: 16,
   COFFER_TARGET_IN_USE: 17,
   COFFER_POSTGRES_ERROR: 18,
   COFFER_STORE_ACCESS_DENIED: 19,
@@ -44,3 +43,6 @@ export const EXIT_REPAIR_INCOMPLETE = 27;
 
 /** `bucket setup --check`: the bucket lacks what setup would give it (listed in its report). */
 export const EXIT_BUCKET_NOT_SET_UP = 30;
+
+/** A PostgreSQL backup completed, but pages failed their checksum (twice) as they were read: stored as read, listed per file in the manifest and on stderr, like pgBackRest's warnings. */
+export const EXIT_DAMAGED_PAGES = 33;

@@ -20,7 +20,6 @@ export type CofferErrorCode =
   | 'COFFER_SOURCE_ERROR'
   | 'COFFER_STORE_UNAVAILABLE'
   | 'COFFER_CHECK_FAILED'
-  | 'COFFER_BAD_PAGE'
   | 'COFFER_TARGET_IN_USE'
   | 'COFFER_POSTGRES_ERROR'
   | 'COFFER_STORE_ACCESS_DENIED'
@@ -190,17 +189,6 @@ export class KeyUnavailableError extends CofferError {
   constructor(keyRef: string, detail: string, options?: { cause?: unknown }) {
     super('COFFER_KEY_UNAVAILABLE', `key service unavailable for ${keyRef}: ${detail}`, options);
     this.keyRef = keyRef;
-  }
-}
-
-/** A PostgreSQL data page failed its checksum while being backed up. */
-export class BadPageError extends CofferError {
-  readonly path: string;
-  readonly block: number;
-  constructor(path: string, block: number, detail = 'page checksum mismatch') {
-    super('COFFER_BAD_PAGE', `${detail} in ${path} block ${block}`);
-    this.path = path;
-    this.block = block;
   }
 }
 

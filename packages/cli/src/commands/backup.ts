@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { backupFiles, backupPostgres, displayPath, parseExcludeFile, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
 import { CommandExit, intOption, leaseOptions, listOption, stanzaOf, type CliContext } from '../context.js';
-import { EXIT_FILES_CHANGED } from '../exit-codes.js';
+import { EXIT_DAMAGED_PAGES, EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
 
 export function register(ctx: CliContext): void {
@@ -70,6 +70,12 @@ export function register(ctx: CliContext): void {
       if (s.changed?.length) {
         io.stderr.write(`coffer: warning: ${s.changed.length} file(s) changed while they were read, stored as last read: ${s.changed.slice(0, 10).map(displayPath).join(', ')}${s.changed.length > 10 ? ', …' : ''}\n`);
         throw new CommandExit(EXIT_FILES_CHANGED);
+      }
+      // Committed, and the cluster is damaged: every bad page is named (the manifest lists them per file), with a status of its own.
+      if (s.damaged?.length) {
+        const byFile = result.manifest.entries.filter((e) => e.damagedBlocks).map((e) => `${displayPath(e.path)} block${e.damagedBlocks!.length === 1 ? '' : 's'} ${e.damagedBlocks!.slice(0, 20).join(', ')}${e.damagedBlocks!.length > 20 ? ', …' : ''}`);
+        io.stderr.write(`coffer: warning: ${s.damagedBlocks} page(s) in ${s.damaged.length} file(s) failed their checksum twice and were stored as read; the backup completed, the cluster is damaged: ${byFile.slice(0, 10).join('; ')}${byFile.length > 10 ? '; …' : ''}\n`);
+        throw new CommandExit(EXIT_DAMAGED_PAGES);
       }
     });
 }

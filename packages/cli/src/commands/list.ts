@@ -13,9 +13,9 @@ export function register(ctx: CliContext): void {
       // --stanza (or COFFER_STANZA) given: that cluster's backups only.
       const only = globals().stanza ?? io.env.COFFER_STANZA;
       const backups = (await repo.listBackups()).filter((b) => only === undefined || b.stanza === only);
-      if (o.json) return say(JSON.stringify(backups.map(({ stats, ...b }) => ({ ...b, files: stats.files, bytes: stats.bytes, newBytes: stats.newBytes, storedBytes: stats.storedBytes })), null, 2));
+      if (o.json) return say(JSON.stringify(backups.map(({ stats, ...b }) => ({ ...b, files: stats.files, bytes: stats.bytes, newBytes: stats.newBytes, storedBytes: stats.storedBytes, ...(stats.damaged ? { damaged: stats.damaged, damagedBlocks: stats.damagedBlocks } : {}) })), null, 2));
       if (backups.length === 0) return say('no backups');
       say(['ID', 'STARTED', 'KIND', 'STANZA', 'FILES', 'SIZE', 'ADDED', 'TAGS', 'SOURCE'].join('\t'));
-      for (const b of backups) say([b.id, b.startedAt, b.kind, b.stanza ?? '-', b.stats.files, humanBytes(b.stats.bytes), humanBytes(b.stats.storedBytes), b.tags.join(',') || '-', `${b.hostname}:${b.source}`].join('\t'));
+      for (const b of backups) say([b.id, b.startedAt, b.kind, b.stanza ?? '-', b.stats.files, humanBytes(b.stats.bytes), humanBytes(b.stats.storedBytes), b.tags.join(',') || '-', `${b.hostname}:${b.source}${b.stats.damagedBlocks ? ` (${b.stats.damagedBlocks} damaged pages)` : ''}`].join('\t'));
     });
 }

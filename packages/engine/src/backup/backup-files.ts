@@ -135,7 +135,8 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       // A hard link's bytes are its first name's.
       if (e.type !== 'file' || e.linkTo !== undefined) continue;
       const prev = parentFiles.get(e.path);
-      if (prev && unchanged(prev, e, (ids, at) => (prev.chunking === 'fixed' ? parentPages.has(ids, at) : index.has(ids.subarray(at, at + ID_BYTES))), trustBeforeNs)) {
+      // A file found damaged last time is read again: its mtime says nothing about its pages.
+      if (prev && prev.damagedBlocks === undefined && unchanged(prev, e, (ids, at) => (prev.chunking === 'fixed' ? parentPages.has(ids, at) : index.has(ids.subarray(at, at + ID_BYTES))), trustBeforeNs)) {
         setChunkIdBytes(e, chunkIdsOf(prev));
         if (prev.chunking) e.chunking = prev.chunking;
         unchangedFiles++;
@@ -175,6 +176,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
     const vanished: string[] = [];
     const changed: string[] = [];
+    const damaged: string[] = [];
     let extra: Partial<Pick<BackupManifest, 'postgres' | 'stanza'>> = {};
     try {
       const limit = pLimit(Math.max(1, workers * 2));
@@ -224,6 +226,11 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
           setChunkIdBytes(e, kept.length === 1 ? kept[0]!.ids : Buffer.concat(kept.map((p) => p.ids)));
           e.size = kept.reduce((n, p) => n + p.size, 0);
           if (chunking.algorithm === 'fixed') e.chunking = 'fixed';
+          const bad = kept.flatMap((p) => p.damaged ?? []);
+          if (bad.length > 0) {
+            e.damagedBlocks = [...new Set(bad)].sort((a, b) => a - b);
+            damaged.push(e.path);
+          }
           progress.filesDone++;
           options.onProgress?.({ ...progress });
         }),
@@ -254,6 +261,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       storedBytes: writer.stats.storedBytes + pageWriter.stats.storedBytes,
       skipped: [...skipped, ...vanished],
       ...(changed.length ? { changed } : {}),
+      ...(damaged.length ? { damaged: damaged.sort(), damagedBlocks: kept.reduce((n, e) => n + (e.damagedBlocks?.length ?? 0), 0) } : {}),
     };
     const manifest: BackupManifest = {
       format: FORMAT_VERSION,

@@ -26,6 +26,8 @@ export interface FileChunks {
   /** Chunk ids in file order, 32 bytes each. */
   ids: Buffer;
   size: number;
+  /** Blocks the read check found damaged (stored as read), when it found any. */
+  damaged?: number[];
 }
 
 export const READ_SIZE = 4 * 1024 * 1024;
@@ -70,6 +72,7 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
     return r;
   };
   let next = read();
+  let damaged: number[] | undefined;
   try {
     const checker = readCheck ? (await loadReadCheck(readCheck))(readCheck.options, checkedFile(fh), range?.start ?? 0) : undefined;
     for (;;) {
@@ -84,13 +87,14 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
       await processBatch(batch, codec, sink, ids, pageChunks, groupBytes);
     }
     await processBatch(chunker.finish(), codec, sink, ids, pageChunks, groupBytes);
+    damaged = checker?.damaged?.();
   } finally {
     // No read may still be filling a buffer when it goes back to the pool.
     await next.catch(() => undefined);
     await fh.close();
     spare.push(...buffers);
   }
-  return { ids: Buffer.concat(ids), size };
+  return { ids: Buffer.concat(ids), size, ...(damaged && damaged.length > 0 ? { damaged } : {}) };
 }
 
 function checkedFile(fh: FileHandle): CheckedFile {

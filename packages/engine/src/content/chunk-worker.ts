@@ -5,7 +5,6 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
-import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { chunkFile, type ChunkSink, type FileRange } from './chunk-pipeline.js';
 import type { ReadCheckSpec } from './read-check.js';
@@ -92,7 +91,6 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const badPage = e instanceof BadPageError ? { label: e.path, block: e.block } : undefined;
-    port!.postMessage({ t: 'failed', job, message: err.message, code: err.code, ...(badPage ? { badPage } : {}) } satisfies ToMain);
+    port!.postMessage({ t: 'failed', job, message: err.message, code: err.code } satisfies ToMain);
   }
 }

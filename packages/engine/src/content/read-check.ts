@@ -24,6 +24,13 @@ export interface CheckedFile {
 export interface ReadCheck {
   /** Bytes read, in order, from `start` on; throws a typed error to fail the file. */
   check(data: Buffer): Promise<void>;
+  /**
+   * Blocks found damaged that do not fail the file, in the source's own
+   * numbering (PostgreSQL: relation block numbers): the file is stored as
+   * read and its manifest entry lists them. A damaged source is exactly when
+   * a backup matters.
+   */
+  damaged?(): number[];
 }
 
 /** What a check module exports as `createReadCheck`. `start` is the offset of the first byte the check sees. */

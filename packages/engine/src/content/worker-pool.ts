@@ -5,7 +5,6 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repository/repository.js';
-import { BadPageError } from '../errors.js';
 import type { Chunking } from '../chunking/chunker.js';
 import type { ChunkSink, FileChunks, FileRange } from './chunk-pipeline.js';
 import type { ReadCheckSpec } from './read-check.js';
@@ -101,8 +100,7 @@ export class ChunkWorkerPool {
       this.running.delete(m.job);
       this.idle.push(worker);
       // Structured cloning hands a Buffer over as a plain Uint8Array.
-      if (m.t === 'done') entry.job.resolve({ size: m.result.size, ids: Buffer.from(m.result.ids.buffer, m.result.ids.byteOffset, m.result.ids.byteLength) });
-      else if (m.badPage) entry.job.reject(new BadPageError(m.badPage.label, m.badPage.block));
+      if (m.t === 'done') entry.job.resolve({ size: m.result.size, ids: Buffer.from(m.result.ids.buffer, m.result.ids.byteOffset, m.result.ids.byteLength), ...(m.result.damaged ? { damaged: m.result.damaged } : {}) });
       else entry.job.reject(Object.assign(new Error(m.message), { code: m.code }));
       this.dispatch();
     }

@@ -18,4 +18,4 @@ export type ToMain =
   /** Sealed blobs back to back in `data` (transferred, not copied) with their lengths; per blob, how many chunks it holds; per chunk, id and raw length. */
   | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; counts: number[]; rawLengths: number[]; data: Uint8Array; pages: boolean }
   | { t: 'done'; job: number; result: FileChunks }
-  | { t: 'failed'; job: number; message: string; code: string | undefined; badPage?: { label: string; block: number } };
+  | { t: 'failed'; job: number; message: string; code: string | undefined };

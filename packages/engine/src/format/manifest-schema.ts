@@ -14,6 +14,8 @@ const statsSchema = z.looseObject({
   storedBytes: uint,
   skipped: z.array(z.string()),
   changed: z.optional(z.array(z.string())),
+  damaged: z.optional(z.array(z.string())),
+  damagedBlocks: z.optional(uint),
 });
 
 const postgresSummarySchema = z.looseObject({

@@ -35,6 +35,12 @@ export interface TreeEntry {
   linkTo?: string;
   /** Files and directories (format 2): extended attributes (POSIX ACLs among them, as `system.posix_acl_*`), name → base64 value. */
   xattrs?: Record<string, string>;
+  /**
+   * Regular files: blocks the source's read check found damaged when this
+   * backup read them (PostgreSQL: relation block numbers whose page checksum
+   * failed twice), stored as read. Absent when none were.
+   */
+  damagedBlocks?: number[];
 }
 
 export interface BackupStats {
@@ -54,6 +60,9 @@ export interface BackupStats {
   skipped: string[];
   /** Files that kept changing while they were read (files backups; each read again a few times first): stored as last read, perhaps torn. */
   changed?: string[];
+  /** Files with damaged blocks (their entries list them), and how many blocks in all: the backup completed with warnings. */
+  damaged?: string[];
+  damagedBlocks?: number;
 }
 
 /** What a PostgreSQL base backup records about the server and the backup. */

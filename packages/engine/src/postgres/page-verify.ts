@@ -4,9 +4,11 @@
  * read, and a page that fails is read again once on its own — PostgreSQL may
  * have been writing it (a torn read), and the second read then shows a good
  * page or one past the backup's start LSN, which WAL replay rewrites anyway.
+ * A page that fails twice is damaged: the backup goes on (the cluster is
+ * damaged, which is when a backup matters most), stores the page as read,
+ * and lists it in the file's manifest entry; the backup ends with warnings.
  */
 import type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from '../content/read-check.js';
-import { BadPageError } from '../errors.js';
 import { badPages, BLCKSZ } from './page-checksum.js';
 
 /** Page checks for one relation file read with data checksums on. */
@@ -34,6 +36,7 @@ export const createReadCheck: ReadCheckFactory = (options: ReadCheckOptions, fil
 class PageChecker implements ReadCheck {
   private carry = Buffer.alloc(0);
   private block: number;
+  private readonly bad: number[] = [];
   constructor(
     private readonly verify: PageVerify,
     private readonly file: CheckedFile,
@@ -47,9 +50,13 @@ class PageChecker implements ReadCheck {
     const whole = buf.length - (buf.length % BLCKSZ);
     for (const block of badPages(buf.subarray(0, whole), this.block, this.verify.startLsn)) {
       const again = await this.file.read((block - this.verify.firstBlock) * BLCKSZ, BLCKSZ);
-      if (again.length === BLCKSZ && badPages(again, block, this.verify.startLsn).length > 0) throw new BadPageError(this.verify.label, block);
+      if (again.length === BLCKSZ && badPages(again, block, this.verify.startLsn).length > 0) this.bad.push(block);
     }
     this.block += whole / BLCKSZ;
     this.carry = Buffer.from(buf.subarray(whole));
+  }
+
+  damaged(): number[] {
+    return this.bad;
   }
 }
