@@ -8,13 +8,13 @@
  * drills: a segment taken from the middle of the WAL chain, a flipped byte in
  * a pack, and a heap block damaged where its page checksum cannot see.
  */
-import { cp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '@coffer/cli';
 import { pageChecksum, parseLsn, segmentName } from '@coffer/engine';
 import type { VerifyRunReport } from '@coffer/verify';
-import { coffer } from '../support/cli.js';
+import { coffer, startCoffer } from '../support/cli.js';
 import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, pgInstalls, runAsPostgres } from '../support/pg.js';
 
 const env = { COFFER_PASSPHRASE: 'verify passphrase' };
@@ -110,6 +110,10 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     expect(status).toBe(0);
     expect(report.ok).toBe(true);
     expect(report.walChain.ok).toBe(true);
+    // The first run reads every pack whole.
+    expect(report.readData!.read).toBe(report.readData!.packs);
+    expect(report.readData!.bytesRead).toBe(report.readData!.packBytes);
+    expect(report.readData!.problems).toEqual([]);
     expect(report.backups).toHaveLength(1);
     const b = report.backups[0]!;
     expect(b.server).toContain('PostgreSQL 15');
@@ -148,10 +152,41 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     expect(b.recorded).toMatch(/^verified\//);
   }, 600_000);
 
-  it('the next run verifies the newest again and the backup verified least recently (never, here) besides', async () => {
-    const { status, report } = await verify(repo, ['--smoke', 'SELECT count(*) > 0 FROM t']);
+  it('the next night, after light changes, verifies the newest backup and the one verified least recently (never, here), reading far less than the repository', async () => {
+    for (let i = 0; i < 100; i++) await src.query('INSERT INTO t(id) VALUES ($1)', [100_000 + i]);
+    await src.archiveNow();
+    const reportFile = join(work.dir, 'night-2.md');
+    const { status, report } = await verify(repo, ['--smoke', 'SELECT count(*) > 0 FROM t', '--report', reportFile]);
     expect(status).toBe(0);
+    const d = report.readData!;
+    expect(d.read).toBeGreaterThan(0);
+    expect(d.bytesRead).toBeLessThan(d.packBytes / 4);
+    expect(await readFile(reportFile, 'utf8')).toContain(`Read ${d.read} of ${d.packs} packs whole`);
     expect(report.backups.map((b) => b.backup.slice(-64))).toEqual([second, first].map((id) => expect.stringContaining(id.slice(0, 12)) as unknown as string));
+  }, 600_000);
+
+  it('stopped by SIGTERM while the sandbox server runs, verify stops the sandbox server and removes the sandbox (exit 143)', async () => {
+    const parent = join(work.dir, 'sandboxes');
+    await mkdir(parent);
+    const run = startCoffer(['--repo', repo, 'verify', '--others', '0', '--no-record', '--sandbox', parent], env);
+    let seen = '';
+    await new Promise<void>((resolve, reject) => {
+      run.child.stderr!.on('data', (d: Buffer) => {
+        seen += d.toString();
+        if (/verify: (replay|checks)/.test(seen)) resolve();
+      });
+      run.done.then(() => reject(new Error(`verify ended before it started the sandbox: ${seen}`)), reject);
+    });
+    const [sandbox] = await readdir(parent);
+    expect(sandbox).toMatch(/^coffer-verify-/);
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expect(r.status).toBe(143);
+    expect(r.stderr).toContain('verify stopped by SIGTERM; sandbox removed');
+    expect(await readdir(parent)).toEqual([]);
+    // No server of that sandbox is left running.
+    const ps = await runAsPostgres('ps', ['-eo', 'args']);
+    expect(ps.stdout).not.toContain(sandbox);
   }, 600_000);
 
   it('drill: a WAL segment removed from the middle of the chain is named, with the backups it cuts short; recovery from before it fails', async () => {
@@ -197,10 +232,12 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     one[0] = one[0]! ^ 0x10;
     await fh.write(one, 0, 1, at);
     await fh.close();
-    const r = await verify(copy, ['--others', '1', '--no-record']);
+    // Every pack due (--read-data-days 0): the read finds it; the sandbox restore of a backup using it fails on it too.
+    const r = await verify(copy, ['--others', '1', '--no-record', '--read-data-days', '0']);
     expect(r.status).toBe(EXIT_CODES.COFFER_VERIFY_FAILED);
     const packName = largest.path.split('/').pop()!;
-    expect(r.report.failures.some((f) => f.includes(packName))).toBe(true);
+    expect(r.report.failures.filter((f) => f.startsWith('read-data: ') && f.includes(packName))).toHaveLength(1);
+    expect(r.report.failures.some((f) => !f.startsWith('read-data: ') && f.includes(packName))).toBe(true);
     for (const b of r.report.backups) await expect(stat(b.sandbox)).rejects.toThrow(/ENOENT/);
     await rm(copy, { recursive: true });
   }, 600_000);

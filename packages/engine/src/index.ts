@@ -98,5 +98,7 @@ export { IdFilter } from './gc/id-filter.js';
 export { verifyWalChain, type WalChainOptions, type WalChainReport, type WalGap, type BackupChain, type ChainState } from './postgres/wal-chain.js';
 export { repositoryInfo, type RepositoryInfo, type InfoOptions, type LineageInfo, type WalTimelineInfo } from './postgres/info.js';
 export { recordVerification, readVerifications } from './repository/verifications.js';
+export { readDataIncrementally, type IncrementalReadOptions, type IncrementalReadReport } from './check/incremental-read.js';
+export { readPackLedger, type PackLedger } from './repository/pack-ledger.js';
 export type { VerificationRecord } from './format/verification-record.js';
 export { mirrorBackups, type MirrorBackupsOptions, type MirrorBackupsReport } from './postgres/mirror-backups.js';

@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { shellQuote } from '@coffer/engine';
 import { isolatedArgv } from './isolation.js';
+import { postmasterPid, processAlive } from './process-alive.js';
 
 export interface PostgresInstall {
   label: string;
@@ -291,18 +292,8 @@ export class PostgresSandbox {
 
   /** Whether the postmaster named in postmaster.pid is alive. */
   running(): boolean {
-    let pid: number;
-    try {
-      pid = Number(readFileSync(join(this.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    } catch {
-      return false;
-    }
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
+    const pid = postmasterPid(this.data);
+    return pid !== undefined && processAlive(pid);
   }
 
   /** Writes postgresql.conf settings for the next start. */

@@ -4,26 +4,13 @@
  * postmaster.pid, "immediate shutdown"), waited for up to ten seconds, and
  * the directory deleted.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { postmasterPid, processAlive } from './process-alive.js';
 
 export function removeSandbox(sandbox: string): void {
-  let pid: number | undefined;
-  try {
-    pid = Number(readFileSync(join(sandbox, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  } catch {
-    pid = undefined;
-  }
-  if (pid && Number.isInteger(pid) && pid > 0) {
+  const pid = postmasterPid(join(sandbox, 'data'));
+  if (pid !== undefined) {
     try {
       process.kill(pid, 'SIGQUIT');
     } catch {
@@ -31,7 +18,7 @@ export function removeSandbox(sandbox: string): void {
     }
     const until = Date.now() + 10_000;
     const pause = new Int32Array(new SharedArrayBuffer(4));
-    while (alive(pid) && Date.now() < until) Atomics.wait(pause, 0, 0, 50);
+    while (processAlive(pid) && Date.now() < until) Atomics.wait(pause, 0, 0, 50);
   }
   rmSync(sandbox, { recursive: true, force: true });
 }

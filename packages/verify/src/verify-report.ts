@@ -17,6 +17,8 @@ export function renderVerifySummary(r: VerifyRunReport): string {
   const lines: string[] = [];
   const c = r.walChain;
   lines.push(`wal chain ${c.ok ? 'ok' : 'FAILED'}: stanza ${r.stanza}${c.newest ? `, newest ${c.newest} on timeline ${c.timeline}` : ', no WAL'}, ${c.segmentsRead} segment records read, ${c.gaps.length} gap(s)`);
+  const d = r.readData;
+  if (d) lines.push(`read-data ${d.problems.length === 0 ? 'ok' : 'FAILED'}: read ${d.read} of ${d.packs} packs, ${humanBytes(d.bytesRead)} of ${humanBytes(d.packBytes)} (${d.due} due, ${d.sampled} sampled), ${d.chunks} chunks proved, ${s(d.seconds)}`);
   for (const b of r.backups) {
     lines.push(`${b.ok ? 'passed' : 'FAILED'} ${b.label} (${b.server}, target: ${b.target}): measured RTO ${s(b.rtoSeconds)} for ${humanBytes(b.restored.bytes)} + ${humanBytes(b.wal.bytes)} of WAL`);
     lines.push(`  phases: ${b.phases.map((p) => `${p.name} ${s(p.seconds)}`).join(', ')}; restore ${rate(b)}`);
@@ -43,6 +45,12 @@ export function renderVerifyMarkdown(r: VerifyRunReport, at = new Date()): strin
   }
   for (const g of c.gaps) out.push(`- missing ${g.from}…${g.to} (${g.segments} segments)`);
   for (const p of c.problems) out.push(`- ${p}`);
+  const d = r.readData;
+  if (d) {
+    out.push('', '## Packs read', '');
+    out.push(`Read ${d.read} of ${d.packs} packs whole: ${humanBytes(d.bytesRead)} of ${humanBytes(d.packBytes)} (${d.packBytes > 0 ? ((100 * d.bytesRead) / d.packBytes).toFixed(1) : '0'}%) — ${d.due} due (never proved, or not for a while), ${d.sampled} sampled; ${d.chunks} chunks decrypted and checked in ${s(d.seconds)}.`);
+    for (const p of d.problems) out.push(`- ${p}`);
+  }
   for (const b of r.backups) {
     out.push('', `## ${b.label}: ${b.ok ? 'passed' : 'FAILED'}`, '');
     out.push(`Server ${b.server}; target: ${b.target}; restored ${b.restored.files} files, ${humanBytes(b.restored.bytes)} (${humanBytes(b.restored.bytesFetched)} fetched, ${rate(b)}); replayed ${b.wal.files} WAL files, ${humanBytes(b.wal.bytes)}.`);

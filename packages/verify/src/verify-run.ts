@@ -1,10 +1,12 @@
 /**
  * A verification run, as a nightly job runs it: the WAL chain of the stanza
- * once, then the newest backup and the retained backups verified least
- * recently (never first), each in its own sandbox. Over nights every retained
- * backup takes its turn; retention never expires the newest that passed.
+ * once; the packs due for reading (not proved for a while, new since the
+ * last run) and a sample of the rest, read whole; then the newest backup and
+ * the retained backups verified least recently (never first), each in its
+ * own sandbox. Over nights every retained backup takes its turn; retention
+ * never expires the newest that passed.
  */
-import { DEFAULT_STANZA, readVerifications, verifyWalChain, type Repository, type WalChainReport } from '@coffer/engine';
+import { DEFAULT_STANZA, readDataIncrementally, readVerifications, verifyWalChain, type IncrementalReadOptions, type IncrementalReadReport, type Repository, type WalChainReport } from '@coffer/engine';
 import { verifyPostgresBackup, type PostgresVerifyOptions, type PostgresVerifyReport } from './verify-postgres.js';
 
 export interface VerifyRunOptions extends Omit<PostgresVerifyOptions, 'walChain'> {
@@ -12,14 +14,18 @@ export interface VerifyRunOptions extends Omit<PostgresVerifyOptions, 'walChain'
   backups?: readonly string[];
   /** Besides the newest, how many retained backups to verify, least recently verified first (default 1). */
   others?: number;
-  /** Verify only the WAL chain (no sandbox). */
+  /** Verify only the WAL chain (no pack reads, no sandbox). */
   walOnly?: boolean;
+  /** Which packs to read whole (default: due after 30 days, and a 2% sample); false: none. */
+  readData?: IncrementalReadOptions | false;
 }
 
 export interface VerifyRunReport {
   ok: boolean;
   stanza: string;
   walChain: WalChainReport;
+  /** The packs read whole this run, against all the repository holds. */
+  readData?: IncrementalReadReport;
   backups: PostgresVerifyReport[];
   /** Every failure of the run: the chain's gaps and problems, then each backup's. */
   failures: string[];
@@ -54,6 +60,10 @@ export async function verifyRun(repo: Repository, options: VerifyRunOptions): Pr
   const stanza = options.stanza ?? DEFAULT_STANZA;
   const walChain = await verifyWalChain(repo, { stanza });
   const report: VerifyRunReport = { ok: false, stanza, walChain, backups: [], failures: chainFailures(walChain) };
+  if (!options.walOnly && options.readData !== false) {
+    report.readData = await readDataIncrementally(repo, { ...options.readData, ...(options.record === false ? { record: false } : {}) });
+    report.failures.push(...report.readData.problems.map((p) => `read-data: ${p}`));
+  }
   if (!options.walOnly) {
     const selected = options.backups && options.backups.length > 0 ? [...options.backups] : await backupsToVerify(repo, stanza, options.others ?? 1);
     for (const selector of selected) {

@@ -21,6 +21,9 @@ interface VerifyCliOptions {
   json?: boolean;
   record: boolean;
   concurrency?: number;
+  readData: boolean;
+  readDataDays: number;
+  readDataSample: number;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -54,7 +57,10 @@ export function register(ctx: CliContext): void {
     .option('--keep-sandbox', 'keep the sandbox directory afterwards (the server is stopped either way)')
     .option('--setting <name=value>', 'a server setting for the sandbox (repeatable), e.g. shared_buffers=1GB', collect, [] as string[])
     .option('--report <file>', 'also write the report as markdown to FILE')
-    .option('--no-record', 'do not write verification records into the repository')
+    .option('--no-record', 'do not write verification records (nor the pack ledger) into the repository')
+    .option('--read-data-days <n>', 'read whole every pack not proved in the last N days (new ones among them)', intOption('--read-data-days', 0, 3650), 30)
+    .option('--read-data-sample <percent>', 'and this percentage of the other packs, at random', intOption('--read-data-sample', 0, 100), 2)
+    .option('--no-read-data', 'read no packs whole (the sandbox restores still read what they restore)')
     .option('--concurrency <n>', 'pack requests in flight while restoring', intOption('--concurrency', 1, 256))
     .option('--json', 'print the report as JSON')
     .action(async (selectors: string[], o: VerifyCliOptions) => {
@@ -87,6 +93,7 @@ export function register(ctx: CliContext): void {
           ...(selectors.length > 0 ? { backups: selectors } : {}),
           others: o.others,
           ...(o.wal ? { walOnly: true } : {}),
+          readData: o.readData ? { maxAgeDays: o.readDataDays, samplePercent: o.readDataSample } : false,
           ...(targets.length > 0 ? { target } : {}),
           // The sandbox asks this process for WAL over a socket: it holds no repository credentials and reaches no network.
           restoreCommand: (socket) => commandLine([process.execPath, COFFER_BIN, 'wal-fetch', '--socket', socket, '%f', '%p']),
