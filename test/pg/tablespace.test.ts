@@ -4,6 +4,8 @@ import { existsSync } from 'node:fs';
 import { EXIT_CODES } from '@coffer/cli';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { VerifyRunReport } from '@coffer/verify';
+import { coffer } from '../support/cli.js';
 import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, postgresUser, type Cluster as ClusterT } from '../support/pg.js';
 
 const env = { COFFER_PASSPHRASE: 'tablespace passphrase' };
@@ -65,5 +67,21 @@ describe('tablespaces', () => {
     } finally {
       await c.stop();
     }
+  }, 180_000);
+
+  it('verify relocates the tablespace inside its sandbox, recovers with its rows and checks it, and leaves the original location alone', async () => {
+    const location = join(work.dir, 'tblspc');
+    const before = await readdir(location, { recursive: true });
+    const parent = join(work.dir, 'verify-sandboxes');
+    await mkdir(parent);
+    const r = await coffer(['--repo', repo, 'verify', '--others', '0', '--json', '--keep-sandbox', '--sandbox', parent, '--smoke', 'SELECT count(*) = 20500 FROM far', '--smoke', `SELECT pg_tablespace_location(oid) LIKE '${parent}/%' FROM pg_tablespace WHERE spcname = 'extra'`], env);
+    const report = JSON.parse(r.stdout) as VerifyRunReport;
+    expect(report.failures).toEqual([]);
+    expect(r.status).toBe(0);
+    const b = report.backups[0]!;
+    expect(b.checks.find((c) => c.name === 'amcheck')!.summary).toMatch(/tables/);
+    const [{ oid }] = (await src.query<{ oid: string }>(`SELECT oid::text FROM pg_tablespace WHERE spcname = 'extra'`)) as [{ oid: string }];
+    expect(await readlink(join(b.sandbox, 'data', 'pg_tblspc', oid))).toBe(join(b.sandbox, 'tablespaces', oid));
+    expect(await readdir(location, { recursive: true })).toEqual(before);
   }, 180_000);
 });

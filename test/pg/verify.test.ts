@@ -165,6 +165,19 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     expect(report.backups.map((b) => b.backup.slice(-64))).toEqual([second, first].map((id) => expect.stringContaining(id.slice(0, 12)) as unknown as string));
   }, 600_000);
 
+  it('with a target time, recovery stops there: the older backup is chosen, the rows committed up to the target come back and no later one', async () => {
+    const [{ at }] = (await src.query<{ at: string }>(`SELECT to_char(pg_xact_commit_timestamp(xmin) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at FROM t WHERE id = 10`)) as [{ at: string }];
+    const { status, report } = await verify(repo, ['--target-time', at, '--no-record', '--no-read-data', '--smoke', 'SELECT count(*) = 10 FROM t', '--smoke', 'SELECT max(id) = 10 FROM t']);
+    expect(report.failures).toEqual([]);
+    expect(status).toBe(0);
+    const b = report.backups[0]!;
+    expect(b.backup).toContain(first);
+    expect(b.target).toBe(`time ${at}`);
+    expect(b.checks.find((c) => c.name === 'smoke')!.summary).toBe('2 of 2 queries passed');
+    expect(Date.parse(b.recovered!.lastCommit!)).toBeLessThanOrEqual(Date.parse(at.replace(' ', 'T').replace('+00', 'Z')));
+    expect(report.readData).toBeUndefined();
+  }, 600_000);
+
   it('stopped by SIGTERM while the sandbox server runs, verify stops the sandbox server and removes the sandbox (exit 143)', async () => {
     const parent = join(work.dir, 'sandboxes');
     await mkdir(parent);

@@ -9,7 +9,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ChunkerComparison, CHUNKERS, COFFER_CHUNKING, GROUPED_PAGES, listFiles, type ChunkerFigures, type InputFile } from './chunkers.js';
 import { warm, type StepFigures } from './proc.js';
-import { detectTools, type MissingTool, type Source, type SourceKind, type Tool } from './tools.js';
+import { detectTools, BASELINE_PREFIX, type MissingTool, type Source, type SourceKind, type Tool, type VerifyFigures } from './tools.js';
 import { oltpWorkload, pgbenchWorkload, treeWorkload, WalDays, type PgWorkload, type TreeWorkload } from './workloads.js';
 
 export interface CompareOptions {
@@ -40,6 +40,8 @@ export interface ToolFigures {
   settings: string;
   days: ToolDay[];
   restore?: StepFigures;
+  /** Coffer: `coffer verify` of the latest backup (or why it could not run). */
+  verify?: VerifyFigures | { error: string };
   error?: string;
 }
 
@@ -126,6 +128,20 @@ class ToolRunner {
       await rm(to, { recursive: true, force: true });
     }, log);
   }
+
+  /** `coffer verify` after the restores; a failure is its own figure and leaves the tool's others standing. */
+  async verify(archiveDir: string, log: (l: string) => void): Promise<void> {
+    if (!this.tool.verify || this.figures.error || this.tool.name.startsWith(BASELINE_PREFIX)) return;
+    syncNow();
+    try {
+      const v = await this.tool.verify(archiveDir);
+      this.figures.verify = v;
+      log(`  ${this.tool.name}: verify ${(v.ms / 1000).toFixed(2)} s (${v.ok ? 'passed' : 'FAILED'}), measured RTO ${v.rtoS.toFixed(2)} s`);
+    } catch (e) {
+      this.figures.verify = { error: (e as Error).message.slice(0, 500) };
+      log(`  ${this.tool.name}: verify failed: ${this.figures.verify.error}`);
+    }
+  }
 }
 
 function runners(kind: SourceKind, dir: string, baseline: string | undefined): { list: ToolRunner[]; missing: MissingTool[] } {
@@ -163,6 +179,7 @@ async function pgWorkload(w: PgWorkload, o: CompareOptions): Promise<WorkloadFig
       }
     }
     for (const r of data.list) await r.restore(source, o.log);
+    for (const r of data.list) await r.verify(w.archiveDir, o.log);
   } finally {
     await w.close();
   }

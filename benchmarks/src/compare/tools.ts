@@ -6,7 +6,7 @@
  * stored bytes compare like with like.
  */
 import { spawnSync } from 'node:child_process';
-import { chown, mkdir, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalKeyProvider } from '@coffer/engine';
@@ -30,6 +30,19 @@ export interface Tool {
   /** Restores the latest backup into `to` (absent or empty). */
   restore(to: string, source: Source): Promise<StepFigures>;
   storedBytes(): Promise<number>;
+  /** Proves the latest PostgreSQL backup recoverable, with the WAL archived in `archiveDir` (Coffer only: no other tool starts what it restored). */
+  verify?(archiveDir: string): Promise<VerifyFigures>;
+}
+
+/** `coffer verify` on a workload's latest backup: the whole run, and its phases as its report gives them. */
+export interface VerifyFigures extends StepFigures {
+  ok: boolean;
+  rtoS: number;
+  phases: Record<string, number>;
+  checks: Record<string, number>;
+  readDataS: number;
+  bytesRead: number;
+  walFiles: number;
 }
 
 export interface MissingTool {
@@ -108,6 +121,44 @@ class Coffer implements Tool {
   }
   storedBytes(): Promise<number> {
     return treeBytes(this.repo);
+  }
+  /**
+   * The harness feeds WAL to a separate repository; recovery needs it in this
+   * one, so the segments from the oldest backup's start on (the chain every
+   * backup needs) are pushed here first (not timed). Then one verify run, as
+   * a nightly job would run it.
+   */
+  async verify(archiveDir: string): Promise<VerifyFigures> {
+    const listed = JSON.parse((await this.coffer(['list', '--json'])).stdout) as { postgres?: { startLsn: string; timeline: number; walSegmentSize: number } }[];
+    const pg = listed.find((b) => b.postgres)?.postgres;
+    if (!pg) throw new Error('no PostgreSQL backup to verify');
+    const [hi, lo] = pg.startLsn.split('/').map((h) => parseInt(h, 16)) as [number, number];
+    const segNo = Math.floor((hi * 2 ** 32 + lo) / pg.walSegmentSize);
+    const perLog = Math.floor(2 ** 32 / pg.walSegmentSize);
+    const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
+    const first = hex(pg.timeline) + hex(Math.floor(segNo / perLog)) + hex(segNo % perLog);
+    const names = (await readdir(archiveDir)).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= first).sort();
+    await eachFile(names.map((n) => join(archiveDir, n)), (s) => this.coffer(['wal-push', s]));
+    const r = await this.coffer(['verify', '--others', '0', '--json']);
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      readData?: { seconds: number; bytesRead: number };
+      backups: { rtoSeconds: number; phases: { name: string; seconds: number }[]; checks: { name: string; seconds: number }[]; wal: { files: number } }[];
+    };
+    const b = report.backups[0]!;
+    const phases: Record<string, number> = {};
+    for (const p of b.phases) phases[p.name] = (phases[p.name] ?? 0) + p.seconds;
+    return {
+      ms: r.ms,
+      maxRssMiB: r.maxRssMiB,
+      ok: report.ok,
+      rtoS: b.rtoSeconds,
+      phases,
+      checks: Object.fromEntries(b.checks.map((c) => [c.name, c.seconds])),
+      readDataS: report.readData?.seconds ?? 0,
+      bytesRead: report.readData?.bytesRead ?? 0,
+      walFiles: b.wal.files,
+    };
   }
 }
 

@@ -12,7 +12,7 @@
  * what fails because of this machine (no namespace, no server binaries of
  * the backup's version) throws SandboxUnavailableError before anything runs.
  */
-import { access, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -208,6 +208,11 @@ export async function verifyPostgresBackup(repo: Repository, selector: string | 
     if (user) await chown(sandbox, user.uid, user.gid);
     wal = await WalSocketServer.listen(repo, { stanza, systemIdentifier: pg.systemIdentifier }, socketPath, pg.walSegmentSize);
     const tablespaceMap = Object.fromEntries(pg.tablespaces.map((t) => [t.oid, join(sandbox, 'tablespaces', t.oid)]));
+    if (pg.tablespaces.length > 0) {
+      // The server must traverse it to reach each relocated tablespace (the restore creates the rest with their owners).
+      await mkdir(join(sandbox, 'tablespaces'), { mode: 0o700 });
+      if (user) await chown(join(sandbox, 'tablespaces'), user.uid, user.gid);
+    }
     const data = join(sandbox, 'data');
     next('restore');
     const t0 = performance.now();

@@ -6,11 +6,11 @@
  * own sandbox. Over nights every retained backup takes its turn; retention
  * never expires the newest that passed.
  */
-import { DEFAULT_STANZA, readDataIncrementally, readVerifications, verifyWalChain, type IncrementalReadOptions, type IncrementalReadReport, type Repository, type WalChainReport } from '@coffer/engine';
+import { chooseBackup, DEFAULT_STANZA, readDataIncrementally, readVerifications, verifyWalChain, type IncrementalReadOptions, type IncrementalReadReport, type Repository, type WalChainReport } from '@coffer/engine';
 import { verifyPostgresBackup, type PostgresVerifyOptions, type PostgresVerifyReport } from './verify-postgres.js';
 
 export interface VerifyRunOptions extends Omit<PostgresVerifyOptions, 'walChain'> {
-  /** Backups to verify (selectors); default: the newest and `others` more. */
+  /** Backups to verify (selectors); default: the newest and `others` more, or with a target point, the backup a restore to it would choose. */
   backups?: readonly string[];
   /** Besides the newest, how many retained backups to verify, least recently verified first (default 1). */
   others?: number;
@@ -65,7 +65,11 @@ export async function verifyRun(repo: Repository, options: VerifyRunOptions): Pr
     report.failures.push(...report.readData.problems.map((p) => `read-data: ${p}`));
   }
   if (!options.walOnly) {
-    const selected = options.backups && options.backups.length > 0 ? [...options.backups] : await backupsToVerify(repo, stanza, options.others ?? 1);
+    const t = options.target;
+    const aimed = t !== undefined && (t.time ?? t.lsn ?? t.xid ?? t.name) !== undefined;
+    // A point in time is reached from one backup: the newest that ended before it (as a restore would choose).
+    const selected =
+      options.backups && options.backups.length > 0 ? [...options.backups] : aimed ? [(await chooseBackup(repo, t, stanza)).key] : await backupsToVerify(repo, stanza, options.others ?? 1);
     for (const selector of selected) {
       const r = await verifyPostgresBackup(repo, selector, { ...options, walChain });
       report.backups.push(r);
