@@ -49,7 +49,7 @@ const tsconfig = (files: string[]) =>
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'coffer-consumer-'));
-  const packed = await run('npm', ['pack', '--json', '--pack-destination', dir, '-w', '@coffer/engine', '-w', '@coffer/aws', '-w', '@coffer/verify', '-w', '@coffer/cli'], { cwd: ROOT, maxBuffer: 16 << 20 });
+  const packed = await run('npm', ['pack', '--json', '--pack-destination', dir, '-w', '@coffer/engine', '-w', '@coffer/aws', '-w', '@coffer/verify', '-w', '@coffer/agent', '-w', '@coffer/cli'], { cwd: ROOT, maxBuffer: 16 << 20 });
   const files = (JSON.parse(packed.stdout) as { name: string; filename: string }[]).map((p) => [p.name, `file:./${p.filename.replace(/^@/, '').replace('/', '-')}`]);
   await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'coffer-consumer', private: true, type: 'module', dependencies: Object.fromEntries(files) }, null, 2));
   await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: dir, maxBuffer: 16 << 20 });

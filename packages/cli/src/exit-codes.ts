@@ -28,6 +28,7 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_REPOSITORY_BUSY: 29,
   COFFER_SANDBOX_UNAVAILABLE: 31,
   COFFER_VERIFY_FAILED: 32,
+  COFFER_INVALID_POLICY: 34,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

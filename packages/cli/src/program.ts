@@ -22,6 +22,7 @@ import { register as key } from './commands/key.js';
 import { register as keyFile } from './commands/key-file.js';
 import { register as list } from './commands/list.js';
 import { register as mirror } from './commands/mirror.js';
+import { register as policy } from './commands/policy.js';
 import { register as repair } from './commands/repair.js';
 import { register as restore } from './commands/restore.js';
 import { register as stanza } from './commands/stanza.js';
@@ -74,7 +75,7 @@ export function buildProgram(io: CliIo): Command {
   };
 
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say };
-  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

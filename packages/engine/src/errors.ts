@@ -32,7 +32,8 @@ export type CofferErrorCode =
   | 'COFFER_LEASE_LOST'
   | 'COFFER_REPOSITORY_BUSY'
   | 'COFFER_SANDBOX_UNAVAILABLE'
-  | 'COFFER_VERIFY_FAILED';
+  | 'COFFER_VERIFY_FAILED'
+  | 'COFFER_INVALID_POLICY';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;

@@ -1,0 +1,46 @@
+/**
+ * What the schema cannot say: names used must be defined, and each job must
+ * name what it is about. Checked on the parsed YAML as it is, whether or not
+ * the rest validated, so one run of `policy check` reports every problem.
+ */
+export interface ReferenceProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function referenceProblems(value: unknown): ReferenceProblem[] {
+  if (!isObj(value)) return [];
+  const out: ReferenceProblem[] = [];
+  const clusters = isObj(value.clusters) ? value.clusters : {};
+  const repositories = isObj(value.repositories) ? value.repositories : {};
+  const repo = (n: unknown, path: (string | number)[]) => {
+    if (typeof n === 'string' && !(n in repositories)) out.push({ path, message: `no repository named ${JSON.stringify(n)} under repositories` });
+  };
+  for (const [c, cluster] of Object.entries(clusters)) if (isObj(cluster)) repo(cluster.repository, ['clusters', c, 'repository']);
+  for (const [r, repository] of Object.entries(repositories)) {
+    if (!isObj(repository) || !Array.isArray(repository.mirrors)) continue;
+    repository.mirrors.forEach((m, i) => {
+      repo(m, ['repositories', r, 'mirrors', i]);
+      if (m === r) out.push({ path: ['repositories', r, 'mirrors', i], message: 'a repository cannot mirror to itself' });
+    });
+  }
+  if (!Array.isArray(value.schedules)) return out;
+  value.schedules.forEach((s: unknown, i) => {
+    if (!isObj(s) || typeof s.job !== 'string') return;
+    const needsCluster = s.job !== 'mirror' && s.job !== 'gc';
+    if (needsCluster && s.cluster === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job names the cluster it is about (cluster: NAME)` });
+    if (!needsCluster && s.repository === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job names the repository it is about (repository: NAME)` });
+    if (typeof s.cluster === 'string' && !(s.cluster in clusters)) out.push({ path: ['schedules', i, 'cluster'], message: `no cluster named ${JSON.stringify(s.cluster)} under clusters` });
+    repo(s.repository, ['schedules', i, 'repository']);
+    const source = typeof s.repository === 'string' ? repositories[s.repository] : undefined;
+    if (s.job === 'mirror' && isObj(source) && !(Array.isArray(source.mirrors) && source.mirrors.length > 0)) {
+      out.push({ path: ['schedules', i, 'repository'], message: `repository ${JSON.stringify(s.repository)} lists no mirrors` });
+    }
+    if (s.job !== 'wal' && s.cron === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job runs on a schedule: give its cron expression (cron: "…")` });
+    if (s.job === 'wal' && s.cron !== undefined) out.push({ path: ['schedules', i, 'cron'], message: 'the wal job runs all the time (the archiver or the receiver), not on a schedule' });
+  });
+  return out;
+}

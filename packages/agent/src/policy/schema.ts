@@ -1,0 +1,158 @@
+/**
+ * The policy file's shape: clusters, repositories (a primary and its mirrors,
+ * each with its keys), scheduled jobs, retention, verification, alert
+ * thresholds, metrics and logs. Every object is strict, so a misspelt key is
+ * an error rather than a setting silently ignored. Secrets never appear in
+ * it: where one is needed the policy names an environment variable or a
+ * secret file that holds it, and a value written inline is refused.
+ *
+ * The same schema validates files (`load.ts`) and is published as JSON
+ * Schema for editors (`coffer policy schema`, `config/backup-policy.schema.json`).
+ */
+import { Cron } from 'croner';
+import * as z from 'zod/mini';
+
+const name = z.string().check(z.regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a name of lower-case letters, digits, ".", "_" or "-" (at most 63)'));
+const absolutePath = z.string().check(z.regex(/^\//, 'expected an absolute path'));
+const positive = z.number().check(z.positive());
+const wholeDays = z.int().check(z.nonnegative());
+
+const SECRET_INLINE = 'a secret is never written in the policy: name an environment variable ({ env: NAME }) or a secret file ({ file: /path })';
+
+/** Where a secret is: an environment variable's name, or a file the operator provisioned. */
+export const secretRef = z.union([z.strictObject({ env: z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name')) }), z.strictObject({ file: absolutePath })], {
+  error: (issue) => (typeof issue.input === 'string' || typeof issue.input === 'number' ? SECRET_INLINE : 'expected { env: NAME } or { file: /path }'),
+});
+
+/** A libpq connection string or URI that carries no password (it comes from `password`, PGPASSFILE or a .pgpass). */
+const connection = z.string().check(
+  z.minLength(1),
+  z.refine((s) => !/(^|\s)password\s*=/i.test(s) && !/^postgres(ql)?:\/\/[^/@]*:[^/@]*@/i.test(s), { error: 'a password in the connection string: give it with `password: { env: NAME }` or a .pgpass file' }),
+);
+
+/** A time zone the runtime knows (IANA names). */
+const timeZone = z.string().check(
+  z.refine(
+    (tz) => {
+      try {
+        new Intl.DateTimeFormat('en', { timeZone: tz });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { error: 'expected an IANA time zone such as UTC or Europe/Paris' },
+  ),
+);
+
+/** A cron expression croner accepts (five or six fields, or @daily and the like). */
+const cron = z.string().check(
+  z.refine(
+    (expr) => {
+      try {
+        new Cron(expr, { paused: true });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { error: 'expected a cron expression: five fields (minute hour day-of-month month day-of-week), six with seconds first, or @hourly, @daily, @weekly…' },
+  ),
+);
+
+const keysSchema = z.union(
+  [
+    z.strictObject({ kms: z.strictObject({ keyId: z.string().check(z.minLength(1)), region: z.optional(z.string()), endpoint: z.optional(z.string()) }) }),
+    z.strictObject({ keyFile: secretRef }),
+    z.strictObject({ passphrase: secretRef }),
+  ],
+  { error: 'expected one of { kms: { keyId } }, { keyFile: { file: /path } }, { passphrase: { env: NAME } }' },
+);
+
+const repositorySchema = z.strictObject({
+  /** A directory, or s3://bucket/prefix. */
+  location: z.string().check(z.regex(/^(\/|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$)/, 'expected an absolute directory or s3://bucket/prefix')),
+  region: z.optional(z.string()),
+  endpoint: z.optional(z.string()),
+  keys: keysSchema,
+  /** S3 credentials; without them the SDK's default chain (instance role, web identity…) applies. */
+  credentials: z.optional(z.strictObject({ accessKeyId: secretRef, secretAccessKey: secretRef, sessionToken: z.optional(secretRef) })),
+  /** Repositories this one is mirrored to (names under `repositories`). */
+  mirrors: z.optional(z.array(name)),
+});
+
+const clusterSchema = z.strictObject({
+  connection,
+  password: z.optional(secretRef),
+  pgdata: z.optional(absolutePath),
+  stanza: z.optional(name),
+  /** The repository its backups and WAL go to (a name under `repositories`). */
+  repository: name,
+  /** Take base backups from this standby instead of the primary. */
+  standby: z.optional(z.strictObject({ connection, password: z.optional(secretRef) })),
+  /** Backup reads per second, at most (e.g. "200MB"). */
+  maxRate: z.optional(z.string().check(z.regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)$/, 'expected a rate such as 200MB or 1GiB'))),
+});
+
+export const JOBS = ['backup', 'wal', 'mirror', 'expire', 'gc', 'verify', 'drill'] as const;
+
+const scheduleSchema = z.strictObject({
+  job: z.enum(JOBS),
+  /** The cluster it is about (backup, wal, expire, verify, drill). */
+  cluster: z.optional(name),
+  /** The repository it is about (mirror: the source; gc). */
+  repository: z.optional(name),
+  cron: z.optional(cron),
+  timeZone: z.optional(timeZone),
+  /** A run missed while the agent was down: run it once on start, or skip to the next. */
+  missed: z.optional(z.enum(['run', 'skip'])),
+  /** Tries before a run counts as failed, with backoff between (default 3). */
+  attempts: z.optional(z.int().check(z.positive(), z.lte(20))),
+});
+
+const smokeSchema = z.strictObject({
+  sql: z.string().check(z.minLength(1)),
+  database: z.optional(z.string()),
+  expect: z.optional(z.strictObject({ equals: z.optional(z.union([z.string(), z.number(), z.boolean()])), min: z.optional(z.number()), max: z.optional(z.number()) })),
+});
+
+export const policySchema = z.strictObject({
+    version: z.literal(1),
+    clusters: z.record(name, clusterSchema),
+    repositories: z.record(name, repositorySchema),
+    schedules: z.array(scheduleSchema),
+    retention: z.optional(
+      z.strictObject({
+        hotDays: z.optional(wholeDays),
+        warmDays: z.optional(wholeDays),
+        coldMonths: z.optional(wholeDays),
+        pitrWindowDays: z.optional(wholeDays),
+        keepMin: z.optional(wholeDays),
+      }),
+    ),
+    verification: z.optional(
+      z.strictObject({
+        smoke: z.optional(z.array(smokeSchema)),
+        rpoSeconds: z.optional(positive),
+        /** Besides the newest, how many backups each run verifies. */
+        others: z.optional(wholeDays),
+        readDataDays: z.optional(wholeDays),
+        readDataSamplePercent: z.optional(z.number().check(z.gte(0), z.lte(100))),
+      }),
+    ),
+    alerts: z.optional(
+      z.strictObject({
+        rpoSeconds: z.optional(positive),
+        walArchiveLagSeconds: z.optional(positive),
+        replicaLagSeconds: z.optional(positive),
+        backupAgeHours: z.optional(positive),
+        verifyAgeHours: z.optional(positive),
+      }),
+    ),
+    metrics: z.optional(z.strictObject({ listen: z.optional(z.string().check(z.regex(/^[^\s:]*:\d{1,5}$/, 'expected host:port'))), textfile: z.optional(absolutePath) })),
+    logs: z.optional(z.strictObject({ level: z.optional(z.enum(['debug', 'info', 'warn', 'error'])), format: z.optional(z.enum(['json', 'pretty'])) })),
+  });
+
+export type Policy = z.infer<typeof policySchema>;
+export type SecretRef = z.infer<typeof secretRef>;
+export type Schedule = Policy['schedules'][number];

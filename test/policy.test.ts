@@ -1,0 +1,156 @@
+/**
+ * The policy file: the documented example validates and says when each job
+ * runs next; the published JSON Schema is the one the code generates; a
+ * policy with mistakes is refused with every problem at its line, column and
+ * key (a secret written inline among them, never echoed); and mangled YAML of
+ * any kind gives typed problems, never a crash.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePolicy, PolicyError } from '@coffer/agent';
+import { EXIT_CODES } from '@coffer/cli';
+import { coffer } from './support/cli.js';
+import { scratch } from './support/tree.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const EXAMPLE = join(ROOT, 'config/backup-policy.yaml');
+
+let work: { dir: string; cleanup: () => Promise<void> };
+beforeAll(async () => {
+  work = await scratch('coffer-policy-');
+});
+afterAll(async () => {
+  await work.cleanup();
+});
+
+describe('policy file', () => {
+  it('the example policy is valid, and check says when each scheduled job runs next', async () => {
+    const r = await coffer(['policy', 'check', '--policy', EXAMPLE, '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { policy: { clusters: Record<string, unknown> }; nextRuns: { job: string; about: string; next: string; timeZone: string }[] };
+    expect(Object.keys(out.policy.clusters)).toEqual(['main']);
+    expect(out.nextRuns.map((n) => `${n.job} ${n.about}`)).toEqual(['backup main', 'mirror primary', 'expire main', 'gc primary', 'verify main']);
+    const backup = out.nextRuns[0]!;
+    // 01:00 in Paris is 00:00 or 23:00 UTC, depending on the season.
+    expect(new Date(backup.next).getUTCMinutes()).toBe(0);
+    expect([0, 23]).toContain(new Date(backup.next).getUTCHours());
+    expect(Date.parse(backup.next)).toBeGreaterThan(Date.now());
+    // COFFER_POLICY names the file too.
+    expect((await coffer(['policy', 'check'], { COFFER_POLICY: EXAMPLE })).status).toBe(0);
+  });
+
+  it('the JSON Schema published for editors is the one the code generates', async () => {
+    const r = await coffer(['policy', 'schema']);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(JSON.parse(await readFile(join(ROOT, 'config/backup-policy.schema.json'), 'utf8')));
+  });
+
+  it('a policy with mistakes is refused (exit 34), each problem at its line, column and key; the secret is not echoed', async () => {
+    const file = join(work.dir, 'bad.yaml');
+    await writeFile(
+      file,
+      [
+        'version: 1',
+        'clusters:',
+        '  main:',
+        '    conection: host=/tmp',
+        '    repository: primry',
+        'repositories:',
+        '  primary:',
+        '    location: /var/backups/coffer',
+        '    keys:',
+        '      passphrase: hunter2-do-not-print',
+        'schedules:',
+        '  - { job: backup, cluster: main, cron: "61 * * * *" }',
+        '  - { job: verify, cluster: other, cron: "@daily", timeZone: Mars/Olympus }',
+        '  - { job: gc }',
+        '',
+      ].join('\n'),
+    );
+    const r = await coffer(['policy', 'check', '--policy', file]);
+    expect(r.status).toBe(EXIT_CODES.COFFER_INVALID_POLICY);
+    expect(r.stderr).not.toContain('hunter2');
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith(`  ${file}:`)).map((l) => l.slice(file.length + 3));
+    expect(lines).toEqual([
+      '4:5: clusters.main.connection: missing (expected string)',
+      '4:5: clusters.main.conection: unknown key (did you mean "connection"?)',
+      '5:17: clusters.main.repository: no repository named "primry" under repositories',
+      '10:19: repositories.primary.keys.passphrase: a secret is never written in the policy: name an environment variable ({ env: NAME }) or a secret file ({ file: /path })',
+      '12:41: schedules.0.cron: expected a cron expression: five fields (minute hour day-of-month month day-of-week), six with seconds first, or @hourly, @daily, @weekly…',
+      '13:29: schedules.1.cluster: no cluster named "other" under clusters',
+      '13:62: schedules.1.timeZone: expected an IANA time zone such as UTC or Europe/Paris',
+      '14:5: schedules.2: a gc job names the repository it is about (repository: NAME)',
+      '14:5: schedules.2: a gc job runs on a schedule: give its cron expression (cron: "…")',
+    ]);
+    const missing = await coffer(['policy', 'check', '--policy', join(work.dir, 'absent.yaml')]);
+    expect(missing.status).toBe(EXIT_CODES.COFFER_INVALID_POLICY);
+    expect(missing.stderr).toContain('absent.yaml:0:0: cannot read it: ENOENT');
+  });
+
+  it('a password in a connection string is refused like any inline secret', () => {
+    const text = `version: 1\nclusters:\n  c: { connection: "host=db password=pw-xyz", repository: r }\nrepositories:\n  r: { location: /b, keys: { passphrase: { env: P } } }\nschedules: []\n`;
+    let err: unknown;
+    try {
+      parsePolicy(text, 'p.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PolicyError);
+    expect((err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['3:20 clusters.c.connection']);
+    expect((err as PolicyError).message).not.toContain('pw-xyz');
+  });
+
+  it('an alias bomb is refused, not expanded', () => {
+    const levels = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++) levels.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(', ')}]`);
+    expect(() => parsePolicy(levels.join('\n') + '\n', 'bomb.yaml')).toThrow(PolicyError);
+  });
+
+  it('mangled YAML of any kind gives typed problems with positions, never a crash', async () => {
+    const example = await readFile(EXAMPLE, 'utf8');
+    const mangle = fc.array(
+      fc.oneof(
+        fc.record({ op: fc.constant('delete' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 40 }) }),
+        fc.record({ op: fc.constant('insert' as const), at: fc.nat(), text: fc.oneof(fc.string(), fc.constantFrom(': ', '\n  - ', '{', '[', '&a ', '*a', '!!binary ', '"', "'", '\t', '---\n', 'version: 2\n', '  unknown: 1\n')) }),
+        fc.record({ op: fc.constant('swap' as const), a: fc.nat(), b: fc.nat() }),
+      ),
+      { minLength: 1, maxLength: 6 },
+    );
+    fc.assert(
+      fc.property(mangle, (ops) => {
+        let text = example;
+        for (const o of ops) {
+          if (o.op === 'delete') {
+            const at = o.at % (text.length + 1);
+            text = text.slice(0, at) + text.slice(at + o.length);
+          } else if (o.op === 'insert') {
+            const at = o.at % (text.length + 1);
+            text = text.slice(0, at) + o.text + text.slice(at);
+          } else {
+            const lines = text.split('\n');
+            const a = o.a % lines.length;
+            const b = o.b % lines.length;
+            [lines[a], lines[b]] = [lines[b]!, lines[a]!];
+            text = lines.join('\n');
+          }
+        }
+        try {
+          parsePolicy(text, 'mangled.yaml');
+        } catch (e) {
+          if (!(e instanceof PolicyError)) throw e;
+          expect(e.problems.length).toBeGreaterThan(0);
+          for (const p of e.problems) {
+            expect(p.line).toBeGreaterThanOrEqual(1);
+            expect(p.column).toBeGreaterThanOrEqual(1);
+            expect(p.message.length).toBeGreaterThan(0);
+          }
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
