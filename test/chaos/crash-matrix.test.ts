@@ -5,8 +5,9 @@
  * `check --read-data` passes, every backup retention keeps restores exactly,
  * archived WAL comes back byte for byte, added keys open the repository, and
  * the same command run again succeeds. Commands: backup (files), wal-push,
- * expire, gc, mirror, key add, key rotate, restore. PostgreSQL backups, WAL
- * streaming, verify and the agent join as they land.
+ * expire, gc, mirror, key add, key rotate, restore. `verify` has its own
+ * section (`verify-kill.test.ts`: it needs a PostgreSQL cluster); WAL
+ * streaming and the agent join as they land.
  *
  * `sized(8, 1000)` trials: a short run under `npm test`, the promised
  * thousand under `npm run chaos -- --long`.

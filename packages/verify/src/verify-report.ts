@@ -17,6 +17,7 @@ export function renderVerifySummary(r: VerifyRunReport): string {
   const lines: string[] = [];
   const c = r.walChain;
   lines.push(`wal chain ${c.ok ? 'ok' : 'FAILED'}: stanza ${r.stanza}${c.newest ? `, newest ${c.newest} on timeline ${c.timeline}` : ', no WAL'}, ${c.segmentsRead} segment records read, ${c.gaps.length} gap(s)`);
+  if (r.staleSandboxesRemoved.length > 0) lines.push(`removed ${r.staleSandboxesRemoved.length} sandbox(es) left by runs killed earlier: ${r.staleSandboxesRemoved.join(', ')}`);
   const d = r.readData;
   if (d) lines.push(`read-data ${d.problems.length === 0 ? 'ok' : 'FAILED'}: read ${d.read} of ${d.packs} packs, ${humanBytes(d.bytesRead)} of ${humanBytes(d.packBytes)} (${d.due} due, ${d.sampled} sampled), ${d.chunks} chunks proved, ${s(d.seconds)}`);
   for (const b of r.backups) {

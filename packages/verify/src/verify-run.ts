@@ -6,7 +6,9 @@
  * own sandbox. Over nights every retained backup takes its turn; retention
  * never expires the newest that passed.
  */
+import { tmpdir } from 'node:os';
 import { chooseBackup, DEFAULT_STANZA, readDataIncrementally, readVerifications, verifyWalChain, type IncrementalReadOptions, type IncrementalReadReport, type Repository, type WalChainReport } from '@coffer/engine';
+import { removeStaleSandboxes } from './sandbox-removal.js';
 import { verifyPostgresBackup, type PostgresVerifyOptions, type PostgresVerifyReport } from './verify-postgres.js';
 
 export interface VerifyRunOptions extends Omit<PostgresVerifyOptions, 'walChain'> {
@@ -29,6 +31,8 @@ export interface VerifyRunReport {
   backups: PostgresVerifyReport[];
   /** Every failure of the run: the chain's gaps and problems, then each backup's. */
   failures: string[];
+  /** Sandboxes of earlier runs that were killed outright, stopped and removed before this one began. */
+  staleSandboxesRemoved: string[];
 }
 
 /** The newest backup of the stanza, then `others` more: never verified first, then the longest ago, older backups before newer on a tie. */
@@ -58,8 +62,9 @@ export function chainFailures(chain: WalChainReport): string[] {
 
 export async function verifyRun(repo: Repository, options: VerifyRunOptions): Promise<VerifyRunReport> {
   const stanza = options.stanza ?? DEFAULT_STANZA;
+  const staleSandboxesRemoved = options.walOnly ? [] : removeStaleSandboxes(options.sandboxParent ?? tmpdir());
   const walChain = await verifyWalChain(repo, { stanza });
-  const report: VerifyRunReport = { ok: false, stanza, walChain, backups: [], failures: chainFailures(walChain) };
+  const report: VerifyRunReport = { ok: false, stanza, walChain, backups: [], failures: chainFailures(walChain), staleSandboxesRemoved };
   if (!options.walOnly && options.readData !== false) {
     report.readData = await readDataIncrementally(repo, { ...options.readData, ...(options.record === false ? { record: false } : {}) });
     report.failures.push(...report.readData.problems.map((p) => `read-data: ${p}`));
