@@ -21,6 +21,7 @@ import {
   recordVerification,
   setKeepMark,
   MemoryStore,
+  type ByteRange,
   Repository,
   restoreBackup,
   RepositoryBusyError,
@@ -96,6 +97,36 @@ async function withExpiredData(name: string): Promise<{ store: GatedStore; repo:
 }
 
 describe('expire and gc', () => {
+  it('a backup expired between the listing and the reading of its manifest is passed over, not a failure (found by the concurrency suite)', async () => {
+    const src = join(dir, 'expired-meanwhile');
+    await mkdir(src, { recursive: true });
+    /** Deletes `victim` (as a concurrent expire would) the first time gc reads it. */
+    class ExpiringStore extends ForwardingStore {
+      victim: string | undefined;
+      override async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+        if (key === this.victim) {
+          this.victim = undefined;
+          await this.inner.delete(key);
+        }
+        return this.inner.get(key, range);
+      }
+    }
+    const store = new ExpiringStore(new MemoryStore());
+    const repo = await Repository.init(store, provider, small);
+    const keys: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await writeFile(join(src, `f${i}.bin`), randomBytes(100_000));
+      keys.push((await backupFiles(repo, src)).key);
+    }
+    store.victim = keys[1];
+    const gc = await collectGarbage(repo);
+    expect(store.victim).toBeUndefined();
+    expect(gc.deletedPacks).toBe(0);
+    const out = join(dir, 'expired-meanwhile-out');
+    await restoreBackup(repo, keys[2]!, out);
+    expect(await snapshot(out)).toEqual(await snapshot(src));
+  });
+
   it('gc frees what only expired backups held, every kept backup restores exactly, and a second gc finds nothing', async () => {
     const src = join(dir, 'reclaim');
     await mkdir(src, { recursive: true });

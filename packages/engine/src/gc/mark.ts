@@ -7,7 +7,7 @@
  * manifests are read one at a time and index objects two at a time.
  */
 import pLimit from 'p-limit';
-import { CorruptObjectError } from '../errors.js';
+import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { indexEntriesIn, scanIndex } from '../format/index-file.js';
 import { INDEX_PREFIX, isPageIndexKey, PACK_PREFIX } from '../format/keys-layout.js';
@@ -110,7 +110,14 @@ export async function forEachManifestId(repo: Repository, keys: Iterable<string>
   await Promise.all(
     [...keys].map((key) =>
       limit(async () => {
-        const ids = await repo.manifestChunkIds(key, scratch);
+        let ids: Buffer;
+        try {
+          ids = await repo.manifestChunkIds(key, scratch);
+        } catch (e) {
+          // Listed, then gone: expire removed the backup meanwhile, and what only it referenced is garbage by the same rule.
+          if (e instanceof MissingObjectError && e.key === key) return;
+          throw e;
+        }
         for (let at = 0; at + ID_BYTES <= ids.length; at += ID_BYTES) onId(ids, at);
       }),
     ),
