@@ -26,16 +26,21 @@ interface VerifyCliOptions {
   readDataSample: number;
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+/** A smoke query: any SQL, but not an empty one, nor one with a NUL (which no server takes). */
+function smokeOption(value: string, previous: string[]): string[] {
+  if (value.trim() === '' || value.includes('\0')) throw new InvalidArgumentError('--smoke', 'expected an SQL query whose first value is true');
+  return [...previous, value];
+}
+
+/** A server setting, name=value. */
+function settingOption(value: string, previous: string[]): string[] {
+  const eq = value.indexOf('=');
+  if (eq <= 0 || !/^[a-z_][a-z0-9_.]*$/i.test(value.slice(0, eq)) || value.includes('\0')) throw new InvalidArgumentError('--setting', `${JSON.stringify(value)} is not name=value`);
+  return [...previous, value];
+}
 
 function parseSettings(list: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of list) {
-    const eq = item.indexOf('=');
-    if (eq <= 0 || !/^[a-z_][a-z0-9_.]*$/i.test(item.slice(0, eq))) throw new InvalidArgumentError('--setting', `${JSON.stringify(item)} is not name=value`);
-    out[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return out;
+  return Object.fromEntries(list.map((item) => [item.slice(0, item.indexOf('=')), item.slice(item.indexOf('=') + 1)]));
 }
 
 export function register(ctx: CliContext): void {
@@ -49,13 +54,13 @@ export function register(ctx: CliContext): void {
     .option('--target-lsn <lsn>', 'recover up to this LSN')
     .option('--target-xid <xid>', 'recover up to this transaction')
     .option('--target-name <name>', 'recover up to this restore point')
-    .option('--smoke <sql>', 'a query the recovered cluster must answer with true as its first value, e.g. "SELECT count(*) >= 1000 FROM orders" (repeatable)', collect, [] as string[])
+    .option('--smoke <sql>', 'a query the recovered cluster must answer with true as its first value, e.g. "SELECT count(*) >= 1000 FROM orders" (repeatable)', smokeOption, [] as string[])
     .option('--smoke-database <db>', 'database the smoke queries run in', 'postgres')
     .option('--rpo <seconds>', 'the newest replayed commit must be at most this old (at the target time, or when the run started)', intOption('--rpo', 0, 10 * 365 * 86400))
     .option('--pg-bin <dir>', "PostgreSQL server binaries of the backup's major version (default: found on this machine)")
     .option('--sandbox <dir>', 'parent directory of the sandbox (default: the temp directory)')
     .option('--keep-sandbox', 'keep the sandbox directory afterwards (the server is stopped either way)')
-    .option('--setting <name=value>', 'a server setting for the sandbox (repeatable), e.g. shared_buffers=1GB', collect, [] as string[])
+    .option('--setting <name=value>', 'a server setting for the sandbox (repeatable), e.g. shared_buffers=1GB', settingOption, [] as string[])
     .option('--report <file>', 'also write the report as markdown to FILE')
     .option('--no-record', 'do not write verification records (nor the pack ledger) into the repository')
     .option('--read-data-days <n>', 'read whole every pack not proved in the last N days (new ones among them)', intOption('--read-data-days', 0, 3650), 30)
