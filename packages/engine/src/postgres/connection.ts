@@ -1,4 +1,14 @@
-/** Connecting to PostgreSQL with the libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD) or a connection string. */
+/**
+ * Connecting to PostgreSQL with the libpq environment (PGHOST, PGPORT,
+ * PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT,
+ * PGSSLKEY) or a connection string, TLS included with libpq's meaning of each
+ * `sslmode`: `verify-full` checks the certificate against `sslrootcert` and
+ * the server's name against the host; `verify-ca` the certificate only;
+ * `require` encrypts without checking, unless a root certificate is given
+ * (then as `verify-ca`, as libpq does).
+ */
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import type pg from 'pg';
 import { InvalidArgumentError, PostgresError } from '../errors.js';
 
@@ -16,7 +26,38 @@ const KEYWORDS: Record<string, string> = {
   options: 'options',
   connect_timeout: 'connectionTimeoutMillis',
   sslmode: 'sslmode',
+  sslrootcert: 'sslrootcert',
+  sslcert: 'sslcert',
+  sslkey: 'sslkey',
 };
+
+const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
+
+/** node-postgres's `ssl` for libpq's settings (each from the connection string, else its environment variable). */
+export function tlsSettings(kv: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): false | ConnectionOptions | undefined {
+  const mode = kv.sslmode ?? env.PGSSLMODE;
+  const rootcert = kv.sslrootcert ?? env.PGSSLROOTCERT;
+  const cert = kv.sslcert ?? env.PGSSLCERT;
+  const key = kv.sslkey ?? env.PGSSLKEY;
+  if (mode === undefined) return undefined;
+  if (!SSL_MODES.includes(mode)) throw new InvalidArgumentError('sslmode', `${JSON.stringify(mode)} is not one of ${SSL_MODES.join(', ')}`);
+  // allow and prefer try TLS and fall back to plain; this driver cannot fall back, so they connect plain as libpq would without TLS.
+  if (mode === 'disable' || mode === 'allow' || mode === 'prefer') return false;
+  const read = (what: string, path: string | undefined) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new InvalidArgumentError(what, `${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  const ca = read('sslrootcert', rootcert);
+  const client = { ...(cert !== undefined ? { cert: read('sslcert', cert)! } : {}), ...(key !== undefined ? { key: read('sslkey', key)! } : {}) };
+  if (mode === 'require' && ca === undefined) return { rejectUnauthorized: false, ...client };
+  // verify-ca (and require with a root certificate): the chain is checked, the name is not.
+  if (mode === 'require' || mode === 'verify-ca') return { ...(ca ? { ca } : {}), rejectUnauthorized: true, checkServerIdentity: () => undefined, ...client };
+  return { ...(ca ? { ca } : {}), rejectUnauthorized: true, ...client };
+}
 
 /**
  * A libpq keyword/value connection string (`host=/run/postgresql port=5432
@@ -57,12 +98,18 @@ export function parseKeywordValue(text: string): Record<string, string> {
 
 /** node-postgres settings for a URI or a libpq keyword/value string. */
 function clientSettings(connectionString: string | undefined): Record<string, unknown> {
-  if (!connectionString) return {};
+  if (!connectionString) {
+    // The environment alone: TLS as libpq reads PGSSLMODE and the certificate variables (the driver's own reading verifies on `require`).
+    const ssl = tlsSettings({});
+    return ssl === undefined ? {} : { ssl };
+  }
   if (/^postgres(ql)?:\/\//.test(connectionString)) return { connectionString };
   const kv = parseKeywordValue(connectionString);
   const settings: Record<string, unknown> = {};
+  const ssl = tlsSettings(kv);
+  if (ssl !== undefined) settings.ssl = ssl;
   for (const [k, v] of Object.entries(kv)) {
-    if (k === 'sslmode') settings.ssl = v === 'disable' || v === 'allow' || v === 'prefer' ? false : v === 'require' ? { rejectUnauthorized: false } : {};
+    if (k === 'sslmode' || k === 'sslrootcert' || k === 'sslcert' || k === 'sslkey') continue;
     else if (k === 'connect_timeout') settings.connectionTimeoutMillis = Number(v) * 1000;
     else if (k === 'port') settings.port = Number(v);
     else settings[KEYWORDS[k]!] = v;
