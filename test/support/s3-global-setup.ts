@@ -14,6 +14,9 @@ export interface S3ServerInfo {
   secretAccessKey: string;
   sseKmsKeyId: string;
   extraStorageClass: string;
+  /** The same server over TLS (a certificate for 127.0.0.1 from `caFile`, the sandbox's own CA). */
+  tlsEndpoint: string;
+  caFile: string;
 }
 
 declare module 'vitest' {
@@ -26,8 +29,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   let server: RadosgwSandbox | undefined;
   try {
     server = await RadosgwSandbox.start();
-    const { endpoint, region, accessKeyId, secretAccessKey, sseKmsKeyId, extraStorageClass } = server;
-    project.provide('s3', { endpoint, region, accessKeyId, secretAccessKey, sseKmsKeyId, extraStorageClass });
+    const { endpoint, region, accessKeyId, secretAccessKey, sseKmsKeyId, extraStorageClass, tlsEndpoint, caFile } = server;
+    project.provide('s3', { endpoint, region, accessKeyId, secretAccessKey, sseKmsKeyId, extraStorageClass, tlsEndpoint, caFile });
   } catch (e) {
     project.provide('s3', { error: (e as Error).message });
   }

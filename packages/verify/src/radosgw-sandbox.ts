@@ -22,8 +22,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './postgres-sandbox.js';
 
-const BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'monmaptool'] as const;
-const INSTALL_HINT = 'install the Debian packages radosgw, ceph-mon and ceph-osd (.ci/run does)';
+const BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'monmaptool', 'openssl'] as const;
+const INSTALL_HINT = 'install the Debian packages radosgw, ceph-mon, ceph-osd and openssl (.ci/run does)';
 
 export interface RadosgwOptions {
   /** Parent of the sandbox directory (default: the OS temp directory). */
@@ -52,6 +52,10 @@ function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
 export class RadosgwSandbox {
   readonly dir: string;
   readonly endpoint: string;
+  /** The same server over TLS, with a certificate for 127.0.0.1 (only) from the sandbox's own CA. */
+  readonly tlsEndpoint: string;
+  /** That CA's certificate (PEM): trust it (NODE_EXTRA_CA_CERTS) to reach `tlsEndpoint`. */
+  readonly caFile: string;
   readonly region = 'us-east-1';
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
@@ -62,9 +66,11 @@ export class RadosgwSandbox {
   private readonly conf: string;
   private readonly children: { name: string; child: ChildProcess }[] = [];
 
-  private constructor(dir: string, endpoint: string, credentials: { accessKeyId: string; secretAccessKey: string }) {
+  private constructor(dir: string, endpoint: string, tlsEndpoint: string, credentials: { accessKeyId: string; secretAccessKey: string }) {
     this.dir = dir;
     this.endpoint = endpoint;
+    this.tlsEndpoint = tlsEndpoint;
+    this.caFile = join(dir, 'ca.crt');
     this.accessKeyId = credentials.accessKeyId;
     this.secretAccessKey = credentials.secretAccessKey;
     this.conf = join(dir, 'ceph.conf');
@@ -84,13 +90,13 @@ export class RadosgwSandbox {
     const missing = radosgwMissing();
     if (missing) throw new Error(missing);
     const dir = await mkdtemp(join(options.parent ?? tmpdir(), 'coffer-rgw-'));
-    const [monPort, rgwPort] = [await freePort(), await freePort()];
-    const sandbox = new RadosgwSandbox(dir, `http://127.0.0.1:${rgwPort}`, {
+    const [monPort, rgwPort, tlsPort] = [await freePort(), await freePort(), await freePort()];
+    const sandbox = new RadosgwSandbox(dir, `http://127.0.0.1:${rgwPort}`, `https://127.0.0.1:${tlsPort}`, {
       accessKeyId: 'COFFER' + randomBytes(7).toString('hex').toUpperCase(),
       secretAccessKey: randomBytes(24).toString('base64url'),
     });
     try {
-      await sandbox.boot(monPort, rgwPort, options);
+      await sandbox.boot(monPort, rgwPort, tlsPort, options);
     } catch (e) {
       const logs = await sandbox.logTail();
       await sandbox.stop();
@@ -99,11 +105,12 @@ export class RadosgwSandbox {
     return sandbox;
   }
 
-  private async boot(monPort: number, rgwPort: number, options: RadosgwOptions): Promise<void> {
+  private async boot(monPort: number, rgwPort: number, tlsPort: number, options: RadosgwOptions): Promise<void> {
     const { dir } = this;
     const fsid = randomUUID();
     const until = Date.now() + (options.timeoutMs ?? 120_000);
     await Promise.all(['run', 'log', 'mon-a', 'osd-0', 'rgw'].map((d) => mkdir(join(dir, d))));
+    await this.makeCertificates();
     const mon = `v2:127.0.0.1:${monPort}`;
     await writeFile(
       this.conf,
@@ -141,7 +148,7 @@ osd data = ${dir}/osd-$id
 keyring = ${dir}/keyring
 debug ms = 0
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:${rgwPort}
+rgw frontends = beast endpoint=127.0.0.1:${rgwPort} ssl_endpoint=127.0.0.1:${tlsPort} ssl_certificate=${dir}/rgw-tls.pem tcp_nodelay=1
 rgw data = ${dir}/rgw
 rgw crypt require ssl = false
 rgw crypt s3 kms backend = testing
@@ -168,6 +175,17 @@ rgw crypt s3 kms encryption keys = ${this.sseKmsKeyId}=${randomBytes(32).toStrin
     // A user whose keys did not register makes every request fail with InvalidAccessKeyId.
     const info = JSON.parse(await this.admin(['user', 'info', '--uid', 'coffer'])) as { keys?: { access_key: string }[] };
     if (!info.keys?.some((k) => k.access_key === this.accessKeyId)) throw new Error('the S3 user was created without its keys');
+  }
+
+  /** A CA of the sandbox's own, and a server certificate it signs for 127.0.0.1 (not for localhost: a name it does not carry). */
+  private async makeCertificates(): Promise<void> {
+    const { dir } = this;
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', this.caFile, '-days', '7', '-subj', '/CN=coffer test CA']);
+    await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'rgw.key'), '-out', join(dir, 'rgw.csr'), '-subj', '/CN=127.0.0.1']);
+    await writeFile(join(dir, 'san.cnf'), 'subjectAltName = IP:127.0.0.1\n');
+    await run('openssl', ['x509', '-req', '-in', join(dir, 'rgw.csr'), '-CA', this.caFile, '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-out', join(dir, 'rgw.crt'), '-days', '7', '-extfile', join(dir, 'san.cnf')]);
+    // beast reads the key from the certificate file when no ssl_private_key is given.
+    await writeFile(join(dir, 'rgw-tls.pem'), (await readFile(join(dir, 'rgw.crt'), 'utf8')) + (await readFile(join(dir, 'rgw.key'), 'utf8')), { mode: 0o600 });
   }
 
   private async startRadosgw(until: number): Promise<void> {

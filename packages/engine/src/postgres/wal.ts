@@ -266,8 +266,13 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
   const lease = await ctx.lease();
   const writer = new PackWriter(repo, new ChunkIndex(), { indexed: false, maxUploads: 1 });
   const fresh = writer.claim(ids);
+  // The codec is the repository's, shared by the pushes running at once (--ahead), and its blobs are views into
+  // one reused slab: they are copied out before anything is awaited. `add` may wait for an upload before it has
+  // copied them all, and meanwhile another push's startBatch and seals would overwrite them.
   repo.objects.codec.startBatch();
-  await writer.add(sealInGroups(repo.objects.codec, ids.filter((_, i) => fresh[i]), chunks.filter((_, i) => fresh[i]), WAL_GROUP));
+  const sealed = sealInGroups(repo.objects.codec, ids.filter((_, i) => fresh[i]), chunks.filter((_, i) => fresh[i]), WAL_GROUP);
+  for (const s of sealed) s.blob = Buffer.from(s.blob);
+  await writer.add(sealed);
   await writer.finish();
   const locations: Record<string, WalLocation> = {};
   for (const pack of writer.packs) for (const e of pack.entries) locations[e.id.toString('hex')] = [pack.sha, e.offset, e.length, e.rawLength];
