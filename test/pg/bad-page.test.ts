@@ -5,7 +5,7 @@
  * says so on stderr and exits 33; the next backup reads that file again
  * whatever its mtime says.
  */
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_DAMAGED_PAGES } from '@coffer/cli';
@@ -48,8 +48,11 @@ describe('page checksums during backup', () => {
     await fh.write(Buffer.from('garbage!'), 0, 8, block * 8192 + 4000);
     await fh.close();
     // Read on this thread here, on worker threads below: both carry the damaged blocks back.
-    const r = await cofferAsPostgres(['--repo', repo, 'backup', '--workers', '0'], { ...env, ...c.pgEnv });
+    const metrics = join(work.dir, 'coffer_backup.prom');
+    const r = await cofferAsPostgres(['--repo', repo, 'backup', '--workers', '0', '--metrics-textfile', metrics], { ...env, ...c.pgEnv });
     expect(r.status).toBe(EXIT_DAMAGED_PAGES);
+    // The figure deploy/prometheus's CofferDamagedPages alert fires on.
+    expect(await readFile(metrics, 'utf8')).toMatch(/^coffer_backup_damaged_pages\{command="backup",[^}]*\} 1$/m);
     expect(r.stderr).toContain(`1 page(s) in 1 file(s) failed their checksum twice`);
     expect(r.stderr).toContain(`${path} block ${block}`);
     const list = async () => JSON.parse((await cofferAsPostgres(['--repo', repo, 'list', '--json'], env)).stdout) as Listed[];

@@ -104,7 +104,7 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     let result;
     try {
       // Logical replication workers allowed on purpose: only the network namespace keeps the restored subscription from its publisher.
-      result = await verify(repo, ['--others', '0', '--report', reportFile, '--setting', 'max_logical_replication_workers=4', '--setting', 'max_sync_workers_per_subscription=2', '--keep-sandbox', '--smoke', 'SELECT count(*) = 200000 FROM pgbench_accounts', '--smoke', `SELECT count(*) >= ${rowsBefore} FROM t`, '--smoke', 'SELECT sum(abalance) = (SELECT sum(delta) FROM pgbench_history) FROM pgbench_accounts']);
+      result = await verify(repo, ['--others', '0', '--report', reportFile, '--metrics-textfile', join(work.dir, 'coffer_verify.prom'), '--setting', 'max_logical_replication_workers=4', '--setting', 'max_sync_workers_per_subscription=2', '--keep-sandbox', '--smoke', 'SELECT count(*) = 200000 FROM pgbench_accounts', '--smoke', `SELECT count(*) >= ${rowsBefore} FROM t`, '--smoke', 'SELECT sum(abalance) = (SELECT sum(delta) FROM pgbench_history) FROM pgbench_accounts']);
     } finally {
       writing = false;
       await writer;
@@ -134,6 +134,9 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     expect(checks.smoke!.summary).toBe('3 of 3 queries passed');
     // Recovery went past the backup: the rows written after it came back.
     expect(Date.parse(b.recovered!.lastCommit!)).toBeGreaterThan(0);
+    const metrics = await readFile(join(work.dir, 'coffer_verify.prom'), 'utf8');
+    expect(metrics).toMatch(/^coffer_verify_ok\{command="verify",[^}]*\} 1$/m);
+    expect(Number(/^coffer_verify_rto_seconds\{[^}]*\} (\S+)$/m.exec(metrics)?.[1])).toBeCloseTo(b.rtoSeconds, 5);
     const md = await readFile(reportFile, 'utf8');
     expect(md).toContain('Measured RTO');
     expect(md).toContain('| amcheck | pass |');

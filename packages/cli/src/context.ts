@@ -18,6 +18,7 @@ export interface CliIo {
 
 export interface GlobalOptions extends RepoOptions {
   quiet?: boolean;
+  metricsTextfile?: string;
   stanza?: string;
   repositoryId?: string;
   leaseTtl?: string;
@@ -140,4 +141,6 @@ export interface CliContext {
   openRepo: () => Promise<Repository>;
   openRepoAt: (store?: ObjectStore, g?: GlobalOptions) => Promise<Repository>;
   say: (line: string) => void;
+  /** Figures of this run for its metrics (`--metrics-textfile`): name without the `coffer_` prefix → value. */
+  report: (figures: Readonly<Record<string, number>>) => void;
 }

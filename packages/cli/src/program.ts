@@ -8,7 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, Repository, type ObjectStore } from '@coffer/engine';
 import { CommandExit, VERSION, type CliContext, type CliIo, type GlobalOptions } from './context.js';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
-import { keyProviders, localProvider, openStore } from './repo-options.js';
+import { absoluteLocation, keyProviders, localProvider, openStore } from './repo-options.js';
 import { register as backup } from './commands/backup.js';
 import { register as bucket } from './commands/bucket.js';
 import { register as check } from './commands/check.js';
@@ -32,7 +32,15 @@ import { register as walPush } from './commands/wal-push.js';
 
 export type { CliIo };
 
-export function buildProgram(io: CliIo): Command {
+/** What a run did, for its metrics: the command that ran, and the figures it reported. */
+export class RunRecord {
+  job: string | undefined;
+  readonly figures: Record<string, number> = {};
+  readonly startedAt = new Date();
+  readonly t0 = performance.now();
+}
+
+export function buildProgram(io: CliIo, record = new RunRecord()): Command {
   const program = new Command('coffer')
     .description('Content-addressed, deduplicating, encrypted backups')
     .version(`coffer ${VERSION}`, '-V, --version', 'print the version')
@@ -49,6 +57,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--stanza <name>', 'PostgreSQL: the cluster\'s stanza in the repository (env COFFER_STANZA; default main)'))
     .addOption(new Option('--lease-ttl <seconds>', 'time-to-live of the leases writers hold while they work (default 60): garbage collection waits this long, and half as long again, for a writer that stopped answering (env COFFER_LEASE_TTL)'))
     .addOption(new Option('--repository-id <id>', 'refuse any repository but this one (its id, as init printed it; env COFFER_REPOSITORY_ID)'))
+    .addOption(new Option('--metrics-textfile <file>', "after the command, write its metrics to FILE in Prometheus's text format, for node_exporter's textfile collector (env COFFER_METRICS_TEXTFILE)"))
     .option('-q, --quiet', 'no progress display')
     .showHelpAfterError()
     .exitOverride()
@@ -74,14 +83,48 @@ export function buildProgram(io: CliIo): Command {
     io.stdout.write(s + '\n');
   };
 
-  const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say };
+  // The command that runs, named by its path (`key add`), for the metrics of this run.
+  program.hook('preAction', (_root, action) => {
+    const path: string[] = [];
+    for (let c: Command | null = action; c && c !== program; c = c.parent) path.unshift(c.name());
+    record.job = path.join(' ');
+  });
+  const report = (figures: Readonly<Record<string, number>>) => void Object.assign(record.figures, figures);
+  const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say, report };
   for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, key, mirror, keyFile]) register(ctx);
   return program;
 }
 
 /** Runs the CLI; resolves to the process exit status. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = buildProgram(io);
+  const record = new RunRecord();
+  const program = buildProgram(io, record);
+  const status = await run(program, argv, io);
+  const file = program.opts<GlobalOptions>().metricsTextfile ?? io.env.COFFER_METRICS_TEXTFILE;
+  if (file && record.job) {
+    try {
+      const { writeJobMetrics } = await import('@coffer/agent');
+      const g = program.opts<GlobalOptions>();
+      const location = g.repo ?? io.env.COFFER_REPO;
+      const stanza = g.stanza ?? io.env.COFFER_STANZA;
+      await writeJobMetrics(file, {
+        job: record.job,
+        repository: location ? absoluteLocation(location) : '',
+        ...(stanza ? { stanza } : {}),
+        startedAt: record.startedAt,
+        seconds: (performance.now() - record.t0) / 1000,
+        exitStatus: status,
+        figures: record.figures,
+      });
+    } catch (e) {
+      // The job's own outcome stands; the metrics file is named, so a monitoring gap is visible.
+      io.stderr.write(`coffer: warning: could not write metrics to ${file}: ${(e as Error).message}\n`);
+    }
+  }
+  return status;
+}
+
+async function run(program: Command, argv: readonly string[], io: CliIo): Promise<number> {
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;

@@ -6,7 +6,7 @@ import { EXIT_DAMAGED_PAGES, EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say } = ctx;
+  const { program, io, globals, openRepo, say, report } = ctx;
   program
     .command('backup')
     .description('back up PostgreSQL (connects with the PG* environment or --db), or a directory tree with --path')
@@ -56,6 +56,7 @@ export function register(ctx: CliContext): void {
       }
       const seconds = (performance.now() - t0) / 1000;
       const s = result.manifest.stats;
+      report({ backup_bytes: s.bytes, backup_new_bytes: s.newBytes, backup_stored_bytes: s.storedBytes, backup_files: s.files, backup_damaged_pages: s.damagedBlocks ?? 0 });
       const id = result.key.slice(-64, -52);
       const pg = result.manifest.postgres;
       if (o.json) say(JSON.stringify({ id, key: result.key, seconds, stats: s, ...(pg ? { postgres: { ...pg, backupLabel: undefined, tablespaceMap: undefined } } : {}) }, null, 2));

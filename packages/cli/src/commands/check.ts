@@ -3,7 +3,7 @@ import { checkRepository, CofferError, DEFAULT_CHECK_MEMORY, CorruptObjectError,
 import { intOption, type CliContext } from '../context.js';
 
 export function register(ctx: CliContext): void {
-  const { program, openRepo, say } = ctx;
+  const { program, openRepo, say, report: figures } = ctx;
   program
     .command('check')
     .description('verify that every referenced object exists; with --read-data, decrypt and verify every chunk')
@@ -13,6 +13,7 @@ export function register(ctx: CliContext): void {
     .action(async (o: { readData?: boolean; memory?: number; json?: boolean }) => {
       const repo = await openRepo();
       const report = await checkRepository(repo, { readData: !!o.readData, ...(o.memory !== undefined ? { memoryBytes: o.memory * 1024 * 1024 } : {}) });
+      figures({ check_problems: report.problems.length });
       if (o.json) say(JSON.stringify({ ...report, problems: report.problems.map((p) => ({ code: p.code, message: p.message, key: (p as { key?: string }).key })) }, null, 2));
       else printCheck(report, say);
       if (!report.ok) throw pickCheckError(report);

@@ -36,7 +36,7 @@ export function registerRetentionOptions(command: Command): Command {
 }
 
 export function register(ctx: CliContext): void {
-  const { program, openRepo, say } = ctx;
+  const { program, openRepo, say, report: figures } = ctx;
   registerRetentionOptions(
     program
       .command('expire')
@@ -49,6 +49,7 @@ export function register(ctx: CliContext): void {
       const now = o.now !== undefined ? new Date(parseTargetTime(o.now, '--now')) : undefined;
       const repo = await openRepo();
       const report = await expire(repo, policy, { ...(now ? { now } : {}), ...(o.dryRun ? { dryRun: true } : {}) });
+      if (!o.dryRun) figures({ expire_removed_backups: report.removedBackups });
       if (o.json) return say(JSON.stringify(report, null, 2));
       for (const line of describeExpire(report)) say(line);
     });

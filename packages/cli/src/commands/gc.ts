@@ -5,7 +5,7 @@ import { intOption, leaseOptions, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say } = ctx;
+  const { program, io, globals, openRepo, say, report: figures } = ctx;
   program
     .command('gc')
     .description('garbage collection: delete packs no backup or WAL file references, repack packs that are mostly dead, consolidate the index; safe beside backups, WAL archiving and restores (it waits for those that started before it)')
@@ -26,6 +26,7 @@ export function register(ctx: CliContext): void {
         ...(o.dryRun ? { dryRun: true } : {}),
         ...(progress ? { onProgress: progress } : {}),
       });
+      if (!o.dryRun) figures({ gc_deleted_bytes: report.deletedBytes });
       if (o.json) return say(JSON.stringify(report, null, 2));
       for (const line of describeGc(report)) say(line);
     });

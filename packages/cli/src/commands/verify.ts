@@ -44,7 +44,7 @@ function parseSettings(list: readonly string[]): Record<string, string> {
 }
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say } = ctx;
+  const { program, io, globals, openRepo, say, report: figures } = ctx;
   program
     .command('verify [backups...]')
     .description('prove PostgreSQL backups recoverable: restore each into a sandbox with a network of its own, recover with WAL from the repository, start the server, run amcheck, page checksums and smoke queries, time every phase; and verify the WAL chain. Default: the newest backup and the one verified least recently')
@@ -118,6 +118,12 @@ export function register(ctx: CliContext): void {
       } finally {
         for (const [s, h] of handlers) process.removeListener(s, h);
       }
+      figures({
+        verify_ok: report.ok ? 1 : 0,
+        verify_failures: report.failures.length,
+        verify_read_bytes: report.readData?.bytesRead ?? 0,
+        ...(report.backups[0] ? { verify_rto_seconds: report.backups[0].rtoSeconds } : {}),
+      });
       if (o.report !== undefined) {
         const tmp = `${o.report}.coffer-tmp`;
         await writeFile(tmp, renderVerifyMarkdown(report));

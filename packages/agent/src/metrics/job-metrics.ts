@@ -1,0 +1,81 @@
+/**
+ * Metrics of one job run, in Prometheus's text format, for node_exporter's
+ * textfile collector (a one-shot `coffer` run from cron, a systemd timer or a
+ * Kubernetes CronJob has no endpoint to scrape). The file is replaced whole
+ * (written beside it, then renamed), and a failed run keeps the previous
+ * file's time of the last success, so "backup too old" fires on the age of
+ * the last good backup, not of the last attempt.
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { Gauge, Registry } from 'prom-client';
+
+export interface JobRun {
+  /** The command, e.g. `backup`, `verify`, `expire`. */
+  job: string;
+  /** The repository's location (a path or s3://bucket/prefix; never a secret). */
+  repository: string;
+  /** The stanza a PostgreSQL job is about, if any. */
+  stanza?: string;
+  startedAt: Date;
+  seconds: number;
+  /** The exit status the run ended with (0: success). */
+  exitStatus: number;
+  /** Figures the job reported: metric name (without the `coffer_` prefix) → value. */
+  figures: Readonly<Record<string, number>>;
+}
+
+/** What each figure a job may report means, for the HELP line. */
+const FIGURES: Record<string, string> = {
+  backup_bytes: 'Bytes of file content in the last backup',
+  backup_new_bytes: 'Bytes the last backup added to the repository before compression',
+  backup_stored_bytes: 'Bytes the last backup added to the store',
+  backup_files: 'Files in the last backup',
+  backup_damaged_pages: 'Pages that failed their checksum in the last backup (stored as read)',
+  verify_ok: '1 when the last verification passed every check',
+  verify_rto_seconds: "Measured recovery time of the last verification's newest backup (restore, start and WAL replay)",
+  verify_read_bytes: 'Bytes of packs the last verification read whole',
+  verify_failures: 'Failures the last verification found',
+  expire_removed_backups: 'Backups the last expire removed',
+  gc_deleted_bytes: 'Pack bytes the last garbage collection deleted',
+  check_problems: 'Problems the last check found',
+};
+
+const LAST_SUCCESS = 'coffer_job_last_success_timestamp_seconds';
+
+/** The job's metrics as text. `previous` is the text the last run left (for its time of last success). */
+export async function jobMetricsText(run: JobRun, previous?: string): Promise<string> {
+  const registry = new Registry();
+  // `command`, not `job`: Prometheus gives every scraped series a `job` label of its own (the scrape job's).
+  const labels = { command: run.job, repository: run.repository, stanza: run.stanza ?? '' };
+  const names = ['command', 'repository', 'stanza'] as const;
+  const gauge = (name: string, help: string, value: number) => {
+    new Gauge({ name, help, labelNames: names, registers: [registry] }).set(labels, value);
+  };
+  const end = run.startedAt.getTime() / 1000 + run.seconds;
+  gauge('coffer_job_last_run_timestamp_seconds', 'When the last run of this job ended (Unix time)', end);
+  gauge('coffer_job_duration_seconds', 'How long the last run of this job took', run.seconds);
+  gauge('coffer_job_success', '1 when the last run of this job succeeded', run.exitStatus === 0 ? 1 : 0);
+  gauge('coffer_job_exit_status', 'The exit status of the last run of this job', run.exitStatus);
+  const lastSuccess = run.exitStatus === 0 ? end : previousValue(previous, LAST_SUCCESS);
+  if (lastSuccess !== undefined) gauge(LAST_SUCCESS, 'When this job last succeeded (Unix time)', lastSuccess);
+  for (const [name, value] of Object.entries(run.figures)) {
+    const help = FIGURES[name];
+    if (help === undefined || !Number.isFinite(value)) continue;
+    gauge(`coffer_${name}`, help, value);
+  }
+  return registry.metrics();
+}
+
+function previousValue(text: string | undefined, name: string): number | undefined {
+  const m = text && new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text);
+  const v = m ? Number(m[1]) : NaN;
+  return Number.isFinite(v) ? v : undefined;
+}
+
+/** Writes the run's metrics to `path` (replaced whole, never half-written). */
+export async function writeJobMetrics(path: string, run: JobRun): Promise<void> {
+  const previous = await readFile(path, 'utf8').catch(() => undefined);
+  const tmp = `${path}.coffer-tmp`;
+  await writeFile(tmp, await jobMetricsText(run, previous));
+  await rename(tmp, path);
+}
