@@ -132,6 +132,28 @@ export function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv, 
   return commandLine([process.execPath, COFFER_BIN, ...repoArgs({ ...g, stanza: scope.stanza }, env, repositoryId), 'wal-fetch', '--system-id', scope.systemIdentifier, '%f', '%p']);
 }
 
+/**
+ * Runs `work` with SIGINT, SIGTERM and SIGHUP handled: stopped by one, the
+ * sandbox `work` reported (through its argument) is removed with `remove`,
+ * said so, and the process ends with 128 + the signal's number, as a shell
+ * reports it. Drill and verify use it.
+ */
+export async function withSandboxCleanup<T>(command: string, remove: (dir: string) => void, work: (onSandbox: (dir: string) => void) => Promise<T>): Promise<T> {
+  let sandbox: string | undefined;
+  const stop = (signal: NodeJS.Signals, status: number) => () => {
+    if (sandbox) remove(sandbox);
+    process.stderr.write(`coffer: ${command} stopped by ${signal}; sandbox removed\n`);
+    process.exit(status);
+  };
+  const handlers: [NodeJS.Signals, () => void][] = [['SIGINT', stop('SIGINT', 130)], ['SIGTERM', stop('SIGTERM', 143)], ['SIGHUP', stop('SIGHUP', 129)]];
+  for (const [s, h] of handlers) process.once(s, h);
+  try {
+    return await work((dir) => (sandbox = dir));
+  } finally {
+    for (const [s, h] of handlers) process.removeListener(s, h);
+  }
+}
+
 /** Handed to each command's `register`. */
 export interface CliContext {
   program: Command;

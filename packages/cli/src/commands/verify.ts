@@ -1,7 +1,7 @@
 /** `coffer verify`: prove PostgreSQL backups recoverable in a sandbox, and the WAL chain complete. */
 import { rename, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, SandboxUnavailableError, VerifyFailedError, commandLine, type RecoveryTarget } from '@coffer/engine';
-import { COFFER_BIN, intOption, stanzaOf, type CliContext } from '../context.js';
+import { COFFER_BIN, intOption, stanzaOf, withSandboxCleanup, type CliContext } from '../context.js';
 
 interface VerifyCliOptions {
   wal?: boolean;
@@ -82,18 +82,9 @@ export function register(ctx: CliContext): void {
         ...(o.targetXid !== undefined ? { xid: o.targetXid } : {}),
         ...(o.targetName !== undefined ? { name: o.targetName } : {}),
       };
-      // Stopped by a signal, the run stops its sandbox server and removes the sandbox before it goes (128 + the signal's number).
-      let sandbox: string | undefined;
-      const stop = (signal: NodeJS.Signals, status: number) => () => {
-        if (sandbox) removeSandbox(sandbox);
-        process.stderr.write(`coffer: verify stopped by ${signal}; sandbox removed\n`);
-        process.exit(status);
-      };
-      const handlers: [NodeJS.Signals, () => void][] = [['SIGINT', stop('SIGINT', 130)], ['SIGTERM', stop('SIGTERM', 143)], ['SIGHUP', stop('SIGHUP', 129)]];
-      for (const [s, h] of handlers) process.once(s, h);
-      let report;
-      try {
-        report = await verifyRun(repo, {
+      // Stopped by a signal, the run stops its sandbox server and removes the sandbox before it goes.
+      const report = await withSandboxCleanup('verify', removeSandbox, (onSandbox) =>
+        verifyRun(repo, {
           stanza: stanzaOf(globals(), io.env),
           ...(selectors.length > 0 ? { backups: selectors } : {}),
           others: o.others,
@@ -110,14 +101,12 @@ export function register(ctx: CliContext): void {
           ...(o.keepSandbox ? { keep: true } : {}),
           record: o.record,
           ...(o.concurrency ? { concurrency: o.concurrency } : {}),
-          onSandbox: (dir) => (sandbox = dir),
+          onSandbox,
           onPhase: (phase) => {
             if (!globals().quiet && !o.json) io.stderr.write(`coffer: verify: ${phase}\n`);
           },
-        });
-      } finally {
-        for (const [s, h] of handlers) process.removeListener(s, h);
-      }
+        }),
+      );
       figures({
         verify_ok: report.ok ? 1 : 0,
         verify_failures: report.failures.length,
