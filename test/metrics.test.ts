@@ -50,7 +50,7 @@ describe('metrics and alert rules', () => {
     expect(ok.status).toBe(0);
     const text = await readFile(file, 'utf8');
     expect(promtool(['check', 'metrics'], text).status).toBe(0);
-    expect(text).toContain(`coffer_job_success{command="backup",repository="${repo}",stanza=""} 1`);
+    expect(text).toContain(`coffer_job_success{command="backup",repository="${repo}",stanza="",target=""} 1`);
     expect(value(text, 'coffer_backup_bytes')).toBe(100_000);
     expect(value(text, 'coffer_backup_files')).toBe(1);
     expect(value(text, 'coffer_backup_damaged_pages')).toBe(0);

@@ -1,14 +1,28 @@
 /**
- * @coffer/agent — the backup policy file, and the metrics of a run. A policy
- * names the clusters, the repositories and their mirrors, the jobs and their
+ * @coffer/agent — the backup policy file, and what runs it. A policy names
+ * the clusters, the repositories and their mirrors, the jobs and their
  * schedules, retention, verification and alert thresholds; `loadPolicy`
  * reads one and reports every problem with its line and key,
  * `policyJsonSchema` gives editors its shape, and `nextRuns` says when each
- * scheduled job runs next. `writeJobMetrics` writes what one run did for
- * node_exporter's textfile collector.
+ * scheduled job runs next. `jobSteps` turns a job into `coffer` command
+ * lines and `runJob` runs one (`coffer run`); `Agent` runs them all on their
+ * schedules, watches the WAL archive and serves metrics (`coffer agent`);
+ * `readAgentStatus` reads what it is doing (`coffer status`).
+ * `writeJobMetrics` writes what one run did for node_exporter's textfile
+ * collector.
  */
 export { loadPolicy, parsePolicy, PolicyError, type PolicyProblem } from './policy/load.js';
 export { policyJsonSchema } from './policy/json-schema.js';
 export { nextRuns, type NextRun } from './policy/next-runs.js';
-export { jobMetricsText, writeJobMetrics, type JobRun } from './metrics/job-metrics.js';
-export { JOBS, policySchema, secretRef, type Policy, type Schedule, type SecretRef } from './policy/schema.js';
+export { jobMetricsText, writeJobMetrics, JobGauges, type JobRun } from './metrics/job-metrics.js';
+export { AgentMetrics, DEFAULT_THRESHOLDS, thresholds } from './metrics/agent-metrics.js';
+export { JOBS, policySchema, secretRef, type ClusterPolicy, type Job, type Policy, type RepositoryPolicy, type Schedule, type SecretRef } from './policy/schema.js';
+export { jobId, jobSteps, readSecret, type JobSpec, type JobStep, type StepLabels } from './jobs/job-steps.js';
+export { retryable, runJob, runStep, type JobOutcome, type RunJobOptions, type StepResult } from './jobs/run-job.js';
+export { Agent, DEFAULT_STATE_DIR, type AgentOptions, type AgentStatus, type JobStatus } from './agent/agent.js';
+export { alertsNow, type Alert } from './agent/alerts.js';
+export { createLogger, type LogSettings, type Logger } from './agent/log.js';
+export { readAgentStatus, type AgentStatusReport } from './agent/status-file.js';
+export type { AgentState, JobRecord, StepRecord } from './agent/state.js';
+export { RpoTracker, type RpoFigures } from './wal/rpo-tracker.js';
+export { archivedEndOf, WalWatch, type ReplicaStatus, type WalStatus, type WalWatchTarget } from './wal/wal-watch.js';

@@ -4,11 +4,13 @@
  * call the same way; this file sets up the global options and maps typed
  * errors to exit statuses.
  */
+import { writeFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 import { CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, Repository, type ObjectStore } from '@coffer/engine';
 import { CommandExit, VERSION, type CliContext, type CliIo, type GlobalOptions } from './context.js';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
 import { absoluteLocation, keyProviders, localProvider, openStore } from './repo-options.js';
+import { register as agent } from './commands/agent.js';
 import { register as backup } from './commands/backup.js';
 import { register as bucket } from './commands/bucket.js';
 import { register as check } from './commands/check.js';
@@ -25,7 +27,9 @@ import { register as mirror } from './commands/mirror.js';
 import { register as policy } from './commands/policy.js';
 import { register as repair } from './commands/repair.js';
 import { register as restore } from './commands/restore.js';
+import { register as runJob } from './commands/run.js';
 import { register as stanza } from './commands/stanza.js';
+import { register as status } from './commands/status.js';
 import { register as verify } from './commands/verify.js';
 import { register as walFetch } from './commands/wal-fetch.js';
 import { register as walPush } from './commands/wal-push.js';
@@ -91,7 +95,7 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
   });
   const report = (figures: Readonly<Record<string, number>>) => void Object.assign(record.figures, figures);
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say, report };
-  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, status, key, mirror, keyFile]) register(ctx);
   return program;
 }
 
@@ -101,7 +105,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const program = buildProgram(io, record);
   const status = await run(program, argv, io);
   const file = program.opts<GlobalOptions>().metricsTextfile ?? io.env.COFFER_METRICS_TEXTFILE;
-  if (file && record.job) {
+  // `run` hands the textfile to its job's steps, each writing its own; the agent serves /metrics.
+  if (file && record.job && record.job !== 'run' && record.job !== 'agent') {
     try {
       const { writeJobMetrics } = await import('@coffer/agent');
       const g = program.opts<GlobalOptions>();
@@ -120,6 +125,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       // The job's own outcome stands; the metrics file is named, so a monitoring gap is visible.
       io.stderr.write(`coffer: warning: could not write metrics to ${file}: ${(e as Error).message}\n`);
     }
+  }
+  // A run started by the agent tells it what it did (figures for its metrics) through this file.
+  const recordFile = io.env.COFFER_RUN_RECORD;
+  if (recordFile && record.job) {
+    await writeFile(recordFile, JSON.stringify({ job: record.job, exitStatus: status, figures: record.figures }), { mode: 0o600 }).catch((e: Error) => {
+      io.stderr.write(`coffer: warning: could not write the run record ${recordFile}: ${e.message}\n`);
+    });
   }
   return status;
 }

@@ -22,6 +22,8 @@ export interface RepoOptions {
   s3MetadataStorageClass?: string;
   s3SseKmsKeyId?: string;
   s3ObjectLock?: string;
+  /** S3 credentials given explicitly (a mirror's destination); otherwise the AWS SDK's chain. */
+  s3Credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
 
 const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
@@ -66,7 +68,30 @@ export function s3StoreOptions(url: string, opts: RepoOptions, env: NodeJS.Proce
     ...(packs || metadata ? { storageClass: { ...(packs ? { packs: packs as never } : {}), ...(metadata ? { metadata: metadata as never } : {}) } } : {}),
     ...(sse ? { sseKmsKeyId: sse } : {}),
     ...(lock ? { objectLock: parseObjectLock(lock) } : {}),
+    ...(opts.s3Credentials ? { credentials: opts.s3Credentials } : {}),
   };
+}
+
+/**
+ * How to reach a mirror's destination: the source's settings, except where
+ * COFFER_TO_AWS_* (or `--to-s3-endpoint`) say otherwise — another region, or
+ * another account's bucket with its own credentials.
+ */
+export function destinationAccess(opts: RepoOptions, env: NodeJS.ProcessEnv, endpoint?: string): { options: RepoOptions; env: NodeJS.ProcessEnv } {
+  const toEndpoint = endpoint ?? env.COFFER_TO_AWS_ENDPOINT_URL_S3;
+  const accessKeyId = env.COFFER_TO_AWS_ACCESS_KEY_ID;
+  const secretAccessKey = env.COFFER_TO_AWS_SECRET_ACCESS_KEY;
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new InvalidArgumentError('destination credentials', 'set both COFFER_TO_AWS_ACCESS_KEY_ID and COFFER_TO_AWS_SECRET_ACCESS_KEY, or neither');
+  }
+  const sessionToken = env.COFFER_TO_AWS_SESSION_TOKEN;
+  const options: RepoOptions = {
+    ...opts,
+    ...(toEndpoint ? { s3Endpoint: toEndpoint } : {}),
+    ...(accessKeyId && secretAccessKey ? { s3Credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } } : {}),
+  };
+  const region = env.COFFER_TO_AWS_REGION;
+  return { options, env: region ? { ...env, AWS_REGION: region, AWS_DEFAULT_REGION: region } : env };
 }
 
 /** A store for `location`: a directory path, a file:// URL, or s3://bucket/prefix. */

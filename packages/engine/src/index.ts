@@ -75,6 +75,7 @@ export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles
 export type { WalkDecision, WalkOptions } from './backup/walk.js';
 export type { PlanOptions } from './restore/plan.js';
 export type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from './content/read-check.js';
+export { ReadPacer, parseByteRate } from './content/read-pacer.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { checkEntryPaths } from './restore/target.js';
 export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
@@ -102,3 +103,4 @@ export { readDataIncrementally, type IncrementalReadOptions, type IncrementalRea
 export { readPackLedger, type PackLedger } from './repository/pack-ledger.js';
 export type { VerificationRecord } from './format/verification-record.js';
 export { mirrorBackups, type MirrorBackupsOptions, type MirrorBackupsReport } from './postgres/mirror-backups.js';
+export { connectPostgres, type PostgresConnection } from './postgres/postgres-connection.js';

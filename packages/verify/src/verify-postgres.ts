@@ -332,7 +332,7 @@ async function prepareConfiguration(sandbox: string, data: string, user: { uid: 
 async function recoveryFailures(cluster: PostgresSandbox, wal: WalSocketServer, chain: WalChainReport, e: Error): Promise<string[]> {
   const out: string[] = [];
   if (wal.stats.failure) out.push(`WAL ${wal.stats.failure}`);
-  for (const g of chain.gaps) out.push(`WAL ${g.from}…${g.to} (${g.segments} segments) is missing from the repository`);
+  for (const g of chain.gaps) if (!g.expected) out.push(`WAL ${g.from}…${g.to} (${g.segments} segments) is missing from the repository`);
   const log = await cluster.log();
   const last = log
     .split('\n')
@@ -357,11 +357,14 @@ async function recoveredPoint(
   const target = options.target;
   const replayed = parseLsn(row.lsn);
   if (!target || describeTarget(target) === 'end of archive') {
-    if (chain.newest) {
-      const newestStart = (BigInt(parseInt(chain.newest.slice(8, 16), 16)) * BigInt(Math.floor(0x100000000 / segmentBytes)) + BigInt(parseInt(chain.newest.slice(16, 24), 16))) * BigInt(segmentBytes);
-      if (replayed < newestStart) {
+    // A backup older than the PITR window recovers up to the WAL retention removed, as promised; the others to the newest segment.
+    const mine = chain.backups.find((b) => b.backup === report.backup);
+    const expectedEnd = mine?.state === 'limited' && chain.gaps.some((g) => g.expected && g.limits.includes(report.backup)) ? mine.reachesTo : chain.newest;
+    if (expectedEnd) {
+      const endStart = (BigInt(parseInt(expectedEnd.slice(8, 16), 16)) * BigInt(Math.floor(0x100000000 / segmentBytes)) + BigInt(parseInt(expectedEnd.slice(16, 24), 16))) * BigInt(segmentBytes);
+      if (replayed < endStart) {
         const gaps = chain.gaps.map((g) => `${g.from}…${g.to}`).join(', ');
-        failures.push(`recovery ended at ${row.lsn}, before the newest archived segment ${chain.newest}${gaps ? ` (missing: ${gaps})` : ''}`);
+        failures.push(`recovery ended at ${row.lsn}, before ${expectedEnd === chain.newest ? 'the newest archived segment' : 'the last segment before the WAL retention removed'} ${expectedEnd}${gaps ? ` (missing: ${gaps})` : ''}`);
       }
     }
   } else if (target.time !== undefined && row.ts && row.ts.getTime() > parseTargetTime(target.time)) {

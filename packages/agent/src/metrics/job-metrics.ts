@@ -16,6 +16,8 @@ export interface JobRun {
   repository: string;
   /** The stanza a PostgreSQL job is about, if any. */
   stanza?: string;
+  /** A mirror's destination location, if any. */
+  target?: string;
   startedAt: Date;
   seconds: number;
   /** The exit status the run ended with (0: success). */
@@ -38,31 +40,56 @@ const FIGURES: Record<string, string> = {
   expire_removed_backups: 'Backups the last expire removed',
   gc_deleted_bytes: 'Pack bytes the last garbage collection deleted',
   check_problems: 'Problems the last check found',
+  mirror_copied_objects: 'Objects the last mirror run copied to its destination',
+  mirror_copied_bytes: 'Bytes the last mirror run copied to its destination',
+  mirror_problems: 'Objects the last mirror run could not copy',
 };
 
 const LAST_SUCCESS = 'coffer_job_last_success_timestamp_seconds';
+const LABELS = ['command', 'repository', 'stanza', 'target'] as const;
+
+/**
+ * The gauges of job runs in one registry: the agent keeps one for all its
+ * jobs (each run replaces its own series), a one-shot run makes one for
+ * itself. Labels: `command`, not `job` — Prometheus gives every scraped series
+ * a `job` label of its own (the scrape job's); `target` is a mirror's
+ * destination.
+ */
+export class JobGauges {
+  private readonly gauges = new Map<string, Gauge<(typeof LABELS)[number]>>();
+  constructor(private readonly registry: Registry) {}
+
+  private gauge(name: string, help: string): Gauge<(typeof LABELS)[number]> {
+    let g = this.gauges.get(name);
+    if (!g) {
+      g = new Gauge({ name, help, labelNames: LABELS, registers: [this.registry] });
+      this.gauges.set(name, g);
+    }
+    return g;
+  }
+
+  /** Records `run`; `lastSuccess` (Unix seconds) is kept from before when this run failed. */
+  record(run: JobRun, lastSuccess?: number): void {
+    const labels = { command: run.job, repository: run.repository, stanza: run.stanza ?? '', target: run.target ?? '' };
+    const end = run.startedAt.getTime() / 1000 + run.seconds;
+    this.gauge('coffer_job_last_run_timestamp_seconds', 'When the last run of this job ended (Unix time)').set(labels, end);
+    this.gauge('coffer_job_duration_seconds', 'How long the last run of this job took').set(labels, run.seconds);
+    this.gauge('coffer_job_success', '1 when the last run of this job succeeded').set(labels, run.exitStatus === 0 ? 1 : 0);
+    this.gauge('coffer_job_exit_status', 'The exit status of the last run of this job').set(labels, run.exitStatus);
+    const success = run.exitStatus === 0 ? end : lastSuccess;
+    if (success !== undefined) this.gauge(LAST_SUCCESS, 'When this job last succeeded (Unix time)').set(labels, success);
+    for (const [name, value] of Object.entries(run.figures)) {
+      const help = FIGURES[name];
+      if (help === undefined || !Number.isFinite(value)) continue;
+      this.gauge(`coffer_${name}`, help).set(labels, value);
+    }
+  }
+}
 
 /** The job's metrics as text. `previous` is the text the last run left (for its time of last success). */
 export async function jobMetricsText(run: JobRun, previous?: string): Promise<string> {
   const registry = new Registry();
-  // `command`, not `job`: Prometheus gives every scraped series a `job` label of its own (the scrape job's).
-  const labels = { command: run.job, repository: run.repository, stanza: run.stanza ?? '' };
-  const names = ['command', 'repository', 'stanza'] as const;
-  const gauge = (name: string, help: string, value: number) => {
-    new Gauge({ name, help, labelNames: names, registers: [registry] }).set(labels, value);
-  };
-  const end = run.startedAt.getTime() / 1000 + run.seconds;
-  gauge('coffer_job_last_run_timestamp_seconds', 'When the last run of this job ended (Unix time)', end);
-  gauge('coffer_job_duration_seconds', 'How long the last run of this job took', run.seconds);
-  gauge('coffer_job_success', '1 when the last run of this job succeeded', run.exitStatus === 0 ? 1 : 0);
-  gauge('coffer_job_exit_status', 'The exit status of the last run of this job', run.exitStatus);
-  const lastSuccess = run.exitStatus === 0 ? end : previousValue(previous, LAST_SUCCESS);
-  if (lastSuccess !== undefined) gauge(LAST_SUCCESS, 'When this job last succeeded (Unix time)', lastSuccess);
-  for (const [name, value] of Object.entries(run.figures)) {
-    const help = FIGURES[name];
-    if (help === undefined || !Number.isFinite(value)) continue;
-    gauge(`coffer_${name}`, help, value);
-  }
+  new JobGauges(registry).record(run, previousValue(previous, LAST_SUCCESS));
   return registry.metrics();
 }
 

@@ -151,8 +151,24 @@ export const policySchema = z.strictObject({
     ),
     metrics: z.optional(z.strictObject({ listen: z.optional(z.string().check(z.regex(/^[^\s:]*:\d{1,5}$/, 'expected host:port'))), textfile: z.optional(absolutePath) })),
     logs: z.optional(z.strictObject({ level: z.optional(z.enum(['debug', 'info', 'warn', 'error'])), format: z.optional(z.enum(['json', 'pretty'])) })),
+    /** The agent's own settings. */
+    agent: z.optional(
+      z.strictObject({
+        /** Where the agent keeps its state (last runs, missed and interrupted runs) and status (default /var/lib/coffer/agent). */
+        stateDir: z.optional(absolutePath),
+        /** How often the WAL archive of each cluster is looked at, for RPO and archive lag (default 15). */
+        walPollSeconds: z.optional(positive),
+        /** Wait before the second try of a failed job, doubled for each try after (default 60). */
+        retryDelaySeconds: z.optional(positive),
+        /** On SIGTERM, how long running jobs get to end after being told to, before they are killed (default 60). */
+        stopTimeoutSeconds: z.optional(positive),
+      }),
+    ),
   });
 
 export type Policy = z.infer<typeof policySchema>;
 export type SecretRef = z.infer<typeof secretRef>;
 export type Schedule = Policy['schedules'][number];
+export type Job = (typeof JOBS)[number];
+export type ClusterPolicy = Policy['clusters'][string];
+export type RepositoryPolicy = Policy['repositories'][string];

@@ -1,6 +1,6 @@
 /** `coffer backup`: a PostgreSQL base backup (the PG* environment or --db) or a directory tree (--path). */
 import { readFile } from 'node:fs/promises';
-import { backupFiles, backupPostgres, displayPath, parseExcludeFile, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
+import { backupFiles, backupPostgres, displayPath, parseByteRate, parseExcludeFile, InvalidArgumentError, type BackupProgress } from '@coffer/engine';
 import { CommandExit, intOption, leaseOptions, listOption, stanzaOf, type CliContext } from '../context.js';
 import { EXIT_DAMAGED_PAGES, EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
@@ -19,15 +19,19 @@ export function register(ctx: CliContext): void {
     .option('--no-archive-check', 'PostgreSQL: commit the backup without confirming its WAL is in this repository (it then needs WAL from elsewhere)')
     .option('--archive-timeout <seconds>', 'PostgreSQL: how long to wait for the backup\'s WAL to reach this repository (default 60)', intOption('--archive-timeout', 1, 86400))
     .option('--primary-db <connstring>', 'PostgreSQL, backing up a standby: the primary, asked to switch WAL segments so the backup\'s last segment is archived')
+    .option('--max-rate <rate>', 'read the source at most this fast, all threads together, e.g. 200MB or 1GiB (per second): the server\'s disks stay the application\'s (env COFFER_MAX_RATE)')
     .option('--exclude <pattern>', 'files backups: leave out what matches (`*`, `**`, `?`; without `/` a name at any depth; repeatable)', listOption('--exclude', 'path'), [] as string[])
     .option('--exclude-file <file>', 'files backups: exclusion patterns, one a line (# comments)')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; archiveCheck: boolean; archiveTimeout?: number; primaryDb?: string; exclude: string[]; excludeFile?: string; json?: boolean }) => {
+    .action(async (o: { path?: string; db?: string; pgdata?: string; tag: string[]; parent?: string; workers?: number; archiveCheck: boolean; archiveTimeout?: number; primaryDb?: string; maxRate?: string; exclude: string[]; excludeFile?: string; json?: boolean }) => {
       if (o.path && (o.db || o.pgdata || o.primaryDb)) throw new InvalidArgumentError('--path', 'a files backup takes no --db, --pgdata or --primary-db');
       if (!o.path && (o.exclude.length > 0 || o.excludeFile)) throw new InvalidArgumentError('--exclude', 'a PostgreSQL backup leaves out what PostgreSQL documents; --exclude is for --path');
       const exclude = [...o.exclude, ...(o.excludeFile ? parseExcludeFile(await readFile(o.excludeFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
         throw new InvalidArgumentError('--exclude-file', `${o.excludeFile}: ${e.code ?? e.message}`);
       })) : [])];
+      const rate = o.maxRate ?? io.env.COFFER_MAX_RATE;
+      const maxBytesPerSecond = rate === undefined || rate === '' ? undefined : parseByteRate(rate);
+      if (rate && maxBytesPerSecond === undefined) throw new InvalidArgumentError('--max-rate', `expected bytes per second such as 200MB, 1.5GiB or 500KB, got ${JSON.stringify(rate)}`);
       const repo = await openRepo();
       const bar = progressBar('backup ', io.stderr, !globals().quiet && !o.json);
       const t0 = performance.now();
@@ -36,6 +40,7 @@ export function register(ctx: CliContext): void {
         tags: o.tag,
         ...(o.parent ? { parent: o.parent } : {}),
         ...(o.workers !== undefined ? { workers: o.workers } : {}),
+        ...(maxBytesPerSecond !== undefined ? { maxBytesPerSecond } : {}),
         onProgress: (p: BackupProgress) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files, ${humanBytes(p.newBytes)} new`),
       };
       let result;
@@ -48,6 +53,8 @@ export function register(ctx: CliContext): void {
               archiveCheck: o.archiveCheck,
               ...(o.archiveTimeout ? { archiveTimeoutMs: o.archiveTimeout * 1000 } : {}),
               ...(o.primaryDb ? { primaryConnectionString: o.primaryDb } : {}),
+              // The primary's own password, when the policy gives one apart from the standby's (never on the command line).
+              ...(io.env.COFFER_PRIMARY_PGPASSWORD ? { primaryPassword: io.env.COFFER_PRIMARY_PGPASSWORD } : {}),
               ...(o.db ? { connectionString: o.db } : {}),
               ...(o.pgdata ? { pgdata: o.pgdata } : {}),
             });

@@ -2,10 +2,10 @@
 import { mirror, mirrorBackups, type MirrorReport } from '@coffer/engine';
 import { intOption, leaseOptions, listOption, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
-import { absoluteLocation, openStore, storeAt } from '../repo-options.js';
+import { absoluteLocation, destinationAccess, openStore, storeAt } from '../repo-options.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say } = ctx;
+  const { program, io, globals, openRepo, say, report: figures } = ctx;
   program
     .command('mirror')
     .description('copy every object the destination lacks (packs, indexes, key records, manifests, WAL, config), each checked against its SHA-256; resumable')
@@ -13,9 +13,11 @@ export function register(ctx: CliContext): void {
     .option('--concurrency <n>', 'objects in flight', intOption('--concurrency', 1, 256))
     .option('--backup <backup>', 'copy only what these backups need (id, label or tag; repeatable): e.g. the cold tier into a colder bucket, which then restores them on its own (needs the keys)', listOption('--backup', 'name'), [] as string[])
     .option('--to-pack-storage-class <class>', 'S3 storage class of the packs written to the destination (an instant-retrieval one: STANDARD_IA, ONEZONE_IA, GLACIER_IR, INTELLIGENT_TIERING…)')
+    .option('--to-s3-endpoint <url>', "the destination's S3-compatible endpoint, when it is not the source's (env COFFER_TO_AWS_ENDPOINT_URL_S3); its region and credentials: COFFER_TO_AWS_REGION, COFFER_TO_AWS_ACCESS_KEY_ID, COFFER_TO_AWS_SECRET_ACCESS_KEY, COFFER_TO_AWS_SESSION_TOKEN (default: the source's)")
     .option('--json', 'print the report as JSON')
-    .action(async (o: { to: string; concurrency?: number; backup: string[]; toPackStorageClass?: string; json?: boolean }) => {
-      const to = await storeAt(absoluteLocation(o.to), { ...globals(), ...(o.toPackStorageClass ? { s3PackStorageClass: o.toPackStorageClass } : {}) }, io.env);
+    .action(async (o: { to: string; concurrency?: number; backup: string[]; toPackStorageClass?: string; toS3Endpoint?: string; json?: boolean }) => {
+      const dest = destinationAccess(globals(), io.env, o.toS3Endpoint);
+      const to = await storeAt(absoluteLocation(o.to), { ...dest.options, ...(o.toPackStorageClass ? { s3PackStorageClass: o.toPackStorageClass } : {}) }, dest.env);
       const t0 = performance.now();
       const common = { ...(o.concurrency ? { concurrency: o.concurrency } : {}), ...leaseOptions(globals(), io.env) };
       let source: string;
@@ -30,6 +32,7 @@ export function register(ctx: CliContext): void {
         report = await mirror(from, to, common);
       }
       const seconds = (performance.now() - t0) / 1000;
+      figures({ mirror_copied_objects: report.copied, mirror_copied_bytes: report.bytesCopied, mirror_problems: report.problems.length });
       if (o.json) say(JSON.stringify({ ...report, seconds, problems: report.problems.map((p) => ({ code: p.code, message: p.message })) }, null, 2));
       else printMirror(report, source, to.properties.location, seconds, say);
       if (!report.ok) throw report.problems[0]!;

@@ -3,16 +3,23 @@ import { type CliContext } from '../context.js';
 
 const DEFAULT_POLICY = 'config/backup-policy.yaml';
 
+/** The policy file a command uses: --policy, else COFFER_POLICY, else the project's example. */
+export function policyPath(o: { policy?: string }, env: NodeJS.ProcessEnv): string {
+  return o.policy ?? env.COFFER_POLICY ?? DEFAULT_POLICY;
+}
+
+export const POLICY_OPTION = ['--policy <file>', `the policy file (default: COFFER_POLICY, else ${DEFAULT_POLICY})`] as const;
+
 export function register(ctx: CliContext): void {
   const { program, io, say } = ctx;
   const policy = program.command('policy').description('the backup policy file (schedules, retention, verification, alerts)');
   policy
     .command('check')
     .description('validate a policy file: every problem with its line, column and key; on success, when each job runs next')
-    .option('--policy <file>', `the policy file (default: COFFER_POLICY, else ${DEFAULT_POLICY})`)
+    .option(...POLICY_OPTION)
     .option('--json', 'print the validated policy and next runs as JSON')
     .action(async (o: { policy?: string; json?: boolean }) => {
-      const file = o.policy ?? io.env.COFFER_POLICY ?? DEFAULT_POLICY;
+      const file = policyPath(o, io.env);
       const { loadPolicy, nextRuns } = await import('@coffer/agent');
       const p = await loadPolicy(file);
       const runs = nextRuns(p);

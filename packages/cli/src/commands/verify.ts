@@ -1,7 +1,8 @@
 /** `coffer verify`: prove PostgreSQL backups recoverable in a sandbox, and the WAL chain complete. */
 import { rename, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, SandboxUnavailableError, VerifyFailedError, commandLine, type RecoveryTarget } from '@coffer/engine';
-import { COFFER_BIN, intOption, stanzaOf, withSandboxCleanup, type CliContext } from '../context.js';
+import { COFFER_BIN, daysOption, intOption, stanzaOf, withSandboxCleanup, type CliContext } from '../context.js';
+import type { SmokeQuery } from '@coffer/verify';
 
 interface VerifyCliOptions {
   wal?: boolean;
@@ -11,6 +12,7 @@ interface VerifyCliOptions {
   targetXid?: string;
   targetName?: string;
   smoke: string[];
+  smokeQuery: SmokeQuery[];
   smokeDatabase: string;
   rpo?: number;
   pgBin?: string;
@@ -24,12 +26,43 @@ interface VerifyCliOptions {
   readData: boolean;
   readDataDays: number;
   readDataSample: number;
+  pitrWindow?: number;
 }
 
 /** A smoke query: any SQL, but not an empty one, nor one with a NUL (which no server takes). */
 function smokeOption(value: string, previous: string[]): string[] {
   if (value.trim() === '' || value.includes('\0')) throw new InvalidArgumentError('--smoke', 'expected an SQL query whose first value is true');
   return [...previous, value];
+}
+
+/** A smoke query with its database and expected value, as JSON (the form a policy file's `verification.smoke` gives). */
+function smokeQueryOption(value: string, previous: SmokeQuery[]): SmokeQuery[] {
+  const wrong = () => new InvalidArgumentError('--smoke-query', `expected JSON such as {"sql": "SELECT count(*) FROM orders", "database": "shop", "expect": {"min": 1}}, got ${JSON.stringify(value.slice(0, 200))}`);
+  let q: unknown;
+  try {
+    q = JSON.parse(value);
+  } catch {
+    throw wrong();
+  }
+  const o = q as Record<string, unknown>;
+  const e = o?.expect as Record<string, unknown> | undefined;
+  const known = (x: object, keys: string[]) => Object.keys(x).every((k) => keys.includes(k));
+  const ok =
+    typeof q === 'object' && q !== null && !Array.isArray(q) && known(o, ['sql', 'database', 'expect']) &&
+    typeof o.sql === 'string' && o.sql.trim() !== '' && !o.sql.includes('\0') &&
+    (o.database === undefined || (typeof o.database === 'string' && o.database !== '')) &&
+    (e === undefined || (typeof e === 'object' && e !== null && known(e, ['equals', 'min', 'max']) && ['string', 'number', 'boolean', 'undefined'].includes(typeof e.equals) && ['number', 'undefined'].includes(typeof e.min) && ['number', 'undefined'].includes(typeof e.max)));
+  if (!ok) throw wrong();
+  return [...previous, q as SmokeQuery];
+}
+
+/** A percentage, fractions allowed. */
+function percentOption(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 100) throw new InvalidArgumentError(name, `expected a percentage from 0 to 100, got ${JSON.stringify(value)}`);
+    return n;
+  };
 }
 
 /** A server setting, name=value. */
@@ -55,7 +88,9 @@ export function register(ctx: CliContext): void {
     .option('--target-xid <xid>', 'recover up to this transaction')
     .option('--target-name <name>', 'recover up to this restore point')
     .option('--smoke <sql>', 'a query the recovered cluster must answer with true as its first value, e.g. "SELECT count(*) >= 1000 FROM orders" (repeatable)', smokeOption, [] as string[])
-    .option('--smoke-database <db>', 'database the smoke queries run in', 'postgres')
+    .option('--smoke-database <db>', 'database the --smoke queries run in', 'postgres')
+    .option('--smoke-query <json>', 'a smoke query with its database and expected first value, as JSON: {"sql": "…", "database": "shop", "expect": {"min": 1}} (expect: equals, min, max; without it the value must be true; repeatable)', smokeQueryOption, [] as SmokeQuery[])
+    .option('--pitr-window <days>', "the PITR window retention keeps (as given to expire): WAL it removed before the window is not a gap, and backups older than it recover up to where that WAL begins (default: every gap is a failure)", daysOption('--pitr-window'))
     .option('--rpo <seconds>', 'the newest replayed commit must be at most this old (at the target time, or when the run started)', intOption('--rpo', 0, 10 * 365 * 86400))
     .option('--pg-bin <dir>', "PostgreSQL server binaries of the backup's major version (default: found on this machine)")
     .option('--sandbox <dir>', 'parent directory of the sandbox (default: the temp directory)')
@@ -64,7 +99,7 @@ export function register(ctx: CliContext): void {
     .option('--report <file>', 'also write the report as markdown to FILE')
     .option('--no-record', 'do not write verification records (nor the pack ledger) into the repository')
     .option('--read-data-days <n>', 'read whole every pack not proved in the last N days (new ones among them)', intOption('--read-data-days', 0, 3650), 30)
-    .option('--read-data-sample <percent>', 'and this percentage of the other packs, at random', intOption('--read-data-sample', 0, 100), 2)
+    .option('--read-data-sample <percent>', 'and this percentage of the other packs, at random', percentOption('--read-data-sample'), 2)
     .option('--no-read-data', 'read no packs whole (the sandbox restores still read what they restore)')
     .option('--concurrency <n>', 'pack requests in flight while restoring', intOption('--concurrency', 1, 256))
     .option('--json', 'print the report as JSON')
@@ -88,6 +123,7 @@ export function register(ctx: CliContext): void {
           stanza: stanzaOf(globals(), io.env),
           ...(selectors.length > 0 ? { backups: selectors } : {}),
           others: o.others,
+          ...(o.pitrWindow !== undefined ? { pitrFrom: new Date(Date.now() - o.pitrWindow * 86_400_000) } : {}),
           ...(o.wal ? { walOnly: true } : {}),
           readData: o.readData ? { maxAgeDays: o.readDataDays, samplePercent: o.readDataSample } : false,
           ...(targets.length > 0 ? { target } : {}),
@@ -95,7 +131,7 @@ export function register(ctx: CliContext): void {
           restoreCommand: (socket) => commandLine([process.execPath, COFFER_BIN, 'wal-fetch', '--socket', socket, '%f', '%p']),
           ...(install ? { install } : {}),
           ...(o.sandbox !== undefined ? { sandboxParent: o.sandbox } : {}),
-          smoke: o.smoke.map((sql) => ({ sql, database: o.smokeDatabase })),
+          smoke: [...o.smoke.map((sql) => ({ sql, database: o.smokeDatabase })), ...o.smokeQuery],
           ...(o.rpo !== undefined ? { rpoSeconds: o.rpo } : {}),
           settings,
           ...(o.keepSandbox ? { keep: true } : {}),

@@ -22,6 +22,7 @@ import { readDamage } from '../repository/damage.js';
 import { condemnedPacks } from '../repository/condemned.js';
 import { withLease, type Lease } from '../repository/leases.js';
 import type { Chunking } from '../chunking/chunker.js';
+import { ReadPacer } from '../content/read-pacer.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange } from '../content/chunk-pipeline.js';
 import type { ReadCheckSpec } from '../content/read-check.js';
 import { PackWriter } from '../content/pack-writer.js';
@@ -48,6 +49,8 @@ export interface BackupFilesOptions {
   exclude?: readonly string[];
   /** Time-to-live of the backup's lease (default 60 s): how long garbage collection waits for a backup that stopped answering. */
   leaseTtlMs?: number;
+  /** Read at most this many bytes per second from the source, all threads together (`--max-rate`): the server's I/O stays the application's. */
+  maxBytesPerSecond?: number;
 }
 
 export interface BackupResult {
@@ -96,7 +99,8 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   const sink: ChunkSink = { claim: (ids, bytes, pages) => target!.claim(ids, bytes, pages), store: (blobs, pages) => target!.store(blobs, pages) };
   const cores = Math.min(availableParallelism(), 4);
   // A data directory is large: its workers start loading now, while the index and the parent are read.
-  let pool = options.workers === undefined && src.kind === 'postgres' ? new ChunkWorkerPool(repo, cores, sink) : undefined;
+  const pacer = options.maxBytesPerSecond !== undefined ? new ReadPacer(options.maxBytesPerSecond) : undefined;
+  let pool = options.workers === undefined && src.kind === 'postgres' ? new ChunkWorkerPool(repo, cores, sink, pacer) : undefined;
   try {
     return await withLease(repo, { purpose: 'backup', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) }, backupWith);
   } finally {
@@ -171,7 +175,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       await pool.close();
       pool = undefined;
     }
-    pool ??= workers > 0 ? new ChunkWorkerPool(repo, workers, sink) : undefined;
+    pool ??= workers > 0 ? new ChunkWorkerPool(repo, workers, sink, pacer) : undefined;
     const { chunker, relationChunker } = repo.config;
     const chunkingOf = (e: TreeEntry): Chunking => (relationChunker && src.isRelation?.(e) ? relationChunker : chunker);
     const vanished: string[] = [];
@@ -195,7 +199,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
             // compared with moves on each time), a few times, and then reported as changed during the backup.
             // PostgreSQL files are exempt: WAL replay repairs whatever a base backup read mid-write.
             for (let attempt = 0; ; attempt++) {
-              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, readCheck, range) : chunkFile(abs, chunking, repo.objects.codec, sink, readCheck, range)))));
+              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, readCheck, range) : chunkFile(abs, chunking, repo.objects.codec, sink, readCheck, range, pacer)))));
               if (!src.checkStable) break;
               const now = await lstat(fsPath(abs), { bigint: true });
               const readBytes = parts.reduce((n, p) => n + p.size, 0);

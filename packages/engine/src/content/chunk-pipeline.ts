@@ -5,6 +5,7 @@
  * over sealed ones, so dedup state stays in one place. What a source knows
  * about its files (PostgreSQL's page checksums) comes in as a read check.
  */
+import type { ReadPacer } from './read-pacer.js';
 import { fsPath } from '../names.js';
 import { open, type FileHandle } from 'node:fs/promises';
 import { createChunker, type Chunking } from '../chunking/chunker.js';
@@ -44,7 +45,7 @@ export interface FileRange {
   length?: number;
 }
 
-export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, readCheck?: ReadCheckSpec, range?: FileRange): Promise<FileChunks> {
+export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, readCheck?: ReadCheckSpec, range?: FileRange, pacer?: ReadPacer): Promise<FileChunks> {
   if (range && range.start > 0 && (chunking.algorithm !== 'fixed' || range.start % chunking.size !== 0)) {
     throw new RangeError(`a file can be split only at a multiple of a fixed chunk size (start ${range.start})`);
   }
@@ -68,6 +69,8 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
     position += want;
     if (want === 0) return { bytesRead: 0, buffer };
     const r = await fh.read(buffer, 0, want, at);
+    // Paid for after the read, by what it read: a small file read into a large buffer costs its own size.
+    await pacer?.take(r.bytesRead);
     if (r.bytesRead < want) atEnd = true;
     return r;
   };

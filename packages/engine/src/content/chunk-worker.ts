@@ -6,6 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import type { Chunking } from '../chunking/chunker.js';
+import { ReadPacer } from './read-pacer.js';
 import { chunkFile, type ChunkSink, type FileRange } from './chunk-pipeline.js';
 import type { ReadCheckSpec } from './read-check.js';
 import type { ToMain, ToWorker } from './worker-protocol.js';
@@ -15,6 +16,7 @@ const port = parentPort;
 if (!port) throw new Error('chunk-worker must run in a worker thread');
 
 let codec: ChunkCodec | undefined;
+let pacer: ReadPacer | undefined;
 let nextReq = 1;
 const waiting = new Map<number, (value: unknown) => void>();
 
@@ -28,6 +30,7 @@ function call(msg: Extract<ToMain, { t: 'claim' | 'store' }>, transfer: ArrayBuf
 port.on('message', (msg: ToWorker) => {
   if (msg.t === 'init') {
     codec = new ChunkCodec({ idKey: msg.idKey, dataKeys: new Map(msg.dataKeys), currentKeyId: msg.currentKeyId }, msg.compressionLevel);
+    if (msg.pacer) pacer = new ReadPacer(msg.pacer.bytesPerSecond, msg.pacer.state);
   } else if (msg.t === 'reply') {
     const resolve = waiting.get(msg.req);
     waiting.delete(msg.req);
@@ -85,7 +88,7 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
   };
   let storing: Promise<void> = Promise.resolve();
   try {
-    const result = await chunkFile(path, chunking, codec!, sink, readCheck, range);
+    const result = await chunkFile(path, chunking, codec!, sink, readCheck, range, pacer);
     // The file is done once the main thread holds all of its blobs.
     await storing;
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);

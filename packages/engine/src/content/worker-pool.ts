@@ -3,6 +3,7 @@
  * pool queues the rest. Claims and sealed chunks from every worker go to one
  * `ChunkSink` on the main thread, so dedup and packing stay single-owner.
  */
+import type { ReadPacer } from './read-pacer.js';
 import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repository/repository.js';
 import type { Chunking } from '../chunking/chunker.js';
@@ -31,7 +32,7 @@ export class ChunkWorkerPool {
   private fatal: Error | undefined;
   private closing = false;
 
-  constructor(repo: Repository, size: number, sink: ChunkSink) {
+  constructor(repo: Repository, size: number, sink: ChunkSink, pacer?: ReadPacer) {
     this.sink = sink;
     const init: ToWorker = {
       t: 'init',
@@ -39,6 +40,7 @@ export class ChunkWorkerPool {
       dataKeys: [...repo.keyRing.material.dataKeys],
       currentKeyId: repo.keyRing.material.currentKeyId,
       compressionLevel: repo.config.compression.level,
+      ...(pacer ? { pacer: { bytesPerSecond: pacer.bytesPerSecond, state: pacer.shared } } : {}),
     };
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./chunk-worker.js', import.meta.url));

@@ -9,6 +9,8 @@ export interface WorkerInit {
   dataKeys: [number, Uint8Array][];
   currentKeyId: number;
   compressionLevel: number;
+  /** The backup's read ceiling, shared with every thread (`ReadPacer`). */
+  pacer?: { bytesPerSecond: number; state: SharedArrayBuffer };
 }
 
 export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; range?: FileRange; readCheck?: ReadCheckSpec } | { t: 'reply'; req: number; value: unknown };

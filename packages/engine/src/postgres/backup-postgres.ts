@@ -40,6 +40,8 @@ export interface PostgresBackupOptions extends BackupFilesOptions {
    * the primary to (pg_switch_wal) instead of waiting for traffic.
    */
   primaryConnectionString?: string;
+  /** The primary's password, when it is not the standby's (PGPASSWORD) and no .pgpass gives it. */
+  primaryPassword?: string;
 }
 
 export const DEFAULT_ARCHIVE_TIMEOUT_MS = 60_000;
@@ -119,7 +121,7 @@ export async function backupPostgres(repo: Repository, options: PostgresBackupOp
       if (!Number.isInteger(timeline)) throw new PostgresError('pg_backup_stop', 'backup_label has no START TIMELINE');
       const stopLsn = parseLsn(stop.lsn);
       if (archiveCheck) {
-        if (facts.in_recovery && options.primaryConnectionString) await switchPrimaryWal(options.primaryConnectionString);
+        if (facts.in_recovery && options.primaryConnectionString) await switchPrimaryWal(options.primaryConnectionString, options.primaryPassword);
         await waitArchivedHere(repo, { stanza, systemIdentifier: facts.system_identifier }, backupSegments(timeline, startLsn, stopLsn, Number(facts.wal_segment_size)), options.archiveTimeoutMs ?? DEFAULT_ARCHIVE_TIMEOUT_MS, facts.in_recovery && !options.primaryConnectionString);
       }
       const info: PostgresBackupInfo = {
@@ -170,8 +172,8 @@ export function backupSegments(tli: number, startLsn: bigint, stopLsn: bigint, s
   return out;
 }
 
-async function switchPrimaryWal(connectionString: string): Promise<void> {
-  const primary = await connect(connectionString, 'coffer backup (primary)');
+async function switchPrimaryWal(connectionString: string, password?: string): Promise<void> {
+  const primary = await connect(connectionString, 'coffer backup (primary)', password);
   try {
     await queryOne(primary, 'pg_switch_wal on the primary', 'SELECT pg_switch_wal()');
   } finally {

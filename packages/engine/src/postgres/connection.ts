@@ -117,10 +117,11 @@ function clientSettings(connectionString: string | undefined): Record<string, un
   return settings;
 }
 
-export async function connect(connectionString?: string, applicationName = 'coffer'): Promise<pg.Client> {
+/** `password`: given by the caller (a secret the policy names), over PGPASSWORD and .pgpass. */
+export async function connect(connectionString?: string, applicationName = 'coffer', password?: string): Promise<pg.Client> {
   // Loaded here, not at import: WAL archiving and restores (one process per WAL file) never talk to the server.
   const { default: driver } = await import('pg');
-  const client = new driver.Client({ application_name: applicationName, ...clientSettings(connectionString) });
+  const client = new driver.Client({ application_name: applicationName, ...clientSettings(connectionString), ...(password !== undefined ? { password } : {}) });
   try {
     await client.connect();
   } catch (e) {

@@ -17,6 +17,7 @@ import type { BackupSummary } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import { parseLsn, segmentName } from './layout.js';
 import { DEFAULT_STANZA } from './stanza.js';
+import { pitrAnchors } from './wal-retention.js';
 import { fetchWalBytes, readWalRecord } from './wal.js';
 
 /** What a gap does to one backup. */
@@ -48,6 +49,12 @@ export interface WalGap {
   breaks: string[];
   /** Backups whose recovery ends before this gap. */
   limits: string[];
+  /**
+   * Removed by retention, as promised: the gap lies before the backup that
+   * anchors the PITR window (`pitrFrom`), so it only shortens recovery from
+   * backups older than the window, and breaks none. Not a failure.
+   */
+  expected?: boolean;
 }
 
 export interface WalChainReport {
@@ -100,6 +107,12 @@ export interface WalChainOptions {
   stanza?: string;
   /** Records read at once (default 16). */
   concurrency?: number;
+  /**
+   * The start of the PITR window retention keeps (`coffer expire`'s): WAL
+   * before the newest backup taken by then may have been removed on purpose.
+   * Without it, every gap is a failure.
+   */
+  pitrFrom?: Date;
 }
 
 export async function verifyWalChain(repo: Repository, options: WalChainOptions = {}): Promise<WalChainReport> {
@@ -237,7 +250,11 @@ export async function verifyWalChain(repo: Repository, options: WalChainOptions 
     report.backups.push({ backup: b.key, label: b.label, timeline: pg.timeline, state, ...(state !== 'broken' && lastGood ? { reachesTo: lastGood } : {}) });
   }
   report.gaps = [...gaps.values()].sort((a, b) => (a.from < b.from ? -1 : 1));
-  report.ok = report.gaps.length === 0 && report.problems.length === 0;
+  if (options.pitrFrom) {
+    const anchor = [...pitrAnchors(mine, options.pitrFrom).keys()][0];
+    for (const g of report.gaps) if (anchor !== undefined && g.breaks.length === 0 && !g.limits.includes(anchor)) g.expected = true;
+  }
+  report.ok = report.gaps.every((g) => g.expected) && report.problems.length === 0;
   return report;
 }
 

@@ -1,0 +1,168 @@
+/**
+ * What a job of the policy runs: the `coffer` command lines (arguments and
+ * environment) of its steps. A backup, expire, verify, drill or gc is one
+ * step; a mirror is one step per destination. Secrets are read when the job
+ * runs — a rotated secret file is picked up by the next run — and go into the
+ * child's environment, never its arguments (which `ps` shows to every user).
+ */
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, pitrCutoff } from '@coffer/engine';
+import type { ClusterPolicy, Job, Policy, RepositoryPolicy, SecretRef } from '../policy/schema.js';
+
+/** A job and what it is about: a cluster (backup, wal, expire, verify, drill) or a repository (mirror, gc). */
+export interface JobSpec {
+  job: Job;
+  cluster?: string;
+  repository?: string;
+}
+
+/** The labels a step's metrics carry (never a secret: locations and names only). */
+export interface StepLabels {
+  command: Job;
+  /** The repository's location. */
+  repository: string;
+  stanza: string;
+  /** A mirror's destination location ('' for other jobs). */
+  target: string;
+}
+
+export interface JobStep {
+  /** e.g. `backup main`, `mirror primary → dr`. */
+  name: string;
+  /** Arguments of `coffer`. */
+  args: string[];
+  /** Environment the step adds to the agent's own. */
+  env: Record<string, string>;
+  labels: StepLabels;
+}
+
+/** `backup:main`, `gc:primary`: one name per job of a policy. */
+export function jobId(spec: JobSpec): string {
+  return `${spec.job}:${spec.cluster ?? spec.repository ?? ''}`;
+}
+
+/** Reads a secret the policy names; `where` is its key in the policy, for the message (which never holds the value). */
+export function readSecret(ref: SecretRef, where: string, env: NodeJS.ProcessEnv): string {
+  if ('env' in ref) {
+    const value = env[ref.env];
+    if (value === undefined || value === '') throw new InvalidArgumentError(where, `the environment variable ${ref.env} is not set`);
+    return value;
+  }
+  let text: string;
+  try {
+    text = readFileSync(ref.file, 'utf8');
+  } catch (e) {
+    throw new InvalidArgumentError(where, `cannot read the secret file ${ref.file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+  }
+  // Files written with `echo` end with a newline that is not part of the secret.
+  const value = text.replace(/\r?\n$/, '');
+  if (value === '') throw new InvalidArgumentError(where, `the secret file ${ref.file} is empty`);
+  return value;
+}
+
+/** The source repository's arguments and environment (its keys, endpoint, region and credentials). */
+function repositoryAccess(name: string, r: RepositoryPolicy, env: NodeJS.ProcessEnv): { args: string[]; env: Record<string, string> } {
+  const at = `repositories.${name}`;
+  const args = ['--repo', r.location, ...(r.endpoint ? ['--s3-endpoint', r.endpoint] : [])];
+  const out: Record<string, string> = {};
+  if (r.region) out.AWS_REGION = r.region;
+  const keys = r.keys;
+  if ('kms' in keys) {
+    args.push('--kms-key-id', keys.kms.keyId);
+    if (keys.kms.endpoint) out.AWS_ENDPOINT_URL_KMS = keys.kms.endpoint;
+    if (keys.kms.region && !r.region) out.AWS_REGION = keys.kms.region;
+  } else if ('keyFile' in keys) {
+    args.push('--key-file', 'file' in keys.keyFile ? keys.keyFile.file : readSecret(keys.keyFile, `${at}.keys.keyFile`, env));
+  } else {
+    out.COFFER_PASSPHRASE = readSecret(keys.passphrase, `${at}.keys.passphrase`, env);
+  }
+  if (r.credentials) {
+    out.AWS_ACCESS_KEY_ID = readSecret(r.credentials.accessKeyId, `${at}.credentials.accessKeyId`, env);
+    out.AWS_SECRET_ACCESS_KEY = readSecret(r.credentials.secretAccessKey, `${at}.credentials.secretAccessKey`, env);
+    if (r.credentials.sessionToken) out.AWS_SESSION_TOKEN = readSecret(r.credentials.sessionToken, `${at}.credentials.sessionToken`, env);
+  }
+  return { args, env: out };
+}
+
+/** A mirror destination's arguments and environment (`coffer mirror --to`, credentials in COFFER_TO_AWS_*). */
+function destinationAccess(name: string, r: RepositoryPolicy, env: NodeJS.ProcessEnv): { args: string[]; env: Record<string, string> } {
+  const at = `repositories.${name}`;
+  const out: Record<string, string> = {};
+  if (r.region) out.COFFER_TO_AWS_REGION = r.region;
+  if (r.credentials) {
+    out.COFFER_TO_AWS_ACCESS_KEY_ID = readSecret(r.credentials.accessKeyId, `${at}.credentials.accessKeyId`, env);
+    out.COFFER_TO_AWS_SECRET_ACCESS_KEY = readSecret(r.credentials.secretAccessKey, `${at}.credentials.secretAccessKey`, env);
+    if (r.credentials.sessionToken) out.COFFER_TO_AWS_SESSION_TOKEN = readSecret(r.credentials.sessionToken, `${at}.credentials.sessionToken`, env);
+  }
+  return { args: ['--to', r.location, ...(r.endpoint ? ['--to-s3-endpoint', r.endpoint] : [])], env: out };
+}
+
+function clusterOf(policy: Policy, spec: JobSpec): { name: string; cluster: ClusterPolicy } {
+  const name = spec.cluster;
+  const cluster = name === undefined ? undefined : policy.clusters[name];
+  if (name === undefined || cluster === undefined) {
+    throw new InvalidArgumentError('cluster', `a ${spec.job} job is about a cluster: name one of ${Object.keys(policy.clusters).join(', ') || '(none in the policy)'}`);
+  }
+  return { name, cluster };
+}
+
+function repositoryOf(policy: Policy, name: string | undefined, job: Job): { name: string; repository: RepositoryPolicy } {
+  const repository = name === undefined ? undefined : policy.repositories[name];
+  if (name === undefined || repository === undefined) {
+    throw new InvalidArgumentError('repository', `a ${job} job is about a repository: name one of ${Object.keys(policy.repositories).join(', ') || '(none in the policy)'}`);
+  }
+  return { name, repository };
+}
+
+/** The steps of one job of `policy`, with secrets read from `env` and the files the policy names. */
+export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv = process.env): JobStep[] {
+  const id = jobId(spec);
+  if (spec.job === 'wal') throw new InvalidArgumentError('job', 'the wal job runs all the time under `coffer agent` (it watches the archive); PostgreSQL archives with archive_command = \'coffer wal-push %p\'');
+  if (spec.job === 'mirror' || spec.job === 'gc') {
+    const { name, repository } = repositoryOf(policy, spec.repository, spec.job);
+    const source = repositoryAccess(name, repository, env);
+    const labels = { command: spec.job, repository: repository.location, stanza: '', target: '' };
+    if (spec.job === 'gc') return [{ name: id, args: [...source.args, 'gc', '--json'], env: source.env, labels }];
+    const mirrors = repository.mirrors ?? [];
+    if (mirrors.length === 0) throw new InvalidArgumentError('repository', `repository ${name} lists no mirrors`);
+    return mirrors.map((m) => {
+      const dest = repositoryOf(policy, m, 'mirror');
+      const to = destinationAccess(m, dest.repository, env);
+      return { name: `mirror ${name} → ${m}`, args: [...source.args, 'mirror', ...to.args, '--json'], env: { ...source.env, ...to.env }, labels: { ...labels, target: dest.repository.location } };
+    });
+  }
+  const { name, cluster } = clusterOf(policy, spec);
+  const { repository } = repositoryOf(policy, cluster.repository, spec.job);
+  const access = repositoryAccess(cluster.repository, repository, env);
+  const stanza = cluster.stanza ?? name;
+  const base = [...access.args, '--stanza', stanza];
+  const labels = { command: spec.job, repository: repository.location, stanza, target: '' };
+  const step = (args: string[], extra: Record<string, string> = {}): JobStep[] => [{ name: id, args: [...base, ...args], env: { ...access.env, ...extra }, labels }];
+  switch (spec.job) {
+    case 'backup': {
+      const server: Record<string, string> = {};
+      const password = cluster.standby ? cluster.standby.password : cluster.password;
+      if (password) server.PGPASSWORD = readSecret(password, `clusters.${name}${cluster.standby ? '.standby' : ''}.password`, env);
+      if (cluster.standby && cluster.password) server.COFFER_PRIMARY_PGPASSWORD = readSecret(cluster.password, `clusters.${name}.password`, env);
+      const db = cluster.standby ? ['--db', cluster.standby.connection, '--primary-db', cluster.connection] : ['--db', cluster.connection];
+      return step(['backup', '--json', ...db, ...(cluster.pgdata ? ['--pgdata', cluster.pgdata] : []), ...(cluster.maxRate ? ['--max-rate', cluster.maxRate.replace(/\s+/g, '')] : [])], server);
+    }
+    case 'expire': {
+      const r = policy.retention ?? {};
+      const opt = (flag: string, v: number | undefined) => (v === undefined ? [] : [flag, String(v)]);
+      return step(['expire', '--json', ...opt('--keep-min', r.keepMin), ...opt('--keep-hot', r.hotDays), ...opt('--keep-warm', r.warmDays), ...opt('--keep-cold', r.coldMonths), ...opt('--pitr-window', r.pitrWindowDays)]);
+    }
+    case 'verify': {
+      const v = policy.verification ?? {};
+      const opt = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
+      const smoke = (v.smoke ?? []).flatMap((q) => ['--smoke-query', JSON.stringify(q)]);
+      // Where the policy expires this cluster's backups, WAL before the PITR window is gone on purpose.
+      const expires = policy.schedules.some((s) => s.job === 'expire' && s.cluster === name);
+      const now = new Date();
+      const window = expires ? (now.getTime() - pitrCutoff(policy.retention ?? {}, now).getTime()) / 86_400_000 : undefined;
+      return step(['verify', '--json', ...opt('--others', v.others), ...opt('--pitr-window', window), ...opt('--read-data-days', v.readDataDays), ...opt('--read-data-sample', v.readDataSamplePercent), ...opt('--rpo', v.rpoSeconds), ...smoke]);
+    }
+    case 'drill':
+      return step(['drill', 'latest', '--json']);
+  }
+}

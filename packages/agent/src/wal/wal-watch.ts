@@ -1,0 +1,153 @@
+/**
+ * Watching one cluster's WAL: where the server is writing, what the archive
+ * holds (pg_stat_archiver: what archive_command — `coffer wal-push`, which
+ * answers 0 only once a segment is durable in the repository — has
+ * acknowledged), the `.ready` backlog, the size of pg_wal, and each standby's
+ * replay lag. From successive looks, the RPO and the archive lag.
+ */
+import { connectPostgres, formatLsn, parseLsn, type PostgresConnection } from '@coffer/engine';
+import { RpoTracker } from './rpo-tracker.js';
+
+export interface ReplicaStatus {
+  /** application_name, else the client address. */
+  name: string;
+  state: string;
+  replayLagSeconds: number;
+  replayLagBytes: number;
+}
+
+export interface WalStatus {
+  cluster: string;
+  stanza: string;
+  /** The repository's location. */
+  repository: string;
+  checkedAt: string;
+  /** The last look worked (the server answered). */
+  ok: boolean;
+  error?: string;
+  standby?: boolean;
+  /** Where the server writes (a standby: where it has received to). */
+  lsn?: string;
+  /** The end of the newest segment archive_command acknowledged. */
+  archivedThrough?: string;
+  lastArchivedWal?: string;
+  lastArchivedAt?: string;
+  rpoSeconds?: number;
+  archiveLagSeconds?: number;
+  unarchivedBytes?: number;
+  readyFiles?: number;
+  pgWalBytes?: number;
+  archiveFailures?: number;
+  lastFailedWal?: string;
+  lastFailedAt?: string;
+  /** archive_mode is on and an archive command or library is set. */
+  archiving?: boolean;
+  replicas?: ReplicaStatus[];
+}
+
+interface Facts {
+  standby: boolean;
+  lsn: string | null;
+  last_archived_wal: string | null;
+  last_archived_time: Date | null;
+  failed_count: string;
+  last_failed_wal: string | null;
+  last_failed_time: Date | null;
+  archive_mode: string;
+  archive_command: string;
+  archive_library: string | null;
+  segment_bytes: string;
+  ready: number;
+  wal_bytes: string;
+}
+
+const FACTS = `SELECT pg_is_in_recovery() AS standby,
+  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+  a.last_archived_wal, a.last_archived_time, a.failed_count::text, a.last_failed_wal, a.last_failed_time,
+  current_setting('archive_mode') AS archive_mode, current_setting('archive_command') AS archive_command,
+  current_setting('archive_library', true) AS archive_library,
+  (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment_bytes,
+  (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')::int AS ready,
+  (SELECT coalesce(sum(size), 0) FROM pg_ls_waldir())::text AS wal_bytes
+FROM pg_stat_archiver a`;
+
+const REPLICAS = `SELECT coalesce(nullif(application_name, ''), host(client_addr), 'local') AS name, state,
+  coalesce(extract(epoch FROM replay_lag), 0)::float8 AS lag_seconds,
+  coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::float8 AS lag_bytes
+FROM pg_stat_replication ORDER BY 1`;
+
+const SEGMENT = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.[0-9A-F]{8}\.backup)?$/;
+
+/**
+ * The LSN up to which `name` says WAL is archived: the end of a segment, or
+ * the start of the segment a backup history file names (which is archived
+ * before that segment completes). Timeline history and partial files say
+ * nothing of it.
+ */
+export function archivedEndOf(name: string, segmentBytes: number): bigint | undefined {
+  const m = SEGMENT.exec(name);
+  if (!m) return undefined;
+  const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
+  const segNo = BigInt(parseInt(m[2]!, 16)) * perLog + BigInt(parseInt(m[3]!, 16));
+  return (m[4] ? segNo : segNo + 1n) * BigInt(segmentBytes);
+}
+
+export interface WalWatchTarget {
+  cluster: string;
+  stanza: string;
+  repository: string;
+  connection: string;
+  /** Read when a connection is made (a rotated secret is picked up). */
+  password?: () => string;
+}
+
+export class WalWatch {
+  private readonly tracker = new RpoTracker();
+  private archivedEnd = 0n;
+  private client: PostgresConnection | undefined;
+
+  constructor(readonly target: WalWatchTarget) {}
+
+  /** Looks once; a server that does not answer makes a status with `ok: false` and the reason. */
+  async look(now = new Date()): Promise<WalStatus> {
+    const t = this.target;
+    const base = { cluster: t.cluster, stanza: t.stanza, repository: t.repository, checkedAt: now.toISOString() };
+    try {
+      this.client ??= await connectPostgres(t.connection, 'coffer agent', t.password?.());
+      const f = (await this.client.query<Facts>(FACTS)).rows[0]!;
+      const segmentBytes = Number(f.segment_bytes);
+      const archived = f.last_archived_wal ? archivedEndOf(f.last_archived_wal, segmentBytes) : undefined;
+      // Never backwards: the statistics may be reset, and a backup history file names an earlier point.
+      if (archived !== undefined && archived > this.archivedEnd) this.archivedEnd = archived;
+      const lsn = f.lsn ? parseLsn(f.lsn) : this.archivedEnd;
+      const figures = this.tracker.observe(now.getTime(), lsn, this.archivedEnd, segmentBytes, f.last_archived_time?.getTime());
+      const replicas = f.standby ? [] : (await this.client.query<{ name: string; state: string; lag_seconds: number; lag_bytes: number }>(REPLICAS)).rows;
+      return {
+        ...base,
+        ok: true,
+        standby: f.standby,
+        lsn: formatLsn(lsn),
+        ...(this.archivedEnd > 0n ? { archivedThrough: formatLsn(this.archivedEnd) } : {}),
+        ...(f.last_archived_wal ? { lastArchivedWal: f.last_archived_wal } : {}),
+        ...(f.last_archived_time ? { lastArchivedAt: f.last_archived_time.toISOString() } : {}),
+        ...figures,
+        readyFiles: f.ready,
+        pgWalBytes: Number(f.wal_bytes),
+        archiveFailures: Number(f.failed_count),
+        ...(f.last_failed_wal ? { lastFailedWal: f.last_failed_wal } : {}),
+        ...(f.last_failed_time ? { lastFailedAt: f.last_failed_time.toISOString() } : {}),
+        archiving: (f.archive_mode === 'on' || f.archive_mode === 'always') && (f.archive_command !== '' || (f.archive_library ?? '') !== ''),
+        replicas: replicas.map((r) => ({ name: r.name, state: r.state, replayLagSeconds: r.lag_seconds, replayLagBytes: r.lag_bytes })),
+      };
+    } catch (e) {
+      await this.close();
+      return { ...base, ok: false, error: (e as Error).message };
+    }
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+  }
+}
