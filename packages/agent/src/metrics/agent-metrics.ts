@@ -38,7 +38,7 @@ export class AgentMetrics {
 
   constructor(policy: Policy) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'coffer_agent_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'coffer_agent_' });
     new Gauge({ name: 'coffer_agent_start_time_seconds', help: 'When this agent started (Unix time)', registers }).setToCurrentTime();
     const threshold = new Gauge({ name: 'coffer_alert_threshold_seconds', help: "The policy's alert thresholds (`alerts`), for the alert rules to compare with", labelNames: ['alert'], registers });
     for (const [alert, seconds] of Object.entries(thresholds(policy))) threshold.set({ alert }, seconds);

@@ -6,7 +6,7 @@
  * replay lag. From successive looks, the RPO and the archive lag.
  */
 import { connectPostgres, formatLsn, parseLsn, type PostgresConnection } from '@coffer/engine';
-import { RpoTracker } from './rpo-tracker.js';
+import { RpoTracker, type RpoFigures } from './rpo-tracker.js';
 
 export interface ReplicaStatus {
   /** application_name, else the client address. */
@@ -45,28 +45,37 @@ export interface WalStatus {
   replicas?: ReplicaStatus[];
 }
 
-interface Facts {
-  standby: boolean;
+interface Position {
   lsn: string | null;
+  next_xid: string;
   last_archived_wal: string | null;
   last_archived_time: Date | null;
+  segment_bytes: string;
+}
+
+interface Facts {
+  standby: boolean;
   failed_count: string;
   last_failed_wal: string | null;
   last_failed_time: Date | null;
   archive_mode: string;
   archive_command: string;
   archive_library: string | null;
-  segment_bytes: string;
   ready: number;
   wal_bytes: string;
 }
 
+/** The position, the next transaction id and the archive's end: cheap enough to ask every second. */
+const POSITION = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+  pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid,
+  a.last_archived_wal, a.last_archived_time,
+  (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment_bytes
+FROM pg_stat_archiver a`;
+
 const FACTS = `SELECT pg_is_in_recovery() AS standby,
-  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
-  a.last_archived_wal, a.last_archived_time, a.failed_count::text, a.last_failed_wal, a.last_failed_time,
+  a.failed_count::text, a.last_failed_wal, a.last_failed_time,
   current_setting('archive_mode') AS archive_mode, current_setting('archive_command') AS archive_command,
   current_setting('archive_library', true) AS archive_library,
-  (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment_bytes,
   (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')::int AS ready,
   (SELECT coalesce(sum(size), 0) FROM pg_ls_waldir())::text AS wal_bytes
 FROM pg_stat_archiver a`;
@@ -104,33 +113,56 @@ export interface WalWatchTarget {
 export class WalWatch {
   private readonly tracker = new RpoTracker();
   private archivedEnd = 0n;
-  private client: PostgresConnection | undefined;
+  private connection: Promise<PostgresConnection> | undefined;
+
+  /** One connection, shared by the samples and the looks (made once, even when both ask at the same moment). */
+  private client(): Promise<PostgresConnection> {
+    this.connection ??= connectPostgres(this.target.connection, 'coffer agent', this.target.password?.()).catch((e: unknown) => {
+      this.connection = undefined;
+      throw e;
+    });
+    return this.connection;
+  }
 
   constructor(readonly target: WalWatchTarget) {}
 
-  /** Looks once; a server that does not answer makes a status with `ok: false` and the reason. */
+  private position: (Position & { figures: RpoFigures; lsnValue: bigint }) | undefined;
+
+  /**
+   * Samples the write position and next transaction id (the RPO's evidence:
+   * the more often, the closer the figure). Throws when the server does not
+   * answer; `look` reports that.
+   */
+  async sample(now = new Date()): Promise<void> {
+    const p = (await (await this.client()).query<Position>(POSITION)).rows[0]!;
+    const segmentBytes = Number(p.segment_bytes);
+    const archived = p.last_archived_wal ? archivedEndOf(p.last_archived_wal, segmentBytes) : undefined;
+    // Never backwards: the statistics may be reset, and a backup history file names an earlier point.
+    if (archived !== undefined && archived > this.archivedEnd) this.archivedEnd = archived;
+    const lsnValue = p.lsn ? parseLsn(p.lsn) : this.archivedEnd;
+    const figures = this.tracker.observe(now.getTime(), lsnValue, BigInt(p.next_xid), this.archivedEnd, segmentBytes, p.last_archived_time?.getTime());
+    this.position = { ...p, figures, lsnValue };
+  }
+
+  /** Samples and looks at everything else once; a server that does not answer makes a status with `ok: false` and the reason. */
   async look(now = new Date()): Promise<WalStatus> {
     const t = this.target;
     const base = { cluster: t.cluster, stanza: t.stanza, repository: t.repository, checkedAt: now.toISOString() };
     try {
-      this.client ??= await connectPostgres(t.connection, 'coffer agent', t.password?.());
-      const f = (await this.client.query<Facts>(FACTS)).rows[0]!;
-      const segmentBytes = Number(f.segment_bytes);
-      const archived = f.last_archived_wal ? archivedEndOf(f.last_archived_wal, segmentBytes) : undefined;
-      // Never backwards: the statistics may be reset, and a backup history file names an earlier point.
-      if (archived !== undefined && archived > this.archivedEnd) this.archivedEnd = archived;
-      const lsn = f.lsn ? parseLsn(f.lsn) : this.archivedEnd;
-      const figures = this.tracker.observe(now.getTime(), lsn, this.archivedEnd, segmentBytes, f.last_archived_time?.getTime());
-      const replicas = f.standby ? [] : (await this.client.query<{ name: string; state: string; lag_seconds: number; lag_bytes: number }>(REPLICAS)).rows;
+      await this.sample(now);
+      const p = this.position!;
+      const client = await this.client();
+      const f = (await client.query<Facts>(FACTS)).rows[0]!;
+      const replicas = f.standby ? [] : (await client.query<{ name: string; state: string; lag_seconds: number; lag_bytes: number }>(REPLICAS)).rows;
       return {
         ...base,
         ok: true,
         standby: f.standby,
-        lsn: formatLsn(lsn),
+        lsn: formatLsn(p.lsnValue),
         ...(this.archivedEnd > 0n ? { archivedThrough: formatLsn(this.archivedEnd) } : {}),
-        ...(f.last_archived_wal ? { lastArchivedWal: f.last_archived_wal } : {}),
-        ...(f.last_archived_time ? { lastArchivedAt: f.last_archived_time.toISOString() } : {}),
-        ...figures,
+        ...(p.last_archived_wal ? { lastArchivedWal: p.last_archived_wal } : {}),
+        ...(p.last_archived_time ? { lastArchivedAt: p.last_archived_time.toISOString() } : {}),
+        ...p.figures,
         readyFiles: f.ready,
         pgWalBytes: Number(f.wal_bytes),
         archiveFailures: Number(f.failed_count),
@@ -146,8 +178,8 @@ export class WalWatch {
   }
 
   async close(): Promise<void> {
-    const c = this.client;
-    this.client = undefined;
-    await c?.end().catch(() => undefined);
+    const c = this.connection;
+    this.connection = undefined;
+    await (await c?.catch(() => undefined))?.end().catch(() => undefined);
   }
 }

@@ -1,0 +1,112 @@
+/**
+ * What each job of a policy runs: the `coffer` arguments and environment.
+ * Secrets (from the environment or a secret file) reach the child's
+ * environment and never its arguments; a secret that is not there is a typed
+ * error naming the variable or file and the policy key, never a value.
+ */
+import fc from 'fast-check';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { jobSteps, parsePolicy, retryable } from '@coffer/agent';
+import { CofferError } from '@coffer/engine';
+
+const policyText = (secretFile: string) => `version: 1
+clusters:
+  main:
+    connection: host=/run/postgresql user=postgres dbname=postgres
+    password: { env: PG_SECRET }
+    pgdata: /var/lib/postgresql/15/main
+    repository: primary
+    maxRate: 200 MB
+repositories:
+  primary:
+    location: s3://bucket-a/pg
+    region: eu-west-1
+    endpoint: https://s3.eu-west-1.example
+    keys: { passphrase: { env: PASS } }
+    credentials: { accessKeyId: { env: KEY_ID }, secretAccessKey: { file: ${secretFile} } }
+    mirrors: [dr]
+  dr:
+    location: s3://bucket-b/pg
+    region: us-east-1
+    keys: { kms: { keyId: "arn:aws:kms:us-east-1:1:alias/dr" } }
+    credentials: { accessKeyId: { env: DR_ID }, secretAccessKey: { env: DR_SECRET } }
+schedules:
+  - { job: backup, cluster: main, cron: "0 1 * * *" }
+  - { job: expire, cluster: main, cron: "0 2 * * *" }
+  - { job: verify, cluster: main, cron: "0 3 * * *" }
+  - { job: mirror, repository: primary, cron: "0 4 * * *" }
+  - { job: gc, repository: primary, cron: "0 5 * * 0" }
+retention: { hotDays: 7, warmDays: 30, pitrWindowDays: 3 }
+verification:
+  smoke: [{ database: shop, sql: "SELECT count(*) FROM orders", expect: { min: 1 } }]
+`;
+
+const secretText = fc.string({ minLength: 8, maxLength: 40 }).filter((s) => s.trim().length >= 8 && !/[\n\r\0]/.test(s));
+
+describe('jobSteps', () => {
+  it('puts every secret in the environment and none in the arguments', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-steps-'));
+    try {
+      const file = join(dir, 'secret');
+      const policy = parsePolicy(policyText(file), 'policy.yaml');
+      await fc.assert(
+        fc.asyncProperty(fc.uniqueArray(secretText, { minLength: 5, maxLength: 5 }), async ([pg, pass, key, fileSecret, dr]) => {
+          await writeFile(file, `${fileSecret}\n`);
+          const env = { PG_SECRET: pg!, PASS: pass!, KEY_ID: key!, DR_ID: 'dr-id', DR_SECRET: dr! };
+          for (const spec of [{ job: 'backup', cluster: 'main' }, { job: 'expire', cluster: 'main' }, { job: 'verify', cluster: 'main' }, { job: 'mirror', repository: 'primary' }, { job: 'gc', repository: 'primary' }] as const) {
+            for (const step of jobSteps(policy, spec, env)) {
+              for (const secret of [pg, pass, key, fileSecret, dr]) expect(step.args.join('\u0000')).not.toContain(secret);
+              if (spec.job !== 'mirror') expect(step.env.COFFER_PASSPHRASE).toBe(pass);
+              expect(step.env.AWS_ACCESS_KEY_ID).toBe(key);
+              // The file's trailing newline is not part of the secret.
+              expect(step.env.AWS_SECRET_ACCESS_KEY).toBe(fileSecret);
+              if (spec.job === 'backup') expect(step.env.PGPASSWORD).toBe(pg);
+              if (spec.job === 'mirror') expect(step.env).toMatchObject({ COFFER_TO_AWS_ACCESS_KEY_ID: 'dr-id', COFFER_TO_AWS_SECRET_ACCESS_KEY: dr, COFFER_TO_AWS_REGION: 'us-east-1' });
+            }
+          }
+        }),
+        { numRuns: 30 },
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('turns each job into the command a user would type', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-steps-'));
+    await writeFile(join(dir, 'secret'), 'file-secret');
+    const policy = parsePolicy(policyText(join(dir, 'secret')), 'policy.yaml');
+    const env = { PG_SECRET: 'x', PASS: 'y', KEY_ID: 'z', DR_ID: 'a', DR_SECRET: 'b' };
+    const [backup] = jobSteps(policy, { job: 'backup', cluster: 'main' }, { ...env });
+    expect(backup!.args).toEqual(['--repo', 's3://bucket-a/pg', '--s3-endpoint', 'https://s3.eu-west-1.example', '--stanza', 'main', 'backup', '--json', '--db', 'host=/run/postgresql user=postgres dbname=postgres', '--pgdata', '/var/lib/postgresql/15/main', '--max-rate', '200MB']);
+    expect(backup!.env.AWS_REGION).toBe('eu-west-1');
+    const [expire] = jobSteps(policy, { job: 'expire', cluster: 'main' }, env);
+    expect(expire!.args.slice(6)).toEqual(['expire', '--json', '--keep-hot', '7', '--keep-warm', '30', '--pitr-window', '3']);
+    const [verify] = jobSteps(policy, { job: 'verify', cluster: 'main' }, env);
+    expect(verify!.args).toContain('--smoke-query');
+    expect(JSON.parse(verify!.args[verify!.args.indexOf('--smoke-query') + 1]!)).toEqual({ database: 'shop', sql: 'SELECT count(*) FROM orders', expect: { min: 1 } });
+    expect(Number(verify!.args[verify!.args.indexOf('--pitr-window') + 1])).toBeCloseTo(3, 5);
+    const mirrors = jobSteps(policy, { job: 'mirror', repository: 'primary' }, env);
+    expect(mirrors.map((m) => m.labels.target)).toEqual(['s3://bucket-b/pg']);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a secret that is not there is a typed error naming where it should be, never a value', () => {
+    const policy = parsePolicy(policyText('/nonexistent/secret-file'), 'policy.yaml');
+    const env = { PG_SECRET: 'pg-value', KEY_ID: 'z', DR_ID: 'a', DR_SECRET: 'b' };
+    const missingEnv = () => jobSteps(policy, { job: 'backup', cluster: 'main' }, env);
+    expect(missingEnv).toThrow(CofferError);
+    expect(missingEnv).toThrow(/repositories\.primary\.keys\.passphrase.*PASS is not set/);
+    const missingFile = () => jobSteps(policy, { job: 'gc', repository: 'primary' }, { ...env, PASS: 'p' });
+    expect(missingFile).toThrow(/repositories\.primary\.credentials\.secretAccessKey.*\/nonexistent\/secret-file: ENOENT/);
+    expect(() => jobSteps(policy, { job: 'wal', cluster: 'main' }, env)).toThrow(/runs all the time/);
+  });
+
+  it('retries only what another try may cure', () => {
+    for (const s of [1, 14, 18, 19, 22, 28, 29, 31]) expect(retryable(s), String(s)).toBe(true);
+    for (const s of [0, 2, 3, 4, 6, 21, 32, 33, 34, 143]) expect(retryable(s), String(s)).toBe(false);
+  });
+});
