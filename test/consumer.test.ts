@@ -6,7 +6,7 @@
  * each supported Node line.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,10 +49,8 @@ const tsconfig = (files: string[]) =>
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'coffer-consumer-'));
-  const packed = await run('npm', ['pack', '--json', '--pack-destination', dir, '-w', '@coffer/engine', '-w', '@coffer/aws', '-w', '@coffer/verify', '-w', '@coffer/agent', '-w', '@coffer/cli'], { cwd: ROOT, maxBuffer: 16 << 20 });
-  const files = (JSON.parse(packed.stdout) as { name: string; filename: string }[]).map((p) => [p.name, `file:./${p.filename.replace(/^@/, '').replace('/', '-')}`]);
-  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'coffer-consumer', private: true, type: 'module', dependencies: Object.fromEntries(files) }, null, 2));
-  await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: dir, maxBuffer: 16 << 20 });
+  // Installed as an operator installs it (README): packed, into a prefix, with `coffer` in PREFIX/bin.
+  await run(process.execPath, [join(ROOT, 'scripts', 'install.mjs'), '--prefix', dir], { cwd: ROOT, maxBuffer: 16 << 20 });
 }, 300_000);
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -72,9 +70,29 @@ describe('the packed packages in a project of their own', () => {
     }
   });
 
-  it('the coffer command runs from the installed package', async () => {
-    const out = await run(process.execPath, [join(dir, 'node_modules', '@coffer', 'cli', 'bin', 'coffer.js'), '--version'], { cwd: dir });
+  it('the coffer command runs from the installed package, found on PATH, and checks the example policies', async () => {
+    const env = { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };
+    const out = await run('coffer', ['--version'], { cwd: dir, env });
     expect(out.stdout).toMatch(/^coffer \d+\.\d+\.\d+/);
+    const checked = await run('coffer', ['policy', 'check', '--policy', join(ROOT, 'config', 'backup-policy.yaml')], { cwd: dir, env });
+    expect(checked.stdout).toContain('valid');
+    // The policy in the Kubernetes manifest is a valid one too.
+    const manifest = await readFile(join(ROOT, 'deploy', 'kubernetes', 'coffer-agent.yaml'), 'utf8');
+    const policy = /backup-policy\.yaml: \|\n((?: {4}.*\n|\n)+)/.exec(manifest)![1]!.replace(/^ {4}/gm, '');
+    await writeFile(join(dir, 'k8s-policy.yaml'), policy);
+    expect((await run('coffer', ['policy', 'check', '--policy', join(dir, 'k8s-policy.yaml')], { cwd: dir, env })).stdout).toContain('valid');
+  });
+
+  it('the systemd units verify with the installed command (systemd-analyze verify)', async () => {
+    const units = join(dir, 'units');
+    await mkdir(units);
+    const names = await readdir(join(ROOT, 'deploy', 'systemd'));
+    for (const n of names) await writeFile(join(units, n), (await readFile(join(ROOT, 'deploy', 'systemd', n), 'utf8')).replaceAll('/usr/local/bin/coffer', join(dir, 'bin', 'coffer')));
+    const r = await run('systemd-analyze', ['verify', ...names.filter((n) => !n.includes('@.')).map((n) => join(units, n))], { cwd: units }).then(
+      (o) => ({ ok: true, stderr: o.stderr }),
+      (e: { stderr?: string }) => ({ ok: false, stderr: e.stderr ?? '' }),
+    );
+    expect(r, r.stderr).toEqual({ ok: true, stderr: '' });
   });
 
   it('internals are not part of the public surface', async () => {
