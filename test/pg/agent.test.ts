@@ -284,4 +284,28 @@ ${o.extra ?? ''}`;
     expect(final.length).toBeGreaterThan(before.length);
     expect(final.map((b) => b.id)).toEqual(expect.arrayContaining(before.map((b) => b.id)));
   }, 300_000);
+
+  it('coffer audit lists every job of those cycles and verifies the chains; a record deleted by hand is a gap', async () => {
+    const env = { ...s3Env(), COFFER_PASSPHRASE: PASSPHRASE };
+    const r = await coffer(['--repo', primary, 'audit', '--json'], env);
+    expect(r.status, r.stderr).toBe(0);
+    const trail = JSON.parse(r.stdout) as { ok: boolean; records: { key: string; command: string; result: string; host: string; user: string; seen?: { key: string } }[]; problems: string[] };
+    expect(trail.problems).toEqual([]);
+    for (const command of ['init', 'backup', 'wal-push', 'mirror', 'expire', 'gc', 'verify']) expect(trail.records.some((x) => x.command === command && x.result === 'ok'), command).toBe(true);
+    // As many successful backups told of as the agent ran (the interrupted one told of as failed, or not at all: it was killed).
+    expect(trail.records.filter((x) => x.command === 'backup' && x.result === 'ok').length).toBeGreaterThanOrEqual(3);
+    // Who: the agent's jobs ran as root here, archive_command as the server's user.
+    for (const x of trail.records) expect(x.user).toBe(x.command === 'wal-push' ? 'postgres' : 'root');
+    // Deleted by hand from the bucket: a record a later chain names.
+    const named = trail.records.find((x) => x.seen)!.seen!.key;
+    const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+    const { s3Client } = await import('../support/s3.js');
+    const client = s3Client();
+    const [bucket, ...prefix] = primary.slice('s3://'.length).split('/');
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `${prefix.join('/')}/${named}` }));
+    client.destroy();
+    const after = await coffer(['--repo', primary, 'audit'], env);
+    expect(after.status).toBe(15);
+    expect(after.stdout).toContain(`names ${named}, which is missing (deleted)`);
+  }, 120_000);
 });

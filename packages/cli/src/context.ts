@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { commandLine, DEFAULT_STANZA, InvalidArgumentError, validateStanzaName, type Repository, type RestoreCommandScope, type ObjectStore } from '@coffer/engine';
+import { commandLine, DEFAULT_STANZA, InvalidArgumentError, validateStanzaName, type AuditAnchor, type AuditValue, type Repository, type RestoreCommandScope, type ObjectStore } from '@coffer/engine';
 import { absoluteLocation, repoLocation as rawRepoLocation, type RepoOptions } from './repo-options.js';
 
 export interface CliIo {
@@ -165,4 +165,10 @@ export interface CliContext {
   say: (line: string) => void;
   /** Figures of this run for its metrics (`--metrics-textfile`): name without the `coffer_` prefix → value. */
   report: (figures: Readonly<Record<string, number>>) => void;
+  /** Facts for this run's audit record (backup ids, segment names; never a secret). */
+  audit: (details: Readonly<Record<string, AuditValue>>) => void;
+  /** The audit record this run will append (a backup names it in its manifest). */
+  auditAnchor: () => AuditAnchor;
+  /** The repository this run's audit record goes to, when the command opened it another way (init). */
+  adopt: (repo: Repository) => void;
 }

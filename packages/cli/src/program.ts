@@ -6,11 +6,12 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
-import { CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, Repository, type ObjectStore } from '@coffer/engine';
+import { AuditLog, CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, Repository, type AuditValue, type ObjectStore } from '@coffer/engine';
 import { CommandExit, VERSION, type CliContext, type CliIo, type GlobalOptions } from './context.js';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
 import { absoluteLocation, keyProviders, localProvider, openStore } from './repo-options.js';
 import { register as agent } from './commands/agent.js';
+import { register as auditCommand } from './commands/audit.js';
 import { register as backup } from './commands/backup.js';
 import { register as bucket } from './commands/bucket.js';
 import { register as check } from './commands/check.js';
@@ -36,13 +37,30 @@ import { register as walPush } from './commands/wal-push.js';
 
 export type { CliIo };
 
-/** What a run did, for its metrics: the command that ran, and the figures it reported. */
+/** What a run did, for its metrics and its audit record: the command that ran, the figures and facts it reported, the repository it opened. */
 export class RunRecord {
   job: string | undefined;
   readonly figures: Record<string, number> = {};
+  readonly details: Record<string, AuditValue> = {};
   readonly startedAt = new Date();
   readonly t0 = performance.now();
+  /** The repository the command opened first: its audit record goes there. */
+  repo: Repository | undefined;
+  error: string | undefined;
+  private log: AuditLog | undefined;
+  /** This process's audit chain (WAL pushes, one process per segment, do not look for other chains). */
+  get audit(): AuditLog {
+    this.log ??= new AuditLog({ link: this.job !== 'wal-push' });
+    return this.log;
+  }
 }
+
+/**
+ * Commands that leave an audit record in the repository they opened: those that write, delete or read
+ * data. Not: listings and metadata (list, info), and wal-fetch (restore_command runs once a segment; a
+ * restore's own record tells of the recovery).
+ */
+const NOT_AUDITED = new Set(['list', 'info', 'wal-fetch', 'audit', 'status', 'policy check', 'policy schema', 'run', 'agent']);
 
 export function buildProgram(io: CliIo, record = new RunRecord()): Command {
   const program = new Command('coffer')
@@ -73,7 +91,9 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
     try {
       const expectRepositoryId = g.repositoryId ?? io.env.COFFER_REPOSITORY_ID;
       const warn = (line: string) => io.stderr.write(`coffer: warning: ${line}\n`);
-      return await Repository.open(store, await keyProviders(g, io.env, warn), { onWarning: warn, ...(expectRepositoryId ? { expectRepositoryId } : {}) });
+      const repo = await Repository.open(store, await keyProviders(g, io.env, warn), { onWarning: warn, ...(expectRepositoryId ? { expectRepositoryId } : {}) });
+      record.repo ??= repo;
+      return repo;
     } catch (e) {
       // No key given at all, and the repository is not one KMS could open: a missing setting, not a wrong key.
       if (e instanceof NoApplicableKeyError && !(await localProvider(g, io.env)) && !(g.kmsKeyId ?? io.env.COFFER_KMS_KEY_ID)) {
@@ -94,8 +114,9 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
     record.job = path.join(' ');
   });
   const report = (figures: Readonly<Record<string, number>>) => void Object.assign(record.figures, figures);
-  const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say, report };
-  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, status, key, mirror, keyFile]) register(ctx);
+  const audit = (details: Readonly<Record<string, AuditValue>>) => void Object.assign(record.details, details);
+  const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say, report, audit, auditAnchor: () => record.audit.next, adopt: (repo) => void (record.repo ??= repo) };
+  for (const register of [init, bucket, backup, walPush, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, status, auditCommand, key, mirror, keyFile]) register(ctx);
   return program;
 }
 
@@ -103,7 +124,13 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const record = new RunRecord();
   const program = buildProgram(io, record);
-  const status = await run(program, argv, io);
+  const status = await run(program, argv, io, record);
+  if (record.repo && record.job && !NOT_AUDITED.has(record.job)) {
+    // Best effort: a reader without write access (a DR region's read-only credentials) still gets its work done.
+    await record.audit
+      .append(record.repo, { command: record.job, result: status === 0 ? 'ok' : 'failed', exitStatus: status, details: { ...record.figures, ...record.details }, ...(record.error ? { error: record.error.slice(0, 2000) } : {}) })
+      .catch((e: Error) => io.stderr.write(`coffer: warning: could not append the audit record: ${e.message}\n`));
+  }
   const file = program.opts<GlobalOptions>().metricsTextfile ?? io.env.COFFER_METRICS_TEXTFILE;
   // `run` hands the textfile to its job's steps, each writing its own; the agent serves /metrics.
   if (file && record.job && record.job !== 'run' && record.job !== 'agent') {
@@ -136,21 +163,24 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   return status;
 }
 
-async function run(program: Command, argv: readonly string[], io: CliIo): Promise<number> {
+async function run(program: Command, argv: readonly string[], io: CliIo, record: RunRecord): Promise<number> {
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommandExit) {
+      record.error = e.reason;
       if (e.reason) io.stderr.write(`coffer: ${e.reason}\n`);
       return e.status;
     }
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_USAGE;
     const typed = e instanceof CofferError ? e : fromSystemError(e);
     if (typed) {
+      record.error = typed.message;
       io.stderr.write(`coffer: ${typed.message}\n`);
       return EXIT_CODES[typed.code] ?? EXIT_INTERNAL;
     }
+    record.error = `unexpected error: ${(e as Error)?.message ?? String(e)}`;
     io.stderr.write(`coffer: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
     return EXIT_INTERNAL;
   }

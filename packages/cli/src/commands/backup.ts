@@ -6,7 +6,7 @@ import { EXIT_DAMAGED_PAGES, EXIT_FILES_CHANGED } from '../exit-codes.js';
 import { humanBytes, progressBar } from '../progress.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say, report } = ctx;
+  const { program, io, globals, openRepo, say, report, audit, auditAnchor } = ctx;
   program
     .command('backup')
     .description('back up PostgreSQL (connects with the PG* environment or --db), or a directory tree with --path')
@@ -41,6 +41,7 @@ export function register(ctx: CliContext): void {
         ...(o.parent ? { parent: o.parent } : {}),
         ...(o.workers !== undefined ? { workers: o.workers } : {}),
         ...(maxBytesPerSecond !== undefined ? { maxBytesPerSecond } : {}),
+        audit: auditAnchor(),
         onProgress: (p: BackupProgress) => bar.update(p.bytesDone, p.bytesTotal, `${p.filesDone}/${p.filesTotal} files, ${humanBytes(p.newBytes)} new`),
       };
       let result;
@@ -63,6 +64,7 @@ export function register(ctx: CliContext): void {
       }
       const seconds = (performance.now() - t0) / 1000;
       const s = result.manifest.stats;
+      audit({ backup: result.manifest.label, id: result.key.slice(-64, -52), kind: result.manifest.kind, source: result.manifest.source });
       report({ backup_bytes: s.bytes, backup_new_bytes: s.newBytes, backup_stored_bytes: s.storedBytes, backup_files: s.files, backup_damaged_pages: s.damagedBlocks ?? 0 });
       const id = result.key.slice(-64, -52);
       const pg = result.manifest.postgres;

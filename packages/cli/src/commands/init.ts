@@ -4,7 +4,7 @@ import { intOption, type CliContext } from '../context.js';
 import { initProviders, openStore } from '../repo-options.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, say } = ctx;
+  const { program, io, globals, say, adopt, audit } = ctx;
   program
     .command('init')
     .description('create a repository (the passphrase or key file given becomes its first key)')
@@ -24,6 +24,8 @@ export function register(ctx: CliContext): void {
         ...(o.relationChunkSize !== undefined ? { relationChunkSize: o.relationChunkSize } : {}),
         ...(o.relationGroupSize !== undefined ? { relationGroupBytes: o.relationGroupSize } : {}),
         ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}) });
+      adopt(repo);
+      audit({ repositoryId: repo.config.repositoryId, location: repo.location });
       say(`initialised repository ${repo.config.repositoryId} at ${repo.location}`);
     });
 }

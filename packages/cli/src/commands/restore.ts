@@ -1,4 +1,5 @@
 /** `coffer restore`: a files backup into a directory, or a PostgreSQL backup ready to recover. */
+import { resolve } from 'node:path';
 import { Option } from 'commander';
 import { backupToRestore, restorePostgres, InvalidArgumentError, restoreBackup, displayPath, type RestoreCommandScope, type RestoreProgress } from '@coffer/engine';
 import { defaultRestoreCommand, dirMapOption, intOption, leaseOptions, parseDirMap, stanzaOf, type CliContext } from '../context.js';
@@ -27,7 +28,7 @@ interface RestoreCliOptions {
 }
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say } = ctx;
+  const { program, io, globals, openRepo, say, audit } = ctx;
   program
     .command('restore [backup]')
     .description('restore a backup (an id or any unique start of one, a label, a tag, or "latest"; with a PostgreSQL target and no id, the newest backup before it)')
@@ -96,6 +97,7 @@ export function register(ctx: CliContext): void {
         bar.stop();
       }
       const seconds = (performance.now() - t0) / 1000;
+      audit({ backup: key.slice(8, -65), id: key.slice(-64, -52), to: resolve(o.to), files: r.files, bytes: r.bytes });
       // What did not stop the restore but did not come back as backed up (an extended attribute this user may not set).
       for (const w of r.warnings) io.stderr.write(`coffer: warning: ${w}\n`);
       if (o.json) return say(JSON.stringify({ key: r.key, files: r.files, bytes: r.bytes, bytesWritten: r.bytesWritten, requests: r.requests, bytesFetched: r.bytesFetched, seconds, warnings: r.warnings, removed: r.removed, ...(r.dryRun ? { dryRun: true } : {}) }, null, 2));

@@ -12,7 +12,7 @@ import { CofferError, InvalidArgumentError, SourceError } from '../errors.js';
 import { fsPath } from '../names.js';
 import { FORMAT_VERSION } from '../format/config.js';
 import { backupLabel, PACK_PREFIX, packKey } from '../format/keys-layout.js';
-import { chunkIdsOf, setChunkIdBytes, type BackupManifest, type BackupStats, type BackupSummary, type TreeEntry } from '../format/manifest.js';
+import { chunkIdsOf, setChunkIdBytes, type AuditAnchor, type BackupManifest, type BackupStats, type BackupSummary, type TreeEntry } from '../format/manifest.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { IdTable } from '../repository/id-table.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
@@ -51,6 +51,8 @@ export interface BackupFilesOptions {
   leaseTtlMs?: number;
   /** Read at most this many bytes per second from the source, all threads together (`--max-rate`): the server's I/O stays the application's. */
   maxBytesPerSecond?: number;
+  /** The audit record that will tell of this backup (its process's chain and the record's number), named in the manifest. */
+  audit?: AuditAnchor;
 }
 
 export interface BackupResult {
@@ -280,6 +282,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       stats,
       entries: kept,
       ...extra,
+      ...(options.audit ? { audit: options.audit } : {}),
     };
     lease.prove(`writing the manifest of backup ${manifest.label}`);
     const key = await repo.writeManifest(manifest);

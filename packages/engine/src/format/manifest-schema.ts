@@ -50,4 +50,5 @@ export const backupSummarySchema: z.ZodMiniType<BackupSummary> = z.looseObject({
   parent: z.optional(z.string()),
   stanza: z.optional(z.string()),
   postgres: z.optional(postgresSummarySchema),
+  audit: z.optional(z.looseObject({ chain: z.string(), seq: z.int().check(z.nonnegative()) })),
 });

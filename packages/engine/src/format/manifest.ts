@@ -115,6 +115,14 @@ export interface BackupManifest {
   /** PostgreSQL backups (format 2): the stanza of the cluster backed up. */
   stanza?: string;
   postgres?: PostgresBackupInfo;
+  /** The audit record that tells of this backup (`format/audit-record.ts`): a trail cut short before it shows. */
+  audit?: AuditAnchor;
+}
+
+/** Which audit record a manifest is told of by. */
+export interface AuditAnchor {
+  chain: string;
+  seq: number;
 }
 
 /** What the catalogue keeps of a PostgreSQL backup: all but the text files pg_backup_stop returned. */
@@ -138,6 +146,7 @@ export interface BackupSummary {
   parent?: string;
   stanza?: string;
   postgres?: PostgresBackupSummary;
+  audit?: AuditAnchor;
 }
 
 /**

@@ -19,6 +19,7 @@
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { CofferError, CorruptObjectError, MissingObjectError, NotARepositoryError, ObjectConflictError, PermissionDeniedError, RepositoryBusyError, StoreAccessDeniedError } from '../errors.js';
+import { AUDIT_MAGIC, AUDIT_PREFIX } from '../format/audit-record.js';
 import { CONDEMNED_PREFIX } from '../format/condemned-record.js';
 import { carriedProblem } from '../format/carried-sha.js';
 import { KEEP_MAGIC, KEEP_PREFIX } from '../format/keep-record.js';
@@ -32,7 +33,7 @@ import { WAL_PREFIX, walObjectProblem } from '../format/wal-record.js';
 import type { ObjectInfo, ObjectStore } from '../store/object-store.js';
 
 /** Copy order: what may be referenced comes before what references it. */
-export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, STANZA_PREFIX, BACKUP_PREFIX, CATALOGUE_PREFIX, KEEP_PREFIX, WAL_PREFIX] as const;
+export const MIRROR_ORDER = [PACK_PREFIX, INDEX_PREFIX, KEYS_PREFIX, STANZA_PREFIX, BACKUP_PREFIX, CATALOGUE_PREFIX, KEEP_PREFIX, WAL_PREFIX, AUDIT_PREFIX] as const;
 
 /**
  * Listing order: the reverse. Writers put packs before the index, manifest or
@@ -81,6 +82,7 @@ export function storedObjectProblem(key: string, bytes: Uint8Array): string | un
   if (key.startsWith(STANZA_PREFIX)) return stanzaObjectProblem(bytes);
   if (key.startsWith(CATALOGUE_PREFIX)) return catalogueObjectProblem(bytes);
   if (key.startsWith(KEEP_PREFIX)) return carriedProblem(KEEP_MAGIC, bytes, 'keep mark');
+  if (key.startsWith(AUDIT_PREFIX)) return carriedProblem(AUDIT_MAGIC, bytes, 'audit record');
   const sha = expectedSha(key);
   if (!sha) return 'its name carries no SHA-256';
   return sha256Hex(bytes) === sha ? undefined : 'SHA-256 of its bytes does not match its name';

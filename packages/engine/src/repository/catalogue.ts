@@ -31,6 +31,7 @@ export function summarise(key: string, m: BackupManifest): BackupSummary {
     ...(m.parent !== undefined ? { parent: m.parent } : {}),
     ...(m.stanza !== undefined ? { stanza: m.stanza } : {}),
     ...(pg ? { postgres: pg } : {}),
+    ...(m.audit ? { audit: m.audit } : {}),
   };
 }
 

@@ -426,7 +426,7 @@ function labelOf(key: string): string {
 }
 
 /** Prefixes only Coffer writes. */
-const COFFER_PREFIXES = ['data/', 'index/', 'backups/', 'catalogue/', 'damage/', 'keys/', 'stanzas/', 'wal/', 'keep/', 'condemned/', 'verified/'];
+const COFFER_PREFIXES = ['data/', 'index/', 'backups/', 'catalogue/', 'damage/', 'keys/', 'stanzas/', 'wal/', 'keep/', 'condemned/', 'verified/', 'ledger/', 'audit/'];
 
 /** Up to three object keys in the store (enough to say whether, and with what, it is occupied). */
 async function firstObjects(store: ObjectStore): Promise<string[]> {

@@ -13,7 +13,7 @@ import { collectList, type ByteRange, type ObjectInfo, type ObjectStore, type Pu
 import { getVerified } from './verified.js';
 
 /** Kinds of sealed JSON records named without their SHA-256 (see `sealed-records.ts`). */
-export type SealedKind = 'wal' | 'stanza' | 'catalogue' | 'damage' | 'condemned' | 'keep' | 'verification' | 'pack-ledger';
+export type SealedKind = 'wal' | 'stanza' | 'catalogue' | 'damage' | 'condemned' | 'keep' | 'verification' | 'pack-ledger' | 'audit';
 /** What a sealed metadata object is; its associated data names it. */
 export type ObjectKind = 'index' | 'manifest' | 'pack-trailer' | 'secrets' | SealedKind;
 
