@@ -226,6 +226,9 @@ ${o.extra ?? ''}`;
     expect(sample(text, 'coffer_wal_watch_up', { cluster: 'main' })).toBe(1);
     expect(sample(text, 'coffer_wal_archiving_enabled', { cluster: 'main' })).toBe(1);
     expect(sample(text, 'coffer_alert_threshold_seconds', { alert: 'rpo' })).toBe(900);
+    // The jobs' S3 requests, added up by store and operation.
+    expect(sample(text, 'coffer_s3_requests_total', { location: primary })).toBeGreaterThan(0);
+    expect(sample(text, 'coffer_s3_sent_bytes_total', { location: dr })).toBeGreaterThan(0);
     const rpo = sample(text, 'coffer_wal_rpo_seconds', { cluster: 'main' });
     expect(rpo).toBeDefined();
     expect(rpo!).toBeLessThan(900);

@@ -9,7 +9,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { AuditLog, CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, Repository, type AuditValue, type ObjectStore } from '@coffer/engine';
 import { CommandExit, VERSION, type CliContext, type CliIo, type GlobalOptions } from './context.js';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
-import { absoluteLocation, keyProviders, localProvider, openStore } from './repo-options.js';
+import { absoluteLocation, keyProviders, localProvider, OPENED_STORES, openStore } from './repo-options.js';
+import type { S3RequestStats } from '@coffer/aws';
 import { register as agent } from './commands/agent.js';
 import { register as auditCommand } from './commands/audit.js';
 import { register as backup } from './commands/backup.js';
@@ -143,6 +144,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         job: record.job,
         repository: location ? absoluteLocation(location) : '',
         ...(stanza ? { stanza } : {}),
+        // A mirror's destination, as the agent labels it.
+        ...(record.job === 'mirror' && typeof record.details.to === 'string' ? { target: record.details.to } : {}),
         startedAt: record.startedAt,
         seconds: (performance.now() - record.t0) / 1000,
         exitStatus: status,
@@ -156,7 +159,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   // A run started by the agent tells it what it did (figures for its metrics) through this file.
   const recordFile = io.env.COFFER_RUN_RECORD;
   if (recordFile && record.job) {
-    await writeFile(recordFile, JSON.stringify({ job: record.job, exitStatus: status, figures: record.figures }), { mode: 0o600 }).catch((e: Error) => {
+    // S3 requests by operation, per store: the agent adds them up into counters.
+    const s3 = OPENED_STORES.flatMap((st) => ('stats' in st ? [{ location: st.properties.location, ...(st as unknown as { stats: S3RequestStats }).stats }] : []));
+    await writeFile(recordFile, JSON.stringify({ job: record.job, exitStatus: status, figures: record.figures, s3 }), { mode: 0o600 }).catch((e: Error) => {
       io.stderr.write(`coffer: warning: could not write the run record ${recordFile}: ${e.message}\n`);
     });
   }

@@ -94,12 +94,17 @@ export function destinationAccess(opts: RepoOptions, env: NodeJS.ProcessEnv, end
   return { options, env: region ? { ...env, AWS_REGION: region, AWS_DEFAULT_REGION: region } : env };
 }
 
+/** Every store this process opened, for the request counts its run reports (S3 stores keep them). */
+export const OPENED_STORES: ObjectStore[] = [];
+
 /** A store for `location`: a directory path, a file:// URL, or s3://bucket/prefix. */
 export async function storeAt(location: string, opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
   if (location.startsWith('s3://')) {
     const options = s3StoreOptions(location, opts, env);
     const { S3Store } = await import('@coffer/aws');
-    return new S3Store(options);
+    const store = new S3Store(options);
+    OPENED_STORES.push(store);
+    return store;
   }
   if (URL_SCHEME.test(location) && !location.startsWith('file://')) {
     throw new InvalidArgumentError('repository', `${location}: unknown scheme (use a path, file:// or s3://)`);

@@ -278,6 +278,7 @@ export class Agent {
       return;
     }
     const endedAt = new Date();
+    for (const s of outcome.steps) if (s.s3) this.metrics.recordS3(s.s3);
     const steps: StepRecord[] = outcome.steps.map((s) => ({ name: s.step.name, labels: s.step.labels, startedAt: s.startedAt.toISOString(), seconds: s.seconds, exitStatus: s.exitStatus, figures: s.figures, ...(s.error ? { error: s.error } : {}) }));
     if (outcome.stopped) {
       // Left marked as running: the next start sees an interrupted run and catches it up.

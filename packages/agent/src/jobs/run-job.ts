@@ -24,6 +24,17 @@ export interface StepResult {
   figures: Record<string, number>;
   /** The last line the child wrote on stderr, if it failed (its error message). */
   error?: string;
+  /** S3 requests the child made, per store. */
+  s3?: S3Usage[];
+}
+
+/** What one run asked of one S3 store (the counters `S3Store` keeps). */
+export interface S3Usage {
+  location: string;
+  byOperation: Record<string, number>;
+  retries: number;
+  bytesSent: number;
+  bytesReceived: number;
 }
 
 export interface JobOutcome {
@@ -140,14 +151,16 @@ export async function runStep(step: JobStep, options: Pick<RunJobOptions, 'coffe
   clearTimeout(killTimer);
   options.signal?.removeEventListener('abort', stop);
   let figures: Record<string, number> = {};
+  let s3: S3Usage[] | undefined;
   try {
-    const parsed = JSON.parse(await readFile(record, 'utf8')) as { figures?: Record<string, number> };
+    const parsed = JSON.parse(await readFile(record, 'utf8')) as { figures?: Record<string, number>; s3?: S3Usage[] };
     figures = parsed.figures ?? {};
+    if (Array.isArray(parsed.s3) && parsed.s3.length > 0) s3 = parsed.s3;
   } catch {
     // A child killed before it wrote its record reported nothing: its exit status says what happened.
   }
   await rm(record, { force: true });
-  return { step: { name: step.name, labels: step.labels }, startedAt, seconds: (performance.now() - t0) / 1000, exitStatus, figures, ...(exitStatus !== 0 && lastError ? { error: lastError } : {}) };
+  return { step: { name: step.name, labels: step.labels }, startedAt, seconds: (performance.now() - t0) / 1000, exitStatus, figures, ...(s3 ? { s3 } : {}), ...(exitStatus !== 0 && lastError ? { error: lastError } : {}) };
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

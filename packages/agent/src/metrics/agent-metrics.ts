@@ -5,7 +5,8 @@
  * the policy's alert thresholds (so the rules compare against the policy, not
  * against numbers copied into them), and the agent's own process.
  */
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { S3Usage } from '../jobs/run-job.js';
 import type { Policy } from '../policy/schema.js';
 import type { WalStatus } from '../wal/wal-watch.js';
 import { JobGauges, type JobRun } from './job-metrics.js';
@@ -35,6 +36,10 @@ export class AgentMetrics {
   private readonly replicaLagBytes: Gauge<'cluster' | 'standby'>;
   private readonly running: Gauge<'command' | 'about'>;
   private readonly nextRun: Gauge<'command' | 'about'>;
+  private readonly s3Requests: Counter<'location' | 'operation'>;
+  private readonly s3Retries: Counter<'location'>;
+  private readonly s3Sent: Counter<'location'>;
+  private readonly s3Received: Counter<'location'>;
 
   constructor(policy: Policy) {
     const registers = [this.registry];
@@ -60,7 +65,21 @@ export class AgentMetrics {
     this.replicaLagBytes = new Gauge({ name: 'coffer_replica_lag_bytes', help: "WAL bytes a standby has still to replay", labelNames: ['cluster', 'standby'], registers });
     this.running = new Gauge({ name: 'coffer_agent_job_running', help: '1 while a run of this job is under way', labelNames: ['command', 'about'], registers });
     this.nextRun = new Gauge({ name: 'coffer_agent_job_next_run_timestamp_seconds', help: 'When this job runs next (Unix time)', labelNames: ['command', 'about'], registers });
+    this.s3Requests = new Counter({ name: 'coffer_s3_requests_total', help: "S3 requests the agent's jobs made, by store and operation", labelNames: ['location', 'operation'], registers });
+    this.s3Retries = new Counter({ name: 'coffer_s3_retries_total', help: "S3 requests the agent's jobs retried (throttling, timeouts, 5xx)", labelNames: ['location'], registers });
+    this.s3Sent = new Counter({ name: 'coffer_s3_sent_bytes_total', help: "Bytes the agent's jobs sent to S3", labelNames: ['location'], registers });
+    this.s3Received = new Counter({ name: 'coffer_s3_received_bytes_total', help: "Bytes the agent's jobs received from S3", labelNames: ['location'], registers });
     this.policy = policy;
+  }
+
+  /** Adds what a job's run asked of its S3 stores. */
+  recordS3(usage: readonly S3Usage[]): void {
+    for (const u of usage) {
+      for (const [operation, n] of Object.entries(u.byOperation)) if (n > 0) this.s3Requests.inc({ location: u.location, operation }, n);
+      if (u.retries > 0) this.s3Retries.inc({ location: u.location }, u.retries);
+      if (u.bytesSent > 0) this.s3Sent.inc({ location: u.location }, u.bytesSent);
+      if (u.bytesReceived > 0) this.s3Received.inc({ location: u.location }, u.bytesReceived);
+    }
   }
 
   private readonly policy: Policy;

@@ -43,6 +43,8 @@ export function register(ctx: CliContext): void {
       const env = { ...io.env };
       delete env.COFFER_METRICS_TEXTFILE;
       const workDir = await mkdtemp(join(tmpdir(), 'coffer-run-'));
+      // Steps that said why they failed themselves; for the others (a secret not there: nothing started) the reason is given here.
+      const spoke = new Set<string>();
       try {
         const outcome = await runJob(policy, spec, {
           cofferBin: COFFER_BIN,
@@ -54,14 +56,17 @@ export function register(ctx: CliContext): void {
           onStep: (step, attempt) => {
             if (attempt > 1) io.stderr.write(`coffer: run: ${step.name}: try ${attempt}\n`);
           },
-          onLine: (_step, stream, line) => {
-            if (stream === 'stderr') io.stderr.write(line + '\n');
+          onLine: (step, stream, line) => {
+            if (stream === 'stderr') {
+              spoke.add(step.name);
+              io.stderr.write(line + '\n');
+            }
             else if (!o.json) io.stdout.write(line + '\n');
           },
         });
         if (o.json) say(JSON.stringify({ job: spec.job, about: name, ok: outcome.ok, tries: outcome.tries, steps: outcome.steps.map((s) => ({ step: s.step.name, exitStatus: s.exitStatus, seconds: s.seconds, figures: s.figures, ...(s.error ? { error: s.error } : {}) })) }, null, 2));
         const failed = outcome.steps.find((s) => s.exitStatus !== 0);
-        if (failed) throw new CommandExit(failed.exitStatus, `run: ${failed.step.name} failed (exit ${failed.exitStatus})`);
+        if (failed) throw new CommandExit(failed.exitStatus, `run: ${failed.step.name} failed (exit ${failed.exitStatus})${failed.error && !spoke.has(failed.step.name) ? `: ${failed.error}` : ''}`);
       } finally {
         await rm(workDir, { recursive: true, force: true });
       }
