@@ -165,7 +165,7 @@ describe('WAL chain verification', () => {
   it('agrees with a segment-by-segment simulation of recovery on random archives', async () => {
     let n = 0;
     await fc.assert(
-      fc.asyncProperty(layouts, async (l) => {
+      fc.asyncProperty(layouts, fc.integer({ min: -1, max: 3 }), async (l, window) => {
         const { repo, keys } = await build(l, n++);
         const want = simulate(l);
         const got = await verifyWalChain(repo);
@@ -177,6 +177,14 @@ describe('WAL chain verification', () => {
         expect(new Map(got.gaps.map((g) => [`${g.from}…${g.to}`, { breaks: g.breaks.map((k) => keys.indexOf(k)), limits: g.limits.map((k) => keys.indexOf(k)) }]))).toEqual(want.gaps);
         expect(got.problems).toEqual([]);
         expect(got.ok).toBe(want.gaps.size === 0);
+        // With a PITR window from just after backup `window` (retention's): a gap that breaks nothing and lies before
+        // that backup — the window's anchor, the newest taken before the window began — was removed on purpose.
+        const pitrFrom = new Date(Date.UTC(2026, 0, 1, 0, window, 45));
+        const anchor = window >= 0 ? Math.min(window, keys.length - 1) : undefined;
+        const windowed = await verifyWalChain(repo, { pitrFrom });
+        const expected = windowed.gaps.map((g) => anchor !== undefined && g.breaks.length === 0 && !g.limits.map((k) => keys.indexOf(k)).includes(anchor));
+        expect(windowed.gaps.map((g) => g.expected === true)).toEqual(expected);
+        expect(windowed.ok).toBe(expected.every(Boolean));
       }),
       { numRuns: 150 },
     );
