@@ -226,6 +226,12 @@ ${o.extra ?? ''}`;
     expect(sample(text, 'coffer_wal_watch_up', { cluster: 'main' })).toBe(1);
     expect(sample(text, 'coffer_wal_archiving_enabled', { cluster: 'main' })).toBe(1);
     expect(sample(text, 'coffer_alert_threshold_seconds', { alert: 'rpo' })).toBe(900);
+    // After the jobs, the repositories as `coffer info` sees them: size, backups, leases, what gc would free.
+    expect(sample(text, 'coffer_repository_bytes', { command: 'info', repository: primary })).toBeGreaterThan(1e6);
+    expect(sample(text, 'coffer_repository_bytes', { command: 'info', repository: dr })).toBeGreaterThan(0);
+    expect(sample(text, 'coffer_repository_backups', { command: 'info', repository: primary })).toBeGreaterThanOrEqual(2);
+    expect(sample(text, 'coffer_repository_leases', { command: 'info', repository: primary })).toBeGreaterThanOrEqual(0);
+    expect(sample(text, 'coffer_repository_reclaimable_bytes', { command: 'info', repository: primary })).toBeGreaterThanOrEqual(0);
     // The jobs' S3 requests, added up by store and operation.
     expect(sample(text, 'coffer_s3_requests_total', { location: primary })).toBeGreaterThan(0);
     expect(sample(text, 'coffer_s3_sent_bytes_total', { location: dr })).toBeGreaterThan(0);

@@ -14,8 +14,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cron } from 'croner';
 import type { Policy, Schedule } from '../policy/schema.js';
-import { jobId, readSecret, type JobSpec, type JobStep } from '../jobs/job-steps.js';
-import { runJob, type JobOutcome } from '../jobs/run-job.js';
+import { infoStep, jobId, readSecret, type JobSpec, type JobStep } from '../jobs/job-steps.js';
+import { runJob, runStep, type JobOutcome } from '../jobs/run-job.js';
 import { AgentMetrics } from '../metrics/agent-metrics.js';
 import { WalWatch, type WalStatus } from '../wal/wal-watch.js';
 import { alertsNow, type Alert } from './alerts.js';
@@ -298,6 +298,26 @@ export class Agent {
     }
     this.metrics.setRunning(q.spec.job, about, false);
     await this.stateFile.save(this.state);
+    if (outcome.ok && !this.stopping.signal.aborted) await this.lookAtRepositories(q.spec, log);
+  }
+
+  /** After a job that changed them, each repository's size, backups and leases (and after expire or gc, what gc would free). */
+  private async lookAtRepositories(spec: JobSpec, log: Logger): Promise<void> {
+    if (spec.job === 'verify' || spec.job === 'drill') return;
+    const reclaimable = spec.job === 'expire' || spec.job === 'gc';
+    for (const name of this.repositoriesOf(spec)) {
+      let step: JobStep;
+      try {
+        step = infoStep(this.options.policy, name, this.env, reclaimable);
+      } catch (e) {
+        log.warn({ repository: name, error: (e as Error).message }, 'cannot look at the repository');
+        continue;
+      }
+      const r = await runStep(step, { cofferBin: this.options.cofferBin, env: this.env, workDir: join(this.stateDir, 'runs'), signal: this.stopping.signal });
+      if (r.s3) this.metrics.recordS3(r.s3);
+      this.metrics.recordRun({ job: 'info', repository: step.labels.repository, stanza: '', target: '', startedAt: r.startedAt, seconds: r.seconds, exitStatus: r.exitStatus, figures: r.figures });
+      if (r.exitStatus !== 0) log.warn({ repository: name, exitStatus: r.exitStatus, error: r.error }, 'looking at the repository failed');
+    }
   }
 
   private watchWal(spec: JobSpec): void {

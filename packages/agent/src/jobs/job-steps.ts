@@ -18,7 +18,8 @@ export interface JobSpec {
 
 /** The labels a step's metrics carry (never a secret: locations and names only). */
 export interface StepLabels {
-  command: Job;
+  /** The job, or `info` for the agent's look at a repository after one. */
+  command: Job | 'info';
   /** The repository's location. */
   repository: string;
   stanza: string;
@@ -112,6 +113,22 @@ function repositoryOf(policy: Policy, name: string | undefined, job: Job): { nam
     throw new InvalidArgumentError('repository', `a ${job} job is about a repository: name one of ${Object.keys(policy.repositories).join(', ') || '(none in the policy)'}`);
   }
   return { name, repository };
+}
+
+/**
+ * A look at one repository (`coffer info`): its size, backups and leases for
+ * the agent's metrics; with `reclaimable`, what garbage collection would free
+ * (reads every manifest and WAL record: after expire and gc only).
+ */
+export function infoStep(policy: Policy, repositoryName: string, env: NodeJS.ProcessEnv, reclaimable: boolean): JobStep {
+  const { repository } = repositoryOf(policy, repositoryName, 'gc');
+  const access = repositoryAccess(repositoryName, repository, env);
+  return {
+    name: `info ${repositoryName}`,
+    args: [...access.args, 'info', '--json', ...(reclaimable ? ['--reclaimable'] : [])],
+    env: access.env,
+    labels: { command: 'info', repository: repository.location, stanza: '', target: '' },
+  };
 }
 
 /** The steps of one job of `policy`, with secrets read from `env` and the files the policy names. */

@@ -43,6 +43,11 @@ const FIGURES: Record<string, string> = {
   mirror_copied_objects: 'Objects the last mirror run copied to its destination',
   mirror_copied_bytes: 'Bytes the last mirror run copied to its destination',
   mirror_problems: 'Objects the last mirror run could not copy',
+  repository_bytes: 'Bytes the repository holds in the store, all objects',
+  repository_pack_bytes: 'Bytes of packs (chunk data) in the repository',
+  repository_reclaimable_bytes: 'Pack bytes garbage collection would free now',
+  repository_backups: 'Backups in the repository',
+  repository_leases: 'Leases held in the repository now (writers at work, a collection)',
 };
 
 const LAST_SUCCESS = 'coffer_job_last_success_timestamp_seconds';

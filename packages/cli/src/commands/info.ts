@@ -5,7 +5,7 @@ import { humanBytes } from '../progress.js';
 import { policyOf, registerRetentionOptions, type RetentionFlags } from './expire.js';
 
 export function register(ctx: CliContext): void {
-  const { program, openRepo, say } = ctx;
+  const { program, openRepo, say, report } = ctx;
   const command = program
     .command('info')
     .description('what the repository holds: backups per cluster or source (per retention rule, given the expire options), WAL per timeline with gaps, how far back recovery reaches, size per kind of object, leases held now')
@@ -19,6 +19,13 @@ export function register(ctx: CliContext): void {
       ...(Object.keys(policy).length > 0 ? { policy } : {}),
       ...(o.now ? { now: new Date(parseTargetTime(o.now, '--now')) } : {}),
       ...(o.reclaimable ? { reclaimable: true } : {}),
+    });
+    report({
+      repository_bytes: info.totalBytes,
+      repository_pack_bytes: info.objects['data/']?.bytes ?? 0,
+      repository_backups: info.lineages.reduce((n, l) => n + l.backups, 0),
+      repository_leases: info.leases.length,
+      ...(info.reclaimableBytes !== undefined ? { repository_reclaimable_bytes: info.reclaimableBytes } : {}),
     });
     if (o.json) return say(JSON.stringify(info, null, 2));
     for (const line of describeInfo(info)) say(line);
