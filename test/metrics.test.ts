@@ -84,3 +84,38 @@ describe('metrics and alert rules', () => {
     for (const rule of rules) expect(tested.has(rule), rule).toBe(true);
   });
 });
+
+describe('the state of KMS wrapping keys', () => {
+  it('coffer info reports each KMS key that wraps the data key, and counts those that no longer work (disabled, scheduled for deletion)', async () => {
+    const { KmsTestServer } = await import('./support/kms-server.js');
+    const { CreateKeyCommand, KMSClient, ScheduleKeyDeletionCommand } = await import('@aws-sdk/client-kms');
+    const kms = await KmsTestServer.start();
+    const dir = await scratch('coffer-kms-state-');
+    try {
+      const creds = { accessKeyId: kms.accessKeyId, secretAccessKey: kms.secretAccessKey };
+      const client = new KMSClient({ region: 'us-east-1', endpoint: kms.endpoint, credentials: creds });
+      const [a, b] = [(await client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!, (await client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!];
+      const env = { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_KMS: kms.endpoint };
+      const repo = join(dir.dir, 'repo');
+      expect((await coffer(['--repo', repo, '--kms-key-id', a, 'init'], env)).status).toBe(0);
+      expect((await coffer(['--repo', repo, '--kms-key-id', a, 'key', 'add', '--kms-key-id', b], env)).status).toBe(0);
+      const look = async () => {
+        const file = join(dir.dir, 'info.prom');
+        const r = await coffer(['--repo', repo, '--kms-key-id', b, '--metrics-textfile', file, 'info', '--json'], env);
+        expect(r.status, r.stderr).toBe(0);
+        const text = await readFile(file, 'utf8');
+        expect(promtool(['check', 'metrics'], text).status).toBe(0);
+        return { keys: (JSON.parse(r.stdout) as { kmsKeys: { keyRef: string; state: string }[] }).kmsKeys, unusable: value(text, 'coffer_kms_keys_unusable') };
+      };
+      expect(await look()).toEqual({ keys: expect.arrayContaining([{ keyRef: a, state: 'enabled' }, { keyRef: b, state: 'enabled' }]), unusable: 0 });
+      kms.setEnabled(a, false);
+      expect(await look()).toEqual({ keys: expect.arrayContaining([{ keyRef: a, state: 'disabled' }, { keyRef: b, state: 'enabled' }]), unusable: 1 });
+      await client.send(new ScheduleKeyDeletionCommand({ KeyId: a, PendingWindowInDays: 7 }));
+      expect((await look()).keys).toEqual(expect.arrayContaining([{ keyRef: a, state: 'pending-deletion' }]));
+      client.destroy();
+    } finally {
+      await kms.stop();
+      await dir.cleanup();
+    }
+  });
+});

@@ -25,6 +25,8 @@ interface KmsKey {
   enabled: boolean;
   description: string;
   created: number;
+  /** ScheduleKeyDeletion was called (and not cancelled): unusable, shown as PendingDeletion. */
+  pendingDeletion?: boolean;
 }
 
 class KmsFault extends Error {
@@ -124,6 +126,17 @@ export class KmsTestServer {
       }
       case 'DescribeKey':
         return { KeyMetadata: metadata(this.find(input.KeyId)) };
+      case 'ScheduleKeyDeletion': {
+        const key = this.find(input.KeyId);
+        key.pendingDeletion = true;
+        key.enabled = false;
+        return { KeyId: key.arn, KeyState: 'PendingDeletion', DeletionDate: Date.now() / 1000 + 7 * 86400 };
+      }
+      case 'CancelKeyDeletion': {
+        const key = this.find(input.KeyId);
+        key.pendingDeletion = false;
+        return { KeyId: key.arn };
+      }
       case 'DisableKey':
       case 'EnableKey':
         this.find(input.KeyId).enabled = op === 'EnableKey';
@@ -198,7 +211,7 @@ function metadata(key: KmsKey): Json {
     Enabled: key.enabled,
     Description: key.description,
     KeyUsage: 'ENCRYPT_DECRYPT',
-    KeyState: key.enabled ? 'Enabled' : 'Disabled',
+    KeyState: key.pendingDeletion ? 'PendingDeletion' : key.enabled ? 'Enabled' : 'Disabled',
     KeySpec: 'SYMMETRIC_DEFAULT',
     CustomerMasterKeySpec: 'SYMMETRIC_DEFAULT',
     Origin: 'AWS_KMS',

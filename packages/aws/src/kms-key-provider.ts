@@ -10,9 +10,9 @@
  * another region talks to that key's region (the ARN names it). Plaintext
  * keys are returned to the engine and kept only in memory.
  */
-import { DecryptCommand, EncryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { DecryptCommand, DescribeKeyCommand, EncryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import { KeyUnavailableError, WrongKeyError, type DataKey, type KeyContext, type KeyProvider, type WrappedKey } from '@coffer/engine';
+import { KeyUnavailableError, WrongKeyError, type DataKey, type KeyContext, type KeyProvider, type WrappedKey, type WrappingKeyState } from '@coffer/engine';
 import { describeAwsError, isRetryable, withRetry, type RetryOptions } from './retry.js';
 import { KMS_PROVIDER, kmsMayUnwrap } from './light.js';
 
@@ -123,6 +123,16 @@ export class KmsKeyProvider implements KeyProvider {
 
   canUnwrap(wrapped: WrappedKey): boolean {
     return kmsMayUnwrap(wrapped, this.options.unwrap ?? 'any', this.options.keyId);
+  }
+
+  /** DescribeKey: whether the key can still wrap and unwrap (needs kms:DescribeKey). */
+  async keyState(keyRef: string): Promise<WrappingKeyState> {
+    const meta = await this.call(keyRef, () => this.client(this.regionOf(keyRef)).send(new DescribeKeyCommand({ KeyId: keyRef })));
+    const state = meta.KeyMetadata?.KeyState;
+    if (state === 'Enabled') return 'enabled';
+    if (state === 'Disabled') return 'disabled';
+    if (state === 'PendingDeletion' || state === 'PendingReplicaDeletion') return 'pending-deletion';
+    return 'unavailable';
   }
 
   async unwrap(wrapped: WrappedKey, context: KeyContext): Promise<Uint8Array> {

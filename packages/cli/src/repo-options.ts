@@ -5,7 +5,7 @@
  * nothing secret is read from the command line or written anywhere.
  */
 import { resolve } from 'node:path';
-import { FileStore, fileStorePath, InvalidArgumentError, LocalKeyProvider, type DataKey, type KeyContext, type KeyProvider, type ObjectStore, type WrappedKey } from '@coffer/engine';
+import { FileStore, fileStorePath, InvalidArgumentError, LocalKeyProvider, type DataKey, type KeyContext, type KeyProvider, type ObjectStore, type WrappedKey, type WrappingKeyState } from '@coffer/engine';
 import type { KmsKeyProvider, KmsKeyProviderOptions, ObjectLockRetention, S3StoreOptions } from '@coffer/aws';
 // The AWS SDK loads only when S3 or KMS is used (imported below on first use): most runs never need it.
 import { KMS_PROVIDER, kmsMayUnwrap, parseS3Url } from '@coffer/aws/light';
@@ -142,6 +142,9 @@ class DeferredKmsProvider implements KeyProvider {
   }
   async unwrap(wrapped: WrappedKey, context: KeyContext): Promise<Uint8Array> {
     return (await this.provider()).unwrap(wrapped, context);
+  }
+  async keyState(keyRef: string): Promise<WrappingKeyState> {
+    return (await this.provider()).keyState(keyRef);
   }
 }
 

@@ -12,7 +12,7 @@ export { collectList, assertValidKey } from './store/object-store.js';
 export { checkRange } from './store/range.js';
 export { FileStore, fileStorePath } from './store/file-store.js';
 export { MemoryStore } from './store/memory-store.js';
-export type { KeyProvider, WrappedKey, DataKey, KeyContext } from './keys/key-provider.js';
+export type { KeyProvider, WrappedKey, DataKey, KeyContext, WrappingKeyState } from './keys/key-provider.js';
 export { LocalKeyProvider } from './keys/local-key-provider.js';
 export {
   StreamingChunker,

@@ -48,6 +48,8 @@ const FIGURES: Record<string, string> = {
   repository_reclaimable_bytes: 'Pack bytes garbage collection would free now',
   repository_backups: 'Backups in the repository',
   repository_leases: 'Leases held in the repository now (writers at work, a collection)',
+  kms_keys: 'KMS keys that wrap the repository\'s data keys',
+  kms_keys_unusable: 'Of those, keys KMS says are disabled, scheduled for deletion or unavailable',
 };
 
 const LAST_SUCCESS = 'coffer_job_last_success_timestamp_seconds';

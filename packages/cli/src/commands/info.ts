@@ -1,11 +1,13 @@
 /** `coffer info`: backups by lineage (and tier), WAL ranges and gaps, how far back recovery reaches, sizes, leases. */
 import { parseTargetTime, repositoryInfo, type RepositoryInfo } from '@coffer/engine';
+import type { WrappingKeyState } from '@coffer/engine';
 import type { CliContext } from '../context.js';
+import { KMS_PROVIDER, kmsProvider } from '../repo-options.js';
 import { humanBytes } from '../progress.js';
 import { policyOf, registerRetentionOptions, type RetentionFlags } from './expire.js';
 
 export function register(ctx: CliContext): void {
-  const { program, openRepo, say, report } = ctx;
+  const { program, openRepo, say, report, io } = ctx;
   const command = program
     .command('info')
     .description('what the repository holds: backups per cluster or source (per retention rule, given the expire options), WAL per timeline with gaps, how far back recovery reaches, size per kind of object, leases held now')
@@ -20,15 +22,25 @@ export function register(ctx: CliContext): void {
       ...(o.now ? { now: new Date(parseTargetTime(o.now, '--now')) } : {}),
       ...(o.reclaimable ? { reclaimable: true } : {}),
     });
+    // KMS keys that wrap the data keys: one disabled or scheduled for deletion will stop the repository from opening.
+    const kms = kmsProvider(undefined, io.env);
+    const kmsKeys = await Promise.all(
+      repo.keyRing
+        .wrappingKeys()
+        .filter((w) => w.provider === KMS_PROVIDER)
+        .map(async (w) => ({ keyRef: w.keyRef, state: await kms.keyState!(w.keyRef).catch((e: Error): WrappingKeyState | string => `unknown (${e.message})`) })),
+    );
     report({
+      ...(kmsKeys.length > 0 ? { kms_keys: kmsKeys.length, kms_keys_unusable: kmsKeys.filter((k) => k.state === 'disabled' || k.state === 'pending-deletion' || k.state === 'unavailable').length } : {}),
       repository_bytes: info.totalBytes,
       repository_pack_bytes: info.objects['data/']?.bytes ?? 0,
       repository_backups: info.lineages.reduce((n, l) => n + l.backups, 0),
       repository_leases: info.leases.length,
       ...(info.reclaimableBytes !== undefined ? { repository_reclaimable_bytes: info.reclaimableBytes } : {}),
     });
-    if (o.json) return say(JSON.stringify(info, null, 2));
+    if (o.json) return say(JSON.stringify({ ...info, ...(kmsKeys.length > 0 ? { kmsKeys } : {}) }, null, 2));
     for (const line of describeInfo(info)) say(line);
+    for (const k of kmsKeys) say(`KMS key ${k.keyRef}: ${k.state}${k.state === 'enabled' ? '' : ' — the repository will not open with it; enable it, cancel its deletion, or add another wrapping (coffer key add)'}`);
   });
 }
 

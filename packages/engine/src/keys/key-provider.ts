@@ -38,4 +38,13 @@ export interface KeyProvider {
   canUnwrap(wrapped: WrappedKey): boolean;
   /** Unwrap; rejects with `WrongKeyError` when the key does not match. */
   unwrap(wrapped: WrappedKey, context: KeyContext): Promise<Uint8Array>;
+  /**
+   * The state of the key behind `keyRef` at the key service, where there is
+   * one (KMS): a disabled key, or one scheduled for deletion, will stop
+   * opening the repository. Local keys have no such state.
+   */
+  keyState?(keyRef: string): Promise<WrappingKeyState>;
 }
+
+/** What a key service says of a wrapping key. */
+export type WrappingKeyState = 'enabled' | 'disabled' | 'pending-deletion' | 'unavailable';

@@ -117,6 +117,13 @@ export class KeyRing {
    * reopen the repository to use it. Returns undefined when `provider` already
    * wraps every key.
    */
+  /** Every key that wraps a data key, once each: which provider kind, which of its keys. */
+  wrappingKeys(): { provider: string; keyRef: string }[] {
+    const seen = new Map<string, { provider: string; keyRef: string }>();
+    for (const r of this.records) for (const w of r.wrappings) seen.set(`${w.provider}\u0000${w.keyRef}`, { provider: w.provider, keyRef: w.keyRef });
+    return [...seen.values()];
+  }
+
   async addWrapping(provider: KeyProvider): Promise<{ key: string; keyIds: number[] } | undefined> {
     const unopened = this.records.filter((r) => !this.keys.dataKeys.has(r.id)).map((r) => r.id);
     if (unopened.length > 0) throw new WrongKeyError(`data key(s) ${unopened.join(', ')} are not open with the given keys, so they cannot be wrapped again`);
