@@ -89,6 +89,11 @@ describe('jobSteps', () => {
     expect(verify!.args).toContain('--smoke-query');
     expect(JSON.parse(verify!.args[verify!.args.indexOf('--smoke-query') + 1]!)).toEqual({ database: 'shop', sql: 'SELECT count(*) FROM orders', expect: { min: 1 } });
     expect(Number(verify!.args[verify!.args.indexOf('--pitr-window') + 1])).toBeCloseTo(3, 5);
+    // From a standby: it is read, the primary is asked to switch segments; each with its own password, in the environment.
+    const standby = parsePolicy(policyText(join(dir, 'secret')).replace('    maxRate: 200 MB\n', '    standby: { connection: "host=10.0.0.2 user=coffer dbname=postgres", password: { env: STANDBY_SECRET } }\n'), 'policy.yaml');
+    const [fromStandby] = jobSteps(standby, { job: 'backup', cluster: 'main' }, { ...env, STANDBY_SECRET: 'standby-pw' });
+    expect(fromStandby!.args.slice(6)).toEqual(['backup', '--json', '--db', 'host=10.0.0.2 user=coffer dbname=postgres', '--primary-db', 'host=/run/postgresql user=postgres dbname=postgres', '--pgdata', '/var/lib/postgresql/15/main']);
+    expect(fromStandby!.env).toMatchObject({ PGPASSWORD: 'standby-pw', COFFER_PRIMARY_PGPASSWORD: 'x' });
     const mirrors = jobSteps(policy, { job: 'mirror', repository: 'primary' }, env);
     expect(mirrors.map((m) => m.labels.target)).toEqual(['s3://bucket-b/pg']);
     await rm(dir, { recursive: true, force: true });
