@@ -8,6 +8,7 @@
  */
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CofferError } from '@coffer/engine';
 import type { StepLabels } from '../jobs/job-steps.js';
 
 export interface StepRecord {
@@ -54,8 +55,14 @@ export class StateFile {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, jobs: {} };
       throw e;
     }
-    const state = JSON.parse(text) as AgentState;
-    if (state.version !== 1 || typeof state.jobs !== 'object' || state.jobs === null) throw new Error(`${this.path}: not an agent state file of version 1`);
+    let state: AgentState;
+    try {
+      state = JSON.parse(text) as AgentState;
+    } catch {
+      state = { version: 0 } as unknown as AgentState;
+    }
+    // Damaged (a disk that lost it): refused by name rather than taken as a first start, which would forget what runs were missed.
+    if (state.version !== 1 || typeof state.jobs !== 'object' || state.jobs === null) throw new CofferError('COFFER_FILE_ERROR', `${this.path} is not an agent state file of version 1: move it aside to start afresh (missed runs are then not caught up)`);
     return state;
   }
 

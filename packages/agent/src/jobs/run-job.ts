@@ -107,8 +107,9 @@ export async function runJob(policy: Policy, spec: JobSpec, options: RunJobOptio
     pending = failed;
   }
   const results = steps.map((s) => last.get(s)).filter((r): r is StepResult => r !== undefined);
-  const stopped = options.signal?.aborted === true;
-  return { spec, steps: results, tries, ok: results.length === steps.length && results.every((r) => r.exitStatus === 0), stopped };
+  const ok = results.length === steps.length && results.every((r) => r.exitStatus === 0);
+  // A job that ended well just as the stop came is done, not interrupted.
+  return { spec, steps: results, tries, ok, stopped: options.signal?.aborted === true && !ok };
 }
 
 /** Runs one step as a child process; resolves when it has exited. */
