@@ -267,6 +267,9 @@ ${o.extra ?? ''}`;
     expect(await agent!.exited).toBe(0);
     await writeFile(policyFile, policy({ schedules: ['  - { job: backup, cluster: main, cron: "*/10 * * * * *" }', '  - { job: wal, cluster: main }'].join('\n') }));
     const before = JSON.parse((await coffer(['--repo', primary, 'list', '--json'], env)).stdout) as { id: string }[];
+    // Every page of the largest table changed: the next backup reads it again, some seconds at 8 MB/s.
+    await cluster.query('UPDATE pgbench_accounts SET abalance = abalance + 1');
+    await cluster.query('CHECKPOINT');
     // SIGTERM while a backup reads.
     agent = startAgent(policyFile, agentEnv);
     await until(() => agent!.lines.some((l) => l.includes('"step starts"') && l.includes('backup:main')), 'a backup to start', 60_000, 100);
