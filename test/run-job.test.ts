@@ -73,10 +73,13 @@ metrics: { textfile: ${join(dir, 'metrics', 'coffer.prom')} }
       const listed = await coffer(['--repo', join(dir, copy), 'list', '--json'], { COFFER_PASSPHRASE: PASSPHRASE });
       expect((JSON.parse(listed.stdout) as unknown[]).length).toBe(1);
     }
-    // The source's audit trail tells of both runs.
-    const audit = JSON.parse((await coffer(['--repo', join(dir, 'primary'), 'audit', '--json'], { COFFER_PASSPHRASE: PASSPHRASE })).stdout) as { ok: boolean; records: { command: string; details: Record<string, unknown> }[] };
-    expect(audit.ok).toBe(true);
-    expect(audit.records.filter((x) => x.command === 'mirror').map((x) => x.details.to)).toEqual([join(dir, 'copy1'), join(dir, 'copy2')]);
+    // Each copy's audit trail holds the source's, and tells of the run that wrote it.
+    for (const copy of ['copy1', 'copy2']) {
+      const audit = JSON.parse((await coffer(['--repo', join(dir, copy), 'audit', '--json'], { COFFER_PASSPHRASE: PASSPHRASE })).stdout) as { ok: boolean; records: { command: string; details: Record<string, unknown> }[] };
+      expect(audit.ok).toBe(true);
+      expect(audit.records.map((x) => x.command)).toEqual(['init', 'backup', 'mirror']);
+      expect(audit.records[2]!.details.to).toBe(join(dir, copy));
+    }
   });
 
   it("exits with the job's status: a repository that is not there is not tried again", async () => {

@@ -303,7 +303,12 @@ ${o.extra ?? ''}`;
     expect(r.status, r.stderr).toBe(0);
     const trail = JSON.parse(r.stdout) as { ok: boolean; records: { key: string; command: string; result: string; host: string; user: string; seen?: { key: string } }[]; problems: string[] };
     expect(trail.problems).toEqual([]);
-    for (const command of ['init', 'backup', 'wal-push', 'mirror', 'expire', 'gc', 'verify']) expect(trail.records.some((x) => x.command === command && x.result === 'ok'), command).toBe(true);
+    for (const command of ['init', 'backup', 'wal-push', 'expire', 'gc', 'verify']) expect(trail.records.some((x) => x.command === command && x.result === 'ok'), command).toBe(true);
+    // Mirror runs are told of where they wrote: the DR bucket, whose trail also holds the primary's as it was copied.
+    const drTrail = JSON.parse((await coffer(['--repo', dr, 'audit', '--json'], env)).stdout) as typeof trail;
+    expect(drTrail.problems).toEqual([]);
+    expect(drTrail.records.filter((x) => x.command === 'mirror' && x.result === 'ok').length).toBeGreaterThanOrEqual(2);
+    expect(drTrail.records.some((x) => x.command === 'backup')).toBe(true);
     // As many successful backups told of as the agent ran (the interrupted one told of as failed, or not at all: it was killed).
     expect(trail.records.filter((x) => x.command === 'backup' && x.result === 'ok').length).toBeGreaterThanOrEqual(3);
     // Who: the agent's jobs ran as root here, archive_command as the server's user.

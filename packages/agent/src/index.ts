@@ -18,7 +18,7 @@ export { jobMetricsText, writeJobMetrics, JobGauges, type JobRun } from './metri
 export { AgentMetrics, DEFAULT_THRESHOLDS, thresholds } from './metrics/agent-metrics.js';
 export { JOBS, policySchema, secretRef, type ClusterPolicy, type Job, type Policy, type RepositoryPolicy, type Schedule, type SecretRef } from './policy/schema.js';
 export { jobId, jobSteps, readSecret, type JobSpec, type JobStep, type StepLabels } from './jobs/job-steps.js';
-export { retryable, runJob, runStep, type JobOutcome, type RunJobOptions, type StepResult } from './jobs/run-job.js';
+export { retryable, runJob, runStep, type JobOutcome, type RunJobOptions, type S3Usage, type StepResult } from './jobs/run-job.js';
 export { Agent, DEFAULT_STATE_DIR, type AgentOptions, type AgentStatus, type JobStatus } from './agent/agent.js';
 export { alertsNow, type Alert } from './agent/alerts.js';
 export { createLogger, type LogSettings, type Logger } from './agent/log.js';

@@ -169,6 +169,6 @@ export interface CliContext {
   audit: (details: Readonly<Record<string, AuditValue>>) => void;
   /** The audit record this run will append (a backup names it in its manifest). */
   auditAnchor: () => AuditAnchor;
-  /** The repository this run's audit record goes to, when the command opened it another way (init). */
+  /** The repository this run's audit record goes to, instead of the one it opened first (init: made, not opened; mirror: the destination). */
   adopt: (repo: Repository) => void;
 }

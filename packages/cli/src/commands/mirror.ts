@@ -32,9 +32,11 @@ export function register(ctx: CliContext): void {
         report = await mirror(from, to, common);
       }
       const seconds = (performance.now() - t0) / 1000;
-      // Told in the source's audit trail (which the next run copies over), where this run has the keys to write it.
-      if (o.backup.length === 0) await openRepo().catch(() => undefined);
-      ctx.audit({ to: absoluteLocation(o.to), ...(o.backup.length ? { backups: o.backup } : {}) });
+      // Told in the destination's audit trail (what this run wrote), where it has the keys to write it; the source
+      // is left as it was, so a second run finds nothing to copy.
+      const written = await ctx.openRepoAt(to).catch(() => undefined);
+      if (written) ctx.adopt(written);
+      ctx.audit({ from: source, to: absoluteLocation(o.to), ...(o.backup.length ? { backups: o.backup } : {}) });
       figures({ mirror_copied_objects: report.copied, mirror_copied_bytes: report.bytesCopied, mirror_problems: report.problems.length });
       if (o.json) say(JSON.stringify({ ...report, seconds, problems: report.problems.map((p) => ({ code: p.code, message: p.message })) }, null, 2));
       else printMirror(report, source, to.properties.location, seconds, say);
