@@ -73,8 +73,9 @@ function simulate(l: Layout): Expected {
     const stopSeg = b.start + b.span;
     const branch = b.tli === 1 && switchSeg !== undefined && BigInt(stopSeg * SEG + 0x100) > l.switchLsn!;
     const line = (n: number) => (branch ? 1 : tl(n));
-    // With nothing archived on the recovery path, recovery still needs the backup's own segments.
-    const end = branch ? Math.max(...Array.from({ length: l.last1 }, (_, k) => k + 1).filter((n) => present(1, n)), b.start) : (newestNo ?? stopSeg);
+    // With nothing archived on the recovery path, recovery still needs the backup's own segments; and a timeline
+    // history says WAL ran on the old timeline up to the switch, so a backup before it needs those segments too.
+    const end = branch ? Math.max(...Array.from({ length: l.last1 }, (_, k) => k + 1).filter((n) => present(1, n)), b.start) : Math.max(newestNo ?? stopSeg, switchSeg !== undefined && b.tli === 1 ? switchSeg - 1 : 0);
     let state = branch ? 'branch' : 'complete';
     let last: string | undefined;
     for (let n = b.start; n <= end; n++) {
@@ -190,7 +191,12 @@ describe('WAL chain verification', () => {
       {
         numRuns: 150,
         // Found in CI: nothing archived on the recovery path, not even the backup's own segment — it is broken.
-        examples: [[{ last1: 3, switchLsn: 2113536n, last2: 2, missing: new Set(['1:1', '2:2']), backups: [{ tli: 1, start: 1, span: 0 }] }, 0]],
+        examples: [
+          [{ last1: 3, switchLsn: 2113536n, last2: 2, missing: new Set(['1:1', '2:2']), backups: [{ tli: 1, start: 1, span: 0 }] }, 0],
+          [{ last1: 3, switchLsn: 2113536n, last2: 2, missing: new Set(['2:2']), backups: [{ tli: 1, start: 1, span: 1 }] }, 0],
+          // A segment of the old timeline before the switch missing, with nothing after it archived: still a gap.
+          [{ last1: 3, switchLsn: 3162112n, last2: 3, missing: new Set(['2:3', '1:2']), backups: [{ tli: 1, start: 1, span: 0 }] }, 0],
+        ],
       },
     );
   }, 300_000);
