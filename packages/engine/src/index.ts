@@ -107,3 +107,4 @@ export { connectPostgres, type PostgresConnection } from './postgres/postgres-co
 export { AuditLog, readAuditTrail, type AuditEntry, type AuditTrailReport } from './repository/audit-trail.js';
 export { AUDIT_PREFIX, type AuditRecord, type AuditValue } from './format/audit-record.js';
 export type { AuditAnchor } from './format/manifest.js';
+export { writeDurably } from './durable.js';

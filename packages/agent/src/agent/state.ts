@@ -6,9 +6,9 @@
  * missed run), and the last result and last success (so "backup too old"
  * counts from the last good backup, not from the agent's start).
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CofferError } from '@coffer/engine';
+import { CofferError, writeDurably } from '@coffer/engine';
 import type { StepLabels } from '../jobs/job-steps.js';
 
 export interface StepRecord {
@@ -74,15 +74,7 @@ export class StateFile {
   }
 }
 
-/** Writes `text` to `path` whole: beside it, synced, then renamed over it. */
-export async function replaceFile(path: string, text: string, mode = 0o600): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
+/** Writes `text` to `path` whole (the engine's durable replace: beside it, synced, renamed, directory synced). */
+export function replaceFile(path: string, text: string, mode = 0o600): Promise<void> {
+  return writeDurably(path, text, mode);
 }

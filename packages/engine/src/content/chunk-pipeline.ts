@@ -70,7 +70,7 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
     if (want === 0) return { bytesRead: 0, buffer };
     const r = await fh.read(buffer, 0, want, at);
     // Paid for after the read, by what it read: a small file read into a large buffer costs its own size.
-    await pacer?.take(r.bytesRead);
+    if (pacer) await pacer.take(r.bytesRead);
     if (r.bytesRead < want) atEnd = true;
     return r;
   };
