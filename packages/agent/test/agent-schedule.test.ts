@@ -108,9 +108,13 @@ describe('the agent schedules', () => {
     const agent = new Agent({ policy: p, policyFile: 'policy.yaml', cofferBin: bin, env: { P: 'x', PATH: process.env.PATH }, logger: quiet() });
     await agent.start();
     try {
+      // Wait on what the agent recorded, not on the stand-in's log: the log line is written just before
+      // the child exits, and a stop in between would leave that run unrecorded.
       await until(async () => {
         const all = await calls();
-        return all.filter((c) => c.args.includes('expire')).length >= 2 && all.some((c) => c.args.includes('gc')) && all.some((c) => c.args.includes('verify'));
+        const jobs = agent.status().jobs;
+        const done = (id: string) => jobs.find((j) => j.id === id)?.lastRun !== undefined;
+        return all.filter((c) => c.args.includes('expire')).length >= 2 && done('expire:main') && done('gc:primary') && done('verify:main');
       });
     } finally {
       await agent.stop();
