@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,6 +37,57 @@ beforeAll(async () => {
 afterAll(async () => work.cleanup());
 
 describe('metrics and alert rules', () => {
+  it('mirror --dry-run measures how far a mirror is behind: what it says is missing is what a mirror run copies; nothing is written', async () => {
+    const env = { COFFER_PASSPHRASE: 'metrics passphrase' };
+    const repo = join(work.dir, 'lag-repo');
+    const dr = join(work.dir, 'lag-dr');
+    const src = join(work.dir, 'lag-src');
+    await mkdir(src);
+    await writeFile(join(src, 'a'), 'y'.repeat(300_000));
+    expect((await coffer(['--repo', repo, 'init'], env)).status).toBe(0);
+    expect((await coffer(['--repo', repo, 'backup', '--path', src], env)).status).toBe(0);
+    type Lag = { missingObjects: number; missingBytes: number; lagSeconds: number; oldestMissing?: string; missingByPrefix: Record<string, { objects: number }> };
+    const lag = async (): Promise<Lag> => {
+      const r = await coffer(['--repo', repo, 'mirror', '--to', dr, '--dry-run', '--json'], {});
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as Lag;
+    };
+    // Nothing there yet: everything is missing, the config among it; the dry run needs no key and writes nothing.
+    const first = await lag();
+    expect(first.missingObjects).toBeGreaterThan(3);
+    expect(first.missingByPrefix.config?.objects).toBe(1);
+    expect(first.lagSeconds).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(first.oldestMissing!)).toBeLessThanOrEqual(Date.now());
+    expect(await readdir(dr).catch(() => [])).toEqual([]);
+    const copied = await coffer(['--repo', repo, 'mirror', '--to', dr, '--json'], env);
+    expect(copied.status, copied.stderr).toBe(0);
+    const report = JSON.parse(copied.stdout) as { copied: number; bytesCopied: number };
+    // The mirror also writes its own audit record at the destination: not the source's, not counted as missing.
+    expect(report.copied).toBe(first.missingObjects);
+    expect(report.bytesCopied).toBe(first.missingBytes);
+    expect(await lag()).toMatchObject({ missingObjects: 0, missingBytes: 0, lagSeconds: 0 });
+
+    // A new backup at the source: behind again, by what it wrote; the figures reach the textfile.
+    await writeFile(join(src, 'b'), 'z'.repeat(200_000));
+    expect((await coffer(['--repo', repo, 'backup', '--path', src], env)).status).toBe(0);
+    const file = join(work.dir, 'coffer_mirror_lag.prom');
+    expect((await coffer(['--repo', repo, '--metrics-textfile', file, 'mirror', '--to', dr, '--dry-run'], {})).status).toBe(0);
+    const text = await readFile(file, 'utf8');
+    expect(promtool(['check', 'metrics'], text).status).toBe(0);
+    expect(value(text, 'coffer_mirror_missing_objects')).toBeGreaterThan(0);
+    expect(value(text, 'coffer_mirror_missing_bytes')).toBeGreaterThan(1000);
+    expect(value(text, 'coffer_mirror_lag_seconds')).toBeGreaterThanOrEqual(0);
+    expect(text).toContain(`target="${dr}"`);
+
+    // With --backup it is refused; against another repository, named as a conflict.
+    expect((await coffer(['--repo', repo, 'mirror', '--to', dr, '--dry-run', '--backup', 'latest'], {})).status).toBe(3);
+    const other = join(work.dir, 'lag-other');
+    expect((await coffer(['--repo', other, 'init'], env)).status).toBe(0);
+    const conflict = await coffer(['--repo', repo, 'mirror', '--to', other, '--dry-run'], {});
+    expect(conflict.status).toBe(12);
+    expect(conflict.stderr).toMatch(/another repository/);
+  });
+
   it('a run writes its metrics where --metrics-textfile says, in a form promtool accepts; a failed run keeps the last success', async () => {
     const env = { COFFER_PASSPHRASE: 'metrics passphrase' };
     const repo = join(work.dir, 'repo');
@@ -82,6 +133,13 @@ describe('metrics and alert rules', () => {
     const rules = [...readFileSync(join(RULES, 'coffer-alerts.yml'), 'utf8').matchAll(/- alert: (\w+)/g)].map((m) => m[1]);
     const tested = new Set([...readFileSync(join(RULES, 'coffer-alerts.test.yml'), 'utf8').matchAll(/alertname: (\w+)\n\s+exp_alerts:\n\s+- /g)].map((m) => m[1]));
     for (const rule of rules) expect(tested.has(rule), rule).toBe(true);
+    // Every rule links to its section of runbooks/alerts.md, and the section is there.
+    const text = readFileSync(join(RULES, 'coffer-alerts.yml'), 'utf8');
+    const headings = new Set([...readFileSync(join(ROOT, 'runbooks/alerts.md'), 'utf8').matchAll(/^## (\w+)$/gm)].map((m) => m[1]!.toLowerCase()));
+    for (const rule of rules) {
+      expect(text, rule).toContain(`runbook_url: "runbooks/alerts.md#${rule!.toLowerCase()}"`);
+      expect(headings.has(rule!.toLowerCase()), `runbooks/alerts.md has no section ${rule}`).toBe(true);
+    }
   });
 });
 

@@ -72,6 +72,7 @@ interface StatusJson {
   listen?: string;
   jobs: { id: string; state: string; lastRun?: { ok: boolean; endedAt: string; startedAt: string; steps: { name: string; exitStatus: number; figures: Record<string, number>; labels: { command: string; target: string } }[] }; lastSuccess?: string }[];
   wal: { cluster: string; ok: boolean; rpoSeconds?: number; archiving?: boolean; lsn?: string; archivedThrough?: string }[];
+  repositories: { repository: string; mirror?: string; target?: string; ok: boolean; missingObjects?: number; missingBytes?: number; lagSeconds?: number }[];
   alerts: { name: string }[];
 }
 
@@ -126,7 +127,7 @@ verification:
   readDataDays: 30
   smoke:
     - { database: postgres, sql: "SELECT count(*) FROM pgbench_accounts", expect: { min: 200000 } }
-agent: { stateDir: ${stateDir}, walPollSeconds: 1, retryDelaySeconds: 1, stopTimeoutSeconds: 30 }
+agent: { stateDir: ${stateDir}, walPollSeconds: 1, retryDelaySeconds: 1, stopTimeoutSeconds: 30, repositoryLookSeconds: 15 }
 metrics: { listen: "127.0.0.1:0" }
 logs: { format: json, level: info }
 ${o.extra ?? ''}`;
@@ -232,6 +233,25 @@ ${o.extra ?? ''}`;
     expect(sample(text, 'coffer_repository_backups', { command: 'info', repository: primary })).toBeGreaterThanOrEqual(2);
     expect(sample(text, 'coffer_repository_leases', { command: 'info', repository: primary })).toBeGreaterThanOrEqual(0);
     expect(sample(text, 'coffer_repository_reclaimable_bytes', { command: 'info', repository: primary })).toBeGreaterThanOrEqual(0);
+    // How far the mirror is behind, as the agent last measured it (both buckets listed): what status says, /metrics says.
+    // (Read between two looks at status that show the same look: one may land between status and /metrics.)
+    const lagOf = (x: StatusJson) => x.repositories.find((r) => r.repository === 'primary' && r.mirror === 'dr')!;
+    let lag = lagOf(s);
+    let lagText = text;
+    for (let i = 0; i < 5; i++) {
+      const before = lagOf(await status(policyFile));
+      lagText = await metricsText(s.listen!);
+      lag = lagOf(await status(policyFile));
+      if (JSON.stringify(before) === JSON.stringify(lag)) break;
+    }
+    expect(lag).toMatchObject({ ok: true, target: dr });
+    expect(sample(lagText, 'coffer_mirror_missing_objects', { command: 'info', target: dr })).toBe(lag.missingObjects);
+    expect(sample(lagText, 'coffer_mirror_missing_bytes', { command: 'info', target: dr })).toBe(lag.missingBytes);
+    expect(sample(lagText, 'coffer_mirror_lag_seconds', { command: 'info', target: dr })).toBeLessThan(3600);
+    expect(s.repositories.filter((r) => !r.mirror).map((r) => [r.repository, r.ok])).toEqual([
+      ['dr', true],
+      ['primary', true],
+    ]);
     // The jobs' S3 requests, added up by store and operation.
     expect(sample(text, 'coffer_s3_requests_total', { location: primary })).toBeGreaterThan(0);
     expect(sample(text, 'coffer_s3_sent_bytes_total', { location: dr })).toBeGreaterThan(0);

@@ -21,6 +21,7 @@ export { jobId, jobSteps, readSecret, type JobSpec, type JobStep, type StepLabel
 export { retryable, runJob, runStep, type JobOutcome, type RunJobOptions, type S3Usage, type StepResult } from './jobs/run-job.js';
 export { Agent, DEFAULT_STATE_DIR, type AgentOptions, type AgentStatus, type JobStatus } from './agent/agent.js';
 export { alertsNow, type Alert } from './agent/alerts.js';
+export { RepositoryLooks, type RepositoryLook, type RepositoryLooksOptions } from './agent/repository-looks.js';
 export { createLogger, type LogSettings, type Logger } from './agent/log.js';
 export { readAgentStatus, type AgentStatusReport } from './agent/status-file.js';
 export type { AgentState, JobRecord, StepRecord } from './agent/state.js';

@@ -25,7 +25,7 @@ const event: fc.Arbitrary<Event> = fc.oneof(
 describe('RpoTracker', () => {
   it('is never below the age of the oldest transaction not in the repository', () => {
     fc.assert(
-      fc.property(fc.array(event, { maxLength: 80 }), fc.integer({ min: 1, max: 5 }), (events, every) => {
+      fc.property(fc.array(event, { maxLength: 80 }), fc.integer({ min: 1, max: 5 }), fc.boolean(), (events, every, reads) => {
         const tracker = new RpoTracker();
         let lsn = BigInt(SEG);
         let xid = 1000n;
@@ -44,10 +44,13 @@ describe('RpoTracker', () => {
           // archive_command catches up on complete segments only.
           else if (e.kind === 'archive') archived = lsn - (lsn % BigInt(SEG));
           if (i % every !== 0) return;
-          const f = tracker.observe(t, lsn, xid, archived, SEG);
           const oldest = commits.find((c) => c.end > archived);
+          // What reading the WAL past the archived end finds: no transaction's record there.
+          const settled = reads && lsn > archived && oldest === undefined;
+          const f = tracker.observe(t, lsn, xid, archived, SEG, undefined, settled);
           const truth = oldest ? (t - oldest.at) / 1000 : 0;
           expect(f.rpoSeconds).toBeGreaterThanOrEqual(truth);
+          if (settled) expect(f.rpoSeconds).toBe(0);
           expect(f.unarchivedBytes).toBe(lsn > archived ? Number(lsn - archived) : 0);
           if (lsn <= archived) expect(f.rpoSeconds).toBe(0);
         });
@@ -68,6 +71,22 @@ describe('RpoTracker', () => {
     for (let s = 4; s < 3600; s += 15) expect(tracker.observe(s * 1000, 2n * start + BigInt(s), 11n, 2n * start, SEG).rpoSeconds).toBe(0);
     // A transaction after all: from the last sample before it.
     expect(tracker.observe(3_700_000, 2n * start + 9000n, 12n, 2n * start, SEG).rpoSeconds).toBeCloseTo(3_700 - 3_589, 0);
+  });
+
+  it('after a switch that follows a transaction within one sample, housekeeping WAL is 0 once read and found free of transactions', () => {
+    const s = BigInt(SEG);
+    const run = (settle: boolean) => {
+      const tracker = new RpoTracker();
+      tracker.observe(0, s + 100n, 10n, s, SEG);
+      // Between two samples: a transaction (id 10), the switch, the segment archived, a checkpoint record after it.
+      const figures = [tracker.observe(1000, 2n * s + 120n, 11n, 2n * s, SEG, undefined, settle)];
+      for (let t = 2000; t <= 60_000; t += 1000) figures.push(tracker.observe(t, 2n * s + 120n + BigInt(t), 11n, 2n * s, SEG));
+      return figures.map((f) => f.rpoSeconds);
+    };
+    // Unread: the transaction might be past the end — counted from the last sample before it, never below the truth.
+    expect(run(false).at(-1)).toBe(60);
+    // Read: nothing at risk, and it stays so while no new transaction id appears.
+    expect(run(true).every((r) => r === 0)).toBe(true);
   });
 
   it('counts the archive lag from the moment a segment completed, whatever it holds', () => {

@@ -379,7 +379,7 @@ export class S3Store implements ObjectStore {
     const Key = this.fullKey(key);
     try {
       const r = await this.request('HeadObject', () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key })));
-      return { key, size: r.ContentLength ?? 0 };
+      return { key, size: r.ContentLength ?? 0, ...(r.LastModified ? { modified: r.LastModified } : {}) };
     } catch (e) {
       if (httpStatusOf(e) === 404) return undefined;
       throw this.fail(key, e);
@@ -401,7 +401,7 @@ export class S3Store implements ObjectStore {
       for (const o of page.Contents ?? []) {
         if (!o.Key?.startsWith(base)) continue;
         const key = o.Key.slice(base.length);
-        if (key && !key.endsWith('/')) yield { key, size: o.Size ?? 0 };
+        if (key && !key.endsWith('/')) yield { key, size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified } : {}) };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

@@ -69,6 +69,7 @@ export { clusterIdentity } from './postgres/cluster-identity.js';
 export { DEFAULT_STANZA, readStanza, listStanzas, ensureStanza, upgradeStanza, requireStanza } from './postgres/stanza.js';
 export { validateStanzaName, type StanzaRecord, type StanzaEntry, type StanzaIdentity } from './format/stanza-record.js';
 export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.js';
+export { walTransactionIds, type WalTransactions } from './postgres/wal-records.js';
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages, BLCKSZ, RELSEG_BLOCKS } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
@@ -78,7 +79,7 @@ export type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCh
 export { ReadPacer, parseByteRate } from './content/read-pacer.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { checkEntryPaths } from './restore/target.js';
-export { mirror, storedObjectProblem, MIRROR_ORDER, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
+export { mirror, mirrorLag, storedObjectProblem, MIRROR_ORDER, type MirrorLag, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';
 export { checkRepository, DEFAULT_CHECK_MEMORY, type CheckOptions, type CheckReport } from './check/check.js';
 export { repairRepository, type IncompleteBackup, type RepairOptions, type RepairReport } from './check/repair.js';
 export { DAMAGE_PREFIX, type DamageRecord } from './format/damage-record.js';

@@ -14,19 +14,23 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cron } from 'croner';
 import type { Policy, Schedule } from '../policy/schema.js';
-import { infoStep, jobId, readSecret, type JobSpec, type JobStep } from '../jobs/job-steps.js';
-import { runJob, runStep, type JobOutcome } from '../jobs/run-job.js';
+import { jobId, readSecret, type JobSpec, type JobStep } from '../jobs/job-steps.js';
+import { runJob, type JobOutcome } from '../jobs/run-job.js';
 import { AgentMetrics } from '../metrics/agent-metrics.js';
 import { WalWatch, type WalStatus } from '../wal/wal-watch.js';
 import { alertsNow, type Alert } from './alerts.js';
 import { serveAgent, type AgentServer } from './http.js';
 import { createLogger, type Logger } from './log.js';
+import { RepositoryLooks, type RepositoryLook } from './repository-looks.js';
 import { replaceFile, StateFile, type AgentState, type StepRecord } from './state.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/coffer/agent';
 
 /** How often each watched cluster's write position is sampled (a light query), between full looks. */
 const WAL_SAMPLE_MS = 1000;
+
+/** How often every repository is looked at between jobs (size, leases, KMS keys, each mirror's lag), when the policy does not say. */
+const REPOSITORY_LOOK_SECONDS = 300;
 
 export interface AgentOptions {
   policy: Policy;
@@ -51,6 +55,8 @@ export interface AgentStatus {
   listen?: string;
   jobs: JobStatus[];
   wal: WalStatus[];
+  /** The last look at each repository and at each mirror's lag. */
+  repositories: RepositoryLook[];
   alerts: Alert[];
 }
 
@@ -87,6 +93,8 @@ export class Agent {
   private readonly walStatus = new Map<string, WalStatus>();
   private walTimer: NodeJS.Timeout | undefined;
   private sampleTimer: NodeJS.Timeout | undefined;
+  private lookTimer: NodeJS.Timeout | undefined;
+  private readonly looks: RepositoryLooks;
   private readonly queue: Queued[] = [];
   private readonly active = new Map<string, { since: Date; done: Promise<void> }>();
   private readonly busy = new Set<string>();
@@ -103,6 +111,7 @@ export class Agent {
     this.metrics = new AgentMetrics(p);
     this.env = options.env ?? process.env;
     this.log = options.logger ?? createLogger(p.logs ?? {});
+    this.looks = new RepositoryLooks({ policy: p, cofferBin: options.cofferBin, env: this.env, workDir: join(this.stateDir, 'runs'), signal: this.stopping.signal, metrics: this.metrics, log: this.log });
   }
 
   /** The address /metrics is served on, once started. */
@@ -157,6 +166,17 @@ export class Agent {
         for (const w of this.watches) void w.sample().catch(() => undefined);
       }, WAL_SAMPLE_MS);
     }
+    // Every repository now and every few minutes: a mirror falls behind, a store becomes unreachable, between jobs too.
+    const lookEvery = (p.agent?.repositoryLookSeconds ?? REPOSITORY_LOOK_SECONDS) * 1000;
+    const lookTick = () => {
+      void this.looks
+        .look(this.looks.all(), false)
+        .then(() => this.writeStatus())
+        .finally(() => {
+          if (!this.stopping.signal.aborted) this.lookTimer = setTimeout(lookTick, lookEvery);
+        });
+    };
+    lookTick();
     this.ready = true;
     this.log.info({ policy: this.options.policyFile, stateDir: this.stateDir, jobs: this.crons.size, walWatches: this.watches.length }, 'agent started');
     await this.writeStatus();
@@ -176,8 +196,10 @@ export class Agent {
     for (const { cron } of this.crons.values()) cron.stop();
     clearTimeout(this.walTimer);
     clearInterval(this.sampleTimer);
+    clearTimeout(this.lookTimer);
     this.queue.length = 0;
     await Promise.all([...this.active.values()].map((a) => a.done));
+    await this.looks.idle();
     await Promise.all(this.watches.map((w) => w.close()));
     this.stoppedAt = new Date();
     await this.stateFile.save(this.state);
@@ -298,25 +320,10 @@ export class Agent {
     }
     this.metrics.setRunning(q.spec.job, about, false);
     await this.stateFile.save(this.state);
-    if (outcome.ok && !this.stopping.signal.aborted) await this.lookAtRepositories(q.spec, log);
-  }
-
-  /** After a job that changed them, each repository's size, backups and leases (and after expire or gc, what gc would free). */
-  private async lookAtRepositories(spec: JobSpec, log: Logger): Promise<void> {
-    if (spec.job === 'verify' || spec.job === 'drill') return;
-    const reclaimable = spec.job === 'expire' || spec.job === 'gc';
-    for (const name of this.repositoriesOf(spec)) {
-      let step: JobStep;
-      try {
-        step = infoStep(this.options.policy, name, this.env, reclaimable);
-      } catch (e) {
-        log.warn({ repository: name, error: (e as Error).message }, 'cannot look at the repository');
-        continue;
-      }
-      const r = await runStep(step, { cofferBin: this.options.cofferBin, env: this.env, workDir: join(this.stateDir, 'runs'), signal: this.stopping.signal });
-      if (r.s3) this.metrics.recordS3(r.s3);
-      this.metrics.recordRun({ job: 'info', repository: step.labels.repository, stanza: '', target: '', startedAt: r.startedAt, seconds: r.seconds, exitStatus: r.exitStatus, figures: r.figures });
-      if (r.exitStatus !== 0) log.warn({ repository: name, exitStatus: r.exitStatus, error: r.error }, 'looking at the repository failed');
+    // After a job that changed them: each repository's size, backups and leases, each mirror's lag (and after
+    // expire or gc, what gc would free).
+    if (outcome.ok && !this.stopping.signal.aborted && q.spec.job !== 'verify' && q.spec.job !== 'drill') {
+      await this.looks.look(this.repositoriesOf(q.spec), q.spec.job === 'expire' || q.spec.job === 'gc', log);
     }
   }
 
@@ -361,6 +368,7 @@ export class Agent {
     for (const q of this.queue) if (!seen.has(q.id)) (seen.add(q.id), jobs.push(this.jobStatus(q.id, q.spec)));
     for (const id of this.active.keys()) if (!seen.has(id)) (seen.add(id), jobs.push(this.jobStatus(id, specOf(id))));
     const wal = [...this.walStatus.values()];
+    const repositories = this.looks.status();
     return {
       pid: process.pid,
       policy: this.options.policyFile,
@@ -370,7 +378,8 @@ export class Agent {
       ...(this.server ? { listen: this.server.address } : {}),
       jobs,
       wal,
-      alerts: alertsNow(this.options.policy, this.state, wal, now),
+      repositories,
+      alerts: alertsNow(this.options.policy, this.state, wal, now, repositories),
     };
   }
 

@@ -6,6 +6,7 @@
 import type { Policy } from '../policy/schema.js';
 import { thresholds } from '../metrics/agent-metrics.js';
 import type { WalStatus } from '../wal/wal-watch.js';
+import type { RepositoryLook } from './repository-looks.js';
 import type { AgentState } from './state.js';
 
 export interface Alert {
@@ -19,7 +20,7 @@ export interface Alert {
 
 const age = (seconds: number) => (seconds >= 7200 ? `${(seconds / 3600).toFixed(1)} h` : seconds >= 120 ? `${(seconds / 60).toFixed(1)} min` : `${seconds.toFixed(0)} s`);
 
-export function alertsNow(policy: Policy, state: AgentState, wal: readonly WalStatus[], now: Date): Alert[] {
+export function alertsNow(policy: Policy, state: AgentState, wal: readonly WalStatus[], now: Date, looks: readonly RepositoryLook[] = []): Alert[] {
   const limits = thresholds(policy);
   const out: Alert[] = [];
   for (const [id, job] of Object.entries(state.jobs)) {
@@ -49,6 +50,11 @@ export function alertsNow(policy: Policy, state: AgentState, wal: readonly WalSt
     }
     const streaming = (w.replicas ?? []).filter((r) => r.state === 'streaming').length;
     if (policy.clusters[w.cluster]?.standby && streaming === 0 && !w.standby) out.push({ name: 'CofferReplicationDisabled', severity: 'critical', about: w.cluster, summary: 'the policy names a standby, and none is streaming' });
+  }
+  for (const l of looks) {
+    const about = l.mirror ? `${l.repository} → ${l.mirror}` : l.repository;
+    if (!l.ok) out.push({ name: 'CofferRepositoryUnreachable', severity: 'critical', about, summary: `the agent cannot look at ${l.mirror ? `the mirror ${l.target}` : l.location} (exit ${l.exitStatus}${l.error ? `: ${l.error}` : ''})` });
+    else if (l.mirror && (l.lagSeconds ?? 0) > limits.mirror_lag) out.push({ name: 'CofferMirrorBehind', severity: 'warning', about, summary: `${l.target} lacks ${l.missingObjects} objects (${l.missingBytes} bytes), the oldest written ${age(l.lagSeconds!)} ago` });
   }
   return out;
 }

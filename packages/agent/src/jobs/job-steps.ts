@@ -131,6 +131,32 @@ export function infoStep(policy: Policy, repositoryName: string, env: NodeJS.Pro
   };
 }
 
+/** One `coffer mirror` step per destination of `name`. */
+function mirrorSteps(policy: Policy, name: string, repository: RepositoryPolicy, env: NodeJS.ProcessEnv, command: 'mirror' | 'info', extra: string[]): JobStep[] {
+  const source = repositoryAccess(name, repository, env);
+  return (repository.mirrors ?? []).map((m) => {
+    const dest = repositoryOf(policy, m, 'mirror');
+    const to = destinationAccess(m, dest.repository, env);
+    return {
+      name: `${command === 'mirror' ? 'mirror' : 'mirror lag'} ${name} → ${m}`,
+      args: [...source.args, 'mirror', ...to.args, ...extra, '--json'],
+      env: { ...source.env, ...to.env },
+      labels: { command, repository: repository.location, stanza: '', target: dest.repository.location },
+    };
+  });
+}
+
+/**
+ * A look at how far each mirror of a repository is behind (`coffer mirror
+ * --dry-run`: both stores listed, nothing copied): the objects and bytes a
+ * mirror run would copy now and the age of the oldest. Labelled `info`, with
+ * the destination as target, so the mirror job's own series stay its own.
+ */
+export function mirrorLagSteps(policy: Policy, repositoryName: string, env: NodeJS.ProcessEnv): JobStep[] {
+  const { repository } = repositoryOf(policy, repositoryName, 'mirror');
+  return mirrorSteps(policy, repositoryName, repository, env, 'info', ['--dry-run']);
+}
+
 /** The steps of one job of `policy`, with secrets read from `env` and the files the policy names. */
 export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv = process.env): JobStep[] {
   const id = jobId(spec);
@@ -140,13 +166,8 @@ export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv =
     const source = repositoryAccess(name, repository, env);
     const labels = { command: spec.job, repository: repository.location, stanza: '', target: '' };
     if (spec.job === 'gc') return [{ name: id, args: [...source.args, 'gc', '--json'], env: source.env, labels }];
-    const mirrors = repository.mirrors ?? [];
-    if (mirrors.length === 0) throw new InvalidArgumentError('repository', `repository ${name} lists no mirrors`);
-    return mirrors.map((m) => {
-      const dest = repositoryOf(policy, m, 'mirror');
-      const to = destinationAccess(m, dest.repository, env);
-      return { name: `mirror ${name} → ${m}`, args: [...source.args, 'mirror', ...to.args, '--json'], env: { ...source.env, ...to.env }, labels: { ...labels, target: dest.repository.location } };
-    });
+    if ((repository.mirrors ?? []).length === 0) throw new InvalidArgumentError('repository', `repository ${name} lists no mirrors`);
+    return mirrorSteps(policy, name, repository, env, 'mirror', []);
   }
   const { name, cluster } = clusterOf(policy, spec);
   const { repository } = repositoryOf(policy, cluster.repository, spec.job);

@@ -11,8 +11,8 @@ import type { Policy } from '../policy/schema.js';
 import type { WalStatus } from '../wal/wal-watch.js';
 import { JobGauges, type JobRun } from './job-metrics.js';
 
-/** Thresholds when the policy gives none: the seeds' RPO of 15 minutes and replica lag of 900 s, a daily backup, a verification every other day. */
-export const DEFAULT_THRESHOLDS = { rpo: 900, wal_archive_lag: 300, replica_lag: 900, backup_age: 26 * 3600, verify_age: 50 * 3600 } as const;
+/** Thresholds when the policy gives none: the seeds' RPO of 15 minutes and replica lag of 900 s, a daily backup, a verification every other day, a mirror an hour behind. */
+export const DEFAULT_THRESHOLDS = { rpo: 900, wal_archive_lag: 300, replica_lag: 900, backup_age: 26 * 3600, verify_age: 50 * 3600, mirror_lag: 3600 } as const;
 
 export function thresholds(policy: Policy): Record<keyof typeof DEFAULT_THRESHOLDS, number> {
   const a = policy.alerts ?? {};
@@ -22,6 +22,7 @@ export function thresholds(policy: Policy): Record<keyof typeof DEFAULT_THRESHOL
     replica_lag: a.replicaLagSeconds ?? DEFAULT_THRESHOLDS.replica_lag,
     backup_age: a.backupAgeHours !== undefined ? a.backupAgeHours * 3600 : DEFAULT_THRESHOLDS.backup_age,
     verify_age: a.verifyAgeHours !== undefined ? a.verifyAgeHours * 3600 : DEFAULT_THRESHOLDS.verify_age,
+    mirror_lag: a.mirrorLagSeconds ?? DEFAULT_THRESHOLDS.mirror_lag,
   };
 }
 

@@ -147,6 +147,8 @@ export const policySchema = z.strictObject({
         replicaLagSeconds: z.optional(positive),
         backupAgeHours: z.optional(positive),
         verifyAgeHours: z.optional(positive),
+        /** How old the oldest object a mirror lacks may get (default 3600). */
+        mirrorLagSeconds: z.optional(positive),
       }),
     ),
     metrics: z.optional(z.strictObject({ listen: z.optional(z.string().check(z.regex(/^[^\s:]*:\d{1,5}$/, 'expected host:port'))), textfile: z.optional(absolutePath) })),
@@ -158,6 +160,8 @@ export const policySchema = z.strictObject({
         stateDir: z.optional(absolutePath),
         /** How often the WAL archive of each cluster is looked at, for RPO and archive lag (default 15). */
         walPollSeconds: z.optional(positive),
+        /** How often every repository is looked at between jobs: size, leases, KMS keys, each mirror's lag (default 300). */
+        repositoryLookSeconds: z.optional(positive),
         /** Wait before the second try of a failed job, doubled for each try after (default 60). */
         retryDelaySeconds: z.optional(positive),
         /** On SIGTERM, how long running jobs get to end after being told to, before they are killed (default 60). */

@@ -10,6 +10,11 @@
  *   (running-transaction snapshots, checkpoints) that holds no one's data, and
  *   PostgreSQL's own archive_timeout ignores it for the same reason; an idle
  *   server is not a breach.
+ * - Bytes past it, and new transaction ids, but the caller read those bytes
+ *   and found no transaction's record in them (`settled`): 0. Without that
+ *   reading, housekeeping WAL written right after a segment switch that
+ *   follows a transaction within one sample keeps the figure at the time
+ *   since that sample until the next switch.
  * - Otherwise: the time since the last sample before the first transaction
  *   that is not archived. Never less than the truth, at most one sampling
  *   interval more.
@@ -41,11 +46,15 @@ export class RpoTracker {
    * repository held WAL up to `archivedEnd`. `floor` (ms): before the tracker
    * saw a sample within the archived end, the latest time known to be no
    * later than the oldest unarchived write (when the last segment was
-   * archived) — used only until a sample says more.
+   * archived) — used only until a sample says more. `settled`: the WAL past
+   * the archived end was read at this sample and holds no record of any
+   * transaction before `nextXid` (and none was running).
    */
-  observe(at: number, lsn: bigint, nextXid: bigint, archivedEnd: bigint, segmentBytes: number, floor?: number): RpoFigures {
+  observe(at: number, lsn: bigint, nextXid: bigint, archivedEnd: bigint, segmentBytes: number, floor?: number, settled = false): RpoFigures {
     const last = this.samples[this.samples.length - 1];
     if (last && at < last.at) at = last.at;
+    // Settled: as if the position had been seen at the archived end with this next id.
+    if (settled) this.samples = [{ at, lsn: archivedEnd, xid: nextXid }];
     this.samples.push({ at, lsn, xid: nextXid });
     // Only the newest sample within the archived end matters among the older ones.
     let base = -1;

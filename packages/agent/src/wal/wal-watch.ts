@@ -5,7 +5,7 @@
  * acknowledged), the `.ready` backlog, the size of pg_wal, and each standby's
  * replay lag. From successive looks, the RPO and the archive lag.
  */
-import { connectPostgres, formatLsn, parseLsn, type PostgresConnection } from '@coffer/engine';
+import { connectPostgres, formatLsn, parseLsn, walTransactionIds, type PostgresConnection } from '@coffer/engine';
 import { RpoTracker, type RpoFigures } from './rpo-tracker.js';
 
 export interface ReplicaStatus {
@@ -43,10 +43,22 @@ export interface WalStatus {
   /** archive_mode is on and an archive command or library is set. */
   archiving?: boolean;
   replicas?: ReplicaStatus[];
+  /**
+   * Why the WAL past the archived end cannot be read (pg_read_binary_file needs
+   * superuser, pg_read_server_files or a grant): the RPO then stays at the time
+   * since the last transaction after a segment switch, until the next switch.
+   */
+  walReadError?: string;
 }
 
 interface Position {
   lsn: string | null;
+  /** Where the next record goes (a primary's; null on a standby): past `lsn` while records wait to be written. */
+  insert_lsn: string | null;
+  /** The timeline WAL is written on (a primary's; null on a standby), as a segment name spells it. */
+  timeline: string | null;
+  /** The oldest transaction id still running (equal to next_xid when none is). */
+  oldest_xid: string;
   next_xid: string;
   last_archived_wal: string | null;
   last_archived_time: Date | null;
@@ -67,6 +79,9 @@ interface Facts {
 
 /** The position, the next transaction id and the archive's end: cheap enough to ask every second. */
 const POSITION = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+  (CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END)::text AS insert_lsn,
+  (CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END) AS timeline,
+  pg_snapshot_xmin(pg_current_snapshot())::text AS oldest_xid,
   pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid,
   a.last_archived_wal, a.last_archived_time,
   (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment_bytes
@@ -127,6 +142,44 @@ export class WalWatch {
   constructor(readonly target: WalWatchTarget) {}
 
   private position: (Position & { figures: RpoFigures; lsnValue: bigint }) | undefined;
+  /** The archived end and next transaction id the WAL past it was last found free of transactions at. */
+  private settled: { end: bigint; xid: string } | undefined;
+  /** An archived end past which a transaction's record was found: no need to read again until the end moves. */
+  private writtenPast: bigint | undefined;
+  /** Why the WAL cannot be read (then it is not tried again on this connection). */
+  private walReadError: string | undefined;
+
+  /**
+   * Whether the WAL written past the archived end holds no transaction's
+   * record — only housekeeping (checkpoints, running-transaction snapshots)
+   * — while no transaction holds an id and nothing waits to be written: then
+   * every transaction before the next id is in the repository. Read only
+   * when it can change the answer and is small (at most 1 MiB).
+   */
+  private async nothingCommittedPast(p: Position, end: bigint, lsn: bigint, segmentBytes: number): Promise<boolean> {
+    if (p.timeline === null || p.insert_lsn === null || this.walReadError !== undefined) return false;
+    if (lsn <= end || lsn - end > BigInt(Math.min(1 << 20, segmentBytes - 1)) || end % BigInt(segmentBytes) !== 0n) return false;
+    if (p.oldest_xid !== p.next_xid || parseLsn(p.insert_lsn) !== lsn) return false;
+    if (this.writtenPast === end || (this.settled?.end === end && this.settled.xid === p.next_xid)) return false;
+    const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
+    const segNo = end / BigInt(segmentBytes);
+    const name = `${p.timeline}${(segNo / perLog).toString(16).toUpperCase().padStart(8, '0')}${(segNo % perLog).toString(16).toUpperCase().padStart(8, '0')}`;
+    let bytes: Buffer;
+    try {
+      bytes = (await (await this.client()).query<{ b: Buffer }>('SELECT pg_read_binary_file($1, 0, $2) AS b', [`pg_wal/${name}`, Number(lsn - end)])).rows[0]!.b;
+    } catch (e) {
+      if ((e as { code?: string }).code === '42501') this.walReadError = `cannot read pg_wal: ${(e as Error).message}`;
+      return false;
+    }
+    const found = walTransactionIds(bytes, end);
+    if (typeof found === 'string') return false;
+    if (found.xids.length > 0) {
+      this.writtenPast = end;
+      return false;
+    }
+    this.settled = { end, xid: p.next_xid };
+    return true;
+  }
 
   /**
    * Samples the write position and next transaction id (the RPO's evidence:
@@ -140,7 +193,8 @@ export class WalWatch {
     // Never backwards: the statistics may be reset, and a backup history file names an earlier point.
     if (archived !== undefined && archived > this.archivedEnd) this.archivedEnd = archived;
     const lsnValue = p.lsn ? parseLsn(p.lsn) : this.archivedEnd;
-    const figures = this.tracker.observe(now.getTime(), lsnValue, BigInt(p.next_xid), this.archivedEnd, segmentBytes, p.last_archived_time?.getTime());
+    const settled = await this.nothingCommittedPast(p, this.archivedEnd, lsnValue, segmentBytes);
+    const figures = this.tracker.observe(now.getTime(), lsnValue, BigInt(p.next_xid), this.archivedEnd, segmentBytes, p.last_archived_time?.getTime(), settled);
     this.position = { ...p, figures, lsnValue };
   }
 
@@ -170,6 +224,7 @@ export class WalWatch {
         ...(f.last_failed_time ? { lastFailedAt: f.last_failed_time.toISOString() } : {}),
         archiving: (f.archive_mode === 'on' || f.archive_mode === 'always') && (f.archive_command !== '' || (f.archive_library ?? '') !== ''),
         replicas: replicas.map((r) => ({ name: r.name, state: r.state, replayLagSeconds: r.lag_seconds, replayLagBytes: r.lag_bytes })),
+        ...(this.walReadError ? { walReadError: this.walReadError } : {}),
       };
     } catch (e) {
       await this.close();
@@ -180,6 +235,7 @@ export class WalWatch {
   async close(): Promise<void> {
     const c = this.connection;
     this.connection = undefined;
+    this.walReadError = undefined; // a new connection may have the right (a grant given meanwhile)
     await (await c?.catch(() => undefined))?.end().catch(() => undefined);
   }
 }

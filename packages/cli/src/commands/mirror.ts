@@ -1,5 +1,5 @@
 /** `coffer mirror`: copy what another store lacks, each object checked against its SHA-256. */
-import { mirror, mirrorBackups, type MirrorReport } from '@coffer/engine';
+import { InvalidArgumentError, mirror, mirrorBackups, mirrorLag, type MirrorLag, type MirrorReport } from '@coffer/engine';
 import { intOption, leaseOptions, listOption, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 import { absoluteLocation, destinationAccess, openStore, storeAt } from '../repo-options.js';
@@ -14,10 +14,23 @@ export function register(ctx: CliContext): void {
     .option('--backup <backup>', 'copy only what these backups need (id, label or tag; repeatable): e.g. the cold tier into a colder bucket, which then restores them on its own (needs the keys)', listOption('--backup', 'name'), [] as string[])
     .option('--to-pack-storage-class <class>', 'S3 storage class of the packs written to the destination (an instant-retrieval one: STANDARD_IA, ONEZONE_IA, GLACIER_IR, INTELLIGENT_TIERING…)')
     .option('--to-s3-endpoint <url>', "the destination's S3-compatible endpoint, when it is not the source's (env COFFER_TO_AWS_ENDPOINT_URL_S3); its region and credentials: COFFER_TO_AWS_REGION, COFFER_TO_AWS_ACCESS_KEY_ID, COFFER_TO_AWS_SECRET_ACCESS_KEY, COFFER_TO_AWS_SESSION_TOKEN (default: the source's)")
+    .option('--dry-run', 'copy nothing: say how far the destination is behind (objects and bytes it lacks, the age of the oldest); lists both stores, needs no keys and no write access')
     .option('--json', 'print the report as JSON')
-    .action(async (o: { to: string; concurrency?: number; backup: string[]; toPackStorageClass?: string; toS3Endpoint?: string; json?: boolean }) => {
+    .action(async (o: { to: string; concurrency?: number; backup: string[]; toPackStorageClass?: string; toS3Endpoint?: string; dryRun?: boolean; json?: boolean }) => {
       const dest = destinationAccess(globals(), io.env, o.toS3Endpoint);
       const to = await storeAt(absoluteLocation(o.to), { ...dest.options, ...(o.toPackStorageClass ? { s3PackStorageClass: o.toPackStorageClass } : {}) }, dest.env);
+      if (o.dryRun) {
+        if (o.backup.length > 0) throw new InvalidArgumentError('--dry-run', 'measures what the whole repository lacks at the destination; it does not combine with --backup');
+        const from = await openStore(globals(), io.env);
+        const lag = await mirrorLag(from, to);
+        // Names the destination for the metrics (their `target`); no audit record follows: no repository was opened.
+        ctx.audit({ from: from.properties.location, to: absoluteLocation(o.to), dryRun: true });
+        const lagSeconds = lag.oldestMissing ? Math.max(0, (Date.now() - lag.oldestMissing.getTime()) / 1000) : 0;
+        figures({ mirror_missing_objects: lag.missingObjects, mirror_missing_bytes: lag.missingBytes, mirror_lag_seconds: lagSeconds, mirror_conflicts: lag.conflicts });
+        if (o.json) say(JSON.stringify({ ...lag, lagSeconds }, null, 2));
+        else printLag(lag, lagSeconds, from.properties.location, to.properties.location, say);
+        return;
+      }
       const t0 = performance.now();
       const common = { ...(o.concurrency ? { concurrency: o.concurrency } : {}), ...leaseOptions(globals(), io.env) };
       let source: string;
@@ -51,3 +64,11 @@ function printMirror(r: MirrorReport, from: string, to: string, seconds: number,
   for (const p of r.problems) say(`  ${p.code}: ${p.message}`);
 }
 
+function printLag(lag: MirrorLag, lagSeconds: number, from: string, to: string, say: (s: string) => void): void {
+  if (lag.missingObjects === 0) say(`${to} holds everything ${from} holds`);
+  else {
+    const parts = Object.entries(lag.missingByPrefix).map(([p, n]) => `${n.objects} ${p.replace(/\/$/, '')}`);
+    say(`${to} lacks ${lag.missingObjects} objects (${humanBytes(lag.missingBytes)}) of ${from} [${parts.join(', ')}]${lag.oldestMissing ? `; the oldest was written ${lagSeconds.toFixed(0)} s ago` : ''}`);
+  }
+  if (lag.conflicts > 0) say(`  ${lag.conflicts} objects are held there with other sizes (a mirror run reports them)`);
+}

@@ -33,8 +33,11 @@ export class ReadPacer {
       start = cur > now ? cur : now;
       if (Atomics.compareExchange(this.next, 0, cur, start + cost) === cur) break;
     }
-    const waitMs = Number(start - now) / 1000;
-    if (waitMs >= 1) await new Promise((r) => setTimeout(r, waitMs));
+    // A timer counts from the event loop's cached time, which is late when the loop was busy: it can fire that
+    // much early, so wait again for what remains.
+    for (let waitMs = Number(start - now) / 1000; waitMs >= 1; waitMs = Number(start - BigInt(Date.now()) * 1000n) / 1000) {
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
   }
 }
 

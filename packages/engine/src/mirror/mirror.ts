@@ -192,19 +192,10 @@ async function copyAll(from: ObjectStore, to: ObjectStore, sourceConfig: Uint8Ar
     options.onProgress?.({ ...progress });
   };
 
-  const missingByPrefix = new Map<string, ObjectInfo[]>();
-  for (const prefix of LIST_ORDER) {
-    const have = new Map<string, number>();
-    for await (const o of to.list(prefix)) have.set(o.key, o.size);
-    const missing: ObjectInfo[] = [];
-    for await (const o of from.list(prefix)) {
-      const size = have.get(o.key);
-      if (size === undefined) missing.push(o);
-      else if (size === o.size) report.present++;
-      else report.problems.push(new ObjectConflictError(o.key, `${to.properties.location} holds ${size} bytes under this name, the source ${o.size}; left as it is`));
-    }
-    missingByPrefix.set(prefix, missing);
-  }
+  const diff = await diffStores(from, to);
+  const missingByPrefix = diff.missing;
+  report.present += diff.present;
+  report.problems.push(...diff.conflicts);
   for (const prefix of MIRROR_ORDER) {
     const missing = missingByPrefix.get(prefix)!;
     const progress: MirrorProgress = { prefix, copied: 0, bytesCopied: 0, toCopy: missing.length };
@@ -214,6 +205,58 @@ async function copyAll(from: ObjectStore, to: ObjectStore, sourceConfig: Uint8Ar
 
   await finishMirror(to, sourceConfig, report);
   return report;
+}
+
+/** What the destination lacks, by prefix, listed in LIST_ORDER (a consistent snapshot while writers run). */
+async function diffStores(from: ObjectStore, to: ObjectStore): Promise<{ missing: Map<string, ObjectInfo[]>; present: number; conflicts: ObjectConflictError[] }> {
+  const out = { missing: new Map<string, ObjectInfo[]>(), present: 0, conflicts: [] as ObjectConflictError[] };
+  for (const prefix of LIST_ORDER) {
+    const have = new Map<string, number>();
+    for await (const o of to.list(prefix)) have.set(o.key, o.size);
+    const missing: ObjectInfo[] = [];
+    for await (const o of from.list(prefix)) {
+      const size = have.get(o.key);
+      if (size === undefined) missing.push(o);
+      else if (size === o.size) out.present++;
+      else out.conflicts.push(new ObjectConflictError(o.key, `${to.properties.location} holds ${size} bytes under this name, the source ${o.size}; left as it is`));
+    }
+    out.missing.set(prefix, missing);
+  }
+  return out;
+}
+
+/** How far a mirror is behind its source: what `mirror` would copy now. */
+export interface MirrorLag {
+  /** Objects the destination lacks (the config among them, before the first copy). */
+  missingObjects: number;
+  missingBytes: number;
+  missingByPrefix: Record<string, { objects: number; bytes: number }>;
+  /** When the oldest of them was written at the source, where the store tells (S3, files). */
+  oldestMissing?: Date;
+  /** Objects the destination holds with other sizes: a copy would report them, not copy them. */
+  conflicts: number;
+}
+
+/**
+ * What a mirror run would copy now, found by listing both stores — reads
+ * only: no lease, no write, no key needed. The agent watches each
+ * destination's lag with it between mirror runs.
+ */
+export async function mirrorLag(from: ObjectStore, to: ObjectStore): Promise<MirrorLag> {
+  const sourceConfig = await checkMirrorPair(from, to);
+  const diff = await diffStores(from, to);
+  const lag: MirrorLag = { missingObjects: 0, missingBytes: 0, missingByPrefix: {}, conflicts: diff.conflicts.length };
+  const count = (prefix: string, bytes: number, modified?: Date) => {
+    const p = (lag.missingByPrefix[prefix] ??= { objects: 0, bytes: 0 });
+    p.objects++;
+    p.bytes += bytes;
+    lag.missingObjects++;
+    lag.missingBytes += bytes;
+    if (modified && (!lag.oldestMissing || modified < lag.oldestMissing)) lag.oldestMissing = modified;
+  };
+  for (const [prefix, missing] of diff.missing) for (const o of missing) count(prefix, o.size, o.modified);
+  if (!(await to.head(CONFIG_KEY))) count(CONFIG_KEY, sourceConfig.length, (await from.head(CONFIG_KEY))?.modified);
+  return lag;
 }
 
 /** Writes the config last (until then the copy is not a repository) and settles `report.ok`. */

@@ -119,7 +119,7 @@ export class FileStore implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
       const s = await stat(this.path(key));
-      return s.isFile() ? { key, size: s.size } : undefined;
+      return s.isFile() ? { key, size: s.size, modified: s.mtime } : undefined;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
       throw new StoreUnavailableError(key, (e as Error).message, { cause: e });
@@ -150,7 +150,7 @@ export class FileStore implements ObjectStore {
         if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* this.walk(key, prefix);
       } else if (entry.isFile() && key.startsWith(prefix)) {
         const s = await stat(join(dirPath, entry.name)).catch(() => undefined);
-        if (s) yield { key, size: s.size };
+        if (s) yield { key, size: s.size, modified: s.mtime };
       }
     }
   }

@@ -7,6 +7,7 @@ import { checkRange } from './range.js';
 export class MemoryStore implements ObjectStore {
   readonly properties: StoreProperties = { connections: 16, location: 'memory:' };
   private readonly objects = new Map<string, Uint8Array>();
+  private readonly written = new Map<string, Date>();
 
   async put(key: string, data: Uint8Array): Promise<PutOutcome> {
     assertValidKey(key);
@@ -16,6 +17,7 @@ export class MemoryStore implements ObjectStore {
       throw new ObjectConflictError(key);
     }
     this.objects.set(key, Uint8Array.from(data));
+    this.written.set(key, new Date());
     return 'created';
   }
 
@@ -31,17 +33,18 @@ export class MemoryStore implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | undefined> {
     assertValidKey(key);
     const data = this.objects.get(key);
-    return data ? { key, size: data.byteLength } : undefined;
+    return data ? { key, size: data.byteLength, modified: this.written.get(key)! } : undefined;
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     for (const [key, data] of [...this.objects]) {
-      if (key.startsWith(prefix)) yield { key, size: data.byteLength };
+      if (key.startsWith(prefix)) yield { key, size: data.byteLength, modified: this.written.get(key)! };
     }
   }
 
   async delete(key: string): Promise<void> {
     assertValidKey(key);
     this.objects.delete(key);
+    this.written.delete(key);
   }
 }

@@ -16,6 +16,8 @@ export interface ByteRange {
 export interface ObjectInfo {
   key: string;
   size: number;
+  /** When the object was written, where the store tells (S3's LastModified, a file's mtime). */
+  modified?: Date;
 }
 
 export type PutOutcome = 'created' | 'existed';

@@ -8,6 +8,13 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, MissingObjectError, ObjectConflictError } from '../errors.js';
 import { collectList, type ObjectStore } from '../store/object-store.js';
 
+/** A store that tells when an object was written tells it right: within a few seconds of the put (S3 keeps whole seconds). */
+function expectWrittenAround(modified: Date | undefined, putAt: number): void {
+  if (modified === undefined) return;
+  expect(modified).toBeInstanceOf(Date);
+  expect(Math.abs(modified.getTime() - putAt)).toBeLessThan(5000);
+}
+
 export type StoreFactory = () => Promise<{ store: ObjectStore; cleanup?: () => Promise<void> }>;
 
 export function describeObjectStore(name: string, factory: StoreFactory): void {
@@ -24,9 +31,14 @@ export function describeObjectStore(name: string, factory: StoreFactory): void {
     it('put then get returns the same bytes; head reports the size', () =>
       withStore(async (s) => {
         const data = Buffer.from('hello, coffer');
+        const before = Date.now();
         expect(await s.put('data/ab/obj1', data)).toBe('created');
         expect(Buffer.from(await s.get('data/ab/obj1')).equals(data)).toBe(true);
-        expect(await s.head('data/ab/obj1')).toEqual({ key: 'data/ab/obj1', size: data.length });
+        const info = await s.head('data/ab/obj1');
+        expect(info).toMatchObject({ key: 'data/ab/obj1', size: data.length });
+        expectWrittenAround(info!.modified, before);
+        const [listed] = await collectList(s, 'data/ab/');
+        expectWrittenAround(listed!.modified, before);
       }));
 
     it('the bytes get returns belong to the caller: changing them changes nothing stored', () =>
@@ -44,7 +56,7 @@ export function describeObjectStore(name: string, factory: StoreFactory): void {
       withStore(async (s) => {
         expect(await s.put('index/empty', new Uint8Array(0))).toBe('created');
         expect((await s.get('index/empty')).byteLength).toBe(0);
-        expect(await s.head('index/empty')).toEqual({ key: 'index/empty', size: 0 });
+        expect(await s.head('index/empty')).toMatchObject({ key: 'index/empty', size: 0 });
       }));
 
     it('put is create-only: same bytes is "existed", other bytes conflict and keep the original', () =>
@@ -114,7 +126,7 @@ export function describeObjectStore(name: string, factory: StoreFactory): void {
         expect(await listed('')).toEqual([...keys].sort());
         expect(await listed('nothing/')).toEqual([]);
         const sizes = await collectList(s, 'backups/');
-        expect(sizes).toEqual([{ key: 'backups/b1', size: 'backups/b1'.length }]);
+        expect(sizes).toMatchObject([{ key: 'backups/b1', size: 'backups/b1'.length }]);
       }));
 
     it('list pages through many objects', () =>
