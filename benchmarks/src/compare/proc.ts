@@ -14,6 +14,8 @@ export interface StepFigures {
   ms: number;
   /** Peak resident set of the largest process the command ran, MiB; undefined without GNU time. */
   maxRssMiB: number | undefined;
+  /** One archive_command call after another: each call's time, ms. */
+  callsMs?: number[];
 }
 
 export interface RunOptions {

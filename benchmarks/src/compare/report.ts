@@ -90,6 +90,14 @@ export function verdicts(w: WorkloadFigures): Verdict[] {
   return out;
 }
 
+/** p50 / p99 of one archive_command call, over every call of every day ('' where a tool has no calls: one backup of the files). */
+function callPercentiles(t: WorkloadFigures['tools'][number] | undefined): string {
+  const calls = (t?.days ?? []).flatMap((d) => d.backup.callsMs ?? []).sort((a, b) => a - b);
+  if (calls.length === 0) return '';
+  const at = (q: number) => calls[Math.min(calls.length - 1, Math.ceil(q * calls.length) - 1)]!;
+  return `${num(at(0.5), 0)} / ${num(at(0.99), 0)}`;
+}
+
 export function workloadMarkdown(w: WorkloadFigures): string {
   const isWal = w.name.endsWith('WAL');
   const rows = w.tools.map((t) => summarise(w, t));
@@ -98,13 +106,13 @@ export function workloadMarkdown(w: WorkloadFigures): string {
     const coffer = rows.find((r) => r.tool === 'Coffer');
     const vs = (r: ToolSummary) => (coffer && r !== coffer ? `${fmt(r.storedPerDayMB / coffer.storedPerDayMB, 2)}×` : '');
     const headers = isWal
-      ? ['tool', 'archive s (all files of a day)', 'MB/s', 'peak RSS MiB', 'stored per day MB', 'vs Coffer']
+      ? ['tool', 'archive s (all files of a day)', 'MB/s', 'per call p50 / p99 ms', 'peak RSS MiB', 'stored per day MB', 'vs Coffer']
       : ['tool', 'first backup s', 'MB/s', 'daily backup s', 'MB/s', 'peak RSS MiB', 'stored after day 0 MB', 'stored per day MB', 'vs Coffer', 'restore s', 'MB/s', 'restore RSS MiB'];
     const body = rows.map((r) =>
       r.error && !Number.isFinite(r.firstBackupS)
         ? [r.tool, `failed: ${r.error.slice(0, 120)}`, ...headers.slice(2).map(() => '')]
         : isWal
-          ? [r.tool, num(mean([r.firstBackupS, ...(Number.isFinite(r.dailyBackupS) ? [r.dailyBackupS] : [])]), 2), num(mean([r.firstBackupMBps, ...(Number.isFinite(r.dailyBackupMBps) ? [r.dailyBackupMBps] : [])]), 0), num(r.peakRssMiB, 0), num(r.storedPerDayMB), vs(r)]
+          ? [r.tool, num(mean([r.firstBackupS, ...(Number.isFinite(r.dailyBackupS) ? [r.dailyBackupS] : [])]), 2), num(mean([r.firstBackupMBps, ...(Number.isFinite(r.dailyBackupMBps) ? [r.dailyBackupMBps] : [])]), 0), callPercentiles(w.tools.find((t) => t.tool === r.tool)), num(r.peakRssMiB, 0), num(r.storedPerDayMB), vs(r)]
           : [r.tool, num(r.firstBackupS, 2), num(r.firstBackupMBps, 0), num(r.dailyBackupS, 2), num(r.dailyBackupMBps, 0), num(r.peakRssMiB, 0), num(r.storedFirstMB), num(r.storedPerDayMB), vs(r), num(r.restoreS, 2), num(r.restoreMBps, 0), num(r.restoreRssMiB, 0)],
     );
     parts.push(table(headers, body), '');

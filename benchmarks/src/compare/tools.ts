@@ -6,8 +6,8 @@
  * stored bytes compare like with like.
  */
 import { spawnSync } from 'node:child_process';
-import { chown, mkdir, readdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { chown, copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalKeyProvider } from '@coffer/engine';
 import { serverUser, type PostgresSandbox } from '@coffer/verify';
@@ -68,6 +68,45 @@ async function eachFile(files: string[], push: (f: string) => Promise<StepFigure
   return { ms, maxRssMiB };
 }
 
+/**
+ * Feeds WAL files to an archive_command the way PostgreSQL's archiver does:
+ * the files sit in a pg_wal of their own with a `.ready` note each in
+ * archive_status/, the command is called for one file at a time, oldest
+ * first, and each success turns its `.ready` into `.done`. So a tool that
+ * archives ahead (Coffer's `--ahead`, pgBackRest's archive-async) sees the
+ * backlog it would see on a server. Putting the files in place is not timed.
+ */
+async function archiveLikePostgres(files: string[], walDir: string, push: (f: string) => Promise<StepFigures>): Promise<StepFigures> {
+  await rm(walDir, { recursive: true, force: true });
+  await ownedByServer(join(walDir, 'archive_status'));
+  await ownedByServer(walDir);
+  const user = serverUser();
+  const sources = [...files].sort((a, b) => basename(a).localeCompare(basename(b)));
+  const staged = sources.map((f) => join(walDir, basename(f)));
+  for (const [i, f] of staged.entries()) {
+    await copyFile(sources[i]!, f);
+    await writeFile(join(walDir, 'archive_status', `${basename(f)}.ready`), '');
+    if (user) {
+      await chown(f, user.uid, user.gid);
+      await chown(join(walDir, 'archive_status', `${basename(f)}.ready`), user.uid, user.gid);
+    }
+  }
+  syncAll();
+  const callsMs: number[] = [];
+  let maxRssMiB: number | undefined;
+  for (const f of staged) {
+    const r = await push(f);
+    callsMs.push(r.ms);
+    if (r.maxRssMiB !== undefined) maxRssMiB = Math.max(maxRssMiB ?? 0, r.maxRssMiB);
+    await rename(join(walDir, 'archive_status', `${basename(f)}.ready`), join(walDir, 'archive_status', `${basename(f)}.done`));
+  }
+  return { ms: callsMs.reduce((a, b) => a + b, 0), maxRssMiB, callsMs };
+}
+
+function syncAll(): void {
+  spawnSync('sync');
+}
+
 async function ownedByServer(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   const user = serverUser();
@@ -114,7 +153,7 @@ class Coffer implements Tool {
     return source.kind === 'postgres' ? this.coffer(['backup', ...this.archiveCheckFlag], source.cluster.pgEnv) : this.coffer(['backup', '--path', source.dir]);
   }
   walPush(segments: string[]): Promise<StepFigures> {
-    return eachFile(segments, (s) => this.coffer(['wal-push', s]));
+    return archiveLikePostgres(segments, join(dirname(this.repo), 'pg_wal'), (s) => this.coffer(['wal-push', s]));
   }
   async restore(to: string): Promise<StepFigures> {
     return this.coffer(['restore', 'latest', '--to', to]);
@@ -222,7 +261,7 @@ class PgBackRest implements Tool {
     return this.pgbackrest(['backup', `--type=${type}`]);
   }
   walPush(segments: string[]): Promise<StepFigures> {
-    return eachFile(segments, (s) => this.pgbackrest(['archive-push', s]));
+    return archiveLikePostgres(segments, join(dirname(this.repo), 'pg_wal'), (s) => this.pgbackrest(['archive-push', '--archive-async', s]));
   }
   async restore(to: string): Promise<StepFigures> {
     await ownedByServer(to);

@@ -15,6 +15,13 @@ if (enableCompileCache && cacheHome) {
     // Not a reason to fail a command.
   }
 }
+// archive_command's common case: a file an earlier call archived ahead is confirmed from the note it left
+// (dist/wal-ack.js, which loads nothing but Node's own), without opening the repository. Anything else, or
+// any doubt, runs the full program.
+if (process.argv.includes('wal-push')) {
+  const ack = await import('../dist/wal-ack.js').catch(() => undefined);
+  if (ack && (await ack.confirmFromAck(process.argv.slice(2), process.env, process.cwd()))) process.exit(0);
+}
 import('../bundle/main.js').catch((e) => {
   if (e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('bundle/main.js')) {
     process.stderr.write('coffer: not built yet; run `npm run build` at the repository root\n');

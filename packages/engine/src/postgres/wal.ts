@@ -85,6 +85,15 @@ export interface WalPushResult {
   outcome: 'archived' | 'already-archived';
   /** Other `.ready` files archived ahead, in parallel. */
   ahead: string[];
+  /** Every file this call found durable in the repository (archived now or before): the one asked for and those ahead. */
+  durable: DurableWal[];
+}
+
+/** A WAL file the repository holds: its name, SHA-256 and the system identifier of the cluster that wrote it. */
+export interface DurableWal {
+  name: string;
+  sha256: string;
+  systemIdentifier: string;
 }
 
 /** Archives one WAL file; `path` as PostgreSQL passes it (%p, relative to the data directory). */
@@ -97,12 +106,13 @@ export async function walPush(repo: Repository, path: string, options: WalPushOp
   const ctx = new PushContext(repo, stanza, dirname(dirname(resolve(path))), options.leaseTtlMs);
   const limit = pLimit(2);
   try {
-    const [outcome, ...rest] = await Promise.all([
+    const [first, ...rest] = await Promise.all([
       limit(() => pushOne(ctx, path, name)),
       // Archiving ahead is best effort: PostgreSQL will ask for each of these again.
       ...others.map((n) => limit(() => pushOne(ctx, join(dirname(path), n), n).catch(() => undefined))),
     ]);
-    return { name, outcome: outcome!, ahead: others.filter((_, i) => rest[i] === 'archived') };
+    const durable = [first!, ...rest].filter((p): p is Pushed => p !== undefined).map((p) => p.file);
+    return { name, outcome: first!.outcome, ahead: others.filter((_, i) => rest[i]?.outcome === 'archived'), durable };
   } finally {
     await ctx.releaseLease();
   }
@@ -244,7 +254,12 @@ function historyParent(data: Buffer): number | undefined {
 /** Bytes of WAL chunks compressed and sealed as one group blob. */
 const WAL_GROUP = 1024 * 1024;
 
-async function pushOne(ctx: PushContext, path: string, name: string): Promise<'archived' | 'already-archived'> {
+interface Pushed {
+  outcome: 'archived' | 'already-archived';
+  file: DurableWal;
+}
+
+async function pushOne(ctx: PushContext, path: string, name: string): Promise<Pushed> {
   const { repo } = ctx;
   let data: Buffer;
   try {
@@ -254,8 +269,9 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
   }
   const scope = await scopeOf(ctx, path, name, data);
   const sha = sha256Hex(data);
+  const file: DurableWal = { name, sha256: sha, systemIdentifier: scope.systemIdentifier };
   const existing = await readWalRecord(repo, scope, name);
-  if (existing) return sameOrConflict(existing.key, existing.record, sha);
+  if (existing) return { outcome: sameOrConflict(existing.key, existing.record, sha), file };
   await checkTimeline(ctx, scope, dirname(path), name, data);
   const key = walKey(scope, name);
 
@@ -294,9 +310,9 @@ async function pushOne(ctx: PushContext, path: string, name: string): Promise<'a
   } catch (e) {
     if (!(e instanceof ObjectConflictError)) throw e;
     // Archived meanwhile by another push: fine if it is the same file.
-    return sameOrConflict(key, (await readWalRecord(repo, scope, name))!.record, sha);
+    return { outcome: sameOrConflict(key, (await readWalRecord(repo, scope, name))!.record, sha), file };
   }
-  return 'archived';
+  return { outcome: 'archived', file };
 }
 
 function sameOrConflict(key: string, existing: WalRecord, sha: string): 'already-archived' {
