@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, postgresUser, runAsPostgres } from '../support/pg.js';
 import { backupWalFiles, FileStore, listWalKeys, LocalKeyProvider, parseLsn, Repository } from '@coffer/engine';
 import { snapshot } from '../support/tree.js';
+import { until } from '../support/until.js';
 
 const env = { COFFER_PASSPHRASE: 'restore passphrase' };
 const install = debianInstall();
@@ -54,6 +55,8 @@ describe('PostgreSQL restores', () => {
     await new Promise((r) => setTimeout(r, 1000));
     load.kill('SIGINT');
     await new Promise((r) => load.on('close', r));
+    // A COMMIT pgbench sent just before it died still commits: wait for its sessions to end before counting.
+    await until(async () => (await src.query<{ n: string }>(`SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name = 'pgbench'`))[0]!.n === '0', 'pgbench sessions to end', 30_000, 50);
     const sums = `SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text AS a, (SELECT sum(bbalance) FROM pgbench_branches)::text AS b,
                          (SELECT sum(tbalance) FROM pgbench_tellers)::text AS t, (SELECT sum(delta) FROM pgbench_history)::text AS h,
                          (SELECT count(*) FROM pgbench_history)::text AS n`;

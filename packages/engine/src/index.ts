@@ -46,6 +46,7 @@ export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, 
 export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-postgres.js';
 export {
   walPush,
+  archiveWalBytes,
   walFetch,
   walPrefetch,
   walFetchScope,
@@ -59,6 +60,8 @@ export {
   readControlSystemIdentifier,
   type WalPushOptions,
   type WalPushResult,
+  type DurableWal,
+  type ArchiveWalBytesOptions,
   type WalFetchOptions,
   type WalFetchResult,
 } from './postgres/wal.js';
@@ -70,6 +73,9 @@ export { DEFAULT_STANZA, readStanza, listStanzas, ensureStanza, upgradeStanza, r
 export { validateStanzaName, type StanzaRecord, type StanzaEntry, type StanzaIdentity } from './format/stanza-record.js';
 export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.js';
 export { walTransactionIds, type WalTransactions } from './postgres/wal-records.js';
+export { decodeReplicationMessage, encodeStandbyStatus, decodeStandbyStatus, encodeXLogData, encodeKeepalive, type ReplicationMessage, type StandbyStatus } from './postgres/replication-messages.js';
+export { SegmentAssembler, type AssembledSegment } from './postgres/segment-assembler.js';
+export { receiveWal, type WalReceiverOptions, type WalReceiverProgress, type WalReceiverResult } from './postgres/wal-receiver.js';
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages, BLCKSZ, RELSEG_BLOCKS } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';

@@ -5,7 +5,7 @@
  * acknowledged), the `.ready` backlog, the size of pg_wal, and each standby's
  * replay lag. From successive looks, the RPO and the archive lag.
  */
-import { connectPostgres, formatLsn, parseLsn, walTransactionIds, type PostgresConnection } from '@coffer/engine';
+import { connectPostgres, formatLsn, parseLsn, segmentName, walTransactionIds, type PostgresConnection } from '@coffer/engine';
 import { RpoTracker, type RpoFigures } from './rpo-tracker.js';
 
 export interface ReplicaStatus {
@@ -161,9 +161,7 @@ export class WalWatch {
     if (lsn <= end || lsn - end > BigInt(Math.min(1 << 20, segmentBytes - 1)) || end % BigInt(segmentBytes) !== 0n) return false;
     if (p.oldest_xid !== p.next_xid || parseLsn(p.insert_lsn) !== lsn) return false;
     if (this.writtenPast === end || (this.settled?.end === end && this.settled.xid === p.next_xid)) return false;
-    const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
-    const segNo = end / BigInt(segmentBytes);
-    const name = `${p.timeline}${(segNo / perLog).toString(16).toUpperCase().padStart(8, '0')}${(segNo % perLog).toString(16).toUpperCase().padStart(8, '0')}`;
+    const name = segmentName(parseInt(p.timeline, 16), end / BigInt(segmentBytes), segmentBytes);
     let bytes: Buffer;
     try {
       bytes = (await (await this.client()).query<{ b: Buffer }>('SELECT pg_read_binary_file($1, 0, $2) AS b', [`pg_wal/${name}`, Number(lsn - end)])).rows[0]!.b;

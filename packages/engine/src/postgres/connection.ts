@@ -118,10 +118,11 @@ function clientSettings(connectionString: string | undefined): Record<string, un
 }
 
 /** `password`: given by the caller (a secret the policy names), over PGPASSWORD and .pgpass. */
-export async function connect(connectionString?: string, applicationName = 'coffer', password?: string): Promise<pg.Client> {
+export async function connect(connectionString?: string, applicationName = 'coffer', password?: string, options: { replication?: boolean } = {}): Promise<pg.Client> {
   // Loaded here, not at import: WAL archiving and restores (one process per WAL file) never talk to the server.
   const { default: driver } = await import('pg');
-  const client = new driver.Client({ application_name: applicationName, ...clientSettings(connectionString), ...(password !== undefined ? { password } : {}) });
+  // replication: a physical walsender connection (IDENTIFY_SYSTEM, START_REPLICATION), as a standby's.
+  const client = new driver.Client({ application_name: applicationName, ...clientSettings(connectionString), ...(password !== undefined ? { password } : {}), ...(options.replication ? { replication: 'true' } : {}) });
   try {
     await client.connect();
   } catch (e) {

@@ -118,6 +118,31 @@ export async function walPush(repo: Repository, path: string, options: WalPushOp
   }
 }
 
+export interface ArchiveWalBytesOptions {
+  stanza?: string;
+  /** The system identifier of the cluster the bytes come from (IDENTIFY_SYSTEM). */
+  systemIdentifier: string;
+  /** Where history files the stanza lacks may be found (none: they must be archived first). */
+  walDir?: string;
+  leaseTtlMs?: number;
+}
+
+/**
+ * Archives a WAL file received rather than read from pg_wal (the streaming
+ * receiver): the same checks, records and outcome as `walPush`, under a lease
+ * of its own, released before it returns.
+ */
+export async function archiveWalBytes(repo: Repository, name: string, data: Buffer, options: ArchiveWalBytesOptions): Promise<{ outcome: 'archived' | 'already-archived'; file: DurableWal }> {
+  checkWalName(name);
+  const walDir = options.walDir ?? '/nonexistent/pg_wal';
+  const ctx = new PushContext(repo, options.stanza ?? DEFAULT_STANZA, dirname(walDir), options.leaseTtlMs, options.systemIdentifier);
+  try {
+    return await pushOne(ctx, `${name} (received)`, name, data);
+  } finally {
+    await ctx.releaseLease();
+  }
+}
+
 /** What one `walPush` call learns once: the stanza for each identity, the cluster's pg_control. */
 class PushContext {
   private readonly stanzas = new Map<string, Promise<StanzaRecord>>();
@@ -129,6 +154,8 @@ class PushContext {
     /** The data directory: the parent of the `pg_wal` that %p names. */
     readonly pgdata: string,
     private readonly leaseTtlMs: number | undefined,
+    /** The cluster's system identifier when known otherwise (a replication connection's IDENTIFY_SYSTEM): no pg_control is read. */
+    private readonly systemIdentifier?: string,
   ) {}
 
   /**
@@ -154,7 +181,7 @@ class PushContext {
 
   /** The system identifier in `global/pg_control` beside pg_wal, when there is one to read. */
   controlSystemIdentifier(): Promise<string | undefined> {
-    this.control ??= readControlSystemIdentifier(this.pgdata);
+    this.control ??= this.systemIdentifier !== undefined ? Promise.resolve(this.systemIdentifier) : readControlSystemIdentifier(this.pgdata);
     return this.control;
   }
 }
@@ -259,11 +286,11 @@ interface Pushed {
   file: DurableWal;
 }
 
-async function pushOne(ctx: PushContext, path: string, name: string): Promise<Pushed> {
+async function pushOne(ctx: PushContext, path: string, name: string, received?: Buffer): Promise<Pushed> {
   const { repo } = ctx;
   let data: Buffer;
   try {
-    data = await readFile(path);
+    data = received ?? (await readFile(path));
   } catch (e) {
     throw new SourceError(path, (e as NodeJS.ErrnoException).code ?? (e as Error).message, { cause: e });
   }

@@ -1,0 +1,58 @@
+/** `coffer wal-receive`: stream WAL over the replication protocol into the repository; until SIGTERM. */
+import { CofferError, formatLsn, receiveWal, type WalReceiverProgress } from '@coffer/engine';
+import { intOption, stanzaOf, type CliContext } from '../context.js';
+
+/** Failures another connection may cure (the server restarting, the network): the receiver reconnects after them. */
+const RETRYABLE = new Set(['COFFER_POSTGRES_ERROR', 'COFFER_STORE_UNAVAILABLE', 'COFFER_LEASE_LOST', 'COFFER_REPOSITORY_BUSY']);
+
+export function register(ctx: CliContext): void {
+  const { program, io, globals, openRepo, say, audit } = ctx;
+  program
+    .command('wal-receive')
+    .description('stream WAL from the server over a physical replication slot into the repository, each segment archived as it completes and only then reported flushed (the slot keeps the rest); reconnects after failures; SIGTERM or SIGINT: stop, nothing lost')
+    .option('--db <connstring>', 'libpq connection string of the server to stream from (default: PGHOST, PGPORT, PGUSER, PGPASSWORD); the role needs REPLICATION')
+    .option('--slot <name>', 'physical replication slot (created when missing)', 'coffer')
+    .option('--status-interval <seconds>', 'tell the server where the receiver stands at least this often', intOption('--status-interval', 1, 3600), 10)
+    .option('--max-retry-wait <seconds>', 'longest wait between reconnections (doubling from 1 s)', intOption('--max-retry-wait', 1, 3600), 30)
+    .action(async (o: { db?: string; slot: string; statusInterval: number; maxRetryWait: number }) => {
+      const repo = await openRepo();
+      const stop = new AbortController();
+      const handlers: [NodeJS.Signals, () => void][] = [
+        ['SIGTERM', () => stop.abort()],
+        ['SIGINT', () => stop.abort()],
+      ];
+      for (const [s, h] of handlers) process.on(s, h);
+      const archived: string[] = [];
+      const onProgress = (p: WalReceiverProgress) => {
+        if (p.archived) archived.push(p.archived);
+        if (p.archived) say(`archived ${p.archived}; durable to ${formatLsn(p.durable)}`);
+        else {
+          say(`streaming timeline ${p.timeline} of system ${p.systemIdentifier} from ${formatLsn(p.start)} (slot ${o.slot})`);
+          if (p.gapFrom !== undefined) io.stderr.write(`coffer: warning: the slot no longer holds WAL from ${formatLsn(p.gapFrom)} to ${formatLsn(p.start)}; archive_command must archive it\n`);
+        }
+      };
+      let wait = 1;
+      try {
+        while (!stop.signal.aborted) {
+          try {
+            const r = await receiveWal(repo, { ...(o.db ? { connection: o.db } : {}), stanza: stanzaOf(globals(), io.env), slot: o.slot, statusIntervalMs: o.statusInterval * 1000, signal: stop.signal, onProgress });
+            wait = 1;
+            if (r.reason === 'stopped') break;
+            say(`the server ended the stream at ${formatLsn(r.durable)}; reconnecting`);
+          } catch (e) {
+            if (!(e instanceof CofferError) || !RETRYABLE.has(e.code)) throw e;
+            io.stderr.write(`coffer: ${e.message}; reconnecting in ${wait} s\n`);
+            await new Promise<void>((resolve) => {
+              const t = setTimeout(resolve, wait * 1000);
+              stop.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+            });
+            wait = Math.min(o.maxRetryWait, wait * 2);
+          }
+        }
+      } finally {
+        for (const [s, h] of handlers) process.removeListener(s, h);
+        // One audit record for the run (the segments it archived), when it ends.
+        audit({ slot: o.slot, segments: archived.length, ...(archived.length ? { first: archived[0]!, last: archived.at(-1)! } : {}) });
+      }
+    });
+}
