@@ -207,6 +207,7 @@ class PgBackRest implements Tool {
   readonly settings: string;
   private conf = '';
   private repo = '';
+  private pgdata = '';
   private full = true;
   constructor(version: string) {
     this.version = version;
@@ -227,6 +228,7 @@ class PgBackRest implements Tool {
     if (source.kind !== 'postgres') throw new Error('pgBackRest backs up PostgreSQL only');
     const c = source.cluster;
     this.repo = dir;
+    this.pgdata = c.data;
     const home = dirname(dir);
     for (const d of [dir, join(home, 'pgbr-log'), join(home, 'pgbr-lock'), join(home, 'pgbr-spool')]) await ownedByServer(d);
     this.conf = join(home, 'pgbackrest.conf');
@@ -260,8 +262,15 @@ class PgBackRest implements Tool {
     this.full = false;
     return this.pgbackrest(['backup', `--type=${type}`]);
   }
-  walPush(segments: string[]): Promise<StepFigures> {
-    return archiveLikePostgres(segments, join(dirname(this.repo), 'pg_wal'), (s) => this.pgbackrest(['archive-push', '--archive-async', s]));
+  async walPush(segments: string[]): Promise<StepFigures> {
+    // Async archive-push reads the .ready backlog from pg1-path's pg_wal: point it at the staged one, beside a copy
+    // of the cluster's pg_control (which it reads there too).
+    const walDir = join(dirname(this.repo), 'pg_wal');
+    await ownedByServer(join(dirname(walDir), 'global'));
+    await copyFile(join(this.pgdata, 'global', 'pg_control'), join(dirname(walDir), 'global', 'pg_control'));
+    const user = serverUser();
+    if (user) await chown(join(dirname(walDir), 'global', 'pg_control'), user.uid, user.gid);
+    return archiveLikePostgres(segments, walDir, (s) => this.pgbackrest(['archive-push', '--archive-async', `--pg1-path=${dirname(walDir)}`, s]));
   }
   async restore(to: string): Promise<StepFigures> {
     await ownedByServer(to);
