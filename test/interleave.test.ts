@@ -67,7 +67,7 @@ describe('writers, expire, gc, mirror and restore interleaved, with kills', () =
           }
           await bench.verify(step.ops.join(' ∥ '));
         }
-        await rm(dir, { recursive: true, force: true });
+        await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
       }),
       { numRuns: RUNS },
     );
