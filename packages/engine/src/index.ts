@@ -78,7 +78,7 @@ export { SegmentAssembler, type AssembledSegment } from './postgres/segment-asse
 export { receiveWal, type WalReceiverOptions, type WalReceiverProgress, type WalReceiverResult } from './postgres/wal-receiver.js';
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages, BLCKSZ, RELSEG_BLOCKS } from './postgres/page-checksum.js';
-export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName } from './postgres/layout.js';
+export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName, segmentNumber } from './postgres/layout.js';
 export type { WalkDecision, WalkOptions } from './backup/walk.js';
 export type { PlanOptions } from './restore/plan.js';
 export type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from './content/read-check.js';

@@ -140,6 +140,9 @@ async function build(l: Layout, n: number): Promise<{ repo: Repository; keys: st
   }
   const made: string[] = [];
   for (const [i, b] of l.backups.entries()) {
+    // Backups are ordered by when they were made: two made within one millisecond would tie.
+    const t = Date.now();
+    while (Date.now() === t) await new Promise((r) => setTimeout(r, 1));
     const info: PostgresBackupInfo = {
       versionNum: 150000,
       version: '15',

@@ -77,14 +77,14 @@ export class RepositoryLooks {
     const policy = this.o.policy;
     for (const name of names) {
       if (this.o.signal.aborted) return;
+      const mirrors = policy.repositories[name]?.mirrors ?? [];
       let steps: JobStep[];
       try {
-        steps = [infoStep(policy, name, this.o.env, reclaimable), ...((policy.repositories[name]?.mirrors ?? []).length > 0 ? mirrorLagSteps(policy, name, this.o.env) : [])];
+        steps = [infoStep(policy, name, this.o.env, reclaimable), ...(mirrors.length > 0 ? mirrorLagSteps(policy, name, this.o.env) : [])];
       } catch (e) {
         log.warn({ repository: name, error: (e as Error).message }, 'cannot look at the repository');
         continue;
       }
-      const mirrors = policy.repositories[name]?.mirrors ?? [];
       for (const [i, step] of steps.entries()) {
         if (this.o.signal.aborted) return;
         const r = await runStep(step, { cofferBin: this.o.cofferBin, env: this.o.env, workDir: this.o.workDir, signal: this.o.signal });

@@ -5,7 +5,7 @@
  * acknowledged), the `.ready` backlog, the size of pg_wal, and each standby's
  * replay lag. From successive looks, the RPO and the archive lag.
  */
-import { connectPostgres, formatLsn, parseLsn, segmentName, walTransactionIds, type PostgresConnection } from '@coffer/engine';
+import { connectPostgres, formatLsn, parseLsn, segmentName, segmentNumber, walTransactionIds, type PostgresConnection } from '@coffer/engine';
 import { RpoTracker, type RpoFigures } from './rpo-tracker.js';
 
 export interface ReplicaStatus {
@@ -111,8 +111,7 @@ const SEGMENT = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.[0-9A-F]{8}\.backup)
 export function archivedEndOf(name: string, segmentBytes: number): bigint | undefined {
   const m = SEGMENT.exec(name);
   if (!m) return undefined;
-  const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
-  const segNo = BigInt(parseInt(m[2]!, 16)) * perLog + BigInt(parseInt(m[3]!, 16));
+  const segNo = segmentNumber(name, segmentBytes);
   return (m[4] ? segNo : segNo + 1n) * BigInt(segmentBytes);
 }
 

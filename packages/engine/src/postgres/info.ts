@@ -12,7 +12,7 @@ import type { Repository } from '../repository/repository.js';
 import { decideBackups, lineageOf, type RetentionPolicy } from '../retention/policy.js';
 import type { BackupSummary } from '../format/manifest.js';
 import type { NoncurrentUsage } from '../store/object-store.js';
-import { segmentName as layoutSegmentName } from './layout.js';
+import { segmentName as layoutSegmentName, segmentNumber } from './layout.js';
 
 export interface WalTimelineInfo {
   stanza: string;
@@ -59,10 +59,6 @@ export interface InfoOptions {
   reclaimable?: boolean;
 }
 
-function segmentNumber(name: string, segmentBytes: number): number {
-  const perLog = Math.floor(0x100000000 / segmentBytes);
-  return parseInt(name.slice(8, 16), 16) * perLog + parseInt(name.slice(16, 24), 16);
-}
 
 function segmentName(tli: number, n: number, segmentBytes: number): string {
   return layoutSegmentName(tli, BigInt(n), segmentBytes);
@@ -93,7 +89,7 @@ export async function repositoryInfo(repo: Repository, options: InfoOptions = {}
     const timeline = parseInt(parsed.name.slice(0, 8), 16);
     const id = `${parsed.scope.stanza}\0${parsed.scope.systemIdentifier}\0${timeline}`;
     const line = lines.get(id) ?? { ...parsed.scope, timeline, numbers: [] };
-    line.numbers.push(segmentNumber(parsed.name, segmentBytes.get(parsed.scope.systemIdentifier) ?? 16 * 1024 * 1024));
+    line.numbers.push(Number(segmentNumber(parsed.name, segmentBytes.get(parsed.scope.systemIdentifier) ?? 16 * 1024 * 1024)));
     lines.set(id, line);
   }
   const wal: WalTimelineInfo[] = [];

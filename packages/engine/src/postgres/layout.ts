@@ -91,6 +91,12 @@ export function nextSegment(name: string, segmentBytes: number): string {
   return tli + nlog.toString(16).toUpperCase().padStart(8, '0') + nseg.toString(16).toUpperCase().padStart(8, '0');
 }
 
+/** The number of segment `name` (counted from LSN 0; its timeline aside): its start LSN is this × the segment size. */
+export function segmentNumber(name: string, segmentBytes: number): bigint {
+  const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
+  return BigInt(parseInt(name.slice(8, 16), 16)) * perLog + BigInt(parseInt(name.slice(16, 24), 16));
+}
+
 /** The name of WAL segment number `segNo` (counted from LSN 0) on timeline `tli`. */
 export function segmentName(tli: number, segNo: bigint, segmentBytes: number): string {
   const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));

@@ -15,7 +15,7 @@ import { CofferError } from '../errors.js';
 import { parseWalKey, WAL_PREFIX, WAL_SEGMENT, type WalScope } from '../format/wal-record.js';
 import type { BackupSummary } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
-import { parseLsn, segmentName } from './layout.js';
+import { parseLsn, segmentName, segmentNumber } from './layout.js';
 import { DEFAULT_STANZA } from './stanza.js';
 import { pitrAnchors } from './wal-retention.js';
 import { fetchWalBytes, readWalRecord } from './wal.js';
@@ -80,11 +80,6 @@ interface Span {
 
 function tliHex(tli: number): string {
   return tli.toString(16).toUpperCase().padStart(8, '0');
-}
-
-function segmentNumber(name: string, segmentBytes: number): bigint {
-  const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
-  return BigInt(parseInt(name.slice(8, 16), 16)) * perLog + BigInt(parseInt(name.slice(16, 24), 16));
 }
 
 /** Parses a timeline history file into parent timeline → switch LSN, in file order; a line that does not parse is a problem. */

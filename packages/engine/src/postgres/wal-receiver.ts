@@ -20,7 +20,7 @@ import type { Repository } from '../repository/repository.js';
 import { InvalidArgumentError, PostgresError, SourceError } from '../errors.js';
 import { parseWalKey, WAL_SEGMENT } from '../format/wal-record.js';
 import { connect } from './connection.js';
-import { formatLsn, parseLsn } from './layout.js';
+import { formatLsn, parseLsn, segmentNumber } from './layout.js';
 import { decodeReplicationMessage, encodeStandbyStatus } from './replication-messages.js';
 import { SegmentAssembler, type AssembledSegment } from './segment-assembler.js';
 import { DEFAULT_STANZA } from './stanza.js';
@@ -129,9 +129,7 @@ async function archiveEnd(repo: Repository, stanza: string, systemIdentifier: st
     if (WAL_SEGMENT.test(k.name) && k.name.startsWith(tli) && (newest === undefined || k.name > newest)) newest = k.name;
   }
   if (newest === undefined) return undefined;
-  const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
-  const segNo = BigInt(parseInt(newest.slice(8, 16), 16)) * perLog + BigInt(parseInt(newest.slice(16, 24), 16));
-  return (segNo + 1n) * BigInt(segmentBytes);
+  return (segmentNumber(newest, segmentBytes) + 1n) * BigInt(segmentBytes);
 }
 
 function parseSize(text: string): number {

@@ -12,7 +12,7 @@
 import type { BackupSummary } from '../format/manifest.js';
 import { parseWalKey, WAL_SEGMENT } from '../format/wal-record.js';
 import { backupTime } from '../retention/policy.js';
-import { parseLsn } from './layout.js';
+import { parseLsn, segmentNumber } from './layout.js';
 
 export interface WalFileDecision {
   key: string;
@@ -47,11 +47,6 @@ interface SystemRanges {
   ranges: [bigint, bigint][];
 }
 
-/** Start LSN of the segment `name` names (its timeline aside). */
-function segmentStart(name: string, segmentBytes: number): bigint {
-  const perLog = BigInt(Math.floor(0x100000000 / segmentBytes));
-  return (BigInt(parseInt(name.slice(8, 16), 16)) * perLog + BigInt(parseInt(name.slice(16, 24), 16))) * BigInt(segmentBytes);
-}
 
 /**
  * Decides each WAL key of format 2 (`wal/<stanza>/<system>/<tli>/<name>`):
@@ -104,7 +99,7 @@ export function decideWal(walKeys: readonly string[], backups: readonly BackupSu
       out.push({ ...base, keep: true, reason: 'not a segment' });
       continue;
     }
-    const start = segmentStart(segment, sys.segmentBytes);
+    const start = segmentNumber(segment, sys.segmentBytes) * BigInt(sys.segmentBytes);
     const end = start + BigInt(sys.segmentBytes);
     if (sys.windowFrom !== undefined && end > sys.windowFrom) {
       out.push({ ...base, keep: true, reason: 'PITR window' });
