@@ -196,6 +196,14 @@ describe('recovery safety on real clusters', () => {
     const olderFull = join(work.dir, 'older-full');
     expect((await coffer(['--repo', repo, 'restore', older, '--to', olderFull], env)).status).toBe(0);
     const complete = await restored(olderFull);
+    // Renaming pg_control into place is the restore's commit point; the rename touches global/, whose recorded
+    // time is put back just after. A kill between the two leaves a complete restore with only that time newer.
+    const withoutControlDirTime = (snap: Awaited<ReturnType<typeof restored>>) => {
+      const copy = new Map(snap);
+      const dir = copy.get('global');
+      if (dir) copy.set('global', { ...dir, mtimeUs: 0n });
+      return copy;
+    };
     let interrupted = 0;
     for (let i = 0; i < 24 && (i < 6 || interrupted < 1); i++) {
       expect((await coffer(['--repo', repo, 'restore', label, '--to', timed, '--delta'], env)).status).toBe(0);
@@ -211,7 +219,7 @@ describe('recovery safety on real clusters', () => {
       }
       // pg_control in place: the restore had not begun changing files, or it had finished (pg_control goes in last).
       const now = await comparable();
-      if (!isDeepStrictEqual(now, complete)) expect(now).toEqual(before);
+      if (!isDeepStrictEqual(now, complete) && !isDeepStrictEqual(withoutControlDirTime(now), withoutControlDirTime(complete))) expect(now).toEqual(before);
     }
     expect(interrupted).toBeGreaterThanOrEqual(1);
   }, 480_000);

@@ -11,9 +11,10 @@ export interface RunResult {
   stderr: string;
 }
 
-export function startCoffer(args: string[], env: Record<string, string | undefined> = {}, options: { cwd?: string } = {}): { child: ChildProcess; done: Promise<RunResult> } {
+export function startCoffer(args: string[], env: Record<string, string | undefined> = {}, options: { cwd?: string; as?: { uid: number; gid: number } } = {}): { child: ChildProcess; done: Promise<RunResult> } {
   const child = spawn(process.execPath, [COFFER_BIN, ...args], {
     ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.as ? { uid: options.as.uid, gid: options.as.gid } : {}),
     env: { ...process.env, COFFER_PASSPHRASE: undefined, COFFER_REPO: undefined, COFFER_KEY_FILE: undefined, COFFER_STANZA: undefined, COFFER_REPOSITORY_ID: undefined, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -42,6 +42,15 @@ export function intOption(name: string, min: number, max: number) {
   };
 }
 
+/** A duration in seconds, fractions allowed (`0.2`), from `min` to `max`. */
+export function secondsOption(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+    if (!(n >= min && n <= max)) throw new InvalidArgumentError(name, `expected seconds from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
 /**
  * A repeatable option's collector. Every value must be non-empty; a path or
  * pattern may hold any byte but NUL (which no path can), a name (a tag, a

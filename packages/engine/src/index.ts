@@ -46,7 +46,9 @@ export { backupFiles, backupTree, type BackupFilesOptions, type BackupProgress, 
 export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-postgres.js';
 export {
   walPush,
-  archiveWalBytes,
+  WalStreamArchiver,
+  fetchStreamedSegment,
+  longestStreamed,
   walFetch,
   walPrefetch,
   walFetchScope,
@@ -61,11 +63,12 @@ export {
   type WalPushOptions,
   type WalPushResult,
   type DurableWal,
-  type ArchiveWalBytesOptions,
+  type WalStreamArchiverOptions,
+  type StoredPrefix,
   type WalFetchOptions,
   type WalFetchResult,
 } from './postgres/wal.js';
-export { walKey, legacyWalKey, parseWalKey, WAL_FILE, WAL_SEGMENT, type WalLocation, type WalRecord, type WalScope } from './format/wal-record.js';
+export { walKey, legacyWalKey, parseWalKey, walStreamName, parseWalStreamName, WAL_FILE, WAL_SEGMENT, WAL_STREAM, type WalLocation, type WalRecord, type WalScope } from './format/wal-record.js';
 export { restorePostgres, chooseBackup, backupToRestore, recoverySettings, parseTargetTime, timelineAncestry, RESTORE_MARKER, type RecoveryTarget, type RestoreCommandScope, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
 export { recoveryMode, restoreCommandStatus, commandLine, shellQuote, RESTORE_FATAL, RESTORE_FETCHED, RESTORE_NOT_ARCHIVED, type RecoveryMode } from './postgres/restore-command.js';
 export { clusterIdentity } from './postgres/cluster-identity.js';

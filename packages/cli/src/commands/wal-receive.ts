@@ -1,6 +1,6 @@
 /** `coffer wal-receive`: stream WAL over the replication protocol into the repository; until SIGTERM. */
 import { CofferError, formatLsn, receiveWal, type WalReceiverProgress } from '@coffer/engine';
-import { intOption, stanzaOf, type CliContext } from '../context.js';
+import { intOption, secondsOption, stanzaOf, type CliContext } from '../context.js';
 
 /** Failures another connection may cure (the server restarting, the network): the receiver reconnects after them. */
 const RETRYABLE = new Set(['COFFER_POSTGRES_ERROR', 'COFFER_STORE_UNAVAILABLE', 'COFFER_LEASE_LOST', 'COFFER_REPOSITORY_BUSY']);
@@ -9,12 +9,15 @@ export function register(ctx: CliContext): void {
   const { program, io, globals, openRepo, say, audit } = ctx;
   program
     .command('wal-receive')
-    .description('stream WAL from the server over a physical replication slot into the repository, each segment archived as it completes and only then reported flushed (the slot keeps the rest); reconnects after failures; SIGTERM or SIGINT: stop, nothing lost')
+    .description('stream WAL from the server over a physical replication slot into the repository, what was received made durable every --flush-interval (each segment archived whole as it completes) and only then reported flushed (the slot keeps the rest); reconnects after failures; SIGTERM or SIGINT: stop, nothing lost')
     .option('--db <connstring>', 'libpq connection string of the server to stream from (default: PGHOST, PGPORT, PGUSER, PGPASSWORD); the role needs REPLICATION')
     .option('--slot <name>', 'physical replication slot (created when missing)', 'coffer')
     .option('--status-interval <seconds>', 'tell the server where the receiver stands at least this often', intOption('--status-interval', 1, 3600), 10)
     .option('--max-retry-wait <seconds>', 'longest wait between reconnections (doubling from 1 s)', intOption('--max-retry-wait', 1, 3600), 30)
-    .action(async (o: { db?: string; slot: string; statusInterval: number; maxRetryWait: number }) => {
+    .option('--flush-interval <seconds>', "make what was received of the open segment durable (and report it flushed) this often: the RPO", secondsOption('--flush-interval', 0.05, 3600), 1)
+    .option('--flush-bytes <MiB>', 'or sooner, once this many MiB wait', intOption('--flush-bytes', 1, 1024), 4)
+    .option('--synchronous', "flush every message as soon as the previous flush is done: for a receiver named in synchronous_standby_names (commits then wait for the repository; name it with another standby, ANY 1 (standby, coffer))")
+    .action(async (o: { db?: string; slot: string; statusInterval: number; maxRetryWait: number; flushInterval: number; flushBytes: number; synchronous?: boolean }) => {
       const repo = await openRepo();
       const stop = new AbortController();
       const handlers: [NodeJS.Signals, () => void][] = [
@@ -24,6 +27,7 @@ export function register(ctx: CliContext): void {
       for (const [s, h] of handlers) process.on(s, h);
       const archived: string[] = [];
       const onProgress = (p: WalReceiverProgress) => {
+        if (p.event === 'flushed') return;
         if (p.archived) archived.push(p.archived);
         if (p.archived) say(`archived ${p.archived}; durable to ${formatLsn(p.durable)}`);
         else {
@@ -35,7 +39,7 @@ export function register(ctx: CliContext): void {
       try {
         while (!stop.signal.aborted) {
           try {
-            const r = await receiveWal(repo, { ...(o.db ? { connection: o.db } : {}), stanza: stanzaOf(globals(), io.env), slot: o.slot, statusIntervalMs: o.statusInterval * 1000, signal: stop.signal, onProgress });
+            const r = await receiveWal(repo, { ...(o.db ? { connection: o.db } : {}), stanza: stanzaOf(globals(), io.env), slot: o.slot, statusIntervalMs: o.statusInterval * 1000, flushIntervalMs: o.flushInterval * 1000, flushBytes: o.flushBytes * 1024 * 1024, synchronous: !!o.synchronous, signal: stop.signal, onProgress });
             wait = 1;
             if (r.reason === 'stopped') break;
             say(`the server ended the stream at ${formatLsn(r.durable)}; reconnecting`);

@@ -25,6 +25,14 @@ export const WAL_MAGIC = Buffer.from('CWL1');
 /** WAL file names: segments, history files, backup history files, partial segments. */
 export const WAL_SEGMENT = /^[0-9A-F]{24}$/;
 export const WAL_FILE = /^([0-9A-F]{8})([0-9A-F]{16}(\.partial|\.[0-9A-F]{8}\.backup)?|\.history)$/;
+/**
+ * A streamed partial segment: `<segment>.<length, 8 hex digits>.stream`, the
+ * segment's first `length` bytes as `wal-receive` made them durable. Named by
+ * its length, so each flush writes a new object (records are create-only) and
+ * the longest one of a segment is what there is of it; PostgreSQL never asks
+ * for these names, `wal-fetch` serves the longest when the segment is absent.
+ */
+export const WAL_STREAM = /^(([0-9A-F]{8})[0-9A-F]{16})\.([0-9A-F]{8})\.stream$/;
 
 /** [pack sha, offset, length, rawLength] */
 export type WalLocation = [string, number, number, number];
@@ -55,9 +63,23 @@ export function checkWalName(name: string): string {
 }
 
 export function walKey(scope: WalScope, name: string): string {
-  const tli = checkWalName(name);
+  const stream = WAL_STREAM.exec(name);
+  const tli = stream ? stream[2]! : checkWalName(name);
   if (!/^\d{1,20}$/.test(scope.systemIdentifier)) throw new InvalidArgumentError('system identifier', `${JSON.stringify(scope.systemIdentifier)} is not a decimal system identifier`);
   return `${WAL_PREFIX}${validateStanzaName(scope.stanza)}/${scope.systemIdentifier}/${tli}/${name}`;
+}
+
+/** The name of the record holding the first `length` bytes of streamed `segment`. */
+export function walStreamName(segment: string, length: number): string {
+  if (!WAL_SEGMENT.test(segment)) throw new InvalidArgumentError('WAL segment name', `${JSON.stringify(segment)} is not a WAL segment name`);
+  if (!Number.isInteger(length) || length <= 0 || length > 0xffffffff) throw new InvalidArgumentError('streamed length', `${length} is not a partial segment's length`);
+  return `${segment}.${length.toString(16).toUpperCase().padStart(8, '0')}.stream`;
+}
+
+/** The segment and length a streamed partial's name says; undefined for other names. */
+export function parseWalStreamName(name: string): { segment: string; length: number } | undefined {
+  const m = WAL_STREAM.exec(name);
+  return m ? { segment: m[1]!, length: parseInt(m[3]!, 16) } : undefined;
 }
 
 /** Where a format 1 repository keeps `name`. */
@@ -65,14 +87,19 @@ export function legacyWalKey(name: string): string {
   return `${WAL_PREFIX}${checkWalName(name)}/${name}`;
 }
 
-/** What a WAL key says: the file name, and the scope for format 2 keys. */
+/**
+ * What a WAL key says: the file name, and the scope for format 2 keys.
+ * Streamed partials (format 2 only) parse too: their names match neither
+ * `WAL_SEGMENT` nor `WAL_FILE`, so readers that look for segments pass them by.
+ */
 export function parseWalKey(key: string): { name: string; scope?: WalScope } | undefined {
   const parts = key.split('/');
   if (parts[0] !== 'wal') return undefined;
   const name = parts[parts.length - 1]!;
-  const m = WAL_FILE.exec(name);
+  const stream = WAL_STREAM.exec(name);
+  const m = stream ? [name, stream[2]!] : WAL_FILE.exec(name);
   if (!m) return undefined;
-  if (parts.length === 3 && parts[1] === m[1]) return { name };
+  if (parts.length === 3 && parts[1] === m[1] && !stream) return { name };
   if (parts.length === 5 && parts[3] === m[1] && /^\d{1,20}$/.test(parts[2]!)) return { name, scope: { stanza: parts[1]!, systemIdentifier: parts[2]! } };
   return undefined;
 }

@@ -47,9 +47,9 @@ export class SegmentAssembler {
     return this.segStart + BigInt(this.filled);
   }
 
-  /** The segment being filled, and its bytes received so far (a copy). */
+  /** The segment being filled, and its bytes received so far (a view: bytes once received never change). */
   open(): AssembledSegment {
-    return { name: segmentName(this.timeline, this.segStart / this.size, this.segmentBytes), start: this.segStart, bytes: Buffer.from(this.buf.subarray(0, this.filled)) };
+    return { name: segmentName(this.timeline, this.segStart / this.size, this.segmentBytes), start: this.segStart, bytes: this.buf.subarray(0, this.filled) };
   }
 
   /** Adds the WAL bytes `data` that start at `start`; returns the segments they complete, in order. */

@@ -9,10 +9,11 @@
  * not hold, and a receiver killed at any moment resumes from the archive's
  * end with nothing lost: what it had not archived, the slot still holds.
  *
- * This is the whole-segment receiver: the RPO it gives is a segment's worth
- * of traffic, like archive_command's, without archive_command's process per
- * segment. Partial segments (the bytes received since the last boundary made
- * durable every second) build on it.
+ * Between segment boundaries, what was received of the open segment is made
+ * durable every `flushIntervalMs` (or `flushBytes`) as its streamed prefix,
+ * and then reported flushed: the RPO is about the flush interval. In
+ * synchronous mode every message is flushed as soon as the previous flush
+ * is done, so a commit that waits for this standby waits for the repository.
  */
 import type pg from 'pg';
 import { both } from 'pg-copy-streams';
@@ -24,7 +25,7 @@ import { formatLsn, parseLsn, segmentNumber } from './layout.js';
 import { decodeReplicationMessage, encodeStandbyStatus } from './replication-messages.js';
 import { SegmentAssembler, type AssembledSegment } from './segment-assembler.js';
 import { DEFAULT_STANZA } from './stanza.js';
-import { archiveWalBytes, listWalKeys } from './wal.js';
+import { listWalKeys, WalStreamArchiver, type StoredPrefix } from './wal.js';
 
 export interface WalReceiverOptions {
   /** libpq connection string (the replication connection is made from it). */
@@ -35,12 +36,26 @@ export interface WalReceiverOptions {
   slot?: string;
   /** How often the receiver tells the server where it stands even when nothing was archived (default 10 s). */
   statusIntervalMs?: number;
+  /** How often what was received of the open segment is made durable as its streamed prefix (default 1000 ms). */
+  flushIntervalMs?: number;
+  /** Or sooner, once this many bytes wait (default 4 MiB). */
+  flushBytes?: number;
+  /** The connection is taken for lost after this long without a message (default 60 s; the server's keepalives come every wal_sender_timeout / 2). */
+  receiveTimeoutMs?: number;
+  /**
+   * Flush on every message rather than every interval, for a receiver listed
+   * in `synchronous_standby_names`: each commit waits for our flush, and
+   * those arriving during one flush share the next.
+   */
+  synchronous?: boolean;
   /** Ends the stream: what is archived stays, the rest the slot keeps. */
   signal?: AbortSignal;
   onProgress?: (p: WalReceiverProgress) => void;
 }
 
 export interface WalReceiverProgress {
+  /** `started`: streaming from `start`; `flushed`: the open segment's prefix is durable; `archived`: a whole segment is. */
+  event: 'started' | 'flushed' | 'archived';
   timeline: number;
   systemIdentifier: string;
   /** Where the stream started. */
@@ -74,7 +89,8 @@ export async function receiveWal(repo: Repository, options: WalReceiverOptions =
   const slot = options.slot ?? 'coffer';
   if (!SLOT_NAME.test(slot)) throw new InvalidArgumentError('--slot', `${JSON.stringify(slot)} is not a replication slot name (lower-case letters, digits and _, at most 63)`);
   const stanza = options.stanza ?? DEFAULT_STANZA;
-  const client = await connect(options.connection, 'coffer wal-receive', options.password, { replication: true });
+  // Named by its slot, so that synchronous_standby_names can name it (`ANY 1 (standby, coffer)`).
+  const client = await connect(options.connection, slot, options.password, { replication: true });
   try {
     const id = await simple<Identity>(client, 'IDENTIFY_SYSTEM', 'identify the system');
     const segmentBytes = parseSize((await simple<{ wal_segment_size: string }>(client, 'SHOW wal_segment_size', 'read wal_segment_size')).wal_segment_size);
@@ -150,29 +166,46 @@ interface StreamSettings extends WalReceiverOptions {
 
 /** At most this many complete segments wait to be archived before the stream is paused (memory stays bounded). */
 const MAX_WAITING = 4;
+/** A segment's long page header: a prefix shorter than this cannot say which cluster it is from. */
+const LONG_HEADER_BYTES = 40;
 
 function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise<WalReceiverResult> {
   const assembler = new SegmentAssembler(s.timeline, s.segmentBytes, s.start);
+  const archiver = new WalStreamArchiver(repo, { stanza: s.stanza, systemIdentifier: s.systemIdentifier });
+  const size = BigInt(s.segmentBytes);
+  const flushIntervalMs = s.flushIntervalMs ?? 1000;
+  const flushBytes = s.flushBytes ?? 4 * 1024 * 1024;
   let durable = s.start;
-  const progress = (archived?: string) =>
-    s.onProgress?.({ timeline: s.timeline, systemIdentifier: s.systemIdentifier, start: s.start, received: assembler.position, durable, ...(archived ? { archived } : {}), ...(s.gapFrom !== undefined ? { gapFrom: s.gapFrom } : {}) });
+  // The open segment's prefix already in the repository: the next flush and the whole segment build on it.
+  let stored: { segment: string; prefix: StoredPrefix } | undefined;
+  let lastFlush = performance.now();
+  const progress = (event: WalReceiverProgress['event'], archived?: string) =>
+    s.onProgress?.({ event, timeline: s.timeline, systemIdentifier: s.systemIdentifier, start: s.start, received: assembler.position, durable, ...(archived ? { archived } : {}), ...(s.gapFrom !== undefined ? { gapFrom: s.gapFrom } : {}) });
   const copy = client.query(both(`START_REPLICATION SLOT ${s.slot} PHYSICAL ${formatLsn(s.start)} TIMELINE ${s.timeline}`, { alignOnCopyDataFrame: true }));
   return new Promise<WalReceiverResult>((resolve, reject) => {
     let settled = false;
+    let heardAt = performance.now();
+    const receiveTimeoutMs = s.receiveTimeoutMs ?? 60_000;
+    const cleanup: (() => void)[] = [];
+    let stopping: WalReceiverResult['reason'] | undefined;
     const waiting: AssembledSegment[] = [];
-    let archiving = false;
+    let busy = false;
     const status = () => {
       // Written and flushed alike: only what the repository holds (a commit waiting on us waits for that).
       if (!settled) copy.write(encodeStandbyStatus({ written: durable, flushed: durable, applied: 0n, at: new Date() }));
     };
-    const timer = setInterval(status, s.statusIntervalMs ?? 10_000);
+    const statusTimer = setInterval(status, s.statusIntervalMs ?? 10_000);
+    const flushTimer = setInterval(() => void work(), s.synchronous ? 1000 : flushIntervalMs);
     const finish = (e: unknown, result?: WalReceiverResult) => {
       if (settled) return;
       status();
       settled = true;
-      clearInterval(timer);
+      clearInterval(statusTimer);
+      clearInterval(flushTimer);
+      for (const c of cleanup) c();
       s.signal?.removeEventListener('abort', onAbort);
       copy.removeAllListeners('data');
+      void archiver.close();
       if (e) {
         copy.destroy();
         reject(e);
@@ -181,33 +214,60 @@ function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise
         resolve(result!);
       }
     };
-    const pump = async () => {
-      if (archiving) return;
-      archiving = true;
+    /** Whether the open segment's unflushed bytes are due: every message when synchronous, else by time or bytes. */
+    const flushDue = (unflushed: number) => stopping !== undefined || s.synchronous || unflushed >= flushBytes || performance.now() - lastFlush >= flushIntervalMs;
+    // The one writer: complete segments first, in order, then the open segment's prefix when a flush is due.
+    const work = async () => {
+      if (busy || settled) return;
+      busy = true;
       try {
-        while (waiting.length > 0 && !settled) {
-          const seg = waiting[0]!;
-          await archiveWalBytes(repo, seg.name, seg.bytes, { stanza: s.stanza, systemIdentifier: s.systemIdentifier });
-          waiting.shift();
-          durable = seg.start + BigInt(s.segmentBytes);
+        while (!settled) {
+          const seg = waiting[0];
+          if (seg) {
+            await archiver.file(seg.name, seg.bytes, stored?.segment === seg.name ? stored.prefix : undefined);
+            waiting.shift();
+            if (stored?.segment === seg.name) stored = undefined;
+            durable = seg.start + size;
+            status();
+            progress('archived', seg.name);
+            if (copy.isPaused() && waiting.length < MAX_WAITING) copy.resume();
+            continue;
+          }
+          const open = assembler.open();
+          const end = open.start + BigInt(open.bytes.length);
+          if (open.bytes.length < LONG_HEADER_BYTES || end <= durable || !flushDue(Number(end - durable))) break;
+          // What arrives while this flush is written goes into the next one (commits waiting on us share it).
+          lastFlush = performance.now();
+          const prefix = await archiver.prefix(open.name, open.bytes, stored?.segment === open.name ? stored.prefix : undefined);
+          stored = { segment: open.name, prefix };
+          if (end > durable) durable = end;
           status();
-          progress(seg.name);
-          if (copy.isPaused() && waiting.length < MAX_WAITING) copy.resume();
+          progress('flushed');
         }
       } catch (e) {
         finish(e);
+        return;
       } finally {
-        archiving = false;
+        busy = false;
       }
+      if (stopping !== undefined && !settled) finish(failure, failure ? undefined : { reason: stopping, durable });
     };
-    const onAbort = () => {
-      // What is being archived finishes first: a segment half-stored is nothing, a stored one is worth telling.
-      const wait = () => (archiving ? setTimeout(wait, 20) : finish(undefined, { reason: 'stopped', durable }));
-      wait();
+    let failure: unknown;
+    const stop = (reason: WalReceiverResult['reason'], e?: unknown) => {
+      // What was received is made durable first, even when the connection failed (the server may be gone for
+      // good: what reached us is all that is left of its last commits).
+      if (stopping === undefined) {
+        stopping = reason;
+        failure = e;
+      }
+      copy.pause();
+      void work();
     };
+    const onAbort = () => stop('stopped');
     if (s.signal?.aborted) return finish(undefined, { reason: 'stopped', durable });
     s.signal?.addEventListener('abort', onAbort);
     copy.on('data', (payload: Buffer) => {
+      heardAt = performance.now();
       const m = decodeReplicationMessage(payload);
       if (typeof m === 'string') return finish(new SourceError('replication stream', m));
       if (m.kind === 'keepalive') {
@@ -220,13 +280,20 @@ function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise
         return finish(e);
       }
       if (waiting.length >= MAX_WAITING) copy.pause();
-      void pump();
+      void work();
     });
-    copy.on('error', (e: Error) => finish(new PostgresError('stream WAL', e.message, { cause: e })));
-    copy.on('end', () => {
-      const wait = () => (archiving ? setTimeout(wait, 20) : finish(undefined, { reason: 'server-ended', durable }));
-      wait();
-    });
-    progress();
+    const lost = (why: string, e?: Error) => stop('server-ended', new PostgresError('stream WAL', why, e ? { cause: e } : undefined));
+    copy.on('error', (e: Error) => lost(e.message, e));
+    // A connection that ends under the stream (the server's host gone) ends the client, not always the stream.
+    client.on('error', (e: Error) => lost(e.message, e));
+    client.on('end', () => lost('the server closed the connection'));
+    // Nor does a silent network: the server sends keepalives every wal_sender_timeout / 2, so a long silence is a loss.
+    const silence = setInterval(() => {
+      if (performance.now() - heardAt > receiveTimeoutMs) lost(`nothing from the server for ${Math.round(receiveTimeoutMs / 1000)} s`);
+    }, Math.min(1000, receiveTimeoutMs));
+    silence.unref();
+    cleanup.push(() => clearInterval(silence));
+    copy.on('end', () => stop('server-ended'));
+    progress('started');
   });
 }

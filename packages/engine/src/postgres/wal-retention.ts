@@ -7,10 +7,12 @@
  * Before that, only what each kept backup needs to reach consistency (its
  * start to stop LSN) stays, and every timeline history file. WAL of a system
  * identifier no backup belongs to is kept (a first backup may be running).
- * Format 1 WAL (no stanza in its key) is never expired.
+ * Format 1 WAL (no stanza in its key) is never expired. A streamed prefix
+ * (`<segment>.<length>.stream`) goes once the whole segment or a longer
+ * prefix of it is archived, and otherwise with its segment.
  */
 import type { BackupSummary } from '../format/manifest.js';
-import { parseWalKey, WAL_SEGMENT } from '../format/wal-record.js';
+import { parseWalKey, parseWalStreamName, WAL_SEGMENT } from '../format/wal-record.js';
 import { backupTime } from '../retention/policy.js';
 import { parseLsn, segmentNumber } from './layout.js';
 
@@ -78,6 +80,15 @@ export function decideWal(walKeys: readonly string[], backups: readonly BackupSu
     systems.set(k, { segmentBytes, windowFrom, ranges });
   }
 
+  // Streamed prefixes: the whole segment, or a longer prefix of it, supersedes them.
+  const present = new Set(walKeys);
+  const longest = new Map<string, number>();
+  for (const key of walKeys) {
+    const stream = parseWalStreamName(key.slice(key.lastIndexOf('/') + 1));
+    const at = key.slice(0, key.lastIndexOf('/') + 1);
+    if (stream) longest.set(at + stream.segment, Math.max(longest.get(at + stream.segment) ?? 0, stream.length));
+  }
+
   const out: WalFileDecision[] = [];
   for (const key of walKeys) {
     const parsed = parseWalKey(key);
@@ -85,6 +96,18 @@ export function decideWal(walKeys: readonly string[], backups: readonly BackupSu
     const { name, scope } = parsed;
     const timeline = parseInt(name.slice(0, 8), 16);
     const base = { key, stanza: scope.stanza, systemIdentifier: scope.systemIdentifier, timeline, name };
+    const stream = parseWalStreamName(name);
+    if (stream) {
+      const segmentKey = key.slice(0, key.lastIndexOf('/') + 1) + stream.segment;
+      if (present.has(segmentKey)) {
+        out.push({ ...base, keep: false, reason: 'streamed prefix of a segment archived whole' });
+        continue;
+      }
+      if (longest.get(segmentKey)! > stream.length) {
+        out.push({ ...base, keep: false, reason: 'streamed prefix of a segment streamed further' });
+        continue;
+      }
+    }
     const sys = systems.get(scopeKey(scope.stanza, scope.systemIdentifier));
     if (name.endsWith('.history')) {
       out.push({ ...base, keep: true, reason: 'timeline history' });

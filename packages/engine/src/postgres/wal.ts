@@ -33,7 +33,10 @@ import {
   legacyWalKey,
   WAL_PREFIX,
   WAL_SEGMENT,
+  WAL_STREAM,
   walKey,
+  walStreamName,
+  parseWalStreamName,
   type WalLocation,
   type WalRecord,
   type WalScope,
@@ -53,7 +56,7 @@ export { WAL_PREFIX, walKey, type WalRecord, type WalScope };
 
 /** The keys where `name` may be archived for `scope`: its own, then (format 1 repositories) the legacy one. */
 function candidateKeys(repo: Repository, scope: WalScope, name: string): string[] {
-  return repo.config.format === 1 ? [walKey(scope, name), legacyWalKey(name)] : [walKey(scope, name)];
+  return repo.config.format === 1 && !WAL_STREAM.test(name) ? [walKey(scope, name), legacyWalKey(name)] : [walKey(scope, name)];
 }
 
 /** The archived record for `name`, or undefined when the store answers absent for it. Verifies bytes, tag and name. */
@@ -118,34 +121,77 @@ export async function walPush(repo: Repository, path: string, options: WalPushOp
   }
 }
 
-export interface ArchiveWalBytesOptions {
+export interface WalStreamArchiverOptions {
   stanza?: string;
   /** The system identifier of the cluster the bytes come from (IDENTIFY_SYSTEM). */
   systemIdentifier: string;
   /** Where history files the stanza lacks may be found (none: they must be archived first). */
   walDir?: string;
   leaseTtlMs?: number;
+  /** How long one lease serves before the next write takes a fresh one (default 60 s). */
+  leaseCycleMs?: number;
 }
 
 /**
- * Archives a WAL file received rather than read from pg_wal (the streaming
- * receiver): the same checks, records and outcome as `walPush`, under a lease
- * of its own, released before it returns.
+ * What `wal-receive` archives through: WAL received rather than read from
+ * pg_wal, with the same checks and records as `walPush` — whole segments, and
+ * in between each segment's streamed prefix (`<segment>.<length>.stream`),
+ * each write storing only the bytes past the prefix stored before. Writes
+ * run under a lease renewed while it is held and exchanged for a fresh one
+ * every `leaseCycleMs`: a lease held for the receiver's life would hold
+ * garbage collection off as long.
  */
-export async function archiveWalBytes(repo: Repository, name: string, data: Buffer, options: ArchiveWalBytesOptions): Promise<{ outcome: 'archived' | 'already-archived'; file: DurableWal }> {
-  checkWalName(name);
-  const walDir = options.walDir ?? '/nonexistent/pg_wal';
-  const ctx = new PushContext(repo, options.stanza ?? DEFAULT_STANZA, dirname(walDir), options.leaseTtlMs, options.systemIdentifier);
-  try {
-    return await pushOne(ctx, `${name} (received)`, name, data);
-  } finally {
-    await ctx.releaseLease();
+export class WalStreamArchiver {
+  private ctx: PushContext;
+  private since = performance.now();
+  private readonly cycleMs: number;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly options: WalStreamArchiverOptions,
+  ) {
+    this.ctx = this.newContext();
+    this.cycleMs = options.leaseCycleMs ?? 60_000;
+  }
+
+  /** Archives whole file `name` (a segment, or a history file); `prior`: its prefix already stored. */
+  async file(name: string, data: Buffer, prior?: StoredPrefix): Promise<{ outcome: 'archived' | 'already-archived'; file: DurableWal }> {
+    checkWalName(name);
+    const { outcome, file } = await pushOne(await this.context(), `${name} (received)`, name, data, prior ? { prior } : {});
+    return { outcome, file };
+  }
+
+  /** Makes the first `data.length` bytes of `segment` durable as its streamed prefix; what is stored now. */
+  async prefix(segment: string, data: Buffer, prior?: StoredPrefix): Promise<StoredPrefix> {
+    if (!WAL_SEGMENT.test(segment)) throw new SourceError(segment, 'not a WAL segment name');
+    return (await pushOne(await this.context(), `${segment} (received)`, segment, data, { partial: true, ...(prior ? { prior } : {}) })).stored;
+  }
+
+  async close(): Promise<void> {
+    await this.ctx.releaseLease();
+  }
+
+  private newContext(): PushContext {
+    const walDir = this.options.walDir ?? '/nonexistent/pg_wal';
+    return new PushContext(this.repo, this.options.stanza ?? DEFAULT_STANZA, dirname(walDir), this.options.leaseTtlMs, this.options.systemIdentifier);
+  }
+
+  private async context(): Promise<PushContext> {
+    if (performance.now() - this.since >= this.cycleMs) {
+      const old = this.ctx;
+      this.ctx = this.newContext();
+      this.since = performance.now();
+      await old.releaseLease();
+    }
+    return this.ctx;
   }
 }
 
 /** What one `walPush` call learns once: the stanza for each identity, the cluster's pg_control. */
 class PushContext {
   private readonly stanzas = new Map<string, Promise<StanzaRecord>>();
+  /** Timelines whose history file was found archived (a streamed segment's flushes ask again and again). */
+  readonly histories = new Set<string>();
   private control: Promise<string | undefined> | undefined;
   private leaseTaken: Promise<Lease> | undefined;
   constructor(
@@ -254,7 +300,12 @@ async function checkTimeline(ctx: PushContext, scope: WalScope, walDir: string, 
 
 async function requireHistory(ctx: PushContext, scope: WalScope, walDir: string, tli: number, what: string): Promise<void> {
   const history = historyName(tli);
-  if (await isArchived(ctx.repo, scope, history)) return;
+  const known = `${scope.systemIdentifier}/${tli}`;
+  if (ctx.histories.has(known)) return;
+  if (await isArchived(ctx.repo, scope, history)) {
+    ctx.histories.add(known);
+    return;
+  }
   const local = join(walDir, history);
   if (await fileSize(local) !== undefined) {
     await pushOne(ctx, local, history);
@@ -284,9 +335,29 @@ const WAL_GROUP = 1024 * 1024;
 interface Pushed {
   outcome: 'archived' | 'already-archived';
   file: DurableWal;
+  /** What of the file is in the repository under chunks this push knows (nothing, when it was archived before). */
+  stored: StoredPrefix;
 }
 
-async function pushOne(ctx: PushContext, path: string, name: string, received?: Buffer): Promise<Pushed> {
+/**
+ * Chunks of a streamed segment's first `length` bytes already in the
+ * repository (a partial record names them): the next partial and the whole
+ * segment's record reuse them, so each flush writes only what came since.
+ */
+export interface StoredPrefix {
+  length: number;
+  chunks: string[];
+  locations: Record<string, WalLocation>;
+}
+
+interface StreamedWrite {
+  /** What of these bytes is stored already (their first `prior.length`). */
+  prior?: StoredPrefix;
+  /** Record the bytes as the segment's streamed prefix (`<segment>.<length>.stream`), not as the whole file. */
+  partial?: boolean;
+}
+
+async function pushOne(ctx: PushContext, path: string, name: string, received?: Buffer, streamed: StreamedWrite = {}): Promise<Pushed> {
   const { repo } = ctx;
   let data: Buffer;
   try {
@@ -294,52 +365,63 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
   } catch (e) {
     throw new SourceError(path, (e as NodeJS.ErrnoException).code ?? (e as Error).message, { cause: e });
   }
-  const scope = await scopeOf(ctx, path, name, data);
+  const prior = streamed.prior && streamed.prior.length <= data.length ? streamed.prior : undefined;
+  const recordName = streamed.partial ? walStreamName(name, data.length) : name;
+  const scope = await scopeOf(ctx, path, streamed.partial ? `${name}.partial` : name, data);
   const sha = sha256Hex(data);
-  const file: DurableWal = { name, sha256: sha, systemIdentifier: scope.systemIdentifier };
-  const existing = await readWalRecord(repo, scope, name);
-  if (existing) return { outcome: sameOrConflict(existing.key, existing.record, sha), file };
+  const file: DurableWal = { name: recordName, sha256: sha, systemIdentifier: scope.systemIdentifier };
+  const noneStored = { length: 0, chunks: [], locations: {} };
+  // A partial is looked for by nobody before it is written: its create-only put says whether it was there.
+  const existing = streamed.partial ? undefined : await readWalRecord(repo, scope, name);
+  if (existing) return { outcome: sameOrConflict(existing.key, existing.record, sha), file, stored: noneStored };
   await checkTimeline(ctx, scope, dirname(path), name, data);
-  const key = walKey(scope, name);
+  const key = walKey(scope, recordName);
 
-  const chunks = chunkBuffer(data, repo.config.chunker);
+  // Only the bytes past what is stored are chunked: a streamed segment is cut where its flushes ended too, so
+  // no flush stores a growing prefix again.
+  const fresh = prior ? data.subarray(prior.length) : data;
+  const chunks = fresh.length > 0 ? chunkBuffer(fresh, repo.config.chunker) : [];
   const ids = chunks.map((c) => repo.objects.codec.id(c));
   // WAL barely repeats itself across files: it is not looked up in the chunk index, and its chunks compress
   // together, in groups of up to WAL_GROUP bytes. Its packs are not indexed: the record names their locations.
   const lease = await ctx.lease();
   const writer = new PackWriter(repo, new ChunkIndex(), { indexed: false, maxUploads: 1 });
-  const fresh = writer.claim(ids);
+  const unclaimed = writer.claim(ids);
   // The codec is the repository's, shared by the pushes running at once (--ahead), and its blobs are views into
   // one reused slab: they are copied out before anything is awaited. `add` may wait for an upload before it has
   // copied them all, and meanwhile another push's startBatch and seals would overwrite them.
   repo.objects.codec.startBatch();
-  const sealed = sealInGroups(repo.objects.codec, ids.filter((_, i) => fresh[i]), chunks.filter((_, i) => fresh[i]), WAL_GROUP);
+  const sealed = sealInGroups(repo.objects.codec, ids.filter((_, i) => unclaimed[i]), chunks.filter((_, i) => unclaimed[i]), WAL_GROUP);
   for (const s of sealed) s.blob = Buffer.from(s.blob);
   await writer.add(sealed);
   await writer.finish();
-  const locations: Record<string, WalLocation> = {};
+  const locations: Record<string, WalLocation> = { ...prior?.locations };
   for (const pack of writer.packs) for (const e of pack.entries) locations[e.id.toString('hex')] = [pack.sha, e.offset, e.length, e.rawLength];
+  const allChunks = [...(prior?.chunks ?? []), ...ids.map((id) => id.toString('hex'))];
+  const stored: StoredPrefix = { length: data.length, chunks: allChunks, locations };
 
   const record: WalRecord = {
     format: 2,
-    name,
+    name: recordName,
     stanza: scope.stanza,
     systemIdentifier: scope.systemIdentifier,
     size: data.length,
     sha256: sha,
-    chunks: ids.map((id) => id.toString('hex')),
-    locations,
+    chunks: allChunks,
+    locations: Object.fromEntries(allChunks.map((id) => [id, locations[id]!])),
     archivedAt: new Date().toISOString(),
   };
   try {
-    lease.prove(`archiving ${name}`);
+    lease.prove(`archiving ${recordName}`);
     await repo.objects.put(key, encodeWalRecord(repo, record));
   } catch (e) {
     if (!(e instanceof ObjectConflictError)) throw e;
-    // Archived meanwhile by another push: fine if it is the same file.
-    return { outcome: sameOrConflict(key, (await readWalRecord(repo, scope, name))!.record, sha), file };
+    // Archived meanwhile by another push (or streamed before a restart): fine if it is the same file. What
+    // follows builds on that record's chunks, never on the packs just written, which nothing references.
+    const other = (await readWalRecord(repo, scope, recordName))!.record;
+    return { outcome: sameOrConflict(key, other, sha), file, stored: { length: other.size, chunks: other.chunks, locations: other.locations } };
   }
-  return { outcome: 'archived', file };
+  return { outcome: 'archived', file, stored };
 }
 
 function sameOrConflict(key: string, existing: WalRecord, sha: string): 'already-archived' {
@@ -409,8 +491,11 @@ export interface WalFetchOptions {
 }
 
 export interface WalFetchResult {
-  /** `absent`: the store answered that this file is not archived (PostgreSQL's "not found"). */
-  outcome: 'archive' | 'spool' | 'absent';
+  /**
+   * `absent`: the store answered that this file is not archived (PostgreSQL's "not found");
+   * `stream`: only a streamed prefix of the segment is, served zero-padded.
+   */
+  outcome: 'archive' | 'spool' | 'stream' | 'absent';
   /** Bytes written to `dest` (a segment's size tells the cluster's segment size). */
   size: number;
 }
@@ -452,9 +537,45 @@ async function fetchOne(repo: Repository, scope: WalScope, name: string, dest: s
     }
   }
   const bytes = await fetchWalBytes(repo, scope, name);
-  if (!bytes) return { outcome: 'absent', size: 0 };
-  await writeDurably(dest, bytes);
-  return { outcome: 'archive', size: bytes.length };
+  if (bytes) {
+    await writeDurably(dest, bytes);
+    return { outcome: 'archive', size: bytes.length };
+  }
+  const streamed = WAL_SEGMENT.test(name) ? await fetchStreamedSegment(repo, scope, name) : undefined;
+  if (!streamed) return { outcome: 'absent', size: 0 };
+  await writeDurably(dest, streamed);
+  return { outcome: 'stream', size: streamed.length };
+}
+
+/**
+ * Segment `name` as far as `wal-receive` made it durable: its longest
+ * streamed prefix, zero-padded to the segment size its header names (replay
+ * ends at the zeros as at the end of any WAL). Undefined when nothing of it
+ * was streamed — or when the whole segment was archived meanwhile, which the
+ * caller then fetches: a prefix is never served while the segment exists.
+ */
+export async function fetchStreamedSegment(repo: Repository, scope: WalScope, name: string): Promise<Buffer | undefined> {
+  const longest = await longestStreamed(repo, scope, name);
+  if (longest === undefined) return undefined;
+  const prefix = await fetchWalBytes(repo, scope, longest);
+  if (await isArchived(repo, scope, name)) return await fetchWalBytes(repo, scope, name);
+  if (!prefix) return undefined; // removed since the listing (superseded): the segment is looked for again next call
+  const header = readSegmentHeader(prefix);
+  if (typeof header === 'string') throw new CorruptObjectError(walKey(scope, longest), header);
+  const out = Buffer.alloc(header.segmentSize);
+  prefix.copy(out);
+  return out;
+}
+
+/** The name of segment `name`'s longest streamed prefix in the repository, if any. */
+export async function longestStreamed(repo: Repository, scope: WalScope, name: string): Promise<string | undefined> {
+  let best: { name: string; length: number } | undefined;
+  for (const o of await repo.objects.list(`${walKey(scope, name)}.`)) {
+    const n = o.key.slice(o.key.lastIndexOf('/') + 1);
+    const parsed = parseWalStreamName(n);
+    if (parsed?.segment === name && (best === undefined || parsed.length > best.length)) best = { name: n, length: parsed.length };
+  }
+  return best?.name;
 }
 
 async function fileSize(path: string): Promise<number | undefined> {
