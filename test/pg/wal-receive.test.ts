@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coffer, startCoffer } from '../support/cli.js';
-import { Cluster, debianInstall, pgScratch } from '../support/pg.js';
+import { Cluster, debianInstall, pgScratch, runAsPostgres } from '../support/pg.js';
 import { until } from '../support/until.js';
 
 const env = { COFFER_PASSPHRASE: 'wal-receive passphrase' };
@@ -106,5 +106,55 @@ describe('wal-receive', () => {
     expect(done.status, done.stderr).toBe(0);
     const trail = JSON.parse((await coffer(['--repo', repo, 'audit', '--json'], env)).stdout) as { records: { command: string; details: Record<string, unknown> }[] };
     expect(trail.records.some((x) => x.command === 'wal-receive' && (x.details.segments as number) >= 3)).toBe(true);
+  }, 180_000);
+  it('follows a promotion: streaming from a standby, the stream goes on on the new timeline with its history and no gap', async () => {
+    const standbyDir = join(work.dir, 'standby');
+    const bb = await runAsPostgres(join(debianInstall().bin, 'pg_basebackup'), ['-D', standbyDir, '-R', '-X', 'stream', '-c', 'fast', '-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres']);
+    expect(bb.status, bb.stderr).toBe(0);
+    const standby = await Cluster.adopt(debianInstall(), standbyDir);
+    await standby.start({ archive_mode: 'off', hot_standby: 'on', wal_keep_size: '512MB' });
+    try {
+      // The slot on the standby too, so that the stream survives the promotion with nothing recycled.
+      await standby.query("SELECT pg_create_physical_replication_slot('coffer', true)");
+      const onStandby = `host=127.0.0.1 port=${standby.port} user=postgres dbname=postgres`;
+      let out = '';
+      const run = startCoffer(['--repo', repo, '--stanza', 'main', 'wal-receive', '--db', onStandby, '--status-interval', '1', '--flush-interval', '0.2'], env);
+      run.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      try {
+        await until(() => /streaming timeline 1/.test(out), 'the receiver to stream from the standby', 30_000, 50);
+        await cluster.query("INSERT INTO t (pad) VALUES ('before the promotion')");
+        const [{ before }] = (await cluster.query<{ before: string }>('SELECT pg_current_wal_lsn()::text AS before')) as [{ before: string }];
+        await until(async () => (await standby.query<{ ok: boolean }>(`SELECT pg_last_wal_replay_lsn() >= '${before}'::pg_lsn AS ok`))[0]?.ok === true, 'the standby to replay it', 30_000, 50);
+        await standby.query('SELECT pg_promote()');
+        await until(() => /streaming timeline 2/.test(out), 'the receiver to follow timeline 2', 60_000, 100);
+        await standby.query("INSERT INTO t (pad) VALUES ('after the promotion')");
+        const [{ lsn, name }] = (await standby.query<{ lsn: string; name: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS name')) as [{ lsn: string; name: string }];
+        expect(name.startsWith('00000002')).toBe(true);
+        await until(
+          async () => (await standby.query<{ ok: boolean }>(`SELECT flush_lsn >= '${lsn}'::pg_lsn AS ok FROM pg_stat_replication WHERE application_name = 'coffer'`))[0]?.ok === true,
+          'the new timeline to be flushed into the repository',
+          30_000,
+          50,
+        );
+        // The history file, and the new timeline's WAL from the switch segment's start, byte for byte.
+        expect(sha(await fetched('00000002.history'))).toBe(sha(await readFile(join(standbyDir, 'pg_wal', '00000002.history'))));
+        const offset = Number(BigInt(`0x${lsn.split('/')[1]}`) % 16_777_216n);
+        const served = await fetched(name);
+        const written = await readFile(join(standbyDir, 'pg_wal', name));
+        expect(served.subarray(0, offset).equals(written.subarray(0, offset))).toBe(true);
+      } finally {
+        run.child.kill('SIGTERM');
+      }
+      const done = await run.done;
+      expect(done.status, done.stderr).toBe(0);
+      // Timeline 2 was streamed from the start of the segment it branched in: nothing of it skipped.
+      const history = (await readFile(join(standbyDir, 'pg_wal', '00000002.history'), 'utf8')).trim().split('\n').at(-1)!;
+      const switched = BigInt(`0x${history.split(/\s+/)[1]!.split('/')[1]}`);
+      const high = history.split(/\s+/)[1]!.split('/')[0]!;
+      const segStart = `${high}/${(switched - (switched % 16_777_216n)).toString(16).toUpperCase()}`;
+      expect(out).toMatch(new RegExp(`streaming timeline 2 of system \\d+ from ${segStart.replace('/', '\\/')} `));
+    } finally {
+      await standby.stop();
+    }
   }, 180_000);
 });

@@ -100,7 +100,21 @@ export async function receiveWal(repo: Repository, options: WalReceiverOptions =
     // The slot holds WAL from its restart point's segment on; before that, only what was archived is anywhere.
     const held = restart !== undefined ? restart - (restart % size) : undefined;
     const current = parseLsn(id.xlogpos);
-    let start = archivedEnd ?? held ?? current - (current % size);
+    // A timeline after the first begins where its history says: its history file goes into the repository
+    // first (its segments are refused without it), and with nothing of it archived yet the stream starts at
+    // the segment of the switch (that segment on the new timeline holds the old one's WAL before the switch).
+    let switchedAt: bigint | undefined;
+    if (id.timeline > 1) {
+      const history = await timelineHistory(client, id.timeline);
+      switchedAt = history.switchedAt;
+      const archiver = new WalStreamArchiver(repo, { stanza, systemIdentifier: id.systemid });
+      try {
+        await archiver.file(history.name, history.content);
+      } finally {
+        await archiver.close();
+      }
+    }
+    let start = archivedEnd ?? (switchedAt !== undefined ? switchedAt - (switchedAt % size) : undefined) ?? held ?? current - (current % size);
     let gapFrom: bigint | undefined;
     if (held !== undefined && start < held) {
       gapFrom = start;
@@ -118,6 +132,19 @@ async function simple<T>(client: pg.Client, sql: string, step: string): Promise<
   } catch (e) {
     throw new PostgresError(step, (e as Error).message, { cause: e });
   }
+}
+
+/** Timeline `tli`'s history file from the server, and where its parent timeline ended (the last entry's LSN). */
+async function timelineHistory(client: pg.Client, tli: number): Promise<{ name: string; content: Buffer; switchedAt: bigint }> {
+  const row = await simple<{ filename: string; content: string | Buffer }>(client, `TIMELINE_HISTORY ${tli}`, `read timeline ${tli}'s history`);
+  const content = Buffer.isBuffer(row.content) ? row.content : Buffer.from(row.content, 'utf8');
+  let switchedAt: bigint | undefined;
+  for (const line of content.toString('utf8').split('\n')) {
+    const m = /^\s*(\d+)\s+([0-9A-Fa-f]+\/[0-9A-Fa-f]+)/.exec(line);
+    if (m) switchedAt = parseLsn(m[2]!);
+  }
+  if (switchedAt === undefined) throw new SourceError(row.filename, `timeline ${tli}'s history names no switch point`);
+  return { name: row.filename, content, switchedAt };
 }
 
 /** Creates the slot when missing (reserving WAL from now); its restart LSN where the server can say (15+). */
