@@ -6,7 +6,7 @@
  * missed while it was down, or interrupted, where the schedule says
  * `missed: run` (the default); retries failures another try may cure, with a
  * doubling wait; watches each cluster's WAL archive for RPO and archive lag;
- * serves /metrics, /healthz, /readyz and /status; and on stop takes no new
+ * keeps each streaming cluster's `coffer wal-receive` running; serves /metrics, /healthz, /readyz and /status; and on stop takes no new
  * work, tells running jobs to end (SIGTERM, which leaves a repository as it
  * was: nothing is committed half-written) and waits for them.
  */
@@ -14,9 +14,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cron } from 'croner';
 import type { Policy, Schedule } from '../policy/schema.js';
-import { jobId, readSecret, type JobSpec, type JobStep } from '../jobs/job-steps.js';
+import { jobId, readSecret, receiverSlot, walReceiveStep, type JobSpec, type JobStep } from '../jobs/job-steps.js';
 import { runJob, type JobOutcome } from '../jobs/run-job.js';
 import { AgentMetrics } from '../metrics/agent-metrics.js';
+import { ReceiverSupervisor, type ReceiverStatus } from '../wal/receiver-supervisor.js';
 import { WalWatch, type WalStatus } from '../wal/wal-watch.js';
 import { alertsNow, type Alert } from './alerts.js';
 import { serveAgent, type AgentServer } from './http.js';
@@ -57,6 +58,8 @@ export interface AgentStatus {
   wal: WalStatus[];
   /** The last look at each repository and at each mirror's lag. */
   repositories: RepositoryLook[];
+  /** Each streaming cluster's `coffer wal-receive`. */
+  receivers: ReceiverStatus[];
   alerts: Alert[];
 }
 
@@ -90,6 +93,7 @@ export class Agent {
   private state: AgentState = { version: 1, jobs: {} };
   private readonly crons = new Map<string, { cron: Cron; spec: JobSpec; schedule: Schedule }>();
   private readonly watches: WalWatch[] = [];
+  private readonly receivers: ReceiverSupervisor[] = [];
   private readonly walStatus = new Map<string, WalStatus>();
   private walTimer: NodeJS.Timeout | undefined;
   private sampleTimer: NodeJS.Timeout | undefined;
@@ -143,6 +147,7 @@ export class Agent {
       const id = jobId(spec);
       if (s.job === 'wal') {
         this.watchWal(spec);
+        if (s.stream) this.superviseReceiver(spec.cluster!);
         continue;
       }
       const cron = new Cron(s.cron!, { timezone: s.timeZone ?? 'UTC', catch: true, protect: false }, (self: Cron) => {
@@ -198,7 +203,8 @@ export class Agent {
     clearInterval(this.sampleTimer);
     clearTimeout(this.lookTimer);
     this.queue.length = 0;
-    await Promise.all([...this.active.values()].map((a) => a.done));
+    const grace = (this.options.policy.agent?.stopTimeoutSeconds ?? 30) * 1000;
+    await Promise.all([...[...this.active.values()].map((a) => a.done), ...this.receivers.map((r) => r.stop(grace))]);
     await this.looks.idle();
     await Promise.all(this.watches.map((w) => w.close()));
     this.stoppedAt = new Date();
@@ -340,8 +346,28 @@ export class Agent {
         repository: repository.location,
         connection: cluster.connection,
         ...(password ? { password: () => readSecret(password, `clusters.${name}.password`, this.env) } : {}),
+        ...(receiverSlot(p, name) ? { receiverSlot: receiverSlot(p, name)! } : {}),
       }),
     );
+  }
+
+  private superviseReceiver(cluster: string): void {
+    const p = this.options.policy;
+    const supervisor = new ReceiverSupervisor({
+      cluster,
+      slot: receiverSlot(p, cluster)!,
+      cofferBin: this.options.cofferBin,
+      step: () => walReceiveStep(p, cluster, this.env),
+      env: this.env,
+      log: this.log,
+      onChange: (s) => {
+        this.metrics.recordReceiver(s);
+        void this.writeStatus();
+      },
+    });
+    this.receivers.push(supervisor);
+    this.metrics.recordReceiver(supervisor.status());
+    supervisor.start();
   }
 
   private async lookAtWal(): Promise<void> {
@@ -369,6 +395,7 @@ export class Agent {
     for (const id of this.active.keys()) if (!seen.has(id)) (seen.add(id), jobs.push(this.jobStatus(id, specOf(id))));
     const wal = [...this.walStatus.values()];
     const repositories = this.looks.status();
+    const receivers = this.receivers.map((r) => r.status());
     return {
       pid: process.pid,
       policy: this.options.policyFile,
@@ -379,7 +406,8 @@ export class Agent {
       jobs,
       wal,
       repositories,
-      alerts: alertsNow(this.options.policy, this.state, wal, now, repositories),
+      receivers,
+      alerts: alertsNow(this.options.policy, this.state, wal, now, repositories, receivers),
     };
   }
 

@@ -5,6 +5,7 @@
  */
 import type { Policy } from '../policy/schema.js';
 import { thresholds } from '../metrics/agent-metrics.js';
+import type { ReceiverStatus } from '../wal/receiver-supervisor.js';
 import type { WalStatus } from '../wal/wal-watch.js';
 import type { RepositoryLook } from './repository-looks.js';
 import type { AgentState } from './state.js';
@@ -20,7 +21,7 @@ export interface Alert {
 
 const age = (seconds: number) => (seconds >= 7200 ? `${(seconds / 3600).toFixed(1)} h` : seconds >= 120 ? `${(seconds / 60).toFixed(1)} min` : `${seconds.toFixed(0)} s`);
 
-export function alertsNow(policy: Policy, state: AgentState, wal: readonly WalStatus[], now: Date, looks: readonly RepositoryLook[] = []): Alert[] {
+export function alertsNow(policy: Policy, state: AgentState, wal: readonly WalStatus[], now: Date, looks: readonly RepositoryLook[] = [], receivers: readonly ReceiverStatus[] = []): Alert[] {
   const limits = thresholds(policy);
   const out: Alert[] = [];
   for (const [id, job] of Object.entries(state.jobs)) {
@@ -48,8 +49,15 @@ export function alertsNow(policy: Policy, state: AgentState, wal: readonly WalSt
     for (const r of w.replicas ?? []) {
       if (r.replayLagSeconds > limits.replica_lag) out.push({ name: 'CofferReplicaLag', severity: 'warning', about: `${w.cluster}/${r.name}`, summary: `standby ${r.name} is ${age(r.replayLagSeconds)} behind` });
     }
+    const slot = w.receiverSlot;
+    if (slot && (!slot.exists || slot.walStatus === 'lost')) {
+      out.push({ name: 'CofferWalSlotLost', severity: 'critical', about: w.cluster, summary: slot.exists ? `PostgreSQL removed WAL slot ${slot.name} still needed (max_slot_wal_keep_size): the stream has a gap only archive_command can fill` : `the replication slot ${slot.name} does not exist` });
+    }
     const streaming = (w.replicas ?? []).filter((r) => r.state === 'streaming').length;
     if (policy.clusters[w.cluster]?.standby && streaming === 0 && !w.standby) out.push({ name: 'CofferReplicationDisabled', severity: 'critical', about: w.cluster, summary: 'the policy names a standby, and none is streaming' });
+  }
+  for (const r of receivers) {
+    if (!r.up) out.push({ name: 'CofferWalReceiverDown', severity: 'critical', about: r.cluster, summary: `coffer wal-receive is not streaming (${r.restarts} restart(s)${r.lastExit ? `, last ${r.lastExit}` : ''}${r.lastError ? `: ${r.lastError}` : ''})` });
   }
   for (const l of looks) {
     const about = l.mirror ? `${l.repository} → ${l.mirror}` : l.repository;

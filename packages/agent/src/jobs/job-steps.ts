@@ -157,6 +157,31 @@ export function mirrorLagSteps(policy: Policy, repositoryName: string, env: Node
   return mirrorSteps(policy, repositoryName, repository, env, 'info', ['--dry-run']);
 }
 
+/** The slot (and application_name) a cluster's receiver uses: the policy's, else `coffer`. */
+export function receiverSlot(policy: Policy, cluster: string): string | undefined {
+  const s = policy.schedules.find((x) => x.job === 'wal' && x.cluster === cluster && x.stream);
+  return s ? (s.stream!.slot ?? 'coffer') : undefined;
+}
+
+/**
+ * The long-lived `coffer wal-receive` of a cluster whose wal job streams:
+ * the agent runs it, and starts it again whenever it ends.
+ */
+export function walReceiveStep(policy: Policy, clusterName: string, env: NodeJS.ProcessEnv = process.env): JobStep {
+  const { name, cluster } = clusterOf(policy, { job: 'wal', cluster: clusterName });
+  const stream = policy.schedules.find((x) => x.job === 'wal' && x.cluster === name && x.stream)?.stream;
+  if (!stream) throw new InvalidArgumentError('stream', `the wal job of cluster ${name} does not stream`);
+  const { repository } = repositoryOf(policy, cluster.repository, 'wal');
+  const access = repositoryAccess(cluster.repository, repository, env);
+  const stanza = cluster.stanza ?? name;
+  const server: Record<string, string> = {};
+  if (cluster.password) server.PGPASSWORD = readSecret(cluster.password, `clusters.${name}.password`, env);
+  const args = [...access.args, '--stanza', stanza, 'wal-receive', '--db', cluster.connection, '--slot', stream.slot ?? 'coffer'];
+  if (stream.flushIntervalSeconds !== undefined) args.push('--flush-interval', String(stream.flushIntervalSeconds));
+  if (stream.synchronous) args.push('--synchronous');
+  return { name: `wal-receive ${name}`, args, env: { ...access.env, ...server }, labels: { command: 'wal', repository: repository.location, stanza, target: '' } };
+}
+
 /** The steps of one job of `policy`, with secrets read from `env` and the files the policy names. */
 export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv = process.env): JobStep[] {
   const id = jobId(spec);

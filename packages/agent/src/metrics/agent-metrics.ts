@@ -8,6 +8,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { S3Usage } from '../jobs/run-job.js';
 import type { Policy } from '../policy/schema.js';
+import type { ReceiverStatus } from '../wal/receiver-supervisor.js';
 import type { WalStatus } from '../wal/wal-watch.js';
 import { JobGauges, type JobRun } from './job-metrics.js';
 
@@ -35,6 +36,11 @@ export class AgentMetrics {
   private readonly wal: Record<string, Gauge<WalLabel>>;
   private readonly replicaLag: Gauge<'cluster' | 'standby'>;
   private readonly replicaLagBytes: Gauge<'cluster' | 'standby'>;
+  private readonly receiverUp: Gauge<'cluster' | 'slot'>;
+  private readonly receiverRestarts: Counter<'cluster' | 'slot'>;
+  private readonly restartsSeen = new Map<string, number>();
+  private readonly slotRetained: Gauge<'cluster' | 'slot'>;
+  private readonly slotLost: Gauge<'cluster' | 'slot'>;
   private readonly running: Gauge<'command' | 'about'>;
   private readonly nextRun: Gauge<'command' | 'about'>;
   private readonly s3Requests: Counter<'location' | 'operation'>;
@@ -64,6 +70,10 @@ export class AgentMetrics {
     };
     this.replicaLag = new Gauge({ name: 'coffer_replica_lag_seconds', help: "A standby's replay lag (pg_stat_replication.replay_lag; 0 when caught up)", labelNames: ['cluster', 'standby'], registers });
     this.replicaLagBytes = new Gauge({ name: 'coffer_replica_lag_bytes', help: "WAL bytes a standby has still to replay", labelNames: ['cluster', 'standby'], registers });
+    this.receiverUp = new Gauge({ name: 'coffer_wal_receiver_up', help: "1 while the cluster's coffer wal-receive runs and streams", labelNames: ['cluster', 'slot'], registers });
+    this.receiverRestarts = new Counter({ name: 'coffer_wal_receiver_restarts_total', help: 'Times the agent started coffer wal-receive again after it ended', labelNames: ['cluster', 'slot'], registers });
+    this.slotRetained = new Gauge({ name: 'coffer_wal_slot_retained_bytes', help: "WAL the receiver's replication slot holds the server to (pg_wal grows by it while no receiver reads)", labelNames: ['cluster', 'slot'], registers });
+    this.slotLost = new Gauge({ name: 'coffer_wal_slot_lost', help: "1 when the receiver's slot is missing or PostgreSQL removed WAL it needed (wal_status lost): the stream has a gap only archive_command can fill", labelNames: ['cluster', 'slot'], registers });
     this.running = new Gauge({ name: 'coffer_agent_job_running', help: '1 while a run of this job is under way', labelNames: ['command', 'about'], registers });
     this.nextRun = new Gauge({ name: 'coffer_agent_job_next_run_timestamp_seconds', help: 'When this job runs next (Unix time)', labelNames: ['command', 'about'], registers });
     this.s3Requests = new Counter({ name: 'coffer_s3_requests_total', help: "S3 requests the agent's jobs made, by store and operation", labelNames: ['location', 'operation'], registers });
@@ -99,6 +109,14 @@ export class AgentMetrics {
     else this.nextRun.remove({ command, about });
   }
 
+  recordReceiver(s: ReceiverStatus): void {
+    const labels = { cluster: s.cluster, slot: s.slot };
+    this.receiverUp.set(labels, s.up ? 1 : 0);
+    const seen = this.restartsSeen.get(s.cluster) ?? 0;
+    this.receiverRestarts.inc(labels, s.restarts - seen);
+    this.restartsSeen.set(s.cluster, s.restarts);
+  }
+
   recordWal(s: WalStatus): void {
     const labels = { cluster: s.cluster, stanza: s.stanza, repository: s.repository };
     this.wal.up!.set(labels, s.ok ? 1 : 0);
@@ -114,6 +132,12 @@ export class AgentMetrics {
     set('failures', s.archiveFailures);
     set('archiving', s.archiving === undefined ? undefined : s.archiving ? 1 : 0);
     set('streaming', (s.replicas ?? []).filter((r) => r.state === 'streaming').length);
+    const slot = s.receiverSlot;
+    if (slot) {
+      const l = { cluster: s.cluster, slot: slot.name };
+      this.slotLost.set(l, !slot.exists || slot.walStatus === 'lost' ? 1 : 0);
+      if (slot.retainedBytes !== undefined) this.slotRetained.set(l, slot.retainedBytes);
+    }
     // A standby that went away leaves no stale lag behind.
     for (const gone of this.standbys.get(s.cluster) ?? []) {
       if (!(s.replicas ?? []).some((r) => r.name === gone)) {

@@ -108,6 +108,18 @@ const scheduleSchema = z.strictObject({
   missed: z.optional(z.enum(['run', 'skip'])),
   /** Tries before a run counts as failed, with backoff between (default 3). */
   attempts: z.optional(z.int().check(z.positive(), z.lte(20))),
+  /**
+   * The wal job: stream WAL into the repository as well (`coffer wal-receive`,
+   * run and restarted by the agent) for an RPO of about the flush interval.
+   */
+  stream: z.optional(
+    z.strictObject({
+      slot: z.optional(z.string().check(z.regex(/^[a-z0-9_]{1,63}$/, 'expected a replication slot name (lower-case letters, digits and _, at most 63)'))),
+      flushIntervalSeconds: z.optional(z.number().check(z.gte(0.05), z.lte(3600))),
+      /** Flush every message: for a receiver named in synchronous_standby_names (RPO 0). */
+      synchronous: z.optional(z.boolean()),
+    }),
+  ),
 });
 
 const smokeSchema = z.strictObject({

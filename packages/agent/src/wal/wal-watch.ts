@@ -49,6 +49,21 @@ export interface WalStatus {
    * since the last transaction after a segment switch, until the next switch.
    */
   walReadError?: string;
+  /** The slot of the cluster's `coffer wal-receive` (when the policy streams its WAL). */
+  receiverSlot?: ReceiverSlotStatus;
+}
+
+export interface ReceiverSlotStatus {
+  name: string;
+  exists: boolean;
+  /** A receiver is connected to it. */
+  active: boolean;
+  /** PostgreSQL's word on its WAL: reserved, extended, unreserved, or lost (max_slot_wal_keep_size removed some). */
+  walStatus?: string;
+  /** WAL the slot holds the server to, in bytes (pg_wal grows by this while no receiver reads). */
+  retainedBytes?: number;
+  /** Where the receiver reported WAL durable in the repository, while it streams. */
+  streamedThrough?: string;
 }
 
 interface Position {
@@ -63,6 +78,8 @@ interface Position {
   last_archived_wal: string | null;
   last_archived_time: Date | null;
   segment_bytes: string;
+  /** How far the cluster's `coffer wal-receive` reported WAL durable in the repository (null: not streaming). */
+  streamed_lsn: string | null;
 }
 
 interface Facts {
@@ -84,8 +101,15 @@ const POSITION = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive
   pg_snapshot_xmin(pg_current_snapshot())::text AS oldest_xid,
   pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid,
   a.last_archived_wal, a.last_archived_time,
-  (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment_bytes
+  (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment_bytes,
+  (SELECT max(flush_lsn)::text FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming') AS streamed_lsn
 FROM pg_stat_archiver a`;
+
+/** The receiver's slot: how much WAL it holds the server to (a receiver gone keeps it growing), and whether it is still whole. */
+const SLOT = `SELECT active, wal_status,
+  (CASE WHEN restart_lsn IS NULL THEN NULL
+        ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn) END)::float8 AS retained
+FROM pg_replication_slots WHERE slot_name = $1`;
 
 const FACTS = `SELECT pg_is_in_recovery() AS standby,
   a.failed_count::text, a.last_failed_wal, a.last_failed_time,
@@ -95,10 +119,11 @@ const FACTS = `SELECT pg_is_in_recovery() AS standby,
   (SELECT coalesce(sum(size), 0) FROM pg_ls_waldir())::text AS wal_bytes
 FROM pg_stat_archiver a`;
 
+// Standbys only: Coffer's own receiver (named by its slot) streams too, but replays nothing and is no standby.
 const REPLICAS = `SELECT coalesce(nullif(application_name, ''), host(client_addr), 'local') AS name, state,
   coalesce(extract(epoch FROM replay_lag), 0)::float8 AS lag_seconds,
   coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::float8 AS lag_bytes
-FROM pg_stat_replication ORDER BY 1`;
+FROM pg_stat_replication WHERE application_name IS DISTINCT FROM $1 ORDER BY 1`;
 
 const SEGMENT = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.[0-9A-F]{8}\.backup)?$/;
 
@@ -122,6 +147,8 @@ export interface WalWatchTarget {
   connection: string;
   /** Read when a connection is made (a rotated secret is picked up). */
   password?: () => string;
+  /** The slot (and application_name) of the cluster's `coffer wal-receive`, when WAL is streamed too. */
+  receiverSlot?: string;
 }
 
 export class WalWatch {
@@ -184,11 +211,14 @@ export class WalWatch {
    * answer; `look` reports that.
    */
   async sample(now = new Date()): Promise<void> {
-    const p = (await (await this.client()).query<Position>(POSITION)).rows[0]!;
+    const p = (await (await this.client()).query<Position>(POSITION, [this.target.receiverSlot ?? null])).rows[0]!;
     const segmentBytes = Number(p.segment_bytes);
     const archived = p.last_archived_wal ? archivedEndOf(p.last_archived_wal, segmentBytes) : undefined;
     // Never backwards: the statistics may be reset, and a backup history file names an earlier point.
     if (archived !== undefined && archived > this.archivedEnd) this.archivedEnd = archived;
+    // The receiver reports flushed only what the repository holds: its position is the archive's end too.
+    const streamed = p.streamed_lsn ? parseLsn(p.streamed_lsn) : undefined;
+    if (streamed !== undefined && streamed > this.archivedEnd) this.archivedEnd = streamed;
     const lsnValue = p.lsn ? parseLsn(p.lsn) : this.archivedEnd;
     const settled = await this.nothingCommittedPast(p, this.archivedEnd, lsnValue, segmentBytes);
     const figures = this.tracker.observe(now.getTime(), lsnValue, BigInt(p.next_xid), this.archivedEnd, segmentBytes, p.last_archived_time?.getTime(), settled);
@@ -204,7 +234,8 @@ export class WalWatch {
       const p = this.position!;
       const client = await this.client();
       const f = (await client.query<Facts>(FACTS)).rows[0]!;
-      const replicas = f.standby ? [] : (await client.query<{ name: string; state: string; lag_seconds: number; lag_bytes: number }>(REPLICAS)).rows;
+      const replicas = f.standby ? [] : (await client.query<{ name: string; state: string; lag_seconds: number; lag_bytes: number }>(REPLICAS, [t.receiverSlot ?? null])).rows;
+      const slot = t.receiverSlot ? (await client.query<{ active: boolean; wal_status: string | null; retained: number | null }>(SLOT, [t.receiverSlot])).rows[0] : undefined;
       return {
         ...base,
         ok: true,
@@ -222,6 +253,18 @@ export class WalWatch {
         archiving: (f.archive_mode === 'on' || f.archive_mode === 'always') && (f.archive_command !== '' || (f.archive_library ?? '') !== ''),
         replicas: replicas.map((r) => ({ name: r.name, state: r.state, replayLagSeconds: r.lag_seconds, replayLagBytes: r.lag_bytes })),
         ...(this.walReadError ? { walReadError: this.walReadError } : {}),
+        ...(t.receiverSlot
+          ? {
+              receiverSlot: {
+                name: t.receiverSlot,
+                exists: slot !== undefined,
+                active: slot?.active ?? false,
+                ...(slot?.wal_status ? { walStatus: slot.wal_status } : {}),
+                ...(slot?.retained != null ? { retainedBytes: slot.retained } : {}),
+                ...(p.streamed_lsn ? { streamedThrough: p.streamed_lsn } : {}),
+              },
+            }
+          : {}),
       };
     } catch (e) {
       await this.close();

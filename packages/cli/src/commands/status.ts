@@ -30,6 +30,13 @@ export function register(ctx: CliContext): void {
         }
         say(`WAL ${w.cluster} (stanza ${w.stanza}): RPO ${(w.rpoSeconds ?? 0).toFixed(0)} s, archive lag ${(w.archiveLagSeconds ?? 0).toFixed(0)} s, ${humanBytes(w.unarchivedBytes ?? 0)} not yet archived, ${w.readyFiles ?? 0} .ready, pg_wal ${humanBytes(w.pgWalBytes ?? 0)}, ${w.archiveFailures ?? 0} archive failures${w.archiving ? '' : ', ARCHIVING OFF'}`);
         for (const r of w.replicas ?? []) say(`  standby ${r.name}: ${r.state}, replay lag ${r.replayLagSeconds.toFixed(1)} s (${humanBytes(r.replayLagBytes)})`);
+        const slot = w.receiverSlot;
+        const receiver = (status.receivers ?? []).find((r) => r.cluster === w.cluster);
+        if (slot || receiver) {
+          const state = receiver ? (receiver.up ? `streaming (pid ${receiver.pid})` : `NOT STREAMING${receiver.lastExit ? ` (last ${receiver.lastExit})` : ''}`) : '-';
+          const held = slot ? (slot.exists ? `slot ${slot.name} holds ${humanBytes(slot.retainedBytes ?? 0)}${slot.walStatus === 'lost' ? ', WAL LOST' : ''}` : `slot ${slot.name} MISSING`) : '';
+          say(`  receiver: ${state}, ${receiver?.restarts ?? 0} restart(s)${slot?.streamedThrough ? `, durable to ${slot.streamedThrough}` : ''}${held ? `; ${held}` : ''}`);
+        }
       }
       say('');
       if (status.alerts.length === 0) say('no alert would fire');
