@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { constants } from 'node:os';
 import { CofferError } from '@coffer/engine';
 import type { Policy } from '../policy/schema.js';
+import { byLine } from './child-lines.js';
 import { jobSteps, type JobSpec, type JobStep } from './job-steps.js';
 
 export interface StepResult {
@@ -122,17 +123,11 @@ export async function runStep(step: JobStep, options: Pick<RunJobOptions, 'coffe
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let lastError: string | undefined;
-  const lines = (stream: 'stdout' | 'stderr') => {
-    let rest = '';
-    return (chunk: Buffer) => {
-      const parts = (rest + chunk.toString('utf8')).split('\n');
-      rest = parts.pop()!;
-      for (const line of parts) {
-        if (stream === 'stderr' && line.trim() !== '') lastError = line;
-        options.onLine?.(step, stream, line);
-      }
-    };
-  };
+  const lines = (stream: 'stdout' | 'stderr') =>
+    byLine((line) => {
+      if (stream === 'stderr' && line.trim() !== '') lastError = line;
+      options.onLine?.(step, stream, line);
+    });
   child.stdout.on('data', lines('stdout'));
   child.stderr.on('data', lines('stderr'));
   let killTimer: NodeJS.Timeout | undefined;

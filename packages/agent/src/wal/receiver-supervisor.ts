@@ -10,6 +10,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from '../agent/log.js';
+import { byLine } from '../jobs/child-lines.js';
 import type { JobStep } from '../jobs/job-steps.js';
 
 export interface ReceiverStatus {
@@ -78,27 +79,21 @@ export class ReceiverSupervisor {
     this.state.pid = child.pid;
     this.changed();
     o.log.info({ cluster: o.cluster, pid: child.pid, slot: o.slot }, 'WAL receiver started');
-    const lines = (stream: 'stdout' | 'stderr') => {
-      let rest = '';
-      return (chunk: Buffer) => {
-        const parts = (rest + chunk.toString('utf8')).split('\n');
-        rest = parts.pop()!;
-        for (const line of parts) {
-          if (line.trim() === '') continue;
-          if (stream === 'stderr') {
-            this.state.lastError = line;
-            o.log.warn({ cluster: o.cluster, receiver: line }, 'WAL receiver');
-          } else {
-            if (/^streaming timeline /.test(line)) {
-              this.state.up = true;
-              this.state.since = new Date().toISOString();
-              this.changed();
-            }
-            o.log.info({ cluster: o.cluster, receiver: line }, 'WAL receiver');
-          }
+    const lines = (stream: 'stdout' | 'stderr') =>
+      byLine((line) => {
+        if (line.trim() === '') return;
+        if (stream === 'stderr') {
+          this.state.lastError = line;
+          o.log.warn({ cluster: o.cluster, receiver: line }, 'WAL receiver');
+          return;
         }
-      };
-    };
+        if (/^streaming timeline /.test(line)) {
+          this.state.up = true;
+          this.state.since = new Date().toISOString();
+          this.changed();
+        }
+        o.log.info({ cluster: o.cluster, receiver: line }, 'WAL receiver');
+      });
     child.stdout!.on('data', lines('stdout'));
     child.stderr!.on('data', lines('stderr'));
     this.ended = new Promise<void>((resolve) => {
