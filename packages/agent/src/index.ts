@@ -26,4 +26,5 @@ export { createLogger, type LogSettings, type Logger } from './agent/log.js';
 export { readAgentStatus, type AgentStatusReport } from './agent/status-file.js';
 export type { AgentState, JobRecord, StepRecord } from './agent/state.js';
 export { RpoTracker, type RpoFigures } from './wal/rpo-tracker.js';
-export { archivedEndOf, WalWatch, type ReplicaStatus, type WalStatus, type WalWatchTarget } from './wal/wal-watch.js';
+export { archivedEndOf, WalWatch, type ReceiverSlotStatus, type ReplicaStatus, type WalStatus, type WalWatchTarget } from './wal/wal-watch.js';
+export { ReceiverSupervisor, type ReceiverStatus, type SupervisorOptions } from './wal/receiver-supervisor.js';
