@@ -26,6 +26,7 @@ await build({
     'chunk-worker': 'packages/engine/dist/content/chunk-worker.js',
     'restore-worker': 'packages/engine/dist/restore/restore-worker.js',
     'page-verify': 'packages/engine/dist/postgres/page-verify.js',
+    'wal-seal-worker': 'packages/engine/dist/postgres/wal-seal-worker.js',
   },
   outdir,
   bundle: true,

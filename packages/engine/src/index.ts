@@ -47,6 +47,7 @@ export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-po
 export {
   walPush,
   WalStreamArchiver,
+  WalFilePusher,
   fetchStreamedSegment,
   longestStreamed,
   walFetch,
@@ -64,6 +65,7 @@ export {
   type WalPushResult,
   type DurableWal,
   type WalStreamArchiverOptions,
+  type WalFilePusherOptions,
   type StoredPrefix,
   type WalFetchOptions,
   type WalFetchResult,
@@ -78,6 +80,8 @@ export { readSegmentHeader, type WalSegmentHeader } from './postgres/wal-header.
 export { walTransactionIds, type WalTransactions } from './postgres/wal-records.js';
 export { decodeReplicationMessage, encodeStandbyStatus, decodeStandbyStatus, encodeXLogData, encodeKeepalive, type ReplicationMessage, type StandbyStatus } from './postgres/replication-messages.js';
 export { SegmentAssembler, type AssembledSegment } from './postgres/segment-assembler.js';
+export { archiveReadyWal, type ArchivedReady, type WalReadyArchiverOptions, type WalReadyArchiverResult } from './postgres/wal-ready-archiver.js';
+export { readWalFile, type WalFileIdentity } from './postgres/wal-file-read.js';
 export { receiveWal, type WalReceiverOptions, type WalReceiverProgress, type WalReceiverResult } from './postgres/wal-receiver.js';
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages, BLCKSZ, RELSEG_BLOCKS } from './postgres/page-checksum.js';

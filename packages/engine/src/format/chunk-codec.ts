@@ -80,7 +80,7 @@ export class ChunkCodec {
    */
   encodeGroup(ids: readonly Uint8Array[], pieces: readonly Uint8Array[]): Buffer {
     if (ids.length !== pieces.length) throw new RangeError(`${ids.length} ids for ${pieces.length} chunks`);
-    const whole = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    const whole = pieces.length === 1 ? pieces[0]! : (adjacent(pieces) ?? Buffer.concat(pieces));
     const body = this.zstd.shrink(whole);
     const head = encodeGroupHead(ids, pieces.map((p) => p.byteLength), body !== whole);
     return this.sealer.seal(GROUP_BLOB_VERSION, GROUP_AAD, head, body);
@@ -214,4 +214,16 @@ export class ChunkCodec {
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString('hex');
+}
+
+/** One view over `pieces` when they lie back to back in the same memory (fixed-size WAL pieces do), so grouping them copies nothing. */
+function adjacent(pieces: readonly Uint8Array[]): Buffer | undefined {
+  const first = pieces[0]!;
+  let end = first.byteOffset + first.byteLength;
+  for (let i = 1; i < pieces.length; i++) {
+    const p = pieces[i]!;
+    if (p.buffer !== first.buffer || p.byteOffset !== end) return undefined;
+    end += p.byteLength;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }

@@ -24,7 +24,6 @@ import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
 import { TMP_SUFFIX, writeDurably } from '../durable.js';
 import { pidFileAlive } from '../pid-file.js';
-import { chunkBuffer } from '../chunking/chunker.js';
 import { CorruptObjectError, MissingObjectError, ObjectConflictError, SourceError, StanzaMismatchError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
 import { currentIdentity, type StanzaIdentity, type StanzaRecord } from '../format/stanza-record.js';
@@ -45,12 +44,12 @@ import type { Repository } from '../repository/repository.js';
 import { decodeWalRecord, encodeWalRecord } from '../repository/sealed-records.js';
 import { collectList } from '../store/object-store.js';
 import { PackWriter } from '../content/pack-writer.js';
-import { sealInGroups } from '../content/sealed-groups.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import { Lease } from '../repository/leases.js';
 import { nextSegment } from './layout.js';
 import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSystem } from './stanza.js';
 import { readSegmentHeader } from './wal-header.js';
+import { sealWal, type SealedWal } from './wal-seal.js';
 
 export { WAL_PREFIX, walKey, type WalRecord, type WalScope };
 
@@ -142,48 +141,99 @@ export interface WalStreamArchiverOptions {
  * garbage collection off as long.
  */
 export class WalStreamArchiver {
-  private ctx: PushContext;
-  private since = performance.now();
-  private readonly cycleMs: number;
+  private readonly contexts: CyclingContext;
 
-  constructor(
-    private readonly repo: Repository,
-    private readonly options: WalStreamArchiverOptions,
-  ) {
-    this.ctx = this.newContext();
-    this.cycleMs = options.leaseCycleMs ?? 60_000;
+  constructor(repo: Repository, options: WalStreamArchiverOptions) {
+    this.contexts = new CyclingContext(repo, options.stanza, options.walDir ?? '/nonexistent/pg_wal', options, options.systemIdentifier);
   }
 
   /** Archives whole file `name` (a segment, or a history file); `prior`: its prefix already stored. */
   async file(name: string, data: Buffer, prior?: StoredPrefix): Promise<{ outcome: 'archived' | 'already-archived'; file: DurableWal }> {
     checkWalName(name);
-    const { outcome, file } = await pushOne(await this.context(), `${name} (received)`, name, data, prior ? { prior } : {});
+    const { outcome, file } = await pushOne(await this.contexts.current(), `${name} (received)`, name, data, prior ? { prior } : {});
     return { outcome, file };
   }
 
   /** Makes the first `data.length` bytes of `segment` durable as its streamed prefix; what is stored now. */
   async prefix(segment: string, data: Buffer, prior?: StoredPrefix): Promise<StoredPrefix> {
     if (!WAL_SEGMENT.test(segment)) throw new SourceError(segment, 'not a WAL segment name');
-    return (await pushOne(await this.context(), `${segment} (received)`, segment, data, { partial: true, ...(prior ? { prior } : {}) })).stored;
+    return (await pushOne(await this.contexts.current(), `${segment} (received)`, segment, data, { partial: true, ...(prior ? { prior } : {}) })).stored;
   }
 
-  async close(): Promise<void> {
-    await this.ctx.releaseLease();
+  close(): Promise<void> {
+    return this.contexts.close();
+  }
+}
+
+export interface WalFilePusherOptions {
+  stanza?: string;
+  leaseTtlMs?: number;
+  /** How long one lease serves before the next write takes a fresh one (default 60 s). */
+  leaseCycleMs?: number;
+}
+
+/**
+ * Archives files of one pg_wal directory, one after another or several at
+ * once, for a long-lived process (`coffer wal-archiver`): the same checks and
+ * records as `walPush`, with the repository opened once, the stanza and the
+ * cluster's pg_control read once, and a lease exchanged every `leaseCycleMs`.
+ */
+export class WalFilePusher {
+  private readonly contexts: CyclingContext;
+
+  constructor(
+    repo: Repository,
+    readonly walDir: string,
+    options: WalFilePusherOptions = {},
+  ) {
+    this.contexts = new CyclingContext(repo, options.stanza, walDir, options);
   }
 
-  private newContext(): PushContext {
-    const walDir = this.options.walDir ?? '/nonexistent/pg_wal';
-    return new PushContext(this.repo, this.options.stanza ?? DEFAULT_STANZA, dirname(walDir), this.options.leaseTtlMs, this.options.systemIdentifier);
+  /** Archives `name` from the directory; `data`: its bytes when the caller read them (with `sealed`, sealed already by a worker thread: its first page is enough). */
+  async push(name: string, data?: Buffer, sealed?: SealedWal): Promise<{ outcome: 'archived' | 'already-archived'; file: DurableWal }> {
+    checkWalName(name);
+    const { outcome, file } = await pushOne(await this.contexts.current(), join(this.walDir, name), name, data, sealed ? { sealed } : {});
+    return { outcome, file };
   }
 
-  private async context(): Promise<PushContext> {
+  close(): Promise<void> {
+    return this.contexts.close();
+  }
+}
+
+/** A push context for a long-lived writer, exchanged (lease and all) every `leaseCycleMs`: a lease held for a process's life would hold garbage collection off as long. */
+class CyclingContext {
+  private ctx: PushContext;
+  private since = performance.now();
+  private readonly cycleMs: number;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly stanza: string | undefined,
+    private readonly walDir: string,
+    private readonly options: { leaseTtlMs?: number; leaseCycleMs?: number },
+    private readonly systemIdentifier?: string,
+  ) {
+    this.ctx = this.fresh();
+    this.cycleMs = options.leaseCycleMs ?? 60_000;
+  }
+
+  async current(): Promise<PushContext> {
     if (performance.now() - this.since >= this.cycleMs) {
       const old = this.ctx;
-      this.ctx = this.newContext();
+      this.ctx = this.fresh();
       this.since = performance.now();
       await old.releaseLease();
     }
     return this.ctx;
+  }
+
+  close(): Promise<void> {
+    return this.ctx.releaseLease();
+  }
+
+  private fresh(): PushContext {
+    return new PushContext(this.repo, this.stanza ?? DEFAULT_STANZA, dirname(this.walDir), this.options.leaseTtlMs, this.systemIdentifier);
   }
 }
 
@@ -264,12 +314,12 @@ async function readyFiles(walDir: string, except: string, max: number): Promise<
 }
 
 /** The scope a file belongs to, refusing files of another cluster. */
-async function scopeOf(ctx: PushContext, path: string, name: string, data: Buffer): Promise<WalScope> {
+async function scopeOf(ctx: PushContext, path: string, name: string, data: Buffer, size: number): Promise<WalScope> {
   const isSegment = WAL_SEGMENT.test(name.slice(0, 24)) && !name.endsWith('.backup') && !name.endsWith('.history');
   if (isSegment) {
     const header = readSegmentHeader(data);
     if (typeof header === 'string') throw new SourceError(path, header);
-    if (!name.endsWith('.partial') && data.length !== header.segmentSize) throw new SourceError(path, `${data.length} bytes, but its header says segments are ${header.segmentSize} bytes`);
+    if (!name.endsWith('.partial') && size !== header.segmentSize) throw new SourceError(path, `${size} bytes, but its header says segments are ${header.segmentSize} bytes`);
     const record = await ctx.stanzaFor({ systemIdentifier: header.systemIdentifier, walSegmentSize: header.segmentSize, ...(header.major !== undefined ? { major: header.major } : {}) });
     return { stanza: ctx.stanza, systemIdentifier: currentIdentity(record).systemIdentifier };
   }
@@ -329,9 +379,6 @@ function historyParent(data: Buffer): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Bytes of WAL chunks compressed and sealed as one group blob. */
-const WAL_GROUP = 1024 * 1024;
-
 interface Pushed {
   outcome: 'archived' | 'already-archived';
   file: DurableWal;
@@ -353,6 +400,8 @@ export interface StoredPrefix {
 interface StreamedWrite {
   /** What of these bytes is stored already (their first `prior.length`). */
   prior?: StoredPrefix;
+  /** The bytes already hashed, cut and sealed (by a worker thread). */
+  sealed?: SealedWal;
   /** Record the bytes as the segment's streamed prefix (`<segment>.<length>.stream`), not as the whole file. */
   partial?: boolean;
 }
@@ -365,10 +414,12 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
   } catch (e) {
     throw new SourceError(path, (e as NodeJS.ErrnoException).code ?? (e as Error).message, { cause: e });
   }
-  const prior = streamed.prior && streamed.prior.length <= data.length ? streamed.prior : undefined;
-  const recordName = streamed.partial ? walStreamName(name, data.length) : name;
-  const scope = await scopeOf(ctx, path, streamed.partial ? `${name}.partial` : name, data);
-  const sha = sha256Hex(data);
+  // Sealed on a worker thread, `data` is the file's first page only (the header says whose it is).
+  const size = streamed.sealed?.size ?? data.length;
+  const prior = streamed.prior && streamed.prior.length <= size ? streamed.prior : undefined;
+  const recordName = streamed.partial ? walStreamName(name, size) : name;
+  const scope = await scopeOf(ctx, path, streamed.partial ? `${name}.partial` : name, data, size);
+  const sha = streamed.sealed?.sha256 ?? sha256Hex(data);
   const file: DurableWal = { name: recordName, sha256: sha, systemIdentifier: scope.systemIdentifier };
   const noneStored = { length: 0, chunks: [], locations: {} };
   // A partial is looked for by nobody before it is written: its create-only put says whether it was there.
@@ -377,35 +428,28 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
   await checkTimeline(ctx, scope, dirname(path), name, data);
   const key = walKey(scope, recordName);
 
-  // Only the bytes past what is stored are chunked: a streamed segment is cut where its flushes ended too, so
-  // no flush stores a growing prefix again.
-  const fresh = prior ? data.subarray(prior.length) : data;
-  const chunks = fresh.length > 0 ? chunkBuffer(fresh, repo.config.chunker) : [];
-  const ids = chunks.map((c) => repo.objects.codec.id(c));
+  // The CPU-heavy part (cut, compress, seal), unless a worker thread did it already.
+  const prepared = streamed.sealed ?? sealWal(repo.objects.codec, data, prior?.length ?? 0, sha);
+  const ids = prepared.ids;
   // WAL barely repeats itself across files: it is not looked up in the chunk index, and its chunks compress
-  // together, in groups of up to WAL_GROUP bytes. Its packs are not indexed: the record names their locations.
+  // together, in groups. Its packs are not indexed: the record names their locations.
   const lease = await ctx.lease();
   const writer = new PackWriter(repo, new ChunkIndex(), { indexed: false, maxUploads: 1 });
-  const unclaimed = writer.claim(ids);
-  // The codec is the repository's, shared by the pushes running at once (--ahead), and its blobs are views into
-  // one reused slab: they are copied out before anything is awaited. `add` may wait for an upload before it has
-  // copied them all, and meanwhile another push's startBatch and seals would overwrite them.
-  repo.objects.codec.startBatch();
-  const sealed = sealInGroups(repo.objects.codec, ids.filter((_, i) => unclaimed[i]), chunks.filter((_, i) => unclaimed[i]), WAL_GROUP);
-  for (const s of sealed) s.blob = Buffer.from(s.blob);
-  await writer.add(sealed);
+  // A fresh index: what it claims is each id's first piece, which is what was sealed.
+  writer.claim(ids);
+  await writer.add(prepared.sealed);
   await writer.finish();
   const locations: Record<string, WalLocation> = { ...prior?.locations };
   for (const pack of writer.packs) for (const e of pack.entries) locations[e.id.toString('hex')] = [pack.sha, e.offset, e.length, e.rawLength];
   const allChunks = [...(prior?.chunks ?? []), ...ids.map((id) => id.toString('hex'))];
-  const stored: StoredPrefix = { length: data.length, chunks: allChunks, locations };
+  const stored: StoredPrefix = { length: size, chunks: allChunks, locations };
 
   const record: WalRecord = {
     format: 2,
     name: recordName,
     stanza: scope.stanza,
     systemIdentifier: scope.systemIdentifier,
-    size: data.length,
+    size,
     sha256: sha,
     chunks: allChunks,
     locations: Object.fromEntries(allChunks.map((id) => [id, locations[id]!])),

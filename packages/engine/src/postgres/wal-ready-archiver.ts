@@ -1,0 +1,180 @@
+/**
+ * The long-lived side of archive_command: archives every file PostgreSQL
+ * marks ready (`pg_wal/archive_status/<name>.ready`) as soon as the mark
+ * appears, a few at once, with the repository opened once — so that when
+ * PostgreSQL's archiver calls `coffer wal-push` for a file, it is usually
+ * durable already and the call only has to confirm it.
+ *
+ * It never marks anything done: PostgreSQL alone turns `.ready` into
+ * `.done`, after its own call succeeded. What this process archived, it
+ * reports through `onDurable` (the CLI leaves the note the short call
+ * confirms); what failed, through `onFailure`, and it tries again later
+ * (doubling waits, at most a minute) — a file it cannot archive is simply
+ * not confirmed, and PostgreSQL's own call archives it or fails loudly.
+ * Nothing is ever dropped: while the repository is unreachable the marks
+ * and their files stay in pg_wal, which grows (watch `coffer_wal_pg_wal_bytes`
+ * and the archive lag).
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { checkWalName, WAL_SEGMENT } from '../format/wal-record.js';
+import type { Repository } from '../repository/repository.js';
+import { WalFilePusher, type DurableWal, type WalFilePusherOptions } from './wal.js';
+import { readWalFile, type WalFileIdentity } from './wal-file-read.js';
+import { WalSealPool } from './wal-seal-pool.js';
+import type { SealedWal } from './wal-seal.js';
+
+export type { WalFileIdentity };
+
+export interface ArchivedReady extends DurableWal {
+  outcome: 'archived' | 'already-archived';
+  /** Present when the file did not change while it was read (device, inode, size and both times the same before and after). */
+  identity?: WalFileIdentity;
+}
+
+export interface WalReadyArchiverOptions extends WalFilePusherOptions {
+  /** Files archived at once (default 2). */
+  parallel?: number;
+  /** Worker threads that read, hash and seal segments (default: as many as `parallel`; 0: the main thread does it). */
+  workers?: number;
+  /** Return after this long with nothing to archive (default 5 minutes; 0: never). */
+  idleExitMs?: number;
+  /** Look at archive_status this often besides when it changes (default 1 s). */
+  pollMs?: number;
+  /** Files to leave alone (the CLI: those already confirmed by a note). */
+  skip?: (name: string) => boolean | Promise<boolean>;
+  onDurable?: (file: ArchivedReady) => void | Promise<void>;
+  onFailure?: (name: string, error: Error, retryInMs: number) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface WalReadyArchiverResult {
+  archived: number;
+  failures: number;
+  /** Why it returned: nothing to do for idleExitMs, the signal, or the pg_wal directory it watched is gone (or replaced). */
+  reason: 'idle' | 'aborted' | 'gone';
+}
+
+const MAX_RETRY_MS = 60_000;
+
+/** Archives `walDir`'s ready files as they appear, until idle, aborted, or the directory is gone. */
+export async function archiveReadyWal(repo: Repository, walDir: string, options: WalReadyArchiverOptions = {}): Promise<WalReadyArchiverResult> {
+  const statusDir = join(walDir, 'archive_status');
+  const home = await stat(walDir, { bigint: true });
+  const pusher = new WalFilePusher(repo, walDir, options);
+  const parallel = Math.max(1, options.parallel ?? 2);
+  const limit = pLimit(parallel);
+  const workers = options.workers ?? parallel;
+  const pool = workers > 0 ? new WalSealPool(repo, workers) : undefined;
+  const idleExitMs = options.idleExitMs ?? 300_000;
+  const pollMs = options.pollMs ?? 1000;
+  const inFlight = new Set<string>();
+  /** Archived by this process and still marked ready: PostgreSQL has yet to call for them. */
+  const handled = new Set<string>();
+  const retry = new Map<string, { at: number; waitMs: number }>();
+  const result: WalReadyArchiverResult = { archived: 0, failures: 0, reason: 'idle' };
+  let lastWork = performance.now();
+  let wake: (() => void) | undefined;
+  const poke = () => wake?.();
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(statusDir, poke);
+    watcher.on('error', poke);
+  } catch {
+    // No watch (the directory is not there yet, or no inotify): polling alone finds the files.
+  }
+  options.signal?.addEventListener('abort', poke, { once: true });
+
+  const archiveOne = async (name: string): Promise<void> => {
+    const path = join(walDir, name);
+    try {
+      // Whole segments are sealed on a worker thread; history and backup history files are small.
+      const read: { data: Buffer; identity?: WalFileIdentity; sealed?: SealedWal } = pool && WAL_SEGMENT.test(name) ? await pool.seal(path) : await readWalFile(path);
+      const { outcome, file } = await pusher.push(name, read.data, read.sealed);
+      retry.delete(name);
+      handled.add(name);
+      result.archived++;
+      await options.onDurable?.({ ...file, outcome, ...(read.identity ? { identity: read.identity } : {}) });
+    } catch (e) {
+      result.failures++;
+      const waitMs = Math.min(MAX_RETRY_MS, (retry.get(name)?.waitMs ?? 500) * 2);
+      retry.set(name, { at: performance.now() + waitMs, waitMs });
+      await options.onFailure?.(name, e instanceof Error ? e : new Error(String(e)), waitMs);
+    } finally {
+      inFlight.delete(name);
+      lastWork = performance.now();
+      poke();
+    }
+  };
+
+  try {
+    for (;;) {
+      if (options.signal?.aborted) {
+        result.reason = 'aborted';
+        break;
+      }
+      const now = await stat(walDir, { bigint: true }).catch(() => undefined);
+      if (!now || now.ino !== home.ino || now.dev !== home.dev) {
+        result.reason = 'gone';
+        break;
+      }
+      const ready = await readyNames(statusDir);
+      const readySet = new Set(ready);
+      for (const n of handled) if (!readySet.has(n)) handled.delete(n);
+      for (const n of retry.keys()) if (!readySet.has(n)) retry.delete(n);
+      let started = 0;
+      for (const name of ready) {
+        if (inFlight.has(name) || handled.has(name)) continue;
+        const r = retry.get(name);
+        if (r && r.at > performance.now()) continue;
+        if (await options.skip?.(name)) {
+          handled.add(name);
+          continue;
+        }
+        inFlight.add(name);
+        started++;
+        void limit(() => archiveOne(name));
+      }
+      if (started > 0 || inFlight.size > 0) lastWork = performance.now();
+      else if (idleExitMs > 0 && performance.now() - lastWork >= idleExitMs) break;
+      const waitMs = idleExitMs > 0 && inFlight.size === 0 ? Math.min(pollMs, Math.max(1, idleExitMs - (performance.now() - lastWork))) : pollMs;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, waitMs);
+        function done() {
+          clearTimeout(timer);
+          wake = undefined;
+          resolve();
+        }
+        wake = done;
+      });
+    }
+    // Let what was started finish: its file may be waited for by a call right now.
+    while (inFlight.size > 0) await new Promise<void>((resolve) => (wake = resolve));
+    return result;
+  } finally {
+    watcher?.close();
+    options.signal?.removeEventListener('abort', poke);
+    await pusher.close();
+    await pool?.close();
+  }
+}
+
+/** The files marked ready, history files first (PostgreSQL's own order: a timeline's history before its segments), then by name. */
+async function readyNames(statusDir: string): Promise<string[]> {
+  const names = (await readdir(statusDir).catch(() => [] as string[]))
+    .filter((n) => n.endsWith('.ready'))
+    .map((n) => n.slice(0, -'.ready'.length))
+    .filter((n) => {
+      try {
+        checkWalName(n);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  const history = (n: string) => (n.endsWith('.history') ? 0 : 1);
+  return names.sort((a, b) => history(a) - history(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
