@@ -6,7 +6,7 @@
  * stored bytes compare like with like.
  */
 import { spawnSync } from 'node:child_process';
-import { chown, copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chown, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalKeyProvider } from '@coffer/engine';
@@ -73,8 +73,11 @@ async function eachFile(files: string[], push: (f: string) => Promise<StepFigure
  * the files sit in a pg_wal of their own with a `.ready` note each in
  * archive_status/, the command is called for one file at a time, oldest
  * first, and each success turns its `.ready` into `.done`. So a tool that
- * archives ahead (Coffer's `--ahead`, pgBackRest's archive-async) sees the
- * backlog it would see on a server. Putting the files in place is not timed.
+ * archives ahead (Coffer's archiver, pgBackRest's archive-async) sees the
+ * backlog it would see on a server. Putting the files in place is not timed;
+ * the `.ready` notes appear together just before the first call, so nothing
+ * already running (Coffer's archiver, which outlives a day when the next
+ * comes soon enough) gets a head start.
  */
 async function archiveLikePostgres(files: string[], walDir: string, push: (f: string) => Promise<StepFigures>): Promise<StepFigures> {
   await rm(walDir, { recursive: true, force: true });
@@ -85,13 +88,13 @@ async function archiveLikePostgres(files: string[], walDir: string, push: (f: st
   const staged = sources.map((f) => join(walDir, basename(f)));
   for (const [i, f] of staged.entries()) {
     await copyFile(sources[i]!, f);
-    await writeFile(join(walDir, 'archive_status', `${basename(f)}.ready`), '');
-    if (user) {
-      await chown(f, user.uid, user.gid);
-      await chown(join(walDir, 'archive_status', `${basename(f)}.ready`), user.uid, user.gid);
-    }
+    if (user) await chown(f, user.uid, user.gid);
   }
   syncAll();
+  for (const f of staged) {
+    await writeFile(join(walDir, 'archive_status', `${basename(f)}.ready`), '');
+    if (user) await chown(join(walDir, 'archive_status', `${basename(f)}.ready`), user.uid, user.gid);
+  }
   const callsMs: number[] = [];
   let maxRssMiB: number | undefined;
   for (const f of staged) {
@@ -152,8 +155,18 @@ class Coffer implements Tool {
     // cannot find its WAL in the repository yet: it is committed without that check, as pgBackRest's --no-archive-check.
     return source.kind === 'postgres' ? this.coffer(['backup', ...this.archiveCheckFlag], source.cluster.pgEnv) : this.coffer(['backup', '--path', source.dir]);
   }
-  walPush(segments: string[]): Promise<StepFigures> {
-    return archiveLikePostgres(segments, join(dirname(this.repo), 'pg_wal'), (s) => this.coffer(['wal-push', s]));
+  async walPush(segments: string[]): Promise<StepFigures> {
+    const walDir = join(dirname(this.repo), 'pg_wal');
+    const r = await archiveLikePostgres(segments, walDir, (s) => this.coffer(['wal-push', s]));
+    // The archiver the first call started does most of the work: its peak memory counts too.
+    const archivers = (await readdir(join(walDir, '.coffer-ack')).catch(() => [] as string[])).filter((n) => n.startsWith('archiver-'));
+    for (const n of archivers) {
+      const pid = Number((await readFile(join(walDir, '.coffer-ack', n), 'utf8').catch(() => '')).split('\n')[0]);
+      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+      const kib = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]);
+      if (Number.isFinite(kib)) r.maxRssMiB = Math.max(r.maxRssMiB ?? 0, kib / 1024);
+    }
+    return r;
   }
   async restore(to: string): Promise<StepFigures> {
     return this.coffer(['restore', 'latest', '--to', to]);

@@ -32,6 +32,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -156,6 +157,10 @@ export async function archiverAlive(path: string, now = Date.now()): Promise<boo
     if (now - s.mtimeMs > HEARTBEAT_STALE_MS) return false;
     const pid = Number(text.split('\n')[0]);
     if (!Number.isInteger(pid) || pid <= 0) return false;
+    // Where there is /proc, the process must be an archiver: not another that got the pid, not one killed and not
+    // yet reaped (a zombie has no command line; in a container whose first process reaps late, that lasts).
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' && existsSync('/proc/self') ? '' : undefined));
+    if (cmdline !== undefined) return cmdline.split('\0').includes('wal-archiver');
     try {
       process.kill(pid, 0);
       return true;
@@ -204,7 +209,12 @@ export async function confirmFromAck(argv: readonly string[], env: NodeJS.Proces
     const name = basename(call.path);
     const notePath = join(ackDir(call.path), name);
     let text = await readFile(notePath, 'utf8').catch(() => undefined);
-    if (text === undefined) text = await awaitArchiver(call, env, cwd);
+    if (text === undefined) {
+      // Written while this call waited: judged at the time it came.
+      const started = Date.now();
+      text = await awaitArchiver(call, env, cwd);
+      now += Date.now() - started;
+    }
     if (text === undefined) return false;
     const note = JSON.parse(text) as Partial<WalAck>;
     if (note.v !== 1 || note.name !== name || note.identity !== call.identity || typeof note.at !== 'number' || now - note.at > ACK_TTL_MS || now < note.at) return false;

@@ -4,12 +4,13 @@
  * bytes, same cluster, same command line and environment, young enough — once;
  * anything else falls through to the full program.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ACK_TTL_MS, confirmFromAck, pruneWalAcks, walPushCall, writeWalAck } from '../src/wal-ack.js';
+import { ACK_TTL_MS, archiverFile, confirmFromAck, pruneWalAcks, walPushCall, writeWalAck, writeWalError, type WalAckFile } from '../src/wal-ack.js';
 
 let pgdata: string;
 const NAME = '000000010000000000000003';
@@ -25,12 +26,24 @@ async function segment(fill: number): Promise<{ path: string; sha256: string }> 
 
 beforeEach(async () => {
   pgdata = await mkdtemp(join(tmpdir(), 'coffer-wal-ack-'));
-  await mkdir(join(pgdata, 'pg_wal'));
+  await mkdir(join(pgdata, 'pg_wal', 'archive_status'), { recursive: true });
 });
-afterEach(async () => rm(pgdata, { recursive: true, force: true }));
+
+/** The file as the archiver records it. */
+async function identityOf(path: string): Promise<WalAckFile> {
+  const s = await stat(path, { bigint: true });
+  return { dev: s.dev.toString(), ino: s.ino.toString(), size: Number(s.size), mtimeNs: s.mtimeNs.toString(), ctimeNs: s.ctimeNs.toString() };
+}
+const standIns: ChildProcess[] = [];
+afterEach(async () => {
+  for (const c of standIns.splice(0)) c.kill('SIGKILL');
+  await rm(pgdata, { recursive: true, force: true });
+});
 
 const argv = (repo = 's3://b/p') => ['--repo', repo, 'wal-push', `pg_wal/${NAME}`];
 const env = { COFFER_STANZA: 'main' };
+/** The same call with no archiver to start (a test must not start one: there is no coffer here to run). */
+const noStart = (repo = 's3://b/p') => ['--repo', repo, 'wal-push', '--archiver-idle', '0', `pg_wal/${NAME}`];
 
 describe('wal-push notes', () => {
   it('reads only the plain command line, and none that must leave a record', () => {
@@ -79,5 +92,77 @@ describe('wal-push notes', () => {
     await utimes(join(pgdata, 'pg_wal', '.coffer-ack', NAME), old, old);
     await pruneWalAcks(path);
     expect(await readdir(join(pgdata, 'pg_wal', '.coffer-ack'))).toEqual([]);
+  });
+
+  it("confirms the archiver's note by the file's identity, without hashing; the file written again (even with the same bytes) or another cluster's is not confirmed", async () => {
+    const { path, sha256 } = await segment(1);
+    const { identity } = walPushCall(argv(), env, pgdata)!;
+    expect(walPushCall(noStart(), env, pgdata)!.identity).toBe(identity);
+    const note = async (over: Partial<{ systemIdentifier: string; file: WalAckFile }> = {}) =>
+      writeWalAck(path, { identity, name: NAME, sha256: '0'.repeat(64), systemIdentifier: SYSID.toString(), file: await identityOf(path), ...over });
+    // The identity stands for the bytes: even a wrong digest in the note is not looked at.
+    await note();
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(true);
+    await note({ systemIdentifier: '42' });
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    await note();
+    await new Promise((r) => setTimeout(r, 5));
+    await segment(1);
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    // Another file under the name (another inode), however alike.
+    const other = await identityOf(path);
+    await rm(path);
+    await segment(1);
+    await note({ file: other });
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    expect(sha256).toHaveLength(64);
+  });
+
+  it('waits for the note while the archiver runs; gives up at once when it failed on the file, is gone, or the file is not marked ready', async () => {
+    const { path, sha256 } = await segment(1);
+    const { identity } = walPushCall(argv(), env, pgdata)!;
+    const beat = archiverFile(join(pgdata, 'pg_wal'), identity);
+    await mkdir(dirname(beat), { recursive: true });
+    // A process that is not an archiver under the pid (pid reuse) is not taken for one.
+    await writeFile(beat, `${process.pid}\n`);
+    await writeFile(join(pgdata, 'pg_wal', 'archive_status', `${NAME}.ready`), '');
+    const t = Date.now();
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    expect(Date.now() - t).toBeLessThan(1000);
+    await rm(join(pgdata, 'pg_wal', 'archive_status', `${NAME}.ready`));
+    // A stand-in for the archiver: alive, named so, its heartbeat fresh.
+    const standIn = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'wal-archiver'], { stdio: 'ignore' });
+    standIns.push(standIn);
+    await writeFile(beat, `${standIn.pid}\n`);
+    const ack = async () => writeWalAck(path, { identity, name: NAME, sha256, systemIdentifier: SYSID.toString(), file: await identityOf(path) });
+    // Not marked ready: PostgreSQL is not waiting for it, nor is the archiver working on it.
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    await writeFile(join(pgdata, 'pg_wal', 'archive_status', `${NAME}.ready`), '');
+    const t0 = Date.now();
+    setTimeout(() => void ack(), 300);
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    // The archiver failed on the file: the full program archives it (and says why, if it fails too).
+    await writeWalError(path, 'store unavailable');
+    const t1 = Date.now();
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    expect(Date.now() - t1).toBeLessThan(5000);
+    // The archiver killed: gone at once, its heartbeat still fresh.
+    await ack();
+    await rm(join(pgdata, 'pg_wal', '.coffer-ack', NAME));
+    standIn.kill('SIGKILL');
+    await new Promise((r) => standIn.once('exit', r));
+    const t2 = Date.now();
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    expect(Date.now() - t2).toBeLessThan(1000);
+    // Hung: there, but its heartbeat stale.
+    const hung = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'wal-archiver'], { stdio: 'ignore' });
+    standIns.push(hung);
+    await writeFile(beat, `${hung.pid}\n`);
+    const old = new Date(Date.now() - 60_000);
+    await utimes(beat, old, old);
+    const t3 = Date.now();
+    expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
+    expect(Date.now() - t3).toBeLessThan(1000);
   });
 });
