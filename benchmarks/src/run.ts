@@ -2,7 +2,7 @@
  * `npm run bench`: the engine's figures, then the comparison with
  * pgBackRest, restic and borg, in one run.
  *   --quick           small inputs and fewer repeats (under 5 minutes)
- *   --only SECTION    engine | compare | gc
+ *   --only SECTION    engine | compare | gc | rpo
  *   --tree-gib N      size of the engine's generated tree (default 2)
  *   --scale N         pgbench scale (default 100; quick 20)
  *   --transactions N  pgbench transactions per day (default 80,000; quick 10,000)
@@ -26,6 +26,7 @@ import { baselineRatios, verdicts, workloadMarkdown, writePlots } from './compar
 import { fmt, mbps, table } from './measure.js';
 import { gcFigures } from './gc.js';
 import { pipelineFigures } from './pipeline.js';
+import { rpoDrill, syncCommitFigures } from './rpo.js';
 import { s3Figures } from './s3.js';
 import { treeFigures } from './tree.js';
 
@@ -55,7 +56,7 @@ const work = values.work ?? join(tmpdir(), 'coffer-bench');
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
 
 const only = values.only;
-if (only !== undefined && only !== 'engine' && only !== 'compare' && only !== 'gc') throw new Error(`--only takes engine, compare or gc, not ${only}`);
+if (only !== undefined && only !== 'engine' && only !== 'compare' && only !== 'gc' && only !== 'rpo') throw new Error(`--only takes engine, compare, gc or rpo, not ${only}`);
 const numberFlag = (name: keyof typeof values, fallback: number): number => {
   const raw = values[name];
   const n = raw === undefined ? fallback : Number(raw);
@@ -68,6 +69,7 @@ await mkdir(resultsDir, { recursive: true });
 if (only === undefined || only === 'engine') await engineSection();
 if (only === undefined || only === 'gc') await gcSection();
 if (only === undefined || only === 'compare') await compareSection();
+if (only === undefined || only === 'rpo') await rpoSection();
 await rm(work, { recursive: true, force: true });
 
 async function engineSection(): Promise<void> {
@@ -220,4 +222,50 @@ async function gcSection(): Promise<void> {
   console.log(md);
   await writeFile(join(resultsDir, quick ? 'gc-quick.md' : 'gc.md'), md + '\n');
   await writeFile(join(resultsDir, quick ? 'gc-quick.json' : 'gc.json'), JSON.stringify({ machine, ...g }, null, 2) + '\n');
+}
+
+async function rpoSection(): Promise<void> {
+  const started = Date.now();
+  const log = (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
+  const sync = await syncCommitFigures(quick ? 5 : 20, 4, log);
+  const base = sync[0]!;
+  const syncTable = table(
+    ['synchronous standby', 'TPS', 'latency ms', 'TPS vs none', 'latency vs none'],
+    sync.map((r) => [r.standby, fmt(r.tps), fmt(r.latencyMs, 2), fmt(r.tps / base.tps, 2), fmt(r.latencyMs / base.latencyMs, 2)]),
+  );
+  const drill = await rpoDrill(!quick, log);
+  const drillTable = table(
+    ['wal-receive', 'trials', 'commits acknowledged', 'commits/s', 'lost', 'longest lost window s', 'bound: interval + flush p99 s', 'goal'],
+    drill.rows.map((r) => [
+      r.mode,
+      String(r.trials),
+      fmt(r.acknowledged),
+      fmt(r.commitsPerSecond),
+      fmt(r.lost),
+      fmt(r.longestWindowSeconds, 3),
+      fmt(r.flushIntervalSeconds + r.flushP99Ms / 1000, 3),
+      r.mode === 'synchronous' ? (r.lost === 0 ? 'met: 0 lost' : '**not met**') : r.longestWindowSeconds <= 2 ? 'met: ≤ 2 s' : '**not met**',
+    ]),
+  );
+  const md = [
+    '# Streaming WAL: the RPO drill and the price of synchronous commit',
+    '',
+    `${machine}; \`${command}\`; ${new Date().toISOString()}; ${((Date.now() - started) / 60000).toFixed(1)} minutes.`,
+    '',
+    `## Synchronous commit (pgbench scale 10, 4 clients, ${quick ? 5 : 20} s each, one server, one after another)`,
+    '',
+    'Coffer as the synchronous standby answers a commit once its WAL is durable in the repository (here a local directory repository: chunks sealed, packs and records written and fsynced); pg_receivewal once it is fsynced into a directory. Name Coffer with another standby (`ANY 1 (standby, coffer)`): as the only one, the repository\'s availability becomes the primary\'s write availability.',
+    '',
+    syncTable,
+    '',
+    `## RPO drill (${quick ? 1 : 20} trial(s) each; the primary's host lost at a random moment, the repository restored to its end)`,
+    '',
+    `The lost window is the time from the first acknowledged commit the restore lacks to the loss. Its bound is the flush interval plus the receiver's p99 flush time (worst trial); the goal at the default 1 s interval is ≤ 2 s asynchronous, 0 commits lost synchronous.${drill.passed ? '' : ' **The drill failed: see the log.**'}`,
+    '',
+    drillTable,
+    '',
+  ].join('\n');
+  console.log(md);
+  await writeFile(join(resultsDir, quick ? 'rpo-quick.md' : 'rpo.md'), md);
+  await writeFile(join(resultsDir, quick ? 'rpo-quick.json' : 'rpo.json'), JSON.stringify({ machine, command, sync, drill }, null, 2) + '\n');
 }

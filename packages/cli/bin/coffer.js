@@ -22,6 +22,12 @@ if (process.argv.includes('wal-push')) {
   const ack = await import('../dist/wal-ack.js').catch(() => undefined);
   if (ack && (await ack.confirmFromAck(process.argv.slice(2), process.env, process.cwd()))) process.exit(0);
 }
+// restore_command's common case: the segment asked for was prefetched into the spool (dist/wal-spool.js: a rename,
+// no repository opened).
+if (process.argv.includes('wal-fetch')) {
+  const spool = await import('../dist/wal-spool.js').catch(() => undefined);
+  if (spool && (await spool.serveFromSpool(process.argv.slice(2), process.env, process.cwd()))) process.exit(0);
+}
 import('../bundle/main.js').catch((e) => {
   if (e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('bundle/main.js')) {
     process.stderr.write('coffer: not built yet; run `npm run build` at the repository root\n');

@@ -68,6 +68,8 @@ export {
   type WalFilePusherOptions,
   type StoredPrefix,
   type WalFetchOptions,
+  type WalPrefetchOptions,
+  SPOOL_WANTED,
   type WalFetchResult,
 } from './postgres/wal.js';
 export { walKey, legacyWalKey, parseWalKey, walStreamName, parseWalStreamName, WAL_FILE, WAL_SEGMENT, WAL_STREAM, type WalLocation, type WalRecord, type WalScope } from './format/wal-record.js';

@@ -8,11 +8,12 @@ export function register(ctx: CliContext): void {
   program
     .command('wal-fetch <name> <dest>')
     .description("restore an archived WAL file: PostgreSQL's restore_command ('coffer wal-fetch %f %p'); exits 1 when it is not archived, 255 when it cannot tell (archive recovery stops instead of ending short)")
-    .option('--prefetch <n>', 'fetch the next N segments into a spool in the background', intOption('--prefetch', 0, 64), 4)
+    .option('--prefetch <n>', 'fetch the segments after this one into a spool in the background, N at once (0: no prefetching)', intOption('--prefetch', 0, 64), 2)
+    .option('--queue-max <MiB>', 'the prefetcher keeps up to this much WAL spooled ahead of recovery, and follows it until the archive ends', intOption('--queue-max', 1, 65_536), 128)
     .option('--spool <dir>', 'prefetch spool (default: .coffer-spool beside <dest>)')
     .option('--system-id <id>', "the cluster's system identifier (default: global/pg_control of the data directory it runs in)")
     .option('--socket <path>', 'fetch from the coffer process serving this Unix socket (a verify sandbox, which reaches no repository itself)')
-    .action(async (name: string, dest: string, o: { prefetch: number; spool?: string; systemId?: string; socket?: string }) => {
+    .action(async (name: string, dest: string, o: { prefetch: number; queueMax: number; spool?: string; systemId?: string; socket?: string }) => {
       // restore_command runs in the data directory: its signal file says how PostgreSQL will read our status.
       const mode = await recoveryMode(process.cwd());
       let result;
@@ -27,8 +28,8 @@ export function register(ctx: CliContext): void {
             ...(o.spool !== undefined ? { spoolDir: o.spool } : {}),
             prefetch: o.prefetch,
             // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
-            startPrefetcher: (next, spool, s) => {
-              const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', s.systemIdentifier, ...next];
+            startPrefetcher: (next, spool, s, segmentBytes) => {
+              const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', s.systemIdentifier, '--parallel', String(o.prefetch), '--queue-max', String(o.queueMax), '--segment-bytes', String(segmentBytes), ...next];
               spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: io.env }).unref();
             },
           });
@@ -46,8 +47,12 @@ export function register(ctx: CliContext): void {
     .command('wal-prefetch <names...>', { hidden: true })
     .requiredOption('--spool <dir>', 'spool directory')
     .requiredOption('--system-id <id>', "the cluster's system identifier")
-    .action(async (names: string[], o: { spool: string; systemId: string }) => {
+    .option('--parallel <n>', 'segments fetched at once', intOption('--parallel', 1, 64), 2)
+    .option('--queue-max <MiB>', 'follow recovery, keeping up to this much WAL spooled ahead of it (0: fetch the names given, then stop)', intOption('--queue-max', 0, 65_536), 0)
+    .option('--segment-bytes <n>', "the cluster's WAL segment size", intOption('--segment-bytes', 1 << 20, 1 << 30), 16 << 20)
+    .action(async (names: string[], o: { spool: string; systemId: string; parallel: number; queueMax: number; segmentBytes: number }) => {
       const repo = await openRepo();
-      await walPrefetch(repo, await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd()), names, o.spool);
+      const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
+      await walPrefetch(repo, scope, names, o.spool, { parallel: o.parallel, segmentBytes: o.segmentBytes, ...(o.queueMax > 0 ? { queueBytes: o.queueMax * 1024 * 1024 } : {}) });
     });
 }

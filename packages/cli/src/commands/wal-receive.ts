@@ -26,8 +26,13 @@ export function register(ctx: CliContext): void {
       ];
       for (const [s, h] of handlers) process.on(s, h);
       const archived: string[] = [];
+      // How long each flush took to become durable: with the interval, what the RPO is made of.
+      const flushMs: number[] = [];
       const onProgress = (p: WalReceiverProgress) => {
-        if (p.event === 'flushed') return;
+        if (p.event === 'flushed') {
+          if (p.writeMs !== undefined && flushMs.length < 1_000_000) flushMs.push(p.writeMs);
+          return;
+        }
         if (p.archived) archived.push(p.archived);
         if (p.archived) say(`archived ${p.archived}; durable to ${formatLsn(p.durable)}`);
         else {
@@ -55,8 +60,18 @@ export function register(ctx: CliContext): void {
         }
       } finally {
         for (const [s, h] of handlers) process.removeListener(s, h);
-        // One audit record for the run (the segments it archived), when it ends.
-        audit({ slot: o.slot, segments: archived.length, ...(archived.length ? { first: archived[0]!, last: archived.at(-1)! } : {}) });
+        const flushes = flushTimes(flushMs);
+        if (flushes) say(`flushed ${flushes.count} times: p50 ${flushes.p50.toFixed(1)} ms, p99 ${flushes.p99.toFixed(1)} ms, longest ${flushes.max.toFixed(1)} ms`);
+        // One audit record for the run (the segments it archived, its flush times), when it ends.
+        audit({ slot: o.slot, segments: archived.length, ...(archived.length ? { first: archived[0]!, last: archived.at(-1)! } : {}), ...(flushes ? { flushes: flushes.count, flushP99Ms: Math.round(flushes.p99 * 10) / 10 } : {}) });
       }
     });
+}
+
+/** Count, median, 99th percentile and longest of the flush times; undefined when there were none. */
+function flushTimes(ms: number[]): { count: number; p50: number; p99: number; max: number } | undefined {
+  if (ms.length === 0) return undefined;
+  const sorted = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { count: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted.at(-1)! };
 }

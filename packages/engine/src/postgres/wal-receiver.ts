@@ -66,6 +66,8 @@ export interface WalReceiverProgress {
   durable: bigint;
   /** The segment just archived, if this progress is about one. */
   archived?: string;
+  /** How long making this flush or segment durable took, ms (its share of the RPO beyond the flush interval). */
+  writeMs?: number;
   /** The server's slot could not give WAL back to the archive's end: segments from `gapFrom` to `start` must come from archive_command. */
   gapFrom?: bigint;
 }
@@ -206,8 +208,8 @@ function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise
   // The open segment's prefix already in the repository: the next flush and the whole segment build on it.
   let stored: { segment: string; prefix: StoredPrefix } | undefined;
   let lastFlush = performance.now();
-  const progress = (event: WalReceiverProgress['event'], archived?: string) =>
-    s.onProgress?.({ event, timeline: s.timeline, systemIdentifier: s.systemIdentifier, start: s.start, received: assembler.position, durable, ...(archived ? { archived } : {}), ...(s.gapFrom !== undefined ? { gapFrom: s.gapFrom } : {}) });
+  const progress = (event: WalReceiverProgress['event'], extra: { archived?: string; writeMs?: number } = {}) =>
+    s.onProgress?.({ event, timeline: s.timeline, systemIdentifier: s.systemIdentifier, start: s.start, received: assembler.position, durable, ...extra, ...(s.gapFrom !== undefined ? { gapFrom: s.gapFrom } : {}) });
   const copy = client.query(both(`START_REPLICATION SLOT ${s.slot} PHYSICAL ${formatLsn(s.start)} TIMELINE ${s.timeline}`, { alignOnCopyDataFrame: true }));
   return new Promise<WalReceiverResult>((resolve, reject) => {
     let settled = false;
@@ -251,12 +253,13 @@ function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise
         while (!settled) {
           const seg = waiting[0];
           if (seg) {
+            const t0 = performance.now();
             await archiver.file(seg.name, seg.bytes, stored?.segment === seg.name ? stored.prefix : undefined);
             waiting.shift();
             if (stored?.segment === seg.name) stored = undefined;
             durable = seg.start + size;
             status();
-            progress('archived', seg.name);
+            progress('archived', { archived: seg.name, writeMs: performance.now() - t0 });
             if (copy.isPaused() && waiting.length < MAX_WAITING) copy.resume();
             continue;
           }
@@ -269,7 +272,7 @@ function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise
           stored = { segment: open.name, prefix };
           if (end > durable) durable = end;
           status();
-          progress('flushed');
+          progress('flushed', { writeMs: performance.now() - lastFlush });
         }
       } catch (e) {
         finish(e);

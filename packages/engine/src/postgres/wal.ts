@@ -18,7 +18,7 @@
  * reads correctly (see `restore-command.ts`).
  */
 import { constants as fsc } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
@@ -531,7 +531,7 @@ export interface WalFetchOptions {
    * detached `coffer wal-prefetch`). Called only when no prefetcher is at
    * work on the spool, so prefetchers never multiply.
    */
-  startPrefetcher?: (names: string[], spoolDir: string, scope: WalScope) => void;
+  startPrefetcher?: (names: string[], spoolDir: string, scope: WalScope, segmentBytes: number) => void;
 }
 
 export interface WalFetchResult {
@@ -555,7 +555,7 @@ export async function walFetch(repo: Repository, scope: WalScope, name: string, 
   if (result.outcome !== 'absent' && prefetch > 0 && startPrefetcher) {
     const spool = options.spoolDir ?? defaultSpool(dest);
     const next = segmentsAfter(name, prefetch, result.size);
-    if (next.length > 0 && !(await prefetcherRunning(spool))) startPrefetcher(next, spool, scope);
+    if (next.length > 0 && !(await prefetcherRunning(spool))) startPrefetcher(next, spool, scope, result.size);
   }
   return result;
 }
@@ -564,6 +564,8 @@ async function fetchOne(repo: Repository, scope: WalScope, name: string, dest: s
   checkWalName(name);
   const spool = options.spoolDir ?? defaultSpool(dest);
   await clearStaleSpool(spool, name);
+  // Where recovery stands, for a prefetcher that follows it (a hint: nothing depends on it being written).
+  if (WAL_SEGMENT.test(name)) await writeFile(join(spool, SPOOL_WANTED), name).catch(() => undefined);
   const spooled = join(spool, name);
   const size = await fileSize(spooled);
   if (size !== undefined) {
@@ -674,39 +676,112 @@ async function takePrefetchLock(spoolDir: string): Promise<boolean> {
   return false;
 }
 
+export interface WalPrefetchOptions {
+  /**
+   * Keep following: fetch on past `names`, keeping up to this many bytes of
+   * segments spooled ahead of the last one restore_command asked for, until
+   * the archive ends (a segment not archived), nothing was asked for
+   * `idleExitMs`, or the spool is gone. Without it, only `names` are fetched.
+   */
+  queueBytes?: number;
+  /** Following: return after this long with no request (default 60 s). */
+  idleExitMs?: number;
+  /** Segments fetched at once (default 2). */
+  parallel?: number;
+  /** The cluster's WAL segment size (default 16 MiB): how segment names follow one another. */
+  segmentBytes?: number;
+}
+
+/** The spool file where restore_command notes the segment it asked for last: how far ahead the prefetcher is. */
+export const SPOOL_WANTED = '.wanted';
+
 /**
  * Fetches segments into the spool ahead of PostgreSQL's requests, stopping at
  * the first that is not archived; one prefetcher per spool at a time.
- * Returns the names now spooled (none when another prefetcher holds the spool).
+ * Returns the names spooled by this call (none when another prefetcher holds the spool).
  */
-export async function walPrefetch(repo: Repository, scope: WalScope, names: readonly string[], spoolDir: string): Promise<string[]> {
+export async function walPrefetch(repo: Repository, scope: WalScope, names: readonly string[], spoolDir: string, options: WalPrefetchOptions = {}): Promise<string[]> {
   await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   if (!(await takePrefetchLock(spoolDir))) return [];
   try {
     const present = new Set(await readdir(spoolDir));
-    const done: string[] = [];
-    const limit = pLimit(2);
-    const results = await Promise.all(
-      names.map((n) =>
-        limit(async () => {
-          if (present.has(n)) return true;
-          try {
-            const bytes = await fetchWalBytes(repo, scope, n);
-            if (!bytes) return false;
-            await writeDurably(join(spoolDir, n), bytes);
-            return true;
-          } catch {
-            // restore_command fetches it again itself, and reports what goes wrong.
-            return false;
-          }
-        }),
-      ),
-    );
-    for (let i = 0; i < names.length && results[i]; i++) done.push(names[i]!);
-    return done;
+    const limit = pLimit(Math.max(1, options.parallel ?? 2));
+    const fetchTo = async (n: string): Promise<'spooled' | 'absent' | 'failed'> => {
+      if (present.has(n)) return 'spooled';
+      try {
+        const bytes = await fetchWalBytes(repo, scope, n);
+        if (!bytes) return 'absent';
+        await writeDurably(join(spoolDir, n), bytes);
+        return 'spooled';
+      } catch {
+        // restore_command fetches it again itself, and reports what goes wrong.
+        return 'failed';
+      }
+    };
+    if (options.queueBytes === undefined || names.length === 0) {
+      const results = await Promise.all(names.map((n) => limit(() => fetchTo(n))));
+      const done: string[] = [];
+      for (let i = 0; i < names.length && results[i] === 'spooled'; i++) done.push(names[i]!);
+      return done;
+    }
+    return await followRequests(spoolDir, names[0]!, options.segmentBytes ?? 16 * 1024 * 1024, options.queueBytes, options.idleExitMs ?? 60_000, limit, fetchTo);
   } finally {
     await rm(join(spoolDir, PREFETCH_LOCK), { force: true });
   }
+}
+
+/**
+ * The long-lived prefetcher's loop: keeps the segments after the last one
+ * asked for (SPOOL_WANTED) spooled, up to `queueBytes`, in order, a few at
+ * once; follows the requests to another timeline or past it; stops at the
+ * archive's end, when idle, or when the spool is gone.
+ */
+async function followRequests(
+  spoolDir: string,
+  first: string,
+  segmentBytes: number,
+  queueBytes: number,
+  idleExitMs: number,
+  limit: ReturnType<typeof pLimit>,
+  fetchTo: (n: string) => Promise<'spooled' | 'absent' | 'failed'>,
+): Promise<string[]> {
+  const spooled: string[] = [];
+  let cursor = first;
+  let wanted = '';
+  let heard = performance.now();
+  let ended = false;
+  let inFlight = 0;
+  for (;;) {
+    const asked = await readFile(join(spoolDir, SPOOL_WANTED), 'utf8').catch(() => undefined);
+    if (asked === undefined && (await fileSize(spoolDir)) === undefined) break;
+    const now = asked?.trim() ?? '';
+    if (now !== wanted && WAL_SEGMENT.test(now)) {
+      wanted = now;
+      heard = performance.now();
+      // Asked past what is spooled, or on another timeline: go on from there.
+      if (now.slice(0, 8) !== cursor.slice(0, 8) || now >= cursor) {
+        cursor = nextSegment(now, segmentBytes);
+        ended = false;
+      }
+    }
+    const ahead = (await readdir(spoolDir).catch(() => [] as string[])).filter((n) => WAL_SEGMENT.test(n) && (!wanted || (n.slice(0, 8) === wanted.slice(0, 8) && n > wanted))).length;
+    while (!ended && (ahead + inFlight + 1) * segmentBytes <= queueBytes) {
+      const name = cursor;
+      cursor = nextSegment(cursor, segmentBytes);
+      inFlight++;
+      void limit(async () => {
+        const r = await fetchTo(name);
+        inFlight--;
+        if (r === 'spooled') spooled.push(name);
+        else if (r === 'absent') ended = true;
+      });
+      if ((ahead + inFlight + 1) * segmentBytes > queueBytes) break;
+    }
+    if ((ended && inFlight === 0) || performance.now() - heard > idleExitMs) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
+  return spooled;
 }
 
 /** Spooled segments that sort before `name` on its timeline will never be asked for again. */

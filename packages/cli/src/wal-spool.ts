@@ -1,0 +1,132 @@
+/**
+ * restore_command's common case: the segment PostgreSQL asks for is in the
+ * spool already — fetched, checked against its SHA-256 and written durably by
+ * the prefetcher (`coffer wal-prefetch`) — and `wal-fetch` only has to move
+ * it into place. The entry point (bin/coffer.js) does that from here before
+ * loading the bundle: a rename, the note of where recovery stands (which the
+ * prefetcher follows), and a prefetcher started when none runs. Anything
+ * else (the segment not spooled, a history file, options it does not know)
+ * runs the full program. This module imports only Node's own.
+ */
+import { spawn } from 'node:child_process';
+import { open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+
+const SEGMENT = /^[0-9A-F]{24}$/;
+/** As the engine names them (postgres/wal.ts). */
+const WANTED = '.wanted';
+const PREFETCH_LOCK = '.prefetch.lock';
+const TMP_SUFFIX = '.coffer-tmp';
+
+interface WalFetchCall {
+  name: string;
+  dest: string;
+  spool: string;
+  globalArgs: string[];
+  prefetch: number;
+  queueMax: number;
+  systemId?: string;
+}
+
+/** What a plain `wal-fetch` command line says; undefined for any other form. */
+export function walFetchCall(argv: readonly string[], cwd: string): WalFetchCall | undefined {
+  const at = argv.indexOf('wal-fetch');
+  if (at < 0 || argv.slice(0, at).some((a) => a.startsWith('--metrics-textfile'))) return undefined;
+  const positional: string[] = [];
+  const o: Record<string, string> = {};
+  for (let i = at + 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-')) {
+      positional.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const [flag, value] = eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, argv[++i]];
+    if (!['--prefetch', '--queue-max', '--spool', '--system-id'].includes(flag) || value === undefined) return undefined;
+    o[flag] = value;
+  }
+  if (positional.length !== 2 || !SEGMENT.test(positional[0]!)) return undefined;
+  const [name, destArg] = positional as [string, string];
+  const dest = resolve(cwd, destArg);
+  const prefetch = Number(o['--prefetch'] ?? 2);
+  const queueMax = Number(o['--queue-max'] ?? 128);
+  if (!Number.isInteger(prefetch) || !Number.isInteger(queueMax) || prefetch < 0 || queueMax < 1) return undefined;
+  return {
+    name,
+    dest,
+    spool: o['--spool'] !== undefined ? resolve(cwd, o['--spool']) : join(dirname(dest), '.coffer-spool'),
+    globalArgs: argv.slice(0, at),
+    prefetch,
+    queueMax,
+    ...(o['--system-id'] !== undefined ? { systemId: o['--system-id'] } : {}),
+  };
+}
+
+/** True when the segment `argv` asks for was in the spool and is now at its destination; false: the full program runs. */
+export async function serveFromSpool(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<boolean> {
+  try {
+    const call = walFetchCall(argv, cwd);
+    if (!call) return false;
+    const spooled = join(call.spool, call.name);
+    const fh = await open(spooled, 'r').catch(() => undefined);
+    if (!fh) return false;
+    const size = (await fh.stat().finally(() => fh.close())).size;
+    await rename(spooled, call.dest);
+    await writeFile(join(call.spool, WANTED), call.name).catch(() => undefined);
+    await clearStale(call.spool, call.name);
+    if (call.prefetch > 0) await startPrefetcher(call, size, env, cwd);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Spooled segments before `name` on its timeline will not be asked for again. */
+async function clearStale(spool: string, name: string): Promise<void> {
+  for (const n of await readdir(spool).catch(() => [] as string[])) {
+    if (n.endsWith(TMP_SUFFIX) || (SEGMENT.test(n) && n.slice(0, 8) === name.slice(0, 8) && n < name)) await rm(join(spool, n), { force: true });
+  }
+}
+
+async function startPrefetcher(call: WalFetchCall, segmentBytes: number, env: NodeJS.ProcessEnv, cwd: string): Promise<void> {
+  const lock = await readFile(join(call.spool, PREFETCH_LOCK), 'utf8').catch(() => undefined);
+  if (lock !== undefined && alive(Number(lock.split('\n')[0]))) return;
+  const systemId = call.systemId ?? (await controlSystemIdentifier(cwd));
+  if (systemId === undefined) return;
+  const args = [process.argv[1]!, ...call.globalArgs, 'wal-prefetch', '--spool', call.spool, '--system-id', systemId, '--parallel', String(call.prefetch), '--queue-max', String(call.queueMax), '--segment-bytes', String(segmentBytes), nextSegment(call.name, segmentBytes)];
+  const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore', cwd, env });
+  child.on('error', () => undefined);
+  child.unref();
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The first field of global/pg_control in the data directory restore_command runs in. */
+async function controlSystemIdentifier(pgdata: string): Promise<string | undefined> {
+  const fh = await open(join(pgdata, 'global', 'pg_control'), 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const buf = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(buf, 0, 8, 0);
+    return bytesRead === 8 ? buf.readBigUInt64LE(0).toString() : undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The segment after `name` for this segment size (as the engine's layout computes it). */
+function nextSegment(name: string, segmentBytes: number): string {
+  const perLog = Math.floor(0x100000000 / segmentBytes);
+  const log = parseInt(name.slice(8, 16), 16);
+  const seg = parseInt(name.slice(16, 24), 16) + 1;
+  const [nlog, nseg] = seg >= perLog ? [log + 1, 0] : [log, seg];
+  return name.slice(0, 8) + nlog.toString(16).toUpperCase().padStart(8, '0') + nseg.toString(16).toUpperCase().padStart(8, '0');
+}

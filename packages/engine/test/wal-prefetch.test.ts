@@ -1,0 +1,74 @@
+/**
+ * The prefetcher that follows recovery: it keeps the segments after the last
+ * one restore_command asked for in the spool — in order, byte for byte, never
+ * more than its queue allows — and stops at the archive's end.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileStore, LocalKeyProvider, Repository, SPOOL_WANTED, walPrefetch, WalStreamArchiver } from '@coffer/engine';
+import { scratch } from '../../../test/support/tree.js';
+import { segment, segmentName } from '../../../test/support/wal.js';
+
+const SYS = 7_300_000_000_000_000_999n;
+const SEG = 1024 * 1024;
+const scope = { stanza: 'main', systemIdentifier: SYS.toString() };
+
+let work: { dir: string; cleanup: () => Promise<void> };
+let repo: Repository;
+const archived = new Map<string, Buffer>();
+const COUNT = 12;
+beforeAll(async () => {
+  work = await scratch('coffer-wal-prefetch-');
+  await writeFile(join(work.dir, 'key'), randomBytes(32).toString('hex'));
+  repo = await Repository.init(new FileStore(join(work.dir, 'repo')), [await LocalKeyProvider.fromKeyFile(join(work.dir, 'key'))]);
+  const archiver = new WalStreamArchiver(repo, { systemIdentifier: SYS.toString() });
+  for (let i = 1; i <= COUNT; i++) {
+    const bytes = segment(SYS, i, SEG);
+    randomBytes(4096).copy(bytes, 8192);
+    await archiver.file(segmentName(i), bytes);
+    archived.set(segmentName(i), bytes);
+  }
+  await archiver.close();
+});
+afterAll(async () => {
+  await work.cleanup();
+});
+
+describe('walPrefetch following recovery', () => {
+  it('keeps the next segments spooled in order, never more than the queue holds, whatever the pace of recovery; stops at the archive end', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.array(fc.integer({ min: 0, max: 30 }), { minLength: COUNT, maxLength: COUNT }), async (queue, parallel, pauses) => {
+        const spool = join(work.dir, `spool-${run++}`);
+        const dest = join(work.dir, `RECOVERYXLOG-${run}`);
+        // Recovery has just restored segment 1 (served without the spool) and starts the prefetcher at segment 2.
+        const prefetch = walPrefetch(repo, scope, [segmentName(2)], spool, { queueBytes: queue * SEG, parallel, segmentBytes: SEG, idleExitMs: 5000 });
+        let most = 0;
+        for (let i = 2; i <= COUNT; i++) {
+          const name = segmentName(i);
+          const spooled = join(spool, name);
+          const end = Date.now() + 20_000;
+          for (;;) {
+            const have = (await readdir(spool).catch(() => [] as string[])).filter((n) => /^[0-9A-F]{24}$/.test(n));
+            most = Math.max(most, have.length);
+            if (have.includes(name)) break;
+            if (Date.now() > end) throw new Error(`${name} never spooled`);
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          // As restore_command does: move it into place, note where recovery stands.
+          await rename(spooled, dest);
+          await writeFile(join(spool, SPOOL_WANTED), name);
+          expect((await readFile(dest)).equals(archived.get(name)!)).toBe(true);
+          await new Promise((r) => setTimeout(r, pauses[i - 1]!));
+        }
+        const fetched = await prefetch;
+        expect(fetched.sort()).toEqual([...archived.keys()].filter((n) => n >= segmentName(2)).sort());
+        expect(most).toBeLessThanOrEqual(queue);
+      }),
+      { numRuns: 6 },
+    );
+  }, 120_000);
+});
