@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { ChunkerComparison, CHUNKERS, COFFER_CHUNKING, GROUPED_PAGES, listFiles, type ChunkerFigures, type InputFile } from './chunkers.js';
 import { warm, type StepFigures } from './proc.js';
 import { detectTools, BASELINE_PREFIX, type MissingTool, type Source, type SourceKind, type Tool, type VerifyFigures } from './tools.js';
@@ -30,6 +30,8 @@ export interface CompareOptions {
 export interface ToolDay {
   day: number;
   backup: StepFigures;
+  /** WAL days: the day's files fetched back as recovery's restore_command calls (tools that have one). */
+  fetch?: StepFigures;
   /** Repository size after this day's backup. */
   storedBytes: number;
 }
@@ -110,8 +112,11 @@ class ToolRunner {
       }
       syncNow();
       const backup = await this.tool.walPush(segments);
-      this.figures.days.push({ day, backup, storedBytes: await this.tool.storedBytes() });
-      log(`  ${this.tool.name}: ${segments.length} WAL files in ${(backup.ms / 1000).toFixed(2)} s`);
+      const storedBytes = await this.tool.storedBytes();
+      syncNow();
+      const fetch = this.tool.walFetch ? await this.tool.walFetch(segments.map((s) => basename(s))) : undefined;
+      this.figures.days.push({ day, backup, storedBytes, ...(fetch ? { fetch } : {}) });
+      log(`  ${this.tool.name}: ${segments.length} WAL files in ${(backup.ms / 1000).toFixed(2)} s${fetch ? `, fetched back in ${(fetch.ms / 1000).toFixed(2)} s` : ''}`);
     }, log);
   }
 

@@ -13,6 +13,7 @@ import { BASELINE_PREFIX } from './tools.js';
 
 const MB = 1e6;
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const num = (n: number | undefined, digits = 1) => (n === undefined || !Number.isFinite(n) ? '–' : fmt(n, digits));
 
 /** What one tool did on one workload, reduced to the report's figures. */
@@ -90,9 +91,9 @@ export function verdicts(w: WorkloadFigures): Verdict[] {
   return out;
 }
 
-/** p50 / p99 of one archive_command call, over every call of every day ('' where a tool has no calls: one backup of the files). */
-function callPercentiles(t: WorkloadFigures['tools'][number] | undefined): string {
-  const calls = (t?.days ?? []).flatMap((d) => d.backup.callsMs ?? []).sort((a, b) => a - b);
+/** p50 / p99 of one archive_command (or restore_command) call, over every call of every day ('' where a tool has no calls: one backup of the files). */
+function callPercentiles(t: WorkloadFigures['tools'][number] | undefined, step: 'backup' | 'fetch' = 'backup'): string {
+  const calls = (t?.days ?? []).flatMap((d) => d[step]?.callsMs ?? []).sort((a, b) => a - b);
   if (calls.length === 0) return '';
   const at = (q: number) => calls[Math.min(calls.length - 1, Math.ceil(q * calls.length) - 1)]!;
   return `${num(at(0.5), 0)} / ${num(at(0.99), 0)}`;
@@ -116,6 +117,20 @@ export function workloadMarkdown(w: WorkloadFigures): string {
           : [r.tool, num(r.firstBackupS, 2), num(r.firstBackupMBps, 0), num(r.dailyBackupS, 2), num(r.dailyBackupMBps, 0), num(r.peakRssMiB, 0), num(r.storedFirstMB), num(r.storedPerDayMB), vs(r), num(r.restoreS, 2), num(r.restoreMBps, 0), num(r.restoreRssMiB, 0)],
     );
     parts.push(table(headers, body), '');
+    const fetchers = w.tools.filter((t) => t.days.some((d) => d.fetch));
+    if (isWal && fetchers.length) {
+      const fetchRows = fetchers.map((t) => {
+        const days = t.days.filter((d) => d.fetch && (d.fetch.callsMs?.length ?? 0) > 0);
+        const seconds = mean(days.map((d) => d.fetch!.ms / 1000));
+        const files = sum(days.map((d) => d.fetch!.callsMs!.length));
+        return [t.tool, num(seconds, 2), num(files / sum(days.map((d) => d.fetch!.ms / 1000)), 1), callPercentiles(t, 'fetch'), num(Math.max(...days.map((d) => d.fetch!.maxRssMiB ?? NaN)), 0)];
+      });
+      parts.push(
+        'WAL replay: the same files fetched back as recovery calls restore_command (one call per file, in order, each into pg_wal/RECOVERYXLOG; Coffer with its defaults — a prefetcher keeping up to 128 MiB spooled ahead, 2 at once, and a spooled file moved into place without opening the repository — pgBackRest with archive-async, process-max 2 and its default 128 MiB queue):\n',
+        table(['tool', 'fetch s (all files of a day)', 'files/s', 'per call p50 / p99 ms', 'peak RSS MiB'], fetchRows),
+        '',
+      );
+    }
     const days = Math.max(...w.tools.map((t) => t.days.length));
     parts.push(
       'Repository size after each day (MB):\n',

@@ -27,6 +27,8 @@ export interface Tool {
   backup(source: Source): Promise<StepFigures>;
   /** Archives WAL files: one archive_command call per file where the tool has one, else one backup of them all. */
   walPush(segments: string[]): Promise<StepFigures>;
+  /** Fetches archived WAL files (names) as PostgreSQL's recovery calls restore_command: one call per file, in order (tools that have one). */
+  walFetch?(names: string[]): Promise<StepFigures>;
   /** Restores the latest backup into `to` (absent or empty). */
   restore(to: string, source: Source): Promise<StepFigures>;
   storedBytes(): Promise<number>;
@@ -106,6 +108,33 @@ async function archiveLikePostgres(files: string[], walDir: string, push: (f: st
   return { ms: callsMs.reduce((a, b) => a + b, 0), maxRssMiB, callsMs };
 }
 
+/**
+ * Fetches WAL files the way recovery calls restore_command: one call per
+ * file, oldest first, each into `pg_wal/RECOVERYXLOG` of a data directory
+ * whose `global/pg_control` is the cluster's (which the tools read), the file
+ * taken away before the next call as PostgreSQL does once it has replayed it.
+ */
+async function fetchLikePostgres(names: string[], walDir: string, pgControl: string, fetch: (name: string, dest: string) => Promise<StepFigures>): Promise<StepFigures> {
+  await rm(walDir, { recursive: true, force: true });
+  await ownedByServer(walDir);
+  await ownedByServer(join(dirname(walDir), 'global'));
+  const control = join(dirname(walDir), 'global', 'pg_control');
+  await copyFile(pgControl, control);
+  const user = serverUser();
+  if (user) await chown(control, user.uid, user.gid);
+  syncAll();
+  const callsMs: number[] = [];
+  let maxRssMiB: number | undefined;
+  const dest = join(walDir, 'RECOVERYXLOG');
+  for (const n of [...names].sort()) {
+    const r = await fetch(n, dest);
+    callsMs.push(r.ms);
+    if (r.maxRssMiB !== undefined) maxRssMiB = Math.max(maxRssMiB ?? 0, r.maxRssMiB);
+    await rm(dest);
+  }
+  return { ms: callsMs.reduce((a, b) => a + b, 0), maxRssMiB, callsMs };
+}
+
 function syncAll(): void {
   spawnSync('sync');
 }
@@ -124,6 +153,7 @@ class Coffer implements Tool {
   readonly version: string;
   readonly settings = 'zstd 3, AES-256-GCM, relation files in 8 KiB pages, FastCDC 64 KiB otherwise, workers per core';
   private repo = '';
+  private pgdata = '';
   private env: Record<string, string> = {};
   /** Revisions from before `--no-archive-check` never checked the archive at backup. */
   private readonly archiveCheckFlag: string[];
@@ -140,11 +170,12 @@ class Coffer implements Tool {
   handles(): boolean {
     return true;
   }
-  private coffer(args: string[], env: Record<string, string> = {}) {
-    return run(process.execPath, [this.bin, '--repo', this.repo, '--quiet', ...args], { env: { ...this.env, ...env } });
+  private coffer(args: string[], env: Record<string, string> = {}, cwd?: string) {
+    return run(process.execPath, [this.bin, '--repo', this.repo, '--quiet', ...args], { env: { ...this.env, ...env }, ...(cwd ? { cwd } : {}) });
   }
-  async init(dir: string): Promise<void> {
+  async init(dir: string, source?: Source): Promise<void> {
     this.repo = dir;
+    if (source?.kind === 'postgres') this.pgdata = source.cluster.data;
     const keyFile = join(dirname(dir), 'coffer.key');
     await writeFile(keyFile, LocalKeyProvider.newKeyFileContent(), { mode: 0o600 });
     this.env = { COFFER_KEY_FILE: keyFile };
@@ -167,6 +198,11 @@ class Coffer implements Tool {
       if (Number.isFinite(kib)) r.maxRssMiB = Math.max(r.maxRssMiB ?? 0, kib / 1024);
     }
     return r;
+  }
+  walFetch(names: string[]): Promise<StepFigures> {
+    // restore_command runs in the data directory: its defaults (prefetch 2 at once, up to 128 MiB ahead).
+    const walDir = join(dirname(this.repo), 'pg_wal');
+    return fetchLikePostgres(names, walDir, join(this.pgdata, 'global', 'pg_control'), (n, dest) => this.coffer(['wal-fetch', n, dest], {}, dirname(walDir)));
   }
   async restore(to: string): Promise<StepFigures> {
     return this.coffer(['restore', 'latest', '--to', to]);
@@ -284,6 +320,11 @@ class PgBackRest implements Tool {
     const user = serverUser();
     if (user) await chown(join(dirname(walDir), 'global', 'pg_control'), user.uid, user.gid);
     return archiveLikePostgres(segments, walDir, (s) => this.pgbackrest(['archive-push', '--archive-async', `--pg1-path=${dirname(walDir)}`, s]));
+  }
+  walFetch(names: string[]): Promise<StepFigures> {
+    // Async archive-get: the first call starts a process that fills the spool queue (archive-get-queue-max, 128 MiB by default), process-max 2.
+    const walDir = join(dirname(this.repo), 'pg_wal');
+    return fetchLikePostgres(names, walDir, join(this.pgdata, 'global', 'pg_control'), (n, dest) => this.pgbackrest(['archive-get', '--archive-async', `--pg1-path=${dirname(walDir)}`, n, dest]));
   }
   async restore(to: string): Promise<StepFigures> {
     await ownedByServer(to);
