@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '@coffer/cli';
 import { FileStore, LocalKeyProvider, readWalRecord, Repository } from '@coffer/engine';
 import { coffer, startCoffer } from '../support/cli.js';
-import { Cluster, cofferAsPostgres, debianInstall, pgScratch, runAsPostgres } from '../support/pg.js';
+import { Cluster, cofferAsPostgres, debianInstall, pgScratch, runAsPostgres, stopArchivers } from '../support/pg.js';
 
 const install = debianInstall();
 const passphrase = 'safety passphrase';
@@ -265,9 +265,11 @@ describe('recovery safety on real clusters', () => {
 
   it('a backup whose WAL does not reach this repository fails within the timeout naming the segment, and writes no manifest', async () => {
     const before = JSON.parse((await cofferAsPostgres(['--repo', repo, 'list', '--json'], env)).stdout) as unknown[];
-    // The archiver reports success but archives nowhere (an archive_command pointed elsewhere).
+    // The archiver reports success but archives nowhere (an archive_command pointed elsewhere)…
     await b.query(`ALTER SYSTEM SET archive_command = '/bin/true'`);
     await b.query('SELECT pg_reload_conf()');
+    // …and the coffer wal-archiver the old one started is gone (running, it would archive a few files more).
+    await stopArchivers(b.data);
     try {
       const t0 = performance.now();
       const r = await backup(b, 'b', ['--archive-timeout', '3']);

@@ -88,14 +88,16 @@ describe('wal-push and wal-fetch', () => {
     // Each file archived ahead has a note; PostgreSQL's call for it is answered from the note without opening the
     // repository (no key given here: the full program would exit 6), once.
     const acks = join(work.dir, 'pg_wal', '.coffer-ack');
-    expect((await readdir(acks)).sort()).toEqual(segments.slice(1));
+    // (Beside the notes, the name of the file called for last, which an archiver would stay near.)
+    const notes = async () => (await readdir(acks)).filter((n) => !n.startsWith('archiver-')).sort();
+    expect(await notes()).toEqual(segments.slice(1));
     const noKey = { COFFER_PASSPHRASE: 'not the passphrase' };
     expect((await coffer(['--repo', repo, 'wal-push', seg(segments[1]!), '--ahead', '4'], noKey)).status).toBe(0);
-    expect(await readdir(acks)).toEqual([segments[2]]);
+    expect(await notes()).toEqual([segments[2]]);
     expect((await coffer(['--repo', repo, 'wal-push', seg(segments[1]!), '--ahead', '4'], noKey)).status).toBe(EXIT_CODES.COFFER_WRONG_KEY);
     // A note never confirms for another repository: the full program runs (and finds none there).
     expect((await coffer(['--repo', join(work.dir, 'elsewhere'), 'wal-push', seg(segments[2]!)], env)).status).toBe(EXIT_CODES.COFFER_NOT_A_REPOSITORY);
-    expect(await readdir(acks)).toEqual([segments[2]]);
+    expect(await notes()).toEqual([segments[2]]);
     const restoreDir = join(work.dir, 'restore-pg_wal');
     await mkdir(restoreDir, { recursive: true });
     expect((await coffer(['--repo', repo, 'wal-fetch', segments[0]!, join(restoreDir, 'RECOVERYXLOG'), '--prefetch', '2'], env)).status).toBe(0);

@@ -5,6 +5,7 @@
  * `postgres` user. A missing server install fails the run; nothing is skipped.
  */
 import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PostgresSandbox, freePort, grantServerUserTraverse, runAsServerUser, serverScratch, serverUser, type PostgresInstall, type RunResult, type SandboxOptions } from '@coffer/verify';
@@ -50,7 +51,37 @@ export function postgresUser(): { uid: number; gid: number } {
 
 export async function pgScratch(prefix = 'coffer-pg-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   postgresUser();
-  return serverScratch(prefix);
+  const scratch = await serverScratch(prefix);
+  return {
+    dir: scratch.dir,
+    cleanup: async () => {
+      // The archivers archive_command started for clusters in here go first: one that ends while the directory is
+      // being removed writes its last audit record into a repository half gone.
+      await stopArchiversUnder(scratch.dir);
+      await scratch.cleanup();
+    },
+  };
+}
+
+/** SIGTERMs every `coffer wal-archiver` whose command line names a path under `dir`, and waits for them to go. */
+async function stopArchiversUnder(dir: string): Promise<void> {
+  const pids: number[] = [];
+  for (const p of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(p)) continue;
+    const args = (await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (args.includes('wal-archiver') && args.some((a) => a.startsWith(dir + '/'))) pids.push(Number(p));
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // Gone already.
+    }
+  }
+  const end = Date.now() + 30_000;
+  for (const pid of pids) {
+    while (Date.now() < end && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('wal-archiver')) await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export function runAsPostgres(cmd: string, args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
@@ -119,5 +150,27 @@ export async function restoredIds(install: PostgresInstall, repo: string, to: st
     return (await c.query<{ id: number }>('SELECT id FROM t ORDER BY id')).map((x) => x.id);
   } finally {
     await c.stop();
+  }
+}
+
+/**
+ * Stops the `coffer wal-archiver` archive_command started for this data
+ * directory (SIGTERM: it finishes what it was archiving) and waits for it to
+ * go — for a test that changes archive_command and needs nothing archived
+ * past that point.
+ */
+export async function stopArchivers(pgdata: string): Promise<void> {
+  const dir = join(pgdata, 'pg_wal', '.coffer-ack');
+  const beats = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^archiver-.*\.pid$/.test(n));
+  for (const b of beats) {
+    const pid = Number((await readFile(join(dir, b), 'utf8').catch(() => '')).split('\n')[0]);
+    if (!(pid > 0)) continue;
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      continue;
+    }
+    const end = Date.now() + 30_000;
+    while (Date.now() < end && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('wal-archiver')) await new Promise((r) => setTimeout(r, 20));
   }
 }

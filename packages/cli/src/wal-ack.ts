@@ -118,6 +118,8 @@ export function walPushCall(argv: readonly string[], env: NodeJS.ProcessEnv, cwd
 const ackDir = (walFile: string) => join(dirname(walFile), '.coffer-ack');
 /** The archiver's heartbeat file for a pg_wal directory and command identity: its pid, touched every HEARTBEAT_MS. */
 export const archiverFile = (walDir: string, identity: string) => join(walDir, '.coffer-ack', `archiver-${identity.slice(0, 16)}.pid`);
+/** The name of the file PostgreSQL called `wal-push` for last (with this identity): the archiver stays within --ahead of it. */
+export const callFile = (walDir: string, identity: string) => join(walDir, '.coffer-ack', `archiver-${identity.slice(0, 16)}.call`);
 const errorNote = (walFile: string) => join(ackDir(walFile), `${basename(walFile)}.error`);
 
 /** Leaves a note for a file found durable (written beside, flushed, renamed: never half a note). */
@@ -208,6 +210,7 @@ export async function confirmFromAck(argv: readonly string[], env: NodeJS.Proces
     if (!call) return false;
     const name = basename(call.path);
     const notePath = join(ackDir(call.path), name);
+    await noteCall(call);
     let text = await readFile(notePath, 'utf8').catch(() => undefined);
     if (text === undefined) {
       // Written while this call waited: judged at the time it came.
@@ -268,7 +271,7 @@ async function startArchiver(call: WalPushCall, env: NodeJS.ProcessEnv, cwd: str
   // Another call is starting one this moment.
   if (!fh) return archiverAlive(beat);
   try {
-    const args = [process.argv[1]!, ...call.globalArgs, 'wal-archiver', walDir, '--parallel', String(Math.min(call.ahead, 2)), '--idle-exit', String(call.archiverIdle)];
+    const args = [process.argv[1]!, ...call.globalArgs, 'wal-archiver', walDir, '--parallel', String(Math.min(call.ahead, 2)), '--idle-exit', String(call.archiverIdle), '--ahead', String(call.ahead)];
     const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore', cwd, env });
     child.on('error', () => undefined);
     child.unref();
@@ -278,6 +281,19 @@ async function startArchiver(call: WalPushCall, env: NodeJS.ProcessEnv, cwd: str
   } finally {
     await fh.close();
   }
+}
+
+/** Notes the file this call is for, where the archiver looks (see `callFile`); a call that leaves no archiver to it notes nothing. */
+export async function noteCall(call: WalPushCall): Promise<void> {
+  if (call.ahead === 0 || call.archiverIdle === 0) return;
+  const walDir = dirname(call.path);
+  const path = callFile(walDir, call.identity);
+  await writeFile(`${path}.tmp-${process.pid}`, basename(call.path))
+    .then(() => rename(`${path}.tmp-${process.pid}`, path))
+    .catch(async () => {
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 }).catch(() => undefined);
+      await writeFile(path, basename(call.path)).catch(() => undefined);
+    });
 }
 
 /** The long page header's xlp_sysid (at 24, little-endian u64) names the cluster. */

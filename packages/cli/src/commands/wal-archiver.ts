@@ -10,7 +10,7 @@ import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { archiveReadyWal, InvalidArgumentError } from '@coffer/engine';
 import { intOption, leaseOptions, stanzaOf, type CliContext } from '../context.js';
-import { archiverAlive, archiverFile, commandIdentity, heartbeat, pruneWalAcks, writeWalAck, writeWalError } from '../wal-ack.js';
+import { archiverAlive, archiverFile, callFile, commandIdentity, heartbeat, pruneWalAcks, writeWalAck, writeWalError } from '../wal-ack.js';
 import { existsSync, statSync } from 'node:fs';
 
 export function register(ctx: CliContext): void {
@@ -20,7 +20,8 @@ export function register(ctx: CliContext): void {
     .description("archive WAL files as PostgreSQL marks them ready (archive_status/*.ready), so that archive_command ('coffer wal-push %p', same options) only confirms them; started by wal-push when files wait")
     .option('--parallel <n>', 'files archived at once', intOption('--parallel', 1, 16), 2)
     .option('--idle-exit <seconds>', 'stop after this long with nothing to archive (0: run until stopped)', intOption('--idle-exit', 0, 86_400), 300)
-    .action(async (dir: string, o: { parallel: number; idleExit: number }) => {
+    .option('--ahead <n>', 'archive at most N files past the one PostgreSQL called wal-push for last (0: every file marked ready, calls or not)', intOption('--ahead', 0, 1024), 4)
+    .action(async (dir: string, o: { parallel: number; idleExit: number; ahead: number }) => {
       const walDir = resolve(dir);
       if (!statSync(join(walDir, 'archive_status'), { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError('<pg_wal>', `${walDir} has no archive_status directory: name the server's pg_wal`);
       // The notes it leaves must be the ones wal-push, called with the same options, reads back.
@@ -64,6 +65,7 @@ export function register(ctx: CliContext): void {
           stanza: stanzaOf(globals(), io.env),
           ...leaseOptions(globals(), io.env),
           signal: stop.signal,
+          ...(o.ahead > 0 ? { window: { ahead: o.ahead, lastCall: () => readFile(callFile(walDir, identity), 'utf8').then((t) => t.trim(), () => undefined) } } : {}),
           // A file a full wal-push archived ahead has its note already.
           skip: (name) => existsSync(join(walDir, '.coffer-ack', name)),
           onDurable: async (f) => {

@@ -2,7 +2,7 @@
 import { dirname, join } from 'node:path';
 import { walPush } from '@coffer/engine';
 import { intOption, leaseOptions, stanzaOf, type CliContext } from '../context.js';
-import { archiverAlive, archiverFile, dropWalAck, pruneWalAcks, walPushCall, writeWalAck } from '../wal-ack.js';
+import { archiverAlive, archiverFile, dropWalAck, noteCall, pruneWalAcks, walPushCall, writeWalAck } from '../wal-ack.js';
 
 export function register(ctx: CliContext): void {
   const { program, io, globals, openRepo, audit } = ctx;
@@ -19,6 +19,7 @@ export function register(ctx: CliContext): void {
     .action(async (path: string, o: { ahead: number; archiverIdle: number }) => {
       // Notes for what is archived ahead are read back by the entry point (see wal-ack.ts): only for a plain command line.
       const call = walPushCall(process.argv.slice(2), io.env, process.cwd());
+      if (call) await noteCall(call);
       // The entry point started the archiver (or found it running) when this file is marked ready: it archives the
       // rest, as they are marked. Without one (a call by hand, a file not marked), this call archives ahead itself.
       const background = call !== undefined && o.ahead > 0 && o.archiverIdle > 0 && (await archiverAlive(archiverFile(dirname(call.path), call.identity)));

@@ -45,6 +45,14 @@ export interface WalReadyArchiverOptions extends WalFilePusherOptions {
   pollMs?: number;
   /** Files to leave alone (the CLI: those already confirmed by a note). */
   skip?: (name: string) => boolean | Promise<boolean>;
+  /**
+   * Stay at most `ahead` files past the one PostgreSQL called for last
+   * (`lastCall`; history files aside). Tied to the calls, the archiver stops
+   * archiving soon after archive_command stops naming it (changed to another
+   * command, say) rather than go on as long as WAL is written; without a
+   * window it archives every file marked ready.
+   */
+  window?: { ahead: number; lastCall: () => Promise<string | undefined> };
   onDurable?: (file: ArchivedReady) => void | Promise<void>;
   onFailure?: (name: string, error: Error, retryInMs: number) => void | Promise<void>;
   signal?: AbortSignal;
@@ -122,11 +130,12 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
       }
       const ready = await readyNames(statusDir);
       const readySet = new Set(ready);
+      const allowed = options.window ? await windowOf(ready, options.window) : readySet;
       for (const n of handled) if (!readySet.has(n)) handled.delete(n);
       for (const n of retry.keys()) if (!readySet.has(n)) retry.delete(n);
       let started = 0;
       for (const name of ready) {
-        if (inFlight.has(name) || handled.has(name)) continue;
+        if (!allowed.has(name) || inFlight.has(name) || handled.has(name)) continue;
         const r = retry.get(name);
         if (r && r.at > performance.now()) continue;
         if (await options.skip?.(name)) {
@@ -138,7 +147,11 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
         void limit(() => archiveOne(name));
       }
       if (started > 0 || inFlight.size > 0) lastWork = performance.now();
-      else if (idleExitMs > 0 && performance.now() - lastWork >= idleExitMs) break;
+      else {
+        // Nothing being written: no lease held for garbage collection to wait on.
+        await pusher.idle();
+        if (idleExitMs > 0 && performance.now() - lastWork >= idleExitMs) break;
+      }
       const waitMs = idleExitMs > 0 && inFlight.size === 0 ? Math.min(pollMs, Math.max(1, idleExitMs - (performance.now() - lastWork))) : pollMs;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, waitMs);
@@ -159,6 +172,18 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
     await pusher.close();
     await pool?.close();
   }
+}
+
+/** Of the ready files (in order), those the window lets through: history files, those up to the last call, and `ahead` more. */
+async function windowOf(ready: readonly string[], window: NonNullable<WalReadyArchiverOptions['window']>): Promise<Set<string>> {
+  const last = await window.lastCall();
+  const out = new Set<string>();
+  let past = 0;
+  for (const name of ready) {
+    if (name.endsWith('.history') || (last !== undefined && name <= last)) out.add(name);
+    else if (past++ < window.ahead) out.add(name);
+  }
+  return out;
 }
 
 /** The files marked ready, history files first (PostgreSQL's own order: a timeline's history before its segments), then by name. */

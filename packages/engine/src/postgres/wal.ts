@@ -196,6 +196,11 @@ export class WalFilePusher {
     return { outcome, file };
   }
 
+  /** Lets go of the lease while nothing is being archived (call with no push running). */
+  idle(): Promise<void> {
+    return this.contexts.release();
+  }
+
   close(): Promise<void> {
     return this.contexts.close();
   }
@@ -226,6 +231,15 @@ class CyclingContext {
       await old.releaseLease();
     }
     return this.ctx;
+  }
+
+  /** Lets go of the lease now (nothing is being written): garbage collection need not wait for it. The next write takes another. */
+  async release(): Promise<void> {
+    if (!this.ctx.leased) return;
+    const old = this.ctx;
+    this.ctx = this.fresh();
+    this.since = performance.now();
+    await old.releaseLease();
   }
 
   close(): Promise<void> {
@@ -266,6 +280,11 @@ class PushContext {
 
   async releaseLease(): Promise<void> {
     if (this.leaseTaken) await (await this.leaseTaken.catch(() => undefined))?.release();
+  }
+
+  /** Whether a lease was taken (and so may be held). */
+  get leased(): boolean {
+    return this.leaseTaken !== undefined;
   }
 
   stanzaFor(identity: StanzaIdentity): Promise<StanzaRecord> {
