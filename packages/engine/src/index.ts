@@ -47,7 +47,6 @@ export { backupPostgres, type PostgresBackupOptions } from './postgres/backup-po
 export {
   walPush,
   WalStreamArchiver,
-  WalFilePusher,
   fetchStreamedSegment,
   longestStreamed,
   walFetch,
@@ -65,7 +64,6 @@ export {
   type WalPushResult,
   type DurableWal,
   type WalStreamArchiverOptions,
-  type WalFilePusherOptions,
   type StoredPrefix,
   type WalFetchOptions,
   type WalPrefetchOptions,

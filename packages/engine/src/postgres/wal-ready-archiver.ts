@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { checkWalName, WAL_SEGMENT } from '../format/wal-record.js';
 import type { Repository } from '../repository/repository.js';
-import { WalFilePusher, type DurableWal, type WalFilePusherOptions } from './wal.js';
+import { WalFilePusher, type DurableWal } from './wal.js';
 import { readWalFile, type WalFileIdentity } from './wal-file-read.js';
 import { WalSealPool } from './wal-seal-pool.js';
 import type { SealedWal } from './wal-seal.js';
@@ -34,7 +34,13 @@ export interface ArchivedReady extends DurableWal {
   identity?: WalFileIdentity;
 }
 
-export interface WalReadyArchiverOptions extends WalFilePusherOptions {
+export interface WalReadyArchiverOptions {
+  /** Stanza of the cluster (default `main`). */
+  stanza?: string;
+  /** Time-to-live of the lease taken while writing (default 60 s). */
+  leaseTtlMs?: number;
+  /** How long one lease serves before the next write takes a fresh one (default 60 s). */
+  leaseCycleMs?: number;
   /** Files archived at once (default 2). */
   parallel?: number;
   /** Worker threads that read, hash and seal segments (default: as many as `parallel`; 0: the main thread does it). */
