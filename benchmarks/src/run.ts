@@ -17,7 +17,7 @@
  *   --work DIR        scratch directory (default: $TMPDIR/coffer-bench)
  */
 import { cpus, release, tmpdir, totalmem } from 'node:os';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +70,24 @@ if (only === undefined || only === 'engine') await engineSection();
 if (only === undefined || only === 'gc') await gcSection();
 if (only === undefined || only === 'compare') await compareSection();
 if (only === undefined || only === 'rpo') await rpoSection();
+await stopArchivers(work);
 await rm(work, { recursive: true, force: true });
+
+/**
+ * The archivers Coffer's archive_command started in the WAL steps go before
+ * the scratch directory does (one ending while its repository is being
+ * removed would write its last audit record into it).
+ */
+async function stopArchivers(dir: string): Promise<void> {
+  const pids = [];
+  for (const p of (await readdir('/proc').catch(() => [] as string[])).filter((n) => /^\d+$/.test(n))) {
+    const args = (await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (args.includes('wal-archiver') && args.some((a) => a.startsWith(dir))) pids.push(Number(p));
+  }
+  for (const pid of pids) process.kill(pid, 'SIGTERM');
+  const end = Date.now() + 30_000;
+  for (const pid of pids) while (Date.now() < end && (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('wal-archiver')) await new Promise((r) => setTimeout(r, 20));
+}
 
 async function engineSection(): Promise<void> {
   console.log(`# Coffer engine benchmark\n\n${machine}, ${new Date().toISOString()}\n`);

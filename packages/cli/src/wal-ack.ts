@@ -174,16 +174,27 @@ export async function archiverAlive(path: string, now = Date.now()): Promise<boo
   }
 }
 
-/** Keeps an archiver's heartbeat file fresh until the returned function is called (which removes it). */
-export function heartbeat(path: string): () => Promise<void> {
+/**
+ * Keeps an archiver's heartbeat file fresh until the returned function is
+ * called (which removes it, if it is still this process's). When the file is
+ * gone or names another process — its pg_wal was removed and made again, or
+ * another archiver took over — `onLost` is called: two archivers on one
+ * pg_wal would push the same files twice.
+ */
+export function heartbeat(path: string, onLost: () => void = () => undefined): () => Promise<void> {
   const timer = setInterval(() => {
-    const t = new Date();
-    void utimes(path, t, t).catch(() => undefined);
+    void (async () => {
+      const owner = await readFile(path, 'utf8').then((t) => Number(t.split('\n')[0]), () => undefined);
+      if (owner !== process.pid) return onLost();
+      const t = new Date();
+      await utimes(path, t, t).catch(() => undefined);
+    })();
   }, HEARTBEAT_MS);
   timer.unref();
   return async () => {
     clearInterval(timer);
-    await unlink(path).catch(() => undefined);
+    const owner = await readFile(path, 'utf8').then((t) => Number(t.split('\n')[0]), () => undefined);
+    if (owner === process.pid) await unlink(path).catch(() => undefined);
   };
 }
 

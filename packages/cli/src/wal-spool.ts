@@ -17,6 +17,8 @@ const SEGMENT = /^[0-9A-F]{24}$/;
 const WANTED = '.wanted';
 const PREFETCH_LOCK = '.prefetch.lock';
 const TMP_SUFFIX = '.coffer-tmp';
+/** How long a call waits for the prefetcher to spool its segment before fetching it itself. */
+const PREFETCH_WAIT_MS = 10_000;
 
 interface WalFetchCall {
   name: string;
@@ -68,7 +70,24 @@ export async function serveFromSpool(argv: readonly string[], env: NodeJS.Proces
     const call = walFetchCall(argv, cwd);
     if (!call) return false;
     const spooled = join(call.spool, call.name);
-    const fh = await open(spooled, 'r').catch(() => undefined);
+    let fh = await open(spooled, 'r').catch(() => undefined);
+    // Not spooled yet, but a prefetcher is at work and recovery moves forward on its timeline: the prefetcher,
+    // which follows it, is fetching this segment or about to, so wait for it rather than fetch it a second time —
+    // while it lives, and at most a while. (A segment asked for again, or on another timeline, is fetched now.)
+    const before = fh ? undefined : await readFile(join(call.spool, WANTED), 'utf8').catch(() => undefined);
+    if (!fh && call.prefetch > 0 && before !== undefined && before.slice(0, 8) === call.name.slice(0, 8) && call.name > before.trim()) {
+      await writeFile(join(call.spool, WANTED), call.name).catch(() => undefined);
+      const end = Date.now() + PREFETCH_WAIT_MS;
+      let checked = 0;
+      while (!fh && Date.now() < end) {
+        if (Date.now() - checked >= 100) {
+          checked = Date.now();
+          if (!(await prefetcherAlive(call.spool))) break;
+        }
+        await new Promise((r) => setTimeout(r, 2));
+        fh = await open(spooled, 'r').catch(() => undefined);
+      }
+    }
     if (!fh) return false;
     const size = (await fh.stat().finally(() => fh.close())).size;
     await rename(spooled, call.dest);
@@ -88,9 +107,14 @@ async function clearStale(spool: string, name: string): Promise<void> {
   }
 }
 
+/** Whether a prefetcher holds the spool (its lock names a live process). */
+async function prefetcherAlive(spool: string): Promise<boolean> {
+  const lock = await readFile(join(spool, PREFETCH_LOCK), 'utf8').catch(() => undefined);
+  return lock !== undefined && alive(Number(lock.split('\n')[0]));
+}
+
 async function startPrefetcher(call: WalFetchCall, segmentBytes: number, env: NodeJS.ProcessEnv, cwd: string): Promise<void> {
-  const lock = await readFile(join(call.spool, PREFETCH_LOCK), 'utf8').catch(() => undefined);
-  if (lock !== undefined && alive(Number(lock.split('\n')[0]))) return;
+  if (await prefetcherAlive(call.spool)) return;
   const systemId = call.systemId ?? (await controlSystemIdentifier(cwd));
   if (systemId === undefined) return;
   const args = [process.argv[1]!, ...call.globalArgs, 'wal-prefetch', '--spool', call.spool, '--system-id', systemId, '--parallel', String(call.prefetch), '--queue-max', String(call.queueMax), '--segment-bytes', String(segmentBytes), nextSegment(call.name, segmentBytes)];

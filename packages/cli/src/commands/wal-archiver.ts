@@ -46,12 +46,13 @@ export function register(ctx: CliContext): void {
         await fh.writeFile(`${process.pid}\n`);
         await fh.close();
       }
-      const stopBeat = heartbeat(beat);
+      const stop = new AbortController();
+      // Its heartbeat file gone or another's: this pg_wal has another archiver now (or is another pg_wal).
+      const stopBeat = heartbeat(beat, () => stop.abort());
       const repo = await openRepo().catch(async (e: unknown) => {
         await stopBeat();
         throw e;
       });
-      const stop = new AbortController();
       const handlers: [NodeJS.Signals, () => void][] = [
         ['SIGTERM', () => stop.abort()],
         ['SIGINT', () => stop.abort()],
