@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PostgresSandbox, freePort, grantServerUserTraverse, runAsServerUser, serverScratch, serverUser, type PostgresInstall, type RunResult, type SandboxOptions } from '@coffer/verify';
 import { COFFER_BIN } from './cli.js';
+import { shellQuote } from '@coffer/engine';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -99,6 +100,8 @@ interface TestClusterOptions extends Omit<SandboxOptions, 'archiveCommand' | 'se
   archiveRepo?: string;
   /** The stanza to archive under (default: Coffer's default). */
   stanza?: string;
+  /** Mirrors archive_command writes WAL to as well (`--wal-mirror`). */
+  walMirrors?: string[];
   passphrase?: string;
   /** More environment for the server, so for archive_command and restore_command (S3 and KMS settings). */
   env?: Record<string, string>;
@@ -110,10 +113,11 @@ export type Cluster = PostgresSandbox;
 export const Cluster = {
   create(install: PostgresInstall, parent: string, options: TestClusterOptions = {}): Promise<PostgresSandbox> {
     postgresUser();
-    const { archiveRepo, passphrase, env, stanza, ...rest } = options;
+    const { archiveRepo, passphrase, env, stanza, walMirrors, ...rest } = options;
+    const mirrors = (walMirrors ?? []).map((m) => ` --wal-mirror ${shellQuote(m)}`).join('');
     return PostgresSandbox.create(install, parent, {
       ...rest,
-      ...(archiveRepo ? { archiveCommand: `${process.execPath} ${COFFER_BIN} --repo ${archiveRepo}${stanza ? ` --stanza ${stanza}` : ''} wal-push %p` } : {}),
+      ...(archiveRepo ? { archiveCommand: `${process.execPath} ${COFFER_BIN} --repo ${archiveRepo}${stanza ? ` --stanza ${stanza}` : ''}${mirrors} wal-push %p` } : {}),
       serverEnv: serverEnv(passphrase, env),
     });
   },

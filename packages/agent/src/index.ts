@@ -17,7 +17,7 @@ export { nextRuns, type NextRun } from './policy/next-runs.js';
 export { jobMetricsText, writeJobMetrics, JobGauges, type JobRun } from './metrics/job-metrics.js';
 export { AgentMetrics, DEFAULT_THRESHOLDS, thresholds } from './metrics/agent-metrics.js';
 export { JOBS, policySchema, secretRef, type ClusterPolicy, type Job, type Policy, type RepositoryPolicy, type Schedule, type SecretRef } from './policy/schema.js';
-export { jobId, jobSteps, readSecret, type JobSpec, type JobStep, type StepLabels } from './jobs/job-steps.js';
+export { jobId, jobSteps, readSecret, walReceiveStep, type JobSpec, type JobStep, type StepLabels } from './jobs/job-steps.js';
 export { retryable, runJob, runStep, type JobOutcome, type RunJobOptions, type S3Usage, type StepResult } from './jobs/run-job.js';
 export { Agent, DEFAULT_STATE_DIR, type AgentOptions, type AgentStatus, type JobStatus } from './agent/agent.js';
 export { alertsNow, type Alert } from './agent/alerts.js';

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { jobSteps, parsePolicy, retryable } from '@coffer/agent';
+import { jobSteps, parsePolicy, retryable, walReceiveStep } from '@coffer/agent';
 import { CofferError } from '@coffer/engine';
 
 const policyText = (secretFile: string) => `version: 1
@@ -113,5 +113,48 @@ describe('jobSteps', () => {
   it('retries only what another try may cure', () => {
     for (const s of [1, 14, 18, 19, 22, 28, 29, 31]) expect(retryable(s), String(s)).toBe(true);
     for (const s of [0, 2, 3, 4, 6, 21, 32, 33, 34, 143]) expect(retryable(s), String(s)).toBe(false);
+  });
+});
+
+describe('walReceiveStep', () => {
+  const streaming = (mirrorCredentials: string) =>
+    parsePolicy(
+      `version: 1
+clusters:
+  main: { connection: host=/run/postgresql user=postgres, repository: primary }
+repositories:
+  primary:
+    location: s3://bucket-a/pg
+    region: eu-west-1
+    keys: { kms: { keyId: "arn:aws:kms:eu-west-1:1:alias/a" } }
+    mirrors: [dr, dr2]
+  dr:
+    location: s3://bucket-b/pg
+    region: us-east-1
+    endpoint: https://s3.us-east-1.example
+    keys: { kms: { keyId: "arn:aws:kms:us-east-1:1:alias/dr" } }
+    credentials: { accessKeyId: { env: DR_ID }, secretAccessKey: { env: DR_SECRET } }
+  dr2:
+    location: /srv/coffer-dr2
+    keys: { passphrase: { env: PASS } }
+${mirrorCredentials}
+schedules:
+  - { job: wal, cluster: main, stream: { mirrors: true } }
+`,
+      'policy.yaml',
+    );
+
+  it("streams to each mirror of the repository too, the mirror's region and endpoint in its URL and its credentials in the environment", () => {
+    const step = walReceiveStep(streaming(''), 'main', { DR_ID: 'dr-key-id', DR_SECRET: 'dr-secret-value' });
+    const mirrors = step.args.flatMap((a, i) => (step.args[i - 1] === '--wal-mirror' ? [a] : []));
+    expect(mirrors).toEqual([`s3://bucket-b/pg?region=us-east-1&endpoint=${encodeURIComponent('https://s3.us-east-1.example')}`, '/srv/coffer-dr2']);
+    expect(step.args.indexOf('--wal-mirror')).toBeLessThan(step.args.indexOf('wal-receive'));
+    expect(step.env).toMatchObject({ COFFER_TO_AWS_ACCESS_KEY_ID: 'dr-key-id', COFFER_TO_AWS_SECRET_ACCESS_KEY: 'dr-secret-value' });
+    expect(step.args.join(' ')).not.toContain('dr-secret-value');
+  });
+
+  it('refuses mirrors that name different credentials: one receiver has one set', () => {
+    const policy = streaming('    credentials: { accessKeyId: { env: DR2_ID }, secretAccessKey: { env: DR2_SECRET } }');
+    expect(() => walReceiveStep(policy, 'main', { DR_ID: 'a', DR_SECRET: 'b', DR2_ID: 'c', DR2_SECRET: 'd' })).toThrow(/mirrors dr and dr2 name different credentials/);
   });
 });

@@ -22,6 +22,8 @@ export interface GlobalOptions extends RepoOptions {
   stanza?: string;
   repositoryId?: string;
   leaseTtl?: string;
+  /** Mirrors the WAL commands write to (and read from) beside the repository. */
+  walMirror?: string[];
 }
 
 /** Ends a command with an exit status of its own choosing (restore_command speaks to PostgreSQL in statuses). */
@@ -133,6 +135,7 @@ export function repoArgs(g: GlobalOptions, env: NodeJS.ProcessEnv, repositoryId?
     ...(g.kmsKeyId ? ['--kms-key-id', g.kmsKeyId] : []),
     ...(g.s3Endpoint ? ['--s3-endpoint', g.s3Endpoint] : []),
     ...(g.s3PathStyle === true ? ['--s3-path-style'] : g.s3PathStyle === false ? ['--no-s3-path-style'] : []),
+    ...(g.walMirror ?? []).flatMap((m) => ['--wal-mirror', absoluteLocation(m)]),
   ];
 }
 
@@ -171,6 +174,11 @@ export interface CliContext {
   /** The repository the global options name, opened with the keys they give. */
   openRepo: () => Promise<Repository>;
   openRepoAt: (store?: ObjectStore, g?: GlobalOptions) => Promise<Repository>;
+  /**
+   * The repository with the mirrors `--wal-mirror` names, as one store: WAL
+   * is written to all (`writer`), read from the first that holds it.
+   */
+  openWalRepo: (writer: boolean) => Promise<Repository>;
   say: (line: string) => void;
   /** Figures of this run for its metrics (`--metrics-textfile`): name without the `coffer_` prefix → value. */
   report: (figures: Readonly<Record<string, number>>) => void;

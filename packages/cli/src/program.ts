@@ -6,10 +6,10 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
-import { AuditLog, CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, Repository, type AuditValue, type ObjectStore } from '@coffer/engine';
-import { CommandExit, VERSION, type CliContext, type CliIo, type GlobalOptions } from './context.js';
+import { AuditLog, CofferError, fromSystemError, InvalidArgumentError, NoApplicableKeyError, openReplicas, Repository, type AuditValue, type ObjectStore } from '@coffer/engine';
+import { CommandExit, listOption, VERSION, type CliContext, type CliIo, type GlobalOptions } from './context.js';
 import { EXIT_CODES, EXIT_INTERNAL, EXIT_USAGE } from './exit-codes.js';
-import { absoluteLocation, keyProviders, localProvider, OPENED_STORES, openStore } from './repo-options.js';
+import { absoluteLocation, keyProviders, localProvider, mirrorStoreAt, OPENED_STORES, openStore } from './repo-options.js';
 import type { S3RequestStats } from '@coffer/aws';
 import { register as agent } from './commands/agent.js';
 import { register as auditCommand } from './commands/audit.js';
@@ -63,6 +63,9 @@ export class RunRecord {
  * data. Not: listings and metadata (list, info), and wal-fetch (restore_command runs once a segment; a
  * restore's own record tells of the recovery).
  */
+/** Commands that write WAL to `--wal-mirror`s or read it from them (restore: in the restore_command it writes). */
+const WAL_MIRROR_COMMANDS = new Set(['wal-push', 'wal-archiver', 'wal-receive', 'wal-fetch', 'wal-prefetch', 'restore']);
+
 const NOT_AUDITED = new Set(['list', 'info', 'wal-fetch', 'audit', 'status', 'policy check', 'policy schema', 'run', 'agent']);
 
 export function buildProgram(io: CliIo, record = new RunRecord()): Command {
@@ -82,6 +85,9 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
     .addOption(new Option('--stanza <name>', 'PostgreSQL: the cluster\'s stanza in the repository (env COFFER_STANZA; default main)'))
     .addOption(new Option('--lease-ttl <seconds>', 'time-to-live of the leases writers hold while they work (default 60): garbage collection waits this long, and half as long again, for a writer that stopped answering (env COFFER_LEASE_TTL)'))
     .addOption(new Option('--repository-id <id>', 'refuse any repository but this one (its id, as init printed it; env COFFER_REPOSITORY_ID)'))
+    .addOption(
+      new Option('--wal-mirror <path|url>', "WAL commands: also write WAL to this mirror of the repository (made by coffer mirror; repeatable), and read from it when the repository lacks a file or cannot answer; an s3:// URL may end in ?region=…&endpoint=…; its credentials: COFFER_TO_AWS_* (default: the AWS SDK's chain)").argParser((value: string, prev: string[] | undefined) => listOption('--wal-mirror', 'path')(value, prev ?? [])),
+    )
     .addOption(new Option('--metrics-textfile <file>', "after the command, write its metrics to FILE in Prometheus's text format, for node_exporter's textfile collector (env COFFER_METRICS_TEXTFILE)"))
     .option('-q, --quiet', 'no progress display')
     .showHelpAfterError()
@@ -106,6 +112,13 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
     }
   };
   const openRepo = () => openRepoAt();
+  const openWalRepo = async (writer: boolean) => {
+    const g = globals();
+    const mirrors = g.walMirror ?? [];
+    if (mirrors.length === 0) return openRepoAt();
+    const stores = [await openStore(g, io.env), ...(await Promise.all(mirrors.map((m) => mirrorStoreAt(m, g, io.env))))];
+    return openRepoAt(await openReplicas(stores, { writer, what: '--wal-mirror' }));
+  };
   const say = (s: string): void => {
     io.stdout.write(s + '\n');
   };
@@ -115,10 +128,13 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
     const path: string[] = [];
     for (let c: Command | null = action; c && c !== program; c = c.parent) path.unshift(c.name());
     record.job = path.join(' ');
+    if ((globals().walMirror ?? []).length > 0 && !WAL_MIRROR_COMMANDS.has(record.job)) {
+      throw new InvalidArgumentError('--wal-mirror', `only the WAL commands (${[...WAL_MIRROR_COMMANDS].join(', ')}) use mirrors directly; ${record.job} works on the repository, and coffer mirror copies it`);
+    }
   });
   const report = (figures: Readonly<Record<string, number>>) => void Object.assign(record.figures, figures);
   const audit = (details: Readonly<Record<string, AuditValue>>) => void Object.assign(record.details, details);
-  const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, say, report, audit, auditAnchor: () => record.audit.next, adopt: (repo) => void (record.repo = repo) };
+  const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, openWalRepo, say, report, audit, auditAnchor: () => record.audit.next, adopt: (repo) => void (record.repo = repo) };
   for (const register of [init, bucket, backup, walPush, walArchiver, walReceive, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, status, auditCommand, key, mirror, keyFile]) register(ctx);
   return program;
 }

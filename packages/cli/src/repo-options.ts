@@ -112,6 +112,25 @@ export async function storeAt(location: string, opts: RepoOptions, env: NodeJS.P
   return new FileStore(fileStorePath(location));
 }
 
+/**
+ * A mirror WAL is also written to (`--wal-mirror`): a path, or an S3 URL
+ * whose `?region=…&endpoint=…` say where that bucket is when it is not where
+ * the repository is. Credentials are the destination's, as `coffer mirror`
+ * takes them (COFFER_TO_AWS_*), else the AWS SDK's chain: never in the URL.
+ */
+export async function mirrorStoreAt(location: string, opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
+  const q = location.indexOf('?');
+  const base = q < 0 ? location : location.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? '' : location.slice(q + 1));
+  for (const name of params.keys()) {
+    if (name !== 'region' && name !== 'endpoint') throw new InvalidArgumentError('--wal-mirror', `${base}: unknown setting ${JSON.stringify(name)} (a mirror's URL may say region= and endpoint=; credentials come from COFFER_TO_AWS_* or the AWS SDK's chain)`);
+  }
+  if (params.size > 0 && !base.startsWith('s3://')) throw new InvalidArgumentError('--wal-mirror', `${base}: region= and endpoint= are for s3:// mirrors`);
+  const dest = destinationAccess(opts, env, params.get('endpoint') ?? undefined);
+  const region = params.get('region');
+  return storeAt(absoluteLocation(base), dest.options, region ? { ...dest.env, AWS_REGION: region, AWS_DEFAULT_REGION: region } : dest.env);
+}
+
 export function openStore(opts: RepoOptions, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
   return storeAt(repoLocation(opts, env), opts, env);
 }

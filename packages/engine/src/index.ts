@@ -12,6 +12,7 @@ export { collectList, assertValidKey } from './store/object-store.js';
 export { checkRange } from './store/range.js';
 export { FileStore, fileStorePath } from './store/file-store.js';
 export { MemoryStore } from './store/memory-store.js';
+export { ReplicatedStore } from './store/replicated-store.js';
 export type { KeyProvider, WrappedKey, DataKey, KeyContext, WrappingKeyState } from './keys/key-provider.js';
 export { LocalKeyProvider } from './keys/local-key-provider.js';
 export {
@@ -38,6 +39,7 @@ export type { BackupManifest, BackupSummary, BackupStats, TreeEntry, EntryType, 
 export { summarise } from './repository/catalogue.js';
 export { encodeManifest, decodeManifest, chunkIdsOf, chunkIdBytes } from './format/manifest.js';
 export { CONFIG_KEY, PACK_PREFIX, INDEX_PREFIX, BACKUP_PREFIX, KEYS_PREFIX, packKey, expectedSha, backupLabel, isLockable } from './format/keys-layout.js';
+export { openReplicas, type ReplicaOptions } from './repository/replicas.js';
 export { Repository, DEFAULT_PACK_SIZE, type InitOptions, type LoadedBackup, type OpenOptions } from './repository/repository.js';
 export { KeyRing, type DataKeyStatus } from './repository/key-ring.js';
 export { SealedObjects, type ObjectKind, type SealedKind } from './repository/sealed-objects.js';

@@ -179,7 +179,33 @@ export function walReceiveStep(policy: Policy, clusterName: string, env: NodeJS.
   const args = [...access.args, '--stanza', stanza, 'wal-receive', '--db', cluster.connection, '--slot', stream.slot ?? 'coffer'];
   if (stream.flushIntervalSeconds !== undefined) args.push('--flush-interval', String(stream.flushIntervalSeconds));
   if (stream.synchronous) args.push('--synchronous');
-  return { name: `wal-receive ${name}`, args, env: { ...access.env, ...server }, labels: { command: 'wal', repository: repository.location, stanza, target: '' } };
+  const mirrors = stream.mirrors ? walMirrorAccess(policy, cluster.repository, repository, env) : { args: [], env: {} };
+  return { name: `wal-receive ${name}`, args: [...mirrors.args, ...args], env: { ...access.env, ...mirrors.env, ...server }, labels: { command: 'wal', repository: repository.location, stanza, target: '' } };
+}
+
+/**
+ * `--wal-mirror` for each mirror of the repository (its region and endpoint
+ * in the URL), and their credentials as a mirror destination's: one set, so
+ * mirrors that name different credentials cannot share a receiver.
+ */
+function walMirrorAccess(policy: Policy, name: string, repository: RepositoryPolicy, env: NodeJS.ProcessEnv): { args: string[]; env: Record<string, string> } {
+  const names = repository.mirrors ?? [];
+  if (names.length === 0) throw new InvalidArgumentError('stream.mirrors', `repository ${name} lists no mirrors to stream WAL to`);
+  const args: string[] = [];
+  let credentials: { from: string; env: Record<string, string> } | undefined;
+  for (const m of names) {
+    const { repository: mirror } = repositoryOf(policy, m, 'wal');
+    const query = new URLSearchParams({ ...(mirror.region ? { region: mirror.region } : {}), ...(mirror.endpoint ? { endpoint: mirror.endpoint } : {}) }).toString();
+    args.push('--wal-mirror', query ? `${mirror.location}?${query}` : mirror.location);
+    if (!mirror.credentials) continue;
+    const { env: destEnv } = destinationAccess(m, mirror, env);
+    delete destEnv.COFFER_TO_AWS_REGION;
+    if (credentials && JSON.stringify(credentials.env) !== JSON.stringify(destEnv)) {
+      throw new InvalidArgumentError('stream.mirrors', `mirrors ${credentials.from} and ${m} name different credentials; a receiver writing to both needs one set (or none: the SDK's chain, such as an instance role allowed both buckets)`);
+    }
+    credentials = { from: m, env: destEnv };
+  }
+  return { args, env: credentials?.env ?? {} };
 }
 
 /** The steps of one job of `policy`, with secrets read from `env` and the files the policy names. */

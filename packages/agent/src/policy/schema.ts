@@ -118,6 +118,8 @@ const scheduleSchema = z.strictObject({
       flushIntervalSeconds: z.optional(z.number().check(z.gte(0.05), z.lte(3600))),
       /** Flush every message: for a receiver named in synchronous_standby_names (RPO 0). */
       synchronous: z.optional(z.boolean()),
+      /** Write the stream to the repository's mirrors too (`--wal-mirror`): losing a region then loses at most the flush interval, not the mirror's lag. */
+      mirrors: z.optional(z.boolean()),
     }),
   ),
 });

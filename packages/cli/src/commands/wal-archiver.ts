@@ -14,7 +14,7 @@ import { archiverAlive, archiverFile, callFile, commandIdentity, heartbeat, prun
 import { existsSync, statSync } from 'node:fs';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say, audit } = ctx;
+  const { program, io, globals, openWalRepo, say, audit } = ctx;
   program
     .command('wal-archiver <pg_wal>')
     .description("archive WAL files as PostgreSQL marks them ready (archive_status/*.ready), so that archive_command ('coffer wal-push %p', same options) only confirms them; started by wal-push when files wait")
@@ -49,7 +49,7 @@ export function register(ctx: CliContext): void {
       const stop = new AbortController();
       // Its heartbeat file gone or another's: this pg_wal has another archiver now (or is another pg_wal).
       const stopBeat = heartbeat(beat, () => stop.abort());
-      const repo = await openRepo().catch(async (e: unknown) => {
+      const repo = await openWalRepo(true).catch(async (e: unknown) => {
         await stopBeat();
         throw e;
       });

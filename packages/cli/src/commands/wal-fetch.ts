@@ -4,7 +4,7 @@ import { recoveryMode, restoreCommandStatus, walFetchScope, walFetch, walPrefetc
 import { intOption, repoArgs, stanzaOf, COFFER_BIN, CommandExit, type CliContext } from '../context.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo } = ctx;
+  const { program, io, globals, openWalRepo } = ctx;
   program
     .command('wal-fetch <name> <dest>')
     .description("restore an archived WAL file: PostgreSQL's restore_command ('coffer wal-fetch %f %p'); exits 1 when it is not archived, 255 when it cannot tell (archive recovery stops instead of ending short)")
@@ -22,7 +22,7 @@ export function register(ctx: CliContext): void {
           const { fetchWalViaSocket } = await import('@coffer/verify');
           result = { outcome: (await fetchWalViaSocket(o.socket, name, dest)) === 'absent' ? 'absent' : 'archive' };
         } else {
-          const repo = await openRepo();
+          const repo = await openWalRepo(false);
           const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
           result = await walFetch(repo, scope, name, dest, {
             ...(o.spool !== undefined ? { spoolDir: o.spool } : {}),
@@ -51,7 +51,7 @@ export function register(ctx: CliContext): void {
     .option('--queue-max <MiB>', 'follow recovery, keeping up to this much WAL spooled ahead of it (0: fetch the names given, then stop)', intOption('--queue-max', 0, 65_536), 0)
     .option('--segment-bytes <n>', "the cluster's WAL segment size", intOption('--segment-bytes', 1 << 20, 1 << 30), 16 << 20)
     .action(async (names: string[], o: { spool: string; systemId: string; parallel: number; queueMax: number; segmentBytes: number }) => {
-      const repo = await openRepo();
+      const repo = await openWalRepo(false);
       const scope = await walFetchScope(repo, stanzaOf(globals(), io.env), o.systemId, process.cwd());
       await walPrefetch(repo, scope, names, o.spool, { parallel: o.parallel, segmentBytes: o.segmentBytes, ...(o.queueMax > 0 ? { queueBytes: o.queueMax * 1024 * 1024 } : {}) });
     });

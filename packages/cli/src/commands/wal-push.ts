@@ -5,7 +5,7 @@ import { intOption, leaseOptions, stanzaOf, type CliContext } from '../context.j
 import { archiverAlive, archiverFile, dropWalAck, noteCall, pruneWalAcks, walPushCall, writeWalAck } from '../wal-ack.js';
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, audit } = ctx;
+  const { program, io, globals, openWalRepo, audit } = ctx;
   program
     .command('wal-push <path>')
     .description("archive a WAL file: PostgreSQL's archive_command ('coffer wal-push %p')")
@@ -23,7 +23,7 @@ export function register(ctx: CliContext): void {
       // The entry point started the archiver (or found it running) when this file is marked ready: it archives the
       // rest, as they are marked. Without one (a call by hand, a file not marked), this call archives ahead itself.
       const background = call !== undefined && o.ahead > 0 && o.archiverIdle > 0 && (await archiverAlive(archiverFile(dirname(call.path), call.identity)));
-      const repo = await openRepo();
+      const repo = await openWalRepo(true);
       const r = await walPush(repo, path, { ahead: background ? 0 : o.ahead, stanza: stanzaOf(globals(), io.env), ...leaseOptions(globals(), io.env) });
       audit({ segment: r.name, outcome: r.outcome, ahead: r.ahead });
       if (!call) return;

@@ -6,7 +6,7 @@ import { intOption, secondsOption, stanzaOf, type CliContext } from '../context.
 const RETRYABLE = new Set(['COFFER_POSTGRES_ERROR', 'COFFER_STORE_UNAVAILABLE', 'COFFER_LEASE_LOST', 'COFFER_REPOSITORY_BUSY']);
 
 export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say, audit } = ctx;
+  const { program, io, globals, openWalRepo, say, audit } = ctx;
   program
     .command('wal-receive')
     .description('stream WAL from the server over a physical replication slot into the repository, what was received made durable every --flush-interval (each segment archived whole as it completes) and only then reported flushed (the slot keeps the rest); reconnects after failures; SIGTERM or SIGINT: stop, nothing lost')
@@ -18,7 +18,7 @@ export function register(ctx: CliContext): void {
     .option('--flush-bytes <MiB>', 'or sooner, once this many MiB wait', intOption('--flush-bytes', 1, 1024), 4)
     .option('--synchronous', "flush every message as soon as the previous flush is done: for a receiver named in synchronous_standby_names (commits then wait for the repository; name it with another standby, ANY 1 (standby, coffer))")
     .action(async (o: { db?: string; slot: string; statusInterval: number; maxRetryWait: number; flushInterval: number; flushBytes: number; synchronous?: boolean }) => {
-      const repo = await openRepo();
+      const repo = await openWalRepo(true);
       const stop = new AbortController();
       const handlers: [NodeJS.Signals, () => void][] = [
         ['SIGTERM', () => stop.abort()],

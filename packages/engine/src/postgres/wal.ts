@@ -371,7 +371,9 @@ async function requireHistory(ctx: PushContext, scope: WalScope, walDir: string,
   const history = historyName(tli);
   const known = `${scope.systemIdentifier}/${tli}`;
   if (ctx.histories.has(known)) return;
-  if (await isArchived(ctx.repo, scope, history)) {
+  const archived = ctx.repo.objects.replicated ? await readWalRecord(ctx.repo, scope, history) : (await isArchived(ctx.repo, scope, history)) || undefined;
+  if (archived) {
+    if (archived !== true) await replicateRecord(ctx.repo, archived.key, archived.record);
     ctx.histories.add(known);
     return;
   }
@@ -443,7 +445,11 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
   const noneStored = { length: 0, chunks: [], locations: {} };
   // A partial is looked for by nobody before it is written: its create-only put says whether it was there.
   const existing = streamed.partial ? undefined : await readWalRecord(repo, scope, name);
-  if (existing) return { outcome: sameOrConflict(existing.key, existing.record, sha), file, stored: noneStored };
+  if (existing) {
+    const outcome = sameOrConflict(existing.key, existing.record, sha);
+    await replicateRecord(repo, existing.key, existing.record);
+    return { outcome, file, stored: noneStored };
+  }
   await checkTimeline(ctx, scope, dirname(path), name, data);
   const key = walKey(scope, recordName);
 
@@ -482,9 +488,25 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
     // Archived meanwhile by another push (or streamed before a restart): fine if it is the same file. What
     // follows builds on that record's chunks, never on the packs just written, which nothing references.
     const other = (await readWalRecord(repo, scope, recordName))!.record;
-    return { outcome: sameOrConflict(key, other, sha), file, stored: { length: other.size, chunks: other.chunks, locations: other.locations } };
+    const outcome = sameOrConflict(key, other, sha);
+    await replicateRecord(repo, key, other);
+    return { outcome, file, stored: { length: other.size, chunks: other.chunks, locations: other.locations } };
   }
   return { outcome: 'archived', file, stored };
+}
+
+/**
+ * A record found archived already, and the packs it names, copied to each
+ * store of a replicated repository that lacks them (archived before that
+ * mirror was added, or by a push that reached only some stores): the file is
+ * acknowledged only once every store holds it.
+ */
+async function replicateRecord(repo: Repository, key: string, record: WalRecord): Promise<void> {
+  if (!repo.objects.replicated) return;
+  const packs = new Set(Object.values(record.locations).map(([pack]) => packKey(pack)));
+  // The packs first: a store never holds a record whose packs it lacks.
+  await repo.objects.replicate([...packs]);
+  await repo.objects.replicate([key]);
 }
 
 function sameOrConflict(key: string, existing: WalRecord, sha: string): 'already-archived' {

@@ -40,6 +40,16 @@ export class SealedObjects {
     return this.store.properties.connections;
   }
 
+  /** Whether each object is kept in several stores (a repository and its mirrors): see `replicate`. */
+  get replicated(): boolean {
+    return this.store.replicate !== undefined;
+  }
+
+  /** Copies each of `keys` to the stores of a replicated store that lack it; 0 on a plain store. */
+  replicate(keys: readonly string[]): Promise<number> {
+    return this.store.replicate ? this.store.replicate(keys) : Promise.resolve(0);
+  }
+
   /** Versions and Object Lock retention, on stores that keep them. */
   get versions(): VersionedObjects | undefined {
     return this.store.versions;

@@ -118,6 +118,13 @@ export interface ObjectStore {
 
   /** Remove `key`. Removing an absent key succeeds (deletes are idempotent). */
   delete(key: string): Promise<void>;
+
+  /**
+   * Present on stores that keep each object in several places (a repository
+   * and its mirrors, see `ReplicatedStore`): copies each of `keys` to the
+   * places that lack it, and resolves how many copies it made.
+   */
+  replicate?(keys: readonly string[]): Promise<number>;
 }
 
 const KEY_PATTERN = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
