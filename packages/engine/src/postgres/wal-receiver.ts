@@ -23,6 +23,7 @@ import { parseWalKey, WAL_SEGMENT } from '../format/wal-record.js';
 import { connect } from './connection.js';
 import { formatLsn, parseLsn, segmentNumber } from './layout.js';
 import { decodeReplicationMessage, encodeStandbyStatus } from './replication-messages.js';
+import { RunningDigest } from './running-digest.js';
 import { SegmentAssembler, type AssembledSegment } from './segment-assembler.js';
 import { DEFAULT_STANZA } from './stanza.js';
 import { listWalKeys, WalStreamArchiver, type StoredPrefix } from './wal.js';
@@ -200,6 +201,7 @@ const LONG_HEADER_BYTES = 40;
 
 function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise<WalReceiverResult> {
   const assembler = new SegmentAssembler(s.timeline, s.segmentBytes, s.start);
+  const digest = new RunningDigest();
   const archiver = new WalStreamArchiver(repo, { stanza: s.stanza, systemIdentifier: s.systemIdentifier });
   const size = BigInt(s.segmentBytes);
   const flushIntervalMs = s.flushIntervalMs ?? 1000;
@@ -254,7 +256,7 @@ function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise
           const seg = waiting[0];
           if (seg) {
             const t0 = performance.now();
-            await archiver.file(seg.name, seg.bytes, stored?.segment === seg.name ? stored.prefix : undefined);
+            await archiver.file(seg.name, seg.bytes, stored?.segment === seg.name ? stored.prefix : undefined, digest.of(seg.name, seg.bytes));
             waiting.shift();
             if (stored?.segment === seg.name) stored = undefined;
             durable = seg.start + size;
@@ -268,7 +270,7 @@ function stream(client: pg.Client, repo: Repository, s: StreamSettings): Promise
           if (open.bytes.length < LONG_HEADER_BYTES || end <= durable || !flushDue(Number(end - durable))) break;
           // What arrives while this flush is written goes into the next one (commits waiting on us share it).
           lastFlush = performance.now();
-          const prefix = await archiver.prefix(open.name, open.bytes, stored?.segment === open.name ? stored.prefix : undefined);
+          const prefix = await archiver.prefix(open.name, open.bytes, stored?.segment === open.name ? stored.prefix : undefined, digest.of(open.name, open.bytes));
           stored = { segment: open.name, prefix };
           if (end > durable) durable = end;
           status();

@@ -147,17 +147,17 @@ export class WalStreamArchiver {
     this.contexts = new CyclingContext(repo, options.stanza, options.walDir ?? '/nonexistent/pg_wal', options, options.systemIdentifier);
   }
 
-  /** Archives whole file `name` (a segment, or a history file); `prior`: its prefix already stored. */
-  async file(name: string, data: Buffer, prior?: StoredPrefix): Promise<{ outcome: 'archived' | 'already-archived'; file: DurableWal }> {
+  /** Archives whole file `name` (a segment, or a history file); `prior`: its prefix already stored; `sha256`: of `data`, when the caller kept a running one. */
+  async file(name: string, data: Buffer, prior?: StoredPrefix, sha256?: string): Promise<{ outcome: 'archived' | 'already-archived'; file: DurableWal }> {
     checkWalName(name);
-    const { outcome, file } = await pushOne(await this.contexts.current(), `${name} (received)`, name, data, prior ? { prior } : {});
+    const { outcome, file } = await pushOne(await this.contexts.current(), `${name} (received)`, name, data, { ...(prior ? { prior } : {}), ...(sha256 ? { sha256 } : {}) });
     return { outcome, file };
   }
 
   /** Makes the first `data.length` bytes of `segment` durable as its streamed prefix; what is stored now. */
-  async prefix(segment: string, data: Buffer, prior?: StoredPrefix): Promise<StoredPrefix> {
+  async prefix(segment: string, data: Buffer, prior?: StoredPrefix, sha256?: string): Promise<StoredPrefix> {
     if (!WAL_SEGMENT.test(segment)) throw new SourceError(segment, 'not a WAL segment name');
-    return (await pushOne(await this.contexts.current(), `${segment} (received)`, segment, data, { partial: true, ...(prior ? { prior } : {}) })).stored;
+    return (await pushOne(await this.contexts.current(), `${segment} (received)`, segment, data, { partial: true, ...(prior ? { prior } : {}), ...(sha256 ? { sha256 } : {}) })).stored;
   }
 
   close(): Promise<void> {
@@ -425,6 +425,8 @@ interface StreamedWrite {
   sealed?: SealedWal;
   /** Record the bytes as the segment's streamed prefix (`<segment>.<length>.stream`), not as the whole file. */
   partial?: boolean;
+  /** The bytes' SHA-256, from a hash the caller kept running as they arrived (hashing a 16 MiB prefix on each flush would not keep pace). */
+  sha256?: string;
 }
 
 async function pushOne(ctx: PushContext, path: string, name: string, received?: Buffer, streamed: StreamedWrite = {}): Promise<Pushed> {
@@ -440,7 +442,7 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
   const prior = streamed.prior && streamed.prior.length <= size ? streamed.prior : undefined;
   const recordName = streamed.partial ? walStreamName(name, size) : name;
   const scope = await scopeOf(ctx, path, streamed.partial ? `${name}.partial` : name, data, size);
-  const sha = streamed.sealed?.sha256 ?? sha256Hex(data);
+  const sha = streamed.sealed?.sha256 ?? streamed.sha256 ?? sha256Hex(data);
   const file: DurableWal = { name: recordName, sha256: sha, systemIdentifier: scope.systemIdentifier };
   const noneStored = { length: 0, chunks: [], locations: {} };
   // A partial is looked for by nobody before it is written: its create-only put says whether it was there.
