@@ -35,10 +35,17 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { controlSystemIdentifier } from './wal-spool.js';
 
 /** How long a note may confirm its file. */
 export const ACK_TTL_MS = 3_600_000;
 const SEGMENT = /^[0-9A-F]{24}$/;
+/**
+ * Every file archive_command is called for: segments, and the history,
+ * backup-label and partial files beside them. A call for any of them must
+ * find the archiver (else it archives ahead itself, the same files at once).
+ */
+const WAL_FILE = /^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$/;
 /** What else chooses the repository, the stanza and the store a run writes to. */
 const ENV = ['COFFER_REPO', 'COFFER_STANZA', 'COFFER_REPOSITORY_ID', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_REGION', 'AWS_DEFAULT_REGION'] as const;
 /** Set when a run must leave its own record (metrics, the agent's run record): no shortcut then. */
@@ -110,7 +117,7 @@ export function walPushCall(argv: readonly string[], env: NodeJS.ProcessEnv, cwd
     } else if (a.startsWith('-') || path !== undefined) return undefined;
     else path = a;
   }
-  if (path === undefined || !SEGMENT.test(basename(path))) return undefined;
+  if (path === undefined || !WAL_FILE.test(basename(path))) return undefined;
   const globalArgs = argv.slice(0, at);
   return { path: resolve(cwd, path), identity: commandIdentity(globalArgs, env, cwd), globalArgs, ahead: values['--ahead']!, archiverIdle: values['--archiver-idle']! };
 }
@@ -216,6 +223,7 @@ export async function pruneWalAcks(walFile: string, now = Date.now()): Promise<v
  * the archiver gone or failing on the file, and errors of any kind.
  */
 export async function confirmFromAck(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string, now = Date.now()): Promise<boolean> {
+  const began = Date.now();
   try {
     const call = walPushCall(argv, env, cwd);
     if (!call) return false;
@@ -224,10 +232,10 @@ export async function confirmFromAck(argv: readonly string[], env: NodeJS.Proces
     await noteCall(call);
     let text = await readFile(notePath, 'utf8').catch(() => undefined);
     if (text === undefined) {
-      // Written while this call waited: judged at the time it came.
-      const started = Date.now();
       text = await awaitArchiver(call, env, cwd);
-      now += Date.now() - started;
+      // Written while this call ran: judged at the time it came (`now` moved on by all this call took, the
+      // wait and what came before it, or a note written a moment ago would look like one from the future).
+      now += Date.now() - began;
     }
     if (text === undefined) return false;
     const note = JSON.parse(text) as Partial<WalAck>;
@@ -312,9 +320,19 @@ function sysidOf(header: Buffer): string | undefined {
   return header.length >= 40 ? header.readBigUInt64LE(24).toString() : undefined;
 }
 
+/**
+ * Whose file this is: a segment's page header says (a partial segment's
+ * too); a history or backup-label file has no header, and it belongs to the
+ * cluster whose pg_wal holds it (global/pg_control beside pg_wal).
+ */
+async function ownerOf(path: string, head: Buffer): Promise<string | undefined> {
+  const name = basename(path);
+  return SEGMENT.test(name) || name.endsWith('.partial') ? sysidOf(head) : controlSystemIdentifier(dirname(dirname(path)));
+}
+
 async function sameBytes(path: string, sha256: string | undefined, systemIdentifier: string | undefined): Promise<boolean> {
   const bytes = await readFile(path);
-  return sysidOf(bytes) === systemIdentifier && createHash('sha256').update(bytes).digest('hex') === sha256;
+  return (await ownerOf(path, bytes)) === systemIdentifier && createHash('sha256').update(bytes).digest('hex') === sha256;
 }
 
 async function sameFile(path: string, file: WalAckFile, systemIdentifier: string | undefined): Promise<boolean> {
@@ -324,7 +342,7 @@ async function sameFile(path: string, file: WalAckFile, systemIdentifier: string
     if (s.dev.toString() !== file.dev || s.ino.toString() !== file.ino || Number(s.size) !== file.size || s.mtimeNs.toString() !== file.mtimeNs || s.ctimeNs.toString() !== file.ctimeNs) return false;
     const header = Buffer.alloc(40);
     const { bytesRead } = await fh.read(header, 0, 40, 0);
-    return sysidOf(header.subarray(0, bytesRead)) === systemIdentifier;
+    return (await ownerOf(path, header.subarray(0, bytesRead))) === systemIdentifier;
   } finally {
     await fh.close();
   }

@@ -133,8 +133,8 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The first field of global/pg_control in the data directory restore_command runs in. */
-async function controlSystemIdentifier(pgdata: string): Promise<string | undefined> {
+/** The first field of global/pg_control in data directory `pgdata`: the cluster's system identifier. */
+export async function controlSystemIdentifier(pgdata: string): Promise<string | undefined> {
   const fh = await open(join(pgdata, 'global', 'pg_control'), 'r').catch(() => undefined);
   if (!fh) return undefined;
   try {

@@ -66,8 +66,13 @@ describe('wal-push notes', () => {
     expect(walPushCall(argv(), env, pgdata)).toMatchObject({ path: join(pgdata, 'pg_wal', NAME) });
     expect(walPushCall(['wal-push', '--ahead', '8', `pg_wal/${NAME}`], {}, pgdata)).toBeDefined();
     expect(walPushCall(['wal-push', `pg_wal/${NAME}`, '--verbose'], {}, pgdata)).toBeUndefined();
-    expect(walPushCall(['wal-push', `pg_wal/${NAME}.partial`], {}, pgdata)).toBeUndefined();
-    expect(walPushCall(['wal-push', 'pg_wal/00000002.history'], {}, pgdata)).toBeUndefined();
+    // Every file archive_command is called for: a call for a history or backup-label file that fell through to
+    // the full program would archive ahead beside the archiver, the same files twice.
+    expect(walPushCall(['wal-push', `pg_wal/${NAME}.partial`], {}, pgdata)).toBeDefined();
+    expect(walPushCall(['wal-push', 'pg_wal/00000002.history'], {}, pgdata)).toBeDefined();
+    expect(walPushCall(['wal-push', `pg_wal/${NAME}.00000028.backup`], {}, pgdata)).toBeDefined();
+    expect(walPushCall(['wal-push', 'pg_wal/RECOVERYXLOG'], {}, pgdata)).toBeUndefined();
+    expect(walPushCall(['wal-push', `pg_wal/${NAME}.tmp`], {}, pgdata)).toBeUndefined();
     expect(walPushCall(['list'], {}, pgdata)).toBeUndefined();
     expect(walPushCall(['--metrics-textfile', '/m.prom', 'wal-push', `pg_wal/${NAME}`], {}, pgdata)).toBeUndefined();
     expect(walPushCall(argv(), { COFFER_RUN_RECORD: '/r.json' }, pgdata)).toBeUndefined();
@@ -132,6 +137,27 @@ describe('wal-push notes', () => {
     await note({ file: other });
     expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
     expect(sha256).toHaveLength(64);
+  });
+
+  it("confirms a history or backup-label file by its identity and the cluster's pg_control (they have no page header)", async () => {
+    const history = join(pgdata, 'pg_wal', '00000002.history');
+    await writeFile(history, '1\t0/3000000\tno recovery target specified\n');
+    const control = Buffer.alloc(8192);
+    control.writeBigUInt64LE(SYSID, 0);
+    await mkdir(join(pgdata, 'global'));
+    await writeFile(join(pgdata, 'global', 'pg_control'), control);
+    const call = ['--repo', 's3://b/p', 'wal-push', '--archiver-idle', '0', 'pg_wal/00000002.history'];
+    const { identity } = walPushCall(call, env, pgdata)!;
+    const note = async (systemIdentifier: string) => writeWalAck(history, { identity, name: '00000002.history', sha256: '0'.repeat(64), systemIdentifier, file: await identityOf(history) });
+    await note('42');
+    expect(await confirmFromAck(call, env, pgdata)).toBe(false);
+    await note(SYSID.toString());
+    expect(await confirmFromAck(call, env, pgdata)).toBe(true);
+    // Another cluster's pg_control beside it: not this note's file.
+    control.writeBigUInt64LE(SYSID + 1n, 0);
+    await writeFile(join(pgdata, 'global', 'pg_control'), control);
+    await note(SYSID.toString());
+    expect(await confirmFromAck(call, env, pgdata)).toBe(false);
   });
 
   it('waits for the note while the archiver runs; gives up at once when it failed on the file, is gone, or the file is not marked ready', async () => {
