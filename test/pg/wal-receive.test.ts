@@ -7,7 +7,7 @@
  * audit record.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coffer, startCoffer } from '../support/cli.js';
@@ -156,5 +156,35 @@ describe('wal-receive', () => {
     } finally {
       await standby.stop();
     }
+  }, 180_000);
+});
+
+describe('wal-receive and key rotation', () => {
+  it('opens the repository again after key rotate, and goes on streaming with nothing missing', async () => {
+    let out = '';
+    const run = startCoffer(['--repo', repo, '--stanza', 'main', 'wal-receive', '--db', db, '--slot', 'rotating', '--status-interval', '1', '--key-check', '0.5'], env);
+    run.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await until(() => /streaming timeline 1/.test(out), 'the receiver to start streaming', 30_000, 50);
+      const before = await fillSegment();
+      await until(() => out.includes(`archived ${before};`), `${before} archived`, 60_000, 50);
+      const rotated = await coffer(['--repo', repo, 'key', 'rotate'], env);
+      expect(rotated.status, rotated.stderr).toBe(0);
+      await until(() => /newer data key \(key rotate\): opening it again/.test(out), 'the receiver to open the repository again', 30_000, 50);
+      const after = await fillSegment();
+      await until(() => out.includes(`archived ${after};`), `${after} archived after the rotation`, 60_000, 50);
+      for (const name of [before, after]) expect(sha(await fetched(name))).toBe(sha(await readFile(join(cluster.data, 'pg_wal', name))));
+      // A WAL record is its magic (4 bytes), its SHA-256 (32), then the sealed bytes, whose second and third name the
+      // data key (docs/FORMAT.md): the record after the rotation is under the new one.
+      const keyOf = async (name: string) => {
+        const [sysid] = await readdir(join(repo, 'wal', 'main'));
+        return (await readFile(join(repo, 'wal', 'main', sysid!, '00000001', name))).readUInt16BE(4 + 32 + 1);
+      };
+      expect(await keyOf(after)).toBe((await keyOf(before)) + 1);
+    } finally {
+      run.child.kill('SIGTERM');
+    }
+    expect((await run.done).status).toBe(0);
+    await cluster.query("SELECT pg_drop_replication_slot('rotating')");
   }, 180_000);
 });

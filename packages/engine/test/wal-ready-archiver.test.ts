@@ -33,11 +33,12 @@ afterAll(async () => {
 });
 
 /** A fresh data directory and repository (over `wrap` of its store). */
-async function setup(wrap: (s: ObjectStore) => ObjectStore = (s) => s): Promise<{ pgdata: string; walDir: string; repo: Repository }> {
+async function setup(wrap: (s: ObjectStore) => ObjectStore = (s) => s): Promise<{ pgdata: string; walDir: string; repo: Repository; store: ObjectStore }> {
   const at = join(work.dir, `case-${n++}`);
   const pgdata = await fakeCluster(join(at, 'data'), SYS);
-  const repo = await Repository.init(wrap(new FileStore(join(at, 'repo'))), [keys]);
-  return { pgdata, walDir: join(pgdata, 'pg_wal'), repo };
+  const store = wrap(new FileStore(join(at, 'repo')));
+  const repo = await Repository.init(store, [keys]);
+  return { pgdata, walDir: join(pgdata, 'pg_wal'), repo, store };
 }
 
 /** Writes segment `i` and marks it ready, as PostgreSQL does (file first, then the mark). */
@@ -130,5 +131,25 @@ describe('archiveReadyWal', () => {
     await new Promise((r) => setTimeout(r, 200));
     await rm(pgdata, { recursive: true, force: true });
     expect((await run).reason).toBe('gone');
+  }, 30_000);
+
+  it('stops once the repository has a newer data key (key rotate elsewhere), not for a wrapping added; opened again, it seals with that key', async () => {
+    const { walDir, repo, store } = await setup();
+    expect(await repo.keyRing.rotatedSince()).toBe(false);
+    await writeFile(join(work.dir, 'key2'), randomBytes(32).toString('hex'));
+    const other = await LocalKeyProvider.fromKeyFile(join(work.dir, 'key2'));
+    // Another process adds a wrapping: the data key is the same, nothing to do.
+    await (await Repository.open(store, [keys])).keyRing.addWrapping(other);
+    expect(await repo.keyRing.rotatedSince()).toBe(false);
+    await markReady(walDir, 1);
+    const run = archiveReadyWal(repo, walDir, { idleExitMs: 0, pollMs: 20, keyCheckMs: 50 });
+    await new Promise((r) => setTimeout(r, 300));
+    await (await Repository.open(store, [keys])).keyRing.rotate([keys]);
+    const r = await run;
+    expect(r.reason).toBe('rotated');
+    expect(r.archived).toBe(1);
+    const again = await Repository.open(store, [keys]);
+    expect(again.keyRing.currentKeyId).toBe(repo.keyRing.currentKeyId + 1);
+    expect(await again.keyRing.rotatedSince()).toBe(false);
   }, 30_000);
 });

@@ -9,7 +9,7 @@
 import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { archiveReadyWal, InvalidArgumentError } from '@coffer/engine';
-import { intOption, leaseOptions, stanzaOf, type CliContext } from '../context.js';
+import { intOption, leaseOptions, secondsOption, stanzaOf, type CliContext } from '../context.js';
 import { archiverAlive, archiverFile, callFile, commandIdentity, heartbeat, pruneWalAcks, writeWalAck, writeWalError } from '../wal-ack.js';
 import { existsSync, statSync } from 'node:fs';
 
@@ -21,7 +21,8 @@ export function register(ctx: CliContext): void {
     .option('--parallel <n>', 'files archived at once', intOption('--parallel', 1, 16), 2)
     .option('--idle-exit <seconds>', 'stop after this long with nothing to archive (0: run until stopped)', intOption('--idle-exit', 0, 86_400), 300)
     .option('--ahead <n>', 'archive at most N files past the one PostgreSQL called wal-push for last (0: every file marked ready, calls or not)', intOption('--ahead', 0, 1024), 4)
-    .action(async (dir: string, o: { parallel: number; idleExit: number; ahead: number }) => {
+    .option('--key-check <seconds>', 'look for a newer data key this often, and stop when there is one (key rotate): the next call starts an archiver that seals with it', secondsOption('--key-check', 0.1, 86_400), 60)
+    .action(async (dir: string, o: { parallel: number; idleExit: number; ahead: number; keyCheck: number }) => {
       const walDir = resolve(dir);
       if (!statSync(join(walDir, 'archive_status'), { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError('<pg_wal>', `${walDir} has no archive_status directory: name the server's pg_wal`);
       // The notes it leaves must be the ones wal-push, called with the same options, reads back.
@@ -63,6 +64,7 @@ export function register(ctx: CliContext): void {
         const r = await archiveReadyWal(repo, walDir, {
           parallel: o.parallel,
           idleExitMs: o.idleExit * 1000,
+          keyCheckMs: o.keyCheck * 1000,
           stanza: stanzaOf(globals(), io.env),
           ...leaseOptions(globals(), io.env),
           signal: stop.signal,
@@ -81,7 +83,8 @@ export function register(ctx: CliContext): void {
             await writeWalError(join(walDir, name), e.message).catch(() => undefined);
           },
         });
-        say(`archived ${r.archived} files (${r.failures} failures); ${r.reason === 'idle' ? 'idle' : r.reason === 'gone' ? `${walDir} is gone` : 'stopped'}`);
+        const why = { idle: 'idle', gone: `${walDir} is gone`, aborted: 'stopped', rotated: 'the repository has a newer data key (key rotate): the next call starts an archiver that seals with it' }[r.reason];
+        say(`archived ${r.archived} files (${r.failures} failures); ${why}`);
         audit({ walDir, archived: r.archived, failures: r.failures, reason: r.reason });
       } finally {
         for (const [s, h] of handlers) process.removeListener(s, h);

@@ -17,8 +17,9 @@ export function register(ctx: CliContext): void {
     .option('--flush-interval <seconds>', "make what was received of the open segment durable (and report it flushed) this often: the RPO", secondsOption('--flush-interval', 0.05, 3600), 1)
     .option('--flush-bytes <MiB>', 'or sooner, once this many MiB wait', intOption('--flush-bytes', 1, 1024), 4)
     .option('--synchronous', "flush every message as soon as the previous flush is done: for a receiver named in synchronous_standby_names (commits then wait for the repository; name it with another standby, ANY 1 (standby, coffer))")
-    .action(async (o: { db?: string; slot: string; statusInterval: number; maxRetryWait: number; flushInterval: number; flushBytes: number; synchronous?: boolean }) => {
-      const repo = await openWalRepo(true);
+    .option('--key-check <seconds>', 'look for a newer data key this often; after key rotate the receiver opens the repository again and seals with it', secondsOption('--key-check', 0.1, 86_400), 60)
+    .action(async (o: { db?: string; slot: string; statusInterval: number; maxRetryWait: number; flushInterval: number; flushBytes: number; synchronous?: boolean; keyCheck: number }) => {
+      let repo = await openWalRepo(true);
       const stop = new AbortController();
       const handlers: [NodeJS.Signals, () => void][] = [
         ['SIGTERM', () => stop.abort()],
@@ -43,9 +44,18 @@ export function register(ctx: CliContext): void {
       let wait = 1;
       try {
         while (!stop.signal.aborted) {
+          // A rotated data key ends this stream cleanly (what was received made durable first), and the next one
+          // seals with the new key: a receiver runs for months, and must not seal with a key rotated out.
+          const rotated = new AbortController();
+          const keyCheck = setInterval(() => void repo.keyRing.rotatedSince().then((r) => r && rotated.abort(), () => undefined), o.keyCheck * 1000);
           try {
-            const r = await receiveWal(repo, { ...(o.db ? { connection: o.db } : {}), stanza: stanzaOf(globals(), io.env), slot: o.slot, statusIntervalMs: o.statusInterval * 1000, flushIntervalMs: o.flushInterval * 1000, flushBytes: o.flushBytes * 1024 * 1024, synchronous: !!o.synchronous, signal: stop.signal, onProgress });
+            const r = await receiveWal(repo, { ...(o.db ? { connection: o.db } : {}), stanza: stanzaOf(globals(), io.env), slot: o.slot, statusIntervalMs: o.statusInterval * 1000, flushIntervalMs: o.flushInterval * 1000, flushBytes: o.flushBytes * 1024 * 1024, synchronous: !!o.synchronous, signal: AbortSignal.any([stop.signal, rotated.signal]), onProgress });
             wait = 1;
+            if (r.reason === 'stopped' && !stop.signal.aborted && rotated.signal.aborted) {
+              say(`the repository has a newer data key (key rotate): opening it again, durable to ${formatLsn(r.durable)}`);
+              repo = await openWalRepo(true);
+              continue;
+            }
             if (r.reason === 'stopped') break;
             say(`the server ended the stream at ${formatLsn(r.durable)}; reconnecting`);
           } catch (e) {
@@ -56,6 +66,8 @@ export function register(ctx: CliContext): void {
               stop.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
             });
             wait = Math.min(o.maxRetryWait, wait * 2);
+          } finally {
+            clearInterval(keyCheck);
           }
         }
       } finally {

@@ -59,6 +59,8 @@ export interface WalReadyArchiverOptions {
    * window it archives every file marked ready.
    */
   window?: { ahead: number; lastCall: () => Promise<string | undefined> };
+  /** How often to look for a newer data key, and stop when there is one (default 60 s). */
+  keyCheckMs?: number;
   onDurable?: (file: ArchivedReady) => void | Promise<void>;
   onFailure?: (name: string, error: Error, retryInMs: number) => void | Promise<void>;
   signal?: AbortSignal;
@@ -68,7 +70,8 @@ export interface WalReadyArchiverResult {
   archived: number;
   failures: number;
   /** Why it returned: nothing to do for idleExitMs, the signal, or the pg_wal directory it watched is gone (or replaced). */
-  reason: 'idle' | 'aborted' | 'gone';
+  /** `rotated`: the repository has a newer data key (`key rotate`); the next archiver, opening it again, seals with that. */
+  reason: 'idle' | 'aborted' | 'gone' | 'rotated';
 }
 
 const MAX_RETRY_MS = 60_000;
@@ -89,6 +92,8 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
   const handled = new Set<string>();
   const retry = new Map<string, { at: number; waitMs: number }>();
   const result: WalReadyArchiverResult = { archived: 0, failures: 0, reason: 'idle' };
+  const keyCheckMs = options.keyCheckMs ?? 60_000;
+  let keysLookedAt = performance.now();
   let lastWork = performance.now();
   let wake: (() => void) | undefined;
   const poke = () => wake?.();
@@ -133,6 +138,14 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
       if (!now || now.ino !== home.ino || now.dev !== home.dev) {
         result.reason = 'gone';
         break;
+      }
+      if (performance.now() - keysLookedAt >= keyCheckMs) {
+        keysLookedAt = performance.now();
+        // A store that does not answer now is the pushes' business; the next look may tell.
+        if (await repo.keyRing.rotatedSince().catch(() => false)) {
+          result.reason = 'rotated';
+          break;
+        }
       }
       const ready = await readyNames(statusDir);
       const readySet = new Set(ready);

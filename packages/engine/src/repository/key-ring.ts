@@ -42,11 +42,31 @@ export class KeyRing {
     records: readonly KeyRecord[],
     foreign: readonly string[] = [],
     configCopies = 0,
+    loaded: readonly string[] = [],
   ) {
     this.keys = keys;
     this.records = records;
     this.foreign = foreign;
     this.configCopies = configCopies;
+    this.loaded = new Set([...loaded, ...foreign]);
+  }
+
+  /** The `keys/` objects this ring was read from (and those it wrote since). */
+  private readonly loaded: Set<string>;
+
+  /**
+   * Whether the repository has a newer data key than the one this ring seals
+   * with (`key rotate` by another process since this one opened it). A
+   * long-lived writer asks now and then, and opens the repository again, so
+   * that it does not seal with a key rotated out for as long as it runs.
+   * Reads only a listing unless `keys/` changed; what it reads is not
+   * authenticated here (opening again does that).
+   */
+  async rotatedSince(): Promise<boolean> {
+    const listed = (await collectList(this.store, KEYS_PREFIX)).map((o) => o.key);
+    if (listed.every((k) => this.loaded.has(k))) return false;
+    const added = await loadKeyObjects(this.store, this.repositoryId);
+    return added.some((o) => o.body.records.some((r) => r.id > this.keys.currentKeyId));
   }
 
   /**
@@ -94,7 +114,7 @@ export class KeyRing {
     }
     if (!idKey || dataKeys.size === 0) throw lastError ?? new NoApplicableKeyError([...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))]);
     for (const o of added) if (!o.authentic(idKey)) throw new CorruptObjectError(o.key, 'key records not authenticated by this repository');
-    return new KeyRing(store, config.repositoryId, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records, added.foreign, added.filter((o) => o.body.config !== undefined).length);
+    return new KeyRing(store, config.repositoryId, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records, added.foreign, added.filter((o) => o.body.config !== undefined).length, added.map((o) => o.key));
   }
 
   /** The key material, for this thread's codec and for worker threads (by message; never written anywhere). */
@@ -215,6 +235,7 @@ export class KeyRing {
   private async writeKeyRecords(reason: 'wrap' | 'rotate' | 'config', records: KeyRecord[], config?: string): Promise<string> {
     const { key, bytes } = keyRecordsObject({ repositoryId: this.repositoryId, createdAt: new Date().toISOString(), reason, records, ...(config !== undefined ? { config } : {}) }, this.keys.idKey);
     await this.store.put(key, bytes);
+    this.loaded.add(key);
     return key;
   }
 }
