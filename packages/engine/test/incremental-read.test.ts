@@ -10,14 +10,12 @@ import { mkdir, open, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupFiles, CorruptObjectError, FileStore, LocalKeyProvider, readDataIncrementally, readPackLedger, Repository } from '@coffer/engine';
-import { scratch } from '../../../test/support/tree.js';
+import { scratchWithKey } from '../../../test/support/keys.js';
 
 let work: { dir: string; cleanup: () => Promise<void> };
 let keys: LocalKeyProvider;
 beforeAll(async () => {
-  work = await scratch('coffer-incremental-read-');
-  await writeFile(join(work.dir, 'key'), randomBytes(32).toString('hex'));
-  keys = await LocalKeyProvider.fromKeyFile(join(work.dir, 'key'));
+  ({ work, keys } = await scratchWithKey('coffer-incremental-read-'));
 });
 afterAll(async () => {
   await work.cleanup();

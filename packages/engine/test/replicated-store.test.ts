@@ -28,7 +28,7 @@ import {
 } from '@coffer/engine';
 import { describeObjectStore } from '@coffer/engine/testing';
 import { ForwardingStore } from '../../../test/support/forwarding-store.js';
-import { scratch } from '../../../test/support/tree.js';
+import { scratchWithKey } from '../../../test/support/keys.js';
 import { fakeCluster, segment, segmentName } from '../../../test/support/wal.js';
 
 /** A store that can be cut off: every request then fails as an unreachable region's would. */
@@ -119,9 +119,7 @@ describe('WAL written to a repository and its mirror', () => {
   const SYS = 7_300_000_000_000_000_321n;
   const SEG = 1024 * 1024;
   beforeAll(async () => {
-    work = await scratch('coffer-wal-replicas-');
-    await writeFile(join(work.dir, 'key'), randomBytes(32).toString('hex'));
-    keys = await LocalKeyProvider.fromKeyFile(join(work.dir, 'key'));
+    ({ work, keys } = await scratchWithKey('coffer-wal-replicas-'));
   });
   afterAll(async () => {
     await work.cleanup();

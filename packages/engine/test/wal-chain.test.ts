@@ -9,13 +9,12 @@
  * each backup reaches, and the newest segment must be what `verifyWalChain`
  * reports.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupTree, formatLsn, LocalKeyProvider, MemoryStore, Repository, segmentName, verifyWalChain, walKey, walPush, type PostgresBackupInfo } from '@coffer/engine';
-import { scratch } from '../../../test/support/tree.js';
+import { scratchWithKey } from '../../../test/support/keys.js';
 import { fakeCluster, segment } from '../../../test/support/wal.js';
 
 const SEG = 1 << 20;
@@ -108,10 +107,7 @@ function simulate(l: Layout): Expected {
 let work: { dir: string; cleanup: () => Promise<void> };
 let keys: LocalKeyProvider;
 beforeAll(async () => {
-  work = await scratch('coffer-wal-chain-');
-  // A key file (HKDF), not a passphrase (scrypt): a repository per property run.
-  await writeFile(join(work.dir, 'key'), randomBytes(32).toString('hex'));
-  keys = await LocalKeyProvider.fromKeyFile(join(work.dir, 'key'));
+  ({ work, keys } = await scratchWithKey('coffer-wal-chain-'));
 });
 afterAll(async () => {
   await work.cleanup();

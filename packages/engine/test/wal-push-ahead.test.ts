@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkRepository, fetchWalBytes, LocalKeyProvider, MemoryStore, Repository, walPush, type PutOutcome } from '@coffer/engine';
 import { ForwardingStore } from '../../../test/support/forwarding-store.js';
-import { scratch } from '../../../test/support/tree.js';
+import { scratchWithKey } from '../../../test/support/keys.js';
 import { fakeCluster, segment, segmentName } from '../../../test/support/wal.js';
 
 const SYS = 7_300_000_000_000_000_123n;
@@ -27,9 +27,7 @@ class SlowPacks extends ForwardingStore {
 let work: { dir: string; cleanup: () => Promise<void> };
 let keys: LocalKeyProvider;
 beforeAll(async () => {
-  work = await scratch('coffer-wal-ahead-');
-  await writeFile(join(work.dir, 'key'), randomBytes(32).toString('hex'));
-  keys = await LocalKeyProvider.fromKeyFile(join(work.dir, 'key'));
+  ({ work, keys } = await scratchWithKey('coffer-wal-ahead-'));
 });
 afterAll(async () => {
   await work.cleanup();

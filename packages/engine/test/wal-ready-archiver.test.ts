@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveReadyWal, fetchWalBytes, FileStore, LocalKeyProvider, Repository, type ArchivedReady, type ObjectStore, type PutOutcome } from '@coffer/engine';
 import { ForwardingStore } from '../../../test/support/forwarding-store.js';
-import { scratch } from '../../../test/support/tree.js';
+import { scratchWithKey } from '../../../test/support/keys.js';
 import { fakeCluster, segment, segmentName } from '../../../test/support/wal.js';
 
 const SYS = 7_300_000_000_000_000_555n;
@@ -24,9 +24,7 @@ let work: { dir: string; cleanup: () => Promise<void> };
 let keys: LocalKeyProvider;
 let n = 0;
 beforeAll(async () => {
-  work = await scratch('coffer-wal-archiver-');
-  await writeFile(join(work.dir, 'key'), randomBytes(32).toString('hex'));
-  keys = await LocalKeyProvider.fromKeyFile(join(work.dir, 'key'));
+  ({ work, keys } = await scratchWithKey('coffer-wal-archiver-'));
 });
 afterAll(async () => {
   await work.cleanup();

@@ -7,7 +7,7 @@
  * prefix (or the segment built on it) still needs.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +30,7 @@ import {
   WalStreamArchiver,
   type StoredPrefix,
 } from '@coffer/engine';
-import { scratch } from '../../../test/support/tree.js';
+import { scratchWithKey } from '../../../test/support/keys.js';
 import { segment, segmentName } from '../../../test/support/wal.js';
 
 const SYS = 7_300_000_000_000_000_777n;
@@ -40,9 +40,7 @@ const scope = { stanza: 'main', systemIdentifier: SYS.toString() };
 let work: { dir: string; cleanup: () => Promise<void> };
 let keys: LocalKeyProvider;
 beforeAll(async () => {
-  work = await scratch('coffer-wal-stream-');
-  await writeFile(join(work.dir, 'key'), randomBytes(32).toString('hex'));
-  keys = await LocalKeyProvider.fromKeyFile(join(work.dir, 'key'));
+  ({ work, keys } = await scratchWithKey('coffer-wal-stream-'));
 });
 afterAll(async () => {
   await work.cleanup();
