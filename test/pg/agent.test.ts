@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COFFER_BIN, coffer } from '../support/cli.js';
-import { archivingCluster, Cluster, debianInstall, pgScratch, runAsPostgres } from '../support/pg.js';
+import { archivingCluster, Cluster, debianInstall, pgScratch, runAsPostgres, stopArchivers } from '../support/pg.js';
 import { newBucket, s3Env, s3Server } from '../support/s3.js';
 import { until } from '../support/until.js';
 
@@ -319,11 +319,16 @@ ${o.extra ?? ''}`;
 
   it('coffer audit lists every job of those cycles and verifies the chains; a record deleted by hand is a gap', async () => {
     const env = { ...s3Env(), COFFER_PASSPHRASE: PASSPHRASE };
+    // archive_command's calls are confirmed from the archiver's notes and leave no record of their own; the
+    // archiver leaves one when it stops (a call that ran the full program leaves a wal-push record).
+    await stopArchivers(cluster.data);
     const r = await coffer(['--repo', primary, 'audit', '--json'], env);
     expect(r.status, r.stderr).toBe(0);
     const trail = JSON.parse(r.stdout) as { ok: boolean; records: { key: string; command: string; result: string; host: string; user: string; seen?: { key: string } }[]; problems: string[] };
     expect(trail.problems).toEqual([]);
-    for (const command of ['init', 'backup', 'wal-push', 'expire', 'gc', 'verify']) expect(trail.records.some((x) => x.command === command && x.result === 'ok'), command).toBe(true);
+    for (const command of ['init', 'backup', 'expire', 'gc', 'verify']) expect(trail.records.some((x) => x.command === command && x.result === 'ok'), command).toBe(true);
+    const archiving = new Set(['wal-push', 'wal-archiver']);
+    expect(trail.records.some((x) => archiving.has(x.command) && x.result === 'ok'), 'WAL archiving').toBe(true);
     // Mirror runs are told of where they wrote: the DR bucket, whose trail also holds the primary's as it was copied.
     const drTrail = JSON.parse((await coffer(['--repo', dr, 'audit', '--json'], env)).stdout) as typeof trail;
     expect(drTrail.problems).toEqual([]);
@@ -331,8 +336,8 @@ ${o.extra ?? ''}`;
     expect(drTrail.records.some((x) => x.command === 'backup')).toBe(true);
     // As many successful backups told of as the agent ran (the interrupted one told of as failed, or not at all: it was killed).
     expect(trail.records.filter((x) => x.command === 'backup' && x.result === 'ok').length).toBeGreaterThanOrEqual(3);
-    // Who: the agent's jobs ran as root here, archive_command as the server's user.
-    for (const x of trail.records) expect(x.user).toBe(x.command === 'wal-push' ? 'postgres' : 'root');
+    // Who: the agent's jobs ran as root here, archive_command (and the archiver it started) as the server's user.
+    for (const x of trail.records) expect(x.user).toBe(archiving.has(x.command) ? 'postgres' : 'root');
     // Deleted by hand from the bucket: a record a later chain names.
     const named = trail.records.find((x) => x.seen)!.seen!.key;
     const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
