@@ -4,6 +4,7 @@
 // or the embedded one from npm). It archives WAL, takes a base backup, writes
 // more, restores to a point in time into a second directory, starts it and
 // shows that exactly the rows committed up to that point are there.
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { embeddedPostgres, findPostgres, grantServerUserTraverse, PostgresSandbox, runAsServerUser, serverScratch } from '@coffer/verify';
@@ -18,6 +19,28 @@ async function coffer(args, extraEnv = {}) {
   const r = await runAsServerUser(process.execPath, [COFFER, ...args], { ...env, ...extraEnv });
   if (r.status !== 0) throw new Error(`coffer ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return r.stdout.trim();
+}
+
+/** SIGTERM to the `coffer wal-archiver` of a data directory, and a wait (10 s at most) for it to go. */
+async function stopArchiver(pgdata) {
+  const dir = join(pgdata, 'pg_wal', '.coffer-ack');
+  for (const f of (await readdir(dir).catch(() => [])).filter((n) => /^archiver-.*\.pid$/.test(n))) {
+    const pid = Number((await readFile(join(dir, f), 'utf8').catch(() => '')).split('\n')[0]);
+    if (!(pid > 0)) continue;
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      continue;
+    }
+    for (let i = 0; i < 200; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }
 
 // COFFER_DEMO_POSTGRES=embedded uses the npm-packaged server even where Debian's is installed.
@@ -71,6 +94,9 @@ try {
   say(await coffer(['--repo', repo, 'check', '--read-data']).then((s) => s.split('\n').pop()));
 } finally {
   for (const c of clusters.reverse()) await c.stop().catch(() => undefined);
+  // The archiver archive_command started outlives the server: stopped first, it writes its audit record into the
+  // repository before the directory goes, not while it is being removed.
+  for (const c of clusters) await stopArchiver(c.data);
   await work.cleanup();
   say('cleaned up');
 }
