@@ -27,6 +27,8 @@ await build({
     'restore-worker': 'packages/engine/dist/restore/restore-worker.js',
     'page-verify': 'packages/engine/dist/postgres/page-verify.js',
     'wal-seal-worker': 'packages/engine/dist/postgres/wal-seal-worker.js',
+    // The failover guard forks it as new URL('./watchdog-main.js', import.meta.url).
+    'watchdog-main': 'packages/failover/dist/watchdog-main.js',
   },
   outdir,
   bundle: true,

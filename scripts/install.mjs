@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const PACKAGES = ['@coffer/engine', '@coffer/aws', '@coffer/verify', '@coffer/agent', '@coffer/cli'];
+const PACKAGES = ['@coffer/engine', '@coffer/aws', '@coffer/verify', '@coffer/failover', '@coffer/agent', '@coffer/cli'];
 
 function option(name) {
   const i = process.argv.indexOf(name);

@@ -20,7 +20,7 @@ describe('API reference', () => {
     try {
       await run(process.execPath, [join(ROOT, 'node_modules', 'typedoc', 'bin', 'typedoc'), '--out', out], { cwd: ROOT, maxBuffer: 16 << 20 });
       const index = await readFile(join(out, 'index.html'), 'utf8');
-      for (const pkg of ['@coffer/engine', '@coffer/aws', '@coffer/verify', '@coffer/agent', '@coffer/cli']) expect(index).toContain(pkg);
+      for (const pkg of ['@coffer/engine', '@coffer/aws', '@coffer/verify', '@coffer/failover', '@coffer/agent', '@coffer/cli']) expect(index).toContain(pkg);
       const modules = await readFile(join(out, 'modules', '_coffer_engine.index.html'), 'utf8').catch(() => '');
       for (const name of ['Repository', 'KeyRing', 'SealedObjects', 'backupFiles', 'restoreBackup', 'walPush']) expect(modules).toContain(name);
     } finally {

@@ -180,6 +180,7 @@ export class S3Store implements ObjectStore {
         isVersioned: () => this.isVersioned().catch((e: unknown) => Promise.reject(this.fail(this.properties.location, e))),
         request: (op, fn) => this.request(op, fn),
         fail: (key, e) => this.fail(key, e),
+        get: (key, versionId) => this.get(key, undefined, versionId),
       },
       options.objectLock,
     );

@@ -13,7 +13,7 @@ import {
   type ListObjectVersionsCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { StoreAccessDeniedError, StoreUnavailableError, type HiddenObject, type LockPolicy, type NoncurrentUsage, type ObjectRetention, type VersionedObjects } from '@coffer/engine';
+import { MissingObjectError, StoreAccessDeniedError, StoreUnavailableError, type HiddenObject, type LockPolicy, type NoncurrentUsage, type ObjectRetention, type VersionedObjects } from '@coffer/engine';
 import { httpStatusOf } from './retry.js';
 
 /** What the versions need of their store: its client and bucket, key mapping, and its request discipline. */
@@ -27,6 +27,8 @@ export interface S3Access {
   isVersioned(): Promise<boolean>;
   request<T>(op: string, fn: () => Promise<T>): Promise<T>;
   fail(key: string, e: unknown): Error;
+  /** The object's bytes: its current version, or `versionId`. */
+  get(key: string, versionId?: string): Promise<Uint8Array>;
 }
 
 type VersionPage = ListObjectVersionsCommandOutput;
@@ -116,6 +118,14 @@ export class S3Versions implements VersionedObjects {
       const detail = `removing its delete marker: ${err.Code}: ${err.Message ?? ''}`;
       throw err.Code === 'AccessDenied' ? new StoreAccessDeniedError(key, detail) : new StoreUnavailableError(key, detail);
     }
+  }
+
+  async original(key: string): Promise<Uint8Array> {
+    if (!(await this.s3.isVersioned())) return this.s3.get(key);
+    const ids = await this.versionIds(key, false);
+    const oldest = ids[ids.length - 1];
+    if (!oldest) throw new MissingObjectError(key);
+    return this.s3.get(key, oldest);
   }
 
   /** Version ids of `key`, newest first; with `markers`, delete markers too. */

@@ -18,6 +18,7 @@ import { register as bucket } from './commands/bucket.js';
 import { register as check } from './commands/check.js';
 import { register as drill } from './commands/drill.js';
 import { register as expire } from './commands/expire.js';
+import { register as failover } from './commands/failover.js';
 import { register as gc } from './commands/gc.js';
 import { register as info } from './commands/info.js';
 import { register as init } from './commands/init.js';
@@ -135,7 +136,7 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
   const report = (figures: Readonly<Record<string, number>>) => void Object.assign(record.figures, figures);
   const audit = (details: Readonly<Record<string, AuditValue>>) => void Object.assign(record.details, details);
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, openWalRepo, say, report, audit, auditAnchor: () => record.audit.next, adopt: (repo) => void (record.repo = repo) };
-  for (const register of [init, bucket, backup, walPush, walArchiver, walReceive, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, status, auditCommand, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, bucket, backup, walPush, walArchiver, walReceive, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, failover, status, auditCommand, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

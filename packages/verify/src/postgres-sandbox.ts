@@ -13,9 +13,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
-import { shellQuote } from '@coffer/engine';
+import { postmasterPid, processAlive, shellQuote } from '@coffer/engine';
 import { isolatedArgv } from './isolation.js';
-import { postmasterPid, processAlive } from './process-alive.js';
 
 export interface PostgresInstall {
   label: string;
@@ -248,6 +247,8 @@ export class PostgresSandbox {
   /** A new connection to `database` (the caller ends it). */
   async connectTo(database: string, user = 'postgres'): Promise<pg.Client> {
     const client = new pg.Client({ host: this.host, port: this.port, user, database });
+    // A server that goes away (stopped, fenced) while the connection is idle is reported by the next query, not as an unhandled event.
+    client.on('error', () => undefined);
     await client.connect();
     return client;
   }

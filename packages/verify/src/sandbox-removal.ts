@@ -3,18 +3,26 @@
  * any more, the run's own sandbox: its server stopped at once (SIGQUIT to the
  * postmaster, "immediate shutdown"), waited for up to ten seconds, the
  * directory deleted. And at the start of a run, the sandboxes of runs that
- * were killed outright (SIGKILL, a lost host): a sandbox names the process
- * that made it, and one whose maker is gone is stopped and removed the same
- * way, so a server never lingers in its namespace and disk never fills with
- * old restores.
+ * were killed outright (SIGKILL, a lost host): a sandbox's name names the
+ * process that made it (pid and start time), and one whose maker is gone is
+ * stopped and removed the same way, so a server never lingers in its
+ * namespace and disk never fills with old restores.
+ *
+ * The owner is in the name rather than in a file written after the directory
+ * is made, so no moment exists at which a killed run leaves a sandbox nobody
+ * can judge.
  */
-import { readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { postmasterPid, processAlive } from './process-alive.js';
+import { postmasterPid, processAlive } from '@coffer/engine';
 
 /** The sandbox directories' common prefix. */
 export const SANDBOX_PREFIX = 'coffer-verify-';
+/** Where versions before the owner was in the name recorded it. */
 const OWNER = 'owner.json';
+/** `coffer-verify-<pid>.<start ticks>-<random>`, numbers in base 36 (a Unix socket's path inside must stay short). */
+const OWNED_NAME = /^coffer-verify-([0-9a-z]+)\.([0-9a-z]+)-[^-]+$/;
 
 /** When `pid` started (clock ticks after boot, from /proc): with the pid, names a process even after its number is reused. */
 function startTicks(pid: number): string | undefined {
@@ -27,9 +35,22 @@ function startTicks(pid: number): string | undefined {
   }
 }
 
-/** Marks `sandbox` as this process's. */
-export function claimSandbox(sandbox: string): void {
-  writeFileSync(join(sandbox, OWNER), JSON.stringify({ pid: process.pid, start: startTicks(process.pid) }) + '\n');
+/** Makes a new sandbox directory under `parent`, named for this process. */
+export async function makeSandbox(parent: string): Promise<string> {
+  const start = Number(startTicks(process.pid) ?? 0);
+  return mkdtemp(join(parent, `${SANDBOX_PREFIX}${process.pid.toString(36)}.${start.toString(36)}-`));
+}
+
+function ownerOf(dir: string, name: string): { pid?: number; start?: string } | undefined {
+  const named = OWNED_NAME.exec(name);
+  if (named) return { pid: parseInt(named[1]!, 36), start: String(parseInt(named[2]!, 36)) };
+  try {
+    return JSON.parse(readFileSync(join(dir, OWNER), 'utf8')) as { pid?: number; start?: string };
+  } catch {
+    // Not ours to judge (another tool's directory under the same prefix), or an earlier version's killed
+    // before it claimed it: left alone, as a directory this run cannot prove is a sandbox.
+    return undefined;
+  }
 }
 
 export function removeSandbox(sandbox: string): void {
@@ -72,28 +93,11 @@ export function removeStaleSandboxes(parent: string): string[] {
   }
   for (const name of names) {
     const dir = join(parent, name);
-    let owner: { pid?: number; start?: string } | undefined;
-    try {
-      owner = JSON.parse(readFileSync(join(dir, OWNER), 'utf8')) as { pid?: number; start?: string };
-    } catch {
-      // Made before it was claimed (the maker died in between), or not ours to judge: only an unclaimed one
-      // with no server in it is taken, and only once it is a minute old.
-      owner = undefined;
-    }
-    const alive = owner?.pid !== undefined && processAlive(owner.pid) && startTicks(owner.pid) === owner.start;
-    if (alive) continue;
-    if (!owner && !unclaimedAndOld(dir)) continue;
+    const owner = ownerOf(dir, name);
+    if (owner?.pid === undefined) continue;
+    if (processAlive(owner.pid) && startTicks(owner.pid) === owner.start) continue;
     removeSandbox(dir);
     removed.push(dir);
   }
   return removed;
-}
-
-function unclaimedAndOld(dir: string): boolean {
-  try {
-    const { mtimeMs } = statSync(dir);
-    return Date.now() - mtimeMs > 60_000 && postmasterPid(join(dir, 'data')) === undefined;
-  } catch {
-    return false;
-  }
 }

@@ -34,7 +34,7 @@ import { amcheckAll } from './amcheck.js';
 import { isolationProblem } from './isolation.js';
 import { scanPageChecksums } from './page-scan.js';
 import { findPostgresFor, PostgresSandbox, runAsServerUser, serverUser, type PostgresInstall } from './postgres-sandbox.js';
-import { claimSandbox, SANDBOX_PREFIX } from './sandbox-removal.js';
+import { makeSandbox } from './sandbox-removal.js';
 import { runSmoke, type SmokeQuery } from './smoke.js';
 import { WalSocketServer } from './wal-socket.js';
 
@@ -178,9 +178,8 @@ export async function verifyPostgresBackup(repo: Repository, selector: string | 
   if (options.target?.time !== undefined) parseTargetTime(options.target.time);
   const chain = options.walChain ?? (await verifyWalChain(repo, { stanza }));
 
-  const sandbox = await mkdtemp(join(options.sandboxParent ?? tmpdir(), SANDBOX_PREFIX));
-  // Marked as this process's at once: a run killed outright leaves it to the next run to stop and remove.
-  claimSandbox(sandbox);
+  // Named for this process: a run killed outright leaves it to the next run to stop and remove.
+  const sandbox = await makeSandbox(options.sandboxParent ?? tmpdir());
   options.onSandbox?.(sandbox);
   const socketPath = join(sandbox, 'wal.sock');
   const report: PostgresVerifyReport = {

@@ -27,6 +27,18 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
       if (m === r) out.push({ path: ['repositories', r, 'mirrors', i], message: 'a repository cannot mirror to itself' });
     });
   }
+  if (isObj(value.failover)) {
+    const f = value.failover;
+    const nodes = Array.isArray(f.nodes) ? f.nodes.map((n) => (isObj(n) ? n.name : undefined)) : [];
+    nodes.forEach((n, i) => {
+      if (typeof n === 'string' && nodes.indexOf(n) !== i) out.push({ path: ['failover', 'nodes', i, 'name'], message: `node ${JSON.stringify(n)} is listed twice` });
+    });
+    const observers = Array.isArray(f.observers) ? f.observers : [];
+    observers.forEach((o, i) => {
+      if (observers.indexOf(o) !== i) out.push({ path: ['failover', 'observers', i], message: `observer ${JSON.stringify(o)} is listed twice` });
+    });
+    if (observers.length === 2) out.push({ path: ['failover', 'observers'], message: 'two observers make no majority when one is cut off from the other: add a witness (three, or any odd number)' });
+  }
   if (!Array.isArray(value.schedules)) return out;
   value.schedules.forEach((s: unknown, i) => {
     if (!isObj(s) || typeof s.job !== 'string') return;

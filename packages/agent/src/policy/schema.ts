@@ -94,6 +94,46 @@ const clusterSchema = z.strictObject({
   maxRate: z.optional(z.string().check(z.regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)$/, 'expected a rate such as 200MB or 1GiB'))),
 });
 
+/** Where failover is decided: one store every observer and guard reaches (a bucket in the witness's region, or a directory for a test). */
+const decisionStoreSchema = z.strictObject({
+  location: z.string().check(z.regex(/^(\/|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$)/, 'expected an absolute directory or s3://bucket/prefix')),
+  region: z.optional(z.string()),
+  endpoint: z.optional(z.string()),
+  credentials: z.optional(z.strictObject({ accessKeyId: secretRef, secretAccessKey: secretRef, sessionToken: z.optional(secretRef) })),
+});
+
+const failoverSchema = z.strictObject({
+  /** The cluster's name in the decision log. */
+  cluster: name,
+  decision: decisionStoreSchema,
+  /** The database servers: the primary and its standbys, as observers reach them. */
+  nodes: z.array(z.strictObject({ name, connection, password: z.optional(secretRef) })).check(z.minLength(2)),
+  /** Every observer's name (one per region plus a witness): a failover needs a majority of them. */
+  observers: z.array(name).check(z.minLength(1)),
+  probe: z.optional(
+    z.strictObject({
+      /** Seconds between probes (default 1). */
+      intervalSeconds: z.optional(z.number().check(z.gte(0.1), z.lte(600))),
+      /** A probe that has not answered in this many seconds failed (default 2). */
+      timeoutSeconds: z.optional(z.number().check(z.gte(0.1), z.lte(600))),
+      /** Consecutive failed probes that make an observer vote "down" (default 3). */
+      misses: z.optional(z.int().check(z.positive(), z.lte(100))),
+      /** The misses must lie within this many seconds (default 30). */
+      windowSeconds: z.optional(z.number().check(z.gte(1), z.lte(3600))),
+    }),
+  ),
+  lease: z.optional(
+    z.strictObject({
+      /** The primary's lease: it fences itself when it cannot renew within this (default 10). */
+      ttlSeconds: z.optional(z.number().check(z.gte(1), z.lte(600))),
+      /** Waited beyond the time-to-live before a silent lease counts as ended (default half of it, at least 1). */
+      marginSeconds: z.optional(z.number().check(z.gte(0.5), z.lte(600))),
+    }),
+  ),
+  /** A standby further behind the primary's last position seen is not promoted (default 16). */
+  maxLagMiB: z.optional(z.number().check(z.gte(0))),
+});
+
 export const JOBS = ['backup', 'wal', 'mirror', 'expire', 'gc', 'verify', 'drill'] as const;
 
 const scheduleSchema = z.strictObject({
@@ -167,6 +207,8 @@ export const policySchema = z.strictObject({
     ),
     metrics: z.optional(z.strictObject({ listen: z.optional(z.string().check(z.regex(/^[^\s:]*:\d{1,5}$/, 'expected host:port'))), textfile: z.optional(absolutePath) })),
     logs: z.optional(z.strictObject({ level: z.optional(z.enum(['debug', 'info', 'warn', 'error'])), format: z.optional(z.enum(['json', 'pretty'])) })),
+    /** Failover: observers, guards and where they decide (`coffer failover …`). */
+    failover: z.optional(failoverSchema),
     /** The agent's own settings. */
     agent: z.optional(
       z.strictObject({
@@ -190,3 +232,4 @@ export type Schedule = Policy['schedules'][number];
 export type Job = (typeof JOBS)[number];
 export type ClusterPolicy = Policy['clusters'][string];
 export type RepositoryPolicy = Policy['repositories'][string];
+export type FailoverPolicy = NonNullable<Policy['failover']>;

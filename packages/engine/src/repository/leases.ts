@@ -128,6 +128,16 @@ export class Lease {
     if (this.lost !== undefined) throw new LeaseLostError(this.id, `${this.lost} (before ${what})`);
   }
 
+  /**
+   * The moment, on this lease's clock, until which `prove` succeeds unless a
+   * renewal lands first; undefined once the lease is lost or released. A
+   * watchdog that fences at this moment needs no word from the holder after it.
+   */
+  validUntil(): number | undefined {
+    if (this.released || this.lost !== undefined) return undefined;
+    return this.renewedAt + this.ttlMs;
+  }
+
   /** Renews now (the timer calls this); a renewal due later than the time-to-live gives the lease up for good. */
   async renew(): Promise<void> {
     if (this.lost !== undefined || this.renewing || this.released) return;

@@ -77,6 +77,14 @@ export interface VersionedObjects {
   unhide(key: string): Promise<void>;
   /** Noncurrent versions and delete markers under `prefix`. */
   noncurrent(prefix: string): Promise<NoncurrentUsage>;
+  /**
+   * The bytes create-only semantics gave `key`: its oldest version. A racing
+   * writer's later version is current for a moment before its writer removes
+   * it again (see the S3 store's `put`), so a reader that decides on an
+   * object's content (the failover decision log) reads this, never `get`.
+   * Rejects with `MissingObjectError` when `key` has no version.
+   */
+  original(key: string): Promise<Uint8Array>;
 }
 
 export interface ObjectStore {

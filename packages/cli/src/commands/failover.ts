@@ -1,0 +1,134 @@
+/**
+ * `coffer failover …`: the failover roles over the policy's `failover`
+ * section — `init` names the first primary, `watch` runs an observer, `guard`
+ * runs a database host's guard (with its watchdog), `status` shows the
+ * decision log. `watch` and `guard` run until SIGTERM.
+ */
+import { InvalidArgumentError } from '@coffer/engine';
+import type { FailoverSettings } from '@coffer/agent';
+import type { DecisionBackend } from '@coffer/failover';
+import { storeAt } from '../repo-options.js';
+import type { CliContext } from '../context.js';
+import { policyPath, POLICY_OPTION } from './policy.js';
+
+async function setup(o: { policy?: string }, env: NodeJS.ProcessEnv): Promise<{ settings: FailoverSettings; decisions: DecisionBackend }> {
+  const { loadPolicy, failoverSettings } = await import('@coffer/agent');
+  const { ObjectStoreDecisions } = await import('@coffer/failover');
+  const settings = failoverSettings(await loadPolicy(policyPath(o, env)), env);
+  const d = settings.decision;
+  const store = await storeAt(d.location, { ...(d.endpoint ? { s3Endpoint: d.endpoint } : {}), ...(d.credentials ? { s3Credentials: d.credentials } : {}) }, d.region ? { ...env, AWS_REGION: d.region, AWS_DEFAULT_REGION: d.region } : env);
+  return { settings, decisions: new ObjectStoreDecisions(store, settings.cluster) };
+}
+
+/** Resolves when SIGTERM or SIGINT arrives. */
+function untilSignalled(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (s: NodeJS.Signals) => () => {
+      process.removeAllListeners('SIGTERM');
+      process.removeAllListeners('SIGINT');
+      resolve(s);
+    };
+    process.once('SIGTERM', on('SIGTERM'));
+    process.once('SIGINT', on('SIGINT'));
+  });
+}
+
+export function register(ctx: CliContext): void {
+  const { program, io, say } = ctx;
+  const failover = program.command('failover').description('failover decided through the object store: observers vote, the first to name the next primary decides, each database host\'s guard fences and promotes (the policy\'s failover section)');
+  const line = (json: boolean | undefined, event: { kind: string; epoch: number; detail: string }) =>
+    say(json ? JSON.stringify({ time: new Date().toISOString(), ...event }) : `${new Date().toISOString()} epoch ${event.epoch} ${event.kind}: ${event.detail}`);
+
+  failover
+    .command('init')
+    .description('name the first primary (epoch 1); refused when the decision log already names one')
+    .option(...POLICY_OPTION)
+    .requiredOption('--primary <node>', 'the node that is primary now (a name under failover.nodes)')
+    .action(async (o: { policy?: string; primary: string }) => {
+      const { settings, decisions } = await setup(o, io.env);
+      if (!settings.nodes.some((n) => n.name === o.primary)) throw new InvalidArgumentError('--primary', `${JSON.stringify(o.primary)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
+      const { initFailover } = await import('@coffer/failover');
+      const leader = await initFailover(decisions, settings.cluster, o.primary);
+      say(`${decisions.location}: epoch ${leader.epoch}, primary ${leader.node}`);
+    });
+
+  failover
+    .command('status')
+    .description('the decision log: the epoch, its primary, the observers\' votes, and whether the primary holds its lease')
+    .option(...POLICY_OPTION)
+    .option('--json', 'print it as JSON')
+    .action(async (o: { policy?: string; json?: boolean }) => {
+      const { settings, decisions } = await setup(o, io.env);
+      const { failoverStatus } = await import('@coffer/failover');
+      const status = await failoverStatus(decisions, settings.observers);
+      if (o.json) return say(JSON.stringify(status, null, 2));
+      if (!status.leader) return say(`${decisions.location}: no primary named yet (coffer failover init --primary NODE)`);
+      say(`${decisions.location}: epoch ${status.leader.epoch}, primary ${status.leader.node} (${status.leader.reason}${status.leader.previous ? ` after ${status.leader.previous}` : ''}, decided by ${status.leader.decidedBy} at ${status.leader.writtenAt})`);
+      say(`  lease: ${status.lease}`);
+      say(`  votes down: ${status.down.length ? status.down.join(', ') : 'none'} (${status.needed} of ${settings.observers.length} make a majority)`);
+    });
+
+  failover
+    .command('watch')
+    .description('run an observer until SIGTERM: probe the primary, vote it down after the policy\'s misses (up again when it answers), and name the most advanced healthy standby once a majority voted down')
+    .option(...POLICY_OPTION)
+    .requiredOption('--observer <name>', 'this observer (a name under failover.observers)')
+    .option('--json', 'print events as JSON lines')
+    .action(async (o: { policy?: string; observer: string; json?: boolean }) => {
+      const { settings, decisions } = await setup(o, io.env);
+      if (!settings.observers.includes(o.observer)) throw new InvalidArgumentError('--observer', `${JSON.stringify(o.observer)} is not one of the policy's failover observers (${settings.observers.join(', ')})`);
+      const { Observer } = await import('@coffer/failover');
+      const observer = new Observer({
+        decisions,
+        name: o.observer,
+        observers: settings.observers,
+        nodes: settings.nodes,
+        intervalMs: settings.intervalMs,
+        probeTimeoutMs: settings.probeTimeoutMs,
+        misses: settings.misses,
+        windowMs: settings.windowMs,
+        maxLagBytes: settings.maxLagBytes,
+        onEvent: (e) => line(o.json, e),
+      });
+      say(`observer ${o.observer} watching ${decisions.location}`);
+      observer.start();
+      await untilSignalled();
+      await observer.stop();
+    });
+
+  failover
+    .command('guard')
+    .description('run a database host\'s guard until SIGTERM, beside a watchdog process: hold the primary lease while this node is primary (the watchdog fences the server when it is not renewed in time), fence the server when another node is named or a majority votes it down, promote it when it is named')
+    .option(...POLICY_OPTION)
+    .requiredOption('--node <name>', 'this host\'s node (a name under failover.nodes)')
+    .requiredOption('--pgdata <dir>', 'the server\'s data directory')
+    .option('--local-db <conninfo>', 'how the guard reaches its server (default: the node\'s connection in the policy)')
+    .option('--json', 'print events as JSON lines')
+    .action(async (o: { policy?: string; node: string; pgdata: string; localDb?: string; json?: boolean }) => {
+      const { settings, decisions } = await setup(o, io.env);
+      const node = settings.nodes.find((n) => n.name === o.node);
+      if (!node) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
+      const { Guard, Watchdog } = await import('@coffer/failover');
+      const watchdog = await Watchdog.start();
+      const guard = new Guard({
+        decisions,
+        node: o.node,
+        dataDir: o.pgdata,
+        conninfo: o.localDb ?? node.conninfo,
+        ...(node.password !== undefined ? { password: node.password } : {}),
+        observers: settings.observers,
+        ttlMs: settings.ttlMs,
+        marginMs: settings.marginMs,
+        tickMs: Math.min(1000, settings.ttlMs / 4),
+        watchdog,
+        onEvent: (e) => line(o.json, e),
+      });
+      say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${watchdog.pid}`);
+      guard.start();
+      await untilSignalled();
+      // A primary's lease stays armed in the watchdog: stopping the guard must not leave a primary nothing fences.
+      await guard.stop();
+      if (guard.holding === undefined) await watchdog.stop();
+      else say(`still primary in epoch ${guard.holding}: the watchdog (pid ${watchdog.pid}) fences the server when the lease runs out unless a guard takes over`);
+    });
+}

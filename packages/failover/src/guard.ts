@@ -1,0 +1,215 @@
+/**
+ * The guard: one per database host, in a process of its own (`coffer
+ * failover guard`), beside a watchdog process. It is the only thing that
+ * lets its server be a primary:
+ *
+ * - When the newest epoch names this node, it takes the epoch's primary
+ *   lease and keeps the watchdog armed with the lease's deadline. A standby
+ *   named leader is promoted only once it holds the lease *and* the previous
+ *   epoch's lease has ended (released by a guard that fenced, or silent for
+ *   its time-to-live plus a margin) — so the old primary is fenced first.
+ * - It fences its server (see `fence.ts`) and gives the lease up when a
+ *   newer epoch names another node, when a majority of observers vote its
+ *   server down, or when the server stopped (a crashed primary comes back as
+ *   a standby, never as a primary in the same epoch). When it cannot renew
+ *   the lease in time, the watchdog fences at the deadline without it.
+ * - When the epoch names another node and its server runs as a primary (a
+ *   healed old primary), it fences it.
+ */
+import { localServer, promoteServer, type LocalServer } from './local-server.js';
+import type { DecisionBackend, PrimaryLease } from './decision-backend.js';
+import type { LeaderRecord } from './decision-records.js';
+import { fenceServer, type FenceReport } from './fence.js';
+import { monotonicMs } from './monotonic.js';
+import { tally } from './quorum.js';
+import type { Watchdog } from './watchdog.js';
+
+export interface GuardOptions {
+  decisions: DecisionBackend;
+  /** This node's name in the decision log. */
+  node: string;
+  dataDir: string;
+  /** The local server, for its state and for promotion. */
+  conninfo: string;
+  password?: string;
+  /** Every observer, for majorities. */
+  observers: readonly string[];
+  /** The primary lease's time-to-live (default 10 s; renewed every third of it). */
+  ttlMs?: number;
+  /** How often the decision log is read (default 1 s). */
+  tickMs?: number;
+  /** Added to a silent lease's time-to-live before it counts as ended (default half the time-to-live, at least 1 s). */
+  marginMs?: number;
+  /** Arms the fence at the lease's deadline; without one (tests of the decisions alone) fencing is inline only. */
+  watchdog?: Watchdog;
+  onEvent?: (event: GuardEvent) => void;
+}
+
+export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'fenced' | 'released' | 'error';
+
+export interface GuardEvent {
+  kind: GuardEventKind;
+  epoch: number;
+  detail: string;
+  /** Host monotonic ms, for phase timings. */
+  at: number;
+  fence?: FenceReport;
+}
+
+export const DEFAULT_PRIMARY_TTL_MS = 10_000;
+
+export class Guard {
+  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password'>;
+  private lease: PrimaryLease | undefined;
+  /** Epochs in which this node was fenced: never primary again in them. */
+  private readonly fenced = new Set<number>();
+  private keeper: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(options: GuardOptions) {
+    const ttlMs = options.ttlMs ?? DEFAULT_PRIMARY_TTL_MS;
+    this.o = { ttlMs, tickMs: 1000, marginMs: Math.max(1000, ttlMs / 2), ...options } as typeof this.o;
+    // The watchdog fenced at the deadline (this process could not renew in time): the lease is gone with it.
+    options.watchdog?.onFenced((reason, report) => {
+      const lease = this.lease;
+      if (!lease) return;
+      this.fenced.add(lease.epoch);
+      this.stopKeeper();
+      this.lease = undefined;
+      this.event('fenced', lease.epoch, `watchdog: ${reason}`, report);
+      // The server is stopped now: saying so lets the next primary go ahead without waiting the lease out.
+      void lease.release().then((ok) => ok && this.event('released', lease.epoch, 'after the fence'));
+    });
+  }
+
+  /** The epoch whose lease this guard holds, if any. */
+  get holding(): number | undefined {
+    return this.lease?.epoch;
+  }
+
+  start(): void {
+    this.loop = (async () => {
+      while (!this.stopping) {
+        const began = monotonicMs();
+        await this.tick().catch((e: unknown) => this.event('error', this.lease?.epoch ?? 0, (e as Error).message));
+        await new Promise((r) => setTimeout(r, Math.max(0, this.o.tickMs - (monotonicMs() - began))));
+      }
+    })();
+  }
+
+  /** Stops watching. A lease held stays armed in the watchdog until its deadline unless `release`. */
+  async stop(options: { release?: boolean } = {}): Promise<void> {
+    this.stopping = true;
+    await this.loop;
+    if (options.release && this.lease) await this.giveUp('the guard stopped');
+    this.stopKeeper();
+  }
+
+  /** One look at the decision log and the local server. */
+  async tick(): Promise<void> {
+    const leader = await this.o.decisions.current();
+    if (!leader) return;
+    if (leader.node === this.o.node) await this.lead(leader);
+    else await this.follow(leader);
+  }
+
+  private async lead(leader: LeaderRecord): Promise<void> {
+    const { epoch } = leader;
+    if (this.fenced.has(epoch)) return;
+    if (this.lease && this.lease.epoch !== epoch) await this.giveUp(`epoch ${epoch} began`);
+    const local = await localServer(this.o.dataDir, this.o.conninfo, this.o.password);
+    if (!this.lease) {
+      if (!local.running) return this.event('waiting', epoch, 'named primary, but the server is not running');
+      if (local.inRecovery === undefined) return this.event('waiting', epoch, 'named primary, the server does not answer yet');
+      await this.takeLease(epoch);
+      const again = await this.o.decisions.current();
+      if (again && again.epoch !== epoch) return this.giveUp(`epoch ${again.epoch} began while taking the lease`);
+      if (local.inRecovery) await this.promote(leader);
+      return;
+    }
+    if (!local.running) return this.fence(epoch, 'the server stopped');
+    const votes = tally(await this.o.decisions.votes(epoch), this.o.observers);
+    if (votes.reached) return this.fence(epoch, `a majority of observers (${votes.down.join(', ')}) find this primary down`);
+  }
+
+  private async follow(leader: LeaderRecord): Promise<void> {
+    if (this.lease) return this.fence(this.lease.epoch, `epoch ${leader.epoch} names ${leader.node} primary`);
+    const local: LocalServer = await localServer(this.o.dataDir, this.o.conninfo, this.o.password);
+    if (local.running && local.inRecovery === false) return this.fence(leader.epoch, `runs as a primary, but epoch ${leader.epoch} names ${leader.node}`);
+  }
+
+  private async takeLease(epoch: number): Promise<void> {
+    this.lease = await this.o.decisions.acquireLease(epoch, { ttlMs: this.o.ttlMs, clock: monotonicMs });
+    await this.arm();
+    this.stopKeeper();
+    // Armed again well within each renewal period, apart from the decision loop (which may wait on the store).
+    this.keeper = setInterval(() => void this.arm(), Math.max(50, Math.floor(this.o.ttlMs / 12)));
+    this.keeper.unref();
+    this.event('lease', epoch, `took the primary lease (time-to-live ${this.o.ttlMs} ms)`);
+  }
+
+  private async arm(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || !this.o.watchdog) return;
+    const until = lease.validUntil();
+    if (until === undefined) return this.fence(lease.epoch, 'the primary lease was lost');
+    await this.o.watchdog.arm(until, this.o.dataDir).catch(() => undefined);
+  }
+
+  /** Waits for the previous epoch's lease to end, then promotes the local standby. */
+  private async promote(leader: LeaderRecord): Promise<void> {
+    const { epoch } = leader;
+    if (epoch > 1) {
+      const watch = this.o.decisions.watchLease(epoch - 1, { clock: monotonicMs, marginMs: () => this.o.marginMs });
+      const since = monotonicMs();
+      for (;;) {
+        const ended = await watch.ended();
+        // A lease never seen: its epoch's primary never took it (a standby named that never promoted); wait one whole lease out.
+        if (ended === true || (ended === undefined && monotonicMs() - since > this.o.ttlMs + this.o.marginMs)) break;
+        if (this.stopping) return;
+        this.lease?.prove('waiting to promote');
+        const now = await this.o.decisions.current();
+        if (now && now.epoch !== epoch) return this.giveUp(`epoch ${now.epoch} began while waiting to promote`);
+        this.event('waiting', epoch, `epoch ${epoch - 1}'s primary lease has not ended (${Math.ceil((await watch.remaining()) / 1000)} s at most)`);
+        await new Promise((r) => setTimeout(r, Math.min(500, this.o.tickMs)));
+      }
+    }
+    this.lease?.prove('promoting');
+    await promoteServer(this.o.conninfo, this.o.password);
+    this.event('promoted', epoch, 'promoted; accepts writes');
+  }
+
+  private async fence(epoch: number, reason: string): Promise<void> {
+    this.fenced.add(epoch);
+    this.stopKeeper();
+    // Released only once the server is stopped: a released lease tells the next primary it may begin.
+    const lease = this.lease;
+    this.lease = undefined;
+    // The watchdog does it when there is one, so the fence completes even if this process dies halfway.
+    let report: FenceReport | undefined;
+    if (this.o.watchdog) await this.o.watchdog.fence(this.o.dataDir, reason);
+    else report = fenceServer(this.o.dataDir);
+    this.event('fenced', epoch, reason, report);
+    if (lease && (await lease.release())) this.event('released', epoch, 'after the fence');
+  }
+
+  private async giveUp(reason: string): Promise<void> {
+    const lease = this.lease;
+    if (!lease) return;
+    this.stopKeeper();
+    this.lease = undefined;
+    await this.o.watchdog?.disarm().catch(() => undefined);
+    await lease.release();
+    this.event('released', lease.epoch, reason);
+  }
+
+  private stopKeeper(): void {
+    if (this.keeper) clearInterval(this.keeper);
+    this.keeper = undefined;
+  }
+
+  private event(kind: GuardEventKind, epoch: number, detail: string, fence?: FenceReport): void {
+    this.o.onEvent?.({ kind, epoch, detail, at: monotonicMs(), ...(fence ? { fence } : {}) });
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * An observer (`coffer failover watch`, or a role of the agent): one per
+ * region plus a witness. Each probes the epoch's primary, votes "down" after
+ * its failure detector says so (and "up" again after a good probe), and,
+ * once a majority of observers' newest votes say down, names the most
+ * advanced healthy standby leader of the next epoch — the first observer to
+ * write that record decides; the others read it. It never promotes anything
+ * itself: the named standby's guard does, after the old primary's lease ended.
+ */
+import { parseLsn } from '@coffer/engine';
+import type { DecisionBackend } from './decision-backend.js';
+import type { LeaderRecord, Verdict, VoteRecord } from './decision-records.js';
+import { FailureDetector, type FailureDetectorOptions } from './failure-detector.js';
+import { probePrimary, standbyState, type ProbeResult, type StandbyState } from './health-probe.js';
+import { monotonicMs } from './monotonic.js';
+import { tally } from './quorum.js';
+import { hostname } from 'node:os';
+
+export interface FailoverNode {
+  name: string;
+  /** How observers reach it (libpq URI). */
+  conninfo: string;
+  password?: string;
+}
+
+export interface ObserverOptions extends FailureDetectorOptions {
+  decisions: DecisionBackend;
+  /** This observer's name. */
+  name: string;
+  /** Every observer, for majorities. */
+  observers: readonly string[];
+  nodes: readonly FailoverNode[];
+  /** Probe interval (default 1 s). */
+  intervalMs?: number;
+  /** Per-probe timeout (default 2 s). */
+  probeTimeoutMs?: number;
+  /** A standby more than this many bytes behind the primary's last position seen is not chosen (default 16 MiB). */
+  maxLagBytes?: number;
+  onEvent?: (event: ObserverEvent) => void;
+}
+
+export type ObserverEventKind = 'probe-failed' | 'vote' | 'decided' | 'lost-race' | 'no-candidate' | 'unguarded' | 'error';
+
+export interface ObserverEvent {
+  kind: ObserverEventKind;
+  epoch: number;
+  detail: string;
+  at: number;
+}
+
+const lsnBytes = (lsn: string): number => Number(parseLsn(lsn));
+
+export interface Candidate {
+  node: string;
+  state: StandbyState;
+}
+
+/** The most advanced standby that is in recovery and within `maxLagBytes` of `primaryLsn` (when known). */
+export function chooseCandidate(states: readonly { node: string; state: StandbyState | undefined }[], primaryLsn: string | undefined, maxLagBytes: number): Candidate | undefined {
+  let best: Candidate | undefined;
+  const position = (s: StandbyState): number => Math.max(s.receivedLsn ? lsnBytes(s.receivedLsn) : 0, s.replayedLsn ? lsnBytes(s.replayedLsn) : 0);
+  for (const { node, state } of states) {
+    if (!state || !state.inRecovery) continue;
+    if (primaryLsn !== undefined && lsnBytes(primaryLsn) - position(state) > maxLagBytes) continue;
+    if (!best || position(state) > position(best.state) || (position(state) === position(best.state) && node < best.node)) best = { node, state };
+  }
+  return best;
+}
+
+export class Observer {
+  private readonly detector: FailureDetector;
+  private epoch = 0;
+  private seq = -1;
+  private voted: Verdict | undefined;
+  /** The primary's last position a good probe saw, for the lag bound. */
+  private primaryLsn: string | undefined;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(private readonly o: ObserverOptions) {
+    this.detector = new FailureDetector(o);
+  }
+
+  start(): void {
+    this.loop = (async () => {
+      while (!this.stopping) {
+        const began = monotonicMs();
+        await this.tick().catch((e: unknown) => this.event('error', this.epoch, (e as Error).message));
+        await new Promise((r) => setTimeout(r, Math.max(0, (this.o.intervalMs ?? 1000) - (monotonicMs() - began))));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.loop;
+  }
+
+  /** One probe, and the vote and decision it leads to. */
+  async tick(): Promise<void> {
+    const leader = await this.o.decisions.current();
+    if (!leader) return;
+    if (leader.epoch !== this.epoch) await this.enter(leader.epoch);
+    const node = this.node(leader.node);
+    const probe: ProbeResult = node ? await probePrimary({ conninfo: node.conninfo, ...(node.password !== undefined ? { password: node.password } : {}), timeoutMs: this.o.probeTimeoutMs ?? 2000 }) : { ok: false, ms: 0, error: `node ${leader.node} is not in this observer's configuration` };
+    if (probe.ok) this.primaryLsn = probe.lsn;
+    else this.event('probe-failed', leader.epoch, probe.error);
+    const health = this.detector.record(probe.ok, probe.ok ? '' : probe.error);
+    const verdict: Verdict | undefined = health === 'down' ? 'down' : health === 'up' && this.voted === 'down' ? 'up' : undefined;
+    if (verdict && verdict !== this.voted) await this.vote(leader, verdict);
+    if (this.voted === 'down') await this.decide(leader);
+  }
+
+  private async enter(epoch: number): Promise<void> {
+    this.epoch = epoch;
+    this.voted = undefined;
+    this.primaryLsn = undefined;
+    this.detector.record(true);
+    // Numbers continue past this observer's own earlier votes (a restarted observer).
+    const mine = (await this.o.decisions.votes(epoch)).find((v) => v.observer === this.o.name);
+    this.seq = mine?.seq ?? -1;
+    this.voted = mine?.verdict;
+  }
+
+  private async vote(leader: LeaderRecord, verdict: Verdict): Promise<void> {
+    const record: VoteRecord = {
+      format: 1,
+      cluster: leader.cluster,
+      epoch: leader.epoch,
+      observer: this.o.name,
+      seq: this.seq + 1,
+      verdict,
+      misses: this.detector.count,
+      detail: verdict === 'down' ? this.detector.error : 'probe succeeded',
+      host: hostname(),
+      pid: process.pid,
+      writtenAt: new Date().toISOString(),
+    };
+    await this.o.decisions.vote(record);
+    this.seq = record.seq;
+    this.voted = verdict;
+    this.event('vote', leader.epoch, `${verdict} on ${leader.node}${verdict === 'down' ? ` after ${record.misses} misses: ${record.detail}` : ''}`);
+  }
+
+  private async decide(leader: LeaderRecord): Promise<void> {
+    const votes = tally(await this.o.decisions.votes(leader.epoch), this.o.observers);
+    if (!votes.reached) return;
+    // The first primary served before any guard could fence it: until its guard has held the lease, nothing fences it,
+    // so no one else may be named.
+    if (leader.reason === 'initial' && (await this.o.decisions.watchLease(leader.epoch, { clock: monotonicMs }).ended()) === undefined) {
+      return this.event('unguarded', leader.epoch, `${leader.node} never held the primary lease (is its guard running?): not failing over a primary nothing can fence`);
+    }
+    const standbys = this.o.nodes.filter((n) => n.name !== leader.node);
+    const states = await Promise.all(standbys.map(async (n) => ({ node: n.name, state: await standbyState({ conninfo: n.conninfo, ...(n.password !== undefined ? { password: n.password } : {}), timeoutMs: this.o.probeTimeoutMs ?? 2000 }).catch(() => undefined) })));
+    const candidate = chooseCandidate(states, this.primaryLsn, this.o.maxLagBytes ?? 16 * 1024 * 1024);
+    if (!candidate) return this.event('no-candidate', leader.epoch, `no standby is reachable, in recovery and within ${this.o.maxLagBytes ?? 16 * 1024 * 1024} bytes of the primary`);
+    const outcome = await this.o.decisions.claim({
+      format: 1,
+      cluster: leader.cluster,
+      epoch: leader.epoch + 1,
+      node: candidate.node,
+      reason: 'failover',
+      previous: leader.node,
+      decidedBy: this.o.name,
+      votes: votes.down,
+      ...(candidate.state.receivedLsn ? { receivedLsn: candidate.state.receivedLsn } : {}),
+      ...(candidate.state.replayedLsn ? { replayedLsn: candidate.state.replayedLsn } : {}),
+      host: hostname(),
+      pid: process.pid,
+      writtenAt: new Date().toISOString(),
+    });
+    if (outcome.won) this.event('decided', leader.epoch + 1, `named ${candidate.node} primary (down votes: ${votes.down.join(', ')})`);
+    else this.event('lost-race', leader.epoch + 1, `${outcome.leader.decidedBy} named ${outcome.leader.node} first`);
+  }
+
+  private node(name: string): FailoverNode | undefined {
+    return this.o.nodes.find((n) => n.name === name);
+  }
+
+  private event(kind: ObserverEventKind, epoch: number, detail: string): void {
+    this.o.onEvent?.({ kind, epoch, detail, at: monotonicMs() });
+  }
+}
