@@ -28,4 +28,4 @@ export type { AgentState, JobRecord, StepRecord } from './agent/state.js';
 export { RpoTracker, type RpoFigures } from './wal/rpo-tracker.js';
 export { archivedEndOf, WalWatch, type ReceiverSlotStatus, type ReplicaStatus, type WalStatus, type WalWatchTarget } from './wal/wal-watch.js';
 export { ReceiverSupervisor, type ReceiverStatus, type SupervisorOptions } from './wal/receiver-supervisor.js';
-export { failoverSettings, type FailoverSettings, type FailoverNodeSettings } from './failover/failover-settings.js';
+export { failoverSettings, type FailoverSettings, type FailoverNodeSettings, type CutoverSettings } from './failover/failover-settings.js';

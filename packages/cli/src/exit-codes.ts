@@ -29,6 +29,7 @@ export const EXIT_CODES: Record<CofferErrorCode, number> = {
   COFFER_SANDBOX_UNAVAILABLE: 31,
   COFFER_VERIFY_FAILED: 32,
   COFFER_INVALID_POLICY: 34,
+  COFFER_CUTOVER_FAILED: 35,
 };
 
 /** Unexpected failures (bugs, unclassified system errors). */

@@ -33,7 +33,8 @@ export type CofferErrorCode =
   | 'COFFER_REPOSITORY_BUSY'
   | 'COFFER_SANDBOX_UNAVAILABLE'
   | 'COFFER_VERIFY_FAILED'
-  | 'COFFER_INVALID_POLICY';
+  | 'COFFER_INVALID_POLICY'
+  | 'COFFER_CUTOVER_FAILED';
 
 export class CofferError extends Error {
   readonly code: CofferErrorCode;
@@ -339,5 +340,16 @@ export class VerifyFailedError extends CofferError {
   constructor(backup: string, failures: readonly string[]) {
     super('COFFER_VERIFY_FAILED', `verification of ${backup} failed:\n` + failures.map((f) => `  - ${f}`).join('\n'));
     this.failures = failures;
+  }
+}
+
+/** Failover could not move traffic to the new primary: the DNS server refused or did not answer, or the cutover hook failed. */
+export class CutoverError extends CofferError {
+  constructor(
+    readonly target: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super('COFFER_CUTOVER_FAILED', `cutover to ${target}: ${detail}`, options);
   }
 }

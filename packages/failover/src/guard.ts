@@ -23,6 +23,7 @@ import { fenceServer, type FenceReport } from './fence.js';
 import { monotonicMs } from './monotonic.js';
 import { tally } from './quorum.js';
 import type { Watchdog } from './watchdog.js';
+import type { CutoverStep } from './cutover.js';
 
 export interface GuardOptions {
   decisions: DecisionBackend;
@@ -40,12 +41,14 @@ export interface GuardOptions {
   tickMs?: number;
   /** Added to a silent lease's time-to-live before it counts as ended (default half the time-to-live, at least 1 s). */
   marginMs?: number;
+  /** Moves traffic to this node once it is primary (DNS, a command, a webhook), in order. */
+  cutover?: readonly CutoverStep[];
   /** Arms the fence at the lease's deadline; without one (tests of the decisions alone) fencing is inline only. */
   watchdog?: Watchdog;
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'fenced' | 'released' | 'error';
+export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'fenced' | 'released' | 'error';
 
 export interface GuardEvent {
   kind: GuardEventKind;
@@ -59,11 +62,13 @@ export interface GuardEvent {
 export const DEFAULT_PRIMARY_TTL_MS = 10_000;
 
 export class Guard {
-  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password'>;
+  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover'>;
   private lease: PrimaryLease | undefined;
   /** Epochs in which this node was fenced: never primary again in them. */
   private readonly fenced = new Set<number>();
   private keeper: NodeJS.Timeout | undefined;
+  /** The epoch whose cutover has been done in full. */
+  private cutOver = 0;
   private loop: Promise<void> | undefined;
   private stopping = false;
 
@@ -126,9 +131,11 @@ export class Guard {
       const again = await this.o.decisions.current();
       if (again && again.epoch !== epoch) return this.giveUp(`epoch ${again.epoch} began while taking the lease`);
       if (local.inRecovery) await this.promote(leader);
+      if (this.lease) await this.moveTraffic(epoch);
       return;
     }
     if (!local.running) return this.fence(epoch, 'the server stopped');
+    if (this.cutOver !== epoch) await this.moveTraffic(epoch);
     const votes = tally(await this.o.decisions.votes(epoch), this.o.observers);
     if (votes.reached) return this.fence(epoch, `a majority of observers (${votes.down.join(', ')}) find this primary down`);
   }
@@ -178,6 +185,22 @@ export class Guard {
     this.lease?.prove('promoting');
     await promoteServer(this.o.conninfo, this.o.password);
     this.event('promoted', epoch, 'promoted; accepts writes');
+  }
+
+  /** Runs the cutover steps; a failure is reported and tried again on the next tick. */
+  private async moveTraffic(epoch: number): Promise<void> {
+    const steps = this.o.cutover ?? [];
+    for (const step of steps) {
+      this.lease?.prove(`cutover (${step.describe})`);
+      try {
+        await step.apply(this.o.node, epoch);
+      } catch (e) {
+        this.event('error', epoch, `cutover: ${step.describe}: ${(e as Error).message}; trying again`);
+        return;
+      }
+      this.event('cutover', epoch, `${step.describe} points at ${this.o.node}`);
+    }
+    this.cutOver = epoch;
   }
 
   private async fence(epoch: number, reason: string): Promise<void> {

@@ -19,3 +19,5 @@ export { initFailover } from './init.js';
 export { localServer, promoteServer, type LocalServer } from './local-server.js';
 export { monotonicMs } from './monotonic.js';
 export { failoverStatus, type FailoverStatus } from './status.js';
+export { DnsCutover, CommandCutover, WebhookCutover, type CutoverStep } from './cutover.js';
+export { pointName, DnsUpdateError, type DnsUpdateTarget, type TsigKey, type TsigAlgorithm } from './dns-update.js';

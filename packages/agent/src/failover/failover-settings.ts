@@ -12,6 +12,13 @@ export interface FailoverNodeSettings {
   name: string;
   conninfo: string;
   password?: string;
+  address?: string;
+}
+
+export interface CutoverSettings {
+  dns?: { server: string; port: number; zone: string; name: string; ttl: number; key: { name: string; algorithm: 'hmac-sha256' | 'hmac-sha512'; secret: Buffer } };
+  command?: string[];
+  webhook?: { url: string; bearer?: string };
 }
 
 export interface FailoverSettings {
@@ -26,6 +33,7 @@ export interface FailoverSettings {
   ttlMs: number;
   marginMs: number;
   maxLagBytes: number;
+  cutover: CutoverSettings;
 }
 
 export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): FailoverSettings {
@@ -49,7 +57,7 @@ export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): Failov
           }
         : {}),
     },
-    nodes: f.nodes.map((n) => ({ name: n.name, conninfo: n.connection, ...(n.password ? { password: readSecret(n.password, `failover.nodes.${n.name}.password`, env) } : {}) })),
+    nodes: f.nodes.map((n) => ({ name: n.name, conninfo: n.connection, ...(n.password ? { password: readSecret(n.password, `failover.nodes.${n.name}.password`, env) } : {}), ...(n.address ? { address: n.address } : {}) })),
     observers: [...f.observers],
     intervalMs: (f.probe?.intervalSeconds ?? 1) * 1000,
     probeTimeoutMs: (f.probe?.timeoutSeconds ?? 2) * 1000,
@@ -58,5 +66,23 @@ export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): Failov
     ttlMs,
     marginMs: f.lease?.marginSeconds !== undefined ? f.lease.marginSeconds * 1000 : Math.max(1000, ttlMs / 2),
     maxLagBytes: (f.maxLagMiB ?? 16) * 1024 * 1024,
+    cutover: cutoverSettings(f, env),
+  };
+}
+
+function cutoverSettings(f: NonNullable<Policy['failover']>, env: NodeJS.ProcessEnv): CutoverSettings {
+  const c = f.cutover;
+  if (!c) return {};
+  const dns = c.dns;
+  if (dns) {
+    const missing = f.nodes.filter((n) => !n.address).map((n) => n.name);
+    if (missing.length) throw new InvalidArgumentError('failover.nodes', `the DNS cutover needs each node's address: ${missing.join(', ')} has none`);
+  }
+  const dnsSecret = dns ? Buffer.from(readSecret(dns.key.secret, 'failover.cutover.dns.key.secret', env).trim(), 'base64') : undefined;
+  if (dnsSecret && dnsSecret.length === 0) throw new InvalidArgumentError('failover.cutover.dns.key.secret', 'expected the key\'s secret in base64, as tsig-keygen writes it');
+  return {
+    ...(dns && dnsSecret ? { dns: { server: dns.server, port: dns.port ?? 53, zone: dns.zone, name: dns.name, ttl: dns.ttlSeconds ?? 5, key: { name: dns.key.name, algorithm: dns.key.algorithm ?? 'hmac-sha256', secret: dnsSecret } } } : {}),
+    ...(c.command ? { command: [...c.command] } : {}),
+    ...(c.webhook ? { webhook: { url: c.webhook.url, ...(c.webhook.bearer ? { bearer: readSecret(c.webhook.bearer, 'failover.cutover.webhook.bearer', env) } : {}) } } : {}),
   };
 }

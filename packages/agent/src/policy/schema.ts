@@ -107,7 +107,17 @@ const failoverSchema = z.strictObject({
   cluster: name,
   decision: decisionStoreSchema,
   /** The database servers: the primary and its standbys, as observers reach them. */
-  nodes: z.array(z.strictObject({ name, connection, password: z.optional(secretRef) })).check(z.minLength(2)),
+  nodes: z
+    .array(
+      z.strictObject({
+        name,
+        connection,
+        password: z.optional(secretRef),
+        /** The address clients reach it at, for the DNS cutover. */
+        address: z.optional(z.union([z.ipv4(), z.ipv6()])),
+      }),
+    )
+    .check(z.minLength(2)),
   /** Every observer's name (one per region plus a witness): a failover needs a majority of them. */
   observers: z.array(name).check(z.minLength(1)),
   probe: z.optional(
@@ -128,6 +138,27 @@ const failoverSchema = z.strictObject({
       ttlSeconds: z.optional(z.number().check(z.gte(1), z.lte(600))),
       /** Waited beyond the time-to-live before a silent lease counts as ended (default half of it, at least 1). */
       marginSeconds: z.optional(z.number().check(z.gte(0.5), z.lte(600))),
+    }),
+  ),
+  /** How traffic moves to a new primary, in this order, once it is promoted. */
+  cutover: z.optional(
+    z.strictObject({
+      /** An RFC 2136 dynamic update signed with TSIG: the name's A/AAAA records replaced by the node's address. */
+      dns: z.optional(
+        z.strictObject({
+          server: z.union([z.ipv4(), z.ipv6()]),
+          port: z.optional(z.int().check(z.positive(), z.lte(65535))),
+          zone: z.string().check(z.minLength(1)),
+          name: z.string().check(z.minLength(1)),
+          /** The record's TTL (default 5): resolvers keep the old address this long. */
+          ttlSeconds: z.optional(z.int().check(z.nonnegative(), z.lte(86_400))),
+          key: z.strictObject({ name: z.string().check(z.minLength(1)), algorithm: z.optional(z.enum(['hmac-sha256', 'hmac-sha512'])), secret: secretRef }),
+        }),
+      ),
+      /** A command run with COFFER_FAILOVER_NODE, COFFER_FAILOVER_ADDRESS and COFFER_FAILOVER_EPOCH set (argv, no shell). */
+      command: z.optional(z.array(z.string()).check(z.minLength(1))),
+      /** A URL that gets {node, address, epoch} as a JSON POST. */
+      webhook: z.optional(z.strictObject({ url: z.url(), bearer: z.optional(secretRef) })),
     }),
   ),
   /** A standby further behind the primary's last position seen is not promoted (default 16). */

@@ -108,7 +108,14 @@ export function register(ctx: CliContext): void {
       const { settings, decisions } = await setup(o, io.env);
       const node = settings.nodes.find((n) => n.name === o.node);
       if (!node) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
-      const { Guard, Watchdog } = await import('@coffer/failover');
+      const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover } = await import('@coffer/failover');
+      const addresses = Object.fromEntries(settings.nodes.flatMap((n) => (n.address ? [[n.name, n.address]] : [])));
+      const c = settings.cutover;
+      const cutover = [
+        ...(c.dns ? [new DnsCutover(c.dns, addresses)] : []),
+        ...(c.command ? [new CommandCutover(c.command, addresses)] : []),
+        ...(c.webhook ? [new WebhookCutover(c.webhook.url, addresses, c.webhook.bearer)] : []),
+      ];
       const watchdog = await Watchdog.start();
       const guard = new Guard({
         decisions,
@@ -121,6 +128,7 @@ export function register(ctx: CliContext): void {
         marginMs: settings.marginMs,
         tickMs: Math.min(1000, settings.ttlMs / 4),
         watchdog,
+        cutover,
         onEvent: (e) => line(o.json, e),
       });
       say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${watchdog.pid}`);
