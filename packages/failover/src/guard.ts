@@ -17,7 +17,7 @@
  *   healed old primary), it fences it.
  */
 import { localServer, promoteServer, type LocalServer } from './local-server.js';
-import type { DecisionBackend, PrimaryLease } from './decision-backend.js';
+import type { DecisionBackend, LeaseWatch, PrimaryLease } from './decision-backend.js';
 import type { LeaderRecord } from './decision-records.js';
 import { fenceServer, type FenceReport } from './fence.js';
 import { monotonicMs } from './monotonic.js';
@@ -67,6 +67,13 @@ export class Guard {
   /** Epochs in which this node was fenced: never primary again in them. */
   private readonly fenced = new Set<number>();
   private keeper: NodeJS.Timeout | undefined;
+  /** Each observer's newest vote number when this guard's server became primary of its epoch: only later votes count against it. */
+  private baseline = new Map<string, number>();
+  /**
+   * While following: a watch on the current primary's lease, looked at every tick, so that when this node is
+   * named next it counts the old lease's silence from when the last renewal appeared, not from when it was named.
+   */
+  private watching: { epoch: number; watch: LeaseWatch; since: number } | undefined;
   /** The epoch whose cutover has been done in full. */
   private cutOver = 0;
   private loop: Promise<void> | undefined;
@@ -136,18 +143,31 @@ export class Guard {
     }
     if (!local.running) return this.fence(epoch, 'the server stopped');
     if (this.cutOver !== epoch) await this.moveTraffic(epoch);
-    const votes = tally(await this.o.decisions.votes(epoch), this.o.observers);
+    const fresh = (await this.o.decisions.votes(epoch)).filter((v) => v.seq > (this.baseline.get(v.observer) ?? -1));
+    const votes = tally(fresh, this.o.observers);
     if (votes.reached) return this.fence(epoch, `a majority of observers (${votes.down.join(', ')}) find this primary down`);
   }
 
   private async follow(leader: LeaderRecord): Promise<void> {
     if (this.lease) return this.fence(this.lease.epoch, `epoch ${leader.epoch} names ${leader.node} primary`);
+    await this.leaseWatch(leader.epoch).watch.ended();
     const local: LocalServer = await localServer(this.o.dataDir, this.o.conninfo, this.o.password);
     if (local.running && local.inRecovery === false) return this.fence(leader.epoch, `runs as a primary, but epoch ${leader.epoch} names ${leader.node}`);
   }
 
+  /** The watch on `epoch`'s primary lease: the one kept while following, or a new one. */
+  private leaseWatch(epoch: number): { watch: LeaseWatch; since: number } {
+    if (this.watching?.epoch !== epoch) this.watching = { epoch, watch: this.o.decisions.watchLease(epoch, { clock: monotonicMs, marginMs: () => this.o.marginMs }), since: monotonicMs() };
+    return this.watching;
+  }
+
+  private async snapshotVotes(epoch: number): Promise<void> {
+    this.baseline = new Map((await this.o.decisions.votes(epoch)).map((v) => [v.observer, v.seq]));
+  }
+
   private async takeLease(epoch: number): Promise<void> {
     this.lease = await this.o.decisions.acquireLease(epoch, { ttlMs: this.o.ttlMs, clock: monotonicMs });
+    await this.snapshotVotes(epoch);
     await this.arm();
     this.stopKeeper();
     // Armed again well within each renewal period, apart from the decision loop (which may wait on the store).
@@ -168,8 +188,7 @@ export class Guard {
   private async promote(leader: LeaderRecord): Promise<void> {
     const { epoch } = leader;
     if (epoch > 1) {
-      const watch = this.o.decisions.watchLease(epoch - 1, { clock: monotonicMs, marginMs: () => this.o.marginMs });
-      const since = monotonicMs();
+      const { watch, since } = this.leaseWatch(epoch - 1);
       for (;;) {
         const ended = await watch.ended();
         // A lease never seen: its epoch's primary never took it (a standby named that never promoted); wait one whole lease out.
@@ -184,6 +203,8 @@ export class Guard {
     }
     this.lease?.prove('promoting');
     await promoteServer(this.o.conninfo, this.o.password);
+    // Votes cast while this server was still a standby were about a primary that did not exist yet.
+    await this.snapshotVotes(epoch);
     this.event('promoted', epoch, 'promoted; accepts writes');
   }
 

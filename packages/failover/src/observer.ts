@@ -34,6 +34,12 @@ export interface ObserverOptions extends FailureDetectorOptions {
   intervalMs?: number;
   /** Per-probe timeout (default 2 s). */
   probeTimeoutMs?: number;
+  /**
+   * A newly named primary is given this long (from when this observer first saw its epoch) to take its lease
+   * and finish promotion before its failed probes count, unless it answered as a primary sooner (default 60 s:
+   * the old lease's time-to-live and margin, and PostgreSQL's promotion).
+   */
+  promotionGraceMs?: number;
   /** A standby more than this many bytes behind the primary's last position seen is not chosen (default 16 MiB). */
   maxLagBytes?: number;
   onEvent?: (event: ObserverEvent) => void;
@@ -70,6 +76,9 @@ export function chooseCandidate(states: readonly { node: string; state: StandbyS
 export class Observer {
   private readonly detector: FailureDetector;
   private epoch = 0;
+  /** When this observer entered the epoch, and whether its primary has answered as one since. */
+  private enteredAt = 0;
+  private seenUp = false;
   private seq = -1;
   private voted: Verdict | undefined;
   /** The primary's last position a good probe saw, for the lag bound. */
@@ -103,8 +112,13 @@ export class Observer {
     if (leader.epoch !== this.epoch) await this.enter(leader.epoch);
     const node = this.node(leader.node);
     const probe: ProbeResult = node ? await probePrimary({ conninfo: node.conninfo, ...(node.password !== undefined ? { password: node.password } : {}), timeoutMs: this.o.probeTimeoutMs ?? 2000 }) : { ok: false, ms: 0, error: `node ${leader.node} is not in this observer's configuration` };
-    if (probe.ok) this.primaryLsn = probe.lsn;
-    else this.event('probe-failed', leader.epoch, probe.error);
+    if (probe.ok) {
+      this.primaryLsn = probe.lsn;
+      this.seenUp = true;
+    } else this.event('probe-failed', leader.epoch, probe.error);
+    // A primary named by a failover is still waiting out the old lease and promoting: its misses do not count yet.
+    const promoting = leader.reason !== 'initial' && !this.seenUp && monotonicMs() - this.enteredAt < (this.o.promotionGraceMs ?? 60_000);
+    if (promoting && !probe.ok) return;
     const health = this.detector.record(probe.ok, probe.ok ? '' : probe.error);
     const verdict: Verdict | undefined = health === 'down' ? 'down' : health === 'up' && this.voted === 'down' ? 'up' : undefined;
     if (verdict && verdict !== this.voted) await this.vote(leader, verdict);
@@ -113,6 +127,8 @@ export class Observer {
 
   private async enter(epoch: number): Promise<void> {
     this.epoch = epoch;
+    this.enteredAt = monotonicMs();
+    this.seenUp = false;
     this.voted = undefined;
     this.primaryLsn = undefined;
     this.detector.record(true);

@@ -1,0 +1,209 @@
+/**
+ * A failover test topology with real parts: a primary (db1, 127.0.0.2) and
+ * a streaming standby built by `coffer restore --standby` (db2, 127.0.0.3),
+ * the same port on each as on two hosts; BIND serving the name clients use;
+ * a decision store (a directory, or a radosgw bucket); and `coffer failover`
+ * roles started as processes with a policy file per role (so one role can
+ * reach the store or a server through a proxy the test cuts).
+ */
+import { appendFile, chown, mkdir, writeFile } from 'node:fs/promises';
+import { Resolver } from 'node:dns/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { FileStore, type ObjectStore } from '@coffer/engine';
+import { ObjectStoreDecisions } from '@coffer/failover';
+import { startBind, type BindServer } from './bind.js';
+import { startCoffer } from './cli.js';
+import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, postgresUser } from './pg.js';
+import { newBucket, s3Server, s3Store } from './s3.js';
+
+export const NAME = 'primary.db.test';
+export const ADDRESSES = { db1: '127.0.0.2', db2: '127.0.0.3' } as const;
+export type Node = keyof typeof ADDRESSES;
+
+const env = { COFFER_PASSPHRASE: 'failover passphrase' };
+
+export interface TopologyOptions {
+  /** The standby is synchronous (synchronous_standby_names = db2). */
+  synchronous?: boolean;
+  /** The decision store in a radosgw bucket (default: a directory). */
+  s3?: boolean;
+}
+
+export interface RoleOptions {
+  /** The S3 endpoint this role reaches the decision store through (a proxy). */
+  storeEndpoint?: string;
+  /** How this role reaches each node, when not directly (a TCP proxy's port on 127.0.0.1). */
+  nodeVia?: Partial<Record<Node, number>>;
+}
+
+export class Topology {
+  readonly logs: string[] = [];
+  private readonly roles: ReturnType<typeof startCoffer>[] = [];
+  private policies = 0;
+  private writers = 0;
+
+  private constructor(
+    readonly work: { dir: string; cleanup: () => Promise<void> },
+    readonly primary: Cluster,
+    readonly standby: Cluster,
+    readonly bind: BindServer,
+    readonly port: number,
+    readonly decisionStore: ObjectStore,
+    private readonly decisionYaml: (endpoint?: string) => string,
+    readonly roleEnv: Record<string, string>,
+  ) {}
+
+  static async build(prefix: string, options: TopologyOptions = {}): Promise<Topology> {
+    const install = debianInstall();
+    const bind = await startBind('db.test', { primary: ADDRESSES.db1 });
+    const { work, repo, cluster: primary } = await archivingCluster(prefix, install, env.COFFER_PASSPHRASE);
+    const port = primary.port;
+    await primary.query('CREATE TABLE commits (id bigint PRIMARY KEY, side text)');
+    const b = await cofferAsPostgres(['--repo', repo, 'backup'], { ...env, ...primary.pgEnv });
+    if (b.status !== 0) throw new Error(b.stderr);
+    const parent = join(work.dir, 'sb');
+    await mkdir(parent);
+    const { uid, gid } = postgresUser();
+    await chown(parent, uid, gid);
+    const standbyDir = join(parent, 'standby');
+    const r = await cofferAsPostgres(['--repo', repo, 'restore', 'latest', '--to', standbyDir, '--standby'], env);
+    if (r.status !== 0) throw new Error(r.stderr);
+    await appendFile(join(standbyDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=${ADDRESSES.db1} port=${port} user=postgres application_name=db2'\n`);
+    await primary.stop();
+    await primary.start({ listen_addresses: ADDRESSES.db1, ...(options.synchronous ? { synchronous_standby_names: 'db2' } : {}) });
+    const standby = await Cluster.adopt(install, standbyDir, { passphrase: env.COFFER_PASSPHRASE });
+    await standby.start({ archive_mode: 'off', hot_standby: 'on', listen_addresses: ADDRESSES.db2, port });
+    const roleEnv: Record<string, string> = { COFFER_TEST_TSIG: bind.secret };
+    let decisionStore: ObjectStore;
+    let decisionYaml: (endpoint?: string) => string;
+    if (options.s3) {
+      const s = s3Server();
+      const bucket = await newBucket();
+      decisionStore = s3Store(bucket, { prefix: 'decide' });
+      Object.assign(roleEnv, { COFFER_TEST_AK: s.accessKeyId, COFFER_TEST_SK: s.secretAccessKey });
+      decisionYaml = (endpoint = s.endpoint) => `{ location: "s3://${bucket}/decide", region: ${s.region}, endpoint: "${endpoint}", credentials: { accessKeyId: { env: COFFER_TEST_AK }, secretAccessKey: { env: COFFER_TEST_SK } } }`;
+    } else {
+      const dir = join(work.dir, 'decisions');
+      decisionStore = new FileStore(dir);
+      decisionYaml = () => `{ location: ${dir} }`;
+    }
+    return new Topology(work, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv);
+  }
+
+  get decisions(): ObjectStoreDecisions {
+    return new ObjectStoreDecisions(this.decisionStore, 'main');
+  }
+
+  /** Writes a policy file for a role and returns its path. */
+  async policy(role: RoleOptions = {}): Promise<string> {
+    const file = join(this.work.dir, `policy-${++this.policies}.yaml`);
+    const conn = (n: Node) => (role.nodeVia?.[n] !== undefined ? `postgresql://postgres@127.0.0.1:${role.nodeVia[n]}/postgres` : `postgresql://postgres@${ADDRESSES[n]}:${this.port}/postgres`);
+    await writeFile(
+      file,
+      [
+        'version: 1',
+        'clusters: {}',
+        'repositories: {}',
+        'schedules: []',
+        'failover:',
+        '  cluster: main',
+        `  decision: ${this.decisionYaml(role.storeEndpoint)}`,
+        '  nodes:',
+        ...(Object.keys(ADDRESSES) as Node[]).map((n) => `    - { name: ${n}, connection: "${conn(n)}", address: ${ADDRESSES[n]} }`),
+        '  observers: [region-a, region-b, witness]',
+        '  cutover:',
+        `    dns: { server: 127.0.0.1, port: ${this.bind.port}, zone: db.test, name: ${NAME}, ttlSeconds: 1, key: { name: ${this.bind.keyName}, secret: { env: COFFER_TEST_TSIG } } }`,
+        '',
+      ].join('\n'),
+    );
+    return file;
+  }
+
+  /** Starts `coffer failover <args>` with a policy of its own; its output goes to `logs`. */
+  async start(args: string[], role: RoleOptions = {}): Promise<ReturnType<typeof startCoffer>> {
+    const p = startCoffer(['failover', ...args, '--policy', await this.policy(role), '--json'], this.roleEnv);
+    this.roles.push(p);
+    const i = this.logs.push(`--- ${args.slice(0, 3).join(' ')}\n`) - 1;
+    p.child.stdout!.on('data', (d: Buffer) => (this.logs[i] += d.toString()));
+    p.child.stderr!.on('data', (d: Buffer) => (this.logs[i] += d.toString()));
+    return p;
+  }
+
+  /** The process of the role started with these arguments (`guard --node db1`, `watch --observer witness`). */
+  role(args: string): ReturnType<typeof startCoffer>['child'] {
+    const i = this.logs.findIndex((l) => l.startsWith(`--- ${args}\n`));
+    if (i < 0) throw new Error(`no role ${args}`);
+    return this.roles[i]!.child;
+  }
+
+  /** The usual cast: init, both guards, three observers (each reaching what `roles` says). */
+  async startAll(roles: Partial<Record<'db1' | 'db2' | 'region-a' | 'region-b' | 'witness', RoleOptions>> = {}): Promise<void> {
+    const init = startCoffer(['failover', 'init', '--policy', await this.policy(), '--primary', 'db1'], this.roleEnv);
+    const r = await init.done;
+    if (r.status !== 0) throw new Error(`failover init: ${r.stderr}`);
+    await this.start(['guard', '--node', 'db1', '--pgdata', this.primary.data], roles.db1);
+    await this.start(['guard', '--node', 'db2', '--pgdata', this.standby.data], roles.db2);
+    for (const o of ['region-a', 'region-b', 'witness'] as const) await this.start(['watch', '--observer', o], roles[o]);
+    const until = Date.now() + 30_000;
+    while ((await this.decisions.watchLease(1, { clock: () => performance.now() }).ended()) !== false) {
+      if (Date.now() > until) throw new Error(`the primary's guard did not take its lease\n${this.logs.join('\n')}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  async sql<T extends pg.QueryResultRow>(node: Node, text: string): Promise<T[]> {
+    const c = new pg.Client({ host: ADDRESSES[node], port: this.port, user: 'postgres', database: 'postgres' });
+    c.on('error', () => undefined);
+    await c.connect();
+    try {
+      return (await c.query<T>(text)).rows;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Inserts numbered rows marked `side` — through the DNS name, resolved again
+   * for every new connection, or straight at one address — and remembers
+   * every commit acknowledged with when, and where.
+   */
+  writer(side: string, to: 'name' | Node) {
+    const resolver = new Resolver({ timeout: 500, tries: 1 });
+    resolver.setServers([`127.0.0.1:${this.bind.port}`]);
+    const acked: { id: number; at: number; address: string }[] = [];
+    let stopped = false;
+    // Each writer numbers its rows in a range of its own.
+    let next = this.writers++ * 1_000_000_000 + 1;
+    const done = (async () => {
+      while (!stopped) {
+        let client: pg.Client | undefined;
+        try {
+          const address = to === 'name' ? (await resolver.resolve4(NAME))[0]! : ADDRESSES[to];
+          client = new pg.Client({ host: address, port: this.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 5000 });
+          client.on('error', () => undefined);
+          await client.connect();
+          while (!stopped) {
+            const id = next++;
+            await client.query('INSERT INTO commits VALUES ($1, $2)', [id, side]);
+            acked.push({ id, at: performance.now(), address });
+          }
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        } finally {
+          await client?.end().catch(() => undefined);
+        }
+      }
+    })();
+    return { acked, last: () => acked.at(-1), stop: async () => ((stopped = true), await done) };
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.roles) p.child.kill('SIGCONT'), p.child.kill('SIGKILL');
+    await Promise.all(this.roles.map((p) => p.done.catch(() => undefined)));
+    await this.standby.stop('immediate').catch(() => undefined);
+    await this.primary.stop('immediate').catch(() => undefined);
+    await this.bind.stop();
+    await this.work.cleanup();
+  }
+}
