@@ -10,13 +10,14 @@
  * - (The primary frozen or cut off: test/chaos/failover-split.test.ts.)
  * - One lost probe, a slow store, an observer down: no failover.
  */
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postmasterPid } from '@coffer/engine';
-import { processesIn } from '@coffer/failover';
+import { processesIn, type FailoverReport } from '@coffer/failover';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { ADDRESSES, NAME, Topology } from '../support/failover-topology.js';
+import { coffer } from '../support/cli.js';
 import { s3Server } from '../support/s3.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { until } from '../support/until.js';
@@ -69,6 +70,25 @@ describe('failover', () => {
       await access(join(t.primary.data, 'standby.signal'));
       const lost = await lostCommits(w);
       if (synchronous) expect(lost).toBe(0);
+      // The new primary's guard wrote the failover's report: each phase's time, the RPO in WAL bytes; as metrics too.
+      const textfile = join(t.work.dir, 'failover.prom');
+      let report: { stdout: string; stderr: string; status: number | null } = { stdout: '', stderr: '', status: null };
+      await until(async () => (report = await coffer(['failover', 'report', '--policy', await t!.policy(), '--json', '--metrics-textfile', textfile], t!.roleEnv)).status === 0, 'the failover report', 30_000, 200).catch((e: Error) => {
+        throw new Error(`${e.message}: ${report.stderr}\n${t!.logs.join('\n')}`);
+      });
+      const r = JSON.parse(report.stdout) as FailoverReport;
+      expect(r).toMatchObject({ epoch: 2, node: 'db2', previous: 'db1', reason: 'failover' });
+      for (const phase of ['lastHealthy', 'detected', 'quorum', 'fenced', 'promoted', 'trafficMoved', 'firstWrite'] as const) expect(Date.parse(r.phases[phase]!)).toBeGreaterThan(0);
+      expect(r.seconds.total).toBeGreaterThan(0);
+      expect(r.seconds.total).toBeLessThan(rtoSeconds + 1);
+      expect(r.rpoBytes).toBeDefined();
+      if (synchronous) expect(r.rpoBytes).toBe(0);
+      const metrics = await readFile(textfile, 'utf8');
+      expect(metrics).toMatch(/^coffer_failover_rto_seconds\{.*\} [0-9.]+$/m);
+      expect(metrics).toMatch(/^coffer_failover_promoted_seconds\{.*\} [0-9.]+$/m);
+      const md = await coffer(['failover', 'report', '--policy', await t.policy()], t.roleEnv);
+      expect(md.stdout).toContain('| first write accepted |');
+      console.log(md.stdout);
       console.log(`failover (${synchronous ? 'synchronous' : 'asynchronous'} standby): RTO ${rtoSeconds.toFixed(1)} s (SIGKILL of the postmaster to the first write through the name on the new primary); RPO ${lost} of ${w.acked.length} acknowledged commits lost`);
       expect(t.logs.join('\n')).not.toContain(t.bind.secret);
     }, 300_000);

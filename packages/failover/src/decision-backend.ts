@@ -6,6 +6,7 @@
  * Kubernetes Lease implementation plugs in here instead.
  */
 import type { LeaderRecord, VoteRecord } from './decision-records.js';
+import type { FailoverReport } from './failover-report.js';
 
 /** The primary's lease in one epoch, as its holder sees it. */
 export interface PrimaryLease {
@@ -50,6 +51,10 @@ export interface DecisionBackend {
   votes(epoch: number): Promise<VoteRecord[]>;
   /** Takes the primary's lease for `epoch`. */
   acquireLease(epoch: number, options: { ttlMs: number; clock: () => number }): Promise<PrimaryLease>;
+  /** Keeps a failover's report (create-only: the first one written for an epoch stays). */
+  saveReport(report: FailoverReport): Promise<void>;
+  /** The report of the failover that began `epoch`, if one was written. */
+  report(epoch: number): Promise<FailoverReport | undefined>;
   /** Watches `epoch`'s primary lease from an observer. */
   watchLease(epoch: number, options: { clock: () => number; marginMs?: (ttlMs: number) => number }): LeaseWatch;
 }

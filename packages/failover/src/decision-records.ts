@@ -103,6 +103,10 @@ export interface VoteRecord {
   misses: number;
   /** The last probe's failure, or what it saw. */
   detail: string;
+  /** The primary's last WAL position this observer's probes saw (for the report's RPO). */
+  primaryLsn?: string;
+  /** When this observer's last good probe of the primary was (wall clock, for the report). */
+  lastHealthyAt?: string;
   host: string;
   pid: number;
   writtenAt: string;
@@ -134,10 +138,16 @@ const voteSchema = z.object({
   verdict: z.enum(['down', 'up']),
   misses: z.int().check(z.nonnegative()),
   detail: z.string(),
+  primaryLsn: z.optional(z.string()),
+  lastHealthyAt: z.optional(z.string()),
   host: z.string(),
   pid: z.int(),
   writtenAt: z.string(),
 });
+
+export function reportKey(cluster: string, epoch: number): string {
+  return `${FAILOVER_PREFIX}${cluster}/reports/${pad(epoch, 10)}`;
+}
 
 export function encodeLeader(record: LeaderRecord): Buffer {
   return wrapCarried(LEADER_MAGIC, Buffer.from(JSON.stringify(record)));

@@ -21,6 +21,8 @@ import type { DecisionBackend, LeaseWatch, PrimaryLease } from './decision-backe
 import type { LeaderRecord } from './decision-records.js';
 import { fenceServer, type FenceReport } from './fence.js';
 import { monotonicMs } from './monotonic.js';
+import { failoverReport } from './failover-report.js';
+import { probePrimary } from './health-probe.js';
 import { tally } from './quorum.js';
 import type { Watchdog } from './watchdog.js';
 import type { CutoverStep } from './cutover.js';
@@ -48,7 +50,7 @@ export interface GuardOptions {
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'fenced' | 'released' | 'error';
+export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'report' | 'fenced' | 'released' | 'error';
 
 export interface GuardEvent {
   kind: GuardEventKind;
@@ -74,6 +76,8 @@ export class Guard {
    * named next it counts the old lease's silence from when the last renewal appeared, not from when it was named.
    */
   private watching: { epoch: number; watch: LeaseWatch; since: number } | undefined;
+  /** A promotion's phase times, until its report is written (after the cutover). */
+  private promotion: { epoch: number; fenced: string; promoted: string; promotedAtLsn: string | undefined } | undefined;
   /** The epoch whose cutover has been done in full. */
   private cutOver = 0;
   private loop: Promise<void> | undefined;
@@ -143,6 +147,7 @@ export class Guard {
     }
     if (!local.running) return this.fence(epoch, 'the server stopped');
     if (this.cutOver !== epoch) await this.moveTraffic(epoch);
+    else if (this.promotion?.epoch === epoch) await this.writeReport(this.promotion);
     const fresh = (await this.o.decisions.votes(epoch)).filter((v) => v.seq > (this.baseline.get(v.observer) ?? -1));
     const votes = tally(fresh, this.o.observers);
     if (votes.reached) return this.fence(epoch, `a majority of observers (${votes.down.join(', ')}) find this primary down`);
@@ -201,8 +206,10 @@ export class Guard {
         await new Promise((r) => setTimeout(r, Math.min(500, this.o.tickMs)));
       }
     }
+    const fenced = new Date().toISOString();
     this.lease?.prove('promoting');
-    await promoteServer(this.o.conninfo, this.o.password);
+    const promotedAtLsn = await promoteServer(this.o.conninfo, this.o.password);
+    this.promotion = { epoch, fenced, promoted: new Date().toISOString(), promotedAtLsn };
     // Votes cast while this server was still a standby were about a primary that did not exist yet.
     await this.snapshotVotes(epoch);
     this.event('promoted', epoch, 'promoted; accepts writes');
@@ -222,6 +229,20 @@ export class Guard {
       this.event('cutover', epoch, `${step.describe} points at ${this.o.node}`);
     }
     this.cutOver = epoch;
+    if (this.promotion?.epoch === epoch) await this.writeReport(this.promotion);
+  }
+
+  /** After the cutover: a write on the new primary, then the failover's report in the decision store. */
+  private async writeReport(p: NonNullable<Guard['promotion']>): Promise<void> {
+    const trafficMoved = new Date().toISOString();
+    const probe = await probePrimary({ conninfo: this.o.conninfo, ...(this.o.password !== undefined ? { password: this.o.password } : {}) });
+    if (!probe.ok) return this.event('error', p.epoch, `the first write after promotion failed (${probe.error}); the report waits for the next tick`);
+    const leader = await this.o.decisions.leader(p.epoch);
+    if (!leader) return;
+    const report = failoverReport(leader, await this.o.decisions.votes(p.epoch - 1), { fenced: p.fenced, promoted: p.promoted, trafficMoved, firstWrite: new Date().toISOString() }, p.promotedAtLsn);
+    await this.o.decisions.saveReport(report);
+    this.promotion = undefined;
+    this.event('report', p.epoch, `detected → first write ${report.seconds.total ?? '?'} s; RPO ${report.rpoBytes ?? '?'} bytes of WAL`);
   }
 
   private async fence(epoch: number, reason: string): Promise<void> {

@@ -21,3 +21,4 @@ export { monotonicMs } from './monotonic.js';
 export { failoverStatus, type FailoverStatus } from './status.js';
 export { DnsCutover, CommandCutover, WebhookCutover, type CutoverStep } from './cutover.js';
 export { pointName, DnsUpdateError, type DnsUpdateTarget, type TsigKey, type TsigAlgorithm } from './dns-update.js';
+export { failoverReport, reportMarkdown, reportFigures, type FailoverReport } from './failover-report.js';

@@ -21,16 +21,20 @@ export async function localServer(dataDir: string, conninfo: string, password?: 
   }
 }
 
-/** Promotes the standby behind `conninfo` and waits until it accepts writes (PostgreSQL waits up to `waitSeconds`). */
-export async function promoteServer(conninfo: string, password?: string, waitSeconds = 60): Promise<void> {
+/**
+ * Promotes the standby behind `conninfo` and waits until it accepts writes (PostgreSQL waits up to
+ * `waitSeconds`). Resolves the WAL position it had replayed to when promoted (undefined when it was a primary already).
+ */
+export async function promoteServer(conninfo: string, password?: string, waitSeconds = 60): Promise<string | undefined> {
   const client = new pg.Client({ connectionString: conninfo, ...(password !== undefined ? { password } : {}), connectionTimeoutMillis: 5000, application_name: 'coffer-failover-guard' });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    const [row] = (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows;
-    if (!row!.r) return;
+    const [row] = (await client.query<{ r: boolean; lsn: string | null }>('SELECT pg_is_in_recovery() AS r, pg_last_wal_replay_lsn()::text AS lsn')).rows;
+    if (!row!.r) return undefined;
     const [done] = (await client.query<{ ok: boolean }>('SELECT pg_promote(true, $1) AS ok', [waitSeconds])).rows;
     if (!done!.ok) throw new Error(`the server did not finish promotion within ${waitSeconds} s`);
+    return row!.lsn ?? undefined;
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -9,9 +9,10 @@
  * loser's version is current until its writer removes it again): a guard
  * must never act on a record that lost.
  */
-import { bytesEqual, collectList, Lease, LeaseObserver, MissingObjectError, ObjectConflictError, PrefixedStore, type LeaseState, type ObjectStore } from '@coffer/engine';
+import { bytesEqual, collectList, CorruptObjectError, Lease, LeaseObserver, MissingObjectError, ObjectConflictError, PrefixedStore, type LeaseState, type ObjectStore } from '@coffer/engine';
 import type { ClaimOutcome, DecisionBackend, LeaseWatch, PrimaryLease } from './decision-backend.js';
-import { decodeLeader, decodeVote, encodeLeader, encodeVote, epochPrefix, leaderKey, leadersPrefix, parseLeaderKey, parseVoteKey, validateName, voteKey, votesPrefix, type LeaderRecord, type VoteRecord } from './decision-records.js';
+import type { FailoverReport } from './failover-report.js';
+import { decodeLeader, decodeVote, encodeLeader, encodeVote, epochPrefix, leaderKey, leadersPrefix, parseLeaderKey, parseVoteKey, reportKey, validateName, voteKey, votesPrefix, type LeaderRecord, type VoteRecord } from './decision-records.js';
 
 /** The lease's purpose in an epoch's `locks/`. */
 const PRIMARY = 'primary';
@@ -98,6 +99,31 @@ export class ObjectStoreDecisions implements DecisionBackend {
       },
       remaining: async () => Math.max(0, ...(await primaries()).map((s) => observer.remaining(s))),
     };
+  }
+
+  async saveReport(report: FailoverReport): Promise<void> {
+    try {
+      await this.store.put(reportKey(this.cluster, report.epoch), Buffer.from(JSON.stringify(report, null, 2) + '\n'));
+    } catch (e) {
+      // A report of this epoch is there already (a guard that restarted after writing it): the first one stays.
+      if (!(e instanceof ObjectConflictError)) throw e;
+    }
+  }
+
+  async report(epoch: number): Promise<FailoverReport | undefined> {
+    const key = reportKey(this.cluster, epoch);
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.original(key);
+    } catch (e) {
+      if (e instanceof MissingObjectError) return undefined;
+      throw e;
+    }
+    try {
+      return JSON.parse(Buffer.from(bytes).toString('utf8')) as FailoverReport;
+    } catch (e) {
+      throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
+    }
   }
 
   private epochStore(epoch: number): ObjectStore {

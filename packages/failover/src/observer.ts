@@ -7,7 +7,7 @@
  * write that record decides; the others read it. It never promotes anything
  * itself: the named standby's guard does, after the old primary's lease ended.
  */
-import { parseLsn } from '@coffer/engine';
+import { lsnBytes } from './lsn.js';
 import type { DecisionBackend } from './decision-backend.js';
 import type { LeaderRecord, Verdict, VoteRecord } from './decision-records.js';
 import { FailureDetector, type FailureDetectorOptions } from './failure-detector.js';
@@ -54,7 +54,6 @@ export interface ObserverEvent {
   at: number;
 }
 
-const lsnBytes = (lsn: string): number => Number(parseLsn(lsn));
 
 export interface Candidate {
   node: string;
@@ -83,6 +82,7 @@ export class Observer {
   private voted: Verdict | undefined;
   /** The primary's last position a good probe saw, for the lag bound. */
   private primaryLsn: string | undefined;
+  private lastHealthyAt: string | undefined;
   private loop: Promise<void> | undefined;
   private stopping = false;
 
@@ -114,6 +114,7 @@ export class Observer {
     const probe: ProbeResult = node ? await probePrimary({ conninfo: node.conninfo, ...(node.password !== undefined ? { password: node.password } : {}), timeoutMs: this.o.probeTimeoutMs ?? 2000 }) : { ok: false, ms: 0, error: `node ${leader.node} is not in this observer's configuration` };
     if (probe.ok) {
       this.primaryLsn = probe.lsn;
+      this.lastHealthyAt = new Date().toISOString();
       this.seenUp = true;
     } else this.event('probe-failed', leader.epoch, probe.error);
     // A primary named by a failover is still waiting out the old lease and promoting: its misses do not count yet.
@@ -131,6 +132,7 @@ export class Observer {
     this.seenUp = false;
     this.voted = undefined;
     this.primaryLsn = undefined;
+    this.lastHealthyAt = undefined;
     this.detector.record(true);
     // Numbers continue past this observer's own earlier votes (a restarted observer).
     const mine = (await this.o.decisions.votes(epoch)).find((v) => v.observer === this.o.name);
@@ -148,6 +150,8 @@ export class Observer {
       verdict,
       misses: this.detector.count,
       detail: verdict === 'down' ? this.detector.error : 'probe succeeded',
+      ...(this.primaryLsn ? { primaryLsn: this.primaryLsn } : {}),
+      ...(this.lastHealthyAt ? { lastHealthyAt: this.lastHealthyAt } : {}),
       host: hostname(),
       pid: process.pid,
       writtenAt: new Date().toISOString(),

@@ -54,6 +54,15 @@ const FIGURES: Record<string, string> = {
   repository_leases: 'Leases held in the repository now (writers at work, a collection)',
   kms_keys: 'KMS keys that wrap the repository\'s data keys',
   kms_keys_unusable: 'Of those, keys KMS says are disabled, scheduled for deletion or unavailable',
+  failover_epoch: 'The epoch the last failover began',
+  failover_rto_seconds: "The last failover, from the old primary's last good probe to the first write on the new primary",
+  failover_detected_seconds: 'The last failover: last good probe to the first "down" vote',
+  failover_quorum_seconds: 'The last failover: first "down" vote to the next primary named',
+  failover_fenced_seconds: "The last failover: next primary named to the old primary's lease ended (fenced)",
+  failover_promoted_seconds: 'The last failover: old primary fenced to the new one promoted',
+  failover_traffic_moved_seconds: 'The last failover: promoted to traffic moved (DNS, hooks)',
+  failover_first_write_seconds: 'The last failover: traffic moved to the first write accepted',
+  failover_rpo_bytes: "The last failover: WAL bytes between the old primary's last position seen and the new primary's promotion",
 };
 
 const LAST_SUCCESS = 'coffer_job_last_success_timestamp_seconds';

@@ -69,6 +69,27 @@ export function register(ctx: CliContext): void {
     });
 
   failover
+    .command('report')
+    .description('the report of a failover: when each phase ended and how long it took (detected, quorum, old primary fenced, promoted, traffic moved, first write), and the RPO in WAL bytes; its figures go to --metrics-textfile')
+    .option(...POLICY_OPTION)
+    .option('--epoch <n>', 'the epoch the failover began (default: the newest with a report)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError('--epoch', `expected an epoch number of 2 or more, got ${JSON.stringify(v)}`);
+      return n;
+    })
+    .option('--json', 'print it as JSON')
+    .action(async (o: { policy?: string; epoch?: number; json?: boolean }) => {
+      const { decisions } = await setup(o, io.env);
+      const { reportMarkdown, reportFigures } = await import('@coffer/failover');
+      const current = await decisions.current();
+      let report;
+      for (let e = o.epoch ?? current?.epoch ?? 0; e >= (o.epoch ?? 2) && !report; e--) report = await decisions.report(e);
+      if (!report) throw new InvalidArgumentError('--epoch', o.epoch ? `${decisions.location} holds no report of epoch ${o.epoch}` : `${decisions.location} holds no failover report yet`);
+      ctx.report(reportFigures(report));
+      say(o.json ? JSON.stringify(report, null, 2) : reportMarkdown(report));
+    });
+
+  failover
     .command('watch')
     .description('run an observer until SIGTERM: probe the primary, vote it down after the policy\'s misses (up again when it answers), and name the most advanced healthy standby once a majority voted down')
     .option(...POLICY_OPTION)
