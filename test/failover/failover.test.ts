@@ -10,7 +10,7 @@
  * - (The primary frozen or cut off: test/chaos/failover-split.test.ts.)
  * - One lost probe, a slow store, an observer down: no failover.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postmasterPid } from '@coffer/engine';
@@ -18,6 +18,7 @@ import { processesIn, type FailoverReport } from '@coffer/failover';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { ADDRESSES, NAME, Topology } from '../support/failover-topology.js';
 import { coffer } from '../support/cli.js';
+import { cofferAsPostgres } from '../support/pg.js';
 import { s3Server } from '../support/s3.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { until } from '../support/until.js';
@@ -68,6 +69,16 @@ describe('failover', () => {
       // The old primary is fenced: nothing runs in its data directory, and it would start as a standby.
       expect(processesIn(t.primary.data)).toEqual([]);
       await access(join(t.primary.data, 'standby.signal'));
+      // Archive fencing: the old primary's last segment reaches past the switch point in the new timeline's
+      // history (which the new primary archived first): wal-push refuses it.
+      await until(async () => Number((await t!.sql<{ n: string }>('db2', 'SELECT archived_count AS n FROM pg_stat_archiver'))[0]!.n) > 0, "the new primary to archive its timeline's history", 30_000, 100);
+      const oldWal = (await readdir(join(t.primary.data, 'pg_wal'))).filter((n) => /^00000001[0-9A-F]{16}$/.test(n)).sort().at(-1)!;
+      let push = { status: 0 as number | null, stderr: '' };
+      await until(async () => (push = await cofferAsPostgres(['--repo', t!.repo, 'wal-push', join(t!.primary.data, 'pg_wal', oldWal)], { COFFER_PASSPHRASE: 'failover passphrase' })).status === 21, 'wal-push to refuse the old timeline past the switch point', 30_000, 250).catch(async (e: Error) => {
+        const archiver = await t!.sql('db2', "SELECT archived_count, last_archived_wal, failed_count, last_failed_wal, current_setting('archive_mode') AS mode, current_setting('archive_command') AS cmd FROM pg_stat_archiver");
+        throw new Error(`${e.message}: exit ${push.status}: ${push.stderr}\n${JSON.stringify(archiver)}\n${(await t!.standby.log()).slice(-3000)}`);
+      });
+      expect(push.stderr).toMatch(/branched off it \(00000002\.history\)/);
       const lost = await lostCommits(w);
       if (synchronous) expect(lost).toBe(0);
       // The new primary's guard wrote the failover's report: each phase's time, the RPO in WAL bytes; as metrics too.

@@ -50,9 +50,9 @@ function endOf(name: string): string {
 }
 
 /** The archived copy of `name`, as wal-fetch returns it. */
-async function fetched(name: string): Promise<Buffer> {
-  const to = join(work.dir, `fetched-${name}`);
-  const r = await coffer(['--repo', repo, '--stanza', 'main', 'wal-fetch', name, to, '--prefetch', '0'], env, { cwd: cluster.data });
+async function fetched(name: string, stanza = 'main'): Promise<Buffer> {
+  const to = join(work.dir, `fetched-${stanza}-${name}`);
+  const r = await coffer(['--repo', repo, '--stanza', stanza, 'wal-fetch', name, to, '--prefetch', '0'], env, { cwd: cluster.data });
   expect(r.status, r.stderr).toBe(0);
   return readFile(to);
 }
@@ -162,7 +162,9 @@ describe('wal-receive', () => {
 describe('wal-receive and key rotation', () => {
   it('opens the repository again after key rotate, and goes on streaming with nothing missing', async () => {
     let out = '';
-    const run = startCoffer(['--repo', repo, '--stanza', 'main', 'wal-receive', '--db', db, '--slot', 'rotating', '--status-interval', '1', '--key-check', '0.5'], env);
+    // A stanza of its own: in 'main', timeline 2 branched off this cluster's timeline 1 above (the standby that
+    // promoted), so its timeline 1 past that point is an old primary's, which wal-push and wal-receive refuse.
+    const run = startCoffer(['--repo', repo, '--stanza', 'rotating', 'wal-receive', '--db', db, '--slot', 'rotating', '--status-interval', '1', '--key-check', '0.5'], env);
     run.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     try {
       await until(() => /streaming timeline 1/.test(out), 'the receiver to start streaming', 30_000, 50);
@@ -173,12 +175,12 @@ describe('wal-receive and key rotation', () => {
       await until(() => /newer data key \(key rotate\): opening it again/.test(out), 'the receiver to open the repository again', 30_000, 50);
       const after = await fillSegment();
       await until(() => out.includes(`archived ${after};`), `${after} archived after the rotation`, 60_000, 50);
-      for (const name of [before, after]) expect(sha(await fetched(name))).toBe(sha(await readFile(join(cluster.data, 'pg_wal', name))));
+      for (const name of [before, after]) expect(sha(await fetched(name, 'rotating'))).toBe(sha(await readFile(join(cluster.data, 'pg_wal', name))));
       // A WAL record is its magic (4 bytes), its SHA-256 (32), then the sealed bytes, whose second and third name the
       // data key (docs/FORMAT.md): the record after the rotation is under the new one.
       const keyOf = async (name: string) => {
-        const [sysid] = await readdir(join(repo, 'wal', 'main'));
-        return (await readFile(join(repo, 'wal', 'main', sysid!, '00000001', name))).readUInt16BE(4 + 32 + 1);
+        const [sysid] = await readdir(join(repo, 'wal', 'rotating'));
+        return (await readFile(join(repo, 'wal', 'rotating', sysid!, '00000001', name))).readUInt16BE(4 + 32 + 1);
       };
       expect(await keyOf(after)).toBe((await keyOf(before)) + 1);
     } finally {

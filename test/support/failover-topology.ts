@@ -45,6 +45,8 @@ export class Topology {
 
   private constructor(
     readonly work: { dir: string; cleanup: () => Promise<void> },
+    /** The repository both archive to (the standby once promoted: its archive_command came with the backup). */
+    readonly repo: string,
     readonly primary: Cluster,
     readonly standby: Cluster,
     readonly bind: BindServer,
@@ -73,7 +75,9 @@ export class Topology {
     await primary.stop();
     await primary.start({ listen_addresses: ADDRESSES.db1, ...(options.synchronous ? { synchronous_standby_names: 'db2' } : {}) });
     const standby = await Cluster.adopt(install, standbyDir, { passphrase: env.COFFER_PASSPHRASE });
-    await standby.start({ archive_mode: 'off', hot_standby: 'on', listen_addresses: ADDRESSES.db2, port });
+    // archive_mode always: the standby archives what it receives too, so WAL the old primary never archived
+    // (it died first) is in the repository; once promoted, its history file first.
+    await standby.start({ archive_mode: 'always', hot_standby: 'on', listen_addresses: ADDRESSES.db2, port });
     const roleEnv: Record<string, string> = { COFFER_TEST_TSIG: bind.secret };
     let decisionStore: ObjectStore;
     let decisionYaml: (endpoint?: string) => string;
@@ -88,7 +92,7 @@ export class Topology {
       decisionStore = new FileStore(dir);
       decisionYaml = () => `{ location: ${dir} }`;
     }
-    return new Topology(work, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv);
+    return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv);
   }
 
   get decisions(): ObjectStoreDecisions {

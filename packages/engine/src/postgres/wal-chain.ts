@@ -17,6 +17,7 @@ import type { BackupSummary } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import { parseLsn, segmentName, segmentNumber } from './layout.js';
 import { DEFAULT_STANZA } from './stanza.js';
+import { parseHistory } from './timeline-history.js';
 import { pitrAnchors } from './wal-retention.js';
 import { fetchWalBytes, readWalRecord } from './wal.js';
 
@@ -82,21 +83,6 @@ function tliHex(tli: number): string {
   return tli.toString(16).toUpperCase().padStart(8, '0');
 }
 
-/** Parses a timeline history file into parent timeline → switch LSN, in file order; a line that does not parse is a problem. */
-function parseHistory(text: string, name: string, problems: string[]): [number, bigint][] {
-  const out: [number, bigint][] = [];
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (t === '' || t.startsWith('#')) continue;
-    const m = /^(\d+)\s+([0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8})\b/.exec(t);
-    if (!m) {
-      problems.push(`${name}: line ${JSON.stringify(t.slice(0, 80))} is not "timeline LSN reason"`);
-      continue;
-    }
-    out.push([Number(m[1]), parseLsn(m[2]!)]);
-  }
-  return out;
-}
 
 export interface WalChainOptions {
   stanza?: string;

@@ -46,7 +46,8 @@ import { collectList } from '../store/object-store.js';
 import { PackWriter } from '../content/pack-writer.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import { Lease } from '../repository/leases.js';
-import { nextSegment } from './layout.js';
+import { formatLsn, nextSegment, segmentNumber } from './layout.js';
+import { historyName, parseHistory } from './timeline-history.js';
 import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSystem } from './stanza.js';
 import { readSegmentHeader } from './wal-header.js';
 import { sealWal, type SealedWal } from './wal-seal.js';
@@ -256,6 +257,8 @@ class PushContext {
   private readonly stanzas = new Map<string, Promise<StanzaRecord>>();
   /** Timelines whose history file was found archived (a streamed segment's flushes ask again and again). */
   readonly histories = new Set<string>();
+  /** Archived history files read (they never change once archived), by system identifier and timeline. */
+  readonly historyTexts = new Map<string, string>();
   private control: Promise<string | undefined> | undefined;
   private leaseTaken: Promise<Lease> | undefined;
   constructor(
@@ -355,7 +358,7 @@ async function scopeOf(ctx: PushContext, path: string, name: string, data: Buffe
  * its history files in pg_wal (PostgreSQL never removes them): those are
  * archived first, each checked the same way.
  */
-async function checkTimeline(ctx: PushContext, scope: WalScope, walDir: string, name: string, data: Buffer): Promise<void> {
+async function checkTimeline(ctx: PushContext, scope: WalScope, walDir: string, name: string, data: Buffer, size: number): Promise<void> {
   const tli = parseInt(name.slice(0, 8), 16);
   if (name.endsWith('.history')) {
     const parent = historyParent(data);
@@ -365,6 +368,41 @@ async function checkTimeline(ctx: PushContext, scope: WalScope, walDir: string, 
     return;
   }
   if (tli > 1) await requireHistory(ctx, scope, walDir, tli, `${name} is on timeline ${tli}`);
+  if (!name.endsWith('.partial')) await refuseSuperseded(ctx, scope, name, data, size);
+}
+
+/**
+ * Archive fencing: refuses a segment of timeline T that reaches past the
+ * point where a newer timeline branched off T (its history file, archived by
+ * the primary that was promoted, says where). Such WAL was written by an old
+ * primary after a failover — it is in no history recovery follows, and
+ * storing it would offer a restore writes the cluster never kept. Segments
+ * that end at or before the switch point are still welcome (the old primary
+ * may archive what it wrote before). PostgreSQL's own `.partial` file of the
+ * old timeline is not refused: the new primary archives it.
+ */
+async function refuseSuperseded(ctx: PushContext, scope: WalScope, name: string, data: Buffer, size: number): Promise<void> {
+  const tli = parseInt(name.slice(0, 8), 16);
+  const header = readSegmentHeader(data);
+  if (typeof header === 'string') return;
+  const end = segmentNumber(name, header.segmentSize) * BigInt(header.segmentSize) + BigInt(size);
+  for (let next = tli + 1; ; next++) {
+    const history = historyName(next);
+    let text = ctx.historyTexts.get(`${scope.systemIdentifier}/${next}`);
+    if (text === undefined) {
+      const bytes = await fetchWalBytes(ctx.repo, scope, history);
+      if (!bytes) return;
+      text = bytes.toString('utf8');
+      ctx.historyTexts.set(`${scope.systemIdentifier}/${next}`, text);
+    }
+    const switchAt = parseHistory(text, history, []).find(([parent]) => parent === tli)?.[1];
+    if (switchAt !== undefined && end > switchAt) {
+      throw new StanzaMismatchError(
+        scope.stanza,
+        `${name} is on timeline ${tli} and reaches past ${formatLsn(switchAt)}, where timeline ${next} branched off it (${history}): WAL an old primary wrote after a failover is in no history recovery follows, and is not archived`,
+      );
+    }
+  }
 }
 
 async function requireHistory(ctx: PushContext, scope: WalScope, walDir: string, tli: number, what: string): Promise<void> {
@@ -386,10 +424,6 @@ async function requireHistory(ctx: PushContext, scope: WalScope, walDir: string,
     scope.stanza,
     `${what}, which is not in the stanza's archived history (${history} is neither archived for system ${scope.systemIdentifier} nor in ${walDir}): a restored copy that promoted must not archive here (restores write archive_mode = off unless --archive)`,
   );
-}
-
-function historyName(tli: number): string {
-  return `${tli.toString(16).toUpperCase().padStart(8, '0')}.history`;
 }
 
 /** The parent timeline of a history file: the first field of its last entry line. */
@@ -452,7 +486,7 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
     await replicateRecord(repo, existing.key, existing.record);
     return { outcome, file, stored: noneStored };
   }
-  await checkTimeline(ctx, scope, dirname(path), name, data);
+  await checkTimeline(ctx, scope, dirname(path), name, data, size);
   const key = walKey(scope, recordName);
 
   // The CPU-heavy part (cut, compress, seal), unless a worker thread did it already.
