@@ -29,6 +29,13 @@ export interface LeaseWatch {
   remaining(): Promise<number>;
 }
 
+/** What a primary that stepped down cleanly leaves its successor: everything up to and with its shutdown checkpoint must be received before promotion. */
+export interface Handover {
+  node: string;
+  checkpointLsn: string;
+  writtenAt: string;
+}
+
 export interface ClaimOutcome {
   /** Whether `record` is the leader now (written by this call or an earlier attempt of it). */
   won: boolean;
@@ -51,6 +58,9 @@ export interface DecisionBackend {
   votes(epoch: number): Promise<VoteRecord[]>;
   /** Takes the primary's lease for `epoch`. */
   acquireLease(epoch: number, options: { ttlMs: number; clock: () => number }): Promise<PrimaryLease>;
+  /** A primary of `epoch` that stopped cleanly for a switchover records where its shutdown checkpoint is (create-only). */
+  saveHandover(epoch: number, handover: Handover): Promise<void>;
+  handover(epoch: number): Promise<Handover | undefined>;
   /** Keeps a failover's report (create-only: the first one written for an epoch stays). */
   saveReport(report: FailoverReport): Promise<void>;
   /** The report of the failover that began `epoch`, if one was written. */

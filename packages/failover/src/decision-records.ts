@@ -145,6 +145,11 @@ const voteSchema = z.object({
   writtenAt: z.string(),
 });
 
+/** Where a primary that stepped down cleanly for a switchover says where its last record (the shutdown checkpoint) is. */
+export function handoverKey(cluster: string, epoch: number): string {
+  return `${epochPrefix(cluster, epoch)}handover`;
+}
+
 export function reportKey(cluster: string, epoch: number): string {
   return `${FAILOVER_PREFIX}${cluster}/reports/${pad(epoch, 10)}`;
 }

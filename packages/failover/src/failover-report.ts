@@ -23,7 +23,7 @@ export interface FailoverReport {
   decidedBy: string;
   /** Wall-clock times (ISO 8601) at which each phase ended. */
   phases: {
-    /** The latest good probe any of the majority's observers had of the old primary: the failure began after it. */
+    /** The latest good probe any of the majority's observers had of the old primary: the failure began after it (none for a switchover). */
     lastHealthy: string | undefined;
     /** The first "down" vote among those that made the majority. */
     detected: string | undefined;
@@ -71,7 +71,8 @@ export function failoverReport(leader: LeaderRecord, votes: readonly VoteRecord[
       promoted: diff(times.fenced, times.promoted)!,
       trafficMoved: diff(times.promoted, times.trafficMoved)!,
       firstWrite: diff(times.trafficMoved, times.firstWrite)!,
-      total: diff(lastHealthy ?? detected, times.firstWrite),
+      // A switchover has no failure to detect: it begins when the next primary is named.
+      total: diff(lastHealthy ?? detected ?? leader.writtenAt, times.firstWrite),
     },
     oldPrimaryLsn,
     promotedAtLsn,

@@ -19,10 +19,14 @@
 import { localServer, promoteServer, type LocalServer } from './local-server.js';
 import type { DecisionBackend, LeaseWatch, PrimaryLease } from './decision-backend.js';
 import type { LeaderRecord } from './decision-records.js';
-import { fenceServer, type FenceReport } from './fence.js';
+import { fenceServer, markStandby, type FenceReport } from './fence.js';
+import { controlData } from './pg-control.js';
+import { lsnBytes } from './lsn.js';
+import { postmasterPid, processAlive } from '@coffer/engine';
 import { monotonicMs } from './monotonic.js';
 import { failoverReport } from './failover-report.js';
-import { probePrimary } from './health-probe.js';
+import { probePrimary, standbyState } from './health-probe.js';
+import { checkpoint } from './switchover.js';
 import { tally } from './quorum.js';
 import type { Watchdog } from './watchdog.js';
 import type { CutoverStep } from './cutover.js';
@@ -154,10 +158,41 @@ export class Guard {
   }
 
   private async follow(leader: LeaderRecord): Promise<void> {
+    if (this.lease && leader.reason === 'switchover' && leader.previous === this.o.node && leader.epoch === this.lease.epoch + 1) return this.stepDown(leader);
     if (this.lease) return this.fence(this.lease.epoch, `epoch ${leader.epoch} names ${leader.node} primary`);
     await this.leaseWatch(leader.epoch).watch.ended();
     const local: LocalServer = await localServer(this.o.dataDir, this.o.conninfo, this.o.password);
     if (local.running && local.inRecovery === false) return this.fence(leader.epoch, `runs as a primary, but epoch ${leader.epoch} names ${leader.node}`);
+  }
+
+  /**
+   * A switchover named another node: stop the server cleanly (fast shutdown), so that its walsenders hand
+   * every record up to the shutdown checkpoint to the standbys first; record where that checkpoint is for the
+   * successor, which promotes only once it has received it (nothing lost); then give the lease up. A server
+   * that does not stop within a minute is fenced like any other.
+   */
+  private async stepDown(leader: LeaderRecord): Promise<void> {
+    const lease = this.lease!;
+    const epoch = lease.epoch;
+    this.fenced.add(epoch);
+    const pid = postmasterPid(this.o.dataDir);
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGINT');
+      } catch {
+        // Gone already.
+      }
+    }
+    const until = monotonicMs() + 60_000;
+    while (pid !== undefined && processAlive(pid) && monotonicMs() < until) await new Promise((r) => setTimeout(r, 100));
+    markStandby(this.o.dataDir);
+    const control = controlData(this.o.dataDir);
+    if (control.state !== 'shut down') return this.fence(epoch, `epoch ${leader.epoch} (switchover) names ${leader.node}, and the server did not shut down cleanly (${control.state})`);
+    await this.o.decisions.saveHandover(epoch, { node: this.o.node, checkpointLsn: control.checkpointLsn, writtenAt: new Date().toISOString() });
+    this.stopKeeper();
+    this.lease = undefined;
+    await this.o.watchdog?.disarm().catch(() => undefined);
+    if (await lease.release()) this.event('released', epoch, `stepped down for ${leader.node} (switchover): shut down cleanly at ${control.checkpointLsn}`);
   }
 
   /** The watch on `epoch`'s primary lease: the one kept while following, or a new one. */
@@ -206,9 +241,20 @@ export class Guard {
         await new Promise((r) => setTimeout(r, Math.min(500, this.o.tickMs)));
       }
     }
+    // A switchover: the old primary stopped cleanly and said where its last record is; promote only with it received.
+    const handover = leader.reason === 'switchover' && epoch > 1 ? await this.o.decisions.handover(epoch - 1) : undefined;
+    while (handover && !this.stopping) {
+      const state = await standbyState({ conninfo: this.o.conninfo, ...(this.o.password !== undefined ? { password: this.o.password } : {}) }).catch(() => undefined);
+      if (state?.receivedLsn && lsnBytes(state.receivedLsn) > lsnBytes(handover.checkpointLsn)) break;
+      this.lease?.prove('waiting for the handover');
+      this.event('waiting', epoch, `${handover.node} stopped at ${handover.checkpointLsn}; received ${state?.receivedLsn ?? '?'} so far`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
     const fenced = new Date().toISOString();
     this.lease?.prove('promoting');
     const promotedAtLsn = await promoteServer(this.o.conninfo, this.o.password);
+    // The control file names the new timeline only after a checkpoint (pg_rewind of the old primary reads it there).
+    await checkpoint(this.o.conninfo, this.o.password).catch((e: Error) => this.event('error', epoch, `checkpoint after promotion: ${e.message}`));
     this.promotion = { epoch, fenced, promoted: new Date().toISOString(), promotedAtLsn };
     // Votes cast while this server was still a standby were about a primary that did not exist yet.
     await this.snapshotVotes(epoch);

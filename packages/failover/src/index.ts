@@ -22,3 +22,6 @@ export { failoverStatus, type FailoverStatus } from './status.js';
 export { DnsCutover, CommandCutover, WebhookCutover, type CutoverStep } from './cutover.js';
 export { pointName, DnsUpdateError, type DnsUpdateTarget, type TsigKey, type TsigAlgorithm } from './dns-update.js';
 export { failoverReport, reportMarkdown, reportFigures, type FailoverReport } from './failover-report.js';
+export { switchover, rejoin, type RejoinOptions } from './switchover.js';
+export { controlData, type ClusterState } from './pg-control.js';
+export type { Handover } from './decision-backend.js';

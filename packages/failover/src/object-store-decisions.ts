@@ -10,9 +10,9 @@
  * must never act on a record that lost.
  */
 import { bytesEqual, collectList, CorruptObjectError, Lease, LeaseObserver, MissingObjectError, ObjectConflictError, PrefixedStore, type LeaseState, type ObjectStore } from '@coffer/engine';
-import type { ClaimOutcome, DecisionBackend, LeaseWatch, PrimaryLease } from './decision-backend.js';
+import type { ClaimOutcome, DecisionBackend, Handover, LeaseWatch, PrimaryLease } from './decision-backend.js';
 import type { FailoverReport } from './failover-report.js';
-import { decodeLeader, decodeVote, encodeLeader, encodeVote, epochPrefix, leaderKey, leadersPrefix, parseLeaderKey, parseVoteKey, reportKey, validateName, voteKey, votesPrefix, type LeaderRecord, type VoteRecord } from './decision-records.js';
+import { decodeLeader, decodeVote, encodeLeader, encodeVote, epochPrefix, leaderKey, leadersPrefix, handoverKey, parseLeaderKey, parseVoteKey, reportKey, validateName, voteKey, votesPrefix, type LeaderRecord, type VoteRecord } from './decision-records.js';
 
 /** The lease's purpose in an epoch's `locks/`. */
 const PRIMARY = 'primary';
@@ -101,17 +101,32 @@ export class ObjectStoreDecisions implements DecisionBackend {
     };
   }
 
+  async saveHandover(epoch: number, handover: Handover): Promise<void> {
+    await this.saveJson(handoverKey(this.cluster, epoch), handover);
+  }
+
+  handover(epoch: number): Promise<Handover | undefined> {
+    return this.readJson<Handover>(handoverKey(this.cluster, epoch));
+  }
+
   async saveReport(report: FailoverReport): Promise<void> {
+    await this.saveJson(reportKey(this.cluster, report.epoch), report);
+  }
+
+  report(epoch: number): Promise<FailoverReport | undefined> {
+    return this.readJson<FailoverReport>(reportKey(this.cluster, epoch));
+  }
+
+  /** Writes a JSON object create-only; one there already (a guard that restarted after writing it) stays. */
+  private async saveJson(key: string, value: unknown): Promise<void> {
     try {
-      await this.store.put(reportKey(this.cluster, report.epoch), Buffer.from(JSON.stringify(report, null, 2) + '\n'));
+      await this.store.put(key, Buffer.from(JSON.stringify(value, null, 2) + '\n'));
     } catch (e) {
-      // A report of this epoch is there already (a guard that restarted after writing it): the first one stays.
       if (!(e instanceof ObjectConflictError)) throw e;
     }
   }
 
-  async report(epoch: number): Promise<FailoverReport | undefined> {
-    const key = reportKey(this.cluster, epoch);
+  private async readJson<T>(key: string): Promise<T | undefined> {
     let bytes: Uint8Array;
     try {
       bytes = await this.original(key);
@@ -120,7 +135,7 @@ export class ObjectStoreDecisions implements DecisionBackend {
       throw e;
     }
     try {
-      return JSON.parse(Buffer.from(bytes).toString('utf8')) as FailoverReport;
+      return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
     } catch (e) {
       throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
     }

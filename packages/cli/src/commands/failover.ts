@@ -4,7 +4,7 @@
  * runs a database host's guard (with its watchdog), `status` shows the
  * decision log. `watch` and `guard` run until SIGTERM.
  */
-import { InvalidArgumentError } from '@coffer/engine';
+import { InvalidArgumentError, postmasterPid, processAlive } from '@coffer/engine';
 import type { FailoverSettings } from '@coffer/agent';
 import type { DecisionBackend } from '@coffer/failover';
 import { storeAt } from '../repo-options.js';
@@ -87,6 +87,49 @@ export function register(ctx: CliContext): void {
       if (!report) throw new InvalidArgumentError('--epoch', o.epoch ? `${decisions.location} holds no report of epoch ${o.epoch}` : `${decisions.location} holds no failover report yet`);
       ctx.report(reportFigures(report));
       say(o.json ? JSON.stringify(report, null, 2) : reportMarkdown(report));
+    });
+
+  failover
+    .command('switchover')
+    .description("planned switchover: name a streaming standby primary of the next epoch; the old primary's guard stops its server cleanly (its standbys receive everything first) and the standby's guard promotes it once it has received the shutdown checkpoint, then moves traffic; waits for the report")
+    .option(...POLICY_OPTION)
+    .requiredOption('--to <node>', 'the standby to promote (a name under failover.nodes)')
+    .option('--wait <seconds>', 'how long to wait for the new primary to report (0: do not wait)', (v) => Number(v), 120)
+    .option('--json', 'print the report as JSON')
+    .action(async (o: { policy?: string; to: string; wait: number; json?: boolean }) => {
+      const { settings, decisions } = await setup(o, io.env);
+      const { switchover, reportMarkdown, reportFigures } = await import('@coffer/failover');
+      const leader = await switchover(decisions, settings.nodes, o.to);
+      say(`epoch ${leader.epoch}: ${leader.node} named primary (switchover from ${leader.previous})`);
+      const until = Date.now() + o.wait * 1000;
+      while (Date.now() < until) {
+        const report = await decisions.report(leader.epoch);
+        if (report) {
+          ctx.report(reportFigures(report));
+          return say(o.json ? JSON.stringify(report, null, 2) : reportMarkdown(report));
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      if (o.wait > 0) throw new InvalidArgumentError('--wait', `${leader.node} has not reported the switchover done within ${o.wait} s: see its guard's log and coffer failover status`);
+    });
+
+  failover
+    .command('rejoin')
+    .description('make a stopped old primary a standby of the current primary (pg_rewind --write-recovery-conf: needs data checksums or wal_log_hints); then start its server as usual; run as the server\'s user')
+    .option(...POLICY_OPTION)
+    .requiredOption('--pgdata <dir>', "the old primary's data directory (its server stopped)")
+    .requiredOption('--pg-bin <dir>', "PostgreSQL's server binaries, for pg_rewind (e.g. /usr/lib/postgresql/17/bin)")
+    .action(async (o: { policy?: string; pgdata: string; pgBin: string }) => {
+      const { settings, decisions } = await setup(o, io.env);
+      const { rejoin } = await import('@coffer/failover');
+      const pid = postmasterPid(o.pgdata);
+      if (pid !== undefined && processAlive(pid)) throw new InvalidArgumentError('--pgdata', `a server runs in ${o.pgdata}: rejoin takes a stopped one (its guard stops it when another node is named)`);
+      const leader = await decisions.current();
+      const node = leader && settings.nodes.find((n) => n.name === leader.node);
+      if (!node) throw new InvalidArgumentError('rejoin', `${decisions.location} names no primary among the policy's nodes`);
+      const r = await rejoin({ dataDir: o.pgdata, pgBin: o.pgBin, source: node.conninfo, ...(node.password !== undefined ? { password: node.password } : {}) });
+      for (const l of r.output.trim().split('\n')) if (l.trim()) say(`pg_rewind: ${l.trim()}`);
+      say(`${o.pgdata}: ${r.rewound ? 'rewound to' : 'already on'} ${node.name}'s history; a standby of ${node.name} once started`);
     });
 
   failover
