@@ -10,9 +10,9 @@
  * `test/support/failover-topology.ts`): one under `npm test`, twenty under
  * `npm run chaos -- --long`.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { ADDRESSES, Topology } from '../support/failover-topology.js';
+import { ADDRESSES, Topology, topologyScope } from '../support/failover-topology.js';
 import { s3Server } from '../support/s3.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { until } from '../support/until.js';
@@ -20,13 +20,8 @@ import { addFigures, sized } from './figures.js';
 
 const TRIALS = sized(1, 20);
 
-let t: Topology | undefined;
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c().catch(() => undefined);
-  await t?.close();
-  t = undefined;
-});
+const scope = topologyScope();
+const cleanups = scope.cleanups;
 
 /**
  * Cuts the primary off with `cut`, then checks that the old primary stopped accepting writes before the new
@@ -34,14 +29,14 @@ afterEach(async () => {
  * through the name on db2. Returns the old side's commits after that moment (0 unless split).
  */
 async function noSplitBrain(cut: () => void, what: string): Promise<number> {
-  const clients = t!.writer('clients', 'name');
+  const clients = scope.t!.writer('clients', 'name');
   await new Promise((r) => setTimeout(r, 3000));
-  const oldSide = t!.writer('old side', 'db1');
+  const oldSide = scope.t!.writer('old side', 'db1');
   await new Promise((r) => setTimeout(r, 500));
   const cutAt = performance.now();
   cut();
   await until(() => clients.last()?.address === ADDRESSES.db2, 'a write accepted through the name by the new primary', 90_000, 50).catch((e: Error) => {
-    throw new Error(`${e.message}\n${t!.logs.join('\n')}`);
+    throw new Error(`${e.message}\n${scope.t!.logs.join('\n')}`);
   });
   await new Promise((r) => setTimeout(r, 1000));
   await oldSide.stop();
@@ -53,7 +48,7 @@ async function noSplitBrain(cut: () => void, what: string): Promise<number> {
   expect(split, `${what}: the old primary accepted writes after the new primary's first`).toBe(0);
   // Fenced within the lease time (10 s) of the cut, plus scheduling slack.
   expect((lastOld.at - cutAt) / 1000).toBeLessThan(11);
-  expect((await t!.decisions.current())!.node).toBe('db2');
+  expect((await scope.t!.decisions.current())!.node).toBe('db2');
   console.log(`failover (${what}): old primary's last write ${((lastOld.at - cutAt) / 1000).toFixed(1)} s after the cut, the new primary's first ${((firstNew.at - cutAt) / 1000).toFixed(1)} s after`);
   return split;
 }
@@ -61,19 +56,19 @@ async function noSplitBrain(cut: () => void, what: string): Promise<number> {
 describe('failover without split brain', () => {
   it(`the primary's guard frozen (SIGSTOP): its watchdog fences it within the lease time, before the standby is promoted (${TRIALS} trials)`, async () => {
     for (let trial = 0; trial < TRIALS; trial++) {
-      t = await Topology.build('coffer-failover-stop-');
+      const t = (scope.t = await Topology.build('coffer-failover-stop-'));
       await t.startAll();
       const guard = t.role('guard --node db1');
       const split = await noSplitBrain(() => guard.kill('SIGSTOP'), `guard frozen, trial ${trial + 1}`);
       await addFigures('failover', { trials: 1, kills: 1, lost: split });
       await t.close();
-      t = undefined;
+      scope.t = undefined;
     }
   }, 3_600_000);
 
   it(`the primary, its guard and its observer cut off from everyone: it fences itself within the lease time, before the standby is promoted (${TRIALS} trials)`, async () => {
     for (let trial = 0; trial < TRIALS; trial++) {
-      t = await Topology.build('coffer-failover-cut-', { s3: true });
+      const t = (scope.t = await Topology.build('coffer-failover-cut-', { s3: true }));
       // db1's guard and observer region-a reach the store through a proxy; region-b, the witness and db2's guard reach db1 through one.
       const store = await FaultProxy.start(s3Server().endpoint);
       const toDb1 = await TcpProxy.start(ADDRESSES.db1, t.port);
@@ -88,7 +83,7 @@ describe('failover without split brain', () => {
       await addFigures('failover', { trials: 1, storeFaults: 1, lost: split });
       for (const c of cleanups.splice(0)) await c();
       await t.close();
-      t = undefined;
+      scope.t = undefined;
     }
   }, 3_600_000);
 });

@@ -12,41 +12,36 @@
  */
 import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { postmasterPid } from '@coffer/engine';
 import { processesIn, type FailoverReport } from '@coffer/failover';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { ADDRESSES, NAME, Topology } from '../support/failover-topology.js';
+import { ADDRESSES, NAME, Topology, topologyScope } from '../support/failover-topology.js';
 import { coffer } from '../support/cli.js';
 import { cofferAsPostgres } from '../support/pg.js';
 import { s3Server } from '../support/s3.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { until } from '../support/until.js';
 
-let t: Topology | undefined;
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c().catch(() => undefined);
-  await t?.close();
-  t = undefined;
-});
+const scope = topologyScope();
+const cleanups = scope.cleanups;
 
 /** Waits for a write through the name to land on db2, failing with every role's output. */
 async function newPrimaryWrites(w: ReturnType<Topology['writer']>): Promise<void> {
   await until(() => w.last()?.address === ADDRESSES.db2, 'a write accepted through the name by the new primary', 90_000, 50).catch((e: Error) => {
-    throw new Error(`${e.message}\n${t!.logs.join('\n')}`);
+    throw new Error(`${e.message}\n${scope.t!.logs.join('\n')}`);
   });
 }
 
 async function lostCommits(w: ReturnType<Topology['writer']>): Promise<number> {
-  const present = new Set((await t!.sql<{ id: string }>('db2', 'SELECT id::text FROM commits')).map((r) => Number(r.id)));
+  const present = new Set((await scope.t!.sql<{ id: string }>('db2', 'SELECT id::text FROM commits')).map((r) => Number(r.id)));
   return w.acked.filter((a) => !present.has(a.id)).length;
 }
 
 describe('failover', () => {
   for (const synchronous of [false, true]) {
     it(`SIGKILL of the primary (${synchronous ? 'synchronous' : 'asynchronous'} standby): the standby is promoted, the old primary fenced, the name moved, writes through it resume; RTO and RPO reported`, async () => {
-      t = await Topology.build('coffer-failover-', { synchronous });
+      const t = (scope.t = await Topology.build('coffer-failover-', { synchronous }));
       await t.startAll();
       const w = t.writer('clients', 'name');
       // Steady writing and probing: no vote, no new epoch, the name where it was.
@@ -71,12 +66,12 @@ describe('failover', () => {
       await access(join(t.primary.data, 'standby.signal'));
       // Archive fencing: the old primary's last segment reaches past the switch point in the new timeline's
       // history (which the new primary archived first): wal-push refuses it.
-      await until(async () => Number((await t!.sql<{ n: string }>('db2', 'SELECT archived_count AS n FROM pg_stat_archiver'))[0]!.n) > 0, "the new primary to archive its timeline's history", 30_000, 100);
+      await until(async () => Number((await scope.t!.sql<{ n: string }>('db2', 'SELECT archived_count AS n FROM pg_stat_archiver'))[0]!.n) > 0, "the new primary to archive its timeline's history", 30_000, 100);
       const oldWal = (await readdir(join(t.primary.data, 'pg_wal'))).filter((n) => /^00000001[0-9A-F]{16}$/.test(n)).sort().at(-1)!;
       let push = { status: 0 as number | null, stderr: '' };
-      await until(async () => (push = await cofferAsPostgres(['--repo', t!.repo, 'wal-push', join(t!.primary.data, 'pg_wal', oldWal)], { COFFER_PASSPHRASE: 'failover passphrase' })).status === 21, 'wal-push to refuse the old timeline past the switch point', 30_000, 250).catch(async (e: Error) => {
-        const archiver = await t!.sql('db2', "SELECT archived_count, last_archived_wal, failed_count, last_failed_wal, current_setting('archive_mode') AS mode, current_setting('archive_command') AS cmd FROM pg_stat_archiver");
-        throw new Error(`${e.message}: exit ${push.status}: ${push.stderr}\n${JSON.stringify(archiver)}\n${(await t!.standby.log()).slice(-3000)}`);
+      await until(async () => (push = await cofferAsPostgres(['--repo', scope.t!.repo, 'wal-push', join(scope.t!.primary.data, 'pg_wal', oldWal)], { COFFER_PASSPHRASE: 'failover passphrase' })).status === 21, 'wal-push to refuse the old timeline past the switch point', 30_000, 250).catch(async (e: Error) => {
+        const archiver = await scope.t!.sql('db2', "SELECT archived_count, last_archived_wal, failed_count, last_failed_wal, current_setting('archive_mode') AS mode, current_setting('archive_command') AS cmd FROM pg_stat_archiver");
+        throw new Error(`${e.message}: exit ${push.status}: ${push.stderr}\n${JSON.stringify(archiver)}\n${(await scope.t!.standby.log()).slice(-3000)}`);
       });
       expect(push.stderr).toMatch(/branched off it \(00000002\.history\)/);
       const lost = await lostCommits(w);
@@ -84,8 +79,8 @@ describe('failover', () => {
       // The new primary's guard wrote the failover's report: each phase's time, the RPO in WAL bytes; as metrics too.
       const textfile = join(t.work.dir, 'failover.prom');
       let report: { stdout: string; stderr: string; status: number | null } = { stdout: '', stderr: '', status: null };
-      await until(async () => (report = await coffer(['failover', 'report', '--policy', await t!.policy(), '--json', '--metrics-textfile', textfile], t!.roleEnv)).status === 0, 'the failover report', 30_000, 200).catch((e: Error) => {
-        throw new Error(`${e.message}: ${report.stderr}\n${t!.logs.join('\n')}`);
+      await until(async () => (report = await coffer(['failover', 'report', '--policy', await scope.t!.policy(), '--json', '--metrics-textfile', textfile], scope.t!.roleEnv)).status === 0, 'the failover report', 30_000, 200).catch((e: Error) => {
+        throw new Error(`${e.message}: ${report.stderr}\n${scope.t!.logs.join('\n')}`);
       });
       const r = JSON.parse(report.stdout) as FailoverReport;
       expect(r).toMatchObject({ epoch: 2, node: 'db2', previous: 'db1', reason: 'failover' });
@@ -106,7 +101,7 @@ describe('failover', () => {
   }
 
   it('one lost probe, a slow store, an observer down: no failover', async () => {
-    t = await Topology.build('coffer-failover-flap-', { s3: true });
+    const t = (scope.t = await Topology.build('coffer-failover-flap-', { s3: true }));
     const store = await FaultProxy.start(s3Server().endpoint, { faults: ['slow'], slowMs: 2000 });
     const toDb1 = await TcpProxy.start(ADDRESSES.db1, t.port);
     cleanups.push(() => store.stop(), () => toDb1.stop());

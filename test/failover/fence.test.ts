@@ -9,7 +9,8 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fenceServer, monotonicMs, processesIn, Watchdog } from '@coffer/failover';
+import { MemoryStore } from '@coffer/engine';
+import { fenceServer, Guard, initFailover, monotonicMs, ObjectStoreDecisions, processesIn, Watchdog, type GuardEvent } from '@coffer/failover';
 import { Cluster, debianInstall, pgScratch } from '../support/pg.js';
 
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -107,6 +108,30 @@ describe('fencing', () => {
     }
     await cluster.stop().catch(() => undefined);
     await restartAsPrimary();
+  });
+
+  it('a guard whose watchdog is killed while it holds the lease fences the server itself', async () => {
+    const decisions = new ObjectStoreDecisions(new MemoryStore(), 'main');
+    await initFailover(decisions, 'main', 'db1');
+    const watchdog = await Watchdog.start();
+    const events: GuardEvent[] = [];
+    const guard = new Guard({ decisions, node: 'db1', dataDir: cluster.data, conninfo: `postgresql://postgres@127.0.0.1:${cluster.port}/postgres`, observers: ['a'], watchdog, onEvent: (e) => events.push(e) });
+    try {
+      await guard.tick();
+      expect(guard.holding).toBe(1);
+      process.kill(watchdog.pid, 'SIGKILL');
+      const until = Date.now() + 10_000;
+      while (!events.some((e) => e.kind === 'fenced') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      expect(events.find((e) => e.kind === 'fenced')?.detail).toMatch(/the watchdog killed by SIGKILL: fenced by the guard itself/);
+      expect(await gone()).toEqual([]);
+      expect(guard.holding).toBeUndefined();
+      // Its lease is released: the next primary need not wait it out.
+      expect(await decisions.watchLease(1, { clock: () => performance.now() }).ended()).toBe(true);
+    } finally {
+      await guard.stop();
+      await cluster.stop().catch(() => undefined);
+      await restartAsPrimary();
+    }
   });
 
   for (const how of ['SIGSTOP', 'SIGKILL'] as const) {

@@ -7,23 +7,18 @@
  * the same back to db1. No acknowledged commit is lost, and the topology
  * ends as it began: db1 primary, db2 streaming from it, the name on db1.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FailoverReport } from '@coffer/failover';
-import { ADDRESSES, NAME, Topology } from '../support/failover-topology.js';
+import { ADDRESSES, NAME, Topology, topologyScope } from '../support/failover-topology.js';
 import { coffer } from '../support/cli.js';
 import { cofferAsPostgres, debianInstall } from '../support/pg.js';
 import { until } from '../support/until.js';
 
-let t: Topology | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
+const scope = topologyScope();
 
 describe('planned switchover and fallback', () => {
   it('switch over to the standby and back: 0 commits lost, the original topology at the end', async () => {
-    t = await Topology.build('coffer-switchover-');
-    const topo = t;
+    const topo = (scope.t = await Topology.build('coffer-switchover-'));
     await topo.startAll();
     const policy = await topo.policy();
     const w = topo.writer('clients', 'name');

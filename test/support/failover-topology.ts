@@ -10,6 +10,7 @@ import { appendFile, chown, mkdir, writeFile } from 'node:fs/promises';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
 import pg from 'pg';
+import { afterEach } from 'vitest';
 import { FileStore, type ObjectStore } from '@coffer/engine';
 import { ObjectStoreDecisions } from '@coffer/failover';
 import { startBind, type BindServer } from './bind.js';
@@ -210,4 +211,18 @@ export class Topology {
     await this.bind.stop();
     await this.work.cleanup();
   }
+}
+
+/**
+ * For a test file: the topology its test builds (`scope.t`) and what else it
+ * must stop (`scope.cleanups`), closed after each test whatever happened.
+ */
+export function topologyScope(): { t: Topology | undefined; cleanups: (() => Promise<void>)[] } {
+  const scope: { t: Topology | undefined; cleanups: (() => Promise<void>)[] } = { t: undefined, cleanups: [] };
+  afterEach(async () => {
+    for (const c of scope.cleanups.splice(0)) await c().catch(() => undefined);
+    await scope.t?.close();
+    scope.t = undefined;
+  });
+  return scope;
 }

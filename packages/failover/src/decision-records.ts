@@ -15,7 +15,7 @@
  * No decision reads a time written in a record: times are for people.
  */
 import * as z from 'zod/mini';
-import { carriedBody, carriedProblem, CorruptObjectError, InvalidArgumentError, recordProblem, wrapCarried } from '@coffer/engine';
+import { CorruptObjectError, decodeCarriedJson, encodeCarriedJson, InvalidArgumentError } from '@coffer/engine';
 
 export const FAILOVER_PREFIX = 'failover/';
 const LEADER_MAGIC = Buffer.from('CFL1');
@@ -155,37 +155,23 @@ export function reportKey(cluster: string, epoch: number): string {
 }
 
 export function encodeLeader(record: LeaderRecord): Buffer {
-  return wrapCarried(LEADER_MAGIC, Buffer.from(JSON.stringify(record)));
+  return encodeCarriedJson(LEADER_MAGIC, record);
 }
 
 export function encodeVote(record: VoteRecord): Buffer {
-  return wrapCarried(VOTE_MAGIC, Buffer.from(JSON.stringify(record)));
-}
-
-function decode(key: string, bytes: Uint8Array, magic: Buffer, what: string, schema: z.ZodMiniType): unknown {
-  const problem = carriedProblem(magic, bytes, what);
-  if (problem) throw new CorruptObjectError(key, problem);
-  let value: unknown;
-  try {
-    value = JSON.parse(carriedBody(bytes).toString('utf8'));
-  } catch (e) {
-    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
-  }
-  const wrong = recordProblem(schema, value);
-  if (wrong) throw new CorruptObjectError(key, `not a well-formed ${what}: ${wrong}`);
-  return value;
+  return encodeCarriedJson(VOTE_MAGIC, record);
 }
 
 /** Decodes the leader record stored under `key`, which must be the key of its own cluster and epoch. */
 export function decodeLeader(key: string, bytes: Uint8Array): LeaderRecord {
-  const record = decode(key, bytes, LEADER_MAGIC, 'failover leader record', leaderSchema) as LeaderRecord;
+  const record = decodeCarriedJson(key, bytes, LEADER_MAGIC, 'failover leader record', leaderSchema) as LeaderRecord;
   if (leaderKey(record.cluster, record.epoch) !== key) throw new CorruptObjectError(key, `holds the leader of ${record.cluster} epoch ${record.epoch}`);
   return record;
 }
 
 /** Decodes the vote stored under `key`, which must be the key of its own cluster, epoch, observer and number. */
 export function decodeVote(key: string, bytes: Uint8Array): VoteRecord {
-  const record = decode(key, bytes, VOTE_MAGIC, 'failover vote', voteSchema) as VoteRecord;
+  const record = decodeCarriedJson(key, bytes, VOTE_MAGIC, 'failover vote', voteSchema) as VoteRecord;
   if (voteKey(record.cluster, record.epoch, record.observer, record.seq) !== key) throw new CorruptObjectError(key, `holds ${record.observer}'s vote ${record.seq} on ${record.cluster} epoch ${record.epoch}`);
   return record;
 }

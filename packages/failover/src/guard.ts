@@ -101,6 +101,17 @@ export class Guard {
       // The server is stopped now: saying so lets the next primary go ahead without waiting the lease out.
       void lease.release().then((ok) => ok && this.event('released', lease.epoch, 'after the fence'));
     });
+    // Without its watchdog nothing would fence the primary at the lease's deadline: fence now, while this process can.
+    options.watchdog?.onLost((how) => {
+      const lease = this.lease;
+      if (!lease) return this.event('error', 0, `the watchdog ${how}; no lease held, nothing to fence`);
+      this.fenced.add(lease.epoch);
+      this.stopKeeper();
+      this.lease = undefined;
+      const report = fenceServer(this.o.dataDir);
+      this.event('fenced', lease.epoch, `the watchdog ${how}: fenced by the guard itself`, report);
+      void lease.release().then((ok) => ok && this.event('released', lease.epoch, 'after the fence'));
+    });
   }
 
   /** The epoch whose lease this guard holds, if any. */

@@ -16,6 +16,7 @@ export class Watchdog {
   private seq = 0;
   private readonly acks = new Map<number, () => void>();
   private readonly fencedListeners: ((reason: string, report: FenceReport) => void)[] = [];
+  private stopped = false;
 
   private constructor(private readonly child: ChildProcess) {
     child.on('message', (m: WatchdogReport) => {
@@ -38,6 +39,7 @@ export class Watchdog {
     });
     child.removeAllListeners('exit');
     child.removeAllListeners('error');
+    child.on('error', () => undefined);
     return new Watchdog(child);
   }
 
@@ -47,6 +49,13 @@ export class Watchdog {
 
   onFenced(listener: (reason: string, report: FenceReport) => void): void {
     this.fencedListeners.push(listener);
+  }
+
+  /** Calls `listener` if the watchdog process ends without being stopped (killed, crashed): nothing fences at the deadline then. */
+  onLost(listener: (how: string) => void): void {
+    this.child.once('exit', (code, signal) => {
+      if (!this.stopped) listener(signal ? `killed by ${signal}` : `exited ${code}`);
+    });
   }
 
   /** Fence `dataDir` at `deadline` (host monotonic ms) unless armed again with a later one first. */
@@ -65,6 +74,7 @@ export class Watchdog {
 
   /** Disarms and ends the watchdog. */
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.child.exitCode !== null || !this.child.connected) return;
     await this.disarm().catch(() => undefined);
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));

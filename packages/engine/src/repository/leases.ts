@@ -21,9 +21,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { CorruptObjectError, LeaseLostError, MissingObjectError, ObjectConflictError } from '../errors.js';
-import { carriedBody, carriedProblem, wrapCarried } from '../format/carried-sha.js';
+import { decodeCarriedJson, encodeCarriedJson } from '../format/carried-json.js';
 import { LEASE_MAGIC, leaseId, leaseKey, leaseRecordSchema, LOCKS_PREFIX, parseLeaseKey, releaseKey, type LeaseMode, type LeaseRecord } from '../format/lease-record.js';
-import { recordProblem } from '../format/record-schema.js';
 import { collectList, type ObjectInfo, type ObjectStore } from '../store/object-store.js';
 import type { Repository } from './repository.js';
 
@@ -60,21 +59,11 @@ export interface LeaseOptions {
 
 /** Lease records are not sealed: they hold nothing secret, and tools without keys (mirror) hold leases too. */
 export function encodeLeaseRecord(record: LeaseRecord): Buffer {
-  return wrapCarried(LEASE_MAGIC, Buffer.from(JSON.stringify(record)));
+  return encodeCarriedJson(LEASE_MAGIC, record);
 }
 
 export function decodeLeaseRecord(key: string, bytes: Uint8Array): LeaseRecord {
-  const problem = carriedProblem(LEASE_MAGIC, bytes, 'lease record');
-  if (problem) throw new CorruptObjectError(key, problem);
-  let value: unknown;
-  try {
-    value = JSON.parse(carriedBody(bytes).toString('utf8'));
-  } catch (e) {
-    throw new CorruptObjectError(key, `does not parse: ${(e as Error).message}`);
-  }
-  const wrong = recordProblem(leaseRecordSchema, value);
-  if (wrong) throw new CorruptObjectError(key, `not a well-formed lease record: ${wrong}`);
-  const record = value as LeaseRecord;
+  const record = decodeCarriedJson(key, bytes, LEASE_MAGIC, 'lease record', leaseRecordSchema) as LeaseRecord;
   const named = parseLeaseKey(key);
   const seqOk = named?.seq === 'released' ? record.released === true : record.seq === named?.seq;
   if (!named || record.lease !== named.lease || !seqOk || !(record.ttlMs > 0)) throw new CorruptObjectError(key, `holds the record of lease ${JSON.stringify(record.lease)}`);
