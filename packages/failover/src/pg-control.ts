@@ -10,8 +10,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatLsn } from '@coffer/engine';
 
-const STATES = ['starting up', 'shut down', 'shut down in recovery', 'shutting down', 'in crash recovery', 'in archive recovery', 'in production'] as const;
-export type ClusterState = (typeof STATES)[number] | 'unknown';
+/** The server's state as pg_control records it (pg_controldata's "Database cluster state"). */
+export type ClusterState = 'starting up' | 'shut down' | 'shut down in recovery' | 'shutting down' | 'in crash recovery' | 'in archive recovery' | 'in production' | 'unknown';
+const STATES: readonly ClusterState[] = ['starting up', 'shut down', 'shut down in recovery', 'shutting down', 'in crash recovery', 'in archive recovery', 'in production'];
 
 export function controlData(dataDir: string): { state: ClusterState; checkpointLsn: string } {
   const b = readFileSync(join(dataDir, 'global', 'pg_control'));
