@@ -156,11 +156,13 @@ export class Guard {
       await this.takeLease(epoch);
       const again = await this.o.decisions.current();
       if (again && again.epoch !== epoch) return this.giveUp(`epoch ${again.epoch} began while taking the lease`);
-      if (local.inRecovery) await this.promote(leader);
-      if (this.lease) await this.moveTraffic(epoch);
-      return;
+    } else if (!local.running) return this.fence(epoch, 'the server stopped');
+    // Still a standby: promote (again, if an earlier try failed); traffic moves only to a promoted server.
+    if (local.inRecovery !== false) {
+      if (local.inRecovery === undefined) return;
+      await this.promote(leader);
+      if (!this.lease || this.promotion?.epoch !== epoch) return;
     }
-    if (!local.running) return this.fence(epoch, 'the server stopped');
     if (this.cutOver !== epoch) await this.moveTraffic(epoch);
     else if (this.promotion?.epoch === epoch) await this.writeReport(this.promotion);
     const fresh = (await this.o.decisions.votes(epoch)).filter((v) => v.seq > (this.baseline.get(v.observer) ?? -1));

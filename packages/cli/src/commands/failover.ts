@@ -8,7 +8,7 @@ import { InvalidArgumentError, postmasterPid, processAlive } from '@coffer/engin
 import type { FailoverSettings } from '@coffer/agent';
 import type { DecisionBackend } from '@coffer/failover';
 import { storeAt } from '../repo-options.js';
-import type { CliContext } from '../context.js';
+import { intOption, type CliContext } from '../context.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
 
 async function setup(o: { policy?: string }, env: NodeJS.ProcessEnv): Promise<{ settings: FailoverSettings; decisions: DecisionBackend }> {
@@ -72,11 +72,7 @@ export function register(ctx: CliContext): void {
     .command('report')
     .description('the report of a failover: when each phase ended and how long it took (detected, quorum, old primary fenced, promoted, traffic moved, first write), and the RPO in WAL bytes; its figures go to --metrics-textfile')
     .option(...POLICY_OPTION)
-    .option('--epoch <n>', 'the epoch the failover began (default: the newest with a report)', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError('--epoch', `expected an epoch number of 2 or more, got ${JSON.stringify(v)}`);
-      return n;
-    })
+    .option('--epoch <n>', 'the epoch the failover began (default: the newest with a report)', intOption('--epoch', 2, 2 ** 31))
     .option('--json', 'print it as JSON')
     .action(async (o: { policy?: string; epoch?: number; json?: boolean }) => {
       const { decisions } = await setup(o, io.env);
@@ -94,7 +90,7 @@ export function register(ctx: CliContext): void {
     .description("planned switchover: name a streaming standby primary of the next epoch; the old primary's guard stops its server cleanly (its standbys receive everything first) and the standby's guard promotes it once it has received the shutdown checkpoint, then moves traffic; waits for the report")
     .option(...POLICY_OPTION)
     .requiredOption('--to <node>', 'the standby to promote (a name under failover.nodes)')
-    .option('--wait <seconds>', 'how long to wait for the new primary to report (0: do not wait)', (v) => Number(v), 120)
+    .option('--wait <seconds>', 'how long to wait for the new primary to report (0: do not wait)', intOption('--wait', 0, 86_400), 120)
     .option('--json', 'print the report as JSON')
     .action(async (o: { policy?: string; to: string; wait: number; json?: boolean }) => {
       const { settings, decisions } = await setup(o, io.env);
