@@ -7,7 +7,7 @@
  * replication state: in recovery, what it received and replayed, and
  * whether its WAL receiver is streaming.
  */
-import pg from 'pg';
+import { type ServerConnection, withClient } from './server-connection.js';
 
 export interface ProbeTarget {
   /** A libpq-style connection URI, e.g. postgresql://coffer@db1:5432/postgres (the password from PGPASSWORD or ~/.pgpass, never the URI in logs). */
@@ -29,17 +29,9 @@ export interface StandbyState {
   timeline: number;
 }
 
-async function withClient<T>(target: ProbeTarget, work: (client: pg.Client) => Promise<T>): Promise<T> {
+function probeConnection(target: ProbeTarget): ServerConnection {
   const timeoutMs = target.timeoutMs ?? 2000;
-  const client = new pg.Client({ connectionString: target.conninfo, ...(target.password !== undefined ? { password: target.password } : {}), connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs + 500, application_name: 'coffer-failover' });
-  // A connection that drops mid-probe reports through the query; an unhandled 'error' would crash the process.
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    return await work(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  return { conninfo: target.conninfo, ...(target.password !== undefined ? { password: target.password } : {}), connectTimeoutMs: timeoutMs, queryTimeoutMs: timeoutMs + 500, applicationName: 'coffer-failover' };
 }
 
 /** One write probe of the node that should be primary. */
@@ -47,7 +39,7 @@ export async function probePrimary(target: ProbeTarget): Promise<ProbeResult> {
   const started = performance.now();
   const timeoutMs = target.timeoutMs ?? 2000;
   try {
-    return await withClient(target, async (client) => {
+    return await withClient(probeConnection(target), async (client) => {
       await client.query('BEGIN');
       await client.query('SET LOCAL synchronous_commit = local');
       await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
@@ -69,7 +61,7 @@ export async function probePrimary(target: ProbeTarget): Promise<ProbeResult> {
 
 /** Reads a standby's replication state; throws when it cannot be reached. */
 export async function standbyState(target: ProbeTarget): Promise<StandbyState> {
-  return withClient(target, async (client) => {
+  return withClient(probeConnection(target), async (client) => {
     const [row] = (
       await client.query<{ r: boolean; received: string | null; replayed: string | null; streaming: boolean; tli: number }>(
         `SELECT pg_is_in_recovery() AS r, pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,

@@ -12,10 +12,10 @@ import { access } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { InvalidArgumentError, PostgresError } from '@coffer/engine';
-import pg from 'pg';
 import type { DecisionBackend } from './decision-backend.js';
 import type { LeaderRecord } from './decision-records.js';
 import { standbyState } from './health-probe.js';
+import { withClient } from './server-connection.js';
 import type { FailoverNode } from './observer.js';
 
 /** Names `target` primary of the next epoch, after checking it is a streaming standby. */
@@ -50,15 +50,11 @@ export async function switchover(decisions: DecisionBackend, nodes: readonly Fai
 
 /** Runs CHECKPOINT on the server behind `conninfo` (superuser or pg_checkpoint). */
 export async function checkpoint(conninfo: string, password?: string): Promise<void> {
-  const client = new pg.Client({ connectionString: conninfo, ...(password !== undefined ? { password } : {}), connectionTimeoutMillis: 10_000, application_name: 'coffer-failover' });
-  client.on('error', () => undefined);
   try {
-    await client.connect();
-    await client.query('CHECKPOINT');
+    // No query timeout: a checkpoint writes what it must, however long that takes.
+    await withClient({ conninfo, ...(password !== undefined ? { password } : {}), connectTimeoutMs: 10_000, applicationName: 'coffer-failover' }, (client) => client.query('CHECKPOINT'));
   } catch (e) {
     throw new PostgresError('CHECKPOINT', `${(e as Error).message} (the role needs superuser or pg_checkpoint)`);
-  } finally {
-    await client.end().catch(() => undefined);
   }
 }
 
