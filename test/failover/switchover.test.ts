@@ -41,7 +41,7 @@ describe('planned switchover and fallback', () => {
     };
     const rejoin = async (node: 'db1' | 'db2'): Promise<void> => {
       const cluster = node === 'db1' ? topo.primary : topo.standby;
-      const r = await cofferAsPostgres(['failover', 'rejoin', '--policy', policy, '--pgdata', cluster.data, '--pg-bin', debianInstall().bin], topo.roleEnv);
+      const r = await cofferAsPostgres(['failover', 'rejoin', '--policy', policy, '--node', node, '--pgdata', cluster.data, '--pg-bin', debianInstall().bin], topo.roleEnv);
       if (r.status !== 0) throw new Error(`rejoin ${node}: exit ${r.status}: ${r.stderr}`);
       console.log(r.stdout);
       await cluster.start({ archive_mode: 'always', hot_standby: 'on', listen_addresses: ADDRESSES[node], port: topo.port });
@@ -53,6 +53,8 @@ describe('planned switchover and fallback', () => {
         200,
       );
       expect((await topo.sql<{ r: boolean }>(node, 'SELECT pg_is_in_recovery() AS r'))[0]!.r).toBe(true);
+      // primary_conninfo as rejoin wrote it: the primary's replication connection, this node's name, no password.
+      expect((await topo.sql<{ c: string }>(node, "SELECT current_setting('primary_conninfo') AS c"))[0]!.c).toBe(`host=${ADDRESSES[primary]} port=${topo.port} user=postgres application_name=${node}`);
     };
 
     const there = await switchTo('db2');

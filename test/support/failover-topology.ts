@@ -1,7 +1,7 @@
 /**
  * A failover test topology with real parts: a primary (db1, 127.0.0.2) and
- * a streaming standby built by `coffer restore --standby` (db2, 127.0.0.3),
- * the same port on each as on two hosts; BIND serving the name clients use;
+ * a streaming standby built by `coffer restore --standby` (db2, 127.0.0.3;
+ * and db3, 127.0.0.4, when asked for), the same port on each as on hosts; BIND serving the name clients use;
  * a decision store (a directory, or a radosgw bucket); and `coffer failover`
  * roles started as processes with a policy file per role (so one role can
  * reach the store or a server through a proxy the test cuts).
@@ -19,7 +19,7 @@ import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, postgresUse
 import { newBucket, s3Server, s3Store } from './s3.js';
 
 export const NAME = 'primary.db.test';
-export const ADDRESSES = { db1: '127.0.0.2', db2: '127.0.0.3' } as const;
+export const ADDRESSES = { db1: '127.0.0.2', db2: '127.0.0.3', db3: '127.0.0.4' } as const;
 export type Node = keyof typeof ADDRESSES;
 
 const env = { COFFER_PASSPHRASE: 'failover passphrase' };
@@ -29,6 +29,8 @@ export interface TopologyOptions {
   synchronous?: boolean;
   /** The decision store in a radosgw bucket (default: a directory). */
   s3?: boolean;
+  /** A second asynchronous standby of db1, db3. */
+  thirdNode?: boolean;
 }
 
 export interface RoleOptions {
@@ -55,7 +57,21 @@ export class Topology {
     readonly decisionStore: ObjectStore,
     private readonly decisionYaml: (endpoint?: string) => string,
     readonly roleEnv: Record<string, string>,
+    /** db3, when the topology has it. */
+    readonly third: Cluster | undefined,
   ) {}
+
+  /** The nodes this topology has. */
+  get nodes(): Node[] {
+    return this.third ? ['db1', 'db2', 'db3'] : ['db1', 'db2'];
+  }
+
+  /** A node's cluster. */
+  cluster(node: Node): Cluster {
+    const c = node === 'db1' ? this.primary : node === 'db2' ? this.standby : this.third;
+    if (!c) throw new Error(`this topology has no ${node}`);
+    return c;
+  }
 
   static async build(prefix: string, options: TopologyOptions = {}): Promise<Topology> {
     const install = debianInstall();
@@ -65,20 +81,25 @@ export class Topology {
     await primary.query('CREATE TABLE commits (id bigint PRIMARY KEY, side text)');
     const b = await cofferAsPostgres(['--repo', repo, 'backup'], { ...env, ...primary.pgEnv });
     if (b.status !== 0) throw new Error(b.stderr);
-    const parent = join(work.dir, 'sb');
-    await mkdir(parent);
     const { uid, gid } = postgresUser();
-    await chown(parent, uid, gid);
-    const standbyDir = join(parent, 'standby');
-    const r = await cofferAsPostgres(['--repo', repo, 'restore', 'latest', '--to', standbyDir, '--standby'], env);
-    if (r.status !== 0) throw new Error(r.stderr);
-    await appendFile(join(standbyDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=${ADDRESSES.db1} port=${port} user=postgres application_name=db2'\n`);
+    const restoreStandby = async (node: Node): Promise<Cluster> => {
+      const parent = join(work.dir, node === 'db2' ? 'sb' : `sb-${node}`);
+      await mkdir(parent);
+      await chown(parent, uid, gid);
+      const standbyDir = join(parent, 'standby');
+      const r = await cofferAsPostgres(['--repo', repo, 'restore', 'latest', '--to', standbyDir, '--standby'], env);
+      if (r.status !== 0) throw new Error(r.stderr);
+      await appendFile(join(standbyDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=${ADDRESSES.db1} port=${port} user=postgres application_name=${node}'\n`);
+      return Cluster.adopt(install, standbyDir, { passphrase: env.COFFER_PASSPHRASE });
+    };
+    const standby = await restoreStandby('db2');
+    const third = options.thirdNode ? await restoreStandby('db3') : undefined;
     await primary.stop();
     await primary.start({ listen_addresses: ADDRESSES.db1, ...(options.synchronous ? { synchronous_standby_names: 'db2' } : {}) });
-    const standby = await Cluster.adopt(install, standbyDir, { passphrase: env.COFFER_PASSPHRASE });
     // archive_mode always: the standby archives what it receives too, so WAL the old primary never archived
     // (it died first) is in the repository; once promoted, its history file first.
     await standby.start({ archive_mode: 'always', hot_standby: 'on', listen_addresses: ADDRESSES.db2, port });
+    await third?.start({ archive_mode: 'always', hot_standby: 'on', listen_addresses: ADDRESSES.db3, port });
     const roleEnv: Record<string, string> = { COFFER_TEST_TSIG: bind.secret };
     let decisionStore: ObjectStore;
     let decisionYaml: (endpoint?: string) => string;
@@ -93,7 +114,7 @@ export class Topology {
       decisionStore = new FileStore(dir);
       decisionYaml = () => `{ location: ${dir} }`;
     }
-    return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv);
+    return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv, third);
   }
 
   get decisions(): ObjectStoreDecisions {
@@ -103,7 +124,8 @@ export class Topology {
   /** Writes a policy file for a role and returns its path. */
   async policy(role: RoleOptions = {}): Promise<string> {
     const file = join(this.work.dir, `policy-${++this.policies}.yaml`);
-    const conn = (n: Node) => (role.nodeVia?.[n] !== undefined ? `postgresql://postgres@127.0.0.1:${role.nodeVia[n]}/postgres` : `postgresql://postgres@${ADDRESSES[n]}:${this.port}/postgres`);
+    // Straight connections as libpq keyword/value strings, those through a proxy as URIs: roles take both.
+    const conn = (n: Node) => (role.nodeVia?.[n] !== undefined ? `postgresql://postgres@127.0.0.1:${role.nodeVia[n]}/postgres` : `host=${ADDRESSES[n]} port=${this.port} user=postgres dbname=postgres`);
     await writeFile(
       file,
       [
@@ -115,7 +137,8 @@ export class Topology {
         '  cluster: main',
         `  decision: ${this.decisionYaml(role.storeEndpoint)}`,
         '  nodes:',
-        ...(Object.keys(ADDRESSES) as Node[]).map((n) => `    - { name: ${n}, connection: "${conn(n)}", address: ${ADDRESSES[n]} }`),
+        // Standbys stream straight from each other, whatever way this role reaches the servers.
+        ...this.nodes.map((n) => `    - { name: ${n}, connection: "${conn(n)}", replication: "host=${ADDRESSES[n]} port=${this.port} user=postgres", address: ${ADDRESSES[n]} }`),
         '  observers: [region-a, region-b, witness]',
         '  cutover:',
         `    dns: { server: 127.0.0.1, port: ${this.bind.port}, zone: db.test, name: ${NAME}, ttlSeconds: 1, key: { name: ${this.bind.keyName}, secret: { env: COFFER_TEST_TSIG } } }`,
@@ -143,12 +166,13 @@ export class Topology {
   }
 
   /** The usual cast: init, both guards, three observers (each reaching what `roles` says). */
-  async startAll(roles: Partial<Record<'db1' | 'db2' | 'region-a' | 'region-b' | 'witness', RoleOptions>> = {}): Promise<void> {
+  async startAll(roles: Partial<Record<Node | 'region-a' | 'region-b' | 'witness', RoleOptions>> = {}): Promise<void> {
     const init = startCoffer(['failover', 'init', '--policy', await this.policy(), '--primary', 'db1'], this.roleEnv);
     const r = await init.done;
     if (r.status !== 0) throw new Error(`failover init: ${r.stderr}`);
     await this.start(['guard', '--node', 'db1', '--pgdata', this.primary.data], roles.db1);
     await this.start(['guard', '--node', 'db2', '--pgdata', this.standby.data], roles.db2);
+    if (this.third) await this.start(['guard', '--node', 'db3', '--pgdata', this.third.data], roles.db3);
     for (const o of ['region-a', 'region-b', 'witness'] as const) await this.start(['watch', '--observer', o], roles[o]);
     const until = Date.now() + 30_000;
     while ((await this.decisions.watchLease(1, { clock: () => performance.now() }).ended()) !== false) {
@@ -207,6 +231,7 @@ export class Topology {
     for (const p of this.roles) p.child.kill('SIGCONT'), p.child.kill('SIGKILL');
     await Promise.all(this.roles.map((p) => p.done.catch(() => undefined)));
     await this.standby.stop('immediate').catch(() => undefined);
+    await this.third?.stop('immediate').catch(() => undefined);
     await this.primary.stop('immediate').catch(() => undefined);
     await this.bind.stop();
     await this.work.cleanup();

@@ -14,7 +14,10 @@
  *   a standby, never as a primary in the same epoch). When it cannot renew
  *   the lease in time, the watchdog fences at the deadline without it.
  * - When the epoch names another node and its server runs as a primary (a
- *   healed old primary), it fences it.
+ *   healed old primary), it fences it; when it runs as a standby, it points
+ *   the standby at the named node (`standby-config.ts`) — a standby of the
+ *   old primary follows the new one — and says so when it has not streamed
+ *   from there within `streamWaitMs` (its WAL went past the fork: rejoin it).
  */
 import { localServer, promoteServer, type LocalServer } from './local-server.js';
 import type { DecisionBackend, LeaseWatch, PrimaryLease } from './decision-backend.js';
@@ -25,8 +28,10 @@ import { lsnBytes } from './lsn.js';
 import { postmasterPid, processAlive } from '@coffer/engine';
 import { monotonicMs } from './monotonic.js';
 import { failoverReport } from './failover-report.js';
-import { probePrimary, standbyState } from './health-probe.js';
+import { probePrimary, standbyState, type ProbeTarget } from './health-probe.js';
 import { checkpoint } from './switchover.js';
+import type { ServerConnection } from './server-connection.js';
+import { followPrimary } from './standby-config.js';
 import { tally } from './quorum.js';
 import type { Watchdog } from './watchdog.js';
 import type { CutoverStep } from './cutover.js';
@@ -49,12 +54,19 @@ export interface GuardOptions {
   marginMs?: number;
   /** Moves traffic to this node once it is primary (DNS, a command, a webhook), in order. */
   cutover?: readonly CutoverStep[];
+  /**
+   * How a standby streams from each node, by name (a URI or keyword/value string). When given, this node's
+   * standby is pointed at whichever node the decision log names primary.
+   */
+  replication?: Readonly<Record<string, string>>;
+  /** How long a repointed standby may take to stream from its new primary before the guard reports it (default 60 s). */
+  streamWaitMs?: number;
   /** Arms the fence at the lease's deadline; without one (tests of the decisions alone) fencing is inline only. */
   watchdog?: Watchdog;
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'report' | 'fenced' | 'released' | 'error';
+export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'report' | 'fenced' | 'released' | 'following' | 'error';
 
 export interface GuardEvent {
   kind: GuardEventKind;
@@ -68,7 +80,7 @@ export interface GuardEvent {
 export const DEFAULT_PRIMARY_TTL_MS = 10_000;
 
 export class Guard {
-  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover'>;
+  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication'>;
   private lease: PrimaryLease | undefined;
   /** Epochs in which this node was fenced: never primary again in them. */
   private readonly fenced = new Set<number>();
@@ -82,6 +94,8 @@ export class Guard {
   private watching: { epoch: number; watch: LeaseWatch; since: number } | undefined;
   /** A promotion's phase times, until its report is written (after the cutover). */
   private promotion: { epoch: number; fenced: string; promoted: string; promotedAtLsn: string | undefined } | undefined;
+  /** While a standby: the epoch whose primary it was pointed at, since when (host monotonic ms), and whether that is settled. */
+  private following: { epoch: number; since: number; settled: boolean; fromTimeline: number | undefined } | undefined;
   /** The epoch whose cutover has been done in full. */
   private cutOver = 0;
   private loop: Promise<void> | undefined;
@@ -89,7 +103,7 @@ export class Guard {
 
   constructor(options: GuardOptions) {
     const ttlMs = options.ttlMs ?? DEFAULT_PRIMARY_TTL_MS;
-    this.o = { ttlMs, tickMs: 1000, marginMs: Math.max(1000, ttlMs / 2), ...options } as typeof this.o;
+    this.o = { ttlMs, tickMs: 1000, marginMs: Math.max(1000, ttlMs / 2), streamWaitMs: 60_000, ...options } as typeof this.o;
     // The watchdog fenced at the deadline (this process could not renew in time): the lease is gone with it.
     options.watchdog?.onFenced((reason, report) => {
       const lease = this.lease;
@@ -176,6 +190,40 @@ export class Guard {
     await this.leaseWatch(leader.epoch).watch.ended();
     const local: LocalServer = await localServer(this.o.dataDir, this.o.conninfo, this.o.password);
     if (local.running && local.inRecovery === false) return this.fence(leader.epoch, `runs as a primary, but epoch ${leader.epoch} names ${leader.node}`);
+    if (local.running && local.inRecovery === true) await this.followLeader(leader);
+  }
+
+  /**
+   * Points this standby at the node named primary (once per epoch; a standby streams from a standby too, so
+   * this need not wait for the promotion), then watches that it streams, and reports once when it does not
+   * within `streamWaitMs`: its WAL went past the point where the new primary's timeline began.
+   */
+  private async followLeader(leader: LeaderRecord): Promise<void> {
+    const source = this.o.replication?.[leader.node];
+    if (source === undefined) return;
+    if (this.following?.epoch !== leader.epoch) {
+      const before = await standbyState(this.localConnection(2000)).catch(() => undefined);
+      const changed = await followPrimary(this.localConnection(30_000), source, this.o.node);
+      // Pointed elsewhere because another node was promoted: settled once it streams that node's new timeline.
+      this.following = { epoch: leader.epoch, since: monotonicMs(), settled: false, fromTimeline: changed ? (before?.receivedTimeline ?? before?.timeline ?? 0) : undefined };
+      if (changed) this.event('following', leader.epoch, `primary_conninfo now names ${leader.node}; the standby reconnects there`);
+      return;
+    }
+    if (this.following.settled) return;
+    const state = await standbyState(this.localConnection(2000)).catch(() => undefined);
+    const from = this.following.fromTimeline;
+    if (state?.streaming && (from === undefined || (state.receivedTimeline ?? 0) > from)) {
+      this.following.settled = true;
+      return this.event('following', leader.epoch, `streams from ${leader.node} (timeline ${state.receivedTimeline ?? state.timeline}, received ${state.receivedLsn ?? '?'})`);
+    }
+    const waited = monotonicMs() - this.following.since;
+    if (waited < this.o.streamWaitMs) return;
+    this.following.settled = true;
+    this.event('error', leader.epoch, `not streaming from ${leader.node} ${Math.round(waited / 1000)} s after it was named: its WAL may have gone past where ${leader.node}'s timeline began — stop it and rejoin it (coffer failover rejoin), or build it again from a backup`);
+  }
+
+  private localConnection(connectTimeoutMs: number): ServerConnection & ProbeTarget {
+    return { conninfo: this.o.conninfo, ...(this.o.password !== undefined ? { password: this.o.password } : {}), timeoutMs: connectTimeoutMs, connectTimeoutMs, queryTimeoutMs: connectTimeoutMs, applicationName: 'coffer-failover-guard' };
   }
 
   /**

@@ -27,6 +27,8 @@ export interface StandbyState {
   replayedLsn: string | undefined;
   streaming: boolean;
   timeline: number;
+  /** The timeline its WAL receiver streams (undefined when none runs). */
+  receivedTimeline: number | undefined;
 }
 
 function probeConnection(target: ProbeTarget): ServerConnection {
@@ -63,12 +65,13 @@ export async function probePrimary(target: ProbeTarget): Promise<ProbeResult> {
 export async function standbyState(target: ProbeTarget): Promise<StandbyState> {
   return withClient(probeConnection(target), async (client) => {
     const [row] = (
-      await client.query<{ r: boolean; received: string | null; replayed: string | null; streaming: boolean; tli: number }>(
+      await client.query<{ r: boolean; received: string | null; replayed: string | null; streaming: boolean; tli: number; rtli: number | null }>(
         `SELECT pg_is_in_recovery() AS r, pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,
                 EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming,
+                (SELECT received_tli FROM pg_stat_wal_receiver) AS rtli,
                 (SELECT timeline_id FROM pg_control_checkpoint()) AS tli`,
       )
     ).rows;
-    return { inRecovery: row!.r, receivedLsn: row!.received ?? undefined, replayedLsn: row!.replayed ?? undefined, streaming: row!.streaming, timeline: row!.tli };
+    return { inRecovery: row!.r, receivedLsn: row!.received ?? undefined, replayedLsn: row!.replayed ?? undefined, streaming: row!.streaming, timeline: row!.tli, receivedTimeline: row!.rtli ?? undefined };
   });
 }

@@ -23,5 +23,7 @@ export { DnsCutover, CommandCutover, WebhookCutover, type CutoverStep } from './
 export { pointName, DnsUpdateError, type DnsUpdateTarget, type TsigKey, type TsigAlgorithm } from './dns-update.js';
 export { failoverReport, reportMarkdown, reportFigures, type FailoverReport } from './failover-report.js';
 export { switchover, rejoin, type RejoinOptions } from './switchover.js';
+export { standbyConninfo, repointedConninfo, followPrimary, writeStandbyConfig } from './standby-config.js';
+export { withClient, type ServerConnection } from './server-connection.js';
 export { controlData, type ClusterState } from './pg-control.js';
 export type { Handover } from './decision-backend.js';

@@ -3,10 +3,11 @@
  * work does. Probes, the guard's look at its own server, promotion and
  * CHECKPOINT all connect this way; they differ only in how long they wait.
  */
+import { postgresClientSettings } from '@coffer/engine';
 import pg from 'pg';
 
 export interface ServerConnection {
-  /** A libpq-style connection URI (the password never in it when logged). */
+  /** A connection URI or libpq keyword/value string (the password never in it when logged). */
   conninfo: string;
   /** The role's password, when no ~/.pgpass has it (never logged). */
   password?: string;
@@ -23,7 +24,7 @@ export interface ServerConnection {
 
 export async function withClient<T>(server: ServerConnection, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({
-    connectionString: server.conninfo,
+    ...postgresClientSettings(server.conninfo),
     ...(server.password !== undefined ? { password: server.password } : {}),
     connectionTimeoutMillis: server.connectTimeoutMs,
     ...(server.queryTimeoutMs !== undefined ? { query_timeout: server.queryTimeoutMs } : {}),

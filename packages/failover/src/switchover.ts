@@ -16,6 +16,7 @@ import type { DecisionBackend } from './decision-backend.js';
 import type { LeaderRecord } from './decision-records.js';
 import { standbyState } from './health-probe.js';
 import { withClient } from './server-connection.js';
+import { standbyConninfo, writeStandbyConfig } from './standby-config.js';
 import type { FailoverNode } from './observer.js';
 
 /** Names `target` primary of the next epoch, after checking it is a streaming standby. */
@@ -62,17 +63,23 @@ export interface RejoinOptions {
   dataDir: string;
   /** PostgreSQL's server binaries (pg_rewind). */
   pgBin: string;
-  /** The current primary, as this node's server should reach it (primary_conninfo is written from it). */
+  /** The current primary, as pg_rewind reaches it (a superuser, or a role with the rights pg_rewind needs). */
   source: string;
   password?: string;
+  /** The current primary as this server streams from it (default `source`); `primary_conninfo` is written from it, without password or database. */
+  replication?: string;
+  /** This node's name: the standby's application_name. */
+  node: string;
 }
 
 /**
- * Makes a stopped old primary a standby of the current one: pg_rewind with
- * --write-recovery-conf (it needs data checksums or wal_log_hints; it runs
- * crash recovery first on a server that was fenced, PostgreSQL 13 and later),
- * which writes primary_conninfo and standby.signal. Start the server as
- * usual afterwards. Resolves whether anything had to be rewound.
+ * Makes a stopped old primary a standby of the current one: pg_rewind (it
+ * needs data checksums or wal_log_hints; it runs crash recovery first on a
+ * server that was fenced, PostgreSQL 13 and later), then primary_conninfo and
+ * standby.signal written by `writeStandbyConfig` — not by pg_rewind's
+ * --write-recovery-conf, which would copy the password it connected with into
+ * postgresql.auto.conf. Start the server as usual afterwards. Resolves
+ * whether anything had to be rewound.
  */
 export async function rejoin(options: RejoinOptions): Promise<{ rewound: boolean; output: string }> {
   await access(join(options.dataDir, 'global', 'pg_control')).catch(() => {
@@ -84,10 +91,11 @@ export async function rejoin(options: RejoinOptions): Promise<{ rewound: boolean
   const output = await new Promise<string>((resolve, reject) => {
     execFile(
       join(options.pgBin, 'pg_rewind'),
-      ['--target-pgdata', options.dataDir, '--source-server', options.source, '--write-recovery-conf', '--progress'],
+      ['--target-pgdata', options.dataDir, '--source-server', options.source, '--progress'],
       { env: { ...process.env, ...(options.password !== undefined ? { PGPASSWORD: options.password } : {}) }, maxBuffer: 16 << 20 },
       (e, stdout, stderr) => (e ? reject(new PostgresError('pg_rewind', `${String(stderr).trim().split('\n').slice(-5).join('; ') || e.message}`)) : resolve(`${stdout}${stderr}`)),
     );
   });
+  writeStandbyConfig(options.dataDir, standbyConninfo(options.replication ?? options.source, options.node));
   return { rewound: !/no rewind required/.test(output), output };
 }

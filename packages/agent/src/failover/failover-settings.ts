@@ -11,6 +11,8 @@ import { readSecret } from '../jobs/job-steps.js';
 export interface FailoverNodeSettings {
   name: string;
   conninfo: string;
+  /** How standbys stream from it (the policy's `replication`, else its connection). */
+  replication: string;
   password?: string;
   address?: string;
 }
@@ -57,7 +59,7 @@ export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): Failov
           }
         : {}),
     },
-    nodes: f.nodes.map((n) => ({ name: n.name, conninfo: n.connection, ...(n.password ? { password: readSecret(n.password, `failover.nodes.${n.name}.password`, env) } : {}), ...(n.address ? { address: n.address } : {}) })),
+    nodes: f.nodes.map((n) => ({ name: n.name, conninfo: n.connection, replication: n.replication ?? n.connection, ...(n.password ? { password: readSecret(n.password, `failover.nodes.${n.name}.password`, env) } : {}), ...(n.address ? { address: n.address } : {}) })),
     observers: [...f.observers],
     intervalMs: (f.probe?.intervalSeconds ?? 1) * 1000,
     probeTimeoutMs: (f.probe?.timeoutSeconds ?? 2) * 1000,

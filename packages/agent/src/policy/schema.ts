@@ -113,6 +113,11 @@ const failoverSchema = z.strictObject({
         name,
         connection,
         password: z.optional(secretRef),
+        /**
+         * How standbys stream from it, when not as `connection` says (e.g. another user, with the REPLICATION
+         * attribute): a guard writes `primary_conninfo` from it, without password or database, when it is named primary.
+         */
+        replication: z.optional(connection),
         /** The address clients reach it at, for the DNS cutover. */
         address: z.optional(z.union([z.ipv4(), z.ipv6()])),
       }),

@@ -111,19 +111,22 @@ export function register(ctx: CliContext): void {
 
   failover
     .command('rejoin')
-    .description('make a stopped old primary a standby of the current primary (pg_rewind --write-recovery-conf: needs data checksums or wal_log_hints); then start its server as usual; run as the server\'s user')
+    .description('make a stopped old primary a standby of the current primary (pg_rewind: needs data checksums or wal_log_hints; then primary_conninfo from the primary\'s replication connection, never a password, and standby.signal); then start its server as usual; run as the server\'s user')
     .option(...POLICY_OPTION)
+    .requiredOption('--node <name>', 'this host\'s node (a name under failover.nodes): the standby\'s application_name')
     .requiredOption('--pgdata <dir>', "the old primary's data directory (its server stopped)")
     .requiredOption('--pg-bin <dir>', "PostgreSQL's server binaries, for pg_rewind (e.g. /usr/lib/postgresql/17/bin)")
-    .action(async (o: { policy?: string; pgdata: string; pgBin: string }) => {
+    .action(async (o: { policy?: string; node: string; pgdata: string; pgBin: string }) => {
       const { settings, decisions } = await setup(o, io.env);
+      if (!settings.nodes.some((n) => n.name === o.node)) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
       const { rejoin } = await import('@coffer/failover');
       const pid = postmasterPid(o.pgdata);
       if (pid !== undefined && processAlive(pid)) throw new InvalidArgumentError('--pgdata', `a server runs in ${o.pgdata}: rejoin takes a stopped one (its guard stops it when another node is named)`);
       const leader = await decisions.current();
       const node = leader && settings.nodes.find((n) => n.name === leader.node);
       if (!node) throw new InvalidArgumentError('rejoin', `${decisions.location} names no primary among the policy's nodes`);
-      const r = await rejoin({ dataDir: o.pgdata, pgBin: o.pgBin, source: node.conninfo, ...(node.password !== undefined ? { password: node.password } : {}) });
+      if (node.name === o.node) throw new InvalidArgumentError('--node', `${o.node} is the primary ${decisions.location} names: it rejoins nothing`);
+      const r = await rejoin({ dataDir: o.pgdata, pgBin: o.pgBin, source: node.conninfo, replication: node.replication, node: o.node, ...(node.password !== undefined ? { password: node.password } : {}) });
       for (const l of r.output.trim().split('\n')) if (l.trim()) say(`pg_rewind: ${l.trim()}`);
       say(`${o.pgdata}: ${r.rewound ? 'rewound to' : 'already on'} ${node.name}'s history; a standby of ${node.name} once started`);
     });
@@ -184,6 +187,7 @@ export function register(ctx: CliContext): void {
         conninfo: o.localDb ?? node.conninfo,
         ...(node.password !== undefined ? { password: node.password } : {}),
         observers: settings.observers,
+        replication: Object.fromEntries(settings.nodes.map((n) => [n.name, n.replication])),
         ttlMs: settings.ttlMs,
         marginMs: settings.marginMs,
         tickMs: Math.min(1000, settings.ttlMs / 4),

@@ -63,8 +63,12 @@ export function tlsSettings(kv: Record<string, string | undefined>, env: NodeJS.
  * A libpq keyword/value connection string (`host=/run/postgresql port=5432
  * dbname=app`), as libpq parses it: whitespace between pairs, optional
  * spaces around `=`, values in single quotes with backslash escapes.
+ * Keywords Coffer does not pass on to its own connections are refused,
+ * unless `anyKeyword` (a string handed on to libpq, e.g. `primary_conninfo`);
+ * `option` names the setting at fault in errors.
  */
-export function parseKeywordValue(text: string): Record<string, string> {
+export function parseKeywordValue(text: string, options: { anyKeyword?: boolean; option?: string } = {}): Record<string, string> {
+  const option = options.option ?? '--db';
   const out: Record<string, string> = {};
   let i = 0;
   const skip = () => {
@@ -72,16 +76,16 @@ export function parseKeywordValue(text: string): Record<string, string> {
   };
   for (skip(); i < text.length; skip()) {
     const key = /^[A-Za-z_][A-Za-z0-9_]*/.exec(text.slice(i))?.[0];
-    if (!key) throw new InvalidArgumentError('--db', `expected a keyword at ${JSON.stringify(text.slice(i, i + 20))}`);
+    if (!key) throw new InvalidArgumentError(option, `expected a keyword at ${JSON.stringify(text.slice(i, i + 20))}`);
     i += key.length;
     skip();
-    if (text[i] !== '=') throw new InvalidArgumentError('--db', `keyword ${key} has no "=" after it`);
+    if (text[i] !== '=') throw new InvalidArgumentError(option, `keyword ${key} has no "=" after it`);
     i++;
     skip();
     let value = '';
     if (text[i] === "'") {
       for (i++; ; i++) {
-        if (i >= text.length) throw new InvalidArgumentError('--db', `unterminated quoted value for ${key}`);
+        if (i >= text.length) throw new InvalidArgumentError(option, `unterminated quoted value for ${key}`);
         if (text[i] === '\\' && i + 1 < text.length) value += text[++i];
         else if (text[i] === "'") break;
         else value += text[i];
@@ -90,14 +94,14 @@ export function parseKeywordValue(text: string): Record<string, string> {
     } else {
       while (i < text.length && !/\s/.test(text[i]!)) value += text[i] === '\\' && i + 1 < text.length ? text[++i] : text[i], i++;
     }
-    if (!(key in KEYWORDS)) throw new InvalidArgumentError('--db', `libpq keyword ${key} is not one Coffer passes on (it takes ${Object.keys(KEYWORDS).join(', ')})`);
+    if (!options.anyKeyword && !(key in KEYWORDS)) throw new InvalidArgumentError(option, `libpq keyword ${key} is not one Coffer passes on (it takes ${Object.keys(KEYWORDS).join(', ')})`);
     out[key] = value;
   }
   return out;
 }
 
-/** node-postgres settings for a URI or a libpq keyword/value string. */
-function clientSettings(connectionString: string | undefined): Record<string, unknown> {
+/** node-postgres settings for a URI or a libpq keyword/value string (TLS as libpq's sslmode means it). */
+export function clientSettings(connectionString: string | undefined): Record<string, unknown> {
   if (!connectionString) {
     // The environment alone: TLS as libpq reads PGSSLMODE and the certificate variables (the driver's own reading verifies on `require`).
     const ssl = tlsSettings({});
