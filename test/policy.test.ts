@@ -103,6 +103,33 @@ describe('policy file', () => {
     expect((err as PolicyError).message).not.toContain('pw-xyz');
   });
 
+  it("failover: a password in a node's replication connection and a backup of a cluster the policy lacks are refused", () => {
+    const text = [
+      'version: 1',
+      'clusters: {}',
+      'repositories: {}',
+      'schedules: []',
+      'failover:',
+      '  cluster: main',
+      '  decision: { location: /d }',
+      '  backupAfterPromotion: shop',
+      '  nodes:',
+      '    - { name: db1, connection: "host=db1", replication: "host=db1 user=rep password=pw-abc" }',
+      '    - { name: db2, connection: "host=db2" }',
+      '  observers: [a, b, c]',
+      '',
+    ].join('\n');
+    let err: unknown;
+    try {
+      parsePolicy(text, 'p.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PolicyError);
+    expect((err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['10:57 failover.nodes.0.replication', '8:25 failover.backupAfterPromotion']);
+    expect((err as PolicyError).message).not.toContain('pw-abc');
+  });
+
   it('an alias bomb is refused, not expanded', () => {
     const levels = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
     for (let i = 1; i < 9; i++) levels.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(', ')}]`);

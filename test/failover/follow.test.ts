@@ -4,18 +4,20 @@
  * db1's postmaster is killed, the observers name the more advanced standby;
  * the other one's guard points its primary_conninfo at it (host and port
  * only: its application_name stays), and it streams the new timeline: a row
- * committed on the new primary after the failover reaches it.
+ * committed on the new primary after the failover reaches it. And the new
+ * primary's guard takes the first base backup on the new timeline at once.
  */
 import { describe, expect, it } from 'vitest';
 import { postmasterPid } from '@coffer/engine';
 import { ADDRESSES, Topology, topologyScope, type Node } from '../support/failover-topology.js';
+import { coffer } from '../support/cli.js';
 import { until } from '../support/until.js';
 
 const scope = topologyScope();
 
 describe('failover with two standbys', () => {
   it('the standby not promoted follows the new primary on its new timeline, and gets what it commits', async () => {
-    const t = (scope.t = await Topology.build('coffer-follow-', { thirdNode: true }));
+    const t = (scope.t = await Topology.build('coffer-follow-', { thirdNode: true, backupAfterPromotion: true }));
     await t.startAll();
     const w = t.writer('clients', 'name');
     await new Promise((r) => setTimeout(r, 2000));
@@ -60,5 +62,14 @@ describe('failover with two standbys', () => {
     await until(() => new RegExp(`"kind":"following".*streams from ${promoted} \\(timeline 2`).test(guardLog()), `${other}'s guard to see it stream from ${promoted}`, 10_000, 100).catch((e: Error) => {
       throw new Error(`${e.message}\n${guardLog()}`);
     });
+    // The first base backup of the new timeline, taken by the new primary's guard once it was promoted.
+    const promotedLog = () => t.logs.find((l) => l.startsWith(`--- guard --node ${promoted}\n`))!;
+    await until(() => /"kind":"after-promotion".*base backup of main on epoch 2's timeline taken/.test(promotedLog()), 'the base backup after promotion', 60_000, 200).catch((e: Error) => {
+      throw new Error(`${e.message}\n${promotedLog()}`);
+    });
+    const listed = await coffer(['--repo', t.repo, 'list', '--json'], { COFFER_PASSPHRASE: 'failover passphrase' });
+    expect(listed.status, listed.stderr).toBe(0);
+    const backups = JSON.parse(listed.stdout) as { postgres?: { timeline: number } }[];
+    expect(backups.map((b) => b.postgres?.timeline)).toEqual([1, 2]);
   }, 240_000);
 });

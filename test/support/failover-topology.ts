@@ -31,6 +31,8 @@ export interface TopologyOptions {
   s3?: boolean;
   /** A second asynchronous standby of db1, db3. */
   thirdNode?: boolean;
+  /** The policy has the cluster and its repository, and the new primary's guard backs it up once promoted. */
+  backupAfterPromotion?: boolean;
 }
 
 export interface RoleOptions {
@@ -59,6 +61,7 @@ export class Topology {
     readonly roleEnv: Record<string, string>,
     /** db3, when the topology has it. */
     readonly third: Cluster | undefined,
+    private readonly options: TopologyOptions,
   ) {}
 
   /** The nodes this topology has. */
@@ -114,7 +117,8 @@ export class Topology {
       decisionStore = new FileStore(dir);
       decisionYaml = () => `{ location: ${dir} }`;
     }
-    return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv, third);
+    if (options.backupAfterPromotion) roleEnv.COFFER_PASSPHRASE = env.COFFER_PASSPHRASE;
+    return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv, third, options);
   }
 
   get decisions(): ObjectStoreDecisions {
@@ -130,11 +134,13 @@ export class Topology {
       file,
       [
         'version: 1',
-        'clusters: {}',
-        'repositories: {}',
+        ...(this.options.backupAfterPromotion
+          ? ['clusters:', `  main: { connection: "host=${ADDRESSES.db1} port=${this.port} user=postgres dbname=postgres", repository: main }`, 'repositories:', `  main: { location: ${this.repo}, keys: { passphrase: { env: COFFER_PASSPHRASE } } }`]
+          : ['clusters: {}', 'repositories: {}']),
         'schedules: []',
         'failover:',
         '  cluster: main',
+        ...(this.options.backupAfterPromotion ? ['  backupAfterPromotion: main'] : []),
         `  decision: ${this.decisionYaml(role.storeEndpoint)}`,
         '  nodes:',
         // Standbys stream straight from each other, whatever way this role reaches the servers.

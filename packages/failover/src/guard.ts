@@ -61,12 +61,18 @@ export interface GuardOptions {
   replication?: Readonly<Record<string, string>>;
   /** How long a repointed standby may take to stream from its new primary before the guard reports it (default 60 s). */
   streamWaitMs?: number;
+  /**
+   * Run once per promotion, after traffic moved and the report is written (e.g. a base backup on the new
+   * timeline); resolves what to report. It runs beside the guard's loop, never holding it up; aborted when
+   * the guard stops.
+   */
+  afterPromotion?: (epoch: number, signal: AbortSignal) => Promise<string>;
   /** Arms the fence at the lease's deadline; without one (tests of the decisions alone) fencing is inline only. */
   watchdog?: Watchdog;
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'report' | 'fenced' | 'released' | 'following' | 'error';
+export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'report' | 'after-promotion' | 'fenced' | 'released' | 'following' | 'error';
 
 export interface GuardEvent {
   kind: GuardEventKind;
@@ -80,7 +86,7 @@ export interface GuardEvent {
 export const DEFAULT_PRIMARY_TTL_MS = 10_000;
 
 export class Guard {
-  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication'>;
+  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion'>;
   private lease: PrimaryLease | undefined;
   /** Epochs in which this node was fenced: never primary again in them. */
   private readonly fenced = new Set<number>();
@@ -100,6 +106,8 @@ export class Guard {
   private cutOver = 0;
   private loop: Promise<void> | undefined;
   private stopping = false;
+  /** The work after a promotion, while it runs, and what stops it. */
+  private after: { run: Promise<void>; abort: AbortController } | undefined;
 
   constructor(options: GuardOptions) {
     const ttlMs = options.ttlMs ?? DEFAULT_PRIMARY_TTL_MS;
@@ -149,6 +157,8 @@ export class Guard {
     await this.loop;
     if (options.release && this.lease) await this.giveUp('the guard stopped');
     this.stopKeeper();
+    this.after?.abort.abort();
+    await this.after?.run;
   }
 
   /** One look at the decision log and the local server. */
@@ -350,6 +360,18 @@ export class Guard {
     await this.o.decisions.saveReport(report);
     this.promotion = undefined;
     this.event('report', p.epoch, `detected → first write ${report.seconds.total ?? '?'} s; RPO ${report.rpoBytes ?? '?'} bytes of WAL`);
+    this.runAfterPromotion(p.epoch);
+  }
+
+  private runAfterPromotion(epoch: number): void {
+    const work = this.o.afterPromotion;
+    if (!work || this.stopping) return;
+    const abort = new AbortController();
+    const run = work(epoch, abort.signal).then(
+      (detail) => this.event('after-promotion', epoch, detail),
+      (e: unknown) => this.event('error', epoch, `after promotion: ${(e as Error).message}`),
+    );
+    this.after = { run, abort };
   }
 
   private async fence(epoch: number, reason: string): Promise<void> {

@@ -123,6 +123,12 @@ const failoverSchema = z.strictObject({
       }),
     )
     .check(z.minLength(2)),
+  /**
+   * A cluster under `clusters` whose base backup the new primary's guard takes once it is promoted and traffic
+   * moved (with the guard's --pgdata and connection): the first backup on the new timeline, without waiting
+   * for the schedule.
+   */
+  backupAfterPromotion: z.optional(name),
   /** Every observer's name (one per region plus a witness): a failover needs a majority of them. */
   observers: z.array(name).check(z.minLength(1)),
   probe: z.optional(

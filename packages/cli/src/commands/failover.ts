@@ -5,19 +5,20 @@
  * decision log. `watch` and `guard` run until SIGTERM.
  */
 import { InvalidArgumentError, postmasterPid, processAlive } from '@coffer/engine';
-import type { FailoverSettings } from '@coffer/agent';
+import type { FailoverSettings, Policy } from '@coffer/agent';
 import type { DecisionBackend } from '@coffer/failover';
 import { storeAt } from '../repo-options.js';
-import { intOption, type CliContext } from '../context.js';
+import { COFFER_BIN, intOption, type CliContext } from '../context.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
 
-async function setup(o: { policy?: string }, env: NodeJS.ProcessEnv): Promise<{ settings: FailoverSettings; decisions: DecisionBackend }> {
+async function setup(o: { policy?: string }, env: NodeJS.ProcessEnv): Promise<{ settings: FailoverSettings; decisions: DecisionBackend; policy: Policy }> {
   const { loadPolicy, failoverSettings } = await import('@coffer/agent');
   const { ObjectStoreDecisions } = await import('@coffer/failover');
-  const settings = failoverSettings(await loadPolicy(policyPath(o, env)), env);
+  const policy = await loadPolicy(policyPath(o, env));
+  const settings = failoverSettings(policy, env);
   const d = settings.decision;
   const store = await storeAt(d.location, { ...(d.endpoint ? { s3Endpoint: d.endpoint } : {}), ...(d.credentials ? { s3Credentials: d.credentials } : {}) }, d.region ? { ...env, AWS_REGION: d.region, AWS_DEFAULT_REGION: d.region } : env);
-  return { settings, decisions: new ObjectStoreDecisions(store, settings.cluster) };
+  return { settings, decisions: new ObjectStoreDecisions(store, settings.cluster), policy };
 }
 
 /** Resolves when SIGTERM or SIGINT arrives. */
@@ -168,10 +169,12 @@ export function register(ctx: CliContext): void {
     .option('--local-db <conninfo>', 'how the guard reaches its server (default: the node\'s connection in the policy)')
     .option('--json', 'print events as JSON lines')
     .action(async (o: { policy?: string; node: string; pgdata: string; localDb?: string; json?: boolean }) => {
-      const { settings, decisions } = await setup(o, io.env);
+      const { settings, decisions, policy } = await setup(o, io.env);
       const node = settings.nodes.find((n) => n.name === o.node);
       if (!node) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
       const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover } = await import('@coffer/failover');
+      const { backupAfterPromotion } = await import('@coffer/agent');
+      const afterPromotion = backupAfterPromotion(policy, { node: o.node, pgdata: o.pgdata, ...(o.localDb ? { connection: o.localDb } : {}), cofferBin: COFFER_BIN, env: io.env });
       const addresses = Object.fromEntries(settings.nodes.flatMap((n) => (n.address ? [[n.name, n.address]] : [])));
       const c = settings.cutover;
       const cutover = [
@@ -193,6 +196,7 @@ export function register(ctx: CliContext): void {
         tickMs: Math.min(1000, settings.ttlMs / 4),
         watchdog,
         cutover,
+        ...(afterPromotion ? { afterPromotion } : {}),
         onEvent: (e) => line(o.json, e),
       });
       say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${watchdog.pid}`);
