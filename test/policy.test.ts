@@ -126,7 +126,7 @@ describe('policy file', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(PolicyError);
-    expect((err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['10:57 failover.nodes.0.replication', '8:25 failover.backupAfterPromotion']);
+    expect((err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['8:25 failover.backupAfterPromotion', '10:57 failover.nodes.0.replication']);
     expect((err as PolicyError).message).not.toContain('pw-abc');
   });
 
