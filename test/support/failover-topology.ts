@@ -33,6 +33,8 @@ export interface TopologyOptions {
   thirdNode?: boolean;
   /** The policy has the cluster and its repository, and the new primary's guard backs it up once promoted. */
   backupAfterPromotion?: boolean;
+  /** The policy has the cluster and its repository, and a named standby replays the repository's WAL before promotion. */
+  replayFrom?: boolean;
 }
 
 export interface RoleOptions {
@@ -117,7 +119,7 @@ export class Topology {
       decisionStore = new FileStore(dir);
       decisionYaml = () => `{ location: ${dir} }`;
     }
-    if (options.backupAfterPromotion) roleEnv.COFFER_PASSPHRASE = env.COFFER_PASSPHRASE;
+    if (options.backupAfterPromotion || options.replayFrom) roleEnv.COFFER_PASSPHRASE = env.COFFER_PASSPHRASE;
     return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv, third, options);
   }
 
@@ -134,13 +136,14 @@ export class Topology {
       file,
       [
         'version: 1',
-        ...(this.options.backupAfterPromotion
+        ...(this.options.backupAfterPromotion || this.options.replayFrom
           ? ['clusters:', `  main: { connection: "host=${ADDRESSES.db1} port=${this.port} user=postgres dbname=postgres", repository: main }`, 'repositories:', `  main: { location: ${this.repo}, keys: { passphrase: { env: COFFER_PASSPHRASE } } }`]
           : ['clusters: {}', 'repositories: {}']),
         'schedules: []',
         'failover:',
         '  cluster: main',
         ...(this.options.backupAfterPromotion ? ['  backupAfterPromotion: main'] : []),
+        ...(this.options.replayFrom ? ['  replayFrom: main'] : []),
         `  decision: ${this.decisionYaml(role.storeEndpoint)}`,
         '  nodes:',
         // Standbys stream straight from each other, whatever way this role reaches the servers.

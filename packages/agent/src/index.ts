@@ -17,7 +17,7 @@ export { nextRuns, type NextRun } from './policy/next-runs.js';
 export { jobMetricsText, writeJobMetrics, JobGauges, type JobRun } from './metrics/job-metrics.js';
 export { AgentMetrics, DEFAULT_THRESHOLDS, thresholds } from './metrics/agent-metrics.js';
 export { JOBS, policySchema, secretRef, type ClusterPolicy, type FailoverPolicy, type Job, type Policy, type RepositoryPolicy, type Schedule, type SecretRef } from './policy/schema.js';
-export { jobId, jobSteps, readSecret, walReceiveStep, type JobSpec, type JobStep, type StepLabels } from './jobs/job-steps.js';
+export { jobId, jobSteps, readSecret, walReceiveStep, walEndStep, type JobSpec, type JobStep, type StepLabels } from './jobs/job-steps.js';
 export { retryable, runJob, runStep, type JobOutcome, type RunJobOptions, type S3Usage, type StepResult } from './jobs/run-job.js';
 export { Agent, DEFAULT_STATE_DIR, type AgentOptions, type AgentStatus, type JobStatus } from './agent/agent.js';
 export { alertsNow, type Alert } from './agent/alerts.js';
@@ -30,3 +30,4 @@ export { archivedEndOf, WalWatch, type ReceiverSlotStatus, type ReplicaStatus, t
 export { ReceiverSupervisor, type ReceiverStatus, type SupervisorOptions } from './wal/receiver-supervisor.js';
 export { failoverSettings, type FailoverSettings, type FailoverNodeSettings, type CutoverSettings } from './failover/failover-settings.js';
 export { backupAfterPromotion, type BackupAfterPromotionOptions } from './failover/backup-after-promotion.js';
+export { replayTargetFromRepository, type ReplayTarget, type ReplayTargetOptions } from './failover/replay-target.js';

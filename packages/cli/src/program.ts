@@ -35,6 +35,7 @@ import { register as stanza } from './commands/stanza.js';
 import { register as status } from './commands/status.js';
 import { register as verify } from './commands/verify.js';
 import { register as walFetch } from './commands/wal-fetch.js';
+import { register as walEnd } from './commands/wal-end.js';
 import { register as walPush } from './commands/wal-push.js';
 import { register as walArchiver } from './commands/wal-archiver.js';
 import { register as walReceive } from './commands/wal-receive.js';
@@ -136,7 +137,7 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
   const report = (figures: Readonly<Record<string, number>>) => void Object.assign(record.figures, figures);
   const audit = (details: Readonly<Record<string, AuditValue>>) => void Object.assign(record.details, details);
   const ctx: CliContext = { program, io, globals, openRepo, openRepoAt, openWalRepo, say, report, audit, auditAnchor: () => record.audit.next, adopt: (repo) => void (record.repo = repo) };
-  for (const register of [init, bucket, backup, walPush, walArchiver, walReceive, walFetch, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, failover, status, auditCommand, key, mirror, keyFile]) register(ctx);
+  for (const register of [init, bucket, backup, walPush, walArchiver, walReceive, walFetch, walEnd, stanza, list, restore, check, repair, expire, gc, keep, info, drill, verify, policy, runJob, agent, failover, status, auditCommand, key, mirror, keyFile]) register(ctx);
   return program;
 }
 

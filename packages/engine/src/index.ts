@@ -88,6 +88,7 @@ export { SegmentAssembler, type AssembledSegment } from './postgres/segment-asse
 export { archiveReadyWal, type ArchivedReady, type WalReadyArchiverOptions, type WalReadyArchiverResult } from './postgres/wal-ready-archiver.js';
 export { readWalFile, type WalFileIdentity } from './postgres/wal-file-read.js';
 export { receiveWal, type WalReceiverOptions, type WalReceiverProgress, type WalReceiverResult } from './postgres/wal-receiver.js';
+export { repositoryWalEnd, type RepositoryWalEnd } from './postgres/wal-end.js';
 export { DEFAULT_ARCHIVE_TIMEOUT_MS, backupSegments } from './postgres/backup-postgres.js';
 export { pageChecksum, badPages, BLCKSZ, RELSEG_BLOCKS } from './postgres/page-checksum.js';
 export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles, segmentName, segmentNumber } from './postgres/layout.js';

@@ -7,7 +7,7 @@
  * prefix (or the segment built on it) still needs.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,12 +26,13 @@ import {
   Repository,
   walFetch,
   walKey,
+  walPush,
   walStreamName,
   WalStreamArchiver,
   type StoredPrefix,
 } from '@coffer/engine';
 import { scratchWithKey } from '../../../test/support/keys.js';
-import { segment, segmentName } from '../../../test/support/wal.js';
+import { fakeCluster, segment, segmentName } from '../../../test/support/wal.js';
 
 const SYS = 7_300_000_000_000_000_777n;
 const SEG = 1024 * 1024;
@@ -135,6 +136,39 @@ describe('streamed partial segments', () => {
     await archiver.file(name, seg);
     expect(await walFetch(repo, scope, name, dest)).toEqual({ outcome: 'archive', size: SEG });
     expect((await readFile(dest)).equals(seg)).toBe(true);
+    await archiver.close();
+  });
+
+  it('a standby archiving the padded prefix wal-fetch served is told it is archived and stores nothing; the real segment is archived after', async () => {
+    const repo = await Repository.init(new MemoryStore(), keys, {});
+    const archiver = new WalStreamArchiver(repo, { systemIdentifier: scope.systemIdentifier });
+    const seg = walSegment(5);
+    const name = segmentName(5);
+    await archiver.prefix(name, seg.subarray(0, 200_000));
+    // The standby restored it (archive_mode = always archives what was restored): prefix, then zeros.
+    const standby = await fakeCluster(join(work.dir, 'standby-5'), SYS);
+    await writeFile(join(standby, 'standby.signal'), '');
+    const served = join(standby, 'pg_wal', name);
+    expect((await walFetch(repo, scope, name, served)).outcome).toBe('stream');
+    expect((await walPush(repo, served)).outcome).toBe('already-archived');
+    expect(await readWalRecord(repo, scope, name)).toBeUndefined();
+    // A longer prefix streamed since: the copy served before is still only a prefix.
+    await archiver.prefix(name, seg.subarray(0, 400_000));
+    expect((await walPush(repo, served)).outcome).toBe('already-archived');
+    expect(await readWalRecord(repo, scope, name)).toBeUndefined();
+    // The primary archives the whole segment: stored, and what restore gets.
+    const primary = await fakeCluster(join(work.dir, 'primary-5'), SYS);
+    await writeFile(join(primary, 'pg_wal', name), seg);
+    expect((await walPush(repo, join(primary, 'pg_wal', name))).outcome).toBe('archived');
+    expect((await fetchWalBytes(repo, scope, name))!.equals(seg)).toBe(true);
+    // A standby's copy of a segment that differs from the prefix anywhere is archived as usual (and here refused as a conflict).
+    const other = segmentName(6);
+    await archiver.prefix(other, seg.subarray(0, 100_000));
+    const forged = Buffer.alloc(SEG);
+    seg.copy(forged, 0, 0, 100_000);
+    forged[150_000] = 1;
+    await writeFile(join(standby, 'pg_wal', other), forged);
+    expect((await walPush(repo, join(standby, 'pg_wal', other))).outcome).toBe('archived');
     await archiver.close();
   });
 

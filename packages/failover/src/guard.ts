@@ -30,7 +30,7 @@ import { monotonicMs } from './monotonic.js';
 import { failoverReport } from './failover-report.js';
 import { probePrimary, standbyState, type ProbeTarget } from './health-probe.js';
 import { checkpoint } from './switchover.js';
-import type { ServerConnection } from './server-connection.js';
+import { withClient, type ServerConnection } from './server-connection.js';
 import { followPrimary } from './standby-config.js';
 import { tally } from './quorum.js';
 import type { Watchdog } from './watchdog.js';
@@ -62,6 +62,14 @@ export interface GuardOptions {
   /** How long a repointed standby may take to stream from its new primary before the guard reports it (default 60 s). */
   streamWaitMs?: number;
   /**
+   * Where the WAL of the standby's timeline ends in the repository (e.g. streamed by a synchronous
+   * `wal-receive`): the standby replays up to there before it is promoted — from its restore_command,
+   * which serves streamed prefixes — waiting up to `replayWaitMs` (default 60 s); then it is promoted anyway
+   * and the shortfall reported.
+   */
+  replayTarget?: (standby: { systemIdentifier: string; timeline: number; segmentBytes: number }) => Promise<string | undefined>;
+  replayWaitMs?: number;
+  /**
    * Run once per promotion, after traffic moved and the report is written (e.g. a base backup on the new
    * timeline); resolves what to report. It runs beside the guard's loop, never holding it up; aborted when
    * the guard stops.
@@ -72,7 +80,7 @@ export interface GuardOptions {
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEventKind = 'lease' | 'waiting' | 'promoted' | 'cutover' | 'report' | 'after-promotion' | 'fenced' | 'released' | 'following' | 'error';
+export type GuardEventKind = 'lease' | 'waiting' | 'replayed' | 'promoted' | 'cutover' | 'report' | 'after-promotion' | 'fenced' | 'released' | 'following' | 'error';
 
 export interface GuardEvent {
   kind: GuardEventKind;
@@ -86,7 +94,7 @@ export interface GuardEvent {
 export const DEFAULT_PRIMARY_TTL_MS = 10_000;
 
 export class Guard {
-  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion'>;
+  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget'>;
   private lease: PrimaryLease | undefined;
   /** Epochs in which this node was fenced: never primary again in them. */
   private readonly fenced = new Set<number>();
@@ -111,7 +119,7 @@ export class Guard {
 
   constructor(options: GuardOptions) {
     const ttlMs = options.ttlMs ?? DEFAULT_PRIMARY_TTL_MS;
-    this.o = { ttlMs, tickMs: 1000, marginMs: Math.max(1000, ttlMs / 2), streamWaitMs: 60_000, ...options } as typeof this.o;
+    this.o = { ttlMs, tickMs: 1000, marginMs: Math.max(1000, ttlMs / 2), streamWaitMs: 60_000, replayWaitMs: 60_000, ...options } as typeof this.o;
     // The watchdog fenced at the deadline (this process could not renew in time): the lease is gone with it.
     options.watchdog?.onFenced((reason, report) => {
       const lease = this.lease;
@@ -322,6 +330,7 @@ export class Guard {
       await new Promise((r) => setTimeout(r, 200));
     }
     const fenced = new Date().toISOString();
+    if (this.o.replayTarget && !this.stopping) await this.replayRepository(epoch);
     this.lease?.prove('promoting');
     const promotedAtLsn = await promoteServer(this.o.conninfo, this.o.password);
     // The control file names the new timeline only after a checkpoint (pg_rewind of the old primary reads it there).
@@ -330,6 +339,43 @@ export class Guard {
     // Votes cast while this server was still a standby were about a primary that did not exist yet.
     await this.snapshotVotes(epoch);
     this.event('promoted', epoch, 'promoted; accepts writes');
+  }
+
+  /**
+   * Waits (up to `replayWaitMs`) until the standby has replayed the WAL the repository holds of its timeline.
+   * With the old primary fenced nothing is added to it any more: the target is read once.
+   */
+  private async replayRepository(epoch: number): Promise<void> {
+    const local = this.localConnection(5000);
+    let target: string | undefined;
+    try {
+      const id = await withClient(local, async (client) => {
+        const [row] = (
+          await client.query<{ sysid: string; tli: number; seg: string }>(
+            `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
+                    COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint())) AS tli,
+                    (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS seg`,
+          )
+        ).rows;
+        return { systemIdentifier: row!.sysid, timeline: row!.tli, segmentBytes: Number(row!.seg) };
+      });
+      target = await this.o.replayTarget!(id);
+    } catch (e) {
+      return this.event('error', epoch, `where the repository's WAL ends: ${(e as Error).message}; promoting without replaying it`);
+    }
+    if (target === undefined) return;
+    const began = monotonicMs();
+    let replayed: string | undefined;
+    for (;;) {
+      replayed = (await standbyState(local).catch(() => undefined))?.replayedLsn;
+      if (replayed !== undefined && lsnBytes(replayed) >= lsnBytes(target)) return this.event('replayed', epoch, `replayed the repository's WAL to ${target} (${replayed}) in ${((monotonicMs() - began) / 1000).toFixed(1)} s`);
+      if (this.stopping) return;
+      if (monotonicMs() - began > this.o.replayWaitMs) break;
+      this.lease?.prove('replaying the repository');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const short = replayed === undefined ? '?' : String(lsnBytes(target) - lsnBytes(replayed));
+    this.event('error', epoch, `replayed ${replayed ?? '?'} of the repository's ${target} within ${Math.round(this.o.replayWaitMs / 1000)} s: promoting ${short} bytes short (commits acknowledged there may be lost)`);
   }
 
   /** Runs the cutover steps; a failure is reported and tried again on the next tick. */

@@ -35,6 +35,8 @@ export interface FailoverSettings {
   ttlMs: number;
   marginMs: number;
   maxLagBytes: number;
+  /** How long a named standby may take to replay the repository's WAL before it is promoted anyway (failover.replayFrom). */
+  replayWaitMs: number;
   cutover: CutoverSettings;
 }
 
@@ -68,6 +70,7 @@ export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): Failov
     ttlMs,
     marginMs: f.lease?.marginSeconds !== undefined ? f.lease.marginSeconds * 1000 : Math.max(1000, ttlMs / 2),
     maxLagBytes: (f.maxLagMiB ?? 16) * 1024 * 1024,
+    replayWaitMs: (f.replayWaitSeconds ?? 60) * 1000,
     cutover: cutoverSettings(f, env),
   };
 }

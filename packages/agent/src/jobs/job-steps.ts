@@ -183,6 +183,16 @@ export function walReceiveStep(policy: Policy, clusterName: string, env: NodeJS.
   return { name: `wal-receive ${name}`, args: [...mirrors.args, ...args], env: { ...access.env, ...mirrors.env, ...server }, labels: { command: 'wal', repository: repository.location, stanza, target: '' } };
 }
 
+/** `coffer wal-end` for a cluster's repository and stanza: where its WAL of `timeline` ends there. */
+export function walEndStep(policy: Policy, clusterName: string, id: { systemIdentifier: string; timeline: number; segmentBytes: number }, env: NodeJS.ProcessEnv = process.env): JobStep {
+  const { name, cluster } = clusterOf(policy, { job: 'wal', cluster: clusterName });
+  const { repository } = repositoryOf(policy, cluster.repository, 'wal');
+  const access = repositoryAccess(cluster.repository, repository, env);
+  const stanza = cluster.stanza ?? name;
+  const args = [...access.args, '--stanza', stanza, 'wal-end', '--timeline', String(id.timeline), '--system-id', id.systemIdentifier, '--segment-bytes', String(id.segmentBytes), '--json'];
+  return { name: `wal-end ${name}`, args, env: access.env, labels: { command: 'wal', repository: repository.location, stanza, target: '' } };
+}
+
 /**
  * `--wal-mirror` for each mirror of the repository (its region and endpoint
  * in the URL), and their credentials as a mirror destination's: one set, so

@@ -37,6 +37,7 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
     observers.forEach((o, i) => {
       if (observers.indexOf(o) !== i) out.push({ path: ['failover', 'observers', i], message: `observer ${JSON.stringify(o)} is listed twice` });
     });
+    if (typeof f.replayFrom === 'string' && !(f.replayFrom in clusters)) out.push({ path: ['failover', 'replayFrom'], message: `no cluster named ${JSON.stringify(f.replayFrom)} under clusters` });
     if (typeof f.backupAfterPromotion === 'string' && !(f.backupAfterPromotion in clusters)) out.push({ path: ['failover', 'backupAfterPromotion'], message: `no cluster named ${JSON.stringify(f.backupAfterPromotion)} under clusters` });
     if (observers.length === 2) out.push({ path: ['failover', 'observers'], message: 'two observers make no majority when one is cut off from the other: add a witness (three, or any odd number)' });
   }

@@ -129,6 +129,13 @@ const failoverSchema = z.strictObject({
    * for the schedule.
    */
   backupAfterPromotion: z.optional(name),
+  /**
+   * A cluster under `clusters` whose repository holds this cluster's WAL, streamed by `wal-receive`: a named
+   * standby replays what the repository holds of its timeline before it is promoted (commits a synchronous
+   * receiver acknowledged are there, perhaps nowhere else), waiting up to `replayWaitSeconds` (default 60).
+   */
+  replayFrom: z.optional(name),
+  replayWaitSeconds: z.optional(z.number().check(z.gte(1), z.lte(3600))),
   /** Every observer's name (one per region plus a witness): a failover needs a majority of them. */
   observers: z.array(name).check(z.minLength(1)),
   probe: z.optional(

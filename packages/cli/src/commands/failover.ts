@@ -173,8 +173,9 @@ export function register(ctx: CliContext): void {
       const node = settings.nodes.find((n) => n.name === o.node);
       if (!node) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
       const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover } = await import('@coffer/failover');
-      const { backupAfterPromotion } = await import('@coffer/agent');
+      const { backupAfterPromotion, replayTargetFromRepository } = await import('@coffer/agent');
       const afterPromotion = backupAfterPromotion(policy, { node: o.node, pgdata: o.pgdata, ...(o.localDb ? { connection: o.localDb } : {}), cofferBin: COFFER_BIN, env: io.env });
+      const replayTarget = replayTargetFromRepository(policy, { cofferBin: COFFER_BIN, env: io.env });
       const addresses = Object.fromEntries(settings.nodes.flatMap((n) => (n.address ? [[n.name, n.address]] : [])));
       const c = settings.cutover;
       const cutover = [
@@ -197,6 +198,7 @@ export function register(ctx: CliContext): void {
         watchdog,
         cutover,
         ...(afterPromotion ? { afterPromotion } : {}),
+        ...(replayTarget ? { replayTarget, replayWaitMs: settings.replayWaitMs } : {}),
         onEvent: (e) => line(o.json, e),
       });
       say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${watchdog.pid}`);

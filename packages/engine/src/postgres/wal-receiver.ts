@@ -19,14 +19,14 @@ import type pg from 'pg';
 import { both } from 'pg-copy-streams';
 import type { Repository } from '../repository/repository.js';
 import { InvalidArgumentError, PostgresError, SourceError } from '../errors.js';
-import { parseWalKey, WAL_SEGMENT } from '../format/wal-record.js';
 import { connect } from './connection.js';
-import { formatLsn, parseLsn, segmentNumber } from './layout.js';
+import { formatLsn, parseLsn } from './layout.js';
 import { decodeReplicationMessage, encodeStandbyStatus } from './replication-messages.js';
 import { RunningDigest } from './running-digest.js';
 import { SegmentAssembler, type AssembledSegment } from './segment-assembler.js';
 import { DEFAULT_STANZA } from './stanza.js';
-import { listWalKeys, WalStreamArchiver, type StoredPrefix } from './wal.js';
+import { WalStreamArchiver, type StoredPrefix } from './wal.js';
+import { repositoryWalEnd } from './wal-end.js';
 
 export interface WalReceiverOptions {
   /** libpq connection string (the replication connection is made from it). */
@@ -99,7 +99,8 @@ export async function receiveWal(repo: Repository, options: WalReceiverOptions =
     const segmentBytes = parseSize((await simple<{ wal_segment_size: string }>(client, 'SHOW wal_segment_size', 'read wal_segment_size')).wal_segment_size);
     const restart = await ensureSlot(client, slot);
     const size = BigInt(segmentBytes);
-    const archivedEnd = await archiveEnd(repo, stanza, id.systemid, id.timeline, segmentBytes);
+    // Streaming starts after the newest whole segment: a streamed prefix past it is made again, whole or longer.
+    const archivedEnd = (await repositoryWalEnd(repo, { stanza, systemIdentifier: id.systemid }, id.timeline, segmentBytes)).segments;
     // The slot holds WAL from its restart point's segment on; before that, only what was archived is anywhere.
     const held = restart !== undefined ? restart - (restart % size) : undefined;
     const current = parseLsn(id.xlogpos);
@@ -165,18 +166,6 @@ async function ensureSlot(client: pg.Client, slot: string): Promise<bigint | und
   }
 }
 
-/** The end of the newest segment of `timeline` archived for this cluster, if any. */
-async function archiveEnd(repo: Repository, stanza: string, systemIdentifier: string, timeline: number, segmentBytes: number): Promise<bigint | undefined> {
-  const tli = timeline.toString(16).toUpperCase().padStart(8, '0');
-  let newest: string | undefined;
-  for (const key of await listWalKeys(repo)) {
-    const k = parseWalKey(key);
-    if (!k?.scope || k.scope.stanza !== stanza || k.scope.systemIdentifier !== systemIdentifier) continue;
-    if (WAL_SEGMENT.test(k.name) && k.name.startsWith(tli) && (newest === undefined || k.name > newest)) newest = k.name;
-  }
-  if (newest === undefined) return undefined;
-  return (segmentNumber(newest, segmentBytes) + 1n) * BigInt(segmentBytes);
-}
 
 function parseSize(text: string): number {
   const m = /^(\d+)\s*(kB|MB|GB)$/.exec(text.trim());

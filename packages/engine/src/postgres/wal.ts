@@ -18,7 +18,7 @@
  * reads correctly (see `restore-command.ts`).
  */
 import { constants as fsc } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { asBuffer, sha256Hex } from '../bytes.js';
@@ -285,6 +285,17 @@ class PushContext {
     if (this.leaseTaken) await (await this.leaseTaken.catch(() => undefined))?.release();
   }
 
+  private standby: Promise<boolean> | undefined;
+
+  /** Whether the server archiving runs as a standby (standby.signal in its data directory). */
+  isStandby(): Promise<boolean> {
+    this.standby ??= access(join(this.pgdata, 'standby.signal')).then(
+      () => true,
+      () => false,
+    );
+    return this.standby;
+  }
+
   /** Whether a lease was taken (and so may be held). */
   get leased(): boolean {
     return this.leaseTaken !== undefined;
@@ -486,6 +497,13 @@ async function pushOne(ctx: PushContext, path: string, name: string, received?: 
     await replicateRecord(repo, existing.key, existing.record);
     return { outcome, file, stored: noneStored };
   }
+  // (Sealed on a worker thread, `data` is the first page: the whole file is read again for the comparison.)
+  if (!streamed.partial && WAL_SEGMENT.test(name) && (await ctx.isStandby()) && (await isPaddedStreamedPrefix(repo, scope, name, () => (streamed.sealed ? readFile(path) : Promise.resolve(data))))) {
+    // A standby with archive_mode = always archives what it restored: here a segment wal-fetch served as a
+    // streamed prefix padded with zeros. Stored as the whole segment it would stand for WAL the primary had
+    // not written yet, and refuse the real segment later. What it holds is in the repository already.
+    return { outcome: 'already-archived', file, stored: noneStored };
+  }
   await checkTimeline(ctx, scope, dirname(path), name, data, size);
   const key = walKey(scope, recordName);
 
@@ -668,6 +686,22 @@ async function fetchOne(repo: Repository, scope: WalScope, name: string, dest: s
   if (!streamed) return { outcome: 'absent', size: 0 };
   await writeDurably(dest, streamed);
   return { outcome: 'stream', size: streamed.length };
+}
+
+/**
+ * Whether `data` (a whole segment's bytes) is nothing but a streamed prefix
+ * of segment `name` the repository holds, zeros after it: what `wal-fetch`
+ * serves for a segment not yet whole.
+ */
+async function isPaddedStreamedPrefix(repo: Repository, scope: WalScope, name: string, bytes: () => Promise<Buffer>): Promise<boolean> {
+  const longest = await longestStreamed(repo, scope, name);
+  if (longest === undefined) return false;
+  const data = await bytes();
+  let end = data.length;
+  while (end > 0 && data[end - 1] === 0) end--;
+  const prefix = await fetchWalBytes(repo, scope, longest);
+  // Served when a shorter prefix was the longest: its bytes are the start of today's longest.
+  return prefix !== undefined && end <= prefix.length && data.subarray(0, end).equals(prefix.subarray(0, end));
 }
 
 /**
