@@ -62,6 +62,16 @@ describe('failover with two standbys', () => {
     await until(() => new RegExp(`"kind":"following".*streams from ${promoted} \\(timeline 2`).test(guardLog()), `${other}'s guard to see it stream from ${promoted}`, 10_000, 100).catch((e: Error) => {
       throw new Error(`${e.message}\n${guardLog()}`);
     });
+    // Status shows each node as it answers: the new primary, the follower streaming and caught up, db1 silent.
+    const st = await coffer(['failover', 'status', '--json', '--policy', await t.policy()], t.roleEnv);
+    expect(st.status, st.stderr).toBe(0);
+    const shown = JSON.parse(st.stdout) as { leader: { epoch: number; node: string }; nodes: { node: string; ok: boolean; role?: string; timeline?: number; streaming?: boolean; replayLagBytes?: number }[] };
+    expect(shown.leader).toMatchObject({ epoch: 2, node: promoted });
+    const byNode = new Map(shown.nodes.map((n) => [n.node, n]));
+    expect(byNode.get('db1')).toMatchObject({ ok: false });
+    expect(byNode.get(promoted)).toMatchObject({ ok: true, role: 'primary', timeline: 2 });
+    expect(byNode.get(other)).toMatchObject({ ok: true, role: 'standby', timeline: 2, streaming: true });
+    expect(byNode.get(other)!.replayLagBytes).toBeLessThan(1 << 20);
     // The first base backup of the new timeline, taken by the new primary's guard once it was promoted.
     const promotedLog = () => t.logs.find((l) => l.startsWith(`--- guard --node ${promoted}\n`))!;
     await until(() => /"kind":"after-promotion".*base backup of main on epoch 2's timeline taken/.test(promotedLog()), 'the base backup after promotion', 60_000, 200).catch((e: Error) => {

@@ -31,7 +31,8 @@ export interface StandbyState {
   receivedTimeline: number | undefined;
 }
 
-function probeConnection(target: ProbeTarget): ServerConnection {
+/** How a probe connects: the target's timeout for connecting, and half a second more for each statement. */
+export function probeConnection(target: ProbeTarget): ServerConnection {
   const timeoutMs = target.timeoutMs ?? 2000;
   return { conninfo: target.conninfo, ...(target.password !== undefined ? { password: target.password } : {}), connectTimeoutMs: timeoutMs, queryTimeoutMs: timeoutMs + 500, applicationName: 'coffer-failover' };
 }

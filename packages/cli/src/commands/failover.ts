@@ -55,18 +55,29 @@ export function register(ctx: CliContext): void {
 
   failover
     .command('status')
-    .description('the decision log: the epoch, its primary, the observers\' votes, and whether the primary holds its lease')
+    .description('the decision log: the epoch, its primary, the observers\' votes, and whether the primary holds its lease; and each node as it answers now: role, timeline, WAL position, streaming, a standby\'s lag behind the primary')
     .option(...POLICY_OPTION)
     .option('--json', 'print it as JSON')
     .action(async (o: { policy?: string; json?: boolean }) => {
       const { settings, decisions } = await setup(o, io.env);
-      const { failoverStatus } = await import('@coffer/failover');
-      const status = await failoverStatus(decisions, settings.observers);
-      if (o.json) return say(JSON.stringify(status, null, 2));
-      if (!status.leader) return say(`${decisions.location}: no primary named yet (coffer failover init --primary NODE)`);
-      say(`${decisions.location}: epoch ${status.leader.epoch}, primary ${status.leader.node} (${status.leader.reason}${status.leader.previous ? ` after ${status.leader.previous}` : ''}, decided by ${status.leader.decidedBy} at ${status.leader.writtenAt})`);
-      say(`  lease: ${status.lease}`);
-      say(`  votes down: ${status.down.length ? status.down.join(', ') : 'none'} (${status.needed} of ${settings.observers.length} make a majority)`);
+      const { failoverStatus, nodeStates } = await import('@coffer/failover');
+      const [status, nodes] = await Promise.all([
+        failoverStatus(decisions, settings.observers),
+        nodeStates(settings.nodes.map((n) => ({ name: n.name, conninfo: n.conninfo, ...(n.password !== undefined ? { password: n.password } : {}), timeoutMs: settings.probeTimeoutMs }))),
+      ]);
+      if (o.json) return say(JSON.stringify({ ...status, nodes }, null, 2));
+      if (!status.leader) say(`${decisions.location}: no primary named yet (coffer failover init --primary NODE)`);
+      else {
+        say(`${decisions.location}: epoch ${status.leader.epoch}, primary ${status.leader.node} (${status.leader.reason}${status.leader.previous ? ` after ${status.leader.previous}` : ''}, decided by ${status.leader.decidedBy} at ${status.leader.writtenAt})`);
+        say(`  lease: ${status.lease}`);
+        say(`  votes down: ${status.down.length ? status.down.join(', ') : 'none'} (${status.needed} of ${settings.observers.length} make a majority)`);
+      }
+      const mib = (b: number | undefined) => (b === undefined ? '?' : `${(b / 1048576).toFixed(1)} MiB`);
+      for (const n of nodes) {
+        if (!n.ok) say(`  ${n.node}: does not answer (${n.error})`);
+        else if (n.role === 'primary') say(`  ${n.node}: primary, timeline ${n.timeline ?? '?'}, at ${n.lsn ?? '?'}`);
+        else say(`  ${n.node}: standby, timeline ${n.timeline ?? '?'}, ${n.streaming ? 'streaming' : 'not streaming'}, replayed ${n.lsn ?? '?'} (${mib(n.replayLagBytes)} behind), received ${n.receivedLsn ?? '?'} (${mib(n.receiveLagBytes)} behind)`);
+      }
     });
 
   failover
