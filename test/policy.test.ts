@@ -25,6 +25,19 @@ afterAll(async () => {
   await work.cleanup();
 });
 
+/** The problems (line:column path) a policy text is refused with; the secret in it appears in none of the messages. */
+function refusal(text: string, secret: string): string[] {
+  let err: unknown;
+  try {
+    parsePolicy(text, 'p.yaml');
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(PolicyError);
+  expect((err as PolicyError).message).not.toContain(secret);
+  return (err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`);
+}
+
 describe('policy file', () => {
   it('the example policy is valid, and check says when each scheduled job runs next', async () => {
     const r = await coffer(['policy', 'check', '--policy', EXAMPLE, '--json']);
@@ -92,15 +105,7 @@ describe('policy file', () => {
 
   it('a password in a connection string is refused like any inline secret', () => {
     const text = `version: 1\nclusters:\n  c: { connection: "host=db password=pw-xyz", repository: r }\nrepositories:\n  r: { location: /b, keys: { passphrase: { env: P } } }\nschedules: []\n`;
-    let err: unknown;
-    try {
-      parsePolicy(text, 'p.yaml');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(PolicyError);
-    expect((err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['3:20 clusters.c.connection']);
-    expect((err as PolicyError).message).not.toContain('pw-xyz');
+    expect(refusal(text, 'pw-xyz')).toEqual(['3:20 clusters.c.connection']);
   });
 
   it("failover: a password in a node's replication connection and a backup of a cluster the policy lacks are refused", () => {
@@ -119,15 +124,7 @@ describe('policy file', () => {
       '  observers: [a, b, c]',
       '',
     ].join('\n');
-    let err: unknown;
-    try {
-      parsePolicy(text, 'p.yaml');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(PolicyError);
-    expect((err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['8:25 failover.backupAfterPromotion', '10:57 failover.nodes.0.replication']);
-    expect((err as PolicyError).message).not.toContain('pw-abc');
+    expect(refusal(text, 'pw-abc')).toEqual(['8:25 failover.backupAfterPromotion', '10:57 failover.nodes.0.replication']);
   });
 
   it('an alias bomb is refused, not expanded', () => {
