@@ -221,7 +221,14 @@ export class Guard {
     if (source === undefined) return;
     if (this.following?.epoch !== leader.epoch) {
       const before = await standbyState(this.localConnection(2000)).catch(() => undefined);
-      const changed = await followPrimary(this.localConnection(30_000), source, this.o.node);
+      let changed: boolean;
+      try {
+        changed = await followPrimary(this.localConnection(30_000), source, this.o.node);
+      } catch (e) {
+        // Said once per epoch, not on every tick: a role without ALTER SYSTEM stays so until someone grants it.
+        this.following = { epoch: leader.epoch, since: monotonicMs(), settled: true, fromTimeline: undefined };
+        return this.event('error', leader.epoch, `cannot point the standby at ${leader.node}: ${(e as Error).message} (the guard's role needs superuser, or GRANT ALTER SYSTEM ON PARAMETER primary_conninfo)`);
+      }
       // Pointed elsewhere because another node was promoted: settled once it streams that node's new timeline.
       this.following = { epoch: leader.epoch, since: monotonicMs(), settled: false, fromTimeline: changed ? (before?.receivedTimeline ?? before?.timeline ?? 0) : undefined };
       if (changed) this.event('following', leader.epoch, `primary_conninfo now names ${leader.node}; the standby reconnects there`);
