@@ -10,7 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { postmasterPid } from '@coffer/engine';
 import { ADDRESSES, Topology, topologyScope, type Node } from '../support/failover-topology.js';
-import { coffer } from '../support/cli.js';
+import { coffer, startCoffer } from '../support/cli.js';
 import { until } from '../support/until.js';
 
 const scope = topologyScope();
@@ -72,6 +72,28 @@ describe('failover with two standbys', () => {
     expect(byNode.get(promoted)).toMatchObject({ ok: true, role: 'primary', timeline: 2 });
     expect(byNode.get(other)).toMatchObject({ ok: true, role: 'standby', timeline: 2, streaming: true });
     expect(byNode.get(other)!.replayLagBytes).toBeLessThan(1 << 20);
+    // An agent with this policy looks at failover too: status and /metrics say the same.
+    const agentPolicy = await t.policy({ extra: ['metrics: { listen: "127.0.0.1:0" }', `agent: { stateDir: ${t.work.dir}/agent, failoverLookSeconds: 1 }`] });
+    const agent = startCoffer(['agent', '--policy', agentPolicy], t.roleEnv);
+    scope.cleanups.push(async () => {
+      agent.child.kill('SIGKILL');
+      await agent.done.catch(() => undefined);
+    });
+    let seen: { listen?: string; failover?: { epoch?: number; primary?: string } } = {};
+    await until(async () => {
+      const r = await coffer(['status', '--json', '--policy', agentPolicy], t.roleEnv);
+      if (r.status === 0) seen = JSON.parse(r.stdout) as typeof seen;
+      return seen.failover?.epoch === 2 && seen.listen !== undefined;
+    }, "the agent's look at failover", 60_000, 250);
+    expect(seen.failover).toMatchObject({ epoch: 2, primary: promoted });
+    const metrics = await (await fetch(`http://${seen.listen}/metrics`)).text();
+    const gauge = (name: string, node?: string) => Number(new RegExp(`^${name}\\{cluster="main"${node ? `,node="${node}"` : ''}\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    expect(gauge('coffer_failover_epoch')).toBe(2);
+    expect(gauge('coffer_failover_primary_named', promoted)).toBe(1);
+    expect(gauge('coffer_failover_node_up', 'db1')).toBe(0);
+    expect(gauge('coffer_failover_node_primary', promoted)).toBe(1);
+    expect(gauge('coffer_failover_standby_streaming', other)).toBe(1);
+    expect(gauge('coffer_failover_standby_replay_lag_bytes', other)).toBeLessThan(1 << 20);
     // The first base backup of the new timeline, taken by the new primary's guard once it was promoted.
     const promotedLog = () => t.logs.find((l) => l.startsWith(`--- guard --node ${promoted}\n`))!;
     await until(() => /"kind":"after-promotion".*base backup of main on epoch 2's timeline taken/.test(promotedLog()), 'the base backup after promotion', 60_000, 200).catch((e: Error) => {

@@ -42,6 +42,8 @@ export interface RoleOptions {
   storeEndpoint?: string;
   /** How this role reaches each node, when not directly (a TCP proxy's port on 127.0.0.1). */
   nodeVia?: Partial<Record<Node, number>>;
+  /** More top-level policy lines (e.g. an agent's metrics and state directory). */
+  extra?: string[];
 }
 
 export class Topology {
@@ -140,6 +142,7 @@ export class Topology {
           ? ['clusters:', `  main: { connection: "host=${ADDRESSES.db1} port=${this.port} user=postgres dbname=postgres", repository: main }`, 'repositories:', `  main: { location: ${this.repo}, keys: { passphrase: { env: COFFER_PASSPHRASE } } }`]
           : ['clusters: {}', 'repositories: {}']),
         'schedules: []',
+        ...(role.extra ?? []),
         'failover:',
         '  cluster: main',
         ...(this.options.backupAfterPromotion ? ['  backupAfterPromotion: main'] : []),

@@ -23,6 +23,7 @@ import { alertsNow, type Alert } from './alerts.js';
 import { serveAgent, type AgentServer } from './http.js';
 import { createLogger, type Logger } from './log.js';
 import { RepositoryLooks, type RepositoryLook } from './repository-looks.js';
+import { FailoverLooks, type FailoverLook } from './failover-looks.js';
 import { replaceFile, StateFile, type AgentState, type StepRecord } from './state.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/coffer/agent';
@@ -60,6 +61,8 @@ export interface AgentStatus {
   repositories: RepositoryLook[];
   /** Each streaming cluster's `coffer wal-receive`. */
   receivers: ReceiverStatus[];
+  /** The last look at failover, when the policy has a failover section. */
+  failover?: FailoverLook;
   alerts: Alert[];
 }
 
@@ -98,7 +101,9 @@ export class Agent {
   private walTimer: NodeJS.Timeout | undefined;
   private sampleTimer: NodeJS.Timeout | undefined;
   private lookTimer: NodeJS.Timeout | undefined;
+  private failoverTimer: NodeJS.Timeout | undefined;
   private readonly looks: RepositoryLooks;
+  private readonly failoverLooks: FailoverLooks | undefined;
   private readonly queue: Queued[] = [];
   private readonly active = new Map<string, { since: Date; done: Promise<void> }>();
   private readonly busy = new Set<string>();
@@ -116,6 +121,7 @@ export class Agent {
     this.env = options.env ?? process.env;
     this.log = options.logger ?? createLogger(p.logs ?? {});
     this.looks = new RepositoryLooks({ policy: p, cofferBin: options.cofferBin, env: this.env, workDir: join(this.stateDir, 'runs'), signal: this.stopping.signal, metrics: this.metrics, log: this.log });
+    if (p.failover) this.failoverLooks = new FailoverLooks({ policyFile: options.policyFile, cofferBin: options.cofferBin, env: this.env, metrics: this.metrics, log: this.log });
   }
 
   /** The address /metrics is served on, once started. */
@@ -182,6 +188,19 @@ export class Agent {
         });
     };
     lookTick();
+    if (this.failoverLooks) {
+      const looks = this.failoverLooks;
+      const every = (p.agent?.failoverLookSeconds ?? 15) * 1000;
+      const failoverTick = () => {
+        void looks
+          .look()
+          .then(() => this.writeStatus())
+          .finally(() => {
+            if (!this.stopping.signal.aborted) this.failoverTimer = setTimeout(failoverTick, every);
+          });
+      };
+      failoverTick();
+    }
     this.ready = true;
     this.log.info({ policy: this.options.policyFile, stateDir: this.stateDir, jobs: this.crons.size, walWatches: this.watches.length }, 'agent started');
     await this.writeStatus();
@@ -202,6 +221,7 @@ export class Agent {
     clearTimeout(this.walTimer);
     clearInterval(this.sampleTimer);
     clearTimeout(this.lookTimer);
+    clearTimeout(this.failoverTimer);
     this.queue.length = 0;
     const grace = (this.options.policy.agent?.stopTimeoutSeconds ?? 30) * 1000;
     await Promise.all([...[...this.active.values()].map((a) => a.done), ...this.receivers.map((r) => r.stop(grace))]);
@@ -407,6 +427,7 @@ export class Agent {
       wal,
       repositories,
       receivers,
+      ...(this.failoverLooks?.last() ? { failover: this.failoverLooks.last()! } : {}),
       alerts: alertsNow(this.options.policy, this.state, wal, now, repositories, receivers),
     };
   }

@@ -11,6 +11,8 @@ import type { Policy } from '../policy/schema.js';
 import type { ReceiverStatus } from '../wal/receiver-supervisor.js';
 import type { WalStatus } from '../wal/wal-watch.js';
 import { JobGauges, type JobRun } from './job-metrics.js';
+import { FailoverGauges } from './failover-metrics.js';
+import type { FailoverLook } from '../agent/failover-looks.js';
 
 /** Thresholds when the policy gives none: the seeds' RPO of 15 minutes and replica lag of 900 s, a daily backup, a verification every other day, a mirror an hour behind. */
 export const DEFAULT_THRESHOLDS = { rpo: 900, wal_archive_lag: 300, replica_lag: 900, backup_age: 26 * 3600, verify_age: 50 * 3600, mirror_lag: 3600 } as const;
@@ -33,6 +35,7 @@ type WalLabel = (typeof WAL_LABELS)[number];
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly jobs = new JobGauges(this.registry);
+  private readonly failover = new FailoverGauges(this.registry);
   private readonly wal: Record<string, Gauge<WalLabel>>;
   private readonly replicaLag: Gauge<'cluster' | 'standby'>;
   private readonly replicaLagBytes: Gauge<'cluster' | 'standby'>;
@@ -107,6 +110,11 @@ export class AgentMetrics {
   setNextRun(command: string, about: string, at: Date | undefined): void {
     if (at) this.nextRun.set({ command, about }, at.getTime() / 1000);
     else this.nextRun.remove({ command, about });
+  }
+
+  /** The agent's last look at failover (the policy's failover.cluster labels it). */
+  recordFailover(look: FailoverLook): void {
+    this.failover.record(this.policy.failover?.cluster ?? '', look);
   }
 
   recordReceiver(s: ReceiverStatus): void {

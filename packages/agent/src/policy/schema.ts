@@ -267,6 +267,8 @@ export const policySchema = z.strictObject({
         walPollSeconds: z.optional(positive),
         /** How often every repository is looked at between jobs: size, leases, KMS keys, each mirror's lag (default 300). */
         repositoryLookSeconds: z.optional(positive),
+        /** With a failover section: how often the decision log and every node are looked at, for status and the coffer_failover_* gauges (default 15). */
+        failoverLookSeconds: z.optional(positive),
         /** Wait before the second try of a failed job, doubled for each try after (default 60). */
         retryDelaySeconds: z.optional(positive),
         /** On SIGTERM, how long running jobs get to end after being told to, before they are killed (default 60). */

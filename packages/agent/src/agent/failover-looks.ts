@@ -1,0 +1,102 @@
+/**
+ * The agent's look at failover, when the policy has a `failover` section:
+ * `coffer failover status --json` as a child every `failoverLookSeconds`
+ * (default 15) — the decision log (epoch, primary, votes, lease) and each
+ * node as it answers (role, timeline, streaming, a standby's lag) — kept for
+ * `coffer status` and served as `coffer_failover_*` gauges. The agent holds
+ * no failover role by this: observers and guards are processes of their own.
+ */
+import { execFile } from 'node:child_process';
+import type { AgentMetrics } from '../metrics/agent-metrics.js';
+import type { Logger } from './log.js';
+
+export interface FailoverNodeLook {
+  node: string;
+  ok: boolean;
+  error?: string;
+  role?: 'primary' | 'standby';
+  timeline?: number;
+  streaming?: boolean;
+  receiveLagBytes?: number;
+  replayLagBytes?: number;
+}
+
+export interface FailoverLook {
+  checkedAt: string;
+  ok: boolean;
+  error?: string;
+  epoch?: number;
+  /** The node the decision log names primary. */
+  primary?: string;
+  votesDown?: number;
+  votesNeeded?: number;
+  lease?: string;
+  nodes: FailoverNodeLook[];
+}
+
+export interface FailoverLooksOptions {
+  policyFile: string;
+  cofferBin: string;
+  env: NodeJS.ProcessEnv;
+  metrics: AgentMetrics;
+  log: Logger;
+}
+
+interface StatusJson {
+  leader?: { epoch: number; node: string };
+  down: string[];
+  needed: number;
+  lease: string;
+  nodes: FailoverNodeLook[];
+}
+
+export class FailoverLooks {
+  private lastLook: FailoverLook | undefined;
+
+  constructor(private readonly o: FailoverLooksOptions) {}
+
+  last(): FailoverLook | undefined {
+    return this.lastLook;
+  }
+
+  async look(): Promise<FailoverLook> {
+    const checkedAt = new Date().toISOString();
+    let look: FailoverLook;
+    try {
+      const s = JSON.parse(await this.status()) as StatusJson;
+      look = {
+        checkedAt,
+        ok: true,
+        ...(s.leader ? { epoch: s.leader.epoch, primary: s.leader.node } : {}),
+        votesDown: s.down.length,
+        votesNeeded: s.needed,
+        lease: s.lease,
+        nodes: s.nodes.map((n) => ({ node: n.node, ok: n.ok, ...(n.error ? { error: n.error } : {}), ...pick(n) })),
+      };
+    } catch (e) {
+      look = { checkedAt, ok: false, error: (e as Error).message, nodes: [] };
+      this.o.log.warn({ error: look.error }, 'looking at failover failed');
+    }
+    this.lastLook = look;
+    this.o.metrics.recordFailover(look);
+    return look;
+  }
+
+  private status(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, [this.o.cofferBin, 'failover', 'status', '--json', '--policy', this.o.policyFile], { env: this.o.env, timeout: 60_000, maxBuffer: 4 << 20 }, (e, stdout, stderr) =>
+        e ? reject(new Error(`coffer failover status: ${String(stderr).trim().split('\n').at(-1) || e.message}`)) : resolve(stdout),
+      );
+    });
+  }
+}
+
+function pick(n: FailoverNodeLook): Partial<FailoverNodeLook> {
+  return {
+    ...(n.role ? { role: n.role } : {}),
+    ...(n.timeline !== undefined ? { timeline: n.timeline } : {}),
+    ...(n.streaming !== undefined ? { streaming: n.streaming } : {}),
+    ...(n.receiveLagBytes !== undefined ? { receiveLagBytes: n.receiveLagBytes } : {}),
+    ...(n.replayLagBytes !== undefined ? { replayLagBytes: n.replayLagBytes } : {}),
+  };
+}
