@@ -80,7 +80,13 @@ export class Workbench {
   }
 
   private list(repo = this.repo): Promise<Set<string>> {
-    return coffer(['--repo', repo, 'list', '--json'], this.env).then((r) => new Set((JSON.parse(r.stdout) as { id: string }[]).map((b) => b.id)));
+    return this.listed(repo).then((ids) => new Set(ids));
+  }
+
+  /** The repository's backups, oldest first. */
+  private async listed(repo = this.repo): Promise<string[]> {
+    const r = await coffer(['--repo', repo, 'list', '--json'], this.env);
+    return (JSON.parse(r.stdout) as { id: string }[]).map((b) => b.id);
   }
 
   /** What is acknowledged now (a copy). */
@@ -113,15 +119,18 @@ export class Workbench {
       return started(this.run(['wal-push', '--ahead', '0', join(this.pgdata, 'pg_wal', name)]), async (r) => void (r.status === 0 && this.segments.push(n)));
     }
     if (op === 'expire') {
+      // The rule keeps the newest keepMin of the repository's backups — acknowledged or not: a backup killed
+      // after its commit is there though nobody was told, and it may push an acknowledged one out.
+      const kept = new Set((await this.listed()).slice(-keepMin));
       return started(this.run(['expire', '--keep-min', String(keepMin), '--json']), async (r) => {
         let gone: Set<string>;
         if (r.status === 0) {
           const report = JSON.parse(r.stdout) as { backups: { id: string; keep: boolean }[] };
           gone = new Set(report.backups.filter((b) => !b.keep).map((b) => b.id));
         } else {
-          // Killed part-way: what it removed is what the rule let go; the newest keepMin must all be there.
+          // Killed part-way: what it removed is what the rule let go; every backup the rule keeps must be there.
           const listed = await this.list();
-          gone = new Set(this.backups.slice(0, Math.max(0, this.backups.length - keepMin)).filter((b) => !listed.has(b.id)).map((b) => b.id));
+          gone = new Set(this.backups.filter((b) => !listed.has(b.id) && !kept.has(b.id)).map((b) => b.id));
         }
         for (let i = this.backups.length - 1; i >= 0; i--) if (gone.has(this.backups[i]!.id)) this.backups.splice(i, 1);
       });
