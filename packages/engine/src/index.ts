@@ -124,7 +124,7 @@ export { readPackLedger, type PackLedger } from './repository/pack-ledger.js';
 export type { VerificationRecord } from './format/verification-record.js';
 export { mirrorBackups, type MirrorBackupsOptions, type MirrorBackupsReport } from './postgres/mirror-backups.js';
 export { connectPostgres, type PostgresConnection } from './postgres/postgres-connection.js';
-export { clientSettings as postgresClientSettings, parseKeywordValue } from './postgres/connection.js';
+export { clientSettings as postgresClientSettings, parseKeywordValue } from './postgres/connection-string.js';
 export { AuditLog, readAuditTrail, type AuditEntry, type AuditTrailReport } from './repository/audit-trail.js';
 export { AUDIT_PREFIX, type AuditRecord, type AuditValue } from './format/audit-record.js';
 export type { AuditAnchor } from './format/manifest.js';

@@ -7,7 +7,8 @@
  * replication state: in recovery, what it received and replayed, and
  * whether its WAL receiver is streaming.
  */
-import { type ServerConnection, withClient } from './server-connection.js';
+import { withClient } from './server-connection.js';
+import type { ServerConnection } from './server-target.js';
 
 export interface ProbeTarget {
   /** A libpq-style connection URI, e.g. postgresql://coffer@db1:5432/postgres (the password from PGPASSWORD or ~/.pgpass, never the URI in logs). */

@@ -25,6 +25,6 @@ export { pointName, DnsUpdateError, type DnsUpdateTarget, type TsigKey, type Tsi
 export { failoverReport, reportMarkdown, reportFigures, type FailoverReport } from './failover-report.js';
 export { switchover, rejoin, type RejoinOptions } from './switchover.js';
 export { standbyConninfo, repointedConninfo, followPrimary, writeStandbyConfig } from './standby-config.js';
-export { withClient, type ServerConnection } from './server-connection.js';
+export type { ServerConnection } from './server-target.js';
 export { controlData, type ClusterState } from './pg-control.js';
 export type { Handover } from './decision-backend.js';

@@ -18,7 +18,8 @@ import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, parseKeywordValue } from '@coffer/engine';
 import { markStandby } from './fence.js';
-import { withClient, type ServerConnection } from './server-connection.js';
+import { withClient } from './server-connection.js';
+import type { ServerConnection } from './server-target.js';
 
 /** Never carried into `primary_conninfo`: secrets, and what the walreceiver sets itself or the standby names. */
 const DROPPED = new Set(['password', 'dbname', 'replication', 'application_name', 'fallback_application_name']);
