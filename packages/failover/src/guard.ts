@@ -331,7 +331,7 @@ export class Guard {
     // A switchover: the old primary stopped cleanly and said where its last record is; promote only with it received.
     const handover = leader.reason === 'switchover' && epoch > 1 ? await this.o.decisions.handover(epoch - 1) : undefined;
     while (handover && !this.stopping) {
-      const state = await standbyState({ conninfo: this.o.conninfo, ...(this.o.password !== undefined ? { password: this.o.password } : {}) }).catch(() => undefined);
+      const state = await standbyState(this.localConnection(2000)).catch(() => undefined);
       if (state?.receivedLsn && lsnBytes(state.receivedLsn) > lsnBytes(handover.checkpointLsn)) break;
       this.lease?.prove('waiting for the handover');
       this.event('waiting', epoch, `${handover.node} stopped at ${handover.checkpointLsn}; received ${state?.receivedLsn ?? '?'} so far`);
@@ -406,7 +406,7 @@ export class Guard {
   /** After the cutover: a write on the new primary, then the failover's report in the decision store. */
   private async writeReport(p: NonNullable<Guard['promotion']>): Promise<void> {
     const trafficMoved = new Date().toISOString();
-    const probe = await probePrimary({ conninfo: this.o.conninfo, ...(this.o.password !== undefined ? { password: this.o.password } : {}) });
+    const probe = await probePrimary(this.localConnection(2000));
     if (!probe.ok) return this.event('error', p.epoch, `the first write after promotion failed (${probe.error}); the report waits for the next tick`);
     const leader = await this.o.decisions.leader(p.epoch);
     if (!leader) return;

@@ -30,10 +30,12 @@ export interface StandbyState {
   timeline: number;
   /** The timeline its WAL receiver streams (undefined when none runs). */
   receivedTimeline: number | undefined;
+  /** Where a server not in recovery (a primary) writes now. */
+  currentLsn: string | undefined;
 }
 
 /** How a probe connects: the target's timeout for connecting, and half a second more for each statement. */
-export function probeConnection(target: ProbeTarget): ServerConnection {
+function probeConnection(target: ProbeTarget): ServerConnection {
   const timeoutMs = target.timeoutMs ?? 2000;
   return { conninfo: target.conninfo, ...(target.password !== undefined ? { password: target.password } : {}), connectTimeoutMs: timeoutMs, queryTimeoutMs: timeoutMs + 500, applicationName: 'coffer-failover' };
 }
@@ -63,17 +65,18 @@ export async function probePrimary(target: ProbeTarget): Promise<ProbeResult> {
   }
 }
 
-/** Reads a standby's replication state; throws when it cannot be reached. */
+/** Reads a server's replication state (a standby's, or a primary's position); throws when it cannot be reached. */
 export async function standbyState(target: ProbeTarget): Promise<StandbyState> {
   return withClient(probeConnection(target), async (client) => {
     const [row] = (
-      await client.query<{ r: boolean; received: string | null; replayed: string | null; streaming: boolean; tli: number; rtli: number | null }>(
+      await client.query<{ r: boolean; received: string | null; replayed: string | null; streaming: boolean; tli: number; rtli: number | null; cur: string | null }>(
         `SELECT pg_is_in_recovery() AS r, pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,
+                CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
                 EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming,
                 (SELECT received_tli FROM pg_stat_wal_receiver) AS rtli,
                 (SELECT timeline_id FROM pg_control_checkpoint()) AS tli`,
       )
     ).rows;
-    return { inRecovery: row!.r, receivedLsn: row!.received ?? undefined, replayedLsn: row!.replayed ?? undefined, streaming: row!.streaming, timeline: row!.tli, receivedTimeline: row!.rtli ?? undefined };
+    return { inRecovery: row!.r, receivedLsn: row!.received ?? undefined, replayedLsn: row!.replayed ?? undefined, streaming: row!.streaming, timeline: row!.tli, receivedTimeline: row!.rtli ?? undefined, currentLsn: row!.cur ?? undefined };
   });
 }

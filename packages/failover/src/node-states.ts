@@ -5,8 +5,7 @@
  * that does not answer says why.
  */
 import { lsnBytes } from './lsn.js';
-import { probeConnection, type ProbeTarget } from './health-probe.js';
-import { withClient } from './server-connection.js';
+import { standbyState, type ProbeTarget } from './health-probe.js';
 
 export interface NodeState {
   node: string;
@@ -27,26 +26,17 @@ export async function nodeStates(nodes: readonly ({ name: string } & ProbeTarget
   const looks = await Promise.all(
     nodes.map(async (n): Promise<NodeState> => {
       try {
-        return await withClient(probeConnection(n), async (client) => {
-          const [row] = (
-            await client.query<{ r: boolean; lsn: string | null; received: string | null; streaming: boolean; tli: number | null }>(
-              `SELECT pg_is_in_recovery() AS r,
-                      CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
-                      pg_last_wal_receive_lsn()::text AS received,
-                      EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming,
-                      COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint())) AS tli`,
-            )
-          ).rows;
-          return {
-            node: n.name,
-            ok: true,
-            role: row!.r ? ('standby' as const) : ('primary' as const),
-            ...(row!.tli !== null ? { timeline: row!.tli } : {}),
-            ...(row!.lsn ? { lsn: row!.lsn } : {}),
-            ...(row!.r && row!.received ? { receivedLsn: row!.received } : {}),
-            ...(row!.r ? { streaming: row!.streaming } : {}),
-          };
-        });
+        const s = await standbyState(n);
+        const lsn = s.inRecovery ? s.replayedLsn : s.currentLsn;
+        return {
+          node: n.name,
+          ok: true,
+          role: s.inRecovery ? 'standby' : 'primary',
+          timeline: s.receivedTimeline ?? s.timeline,
+          ...(lsn ? { lsn } : {}),
+          ...(s.inRecovery && s.receivedLsn ? { receivedLsn: s.receivedLsn } : {}),
+          ...(s.inRecovery ? { streaming: s.streaming } : {}),
+        };
       } catch (e) {
         return { node: n.name, ok: false, error: (e as Error).message || String(e) };
       }

@@ -67,7 +67,7 @@ describe('majorities', () => {
   });
 
   it('chooses the most advanced standby in recovery within the lag bound, never a primary', () => {
-    const s = (received: string, inRecovery = true) => ({ inRecovery, receivedLsn: received, replayedLsn: received, streaming: true, timeline: 1, receivedTimeline: 1 });
+    const s = (received: string, inRecovery = true) => ({ inRecovery, receivedLsn: received, replayedLsn: received, streaming: true, timeline: 1, receivedTimeline: 1, currentLsn: undefined });
     expect(chooseCandidate([{ node: 'a', state: s('0/3000000') }, { node: 'b', state: s('0/5000000') }, { node: 'c', state: s('0/9000000', false) }], '0/5000100', 1 << 20)?.node).toBe('b');
     expect(chooseCandidate([{ node: 'a', state: s('0/3000000') }], '0/5000000', 1 << 20)).toBeUndefined();
     expect(chooseCandidate([{ node: 'a', state: undefined }, { node: 'b', state: s('0/1000000') }], undefined, 0)?.node).toBe('b');

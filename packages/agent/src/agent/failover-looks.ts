@@ -6,7 +6,7 @@
  * `coffer status` and served as `coffer_failover_*` gauges. The agent holds
  * no failover role by this: observers and guards are processes of their own.
  */
-import { execFile } from 'node:child_process';
+import { cofferJson } from '../jobs/coffer-json.js';
 import type { AgentMetrics } from '../metrics/agent-metrics.js';
 import type { Logger } from './log.js';
 
@@ -63,7 +63,7 @@ export class FailoverLooks {
     const checkedAt = new Date().toISOString();
     let look: FailoverLook;
     try {
-      const s = JSON.parse(await this.status()) as StatusJson;
+      const s = (await cofferJson('coffer failover status', this.o.cofferBin, ['failover', 'status', '--json', '--policy', this.o.policyFile], this.o.env)) as StatusJson;
       look = {
         checkedAt,
         ok: true,
@@ -80,14 +80,6 @@ export class FailoverLooks {
     this.lastLook = look;
     this.o.metrics.recordFailover(look);
     return look;
-  }
-
-  private status(): Promise<string> {
-    return new Promise((resolve, reject) => {
-      execFile(process.execPath, [this.o.cofferBin, 'failover', 'status', '--json', '--policy', this.o.policyFile], { env: this.o.env, timeout: 60_000, maxBuffer: 4 << 20 }, (e, stdout, stderr) =>
-        e ? reject(new Error(`coffer failover status: ${String(stderr).trim().split('\n').at(-1) || e.message}`)) : resolve(stdout),
-      );
-    });
   }
 }
 

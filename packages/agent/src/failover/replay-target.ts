@@ -4,10 +4,10 @@
  * ends in the repository, asked of `coffer wal-end` with the repository's
  * access as the policy gives it (secrets in the child's environment).
  */
-import { execFile } from 'node:child_process';
 import { InvalidArgumentError } from '@coffer/engine';
 import type { Policy } from '../policy/schema.js';
 import { walEndStep } from '../jobs/job-steps.js';
+import { cofferJson } from '../jobs/coffer-json.js';
 
 export interface ReplayTargetOptions {
   cofferBin: string;
@@ -21,18 +21,8 @@ export function replayTargetFromRepository(policy: Policy, options: ReplayTarget
   const name = policy.failover?.replayFrom;
   if (name === undefined) return undefined;
   if (!policy.clusters[name]) throw new InvalidArgumentError('failover.replayFrom', `no cluster named ${JSON.stringify(name)} under clusters`);
-  return (standby) => {
+  return async (standby) => {
     const step = walEndStep(policy, name, standby, options.env);
-    return new Promise((resolve, reject) => {
-      execFile(process.execPath, [options.cofferBin, ...step.args], { env: { ...options.env, ...step.env }, timeout: 60_000, maxBuffer: 1 << 20 }, (e, stdout, stderr) => {
-        if (e) return reject(new Error(`coffer wal-end: ${String(stderr).trim().split('\n').at(-1) || e.message}`));
-        try {
-          const out = JSON.parse(stdout) as { end: string | null };
-          resolve(out.end ?? undefined);
-        } catch {
-          reject(new Error('coffer wal-end printed no JSON'));
-        }
-      });
-    });
+    return cofferJson('coffer wal-end', options.cofferBin, step.args, { ...options.env, ...step.env }).then((out) => (out as { end: string | null }).end ?? undefined);
   };
 }
