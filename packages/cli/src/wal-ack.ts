@@ -222,7 +222,7 @@ export async function pruneWalAcks(walFile: string, now = Date.now()): Promise<v
  * most ARCHIVER_WAIT_MS). False (the full program runs) in every other case:
  * the archiver gone or failing on the file, and errors of any kind.
  */
-export async function confirmFromAck(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string, now = Date.now()): Promise<boolean> {
+export async function confirmFromAck(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string, now?: number): Promise<boolean> {
   const began = Date.now();
   try {
     const call = walPushCall(argv, env, cwd);
@@ -231,12 +231,11 @@ export async function confirmFromAck(argv: readonly string[], env: NodeJS.Proces
     const notePath = join(ackDir(call.path), name);
     await noteCall(call);
     let text = await readFile(notePath, 'utf8').catch(() => undefined);
-    if (text === undefined) {
-      text = await awaitArchiver(call, env, cwd);
-      // Written while this call ran: judged at the time it came (`now` moved on by all this call took, the
-      // wait and what came before it, or a note written a moment ago would look like one from the future).
-      now += Date.now() - began;
-    }
+    if (text === undefined) text = await awaitArchiver(call, env, cwd);
+    // Judged when it was read: the archiver may write it at any moment of this call (while the call noted
+    // itself, say), and a note read a moment after it was written must not look like one from the future.
+    // A `now` given (tests) moves on by what the call took.
+    now = (now ?? began) + (Date.now() - began);
     if (text === undefined) return false;
     const note = JSON.parse(text) as Partial<WalAck>;
     if (note.v !== 1 || note.name !== name || note.identity !== call.identity || typeof note.at !== 'number' || now - note.at > ACK_TTL_MS || now < note.at) return false;

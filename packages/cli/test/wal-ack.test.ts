@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ACK_TTL_MS, archiverFile, confirmFromAck, pruneWalAcks, walPushCall, writeWalAck, writeWalError, type WalAckFile } from '../src/wal-ack.js';
 
 let pgdata: string;
@@ -91,6 +91,24 @@ describe('wal-push notes', () => {
     expect(await confirmFromAck(argv(), env, pgdata)).toBe(true);
     expect(await confirmFromAck(argv(), env, pgdata)).toBe(false);
     expect(await notes()).toEqual([]);
+  });
+
+  it('confirms a note the archiver wrote while the call was starting (judged when read, not when the call began)', async () => {
+    const { path, sha256 } = await segment(1);
+    const { identity } = walPushCall(argv(), env, pgdata)!;
+    await writeWalAck(path, { identity, name: NAME, sha256, systemIdentifier: SYSID.toString() });
+    // The call begins at t; the archiver's note says t + 1 (written while the call noted itself); every later
+    // look at the clock says t + 5. Judged at t, the note looked like one from the future and the call fell
+    // through to the full program, which stored the file a second time (seen once in CI).
+    const t = Date.now();
+    const notePath = join(pgdata, 'pg_wal', '.coffer-ack', NAME);
+    await writeFile(notePath, JSON.stringify({ ...JSON.parse(await readFile(notePath, 'utf8')), at: t + 1 }));
+    const clock = vi.spyOn(Date, 'now').mockReturnValueOnce(t).mockReturnValue(t + 5);
+    try {
+      expect(await confirmFromAck(argv(), env, pgdata)).toBe(true);
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('confirms nothing else: other bytes, another cluster, repository or stanza, an old note', async () => {
