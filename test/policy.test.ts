@@ -127,6 +127,27 @@ describe('policy file', () => {
     expect(refusal(text, 'pw-abc')).toEqual(['8:25 failover.backupAfterPromotion', '10:57 failover.nodes.0.replication']);
   });
 
+  it('failover: failsafe needs an endpoint (host:port) for every observer and for no one else; its token only by reference', () => {
+    const text = [
+      'version: 1',
+      'clusters: {}',
+      'repositories: {}',
+      'schedules: []',
+      'failover:',
+      '  cluster: main',
+      '  decision: { location: /d }',
+      '  nodes:',
+      '    - { name: db1, connection: "host=db1" }',
+      '    - { name: db2, connection: "host=db2" }',
+      '  observers: [a, b, c]',
+      '  failsafe:',
+      '    endpoints: { a: "10.0.0.1:7410", b: "10.0.0.2", d: "10.0.0.4:7410" }',
+      '    token: tok-secret-123',
+      '',
+    ].join('\n');
+    expect(refusal(text, 'tok-secret-123')).toEqual(['13:16 failover.failsafe.endpoints', '13:41 failover.failsafe.endpoints.b', '13:56 failover.failsafe.endpoints.d', '14:12 failover.failsafe.token']);
+  });
+
   it('an alias bomb is refused, not expanded', () => {
     const levels = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
     for (let i = 1; i < 9; i++) levels.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(', ')}]`);

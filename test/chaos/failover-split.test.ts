@@ -6,6 +6,9 @@
  * promoted only after, and a client on the old side never commits after the
  * new primary's first write through the DNS name.
  *
+ * Failsafe is on: the cut-off primary asks every observer for promises, and
+ * only its own side's answers — no majority.
+ *
  * `sized(1, 20)` trials of each, every one on a fresh topology (see
  * `test/support/failover-topology.ts`): one under `npm test`, twenty under
  * `npm run chaos -- --long`.
@@ -69,17 +72,25 @@ describe('failover without split brain', () => {
   it(`the primary, its guard and its observer cut off from everyone: it fences itself within the lease time, before the standby is promoted (${TRIALS} trials)`, async () => {
     for (let trial = 0; trial < TRIALS; trial++) {
       const t = (scope.t = await Topology.build('coffer-failover-cut-', { s3: true }));
-      // db1's guard and observer region-a reach the store through a proxy; region-b, the witness and db2's guard reach db1 through one.
+      // db1's guard and observer region-a reach the store through a proxy, and db1's guard reaches the far
+      // observers' failsafe endpoints through one (its own side's observer, region-a, straight); region-b, the
+      // witness and db2's guard reach db1 through one.
       const store = await FaultProxy.start(s3Server().endpoint);
       const toDb1 = await TcpProxy.start(ADDRESSES.db1, t.port);
-      cleanups.push(() => store.stop(), () => toDb1.stop());
+      const toB = await TcpProxy.start('127.0.0.1', t.failsafePorts['region-b']!);
+      const toWitness = await TcpProxy.start('127.0.0.1', t.failsafePorts.witness!);
+      cleanups.push(() => store.stop(), () => toDb1.stop(), () => toB.stop(), () => toWitness.stop());
       const cutSide = { storeEndpoint: store.endpoint };
       const farSide = { nodeVia: { db1: toDb1.port } };
-      await t.startAll({ db1: cutSide, 'region-a': cutSide, 'region-b': farSide, witness: farSide, db2: farSide });
+      await t.startAll({ db1: { ...cutSide, observerVia: { 'region-b': toB.port, witness: toWitness.port } }, 'region-a': cutSide, 'region-b': farSide, witness: farSide, db2: farSide });
       const split = await noSplitBrain(() => {
         store.down = true;
         toDb1.cut();
+        toB.cut();
+        toWitness.cut();
       }, `partition, trial ${trial + 1}`);
+      // Failsafe asked, and its own side's observer alone promised: no majority, so it fenced.
+      expect(t.logs.join('\n')).toMatch(/no majority promised/);
       await addFigures('failover', { trials: 1, storeFaults: 1, lost: split });
       for (const c of cleanups.splice(0)) await c();
       await t.close();

@@ -15,7 +15,7 @@ import { FileStore, type ObjectStore } from '@coffer/engine';
 import { ObjectStoreDecisions } from '@coffer/failover';
 import { startBind, type BindServer } from './bind.js';
 import { startCoffer } from './cli.js';
-import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, postgresUser } from './pg.js';
+import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, freePort, postgresUser } from './pg.js';
 import { newBucket, s3Server, s3Store } from './s3.js';
 
 export const NAME = 'primary.db.test';
@@ -35,7 +35,14 @@ export interface TopologyOptions {
   backupAfterPromotion?: boolean;
   /** The policy has the cluster and its repository, and a named standby replays the repository's WAL before promotion. */
   replayFrom?: boolean;
+  /** The primary lease's time-to-live in seconds (default: the policy's default, 10). */
+  ttlSeconds?: number;
+  /** Failsafe: observers listen for promise requests, guards ask them (default true; false: a primary cut off from the store fences). */
+  failsafe?: boolean;
 }
+
+export const OBSERVERS = ['region-a', 'region-b', 'witness'] as const;
+export type ObserverName = (typeof OBSERVERS)[number];
 
 export interface RoleOptions {
   /** The S3 endpoint this role reaches the decision store through (a proxy). */
@@ -44,6 +51,8 @@ export interface RoleOptions {
   nodeVia?: Partial<Record<Node, number>>;
   /** More top-level policy lines (e.g. an agent's metrics and state directory). */
   extra?: string[];
+  /** How this role reaches each observer's failsafe endpoint, when not directly (a TCP proxy's port on 127.0.0.1). */
+  observerVia?: Partial<Record<ObserverName, number>>;
 }
 
 export class Topology {
@@ -66,6 +75,8 @@ export class Topology {
     /** db3, when the topology has it. */
     readonly third: Cluster | undefined,
     private readonly options: TopologyOptions,
+    /** Each observer's failsafe port on 127.0.0.1, when failsafe is on. */
+    readonly failsafePorts: Partial<Record<ObserverName, number>>,
   ) {}
 
   /** The nodes this topology has. */
@@ -122,7 +133,9 @@ export class Topology {
       decisionYaml = () => `{ location: ${dir} }`;
     }
     if (options.backupAfterPromotion || options.replayFrom) roleEnv.COFFER_PASSPHRASE = env.COFFER_PASSPHRASE;
-    return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv, third, options);
+    const failsafePorts: Partial<Record<ObserverName, number>> = {};
+    if (options.failsafe !== false) for (const o of OBSERVERS) failsafePorts[o] = await freePort();
+    return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv, third, options, failsafePorts);
   }
 
   get decisions(): ObjectStoreDecisions {
@@ -151,7 +164,11 @@ export class Topology {
         '  nodes:',
         // Standbys stream straight from each other, whatever way this role reaches the servers.
         ...this.nodes.map((n) => `    - { name: ${n}, connection: "${conn(n)}", replication: "host=${ADDRESSES[n]} port=${this.port} user=postgres", address: ${ADDRESSES[n]} }`),
-        '  observers: [region-a, region-b, witness]',
+        `  observers: [${OBSERVERS.join(', ')}]`,
+        ...(this.options.ttlSeconds !== undefined ? [`  lease: { ttlSeconds: ${this.options.ttlSeconds} }`] : []),
+        ...(this.options.failsafe !== false
+          ? ['  failsafe:', `    stateDir: ${join(this.work.dir, 'failsafe')}`, '    endpoints:', ...OBSERVERS.map((o) => `      ${o}: "127.0.0.1:${role.observerVia?.[o] ?? this.failsafePorts[o]}"`)]
+          : []),
         '  cutover:',
         `    dns: { server: 127.0.0.1, port: ${this.bind.port}, zone: db.test, name: ${NAME}, ttlSeconds: 1, key: { name: ${this.bind.keyName}, secret: { env: COFFER_TEST_TSIG } } }`,
         '',
@@ -178,14 +195,14 @@ export class Topology {
   }
 
   /** The usual cast: init, both guards, three observers (each reaching what `roles` says). */
-  async startAll(roles: Partial<Record<Node | 'region-a' | 'region-b' | 'witness', RoleOptions>> = {}): Promise<void> {
+  async startAll(roles: Partial<Record<Node | ObserverName, RoleOptions>> = {}): Promise<void> {
     const init = startCoffer(['failover', 'init', '--policy', await this.policy(), '--primary', 'db1'], this.roleEnv);
     const r = await init.done;
     if (r.status !== 0) throw new Error(`failover init: ${r.stderr}`);
     await this.start(['guard', '--node', 'db1', '--pgdata', this.primary.data], roles.db1);
     await this.start(['guard', '--node', 'db2', '--pgdata', this.standby.data], roles.db2);
     if (this.third) await this.start(['guard', '--node', 'db3', '--pgdata', this.third.data], roles.db3);
-    for (const o of ['region-a', 'region-b', 'witness'] as const) await this.start(['watch', '--observer', o], roles[o]);
+    for (const o of OBSERVERS) await this.start(['watch', '--observer', o], roles[o]);
     const until = Date.now() + 30_000;
     while ((await this.decisions.watchLease(1, { clock: () => performance.now() }).ended()) !== false) {
       if (Date.now() > until) throw new Error(`the primary's guard did not take its lease\n${this.logs.join('\n')}`);

@@ -36,6 +36,7 @@ import { followPrimary } from './standby-config.js';
 import { tally } from './quorum.js';
 import type { Watchdog } from './watchdog.js';
 import type { CutoverStep } from './cutover.js';
+import type { FailsafeQuorum } from './failsafe-quorum.js';
 
 export interface GuardOptions {
   decisions: DecisionBackend;
@@ -76,12 +77,19 @@ export interface GuardOptions {
    * the guard stops.
    */
   afterPromotion?: (epoch: number, signal: AbortSignal) => Promise<string>;
+  /**
+   * Failsafe: while its lease cannot be renewed, the primary asks the observers for promises every third of
+   * the time-to-live and, with a majority in a round that began at `s`, stays up until `s + ttl`; it takes a
+   * fresh lease once the decision store answers again. A switchover's new primary closes the old epoch at a
+   * majority of observers, and waits for their promises to end, before it promotes.
+   */
+  failsafe?: FailsafeQuorum;
   /** Arms the fence at the lease's deadline; without one (tests of the decisions alone) fencing is inline only. */
   watchdog?: Watchdog;
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEventKind = 'lease' | 'waiting' | 'replayed' | 'promoted' | 'cutover' | 'report' | 'after-promotion' | 'fenced' | 'released' | 'following' | 'error';
+export type GuardEventKind = 'lease' | 'failsafe' | 'waiting' | 'replayed' | 'promoted' | 'cutover' | 'report' | 'after-promotion' | 'fenced' | 'released' | 'following' | 'error';
 
 export interface GuardEvent {
   kind: GuardEventKind;
@@ -95,11 +103,18 @@ export interface GuardEvent {
 export const DEFAULT_PRIMARY_TTL_MS = 10_000;
 
 export class Guard {
-  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget'>> & Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget'>;
+  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget' | 'failsafe'>> &
+    Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget' | 'failsafe'>;
   private lease: PrimaryLease | undefined;
   /** Epochs in which this node was fenced: never primary again in them. */
   private readonly fenced = new Set<number>();
   private keeper: NodeJS.Timeout | undefined;
+  /** Failsafe: until when (host monotonic ms) a majority's promises keep this primary up in an epoch, and whether a round is out. */
+  private promised: { epoch: number; until: number } | undefined;
+  private asking = false;
+  private lastRound = -Infinity;
+  /** Failsafe, a switchover's new primary: the epoch whose predecessor a majority closed, and until when their promises last. */
+  private closed: { epoch: number; until: number } | undefined;
   /** Each observer's newest vote number when this guard's server became primary of its epoch: only later votes count against it. */
   private baseline = new Map<string, number>();
   /**
@@ -190,6 +205,7 @@ export class Guard {
       const again = await this.o.decisions.current();
       if (again && again.epoch !== epoch) return this.giveUp(`epoch ${again.epoch} began while taking the lease`);
     } else if (!local.running) return this.fence(epoch, 'the server stopped');
+    else if (this.lease.validUntil() === undefined) await this.freshLease(epoch);
     // Still a standby: promote (again, if an earlier try failed); traffic moves only to a promoted server.
     if (local.inRecovery !== false) {
       if (local.inRecovery === undefined) return;
@@ -305,15 +321,69 @@ export class Guard {
 
   private async arm(): Promise<void> {
     const lease = this.lease;
-    if (!lease || !this.o.watchdog) return;
-    const until = lease.validUntil();
-    if (until === undefined) return this.fence(lease.epoch, 'the primary lease was lost');
+    if (!lease) return;
+    this.askForPromises(lease);
+    if (!this.o.watchdog) return;
+    const until = this.deadline(lease);
+    if (until === undefined) return this.fence(lease.epoch, this.o.failsafe ? 'the primary lease was lost, and a majority of observers did not promise in time (failsafe)' : 'the primary lease was lost');
     await this.o.watchdog.arm(until, this.o.dataDir).catch(() => undefined);
+  }
+
+  /** Until when this primary may run: the lease's deadline, or a failsafe round's if later; undefined when neither holds. */
+  private deadline(lease: PrimaryLease): number | undefined {
+    const promised = this.promised?.epoch === lease.epoch && this.promised.until > monotonicMs() ? this.promised.until : undefined;
+    const valid = lease.validUntil();
+    return valid === undefined ? promised : Math.max(valid, promised ?? valid);
+  }
+
+  /**
+   * Failsafe: once less than half the time-to-live is left of the lease (renewals are failing), a round of
+   * promise requests every third of it; a majority in a round that began at `s` keeps the server up until
+   * `s + ttl` (each observer's promise lasts `ttl + margin` from when it got the request, after `s`).
+   */
+  private askForPromises(lease: PrimaryLease): void {
+    const failsafe = this.o.failsafe;
+    if (!failsafe || this.asking) return;
+    const s = monotonicMs();
+    const valid = lease.validUntil();
+    if (valid !== undefined && valid - s > this.o.ttlMs / 2) return;
+    if (s - this.lastRound < this.o.ttlMs / 3) return;
+    this.asking = true;
+    this.lastRound = s;
+    void failsafe
+      .promise(lease.epoch, this.o.node)
+      .then(async (round) => {
+        if (this.lease !== lease) return;
+        if (!round.granted) return this.event('failsafe', lease.epoch, `no majority promised (${round.yes.length ? `only ${round.yes.join(', ')}` : 'none'}; ${Object.entries(round.no).map(([o, why]) => `${o}: ${why}`).join('; ')}): fenced at the lease's deadline unless it is renewed`);
+        const first = this.promised?.epoch !== lease.epoch || this.promised.until <= s;
+        this.promised = { epoch: lease.epoch, until: Math.max(this.promised?.epoch === lease.epoch ? this.promised.until : 0, s + this.o.ttlMs) };
+        if (first) this.event('failsafe', lease.epoch, `the decision store is out of reach; ${round.yes.join(', ')} promised: the server stays up while a majority keeps promising`);
+        await this.arm();
+      })
+      .catch((e: unknown) => this.event('error', lease.epoch, `failsafe: ${(e as Error).message}`))
+      .finally(() => (this.asking = false));
+  }
+
+  /** The store answers again after failsafe kept the server up without a lease: take a fresh one in the same epoch. */
+  private async freshLease(epoch: number): Promise<void> {
+    const old = this.lease!;
+    if (this.deadline(old) === undefined) return this.fence(epoch, 'the primary lease was lost');
+    const lease = await this.o.decisions.acquireLease(epoch, { ttlMs: this.o.ttlMs, clock: monotonicMs });
+    if (this.lease !== old) {
+      await lease.release();
+      return;
+    }
+    this.lease = lease;
+    this.promised = undefined;
+    void old.release();
+    await this.arm();
+    this.event('lease', epoch, 'the decision store answers again: took a fresh primary lease (the observers\' promises kept the server up meanwhile)');
   }
 
   /** Waits for the previous epoch's lease to end, then promotes the local standby. */
   private async promote(leader: LeaderRecord): Promise<void> {
     const { epoch } = leader;
+    if (leader.reason === 'switchover' && this.o.failsafe && !(await this.closePrevious(epoch))) return;
     if (epoch > 1) {
       const { watch, since } = this.leaseWatch(epoch - 1);
       for (;;) {
@@ -347,6 +417,32 @@ export class Guard {
     // Votes cast while this server was still a standby were about a primary that did not exist yet.
     await this.snapshotVotes(epoch);
     this.event('promoted', epoch, 'promoted; accepts writes');
+  }
+
+  /**
+   * Failsafe, before a switchover's promotion: no vote named this node, so nothing stops the old primary from
+   * running on observers' promises if it cannot see the new epoch. A majority of observers closes the old
+   * epoch (no promise on it from then on), and this waits until the promises they gave have ended. False
+   * (tried again on the next tick) while a majority cannot be reached.
+   */
+  private async closePrevious(epoch: number): Promise<boolean> {
+    if (this.closed?.epoch !== epoch) {
+      try {
+        const round = await this.o.failsafe!.close(epoch - 1);
+        this.closed = { epoch, until: monotonicMs() + round.remainingMs };
+        this.event('failsafe', epoch, `${round.closed.join(', ')} closed epoch ${epoch - 1}${round.remainingMs > 0 ? `; their promises to its primary end within ${Math.ceil(round.remainingMs / 1000)} s` : ''}`);
+      } catch (e) {
+        this.event('waiting', epoch, `switchover: ${(e as Error).message}; promoting only once a majority has (failsafe)`);
+        return false;
+      }
+    }
+    const { until } = this.closed;
+    while (monotonicMs() < until) {
+      if (this.stopping) return false;
+      this.lease?.prove('waiting for the old epoch\'s promises to end');
+      await new Promise((r) => setTimeout(r, Math.min(500, Math.max(1, until - monotonicMs()))));
+    }
+    return true;
   }
 
   /**

@@ -15,6 +15,7 @@ import { probePrimary, standbyState, type ProbeResult, type StandbyState } from 
 import { monotonicMs } from './monotonic.js';
 import { tally } from './quorum.js';
 import { hostname } from 'node:os';
+import type { FailsafePromises, ObserverView } from './failsafe-promises.js';
 
 export interface FailoverNode {
   name: string;
@@ -42,10 +43,12 @@ export interface ObserverOptions extends FailureDetectorOptions {
   promotionGraceMs?: number;
   /** A standby more than this many bytes behind the primary's last position seen is not chosen (default 16 MiB). */
   maxLagBytes?: number;
+  /** The promises this observer gives a primary cut off from the decision store (failsafe): while one is live it votes no one down and names no one. */
+  failsafe?: FailsafePromises;
   onEvent?: (event: ObserverEvent) => void;
 }
 
-export type ObserverEventKind = 'probe-failed' | 'vote' | 'decided' | 'lost-race' | 'no-candidate' | 'unguarded' | 'error';
+export type ObserverEventKind = 'probe-failed' | 'vote' | 'withheld' | 'decided' | 'lost-race' | 'no-candidate' | 'unguarded' | 'error';
 
 export interface ObserverEvent {
   kind: ObserverEventKind;
@@ -75,6 +78,14 @@ export function chooseCandidate(states: readonly { node: string; state: StandbyS
 export class Observer {
   private readonly detector: FailureDetector;
   private epoch = 0;
+  /** The node the epoch names. */
+  private leaderNode: string | undefined;
+  /** Whether this observer has voted on the epoch, or begun to (failsafe grants no promise then). */
+  private votedInEpoch = false;
+  /** The newest epoch read from the decision log, entered or not yet. */
+  private seenEpoch = 0;
+  /** Said that a "down" vote waits for a promise to end (once per wait). */
+  private withholding = false;
   /** When this observer entered the epoch, and whether its primary has answered as one since. */
   private enteredAt = 0;
   private seenUp = false;
@@ -105,11 +116,18 @@ export class Observer {
     await this.loop;
   }
 
+  /** What this observer knows, for a failsafe promise. */
+  view(): ObserverView {
+    // An epoch read but not entered yet (its votes unread) is known, and names no one this observer can vouch for.
+    return { epoch: this.seenEpoch, node: this.seenEpoch === this.epoch ? this.leaderNode : undefined, votedInEpoch: this.votedInEpoch };
+  }
+
   /** One probe, and the vote and decision it leads to. */
   async tick(): Promise<void> {
     const leader = await this.o.decisions.current();
     if (!leader) return;
-    if (leader.epoch !== this.epoch) await this.enter(leader.epoch);
+    this.seenEpoch = Math.max(this.seenEpoch, leader.epoch);
+    if (leader.epoch !== this.epoch) await this.enter(leader);
     const node = this.node(leader.node);
     const probe: ProbeResult = node ? await probePrimary({ conninfo: node.conninfo, ...(node.password !== undefined ? { password: node.password } : {}), timeoutMs: this.o.probeTimeoutMs ?? 2000 }) : { ok: false, ms: 0, error: `node ${leader.node} is not in this observer's configuration` };
     if (probe.ok) {
@@ -126,8 +144,13 @@ export class Observer {
     if (this.voted === 'down') await this.decide(leader);
   }
 
-  private async enter(epoch: number): Promise<void> {
+  private async enter(leader: LeaderRecord): Promise<void> {
+    const { epoch } = leader;
+    // Votes read before the epoch is taken as known: a promise on it is granted only with this settled.
+    const mine = (await this.o.decisions.votes(epoch)).find((v) => v.observer === this.o.name);
     this.epoch = epoch;
+    this.leaderNode = leader.node;
+    this.votedInEpoch = mine !== undefined;
     this.enteredAt = monotonicMs();
     this.seenUp = false;
     this.voted = undefined;
@@ -135,12 +158,20 @@ export class Observer {
     this.lastHealthyAt = undefined;
     this.detector.record(true);
     // Numbers continue past this observer's own earlier votes (a restarted observer).
-    const mine = (await this.o.decisions.votes(epoch)).find((v) => v.observer === this.o.name);
     this.seq = mine?.seq ?? -1;
     this.voted = mine?.verdict;
   }
 
   private async vote(leader: LeaderRecord, verdict: Verdict): Promise<void> {
+    const withhold = this.o.failsafe?.withholdFrom();
+    if (verdict === 'down' && withhold !== undefined && leader.epoch >= withhold) {
+      if (this.withholding) return;
+      this.withholding = true;
+      return this.event('withheld', leader.epoch, `${leader.node} looks down, but this observer promised epoch ${withhold}'s primary (failsafe) for ${Math.ceil(this.o.failsafe!.remainingThrough(Infinity) / 1000)} s more: no vote until the promise ends`);
+    }
+    // Before the write: a vote whose answer never comes may still land.
+    this.votedInEpoch = true;
+    this.withholding = false;
     const record: VoteRecord = {
       format: 1,
       cluster: leader.cluster,
@@ -163,6 +194,7 @@ export class Observer {
   }
 
   private async decide(leader: LeaderRecord): Promise<void> {
+    if (this.o.failsafe?.withholdFrom() !== undefined) return;
     const votes = tally(await this.o.decisions.votes(leader.epoch), this.o.observers);
     if (!votes.reached) return;
     // The first primary served before any guard could fence it: until its guard has held the lease, nothing fences it,

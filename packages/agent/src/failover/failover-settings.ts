@@ -38,6 +38,8 @@ export interface FailoverSettings {
   /** How long a named standby may take to replay the repository's WAL before it is promoted anyway (failover.replayFrom). */
   replayWaitMs: number;
   cutover: CutoverSettings;
+  /** Failsafe (the policy's failover.failsafe): each observer's host:port, where observers keep closed epochs, the token. */
+  failsafe?: { endpoints: Record<string, string>; stateDir: string; token?: string };
 }
 
 export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): FailoverSettings {
@@ -72,6 +74,15 @@ export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): Failov
     maxLagBytes: (f.maxLagMiB ?? 16) * 1024 * 1024,
     replayWaitMs: (f.replayWaitSeconds ?? 60) * 1000,
     cutover: cutoverSettings(f, env),
+    ...(f.failsafe
+      ? {
+          failsafe: {
+            endpoints: { ...f.failsafe.endpoints },
+            stateDir: f.failsafe.stateDir ?? '/var/lib/coffer/failsafe',
+            ...(f.failsafe.token ? { token: readSecret(f.failsafe.token, 'failover.failsafe.token', env) } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -39,6 +39,11 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
     });
     if (typeof f.replayFrom === 'string' && !(f.replayFrom in clusters)) out.push({ path: ['failover', 'replayFrom'], message: `no cluster named ${JSON.stringify(f.replayFrom)} under clusters` });
     if (typeof f.backupAfterPromotion === 'string' && !(f.backupAfterPromotion in clusters)) out.push({ path: ['failover', 'backupAfterPromotion'], message: `no cluster named ${JSON.stringify(f.backupAfterPromotion)} under clusters` });
+    const endpoints = isObj(f.failsafe) && isObj(f.failsafe.endpoints) ? f.failsafe.endpoints : undefined;
+    if (endpoints) {
+      for (const o of observers) if (typeof o === 'string' && !(o in endpoints)) out.push({ path: ['failover', 'failsafe', 'endpoints'], message: `observer ${JSON.stringify(o)} has no endpoint (host:port): every observer needs one` });
+      for (const o of Object.keys(endpoints)) if (!observers.includes(o)) out.push({ path: ['failover', 'failsafe', 'endpoints', o], message: `${JSON.stringify(o)} is not one of failover.observers` });
+    }
     if (observers.length === 2) out.push({ path: ['failover', 'observers'], message: 'two observers make no majority when one is cut off from the other: add a witness (three, or any odd number)' });
   }
   if (!Array.isArray(value.schedules)) return out;

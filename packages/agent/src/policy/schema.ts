@@ -181,6 +181,20 @@ const failoverSchema = z.strictObject({
   ),
   /** A standby further behind the primary's last position seen is not promoted (default 16). */
   maxLagMiB: z.optional(z.number().check(z.gte(0))),
+  /**
+   * Failsafe: a primary that cannot reach the decision store stays up while a majority of observers, asked
+   * directly, promise to vote no one down. Without this section it fences itself when its lease runs out.
+   */
+  failsafe: z.optional(
+    z.strictObject({
+      /** Every observer's address, host:port: `coffer failover watch` listens there, guards ask there. */
+      endpoints: z.record(name, z.string().check(z.regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}$/, 'expected host:port'))),
+      /** Where an observer remembers the epochs a switchover closed (default /var/lib/coffer/failsafe). */
+      stateDir: z.optional(absolutePath),
+      /** A token every failsafe request must carry (Authorization: Bearer); without one, anyone who reaches an endpoint may ask. */
+      token: z.optional(secretRef),
+    }),
+  ),
 });
 
 export const JOBS = ['backup', 'wal', 'mirror', 'expire', 'gc', 'verify', 'drill'] as const;

@@ -7,6 +7,7 @@
 import { InvalidArgumentError, postmasterPid, processAlive } from '@coffer/engine';
 import type { FailoverSettings, Policy } from '@coffer/agent';
 import type { DecisionBackend } from '@coffer/failover';
+import { join } from 'node:path';
 import { storeAt } from '../repo-options.js';
 import { COFFER_BIN, intOption, type CliContext } from '../context.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
@@ -152,7 +153,9 @@ export function register(ctx: CliContext): void {
     .action(async (o: { policy?: string; observer: string; json?: boolean }) => {
       const { settings, decisions } = await setup(o, io.env);
       if (!settings.observers.includes(o.observer)) throw new InvalidArgumentError('--observer', `${JSON.stringify(o.observer)} is not one of the policy's failover observers (${settings.observers.join(', ')})`);
-      const { Observer } = await import('@coffer/failover');
+      const { Observer, FailsafePromises, FailsafeServer, monotonicMs } = await import('@coffer/failover');
+      const fs = settings.failsafe;
+      const promises = fs ? await FailsafePromises.open({ ttlMs: settings.ttlMs, marginMs: settings.marginMs, clock: monotonicMs, stateFile: join(fs.stateDir, `${settings.cluster}-${o.observer}.json`) }) : undefined;
       const observer = new Observer({
         decisions,
         name: o.observer,
@@ -163,12 +166,27 @@ export function register(ctx: CliContext): void {
         misses: settings.misses,
         windowMs: settings.windowMs,
         maxLagBytes: settings.maxLagBytes,
+        ...(promises ? { failsafe: promises } : {}),
         onEvent: (e) => line(o.json, e),
       });
-      say(`observer ${o.observer} watching ${decisions.location}`);
+      const server =
+        fs && promises
+          ? await FailsafeServer.start({
+              promises,
+              cluster: settings.cluster,
+              view: () => observer.view(),
+              listen: fs.endpoints[o.observer]!,
+              ...(fs.token !== undefined ? { token: fs.token } : {}),
+              onEvent: (kind, epoch, detail) => line(o.json, { kind: `failsafe-${kind}`, epoch, detail }),
+            }).catch((e: Error) => {
+              throw new InvalidArgumentError('failover.failsafe.endpoints', `${o.observer}: cannot listen on ${fs.endpoints[o.observer]}: ${e.message}`);
+            })
+          : undefined;
+      say(`observer ${o.observer} watching ${decisions.location}${server ? `; failsafe promises on ${server.address}` : ''}`);
       observer.start();
       await untilSignalled();
       await observer.stop();
+      await server?.stop();
     });
 
   failover
@@ -183,7 +201,9 @@ export function register(ctx: CliContext): void {
       const { settings, decisions, policy } = await setup(o, io.env);
       const node = settings.nodes.find((n) => n.name === o.node);
       if (!node) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
-      const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover } = await import('@coffer/failover');
+      const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover, HttpFailsafeQuorum } = await import('@coffer/failover');
+      const fs = settings.failsafe;
+      const failsafe = fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs: settings.ttlMs / 3, ...(fs.token !== undefined ? { token: fs.token } : {}) }) : undefined;
       const { backupAfterPromotion, replayTargetFromRepository } = await import('@coffer/agent');
       const afterPromotion = backupAfterPromotion(policy, { node: o.node, pgdata: o.pgdata, ...(o.localDb ? { connection: o.localDb } : {}), cofferBin: COFFER_BIN, env: io.env });
       const replayTarget = replayTargetFromRepository(policy, { cofferBin: COFFER_BIN, env: io.env });
@@ -208,6 +228,7 @@ export function register(ctx: CliContext): void {
         tickMs: Math.min(1000, settings.ttlMs / 4),
         watchdog,
         cutover,
+        ...(failsafe ? { failsafe } : {}),
         ...(afterPromotion ? { afterPromotion } : {}),
         ...(replayTarget ? { replayTarget, replayWaitMs: settings.replayWaitMs } : {}),
         onEvent: (e) => line(o.json, e),
