@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach } from 'vitest';
 import { FileStore, type ObjectStore } from '@coffer/engine';
-import { ObjectStoreDecisions } from '@coffer/failover';
+import { HttpFailsafeQuorum, ObjectStoreDecisions } from '@coffer/failover';
 import { startBind, type BindServer } from './bind.js';
 import { startCoffer } from './cli.js';
 import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, freePort, postgresUser } from './pg.js';
@@ -199,14 +199,21 @@ export class Topology {
     const init = startCoffer(['failover', 'init', '--policy', await this.policy(), '--primary', 'db1'], this.roleEnv);
     const r = await init.done;
     if (r.status !== 0) throw new Error(`failover init: ${r.stderr}`);
+    // Observers first: with failsafe they vote no one down until they have run a promise's length.
+    for (const o of OBSERVERS) await this.start(['watch', '--observer', o], roles[o]);
     await this.start(['guard', '--node', 'db1', '--pgdata', this.primary.data], roles.db1);
     await this.start(['guard', '--node', 'db2', '--pgdata', this.standby.data], roles.db2);
     if (this.third) await this.start(['guard', '--node', 'db3', '--pgdata', this.third.data], roles.db3);
-    for (const o of OBSERVERS) await this.start(['watch', '--observer', o], roles[o]);
-    const until = Date.now() + 30_000;
+    const until = Date.now() + 60_000;
     while ((await this.decisions.watchLease(1, { clock: () => performance.now() }).ended()) !== false) {
       if (Date.now() > until) throw new Error(`the primary's guard did not take its lease\n${this.logs.join('\n')}`);
       await new Promise((res) => setTimeout(res, 100));
+    }
+    // With failsafe on, every observer able to vote (and to promise) before the test begins.
+    const quorum = new HttpFailsafeQuorum({ cluster: 'main', endpoints: Object.fromEntries(Object.entries(this.failsafePorts).map(([o, port]) => [o, `127.0.0.1:${port}`])), timeoutMs: 1000 });
+    while (Object.keys(this.failsafePorts).length > 0 && !Object.values(await quorum.states()).every((st) => 'promising' in st && st.promising)) {
+      if (Date.now() > until) throw new Error(`the observers did not come up\n${this.logs.join('\n')}`);
+      await new Promise((res) => setTimeout(res, 200));
     }
   }
 

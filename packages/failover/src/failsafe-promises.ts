@@ -9,7 +9,9 @@
  *
  * An observer grants only when all of these hold:
  * - it has run for `ttl + margin` (a restarted one cannot remember the
- *   promises it gave, nor a vote it was writing when it died);
+ *   promises it gave, nor a vote it was writing when it died — and for the
+ *   same reason it votes no one down and names no one until then, as if it
+ *   had promised just before it started);
  * - the newest epoch it has read is N, and N names P;
  * - it has never voted on epoch N, nor begun to (an observer's only vote
  *   after a "down" is an "up", so any vote of its on N means it once said
@@ -33,6 +35,19 @@ export interface ObserverView {
   node: string | undefined;
   /** Whether it has voted on that epoch, or begun to (a write whose answer never came counts). */
   votedInEpoch: boolean;
+}
+
+/** What an observer says of its promises (`GET /v1/state`, `coffer failover status`). */
+export interface FailsafeState {
+  /** The newest epoch it has read, and the node that epoch names. */
+  epoch: number;
+  node?: string;
+  /** The newest epoch closed by a switchover's new primary (0: none). */
+  closedThrough: number;
+  /** Live promises: the epoch and how long the latest on it lasts (ms). */
+  promises: { epoch: number; remainingMs: number }[];
+  /** False until it has run a promise's length (it refuses until then). */
+  promising: boolean;
 }
 
 export type PromiseAnswer = { granted: true; ms: number } | { granted: false; reason: string };
@@ -98,9 +113,27 @@ export class FailsafePromises {
     return { granted: true, ms: this.promiseMs };
   }
 
-  /** The oldest epoch with a live promise: no "down" vote on it or any later epoch, and no leader named, while there is one. */
+  /** Its promises as they stand, with what the observer knows. */
+  state(view: ObserverView): FailsafeState {
+    const now = this.o.clock();
+    this.withholdFrom();
+    return {
+      epoch: view.epoch,
+      ...(view.node !== undefined ? { node: view.node } : {}),
+      closedThrough: this.closedThrough,
+      promises: [...this.live].map(([epoch, until]) => ({ epoch, remainingMs: until - now })).sort((a, b) => a.epoch - b.epoch),
+      promising: now - this.startedAt >= this.promiseMs,
+    };
+  }
+
+  /**
+   * The oldest epoch with a live promise: no "down" vote on it or any later epoch, and no leader named, while
+   * there is one. For a promise's length after it starts, every epoch (0): a restarted observer cannot know
+   * what it promised before, and must keep those promises too.
+   */
   withholdFrom(): number | undefined {
     const now = this.o.clock();
+    if (now - this.startedAt < this.promiseMs) return 0;
     let oldest: number | undefined;
     for (const [epoch, until] of this.live) {
       if (until <= now) this.live.delete(epoch);
@@ -109,10 +142,10 @@ export class FailsafePromises {
     return oldest;
   }
 
-  /** Milliseconds until every promise on epochs up to `epoch` has ended (0: none live). */
+  /** Milliseconds until every promise on epochs up to `epoch` has ended (0: none live), those it may have given before a restart included. */
   remainingThrough(epoch: number): number {
     const now = this.o.clock();
-    let ms = 0;
+    let ms = Math.max(0, this.startedAt + this.promiseMs - now);
     for (const [e, until] of this.live) if (e <= epoch) ms = Math.max(ms, until - now);
     return ms;
   }

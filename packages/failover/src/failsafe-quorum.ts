@@ -5,6 +5,7 @@
  * for what an observer grants and why that is safe.
  */
 import { majority } from './quorum.js';
+import type { FailsafeState } from './failsafe-promises.js';
 
 export interface PromiseRound {
   /** Whether a majority of all configured observers granted. */
@@ -103,12 +104,20 @@ export class HttpFailsafeQuorum implements FailsafeQuorum {
     return { closed: closed.sort(), remainingMs };
   }
 
+  /** Each observer's state, or why it could not be read. */
+  async states(): Promise<Record<string, FailsafeState | { error: string }>> {
+    const names = Object.keys(this.o.endpoints);
+    const out = await Promise.all(names.map(async (name) => [name, await this.post(name, '/v1/state', undefined).then((b) => b as unknown as FailsafeState, (e: Error) => ({ error: e.message }))] as const));
+    return Object.fromEntries(out);
+  }
+
+  /** POSTs `body` as JSON (GET without one); the answer's JSON object. */
   private async post(name: string, path: string, body: unknown, signal?: AbortSignal): Promise<Record<string, unknown>> {
     const endpoint = this.o.endpoints[name]!;
     const res = await fetch(`http://${endpoint}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(this.o.token !== undefined ? { authorization: `Bearer ${this.o.token}` } : {}) },
-      body: JSON.stringify(body),
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(this.o.token !== undefined ? { authorization: `Bearer ${this.o.token}` } : {}) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, Math.ceil(this.o.timeoutMs)))]) : AbortSignal.timeout(Math.max(1, Math.ceil(this.o.timeoutMs))),
     }).catch((e: Error) => {
       throw new Error(`${endpoint}: ${e.name === 'TimeoutError' ? `no answer within ${this.o.timeoutMs} ms` : ((e.cause as Error | undefined)?.message ?? e.message)}`);

@@ -8,6 +8,8 @@
  * - `POST /v1/close` `{cluster, epoch}` → `{closed, remainingMs}`: no more
  *   promises on epochs up to `epoch` (kept on disk first), and how long
  *   those given last.
+ * - `GET /v1/state` → `FailsafeState`: what it knows and has promised
+ *   (`coffer failover status`).
  *
  * With a token configured every request must carry it
  * (`Authorization: Bearer …`, compared in constant time); it is never
@@ -48,7 +50,8 @@ export class FailsafeServer {
     });
     async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
       if (token && !timingSafeEqual(token, digest(req.headers.authorization ?? ''))) return answer(res, 401, { error: 'a failsafe request needs the token (Authorization: Bearer)' });
-      if (req.method !== 'POST' || (req.url !== '/v1/promise' && req.url !== '/v1/close')) return answer(res, 404, { error: 'POST /v1/promise or /v1/close' });
+      if (req.method === 'GET' && req.url === '/v1/state') return answer(res, 200, o.promises.state(o.view()));
+      if (req.method !== 'POST' || (req.url !== '/v1/promise' && req.url !== '/v1/close')) return answer(res, 404, { error: 'POST /v1/promise or /v1/close, GET /v1/state' });
       const body = await readJson(req);
       if (!body || body.cluster !== o.cluster || !Number.isInteger(body.epoch) || (body.epoch as number) < 1) return answer(res, 400, { error: `expected {cluster: ${JSON.stringify(o.cluster)}, epoch (a positive integer)${req.url === '/v1/promise' ? ', node' : ''}}` });
       const epoch = body.epoch as number;

@@ -28,6 +28,6 @@ export { standbyConninfo, repointedConninfo, followPrimary, writeStandbyConfig }
 export type { ServerConnection } from './server-target.js';
 export { controlData, type ClusterState } from './pg-control.js';
 export type { Handover } from './decision-backend.js';
-export { FailsafePromises, type FailsafePromisesOptions, type ObserverView, type PromiseAnswer } from './failsafe-promises.js';
+export { FailsafePromises, type FailsafePromisesOptions, type FailsafeState, type ObserverView, type PromiseAnswer } from './failsafe-promises.js';
 export { FailsafeServer, splitHostPort, type FailsafeServerOptions } from './failsafe-server.js';
 export { HttpFailsafeQuorum, FailsafeMajorityError, type FailsafeQuorum, type HttpFailsafeQuorumOptions, type PromiseRound, type CloseRound } from './failsafe-quorum.js';

@@ -167,7 +167,8 @@ export class Observer {
     if (verdict === 'down' && withhold !== undefined && leader.epoch >= withhold) {
       if (this.withholding) return;
       this.withholding = true;
-      return this.event('withheld', leader.epoch, `${leader.node} looks down, but this observer promised epoch ${withhold}'s primary (failsafe) for ${Math.ceil(this.o.failsafe!.remainingThrough(Infinity) / 1000)} s more: no vote until the promise ends`);
+      const more = `${Math.ceil(this.o.failsafe!.remainingThrough(Infinity) / 1000)} s more`;
+      return this.event('withheld', leader.epoch, withhold === 0 ? `${leader.node} looks down, but this observer started too recently to know what it promised before (failsafe): no vote for ${more}` : `${leader.node} looks down, but this observer promised epoch ${withhold}'s primary (failsafe) for ${more}: no vote until the promise ends`);
     }
     // Before the write: a vote whose answer never comes may still land.
     this.votedInEpoch = true;

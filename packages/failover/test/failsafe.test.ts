@@ -127,7 +127,7 @@ describe('failsafe promises', () => {
     );
   });
 
-  it('hold in the two interleavings a weaker rule loses: a vote while a promise is live, and a promise after a "down" an "up" replaced', async () => {
+  it('hold in the interleavings weaker rules lose: a vote while a promise is live, a promise after a "down" an "up" replaced, a vote by an observer that restarted', async () => {
     // Granted by b and c; then b votes down beside a, and a names the next leader.
     await simulate(3, [{ kind: 'round', reach: [false, true, true] }, { kind: 'down', o: 0, delay: 0 }, { kind: 'down', o: 1, delay: 0 }, { kind: 'list', o: 0 }, { kind: 'claim', o: 0 }]);
     // a and b vote down; a lists them; b votes up again, and with c promises; a names the next leader on what it listed.
@@ -139,6 +139,8 @@ describe('failsafe promises', () => {
       { kind: 'round', reach: [true, true, true] },
       { kind: 'claim', o: 0 },
     ]);
+    // b promises, restarts (forgetting it), and votes down beside a: a restarted observer keeps the promises it may have given.
+    await simulate(3, [{ kind: 'down', o: 0, delay: 0 }, { kind: 'round', reach: [false, true, true] }, { kind: 'restart', o: 1 }, { kind: 'down', o: 1, delay: 0 }, { kind: 'decide', o: 0 }]);
   });
 
   it('grant only to the primary the newest epoch names, by an observer that never voted on it, has run a promise long and has not closed it; closes survive a restart', async () => {
@@ -149,6 +151,9 @@ describe('failsafe promises', () => {
       const p = await FailsafePromises.open({ ttlMs: TTL, marginMs: MARGIN, clock: () => now, stateFile });
       const view: ObserverView = { epoch: 3, node: 'db1', votedInEpoch: false };
       expect(p.ask(3, 'db1', view)).toMatchObject({ granted: false, reason: expect.stringMatching(/has run 0\.0 s/) });
+      // Just started: it may have promised before, so it keeps any such promise — no vote, no leader named.
+      expect(p.withholdFrom()).toBe(0);
+      expect(p.remainingThrough(1)).toBe(TTL + MARGIN);
       now = TTL + MARGIN;
       expect(p.ask(3, 'db1', view)).toEqual({ granted: true, ms: TTL + MARGIN });
       expect(p.ask(3, 'db2', view)).toMatchObject({ granted: false, reason: expect.stringMatching(/epoch this observer knows is 3, naming db1/) });
@@ -199,6 +204,8 @@ describe('failsafe endpoints', () => {
     const { endpoints } = await observers(token, { epoch: 2, node: 'db1', votedInEpoch: false });
     const quorum = new HttpFailsafeQuorum({ cluster: 'main', endpoints, timeoutMs: 1000, token });
     expect(await quorum.promise(2, 'db1')).toMatchObject({ granted: true });
+    // Each says what it knows and promised.
+    expect((await quorum.states()).a).toEqual({ epoch: 2, node: 'db1', closedThrough: 0, promises: [{ epoch: 2, remainingMs: TTL + MARGIN }], promising: true });
     const refused = await quorum.promise(3, 'db1');
     expect(refused.granted).toBe(false);
     expect(Object.values(refused.no).join('\n')).toMatch(/newest epoch this observer knows is 2/);
@@ -214,6 +221,7 @@ describe('failsafe endpoints', () => {
     const few = await quorum.promise(2, 'db1');
     expect(few).toMatchObject({ granted: false, yes: ['c'] });
     expect(Object.keys(few.no).sort()).toEqual(['a', 'b']);
+    expect((await quorum.states()).a).toMatchObject({ error: expect.stringMatching(/127\.0\.0\.1/) });
   });
 
   it("a close reaches a majority and says how long the promises given last; without a majority it fails, naming each observer's reason", async () => {

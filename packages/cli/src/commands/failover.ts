@@ -61,12 +61,14 @@ export function register(ctx: CliContext): void {
     .option('--json', 'print it as JSON')
     .action(async (o: { policy?: string; json?: boolean }) => {
       const { settings, decisions } = await setup(o, io.env);
-      const { failoverStatus, nodeStates } = await import('@coffer/failover');
-      const [status, nodes] = await Promise.all([
+      const { failoverStatus, nodeStates, HttpFailsafeQuorum } = await import('@coffer/failover');
+      const fs = settings.failsafe;
+      const [status, nodes, failsafe] = await Promise.all([
         failoverStatus(decisions, settings.observers),
         nodeStates(settings.nodes.map((n) => ({ name: n.name, conninfo: n.conninfo, ...(n.password !== undefined ? { password: n.password } : {}), timeoutMs: settings.probeTimeoutMs }))),
+        fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs: settings.probeTimeoutMs, ...(fs.token !== undefined ? { token: fs.token } : {}) }).states() : undefined,
       ]);
-      if (o.json) return say(JSON.stringify({ ...status, nodes }, null, 2));
+      if (o.json) return say(JSON.stringify({ ...status, nodes, ...(failsafe ? { failsafe } : {}) }, null, 2));
       if (!status.leader) say(`${decisions.location}: no primary named yet (coffer failover init --primary NODE)`);
       else {
         say(`${decisions.location}: epoch ${status.leader.epoch}, primary ${status.leader.node} (${status.leader.reason}${status.leader.previous ? ` after ${status.leader.previous}` : ''}, decided by ${status.leader.decidedBy} at ${status.leader.writtenAt})`);
@@ -79,6 +81,15 @@ export function register(ctx: CliContext): void {
         else if (n.role === 'primary') say(`  ${n.node}: primary, timeline ${n.timeline ?? '?'}, at ${n.lsn ?? '?'}`);
         else say(`  ${n.node}: standby, timeline ${n.timeline ?? '?'}, ${n.streaming ? 'streaming' : 'not streaming'}, replayed ${n.lsn ?? '?'} (${mib(n.replayLagBytes)} behind), received ${n.receivedLsn ?? '?'} (${mib(n.receiveLagBytes)} behind)`);
       }
+      if (!failsafe) say('  failsafe: off (no failover.failsafe): a primary cut off from the decision store fences itself when its lease runs out');
+      else
+        for (const [name, st] of Object.entries(failsafe)) {
+          if ('error' in st) say(`  failsafe ${name}: does not answer (${st.error})`);
+          else {
+            const live = st.promises.map((p) => `epoch ${p.epoch} for ${Math.ceil(p.remainingMs / 1000)} s more`).join(', ');
+            say(`  failsafe ${name}: knows epoch ${st.epoch}${st.node ? ` (${st.node})` : ''}; ${live ? `promised ${live}` : 'no live promise'}${st.closedThrough ? `; closed up to epoch ${st.closedThrough}` : ''}${st.promising ? '' : '; started too recently to promise'}`);
+          }
+        }
     });
 
   failover
@@ -233,7 +244,7 @@ export function register(ctx: CliContext): void {
         ...(replayTarget ? { replayTarget, replayWaitMs: settings.replayWaitMs } : {}),
         onEvent: (e) => line(o.json, e),
       });
-      say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${watchdog.pid}`);
+      say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${watchdog.pid}; ${failsafe ? `failsafe: asks ${Object.keys(fs!.endpoints).join(', ')} when the store is out of reach` : 'failsafe off (no failover.failsafe): cut off from the decision store, a primary fences itself when its lease runs out'}`);
       guard.start();
       await untilSignalled();
       // A primary's lease stays armed in the watchdog: stopping the guard must not leave a primary nothing fences.
