@@ -38,6 +38,26 @@ function refusal(text: string, secret: string): string[] {
   return (err as PolicyError).problems.map((p) => `${p.line}:${p.column} ${p.path}`);
 }
 
+/** A policy with a failover section: `before` lines after its decision, db1's replication connection, `after` lines after its observers. */
+function failoverPolicy(before: string[], replication?: string, after: string[] = []): string {
+  return [
+    'version: 1',
+    'clusters: {}',
+    'repositories: {}',
+    'schedules: []',
+    'failover:',
+    '  cluster: main',
+    '  decision: { location: /d }',
+    ...before,
+    '  nodes:',
+    `    - { name: db1, connection: "host=db1"${replication ? `, replication: ${replication}` : ''} }`,
+    '    - { name: db2, connection: "host=db2" }',
+    '  observers: [a, b, c]',
+    ...after,
+    '',
+  ].join('\n');
+}
+
 describe('policy file', () => {
   it('the example policy is valid, and check says when each scheduled job runs next', async () => {
     const r = await coffer(['policy', 'check', '--policy', EXAMPLE, '--json']);
@@ -109,42 +129,12 @@ describe('policy file', () => {
   });
 
   it("failover: a password in a node's replication connection and a backup of a cluster the policy lacks are refused", () => {
-    const text = [
-      'version: 1',
-      'clusters: {}',
-      'repositories: {}',
-      'schedules: []',
-      'failover:',
-      '  cluster: main',
-      '  decision: { location: /d }',
-      '  backupAfterPromotion: shop',
-      '  nodes:',
-      '    - { name: db1, connection: "host=db1", replication: "host=db1 user=rep password=pw-abc" }',
-      '    - { name: db2, connection: "host=db2" }',
-      '  observers: [a, b, c]',
-      '',
-    ].join('\n');
+    const text = failoverPolicy(['  backupAfterPromotion: shop'], '"host=db1 user=rep password=pw-abc"');
     expect(refusal(text, 'pw-abc')).toEqual(['8:25 failover.backupAfterPromotion', '10:57 failover.nodes.0.replication']);
   });
 
   it('failover: failsafe needs an endpoint (host:port) for every observer and for no one else; its token only by reference', () => {
-    const text = [
-      'version: 1',
-      'clusters: {}',
-      'repositories: {}',
-      'schedules: []',
-      'failover:',
-      '  cluster: main',
-      '  decision: { location: /d }',
-      '  nodes:',
-      '    - { name: db1, connection: "host=db1" }',
-      '    - { name: db2, connection: "host=db2" }',
-      '  observers: [a, b, c]',
-      '  failsafe:',
-      '    endpoints: { a: "10.0.0.1:7410", b: "10.0.0.2", d: "10.0.0.4:7410" }',
-      '    token: tok-secret-123',
-      '',
-    ].join('\n');
+    const text = failoverPolicy([], undefined, ['  failsafe:', '    endpoints: { a: "10.0.0.1:7410", b: "10.0.0.2", d: "10.0.0.4:7410" }', '    token: tok-secret-123']);
     expect(refusal(text, 'tok-secret-123')).toEqual(['13:16 failover.failsafe.endpoints', '13:41 failover.failsafe.endpoints.b', '13:56 failover.failsafe.endpoints.d', '14:12 failover.failsafe.token']);
   });
 
