@@ -94,6 +94,12 @@ describe('failover with two standbys', () => {
     expect(gauge('coffer_failover_node_primary', promoted)).toBe(1);
     expect(gauge('coffer_failover_standby_streaming', other)).toBe(1);
     expect(gauge('coffer_failover_standby_replay_lag_bytes', other)).toBeLessThan(1 << 20);
+    // Failsafe: every observer's endpoint answers, and none is promising (the primary reaches the store).
+    for (const o of ['region-a', 'region-b', 'witness']) {
+      const observerGauge = (name: string) => Number(new RegExp(`^${name}\\{cluster="main",observer="${o}"\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      expect(observerGauge('coffer_failover_observer_answering')).toBe(1);
+      expect(observerGauge('coffer_failover_observer_promise_seconds')).toBe(0);
+    }
     // The first base backup of the new timeline, taken by the new primary's guard once it was promoted.
     const promotedLog = () => t.logs.find((l) => l.startsWith(`--- guard --node ${promoted}\n`))!;
     await until(() => /"kind":"after-promotion".*base backup of main on epoch 2's timeline taken/.test(promotedLog()), 'the base backup after promotion', 60_000, 200).catch((e: Error) => {

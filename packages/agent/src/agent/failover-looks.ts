@@ -21,6 +21,15 @@ export interface FailoverNodeLook {
   replayLagBytes?: number;
 }
 
+/** One observer's failsafe endpoint as the look found it. */
+export interface FailsafeObserverLook {
+  observer: string;
+  ok: boolean;
+  error?: string;
+  /** How long its longest live promise lasts, in seconds (0: none): the primary runs on promises. */
+  promiseSeconds?: number;
+}
+
 export interface FailoverLook {
   checkedAt: string;
   ok: boolean;
@@ -32,6 +41,8 @@ export interface FailoverLook {
   votesNeeded?: number;
   lease?: string;
   nodes: FailoverNodeLook[];
+  /** With failover.failsafe: each observer's endpoint. */
+  failsafe?: FailsafeObserverLook[];
 }
 
 export interface FailoverLooksOptions {
@@ -48,6 +59,7 @@ interface StatusJson {
   needed: number;
   lease: string;
   nodes: FailoverNodeLook[];
+  failsafe?: Record<string, { error: string } | { promises: { epoch: number; remainingMs: number }[] }>;
 }
 
 export class FailoverLooks {
@@ -72,6 +84,13 @@ export class FailoverLooks {
         votesNeeded: s.needed,
         lease: s.lease,
         nodes: s.nodes.map((n) => ({ node: n.node, ok: n.ok, ...(n.error ? { error: n.error } : {}), ...pick(n) })),
+        ...(s.failsafe
+          ? {
+              failsafe: Object.entries(s.failsafe).map(([observer, st]) =>
+                'error' in st ? { observer, ok: false, error: st.error } : { observer, ok: true, promiseSeconds: Math.max(0, ...st.promises.map((p) => p.remainingMs / 1000)) },
+              ),
+            }
+          : {}),
       };
     } catch (e) {
       look = { checkedAt, ok: false, error: (e as Error).message, nodes: [] };

@@ -14,6 +14,8 @@ export class FailoverGauges {
   private readonly streaming: Gauge<'cluster' | 'node'>;
   private readonly receiveLag: Gauge<'cluster' | 'node'>;
   private readonly replayLag: Gauge<'cluster' | 'node'>;
+  private readonly observerAnswering: Gauge<'cluster' | 'observer'>;
+  private readonly promiseSeconds: Gauge<'cluster' | 'observer'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -29,6 +31,8 @@ export class FailoverGauges {
     this.streaming = g('coffer_failover_standby_streaming', "1 when a standby's WAL receiver streams", ['cluster', 'node']);
     this.receiveLag = g('coffer_failover_standby_receive_lag_bytes', "WAL bytes of the primary a standby has not received", ['cluster', 'node']);
     this.replayLag = g('coffer_failover_standby_replay_lag_bytes', 'WAL bytes of the primary a standby has not replayed', ['cluster', 'node']);
+    this.observerAnswering = g('coffer_failover_observer_answering', "1 when the observer's failsafe endpoint answered the last look (failover.failsafe)", ['cluster', 'observer']);
+    this.promiseSeconds = g('coffer_failover_observer_promise_seconds', 'How long the failsafe promise the observer gave the primary lasts, in seconds; above 0 the primary cannot reach the decision store and runs on promises', ['cluster', 'observer']);
   }
 
   record(cluster: string, look: FailoverLook): void {
@@ -38,6 +42,12 @@ export class FailoverGauges {
     if (look.votesDown !== undefined) this.votesDown.set({ cluster }, look.votesDown);
     if (look.votesNeeded !== undefined) this.votesNeeded.set({ cluster }, look.votesNeeded);
     this.leaseHeld.set({ cluster }, look.lease === 'held' ? 1 : 0);
+    for (const o of look.failsafe ?? []) {
+      const labels = { cluster, observer: o.observer };
+      this.observerAnswering.set(labels, o.ok ? 1 : 0);
+      if (o.promiseSeconds === undefined) this.promiseSeconds.remove(labels);
+      else this.promiseSeconds.set(labels, o.promiseSeconds);
+    }
     for (const n of look.nodes) {
       const labels = { cluster, node: n.node };
       this.named.set(labels, look.primary === n.node ? 1 : 0);
