@@ -7,13 +7,14 @@
  * check --read-data, expire and gc run through it. With the faults a
  * command must ride out, every command completes; with the harsh ones it
  * completes or fails with a typed error (one line, its own status), never
- * with damage: once the proxy is healthy, check --read-data passes and every
+ * with damage (at a rate of one request in two, a request may also fail all
+ * its tries: a typed "store unavailable", never damage either): once the proxy is healthy, check --read-data passes and every
  * backup that was acknowledged restores exactly.
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT_INTERNAL } from '@coffer/cli';
+import { EXIT_CODES, EXIT_INTERNAL } from '@coffer/cli';
 import { coffer, type RunResult } from '../support/cli.js';
 import { ALL_FAULTS, FaultProxy, HARSH_FAULTS, type Fault } from '../support/fault-proxy.js';
 import { newBucket, s3Env, s3Server } from '../support/s3.js';
@@ -62,8 +63,11 @@ describe('store faults', () => {
           expect(r.status, `${what} under ${fault} at ${rate}: ${r.stderr}`).not.toBe(EXIT_INTERNAL);
           expect(line, `${what} under ${fault} at ${rate}`).toMatch(/^coffer: /);
           expect(line).not.toContain('unexpected error');
-          // Faults a store may always throw at it are ridden out.
-          expect(harsh, `${what} failed under ${fault} at ${rate}: ${r.stderr}`).toBe(true);
+          // Faults a store may always throw at it are ridden out — at any rate a real store shows. At half of all
+          // requests a request fails all its tries now and then (0.5^10 each: the long run of 2026-12-01 met one
+          // in a backup); the command then says so, typed, and loses nothing.
+          const gaveUp = rate >= 0.5 && r.status === EXIT_CODES.COFFER_STORE_UNAVAILABLE && /gave up after \d+ tries/.test(line);
+          expect(harsh || gaveUp, `${what} failed under ${fault} at ${rate}: ${r.stderr}`).toBe(true);
           return false;
         };
         for (let round = 0; round < (LONG ? 3 : 2); round++) {

@@ -21,7 +21,7 @@ import { appendFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { coffer, startCoffer } from '../support/cli.js';
-import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, pgScratch, postgresUser, restoredIds } from '../support/pg.js';
+import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, pgScratch, postgresUser, restoredIds, stopArchivers } from '../support/pg.js';
 import { until } from '../support/until.js';
 import { addFigures, sized } from './figures.js';
 
@@ -160,9 +160,21 @@ describe('wal-receive under faults', () => {
           const pid = Number((await readFile(join(cluster.data, 'postmaster.pid'), 'utf8')).split('\n')[0]);
           const lostAt = performance.now();
           process.kill(pid, 'SIGKILL');
+          // Everything on the host goes with it: the background WAL archiver too (left running, it wrote its
+          // notes into pg_wal while the directory was removed — the long run of 2026-12-01 failed on that).
+          await stopArchivers(cluster.data, 'SIGKILL');
           await writer;
           await client.end().catch(() => undefined);
-          await rm(cluster.data, { recursive: true, force: true });
+          // A wal-push call PostgreSQL's archiver had under way may have started another archiver meanwhile.
+          for (let attempt = 0; ; attempt++) {
+            try {
+              await rm(cluster.data, { recursive: true, force: true });
+              break;
+            } catch (e) {
+              if (attempt === 4) throw e;
+              await stopArchivers(cluster.data, 'SIGKILL');
+            }
+          }
           // The receiver, on another host, makes durable what reached it, then tries to reconnect.
           await until(() => /reconnecting in/.test(r.errors()), 'the receiver to lose the server', 30_000, 50);
           r.child.kill('SIGTERM');

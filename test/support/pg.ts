@@ -163,14 +163,14 @@ export async function restoredIds(install: PostgresInstall, repo: string, to: st
  * go — for a test that changes archive_command and needs nothing archived
  * past that point.
  */
-export async function stopArchivers(pgdata: string): Promise<void> {
+export async function stopArchivers(pgdata: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const dir = join(pgdata, 'pg_wal', '.coffer-ack');
   const beats = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^archiver-.*\.pid$/.test(n));
   for (const b of beats) {
     const pid = Number((await readFile(join(dir, b), 'utf8').catch(() => '')).split('\n')[0]);
     if (!(pid > 0)) continue;
     try {
-      process.kill(pid, 'SIGTERM');
+      process.kill(pid, signal);
     } catch {
       continue;
     }
