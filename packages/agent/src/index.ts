@@ -22,7 +22,7 @@ export { retryable, runJob, runStep, type JobOutcome, type RunJobOptions, type S
 export { Agent, DEFAULT_STATE_DIR, type AgentOptions, type AgentStatus, type JobStatus } from './agent/agent.js';
 export { alertsNow, type Alert } from './agent/alerts.js';
 export { RepositoryLooks, type RepositoryLook, type RepositoryLooksOptions } from './agent/repository-looks.js';
-export { FailoverLooks, type FailoverLook, type FailoverNodeLook, type FailoverLooksOptions } from './agent/failover-looks.js';
+export { FailoverLooks, type FailoverLook, type FailoverNodeLook, type FailsafeObserverLook, type FailoverLooksOptions } from './agent/failover-looks.js';
 export { createLogger, type LogSettings, type Logger } from './agent/log.js';
 export { readAgentStatus, type AgentStatusReport } from './agent/status-file.js';
 export type { AgentState, JobRecord, StepRecord } from './agent/state.js';
