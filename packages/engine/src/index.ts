@@ -105,6 +105,7 @@ export { DAMAGE_PREFIX, type DamageRecord } from './format/damage-record.js';
 export { readDamage } from './repository/damage.js';
 export { sha256Hex, toHex, bytesEqual, humanBytes } from './bytes.js';
 export { decodeName, encodeName, fsPath, displayPath } from './names.js';
+export { splitHostPort } from './host-port.js';
 export { Lease, LeaseObserver, withLease, DEFAULT_LEASE_TTL_MS, defaultLeaseMargin, type LeaseHome, type LeaseOptions, type LeaseState, type MonotonicClock, type ObserverOptions } from './repository/leases.js';
 export type { LeaseMode, LeaseRecord } from './format/lease-record.js';
 export { readKeepMarks, setKeepMark } from './repository/keep-marks.js';

@@ -65,7 +65,7 @@ export class HttpFailsafeQuorum implements FailsafeQuorum {
         if (yes.length >= needed || --pending === 0) resolve();
       };
       for (const name of names) {
-        void this.post(name, '/v1/promise', { cluster: this.o.cluster, epoch, node }, abort.signal).then(
+        void this.request(name, '/v1/promise', { cluster: this.o.cluster, epoch, node }, abort.signal).then(
           (body) => {
             if (body.granted === true) yes.push(name);
             else no[name] = typeof body.reason === 'string' ? body.reason : 'refused';
@@ -91,7 +91,7 @@ export class HttpFailsafeQuorum implements FailsafeQuorum {
     await Promise.all(
       names.map(async (name) => {
         try {
-          const body = await this.post(name, '/v1/close', { cluster: this.o.cluster, epoch });
+          const body = await this.request(name, '/v1/close', { cluster: this.o.cluster, epoch });
           if (typeof body.closed !== 'number' || body.closed < epoch || typeof body.remainingMs !== 'number') throw new Error(`unexpected answer ${JSON.stringify(body)}`);
           closed.push(name);
           remainingMs = Math.max(remainingMs, body.remainingMs);
@@ -107,12 +107,12 @@ export class HttpFailsafeQuorum implements FailsafeQuorum {
   /** Each observer's state, or why it could not be read. */
   async states(): Promise<Record<string, FailsafeState | { error: string }>> {
     const names = Object.keys(this.o.endpoints);
-    const out = await Promise.all(names.map(async (name) => [name, await this.post(name, '/v1/state', undefined).then((b) => b as unknown as FailsafeState, (e: Error) => ({ error: e.message }))] as const));
+    const out = await Promise.all(names.map(async (name) => [name, await this.request(name, '/v1/state', undefined).then((b) => b as unknown as FailsafeState, (e: Error) => ({ error: e.message }))] as const));
     return Object.fromEntries(out);
   }
 
   /** POSTs `body` as JSON (GET without one); the answer's JSON object. */
-  private async post(name: string, path: string, body: unknown, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  private async request(name: string, path: string, body: unknown, signal?: AbortSignal): Promise<Record<string, unknown>> {
     const endpoint = this.o.endpoints[name]!;
     const res = await fetch(`http://${endpoint}${path}`, {
       method: body === undefined ? 'GET' : 'POST',

@@ -18,6 +18,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { splitHostPort } from '@coffer/engine';
 import type { FailsafePromises, ObserverView } from './failsafe-promises.js';
 
 export interface FailsafeServerOptions {
@@ -81,14 +82,6 @@ export class FailsafeServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
   }
-}
-
-/** `host:port`, `[v6]:port`. */
-export function splitHostPort(s: string): { host: string; port: number } {
-  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new TypeError(`${JSON.stringify(s)} is not host:port`);
-  return { host: m[1]!, port };
 }
 
 function answer(res: ServerResponse, status: number, body: unknown): void {

@@ -29,5 +29,5 @@ export type { ServerConnection } from './server-target.js';
 export { controlData, type ClusterState } from './pg-control.js';
 export type { Handover } from './decision-backend.js';
 export { FailsafePromises, type FailsafePromisesOptions, type FailsafeState, type ObserverView, type PromiseAnswer } from './failsafe-promises.js';
-export { FailsafeServer, splitHostPort, type FailsafeServerOptions } from './failsafe-server.js';
+export { FailsafeServer, type FailsafeServerOptions } from './failsafe-server.js';
 export { HttpFailsafeQuorum, FailsafeMajorityError, type FailsafeQuorum, type HttpFailsafeQuorumOptions, type PromiseRound, type CloseRound } from './failsafe-quorum.js';

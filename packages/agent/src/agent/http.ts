@@ -6,6 +6,7 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { splitHostPort } from '@coffer/engine';
 
 export interface AgentEndpoints {
   metrics: () => Promise<string>;
@@ -21,9 +22,10 @@ export interface AgentServer {
 }
 
 export async function serveAgent(listen: string, endpoints: AgentEndpoints): Promise<AgentServer> {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon) || '127.0.0.1';
-  const port = Number(listen.slice(colon + 1));
+  const split = splitHostPort(listen);
+  // An address without a host (`:9187`) serves this host only, not every interface.
+  const host = split.host || '127.0.0.1';
+  const port = split.port;
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, type: string, body: string) => {
