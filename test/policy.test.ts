@@ -65,7 +65,7 @@ describe('policy file', () => {
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { policy: { clusters: Record<string, unknown> }; nextRuns: { job: string; about: string; next: string; timeZone: string }[] };
     expect(Object.keys(out.policy.clusters)).toEqual(['main']);
-    expect(out.nextRuns.map((n) => `${n.job} ${n.about}`)).toEqual(['backup main', 'mirror primary', 'expire main', 'gc primary', 'verify main']);
+    expect(out.nextRuns.map((n) => `${n.job} ${n.about}`)).toEqual(['backup main', 'mirror primary', 'expire main', 'gc primary', 'drill verify main']);
     const backup = out.nextRuns[0]!;
     // 01:00 in Paris is 00:00 or 23:00 UTC, depending on the season.
     expect(new Date(backup.next).getUTCMinutes()).toBe(0);
@@ -100,6 +100,7 @@ describe('policy file', () => {
         '  - { job: backup, cluster: main, cron: "61 * * * *" }',
         '  - { job: verify, cluster: other, cron: "@daily", timeZone: Mars/Olympus }',
         '  - { job: gc }',
+        '  - { job: backup, cluster: main, cron: "@daily", drill: verify }',
         '',
       ].join('\n'),
     );
@@ -117,6 +118,7 @@ describe('policy file', () => {
       '13:62: schedules.1.timeZone: expected an IANA time zone such as UTC or Europe/Paris',
       '14:5: schedules.2: a gc job names the repository it is about (repository: NAME)',
       '14:5: schedules.2: a gc job runs on a schedule: give its cron expression (cron: "…")',
+      '15:58: schedules.3.drill: only a drill job has a drill kind (restore or verify)',
     ]);
     const missing = await coffer(['policy', 'check', '--policy', join(work.dir, 'absent.yaml')]);
     expect(missing.status).toBe(EXIT_CODES.COFFER_INVALID_POLICY);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '@coffer/cli';
 import { pageChecksum, parseLsn, segmentName } from '@coffer/engine';
-import type { VerifyRunReport } from '@coffer/verify';
+import type { RecoveryDrillReport, VerifyRunReport } from '@coffer/verify';
 import { coffer, startCoffer } from '../support/cli.js';
 import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, pgInstalls, runAsPostgres } from '../support/pg.js';
 
@@ -175,6 +175,46 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     expect(report.backups.map((b) => b.backup.slice(-64))).toEqual([second, first].map((id) => expect.stringContaining(id.slice(0, 12)) as unknown as string));
   }, 600_000);
 
+  it('drill verify: the nightly drill reports the measured RTO and the archive\'s RPO against the targets (JSON, markdown, SVG, metrics); a missed target fails it, named', async () => {
+    await src.query('INSERT INTO t(id) VALUES ($1)', [200_000]);
+    await src.archiveNow();
+    const reports = join(work.dir, 'drills');
+    const metrics = join(work.dir, 'drill.prom');
+    const args = ['--others', '0', '--no-record', '--read-data-sample', '0', '--reports', reports, '--smoke', 'SELECT count(*) > 0 FROM t'];
+    const r = await coffer(['--repo', repo, '--metrics-textfile', metrics, 'drill', 'verify', '--json', ...args, '--project-bytes', '10GB', '--project-wal-bytes', '1GB'], env);
+    const report = JSON.parse(r.stdout) as RecoveryDrillReport;
+    expect(r.status, JSON.stringify(report.findings)).toBe(0);
+    expect(report).toMatchObject({ kind: 'verify', ok: true, subject: 'stanza main', findings: [] });
+    expect(report.rto!.met).toBe(true);
+    expect(report.rto!.seconds).toBeGreaterThan(0);
+    expect(report.rto!.marginSeconds).toBeCloseTo(1800 - report.rto!.seconds, 6);
+    // The newest commit (just archived) is seconds old: well inside the 15 minutes.
+    expect(report.rpo!.met).toBe(true);
+    expect(report.rpo!.seconds).toBeLessThan(120);
+    expect(report.rto!.projected).toMatchObject({ bytes: 10e9, walBytes: 1e9, met: true });
+    expect(report.rto!.projected!.seconds).toBeGreaterThan(report.rto!.seconds);
+    expect(report.phases.map((p) => p.name)).toEqual(expect.arrayContaining(['WAL chain', 'packs read whole', expect.stringMatching(/: replay$/)]));
+    expect((await readdir(reports)).sort()).toEqual([`${report.id}.json`, `${report.id}.md`, `${report.id}.svg`]);
+    expect(JSON.parse(await readFile(join(reports, `${report.id}.json`), 'utf8'))).toEqual(report);
+    const md = await readFile(join(reports, `${report.id}.md`), 'utf8');
+    expect(md).toContain('## Post-mortem');
+    expect(md).toMatch(/\| RTO \(plan \+ restore \+ start \+ replay of .*\) \| [\d.]+ s \| 1800\.0 s \| met \|/);
+    expect(await readFile(join(reports, `${report.id}.svg`), 'utf8')).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    const prom = await readFile(metrics, 'utf8');
+    expect(prom).toMatch(/^coffer_drill_ok\{command="drill verify",[^}]*\} 1$/m);
+    expect(prom).toMatch(/^coffer_drill_rto_seconds\{command="drill verify",[^}]*\} [\d.e+-]+$/m);
+
+    // A target missed: the drill fails (the verification's exit status), the finding names it, the metric says so.
+    const missed = await coffer(['--repo', repo, '--metrics-textfile', metrics, 'drill', 'verify', '--json', ...args, '--rto-target', '0.01'], env);
+    expect(missed.status).toBe(EXIT_CODES.COFFER_VERIFY_FAILED);
+    const m = JSON.parse(missed.stdout) as RecoveryDrillReport;
+    expect(m.ok).toBe(false);
+    expect(m.findings).toEqual([expect.stringMatching(/^RTO: recovering \S+ took [\d.]+ s, over the 0\.01 s target$/)]);
+    expect(m.postMortem.improve[0]).toBe(`Fix: ${m.findings[0]}`);
+    expect(missed.stderr).toContain(m.findings[0]);
+    expect(await readFile(metrics, 'utf8')).toMatch(/^coffer_drill_ok\{command="drill verify",[^}]*\} 0$/m);
+  }, 600_000);
+
   it('with a target time, recovery stops there: the older backup is chosen, the rows committed up to the target come back and no later one', async () => {
     const [{ at }] = (await src.query<{ at: string }>(`SELECT to_char(pg_xact_commit_timestamp(xmin) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at FROM t WHERE id = 10`)) as [{ at: string }];
     const { status, report } = await verify(repo, ['--target-time', at, '--no-record', '--no-read-data', '--smoke', 'SELECT count(*) = 10 FROM t', '--smoke', 'SELECT max(id) = 10 FROM t']);
@@ -243,6 +283,10 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
     expect(chain.report.walChain.gaps).toEqual([{ timeline: 1, from: name, to: name, segments: 1, breaks: [], limits: [expect.stringContaining(first.slice(0, 12))] }]);
     expect(chain.report.failures[0]).toBe(`wal-chain: ${name}…${name} (1 segment) missing; recovery from ${a.label} ends before it`);
     expect(Object.fromEntries(chain.report.walChain.backups.map((b) => [b.label, b.state]))).toEqual({ [a.label]: 'limited', [z.label]: 'complete' });
+    // The nightly drill fails on it too, the gap named among its findings.
+    const drilled = await coffer(['--repo', copy, 'drill', 'verify', '--json', '--no-record', '--no-read-data', '--others', '0', '--reports', join(work.dir, 'gap-drills')], env);
+    expect(drilled.status).toBe(EXIT_CODES.COFFER_VERIFY_FAILED);
+    expect((JSON.parse(drilled.stdout) as RecoveryDrillReport).findings).toContain(chain.report.failures[0]);
 
     const older = await verify(copy, [first.slice(0, 12), '--no-record']);
     expect(older.status).toBe(EXIT_CODES.COFFER_VERIFY_FAILED);

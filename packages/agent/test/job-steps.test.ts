@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { jobSteps, parsePolicy, retryable, walReceiveStep } from '@coffer/agent';
+import { jobId, jobSteps, parsePolicy, retryable, walReceiveStep } from '@coffer/agent';
 import { CofferError } from '@coffer/engine';
 
 const policyText = (secretFile: string) => `version: 1
@@ -94,6 +94,15 @@ describe('jobSteps', () => {
     const [fromStandby] = jobSteps(standby, { job: 'backup', cluster: 'main' }, { ...env, STANDBY_SECRET: 'standby-pw' });
     expect(fromStandby!.args.slice(6)).toEqual(['backup', '--json', '--db', 'host=10.0.0.2 user=coffer dbname=postgres', '--primary-db', 'host=/run/postgresql user=postgres dbname=postgres', '--pgdata', '/var/lib/postgresql/15/main']);
     expect(fromStandby!.env).toMatchObject({ PGPASSWORD: 'standby-pw', COFFER_PRIMARY_PGPASSWORD: 'x' });
+    // The drill job: the newest backup restored and re-verified; or the nightly drill, the verification with the
+    // policy's targets and reports directory.
+    expect(jobSteps(policy, { job: 'drill', cluster: 'main' }, env)[0]!.args.slice(6)).toEqual(['drill', 'restore', 'latest', '--json']);
+    const [nightly] = jobSteps(parsePolicy(`${policyText(join(dir, 'secret'))}drills: { reports: /srv/drills, rtoTargetSeconds: 600, projectBytes: 2 TB }\n`, 'policy.yaml'), { job: 'drill', cluster: 'main', drill: 'verify' }, env);
+    const args = nightly!.args.slice(6);
+    expect(args.slice(0, 3)).toEqual(['drill', 'verify', '--json']);
+    expect(args).toContain('--smoke-query');
+    expect(args.slice(args.indexOf('--reports'))).toEqual(['--reports', '/srv/drills', '--rto-target', '600', '--project-bytes', '2TB']);
+    expect(jobId({ job: 'drill', cluster: 'main', drill: 'verify' })).toBe('drill-verify:main');
     const mirrors = jobSteps(policy, { job: 'mirror', repository: 'primary' }, env);
     expect(mirrors.map((m) => m.labels.target)).toEqual(['s3://bucket-b/pg']);
     await rm(dir, { recursive: true, force: true });

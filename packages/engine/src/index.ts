@@ -95,7 +95,7 @@ export { parseLsn, formatLsn, pgdataDecision, relationFirstBlock, backupWalFiles
 export type { WalkDecision, WalkOptions } from './backup/walk.js';
 export type { PlanOptions } from './restore/plan.js';
 export type { CheckedFile, ReadCheckOptions, ReadCheck, ReadCheckFactory, ReadCheckSpec } from './content/read-check.js';
-export { ReadPacer, parseByteRate } from './content/read-pacer.js';
+export { ReadPacer, parseByteRate, parseByteSize } from './content/read-pacer.js';
 export { restoreBackup, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore/restore.js';
 export { checkEntryPaths } from './restore/target.js';
 export { mirror, mirrorLag, storedObjectProblem, MIRROR_ORDER, type MirrorLag, type MirrorOptions, type MirrorProgress, type MirrorReport } from './mirror/mirror.js';

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backupFiles, FileStore, LocalKeyProvider, parseByteRate, ReadPacer, Repository } from '@coffer/engine';
+import { backupFiles, FileStore, LocalKeyProvider, parseByteRate, parseByteSize, ReadPacer, Repository } from '@coffer/engine';
 
 describe('ReadPacer', () => {
   it('never lets more through than the rate allows, whatever the takers and sizes', async () => {
@@ -59,6 +59,13 @@ describe('ReadPacer', () => {
     expect(parseByteRate('500 KB/s')).toBe(500e3);
     for (const bad of ['', '0MB', 'fast', '-1MB', '10 parsecs', 'MB']) expect(parseByteRate(bad)).toBeUndefined();
     expect(() => new ReadPacer(0)).toThrow(RangeError);
+  });
+
+  it('reads sizes as operators write them (terabytes too), and refuses rates and the rest', () => {
+    expect(parseByteSize('2TB')).toBe(2e12);
+    expect(parseByteSize('1.5 TiB')).toBe(1.5 * 1024 ** 4);
+    expect(parseByteSize('500GB')).toBe(500e9);
+    for (const bad of ['', '0GB', '12', 'big', '5GB/s', 'TB']) expect(parseByteSize(bad), bad).toBeUndefined();
   });
 
   it('a backup with a ceiling takes as long as its rate says, on worker threads too', async () => {

@@ -35,3 +35,23 @@ export {
   type RunResult,
 } from './postgres-sandbox.js';
 export { RadosgwSandbox, radosgwMissing, type RadosgwOptions } from './radosgw-sandbox.js';
+export {
+  DEFAULT_DRILL_TARGETS,
+  drillId,
+  postMortemOf,
+  projectRto,
+  renderDrillMarkdown,
+  rpoAgainst,
+  rtoAgainst,
+  writeDrillReport,
+  type DrillCheck,
+  type DrillKind,
+  type DrillPhase,
+  type RecoveryDrillReport,
+  type DrillRpo,
+  type DrillRto,
+  type DrillRtoProjection,
+  type DrillTargets,
+} from './drills/drill-report.js';
+export { renderDrillTimeline } from './drills/drill-timeline.js';
+export { verifyDrill, verifyDrillReport, type VerifyDrillOptions, type VerifyDrillResult } from './drills/drill-verify.js';

@@ -149,7 +149,7 @@ export class Agent {
     }
     const now = new Date();
     for (const s of p.schedules) {
-      const spec: JobSpec = { job: s.job, ...(s.cluster ? { cluster: s.cluster } : {}), ...(s.repository ? { repository: s.repository } : {}) };
+      const spec: JobSpec = { job: s.job, ...(s.cluster ? { cluster: s.cluster } : {}), ...(s.repository ? { repository: s.repository } : {}), ...(s.drill ? { drill: s.drill } : {}) };
       const id = jobId(spec);
       if (s.job === 'wal') {
         this.watchWal(spec);

@@ -28,13 +28,14 @@ export function alertsNow(policy: Policy, state: AgentState, wal: readonly WalSt
     const last = job.lastRun;
     if (last && !last.ok && !last.stopped) {
       const failed = last.steps.find((s) => s.exitStatus !== 0);
-      out.push({ name: id.startsWith('verify:') ? 'CofferVerificationFailed' : 'CofferJobFailed', severity: 'critical', about: id, summary: `the last run failed${failed ? ` (exit ${failed.exitStatus}${failed.error ? `: ${failed.error}` : ''})` : ''}` });
+      out.push({ name: id.startsWith('verify:') ? 'CofferVerificationFailed' : id.startsWith('drill-verify:') ? 'CofferDrillFailed' : 'CofferJobFailed', severity: 'critical', about: id, summary: `the last run failed${failed ? ` (exit ${failed.exitStatus}${failed.error ? `: ${failed.error}` : ''})` : ''}` });
     }
     const sinceSuccess = job.lastSuccess ? (now.getTime() - Date.parse(job.lastSuccess)) / 1000 : undefined;
     if (id.startsWith('backup:') && sinceSuccess !== undefined && sinceSuccess > limits.backup_age) {
       out.push({ name: 'CofferBackupTooOld', severity: 'critical', about: id, summary: `no successful backup for ${age(sinceSuccess)}` });
     }
-    if (id.startsWith('verify:') && sinceSuccess !== undefined && sinceSuccess > limits.verify_age) {
+    // The nightly drill is a verification too.
+    if ((id.startsWith('verify:') || id.startsWith('drill-verify:')) && sinceSuccess !== undefined && sinceSuccess > limits.verify_age) {
       out.push({ name: 'CofferVerificationTooOld', severity: 'warning', about: id, summary: `no passing verification for ${age(sinceSuccess)}` });
     }
   }

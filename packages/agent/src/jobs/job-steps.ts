@@ -14,6 +14,8 @@ export interface JobSpec {
   job: Job;
   cluster?: string;
   repository?: string;
+  /** A drill job's kind (default `restore`). */
+  drill?: 'restore' | 'verify';
 }
 
 /** The labels a step's metrics carry (never a secret: locations and names only). */
@@ -37,9 +39,9 @@ export interface JobStep {
   labels: StepLabels;
 }
 
-/** `backup:main`, `gc:primary`: one name per job of a policy. */
+/** `backup:main`, `gc:primary`, `drill-verify:main`: one name per job of a policy. */
 export function jobId(spec: JobSpec): string {
-  return `${spec.job}:${spec.cluster ?? spec.repository ?? ''}`;
+  return `${spec.job}${spec.drill === 'verify' ? '-verify' : ''}:${spec.cluster ?? spec.repository ?? ''}`;
 }
 
 /** Reads a secret the policy names; `where` is its key in the policy, for the message (which never holds the value). */
@@ -193,6 +195,22 @@ export function walEndStep(policy: Policy, clusterName: string, id: { systemIden
   return { name: `wal-end ${name}`, args, env: access.env, labels: { command: 'wal', repository: repository.location, stanza, target: '' } };
 }
 
+/** Where drill reports go when the policy does not say. */
+export const DEFAULT_DRILL_REPORTS = '/var/lib/coffer/drills';
+
+const opt = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
+
+/** The verification the policy asks of `verify` and `drill verify` for a cluster. */
+function verificationArgs(policy: Policy, name: string): string[] {
+  const v = policy.verification ?? {};
+  const smoke = (v.smoke ?? []).flatMap((q) => ['--smoke-query', JSON.stringify(q)]);
+  // Where the policy expires this cluster's backups, WAL before the PITR window is gone on purpose.
+  const expires = policy.schedules.some((s) => s.job === 'expire' && s.cluster === name);
+  const now = new Date();
+  const window = expires ? (now.getTime() - pitrCutoff(policy.retention ?? {}, now).getTime()) / 86_400_000 : undefined;
+  return [...opt('--others', v.others), ...opt('--pitr-window', window), ...opt('--read-data-days', v.readDataDays), ...opt('--read-data-sample', v.readDataSamplePercent), ...smoke];
+}
+
 /**
  * `--wal-mirror` for each mirror of the repository (its region and endpoint
  * in the URL), and their credentials as a mirror destination's: one set, so
@@ -248,20 +266,19 @@ export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv =
     }
     case 'expire': {
       const r = policy.retention ?? {};
-      const opt = (flag: string, v: number | undefined) => (v === undefined ? [] : [flag, String(v)]);
       return step(['expire', '--json', ...opt('--keep-min', r.keepMin), ...opt('--keep-hot', r.hotDays), ...opt('--keep-warm', r.warmDays), ...opt('--keep-cold', r.coldMonths), ...opt('--pitr-window', r.pitrWindowDays)]);
     }
-    case 'verify': {
-      const v = policy.verification ?? {};
-      const opt = (flag: string, value: number | undefined) => (value === undefined ? [] : [flag, String(value)]);
-      const smoke = (v.smoke ?? []).flatMap((q) => ['--smoke-query', JSON.stringify(q)]);
-      // Where the policy expires this cluster's backups, WAL before the PITR window is gone on purpose.
-      const expires = policy.schedules.some((s) => s.job === 'expire' && s.cluster === name);
-      const now = new Date();
-      const window = expires ? (now.getTime() - pitrCutoff(policy.retention ?? {}, now).getTime()) / 86_400_000 : undefined;
-      return step(['verify', '--json', ...opt('--others', v.others), ...opt('--pitr-window', window), ...opt('--read-data-days', v.readDataDays), ...opt('--read-data-sample', v.readDataSamplePercent), ...opt('--rpo', v.rpoSeconds), ...smoke]);
+    case 'verify':
+      return step(['verify', '--json', ...verificationArgs(policy, name), ...opt('--rpo', policy.verification?.rpoSeconds)]);
+    case 'drill': {
+      if (spec.drill !== 'verify') return step(['drill', 'restore', 'latest', '--json']);
+      const d = policy.drills ?? {};
+      return step([
+        'drill', 'verify', '--json', ...verificationArgs(policy, name),
+        '--reports', d.reports ?? DEFAULT_DRILL_REPORTS,
+        ...opt('--rpo-target', d.rpoTargetSeconds), ...opt('--rto-target', d.rtoTargetSeconds),
+        ...(d.projectBytes ? ['--project-bytes', d.projectBytes.replace(/\s+/g, '')] : []),
+      ]);
     }
-    case 'drill':
-      return step(['drill', 'latest', '--json']);
   }
 }

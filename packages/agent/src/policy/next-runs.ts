@@ -3,6 +3,7 @@ import { Cron } from 'croner';
 import type { Policy } from './schema.js';
 
 export interface NextRun {
+  /** The job (`drill verify` for the nightly drill). */
   job: string;
   /** The cluster or repository it is about. */
   about: string;
@@ -17,6 +18,6 @@ export function nextRuns(policy: Policy, from = new Date()): NextRun[] {
     .map((s) => {
       const timeZone = s.timeZone ?? 'UTC';
       const next = new Cron(s.cron!, { paused: true, timezone: timeZone }).nextRun(from) ?? undefined;
-      return { job: s.job, about: s.cluster ?? s.repository ?? '', cron: s.cron!, timeZone, next };
+      return { job: s.drill === 'verify' ? 'drill verify' : s.job, about: s.cluster ?? s.repository ?? '', cron: s.cron!, timeZone, next };
     });
 }

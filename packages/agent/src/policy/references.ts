@@ -61,6 +61,7 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
     if (s.job !== 'wal' && s.cron === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job runs on a schedule: give its cron expression (cron: "…")` });
     if (s.job === 'wal' && s.cron !== undefined) out.push({ path: ['schedules', i, 'cron'], message: 'the wal job runs all the time (the archiver or the receiver), not on a schedule' });
     if (s.job !== 'wal' && s.stream !== undefined) out.push({ path: ['schedules', i, 'stream'], message: 'only the wal job streams WAL' });
+    if (s.job !== 'drill' && s.drill !== undefined) out.push({ path: ['schedules', i, 'drill'], message: 'only a drill job has a drill kind (restore or verify)' });
   });
   return out;
 }

@@ -212,6 +212,12 @@ const scheduleSchema = z.strictObject({
   /** Tries before a run counts as failed, with backoff between (default 3). */
   attempts: z.optional(z.int().check(z.positive(), z.lte(20))),
   /**
+   * The drill job: `restore` (default: the newest backup restored into a
+   * sandbox and every file re-verified) or `verify` (the nightly drill: a
+   * verification reported against the `drills` targets, with a post-mortem).
+   */
+  drill: z.optional(z.enum(['restore', 'verify'])),
+  /**
    * The wal job: stream WAL into the repository as well (`coffer wal-receive`,
    * run and restarted by the agent) for an RPO of about the flush interval.
    */
@@ -255,6 +261,19 @@ export const policySchema = z.strictObject({
         others: z.optional(wholeDays),
         readDataDays: z.optional(wholeDays),
         readDataSamplePercent: z.optional(z.number().check(z.gte(0), z.lte(100))),
+      }),
+    ),
+    /** Drill reports and the targets drills are measured against. */
+    drills: z.optional(
+      z.strictObject({
+        /** Where drill reports go, as JSON, markdown and SVG (default /var/lib/coffer/drills). */
+        reports: z.optional(absolutePath),
+        /** Data a loss may cost, at most (default 900: the seeds' 15 minutes). */
+        rpoTargetSeconds: z.optional(positive),
+        /** Time to recover, at most (default 1800: the seeds' 30 minutes). */
+        rtoTargetSeconds: z.optional(positive),
+        /** Production's size, when drills run on a smaller copy: the recovery time is projected to it (e.g. 2TB). */
+        projectBytes: z.optional(z.string().check(z.regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'expected a size such as 500GB or 2TiB'))),
       }),
     ),
     alerts: z.optional(

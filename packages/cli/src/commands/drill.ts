@@ -1,13 +1,37 @@
-/** `coffer drill`: restore a backup into a sandbox, re-verify every restored file, clean up. */
+/**
+ * `coffer drill`: recovery drills.
+ * - `drill restore <backup>` (also `drill <backup>`): restore a backup into a temporary sandbox, re-verify every restored file, clean up.
+ * - `drill verify`: the nightly drill — a `verify` run reported against the RPO and RTO targets, with a post-mortem, in a reports directory.
+ */
 import { rmSync } from 'node:fs';
-import { CorruptObjectError } from '@coffer/engine';
-import { withSandboxCleanup, type CliContext } from '../context.js';
+import { CorruptObjectError, InvalidArgumentError, parseByteSize, VerifyFailedError } from '@coffer/engine';
+import { secondsOption, withSandboxCleanup, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
+import { verifyRunOptions, withVerifyOptions, type VerifyCliOptions } from './verify.js';
+
+interface DrillVerifyOptions extends VerifyCliOptions {
+  reports: string;
+  rpoTarget: number;
+  rtoTarget: number;
+  projectBytes?: number;
+  projectWalBytes?: number;
+}
+
+/** A size such as 500GB or 2TiB. */
+function bytesOption(name: string) {
+  return (value: string): number => {
+    const n = parseByteSize(value);
+    if (n === undefined) throw new InvalidArgumentError(name, `expected a size such as 500GB, 1.5TB or 2TiB, got ${JSON.stringify(value)}`);
+    return Math.round(n);
+  };
+}
 
 export function register(ctx: CliContext): void {
-  const { program, openRepo, say } = ctx;
-  program
-    .command('drill <backup>')
+  const { program, openRepo, say, report: figures } = ctx;
+  const drill = program.command('drill').description('recovery drills: restore a backup into a sandbox and re-verify it (drill restore, the default), or the nightly verification drill with its RPO/RTO report (drill verify)');
+
+  drill
+    .command('restore <backup>', { isDefault: true })
     .description('restore a backup into a temporary sandbox, re-verify every restored file, and clean up')
     .option('--sandbox <dir>', 'parent directory for the sandbox')
     .option('--json', 'print the report as JSON')
@@ -23,4 +47,46 @@ export function register(ctx: CliContext): void {
       else say(`drill ${report.ok ? 'passed' : 'FAILED'}: ${report.backup}: ${report.files} files, ${humanBytes(report.bytes)}, restore ${report.restoreSeconds.toFixed(2)} s, re-verify ${report.verifySeconds.toFixed(2)} s${report.mismatches.length ? `; mismatched: ${report.mismatches.join(', ')}` : ''}`);
       if (!report.ok) throw new CorruptObjectError(report.backup, `restored content differs from the manifest`, report.mismatches);
     });
+
+  withVerifyOptions(
+    drill
+      .command('verify [backups...]')
+      .description("the nightly drill: verify (the WAL chain, packs read whole, the newest backup restored into a sandbox, recovered, started and checked), then report the measured RTO and the archive's RPO against the targets, with a post-mortem, as JSON, markdown and an SVG timeline in --reports; a missed target fails the drill")
+      .option('--reports <dir>', 'directory the drill reports go to', 'drills')
+      .option('--rpo-target <seconds>', 'the newest commit the archive recovers may be at most this old when the drill begins', secondsOption('--rpo-target', 0.001, 10 * 365 * 86400), 900)
+      .option('--rto-target <seconds>', 'recovering the newest backup may take at most this long (plan, restore, start, replay)', secondsOption('--rto-target', 0.001, 10 * 365 * 86400), 1800)
+      .option('--project-bytes <size>', "also project the recovery time to this much data (production's size, e.g. 2TB), at the rates measured", bytesOption('--project-bytes'))
+      .option('--project-wal-bytes <size>', 'and this much WAL to replay (default: as much as the drill replayed)', bytesOption('--project-wal-bytes')),
+  ).action(async (selectors: string[], o: DrillVerifyOptions) => {
+    const options = await verifyRunOptions(ctx, selectors, o);
+    const repo = await openRepo();
+    const { verifyDrill, removeSandbox, writeDrillReport, renderVerifySummary } = await import('@coffer/verify');
+    const { report, verification } = await withSandboxCleanup('drill verify', removeSandbox, (onSandbox) =>
+      verifyDrill(repo, {
+        ...options,
+        onSandbox,
+        targets: { rpoSeconds: o.rpoTarget, rtoSeconds: o.rtoTarget },
+        ...(o.projectBytes !== undefined ? { projectTo: { bytes: o.projectBytes, walBytes: o.projectWalBytes ?? 0 } } : {}),
+      }),
+    );
+    const paths = await writeDrillReport(o.reports, report);
+    figures({
+      drill_ok: report.ok ? 1 : 0,
+      drill_findings: report.findings.length,
+      ...(report.rto ? { drill_rto_seconds: report.rto.seconds, drill_rto_margin_seconds: report.rto.marginSeconds } : {}),
+      ...(report.rpo?.seconds !== undefined ? { drill_rpo_seconds: report.rpo.seconds } : {}),
+      verify_ok: verification.ok ? 1 : 0,
+      verify_failures: verification.failures.length,
+      verify_read_bytes: verification.readData?.bytesRead ?? 0,
+      ...(verification.backups[0] ? { verify_rto_seconds: verification.backups[0].rtoSeconds } : {}),
+    });
+    if (o.json) say(JSON.stringify(report, null, 2));
+    else {
+      say(renderVerifySummary(verification));
+      say(report.postMortem.summary);
+      for (const f of report.findings) say(`  finding: ${f}`);
+      say(`report: ${paths.markdown}`);
+    }
+    if (!report.ok) throw new VerifyFailedError(`stanza ${verification.stanza} (nightly drill)`, report.findings);
+  });
 }

@@ -25,7 +25,7 @@ export function register(ctx: CliContext): void {
       const runs = nextRuns(p);
       if (o.json) return say(JSON.stringify({ file, policy: p, nextRuns: runs }, null, 2));
       say(`${file}: valid — ${Object.keys(p.clusters).length} cluster(s), ${Object.keys(p.repositories).length} repository(ies), ${p.schedules.length} job(s)`);
-      for (const r of runs) say(`  ${r.job.padEnd(7)} ${r.about.padEnd(16)} ${r.cron.padEnd(16)} next ${r.next ? r.next.toISOString() : 'never'} (${r.timeZone})`);
+      for (const r of runs) say(`  ${r.job.padEnd(12)} ${r.about.padEnd(16)} ${r.cron.padEnd(16)} next ${r.next ? r.next.toISOString() : 'never'} (${r.timeZone})`);
     });
   policy
     .command('schema')

@@ -23,21 +23,26 @@ export function register(ctx: CliContext): void {
     .option(...POLICY_OPTION)
     .option('--cluster <name>', 'the cluster the job is about (backup, expire, verify, drill); default: the only one the policy schedules for this job')
     .option('--repository <name>', 'the repository the job is about (mirror, gc); default: the only one the policy schedules for this job')
+    .option('--drill <kind>', "the drill job's kind: restore or verify (default: the schedule's, else restore)", (v: string) => {
+      if (v !== 'restore' && v !== 'verify') throw new InvalidArgumentError('--drill', `expected restore or verify, got ${JSON.stringify(v)}`);
+      return v;
+    })
     .option('--attempts <n>', "tries before the job counts as failed (default: the schedule's, else 1)", intOption('--attempts', 1, 20))
     .option('--json', 'print the outcome as JSON (each step\'s exit status, seconds and figures)')
-    .action(async (job: string, o: { policy?: string; cluster?: string; repository?: string; attempts?: number; json?: boolean }) => {
+    .action(async (job: string, o: { policy?: string; cluster?: string; repository?: string; drill?: 'restore' | 'verify'; attempts?: number; json?: boolean }) => {
       if (!(RUNNABLE as readonly string[]).includes(job)) throw new InvalidArgumentError('job', `expected one of ${RUNNABLE.join(', ')}, got ${JSON.stringify(job)}${job === 'wal' ? ' (the wal job runs under `coffer agent`)' : ''}`);
       const { loadPolicy, runJob } = await import('@coffer/agent');
       const file = policyPath(o, io.env);
       const policy = await loadPolicy(file);
       const about = job === 'mirror' || job === 'gc' ? o.repository : o.cluster;
-      const scheduled = policy.schedules.filter((s) => s.job === job && (about === undefined || (s.cluster ?? s.repository) === about));
+      const scheduled = policy.schedules.filter((s) => s.job === job && (about === undefined || (s.cluster ?? s.repository) === about) && (o.drill === undefined || (s.drill ?? 'restore') === o.drill));
       if (about === undefined && scheduled.length !== 1) {
         const flag = job === 'mirror' || job === 'gc' ? '--repository' : '--cluster';
         throw new InvalidArgumentError(flag, scheduled.length === 0 ? `${file} schedules no ${job} job: name what it is about with ${flag}` : `${file} schedules ${scheduled.length} ${job} jobs (${scheduled.map((s) => s.cluster ?? s.repository).join(', ')}): choose one with ${flag}`);
       }
       const name = about ?? scheduled[0]!.cluster ?? scheduled[0]!.repository;
-      const spec = job === 'mirror' || job === 'gc' ? { job: job as 'mirror' | 'gc', repository: name! } : { job: job as 'backup' | 'expire' | 'verify' | 'drill', cluster: name! };
+      const drill = job === 'drill' ? (o.drill ?? scheduled[0]?.drill) : undefined;
+      const spec = job === 'mirror' || job === 'gc' ? { job: job as 'mirror' | 'gc', repository: name! } : { job: job as 'backup' | 'expire' | 'verify' | 'drill', cluster: name!, ...(drill ? { drill } : {}) };
       // Each step's metrics go to a textfile of its own when the command line or the policy asks for one.
       const textfile = globals().metricsTextfile ?? io.env.COFFER_METRICS_TEXTFILE ?? policy.metrics?.textfile;
       const env = { ...io.env };

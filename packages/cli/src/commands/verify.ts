@@ -2,9 +2,10 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, SandboxUnavailableError, VerifyFailedError, commandLine, type RecoveryTarget } from '@coffer/engine';
 import { COFFER_BIN, daysOption, intOption, stanzaOf, withSandboxCleanup, type CliContext } from '../context.js';
-import type { SmokeQuery } from '@coffer/verify';
+import type { SmokeQuery, VerifyRunOptions } from '@coffer/verify';
+import type { Command } from 'commander';
 
-interface VerifyCliOptions {
+export interface VerifyCliOptions {
   wal?: boolean;
   others: number;
   targetTime?: string;
@@ -76,12 +77,9 @@ function parseSettings(list: readonly string[]): Record<string, string> {
   return Object.fromEntries(list.map((item) => [item.slice(0, item.indexOf('=')), item.slice(item.indexOf('=') + 1)]));
 }
 
-export function register(ctx: CliContext): void {
-  const { program, io, globals, openRepo, say, report: figures } = ctx;
-  program
-    .command('verify [backups...]')
-    .description('prove PostgreSQL backups recoverable: restore each into a sandbox with a network of its own, recover with WAL from the repository, start the server, run amcheck, page checksums and smoke queries, time every phase; and verify the WAL chain. Default: the newest backup and the one verified least recently')
-    .option('--wal', 'verify only the WAL chain (no sandbox)')
+/** The options `verify` and `drill verify` share. */
+export function withVerifyOptions(cmd: Command): Command {
+  return cmd
     .option('--others <n>', 'besides the newest, how many backups to verify, least recently verified first', intOption('--others', 0, 1000), 1)
     .option('--target-time <time>', 'recover up to this time (default: the end of the archive)')
     .option('--target-lsn <lsn>', 'recover up to this LSN')
@@ -91,70 +89,84 @@ export function register(ctx: CliContext): void {
     .option('--smoke-database <db>', 'database the --smoke queries run in', 'postgres')
     .option('--smoke-query <json>', 'a smoke query with its database and expected first value, as JSON: {"sql": "…", "database": "shop", "expect": {"min": 1}} (expect: equals, min, max; without it the value must be true; repeatable)', smokeQueryOption, [] as SmokeQuery[])
     .option('--pitr-window <days>', "the PITR window retention keeps (as given to expire): WAL it removed before the window is not a gap, and backups older than it recover up to where that WAL begins (default: every gap is a failure)", daysOption('--pitr-window'))
-    .option('--rpo <seconds>', 'the newest replayed commit must be at most this old (at the target time, or when the run started)', intOption('--rpo', 0, 10 * 365 * 86400))
     .option('--pg-bin <dir>', "PostgreSQL server binaries of the backup's major version (default: found on this machine)")
     .option('--sandbox <dir>', 'parent directory of the sandbox (default: the temp directory)')
     .option('--keep-sandbox', 'keep the sandbox directory afterwards (the server is stopped either way)')
     .option('--setting <name=value>', 'a server setting for the sandbox (repeatable), e.g. shared_buffers=1GB', settingOption, [] as string[])
-    .option('--report <file>', 'also write the report as markdown to FILE')
     .option('--no-record', 'do not write verification records (nor the pack ledger) into the repository')
     .option('--read-data-days <n>', 'read whole every pack not proved in the last N days (new ones among them)', intOption('--read-data-days', 0, 3650), 30)
     .option('--read-data-sample <percent>', 'and this percentage of the other packs, at random', percentOption('--read-data-sample'), 2)
     .option('--no-read-data', 'read no packs whole (the sandbox restores still read what they restore)')
     .option('--concurrency <n>', 'pack requests in flight while restoring', intOption('--concurrency', 1, 256))
-    .option('--json', 'print the report as JSON')
-    .action(async (selectors: string[], o: VerifyCliOptions) => {
-      const targets = [o.targetTime, o.targetLsn, o.targetXid, o.targetName].filter((t) => t !== undefined);
-      if (targets.length > 1) throw new InvalidArgumentError('--target-*', 'give at most one recovery target');
-      const settings = parseSettings(o.setting);
-      const repo = await openRepo();
-      const { verifyRun, removeSandbox, postgresAt, renderVerifyMarkdown, renderVerifySummary } = await import('@coffer/verify');
-      const install = o.pgBin !== undefined ? postgresAt(o.pgBin) : undefined;
-      if (o.pgBin !== undefined && !install) throw new SandboxUnavailableError(`--pg-bin ${o.pgBin} holds no postgres binary that runs`);
-      const target: Pick<RecoveryTarget, 'time' | 'lsn' | 'xid' | 'name'> = {
-        ...(o.targetTime !== undefined ? { time: o.targetTime } : {}),
-        ...(o.targetLsn !== undefined ? { lsn: o.targetLsn } : {}),
-        ...(o.targetXid !== undefined ? { xid: o.targetXid } : {}),
-        ...(o.targetName !== undefined ? { name: o.targetName } : {}),
-      };
-      // Stopped by a signal, the run stops its sandbox server and removes the sandbox before it goes.
-      const report = await withSandboxCleanup('verify', removeSandbox, (onSandbox) =>
-        verifyRun(repo, {
-          stanza: stanzaOf(globals(), io.env),
-          ...(selectors.length > 0 ? { backups: selectors } : {}),
-          others: o.others,
-          ...(o.pitrWindow !== undefined ? { pitrFrom: new Date(Date.now() - o.pitrWindow * 86_400_000) } : {}),
-          ...(o.wal ? { walOnly: true } : {}),
-          readData: o.readData ? { maxAgeDays: o.readDataDays, samplePercent: o.readDataSample } : false,
-          ...(targets.length > 0 ? { target } : {}),
-          // The sandbox asks this process for WAL over a socket: it holds no repository credentials and reaches no network.
-          restoreCommand: (socket) => commandLine([process.execPath, COFFER_BIN, 'wal-fetch', '--socket', socket, '%f', '%p']),
-          ...(install ? { install } : {}),
-          ...(o.sandbox !== undefined ? { sandboxParent: o.sandbox } : {}),
-          smoke: [...o.smoke.map((sql) => ({ sql, database: o.smokeDatabase })), ...o.smokeQuery],
-          ...(o.rpo !== undefined ? { rpoSeconds: o.rpo } : {}),
-          settings,
-          ...(o.keepSandbox ? { keep: true } : {}),
-          record: o.record,
-          ...(o.concurrency ? { concurrency: o.concurrency } : {}),
-          onSandbox,
-          onPhase: (phase) => {
-            if (!globals().quiet && !o.json) io.stderr.write(`coffer: verify: ${phase}\n`);
-          },
-        }),
-      );
-      figures({
-        verify_ok: report.ok ? 1 : 0,
-        verify_failures: report.failures.length,
-        verify_read_bytes: report.readData?.bytesRead ?? 0,
-        ...(report.backups[0] ? { verify_rto_seconds: report.backups[0].rtoSeconds } : {}),
-      });
-      if (o.report !== undefined) {
-        const tmp = `${o.report}.coffer-tmp`;
-        await writeFile(tmp, renderVerifyMarkdown(report));
-        await rename(tmp, o.report);
-      }
-      say(o.json ? JSON.stringify(report, null, 2) : renderVerifySummary(report));
-      if (!report.ok) throw new VerifyFailedError(`stanza ${report.stanza}`, report.failures);
+    .option('--json', 'print the report as JSON');
+}
+
+/** What the shared options ask of `verifyRun` (the sandbox's callback aside). */
+export async function verifyRunOptions(ctx: CliContext, selectors: string[], o: VerifyCliOptions): Promise<Omit<VerifyRunOptions, 'onSandbox'>> {
+  const { io, globals } = ctx;
+  const targets = [o.targetTime, o.targetLsn, o.targetXid, o.targetName].filter((t) => t !== undefined);
+  if (targets.length > 1) throw new InvalidArgumentError('--target-*', 'give at most one recovery target');
+  const settings = parseSettings(o.setting);
+  const { postgresAt } = await import('@coffer/verify');
+  const install = o.pgBin !== undefined ? postgresAt(o.pgBin) : undefined;
+  if (o.pgBin !== undefined && !install) throw new SandboxUnavailableError(`--pg-bin ${o.pgBin} holds no postgres binary that runs`);
+  const target: Pick<RecoveryTarget, 'time' | 'lsn' | 'xid' | 'name'> = {
+    ...(o.targetTime !== undefined ? { time: o.targetTime } : {}),
+    ...(o.targetLsn !== undefined ? { lsn: o.targetLsn } : {}),
+    ...(o.targetXid !== undefined ? { xid: o.targetXid } : {}),
+    ...(o.targetName !== undefined ? { name: o.targetName } : {}),
+  };
+  return {
+    stanza: stanzaOf(globals(), io.env),
+    ...(selectors.length > 0 ? { backups: selectors } : {}),
+    others: o.others,
+    ...(o.pitrWindow !== undefined ? { pitrFrom: new Date(Date.now() - o.pitrWindow * 86_400_000) } : {}),
+    ...(o.wal ? { walOnly: true } : {}),
+    readData: o.readData ? { maxAgeDays: o.readDataDays, samplePercent: o.readDataSample } : false,
+    ...(targets.length > 0 ? { target } : {}),
+    // The sandbox asks this process for WAL over a socket: it holds no repository credentials and reaches no network.
+    restoreCommand: (socket) => commandLine([process.execPath, COFFER_BIN, 'wal-fetch', '--socket', socket, '%f', '%p']),
+    ...(install ? { install } : {}),
+    ...(o.sandbox !== undefined ? { sandboxParent: o.sandbox } : {}),
+    smoke: [...o.smoke.map((sql) => ({ sql, database: o.smokeDatabase })), ...o.smokeQuery],
+    ...(o.rpo !== undefined ? { rpoSeconds: o.rpo } : {}),
+    settings,
+    ...(o.keepSandbox ? { keep: true } : {}),
+    record: o.record,
+    ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+    onPhase: (phase) => {
+      if (!globals().quiet && !o.json) io.stderr.write(`coffer: verify: ${phase}\n`);
+    },
+  };
+}
+
+export function register(ctx: CliContext): void {
+  const { program, openRepo, say, report: figures } = ctx;
+  withVerifyOptions(
+    program
+      .command('verify [backups...]')
+      .description('prove PostgreSQL backups recoverable: restore each into a sandbox with a network of its own, recover with WAL from the repository, start the server, run amcheck, page checksums and smoke queries, time every phase; and verify the WAL chain. Default: the newest backup and the one verified least recently')
+      .option('--wal', 'verify only the WAL chain (no sandbox)')
+      .option('--rpo <seconds>', 'the newest replayed commit must be at most this old (at the target time, or when the run started)', intOption('--rpo', 0, 10 * 365 * 86400))
+      .option('--report <file>', 'also write the report as markdown to FILE'),
+  ).action(async (selectors: string[], o: VerifyCliOptions) => {
+    const options = await verifyRunOptions(ctx, selectors, o);
+    const repo = await openRepo();
+    const { verifyRun, removeSandbox, renderVerifyMarkdown, renderVerifySummary } = await import('@coffer/verify');
+    // Stopped by a signal, the run stops its sandbox server and removes the sandbox before it goes.
+    const report = await withSandboxCleanup('verify', removeSandbox, (onSandbox) => verifyRun(repo, { ...options, onSandbox }));
+    figures({
+      verify_ok: report.ok ? 1 : 0,
+      verify_failures: report.failures.length,
+      verify_read_bytes: report.readData?.bytesRead ?? 0,
+      ...(report.backups[0] ? { verify_rto_seconds: report.backups[0].rtoSeconds } : {}),
     });
+    if (o.report !== undefined) {
+      const tmp = `${o.report}.coffer-tmp`;
+      await writeFile(tmp, renderVerifyMarkdown(report));
+      await rename(tmp, o.report);
+    }
+    say(o.json ? JSON.stringify(report, null, 2) : renderVerifySummary(report));
+    if (!report.ok) throw new VerifyFailedError(`stanza ${report.stanza}`, report.failures);
+  });
 }

@@ -41,12 +41,17 @@ export class ReadPacer {
   }
 }
 
-const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, KIB: 1024, MIB: 1024 ** 2, GIB: 1024 ** 3 };
+const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 1024, MIB: 1024 ** 2, GIB: 1024 ** 3, TIB: 1024 ** 4 };
 
-/** "200MB", "1.5GiB", "500KB" → bytes per second; undefined when it is not such a rate. */
-export function parseByteRate(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)(?:\/s)?$/i.exec(text.trim());
+/** "500GB", "1.5TiB", "200KB" → bytes; undefined when it is not such a size. */
+export function parseByteSize(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.exec(text.trim());
   if (!m) return undefined;
   const n = Number(m[1]) * UNITS[m[2]!.toUpperCase()]!;
   return n > 0 && Number.isFinite(n) ? n : undefined;
+}
+
+/** "200MB", "1.5GiB", "500KB" (optionally ending in /s) → bytes per second; undefined when it is not such a rate. */
+export function parseByteRate(text: string): number | undefined {
+  return parseByteSize(text.trim().replace(/\/s$/i, ''));
 }
