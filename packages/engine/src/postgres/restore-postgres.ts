@@ -78,13 +78,19 @@ function targetCount(t: RecoveryTarget): number {
   return [t.time, t.lsn, t.xid, t.name].filter((v) => v !== undefined).length + (t.immediate ? 1 : 0);
 }
 
-/** A target time must say its zone: PostgreSQL would read a bare time in the server's zone, which nobody restoring at 3 a.m. should have to know. */
-const ZONE = /(Z|[+-]\d{2}(:?\d{2})?)$/i;
+/**
+ * A target time must say its zone: PostgreSQL would read a bare time in the
+ * server's zone, which nobody restoring at 3 a.m. should have to know. An
+ * offset, Z, or UTC/GMT — as a server logging in UTC writes its times
+ * (`%m` in log_line_prefix: `2026-12-01 21:30:00.123 UTC`), so a time copied
+ * from the log is taken as it is. Other zone names are ambiguous (CST).
+ */
+const ZONE = /(Z|[+-]\d{2}(:?\d{2})?| (UTC|GMT))$/i;
 
 export function parseTargetTime(text: string, option = '--target-time'): number {
   const trimmed = text.trim();
-  if (!ZONE.test(trimmed)) throw new InvalidArgumentError(option, `${text} has no time zone: add one (Z, +00, -05:00…) so it means the same on every server`);
-  const iso = trimmed.replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+  if (!ZONE.test(trimmed)) throw new InvalidArgumentError(option, `${text} has no time zone: add one (Z, +00, -05:00, UTC…) so it means the same on every server`);
+  const iso = trimmed.replace(/ (UTC|GMT)$/i, 'Z').replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
   const t = Date.parse(iso);
   if (Number.isNaN(t)) throw new InvalidArgumentError(option, `${text} is not a timestamp`);
   return t;
