@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { embeddedPostgres, findPostgres, grantServerUserTraverse, PostgresSandbox, runAsServerUser, serverScratch } from '@coffer/verify';
 
 const COFFER = fileURLToPath(new URL('../packages/cli/bin/coffer.js', import.meta.url));
+// The command as it is installed (a shell script that confirms archive_command's calls without starting Node).
+const COMMAND = fileURLToPath(new URL('../packages/cli/bin/coffer', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const say = (s) => console.log(`demo: ${s}`);
 // Secrets come from the environment; the demo makes up its own.
@@ -57,8 +59,8 @@ try {
 
   const source = await PostgresSandbox.create(install, work.dir, {
     checksums: true,
-    archiveCommand: `${process.execPath} ${COFFER} --repo ${repo} wal-push %p`,
-    serverEnv: env,
+    archiveCommand: `${COMMAND} --repo ${repo} wal-push %p`,
+    serverEnv: { ...env, COFFER_NODE: process.execPath },
   });
   clusters.push(source);
   await source.start();

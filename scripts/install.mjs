@@ -42,7 +42,7 @@ writeFileSync(join(prefix, 'package.json'), JSON.stringify({ name: 'coffer-insta
 execFileSync('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: prefix, stdio: ['ignore', 'inherit', 'inherit'] });
 const bin = join(prefix, 'bin');
 mkdirSync(bin, { recursive: true });
-const command = join(prefix, 'node_modules', '@coffer', 'cli', 'bin', 'coffer.js');
+const command = join(prefix, 'node_modules', '@coffer', 'cli', 'bin', 'coffer');
 for (const dir of [bin, option('--link')].filter(Boolean)) {
   const link = join(resolve(dir), 'coffer');
   rmSync(link, { force: true });

@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const COFFER_BIN = fileURLToPath(new URL('../../packages/cli/bin/coffer.js', import.meta.url));
+/** The installed command (a shell script that confirms archive_command's calls itself, else runs COFFER_BIN with COFFER_NODE). */
+export const COFFER_COMMAND = fileURLToPath(new URL('../../packages/cli/bin/coffer', import.meta.url));
 
 export interface RunResult {
   status: number | null;

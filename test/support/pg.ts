@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PostgresSandbox, freePort, grantServerUserTraverse, runAsServerUser, serverScratch, serverUser, type PostgresInstall, type RunResult, type SandboxOptions } from '@coffer/verify';
-import { COFFER_BIN } from './cli.js';
+import { COFFER_BIN, COFFER_COMMAND } from './cli.js';
 import { shellQuote } from '@coffer/engine';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -107,7 +107,8 @@ interface TestClusterOptions extends Omit<SandboxOptions, 'archiveCommand' | 'se
   env?: Record<string, string>;
 }
 
-const serverEnv = (passphrase?: string, env: Record<string, string> = {}) => ({ COFFER_PASSPHRASE: passphrase ?? 'pg test passphrase', ...env });
+// archive_command is `coffer wal-push %p` as an operator writes it; the command runs this Node.
+const serverEnv = (passphrase?: string, env: Record<string, string> = {}) => ({ COFFER_PASSPHRASE: passphrase ?? 'pg test passphrase', COFFER_NODE: process.execPath, ...env });
 
 export type Cluster = PostgresSandbox;
 export const Cluster = {
@@ -117,7 +118,7 @@ export const Cluster = {
     const mirrors = (walMirrors ?? []).map((m) => ` --wal-mirror ${shellQuote(m)}`).join('');
     return PostgresSandbox.create(install, parent, {
       ...rest,
-      ...(archiveRepo ? { archiveCommand: `${process.execPath} ${COFFER_BIN} --repo ${archiveRepo}${stanza ? ` --stanza ${stanza}` : ''}${mirrors} wal-push %p` } : {}),
+      ...(archiveRepo ? { archiveCommand: `${COFFER_COMMAND} --repo ${archiveRepo}${stanza ? ` --stanza ${stanza}` : ''}${mirrors} wal-push %p` } : {}),
       serverEnv: serverEnv(passphrase, env),
     });
   },

@@ -192,7 +192,7 @@ async function pgWorkload(w: PgWorkload, o: CompareOptions): Promise<WorkloadFig
     { name: w.name, description: w.description, logicalBytes: logical, chunkers: chunkers.figures(), tools: data.list.map((r) => r.figures), missing: data.missing },
     {
       name: `${w.name} WAL`,
-      description: `the WAL of the ${w.name} days (for Coffer and pgBackRest, archive_command called per file as PostgreSQL's archiver calls it: oldest first, every file of the day waiting with a .ready note, each success marked .done — Coffer with its defaults — the first call starts a wal-archiver that archives each file as it is marked ready, 2 at once, and the calls confirm them — pgBackRest with archive-async and process-max 2; restic and borg back up each day's files at once)`,
+      description: `the WAL of the ${w.name} days (for Coffer and pgBackRest, archive_command called per file as PostgreSQL's archiver calls it: oldest first, every file of the day waiting with a .ready note, each success marked .done — Coffer as the installed command ('coffer wal-push %p') with its defaults — the first call starts a wal-archiver that archives each file as it is marked ready, 2 at once, and the calls confirm them — pgBackRest with archive-async and process-max 2; restic and borg back up each day's files at once)`,
       logicalBytes: [0, ...walLogical],
       chunkers: walChunkers.figures(),
       tools: walTools.list.map((r) => r.figures),

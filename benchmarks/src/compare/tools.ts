@@ -6,6 +6,7 @@
  * stored bytes compare like with like.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chown, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,6 +174,17 @@ class Coffer implements Tool {
   private coffer(args: string[], env: Record<string, string> = {}, cwd?: string) {
     return run(process.execPath, [this.bin, '--repo', this.repo, '--quiet', ...args], { env: { ...this.env, ...env }, ...(cwd ? { cwd } : {}) });
   }
+  /**
+   * `coffer` as an installed host runs it — as archive_command = 'coffer
+   * wal-push %p' calls it: the shell script beside the entry point, which
+   * confirms a call from the archiver's note without starting Node (a
+   * revision from before it had none: then the entry point itself).
+   */
+  private command(args: string[]) {
+    const script = join(dirname(this.bin), 'coffer');
+    if (!existsSync(script)) return this.coffer(args);
+    return run(script, ['--repo', this.repo, '--quiet', ...args], { env: { ...this.env, COFFER_NODE: process.execPath } });
+  }
   async init(dir: string, source?: Source): Promise<void> {
     this.repo = dir;
     if (source?.kind === 'postgres') this.pgdata = source.cluster.data;
@@ -188,7 +200,7 @@ class Coffer implements Tool {
   }
   async walPush(segments: string[]): Promise<StepFigures> {
     const walDir = join(dirname(this.repo), 'pg_wal');
-    const r = await archiveLikePostgres(segments, walDir, (s) => this.coffer(['wal-push', s]));
+    const r = await archiveLikePostgres(segments, walDir, (s) => this.command(['wal-push', s]));
     // The archiver the first call started does most of the work: its peak memory counts too.
     const archivers = (await readdir(join(walDir, '.coffer-ack')).catch(() => [] as string[])).filter((n) => n.startsWith('archiver-'));
     for (const n of archivers) {

@@ -5,7 +5,8 @@
  * `pg_wal/.coffer-ack/<name>`: the file's SHA-256, the system identifier of
  * the cluster that wrote it, and a digest of the command line and the
  * environment that chose the repository and stanza. When PostgreSQL then
- * calls `coffer wal-push` for that file, the entry point (bin/coffer.js)
+ * calls `coffer wal-push` for that file, the entry point (bin/coffer, a
+ * shell script, for a segment; else bin/coffer.js before the bundle loads)
  * confirms it from the note — hashing the file again, reading its header —
  * and exits 0 without loading the engine, the AWS SDK or a key: a process
  * start and a hash instead of a repository opened.
@@ -76,10 +77,17 @@ export interface WalAck {
   file?: WalAckFile;
 }
 
-/** A digest of what chooses the repository, stanza and store: the options before the command's name, the environment that matters, the working directory. */
+/**
+ * A digest of what chooses the repository, stanza and store: the options
+ * before the command's name, the environment that matters, the working
+ * directory. Each field ends with a NUL, which none can hold, so nothing is
+ * escaped: bin/coffer (a shell script that confirms calls without starting
+ * Node) makes the same digest with printf and sha256sum.
+ */
 export function commandIdentity(globalArgs: readonly string[], env: NodeJS.ProcessEnv, cwd: string): string {
+  const fields = ['coffer-wal-push-identity', String(globalArgs.length), ...globalArgs, ...ENV.map((k) => (env[k] === undefined ? '-' : `=${env[k]}`)), cwd];
   return createHash('sha256')
-    .update(JSON.stringify([globalArgs, ENV.map((k) => env[k] ?? null), cwd]))
+    .update(fields.map((f) => `${f}\0`).join(''))
     .digest('hex');
 }
 
