@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import { standInArchiver } from './stand-in-archiver.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { archiverFile, commandIdentity, writeWalAck, writeWalError, type WalAckFile } from '../src/wal-ack.js';
 
@@ -176,7 +177,7 @@ describe('bin/coffer confirms archive_command calls without Node', () => {
     await writeFile(beat, `${process.pid}\n`);
     expect((await script(call())).status).toBe(1);
 
-    let standIn = await standInArchiver();
+    let standIn = await standInArchiver(standIns);
     await writeFile(beat, `${standIn.pid}\n`);
     const waiting = script(call());
     await new Promise((r) => setTimeout(r, 400));
@@ -203,7 +204,7 @@ describe('bin/coffer confirms archive_command calls without Node', () => {
     expect(Date.now() - t).toBeLessThan(3000);
 
     // A heartbeat gone stale (the archiver hung): not waited for.
-    standIn = await standInArchiver();
+    standIn = await standInArchiver(standIns);
     await writeFile(beat, `${standIn.pid}\n`);
     const old = new Date(Date.now() - 60_000);
     await utimes(beat, old, old);
@@ -213,14 +214,3 @@ describe('bin/coffer confirms archive_command calls without Node', () => {
   }, 30_000);
 });
 
-/** A process named like the archiver, once it runs as that (until exec, a child's command line is its parent's). */
-async function standInArchiver(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'wal-archiver'], { stdio: 'ignore' });
-  standIns.push(child);
-  const end = Date.now() + 10_000;
-  while (!(await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '')).includes('wal-archiver')) {
-    if (Date.now() > end) throw new Error('the stand-in did not start');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return child;
-}

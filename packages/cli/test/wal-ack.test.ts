@@ -4,11 +4,12 @@
  * bytes, same cluster, same command line and environment, young enough — once;
  * anything else falls through to the full program.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { standInArchiver } from './stand-in-archiver.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ACK_TTL_MS, archiverFile, confirmFromAck, pruneWalAcks, walPushCall, writeWalAck, writeWalError, type WalAckFile } from '../src/wal-ack.js';
 
@@ -40,17 +41,6 @@ async function identityOf(path: string): Promise<WalAckFile> {
   return { dev: s.dev.toString(), ino: s.ino.toString(), size: Number(s.size), mtimeNs: s.mtimeNs.toString(), ctimeNs: s.ctimeNs.toString() };
 }
 const standIns: ChildProcess[] = [];
-/** A process named like the archiver, once it runs as that (until exec, a child's command line is its parent's). */
-async function standInArchiver(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'wal-archiver'], { stdio: 'ignore' });
-  standIns.push(child);
-  const end = Date.now() + 10_000;
-  while (!(await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '')).includes('wal-archiver')) {
-    if (Date.now() > end) throw new Error('the stand-in did not start');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return child;
-}
 afterEach(async () => {
   for (const c of standIns.splice(0)) c.kill('SIGKILL');
   await rm(pgdata, { recursive: true, force: true });
@@ -191,7 +181,7 @@ describe('wal-push notes', () => {
     expect(Date.now() - t).toBeLessThan(1000);
     await rm(join(pgdata, 'pg_wal', 'archive_status', `${NAME}.ready`));
     // A stand-in for the archiver: alive, named so, its heartbeat fresh.
-    const standIn = await standInArchiver();
+    const standIn = await standInArchiver(standIns);
     await writeFile(beat, `${standIn.pid}\n`);
     const ack = async () => writeWalAck(path, { identity, name: NAME, sha256, systemIdentifier: SYSID.toString(), file: await identityOf(path) });
     // Not marked ready: PostgreSQL is not waiting for it, nor is the archiver working on it.
@@ -215,7 +205,7 @@ describe('wal-push notes', () => {
     expect(await confirmFromAck(noStart(), env, pgdata)).toBe(false);
     expect(Date.now() - t2).toBeLessThan(1000);
     // Hung: there, but its heartbeat stale.
-    const hung = await standInArchiver();
+    const hung = await standInArchiver(standIns);
     await writeFile(beat, `${hung.pid}\n`);
     const old = new Date(Date.now() - 60_000);
     await utimes(beat, old, old);
