@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveReadyWal, fetchWalBytes, FileStore, LocalKeyProvider, Repository, type ArchivedReady, type ObjectStore, type PutOutcome } from '@coffer/engine';
+import { WalSealPool } from '../dist/postgres/wal-seal-pool.js';
+import { sealWal } from '../dist/postgres/wal-seal.js';
 import { ForwardingStore } from '../../../test/support/forwarding-store.js';
 import { scratchWithKey } from '../../../test/support/keys.js';
 import { fakeCluster, segment, segmentName } from '../../../test/support/wal.js';
@@ -87,6 +89,24 @@ describe('archiveReadyWal', () => {
       { numRuns: 8 },
     );
   }, 120_000);
+
+  it('seals on a worker what it would seal on its own thread; says when a worker has started (until then the archiver seals on its own thread)', async () => {
+    const { walDir, repo } = await setup();
+    const bytes = await markReady(walDir, 7);
+    const pool = new WalSealPool(repo, 1);
+    try {
+      expect(pool.warm).toBe(false);
+      await until(() => pool.warm);
+      const onWorker = await pool.seal(join(walDir, segmentName(7)));
+      const here = sealWal(repo.objects.codec, bytes);
+      expect(onWorker.sealed.sha256).toBe(here.sha256);
+      expect(onWorker.sealed.ids.map((id) => id.toString('hex'))).toEqual(here.ids.map((id) => id.toString('hex')));
+      expect(onWorker.sealed.sealed.map((b) => b.chunks.map((c) => [c.id.toString('hex'), c.rawLength]))).toEqual(here.sealed.map((b) => b.chunks.map((c) => [c.id.toString('hex'), c.rawLength])));
+      expect(onWorker.data.equals(bytes.subarray(0, 8192))).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
 
   it('a file the store refuses is reported failed and tried again until it is archived; nothing is reported durable before it is', async () => {
     let refuse = true;

@@ -106,11 +106,18 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
   }
   options.signal?.addEventListener('abort', poke, { once: true });
 
+  /** A segment is being sealed on this thread (while no worker has started yet). */
+  let sealingHere = false;
   const archiveOne = async (name: string): Promise<void> => {
     const path = join(walDir, name);
+    // Whole segments are sealed on a worker thread. Until one has started, one at a time is sealed here: the
+    // first call waits for its file, and a worker takes longer to start than a segment to seal. History and
+    // backup history files are small.
+    const here = !pool || !WAL_SEGMENT.test(name) || (!pool.warm && !sealingHere);
+    const sealsHere = here && pool !== undefined && WAL_SEGMENT.test(name);
+    if (sealsHere) sealingHere = true;
     try {
-      // Whole segments are sealed on a worker thread; history and backup history files are small.
-      const read: { data: Buffer; identity?: WalFileIdentity; sealed?: SealedWal } = pool && WAL_SEGMENT.test(name) ? await pool.seal(path) : await readWalFile(path);
+      const read: { data: Buffer; identity?: WalFileIdentity; sealed?: SealedWal } = here ? await readWalFile(path) : await pool.seal(path);
       const { outcome, file } = await pusher.push(name, read.data, read.sealed);
       retry.delete(name);
       handled.add(name);
@@ -122,6 +129,7 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
       retry.set(name, { at: performance.now() + waitMs, waitMs });
       await options.onFailure?.(name, e instanceof Error ? e : new Error(String(e)), waitMs);
     } finally {
+      if (sealsHere) sealingHere = false;
       inFlight.delete(name);
       lastWork = performance.now();
       poke();

@@ -33,7 +33,9 @@ export type WalSealToMain =
       blobs: Uint8Array;
       identity?: WalFileIdentity;
     }
-  | { t: 'failed'; job: number; path: string; message: string; code: string | undefined };
+  | { t: 'failed'; job: number; path: string; message: string; code: string | undefined }
+  /** The worker has loaded and holds its keys: sealing on it no longer waits for its start. */
+  | { t: 'ready' };
 
 export interface SealedWalFile {
   /** The file's first page. */
@@ -49,6 +51,7 @@ export class WalSealPool {
   private readonly waiting = new Map<number, { resolve: (r: SealedWalFile) => void; reject: (e: Error) => void; worker?: Worker }>();
   private nextJob = 1;
   private fatal: Error | undefined;
+  private readyWorkers = 0;
 
   constructor(repo: Repository, size: number) {
     const init: WalSealToWorker = {
@@ -82,6 +85,15 @@ export class WalSealPool {
     });
   }
 
+  /**
+   * Whether a worker has started. Until one has, a file is better sealed on
+   * the caller's thread: a worker takes longer to start (a thread, the
+   * bundle, zstd) than a segment takes to seal, and the first call waits.
+   */
+  get warm(): boolean {
+    return this.readyWorkers > 0 && !this.fatal;
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
@@ -96,6 +108,10 @@ export class WalSealPool {
   }
 
   private onMessage(worker: Worker, m: WalSealToMain): void {
+    if (m.t === 'ready') {
+      this.readyWorkers++;
+      return;
+    }
     const entry = this.waiting.get(m.job);
     this.waiting.delete(m.job);
     this.idle.push(worker);

@@ -17,6 +17,7 @@ const HEAD_BYTES = 8192;
 port.on('message', (msg: WalSealToWorker) => {
   if (msg.t === 'init') {
     codec = new ChunkCodec({ idKey: msg.idKey, dataKeys: new Map(msg.dataKeys), currentKeyId: msg.currentKeyId }, msg.compressionLevel);
+    port.postMessage({ t: 'ready' } satisfies WalSealToMain);
     return;
   }
   void (async () => {
