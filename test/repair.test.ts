@@ -110,3 +110,53 @@ describe('repair after a lost pack', () => {
     expect((await coffer(['--repo', repo, 'check', '--read-data'], env)).status).toBe(0);
   });
 });
+
+describe('repair --from a mirror', () => {
+  /** Every pack file of a file-store repository. */
+  async function packs(root: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const sub of (await readdir(join(root, 'data'))).sort()) for (const f of (await readdir(join(root, 'data', sub))).sort()) out.push(join(root, 'data', sub, f));
+    return out;
+  }
+  const flip = async (path: string) => {
+    const bytes = await readFile(path);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x40;
+    await rm(path);
+    await writeFile(path, bytes);
+  };
+
+  it('puts back whole the packs damaged or lost here, and only from a copy of this repository', async () => {
+    const primary = join(work.dir, 'from-primary');
+    const mirrorDir = join(work.dir, 'from-mirror');
+    expect((await coffer(['--repo', primary, 'init', '--pack-size', String(64 * 1024)], env)).status).toBe(0);
+    expect((await coffer(['--repo', primary, 'backup', '--path', src], env)).status).toBe(0);
+    expect((await coffer(['--repo', primary, 'mirror', '--to', mirrorDir], env)).status).toBe(0);
+    const all = await packs(primary);
+    expect(all.length).toBeGreaterThan(2);
+    await flip(all[0]!);
+    await rm(all[1]!);
+    expect((await coffer(['--repo', primary, 'check', '--read-data'], env)).status).not.toBe(0);
+
+    // Another repository is no source of copies.
+    const other = join(work.dir, 'from-other');
+    expect((await coffer(['--repo', other, 'init'], env)).status).toBe(0);
+    const refused = await coffer(['--repo', primary, 'repair', '--read-data', '--from', other], env);
+    expect(refused.status).toBe(EXIT_CODES.COFFER_INVALID_ARGUMENT);
+    expect(refused.stderr).toContain('holds another repository');
+
+    const r = await coffer(['--repo', primary, 'repair', '--read-data', '--from', mirrorDir, '--json'], env);
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { putBack: string[]; lostPacks: string[]; incomplete: unknown[] };
+    expect(report.putBack.map((k) => k.slice(k.lastIndexOf('/') + 1)).sort()).toEqual([all[0]!, all[1]!].map((p) => p.slice(p.lastIndexOf('/') + 1)).sort());
+    expect(report.lostPacks).toEqual([]);
+    expect(report.incomplete).toEqual([]);
+    expect((await coffer(['--repo', primary, 'check', '--read-data'], env)).status).toBe(0);
+
+    // Damaged in both places: lost, and said so.
+    await flip((await packs(primary))[2]!);
+    await flip((await packs(mirrorDir))[2]!);
+    const both = await coffer(['--repo', primary, 'repair', '--read-data', '--from', mirrorDir], env);
+    expect(both.status).toBe(EXIT_REPAIR_INCOMPLETE);
+    expect(both.stderr).toContain('is damaged too');
+  });
+});

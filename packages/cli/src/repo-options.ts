@@ -196,3 +196,26 @@ export async function initProviders(opts: RepoOptions, env: NodeJS.ProcessEnv, w
   if (providers.length === 0) throw new InvalidArgumentError('key', 'set COFFER_PASSPHRASE, pass --key-file FILE (or set COFFER_KEY_FILE), or pass --kms-key-id (or set COFFER_KMS_KEY_ID)');
   return providers;
 }
+
+/**
+ * The keys of a re-encrypted copy (`mirror --reencrypt`): the destination's
+ * own — COFFER_TO_PASSPHRASE, `--to-key-file` (or COFFER_TO_KEY_FILE),
+ * `--to-kms-key-id` (or COFFER_TO_KMS_KEY_ID, reached at
+ * COFFER_TO_AWS_ENDPOINT_URL_KMS when that is set) — and never the source's:
+ * a copy wrapped by the keys it replaces would protect nothing.
+ */
+export async function destinationKeyProviders(toKeyFile: string | undefined, toKmsKeyId: string | undefined, env: NodeJS.ProcessEnv, fresh: boolean, warn?: (line: string) => void): Promise<KeyProvider[]> {
+  const { COFFER_PASSPHRASE: _p, COFFER_KEY_FILE: _f, COFFER_KMS_KEY_ID: _k, ...rest } = env;
+  const view: NodeJS.ProcessEnv = {
+    ...rest,
+    ...(env.COFFER_TO_PASSPHRASE ? { COFFER_PASSPHRASE: env.COFFER_TO_PASSPHRASE } : {}),
+    ...(env.COFFER_TO_KEY_FILE ? { COFFER_KEY_FILE: env.COFFER_TO_KEY_FILE } : {}),
+    ...(env.COFFER_TO_KMS_KEY_ID ? { COFFER_KMS_KEY_ID: env.COFFER_TO_KMS_KEY_ID } : {}),
+    ...(env.COFFER_TO_AWS_ENDPOINT_URL_KMS ? { AWS_ENDPOINT_URL_KMS: env.COFFER_TO_AWS_ENDPOINT_URL_KMS } : {}),
+  };
+  const opts: RepoOptions = { ...(toKeyFile ? { keyFile: toKeyFile } : {}), ...(toKmsKeyId ? { kmsKeyId: toKmsKeyId } : {}) };
+  if (!opts.keyFile && !opts.kmsKeyId && !view.COFFER_PASSPHRASE && !view.COFFER_KEY_FILE && !view.COFFER_KMS_KEY_ID) {
+    throw new InvalidArgumentError('--to-key-file', 'a re-encrypted copy needs keys of its own: set COFFER_TO_PASSPHRASE, pass --to-key-file FILE (or set COFFER_TO_KEY_FILE), or pass --to-kms-key-id (or set COFFER_TO_KMS_KEY_ID)');
+  }
+  return fresh ? initProviders(opts, view, warn) : keyProviders(opts, view, warn);
+}

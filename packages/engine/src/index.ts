@@ -124,6 +124,7 @@ export { readDataIncrementally, type IncrementalReadOptions, type IncrementalRea
 export { readPackLedger, type PackLedger } from './repository/pack-ledger.js';
 export type { VerificationRecord } from './format/verification-record.js';
 export { mirrorBackups, type MirrorBackupsOptions, type MirrorBackupsReport } from './postgres/mirror-backups.js';
+export { reencryptInitOptions, reencryptRepository, type ReencryptOptions, type ReencryptReport } from './postgres/reencrypt.js';
 export { connectPostgres, type PostgresConnection } from './postgres/postgres-connection.js';
 export { clientSettings as postgresClientSettings, parseKeywordValue } from './postgres/connection-string.js';
 export { AuditLog, readAuditTrail, type AuditEntry, type AuditTrailReport } from './repository/audit-trail.js';

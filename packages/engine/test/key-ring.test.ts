@@ -6,7 +6,7 @@
  * given, and refuses, naming the wrapping, when one is missing — never
  * silently leaving a key holder out of new data.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupFiles, InvalidArgumentError, LocalKeyProvider, MemoryStore, Repository, restoreBackup } from '@coffer/engine';
@@ -57,6 +57,52 @@ describe('two key files', () => {
       const out = join(work.dir, `out-${name}`);
       await restoreBackup(r, key, out);
       expect(await snapshot(out)).toEqual(await snapshot(src));
+    }
+  });
+});
+
+describe('key remove', () => {
+  it('a removed key file opens nothing; the rotation after it wraps the new key for the keys that stay; lockouts are refused', async () => {
+    const store = new MemoryStore();
+    const leaked = await keyFile('leaked');
+    const kept = await keyFile('kept');
+    const repo = await Repository.init(store, leaked);
+    const src = join(work.dir, 'remove-src');
+    await mkdir(src);
+    await writeFile(join(src, 'f'), 'before the leak');
+    const before = (await backupFiles(repo, src)).key;
+
+    // Only key: refused, naming it. Opened with the leaked key itself: refused.
+    const alone = await repo.keyRing.removeWrappings((w) => repo.keyRing.isOpenedBy(leaked, w), 'leaked').catch((e: unknown) => e);
+    expect(alone).toBeInstanceOf(InvalidArgumentError);
+    expect((alone as Error).message).toMatch(/leaked is the only key that wraps data key 1/);
+    await repo.keyRing.addWrapping(kept);
+    const byLeaked = await Repository.open(store, leaked);
+    await expect(byLeaked.keyRing.removeWrappings((w) => byLeaked.keyRing.isOpenedBy(leaked, w), 'leaked')).rejects.toThrow(/opened with leaked itself/);
+    // A key that wraps nothing here: refused.
+    const stranger = await keyFile('stranger');
+    const byKept = await Repository.open(store, kept);
+    await expect(byKept.keyRing.removeWrappings((w) => byKept.keyRing.isOpenedBy(stranger, w), 'stranger')).rejects.toThrow(/wraps no data key/);
+
+    const removed = await byKept.keyRing.removeWrappings((w) => byKept.keyRing.isOpenedBy(leaked, w), 'leaked');
+    expect(removed.keyIds).toEqual([1]);
+    await expect(Repository.open(store, leaked)).rejects.toMatchObject({ code: 'COFFER_WRONG_KEY' });
+    const reopened = await Repository.open(store, kept);
+    expect(reopened.keyRing.status().map((s) => s.wrappedBy)).toEqual([['local/key-file']]);
+    // The rotation needs only the key that stays, and wraps the new data key for it alone.
+    const { providers } = await reopened.keyRing.rotationProviders(() => [kept]);
+    expect((await reopened.keyRing.rotate(providers)).keyId).toBe(2);
+    const rotated = await Repository.open(store, kept);
+    expect(rotated.keyRing.status().map((s) => [s.id, s.current, s.wrappedBy])).toEqual([
+      [1, false, ['local/key-file']],
+      [2, true, ['local/key-file']],
+    ]);
+    await writeFile(join(src, 'f'), 'after the rotation');
+    const after = (await backupFiles(rotated, src)).key;
+    for (const [key, text] of [[before, 'before the leak'], [after, 'after the rotation']] as const) {
+      const out = join(work.dir, `remove-out-${text.length}`);
+      await restoreBackup(rotated, key, out);
+      expect(await readFile(join(out, 'f'), 'utf8')).toBe(text);
     }
   });
 });

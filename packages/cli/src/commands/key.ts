@@ -1,5 +1,5 @@
-/** `coffer key list|add|rotate`: the keys that open the repository's data keys. */
-import { InvalidArgumentError, LocalKeyProvider, type KeyProvider } from '@coffer/engine';
+/** `coffer key list|add|remove|rotate`: the keys that open the repository's data keys. */
+import { InvalidArgumentError, LocalKeyProvider, type KeyProvider, type WrappedKey } from '@coffer/engine';
 import { listOption, type CliContext } from '../context.js';
 import { KMS_PROVIDER, kmsProvider, localProvider, openStore } from '../repo-options.js';
 
@@ -31,6 +31,26 @@ export function register(ctx: CliContext): void {
       const provider: KeyProvider = adding ? kmsProvider(adding, io.env) : await LocalKeyProvider.fromKeyFile(o.newKeyFile!);
       const added = await repo.keyRing.addWrapping(provider);
       say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${adding ?? o.newKeyFile} (${added.key})` : `${adding ?? o.newKeyFile} already wraps every data key`);
+    });
+
+  key
+    .command('remove')
+    .description('take a key off (a leaked passphrase or key file, a retired KMS key): it no longer opens the repository; open with a key that stays, then run key rotate so new writes use a data key it never wrapped')
+    .option('--kms-key-id <id>', 'the AWS KMS key to take off')
+    .option('--old-key-file <file>', 'the key file to take off')
+    .option('--old-passphrase', 'take off the passphrase in the environment variable COFFER_OLD_PASSPHRASE')
+    .action(async (o: { kmsKeyId?: string; oldKeyFile?: string; oldPassphrase?: boolean }) => {
+      // As with `key add`, commander hands `--kms-key-id` after the subcommand to the global option.
+      const kms = o.kmsKeyId ?? globals().kmsKeyId;
+      if ([kms, o.oldKeyFile, o.oldPassphrase].filter(Boolean).length !== 1) throw new InvalidArgumentError('key remove', 'pass exactly one of --kms-key-id, --old-key-file or --old-passphrase');
+      const passphrase = io.env.COFFER_OLD_PASSPHRASE;
+      if (o.oldPassphrase && !passphrase) throw new InvalidArgumentError('--old-passphrase', 'set the passphrase to take off in COFFER_OLD_PASSPHRASE (never on the command line)');
+      const repo = await openRepoAt(await openStore(globals(), io.env), { ...globals(), kmsKeyId: undefined });
+      const what = kms ?? o.oldKeyFile ?? 'the old passphrase';
+      const old = kms ? undefined : o.oldKeyFile ? await LocalKeyProvider.fromKeyFile(o.oldKeyFile) : LocalKeyProvider.fromPassphrase(passphrase!);
+      const isTarget = async (w: WrappedKey) => (kms ? w.provider === KMS_PROVIDER && (w.keyRef === kms || w.keyRef.endsWith(`/${kms}`) || w.keyRef.endsWith(`:${kms}`)) : await repo.keyRing.isOpenedBy(old!, w));
+      const removed = await repo.keyRing.removeWrappings(isTarget, what);
+      say(`took ${removed.removed.join(', ')} off data key(s) ${removed.keyIds.join(', ')} (${removed.key}); now run 'coffer key rotate' so new writes use a data key it never wrapped`);
     });
 
   key

@@ -5,7 +5,10 @@
  * Repair therefore
  *
  * 1. finds the packs index objects name that are missing (or, with
- *    `readData`, damaged), and rewrites each index object that names one
+ *    `readData`, damaged); puts back each one another copy of the
+ *    repository holds whole (`from`: a mirror in another region — objects
+ *    are immutable and named by their SHA-256, so its copy is the very
+ *    object), and rewrites each index object that names one still lost
  *    without it (the new object is written before the old one is removed,
  *    so a crash leaves both, never neither);
  * 2. re-stores what the sources still hold: each path in `sources` is backed
@@ -16,9 +19,11 @@
  *    writes a damage record naming those backups, which later backups never
  *    take as their parent (so PostgreSQL pages are stored afresh too).
  */
-import { CofferError, CorruptObjectError, MissingObjectError } from '../errors.js';
+import { CofferError, CorruptObjectError, InvalidArgumentError, MissingObjectError, NotARepositoryError } from '../errors.js';
+import { storedObjectProblem } from '../mirror/mirror.js';
+import type { ObjectStore } from '../store/object-store.js';
 import type { DamageRecord } from '../format/damage-record.js';
-import { isPageIndexKey, PACK_PREFIX, packKey } from '../format/keys-layout.js';
+import { CONFIG_KEY, isPageIndexKey, PACK_PREFIX, packKey } from '../format/keys-layout.js';
 import { chunkIdsOf } from '../format/manifest.js';
 import { WAL_PREFIX } from '../format/wal-record.js';
 import { readDamage, writeDamage } from '../repository/damage.js';
@@ -36,6 +41,12 @@ export interface RepairOptions {
   /** Directories to back up again, with no parent, so the chunks they still hold are stored again. */
   sources?: readonly string[];
   onProgress?: (message: string) => void;
+  /**
+   * Another copy of this repository (a mirror): a pack missing or damaged
+   * here is copied back from it — checked against its name, and read whole
+   * again here — before it is given up as lost. WAL packs too.
+   */
+  from?: ObjectStore;
   /** Longest wait for a garbage collection (or another repair) to finish first, in milliseconds (default 1 h). */
   maxWaitMs?: number;
 }
@@ -52,7 +63,9 @@ export interface IncompleteBackup {
 export interface RepairReport {
   /** Objects a plain DELETE had hidden behind a delete marker, made current again (versioned stores). */
   unhidden: string[];
-  /** Packs index objects named that are missing or damaged. */
+  /** Packs missing or damaged here that were copied back whole from `from`. */
+  putBack: string[];
+  /** Packs index objects named that are missing or damaged (and not put back). */
   lostPacks: string[];
   /** Index objects rewritten without them. */
   indexesRewritten: number;
@@ -82,20 +95,30 @@ async function repairUnderLease(repo: Repository, options: RepairOptions): Promi
   const unhidden = await unhideAll(repo, say);
   const present = new Set((await repo.objects.list(PACK_PREFIX)).map((o) => o.key));
   const lost = new Set<string>();
+  const putBack: string[] = [];
+  const from = options.from;
+  if (from) await checkSameRepository(repo, from);
   let indexesRewritten = 0;
   for (const key of await repo.listIndexKeys()) {
     const packs = await repo.readIndexObject(key);
     const keep = [];
     for (const p of packs) {
       const pk = packKey(p.sha);
-      let ok = present.has(pk) && !lost.has(pk);
-      if (ok && options.readData) {
+      if (lost.has(pk)) continue;
+      const whole = async () => {
         try {
           await verifyPack(repo, p.sha, p.entries);
+          return true;
         } catch (e) {
           if (!(e instanceof CorruptObjectError || e instanceof MissingObjectError)) throw e;
-          ok = false;
+          return false;
         }
+      };
+      let ok = present.has(pk) && (!options.readData || putBack.includes(pk) || (await whole()));
+      if (!ok && from && (await copyBack(repo, from, pk, say)) && (await whole())) {
+        putBack.push(pk);
+        present.add(pk);
+        ok = true;
       }
       if (ok) keep.push(p);
       else lost.add(pk);
@@ -145,10 +168,15 @@ async function repairUnderLease(repo: Repository, options: RepairOptions): Promi
   const packsNow = new Set((await repo.objects.list(PACK_PREFIX)).map((o) => o.key));
   for (const { key } of await repo.objects.list(WAL_PREFIX)) {
     const record = decodeWalRecord(repo, key, asBuffer(await repo.objects.get(key)));
+    for (const pk of new Set(Object.values(record.locations).map((l) => packKey(l[0])))) {
+      if (packsNow.has(pk) || !from || !(await copyBack(repo, from, pk, say))) continue;
+      packsNow.add(pk);
+      putBack.push(pk);
+    }
     if (Object.values(record.locations).some((l) => !packsNow.has(packKey(l[0])))) lostWal.push(key);
   }
 
-  const report: RepairReport = { unhidden, lostPacks: [...lost].sort(), indexesRewritten, restored, incomplete, lostWal };
+  const report: RepairReport = { unhidden, putBack, lostPacks: [...lost].sort(), indexesRewritten, restored, incomplete, lostWal };
   const before = await readDamage(repo);
   const hadDamage = before !== undefined && (before.incomplete.length > 0 || before.lostPacks.length > 0);
   if (incomplete.length > 0 || lost.size > 0 || hadDamage) {
@@ -156,6 +184,41 @@ async function repairUnderLease(repo: Repository, options: RepairOptions): Promi
     report.damageRecord = await writeDamage(repo, record);
   }
   return report;
+}
+
+/** Refuses a `from` that is not a copy of this repository (its config differs, or it has none). */
+async function checkSameRepository(repo: Repository, from: ObjectStore): Promise<void> {
+  const theirs = await from.get(CONFIG_KEY).catch((e: unknown) => {
+    if (e instanceof MissingObjectError) throw new NotARepositoryError(from.properties.location, 'repair --from needs a copy of this repository (a mirror)');
+    throw e;
+  });
+  if (!asBuffer(theirs).equals(asBuffer(await repo.objects.get(CONFIG_KEY)))) {
+    throw new InvalidArgumentError('--from', `${from.properties.location} holds another repository than ${repo.location}: repair copies back only from a mirror of this one`);
+  }
+}
+
+/**
+ * Copies `key` back from `from` when its copy there is intact (its SHA-256
+ * matches its name): the damaged object here is deleted first (stores write
+ * create-only). False when the mirror lacks it or holds it damaged too.
+ */
+async function copyBack(repo: Repository, from: ObjectStore, key: string, say: (message: string) => void): Promise<boolean> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await from.get(key);
+  } catch (e) {
+    if (e instanceof MissingObjectError) return false;
+    throw e;
+  }
+  const damage = storedObjectProblem(key, bytes);
+  if (damage) {
+    say(`${key}: the copy at ${from.properties.location} is damaged too (${damage})`);
+    return false;
+  }
+  if (await repo.objects.head(key)) await repo.objects.delete(key);
+  await repo.objects.put(key, bytes);
+  say(`${key}: put back from ${from.properties.location}`);
+  return true;
 }
 
 /** Makes every lockable object a delete marker hides current again; returns their keys. */

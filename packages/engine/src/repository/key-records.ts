@@ -15,12 +15,21 @@
  * choosing into the repository for later writes to use. A wrapping of an
  * existing key id is accepted only if the key it unwraps opens that id's
  * sealed secrets, i.e. it is the same data key.
+ *
+ * Removal (`key remove`): a `revoke` object names wrappings (provider, key
+ * and the wrapped bytes) that no longer open the repository; opening passes
+ * over them, and `key rotate` then wraps the new data key without them.
+ * Objects are immutable, so the wrapped bytes stay where they were: whoever
+ * holds the removed key and can read the store still unwraps the data keys
+ * of that time. Removal protects what is written after a rotation; a data
+ * key that may be known needs a re-encrypting copy (`mirror --reencrypt`).
  */
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { sha256Hex } from '../bytes.js';
 import { open as openBox, seal } from '../crypto/aead.js';
 import { CorruptObjectError } from '../errors.js';
 import type { KeyRecord } from '../format/config.js';
+import type { WrappedKey } from '../keys/key-provider.js';
 import { keyRecordsKey } from '../format/keys-layout.js';
 
 export interface KeyRecordsBody {
@@ -31,10 +40,26 @@ export interface KeyRecordsBody {
    * `rotate` (a new data key), or `config` (the authenticated copy of the
    * config, written at init, from which a lost config is rebuilt).
    */
-  reason: 'wrap' | 'rotate' | 'config';
+  reason: 'wrap' | 'rotate' | 'config' | 'revoke';
   records: KeyRecord[];
+  /** With `revoke`: wrappings that no longer open the repository. */
+  revoked?: RevokedWrapping[];
   /** With `config`: the config as stored (its encoded bytes, as text). */
   config?: string;
+}
+
+/** A wrapping taken off (`key remove`), named exactly: two key files share provider and name, not wrapped bytes. */
+export interface RevokedWrapping {
+  provider: string;
+  keyRef: string;
+  ciphertext: string;
+}
+
+/** The wrappings of `records` that `revoked` does not name. */
+export function withoutRevoked(records: readonly KeyRecord[], revoked: readonly RevokedWrapping[]): KeyRecord[] {
+  if (revoked.length === 0) return [...records];
+  const gone = (w: WrappedKey) => revoked.some((r) => r.provider === w.provider && r.keyRef === w.keyRef && r.ciphertext === w.ciphertext);
+  return records.map((r) => ({ ...r, wrappings: r.wrappings.filter((w) => !gone(w)) }));
 }
 
 function macKey(idKey: Uint8Array): Buffer {

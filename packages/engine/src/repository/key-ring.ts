@@ -13,7 +13,7 @@ import type { KeyRecord, RepositoryConfig } from '../format/config.js';
 import { CONFIG_KEY, KEYS_PREFIX } from '../format/keys-layout.js';
 import type { KeyProvider, WrappedKey } from '../keys/key-provider.js';
 import { collectList, type ObjectStore } from '../store/object-store.js';
-import { decodeKeyRecords, idKeyCheck, keyRecordsObject, mergeKeyRecords, openSecrets, sealSecrets, type StoredKeyRecords } from './key-records.js';
+import { decodeKeyRecords, idKeyCheck, keyRecordsObject, mergeKeyRecords, openSecrets, sealSecrets, withoutRevoked, type RevokedWrapping, type StoredKeyRecords } from './key-records.js';
 import { getVerified } from './verified.js';
 
 /** One data key as `key list` shows it: no key material. */
@@ -43,6 +43,8 @@ export class KeyRing {
     foreign: readonly string[] = [],
     configCopies = 0,
     loaded: readonly string[] = [],
+    /** The wrapping that opened each data key in this process. */
+    private readonly openedBy: ReadonlyMap<number, WrappedKey> = new Map(),
   ) {
     this.keys = keys;
     this.records = records;
@@ -89,8 +91,10 @@ export class KeyRing {
   /** Opens the keys of the repository `config` describes with whichever of `providers` can unwrap them. */
   static async open(store: ObjectStore, config: RepositoryConfig, providers: readonly KeyProvider[]): Promise<KeyRing> {
     const added = await loadKeyObjects(store, config.repositoryId);
-    const records = mergeKeyRecords(config.keys, added.flatMap((o) => o.body.records));
+    // Wrappings taken off by `key remove` open nothing (their objects are authenticated below, with the rest).
+    const records = withoutRevoked(mergeKeyRecords(config.keys, added.flatMap((o) => o.body.records)), added.flatMap((o) => o.body.revoked ?? []));
     const dataKeys = new Map<number, Uint8Array>();
+    const openedBy = new Map<number, WrappedKey>();
     let idKey: Uint8Array | undefined;
     let lastError: CofferError | undefined;
     for (const record of records) {
@@ -103,6 +107,7 @@ export class KeyRing {
           if (!secrets) throw new WrongKeyError(`${describeWrapping(wrapped)} does not open the secrets of data key ${record.id}`);
           if (config.idKeyCheck !== undefined && idKeyCheck(secrets) !== config.idKeyCheck) throw new CorruptObjectError(CONFIG_KEY, `data key ${record.id} carries another chunk-id key than the repository's`);
           dataKeys.set(record.id, key);
+          openedBy.set(record.id, wrapped);
           idKey = secrets;
           break;
         } catch (e) {
@@ -114,7 +119,7 @@ export class KeyRing {
     }
     if (!idKey || dataKeys.size === 0) throw lastError ?? new NoApplicableKeyError([...new Set(records.flatMap((k) => k.wrappings.map(describeWrapping)))]);
     for (const o of added) if (!o.authentic(idKey)) throw new CorruptObjectError(o.key, 'key records not authenticated by this repository');
-    return new KeyRing(store, config.repositoryId, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records, added.foreign, added.filter((o) => o.body.config !== undefined).length, added.map((o) => o.key));
+    return new KeyRing(store, config.repositoryId, { idKey, dataKeys, currentKeyId: Math.max(...dataKeys.keys()) }, records, added.foreign, added.filter((o) => o.body.config !== undefined).length, added.map((o) => o.key), openedBy);
   }
 
   /** The key material, for this thread's codec and for worker threads (by message; never written anywhere). */
@@ -159,6 +164,41 @@ export class KeyRing {
     if (records.length === 0) return undefined;
     const key = await this.writeKeyRecords('wrap', records);
     return { key, keyIds: records.map((r) => r.id) };
+  }
+
+  /**
+   * Takes off every wrapping `isTarget` picks (`key remove`: a leaked
+   * passphrase or key file, a KMS key being retired), by writing one `revoke`
+   * object. Refused when a data key would be left with no wrapping, and when
+   * a removed wrapping is the one this process opened a data key with — the
+   * keys that stay must be the ones that open the repository now, so nobody
+   * is locked out. The wrapped bytes stay in their immutable objects: rotate
+   * afterwards (`rotate`), so that new writes use a data key the removed key
+   * never wrapped. Reopen to see the change.
+   */
+  async removeWrappings(isTarget: (w: WrappedKey) => Promise<boolean>, what: string): Promise<{ key: string; removed: string[]; keyIds: number[] }> {
+    const unopened = this.records.filter((r) => !this.keys.dataKeys.has(r.id)).map((r) => r.id);
+    if (unopened.length > 0) throw new WrongKeyError(`data key(s) ${unopened.join(', ')} are not open with the given keys: open the repository with the keys that stay, then remove ${what}`);
+    const revoked: RevokedWrapping[] = [];
+    const keyIds: number[] = [];
+    for (const r of this.records) {
+      const gone: WrappedKey[] = [];
+      for (const w of r.wrappings) if (await isTarget(w)) gone.push(w);
+      if (gone.length === 0) continue;
+      if (gone.length === r.wrappings.length) throw new InvalidArgumentError('key remove', `${what} is the only key that wraps data key ${r.id}: add the key that replaces it first (key add), then remove it`);
+      const opener = this.openedBy.get(r.id);
+      if (opener && gone.includes(opener)) throw new InvalidArgumentError('key remove', `the repository was opened with ${what} itself: open it with a key that stays (COFFER_PASSPHRASE, --key-file, KMS), then remove ${what}`);
+      for (const w of gone) revoked.push({ provider: w.provider, keyRef: w.keyRef, ciphertext: w.ciphertext });
+      keyIds.push(r.id);
+    }
+    if (revoked.length === 0) throw new InvalidArgumentError('key remove', `${what} wraps no data key of this repository`);
+    const key = await this.writeKeyRecords('revoke', [], undefined, revoked);
+    return { key, removed: revoked.map(describeWrapping), keyIds };
+  }
+
+  /** Whether `provider` opens wrapping `w` (for choosing what `removeWrappings` takes off). */
+  async isOpenedBy(provider: KeyProvider, w: WrappedKey): Promise<boolean> {
+    return provider.canUnwrap(w) && (await this.opens(provider, w));
   }
 
   /**
@@ -232,8 +272,8 @@ export class KeyRing {
     return key;
   }
 
-  private async writeKeyRecords(reason: 'wrap' | 'rotate' | 'config', records: KeyRecord[], config?: string): Promise<string> {
-    const { key, bytes } = keyRecordsObject({ repositoryId: this.repositoryId, createdAt: new Date().toISOString(), reason, records, ...(config !== undefined ? { config } : {}) }, this.keys.idKey);
+  private async writeKeyRecords(reason: 'wrap' | 'rotate' | 'config' | 'revoke', records: KeyRecord[], config?: string, revoked?: RevokedWrapping[]): Promise<string> {
+    const { key, bytes } = keyRecordsObject({ repositoryId: this.repositoryId, createdAt: new Date().toISOString(), reason, records, ...(config !== undefined ? { config } : {}), ...(revoked ? { revoked } : {}) }, this.keys.idKey);
     await this.store.put(key, bytes);
     this.loaded.add(key);
     return key;
