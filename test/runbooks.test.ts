@@ -94,6 +94,10 @@ async function postgresWorld(): Promise<World> {
   await cluster.query(`INSERT INTO orders SELECT g, 'customer-' || (g % 97), (g * 37) % 1000 FROM generate_series(1, 1000) g`);
   const backup = await cofferAsPostgres(['--repo', repo, 'backup'], { COFFER_PASSPHRASE: PASSPHRASE, ...cluster.pgEnv });
   if (backup.status !== 0) throw new Error(`coffer backup: ${backup.stderr}`);
+  // The other region's copy, as the agent's mirror job keeps it.
+  const mirrorRepo = join(work.dir, 'mirror');
+  const mirrored = await cofferAsPostgres(['--repo', repo, 'mirror', '--to', mirrorRepo], { COFFER_PASSPHRASE: PASSPHRASE });
+  if (mirrored.status !== 0) throw new Error(`coffer mirror: ${mirrored.stderr}`);
   const notes = join(work.dir, 'notes');
   await mkdir(notes);
   await chown(notes, user.uid, user.gid);
@@ -107,6 +111,8 @@ async function postgresWorld(): Promise<World> {
     ...cluster.pgEnv,
     PGDATA: cluster.data,
     PGLOG: `${cluster.data}.log`,
+    MIRROR_REPO: mirrorRepo,
+    NEW_REPO: join(work.dir, 'new-repo'),
     RESTORE_DIR: join(work.dir, 'restored'),
     RESTORE_PORT: String(await freePort()),
     WORK: notes,

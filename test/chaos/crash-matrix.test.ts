@@ -5,7 +5,7 @@
  * `check --read-data` passes, every backup retention keeps restores exactly,
  * archived WAL comes back byte for byte, added keys open the repository, and
  * the same command run again succeeds. Commands: backup (files), wal-push,
- * expire, gc, mirror, key add, key rotate, restore. `verify` has its own
+ * expire, gc, mirror, mirror --reencrypt, key add, key rotate, restore. `verify` has its own
  * section (`verify-kill.test.ts`: it needs a PostgreSQL cluster); WAL
  * streaming and the agent join as they land.
  *
@@ -20,8 +20,8 @@ import { scratch } from '../support/tree.js';
 import { Workbench, type Op } from '../support/workbench.js';
 import { addFigures, LONG, sized } from './figures.js';
 
-const OPS: Op[] = ['backup', 'wal-push', 'expire', 'gc', 'mirror', 'key-add', 'key-rotate', 'restore'];
-const TRIALS = sized(8, 1000);
+const OPS: Op[] = ['backup', 'wal-push', 'expire', 'gc', 'mirror', 'reencrypt', 'key-add', 'key-rotate', 'restore'];
+const TRIALS = sized(OPS.length, 1000);
 
 let work: { dir: string; cleanup: () => Promise<void> };
 let keyFile: string;

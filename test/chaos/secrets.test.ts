@@ -53,7 +53,9 @@ describe('secrets', () => {
     const addedKeyContent = randomBytes(32).toString('base64');
     await writeFile(addedKey, addedKeyContent, { mode: 0o600 });
     const awsSecret = s3Server().secretAccessKey;
-    const secrets = [passphrase, keyFileContent, addedKeyContent, awsSecret];
+    // The keys of a re-encrypted copy, given only as COFFER_TO_PASSPHRASE.
+    const toPassphrase = `to-${randomBytes(12).toString('hex')}-phrase`;
+    const secrets = [passphrase, keyFileContent, addedKeyContent, awsSecret, toPassphrase];
     const outputs: RunResult[] = [];
     const c = async (args: string[], env: Record<string, string | undefined>) => {
       const r = await coffer(args, env);
@@ -90,10 +92,18 @@ describe('secrets', () => {
       const added = await c(['--repo', repo, 'key', 'add', '--new-key-file', addedKey], env);
       expect(added.status, added.stderr).toBe(0);
       expect((await c(['--repo', repo, 'mirror', '--to', join(work.dir, `mirror-${outputs.length}`)], env)).status).toBe(0);
+      const reencrypted = await c(['--repo', repo, 'mirror', '--reencrypt', '--to', join(work.dir, `reencrypted-${outputs.length}`)], { ...env, COFFER_TO_PASSPHRASE: toPassphrase });
+      expect(reencrypted.status, reencrypted.stderr).toBe(0);
       // Failures: a wrong passphrase, a bad option value, a missing repository.
       expect((await c(['--repo', repo, 'list'], { ...env, COFFER_PASSPHRASE: `${passphrase}x`, COFFER_KEY_FILE: undefined })).status).not.toBe(0);
       expect((await c(['--repo', repo, 'gc', '--memory', 'lots'], env)).status).not.toBe(0);
       expect((await c(['--repo', `${repo}-none`, 'list'], env)).status).not.toBe(0);
+      // The first key taken off (COFFER_OLD_PASSPHRASE for the passphrase), opened with the one added.
+      const removed = await c(
+        ['--repo', repo, 'key', 'remove', ...(repo === local ? ['--old-passphrase'] : ['--old-key-file', keyFile])],
+        { ...env, COFFER_PASSPHRASE: undefined, COFFER_KEY_FILE: addedKey, ...(repo === local ? { COFFER_OLD_PASSPHRASE: passphrase } : {}) },
+      );
+      expect(removed.status, removed.stderr).toBe(0);
     }
 
     // The processes Coffer starts (its tuned re-run of check) show no secret in their command line.

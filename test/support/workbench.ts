@@ -15,7 +15,7 @@ import { coffer, startCoffer, type RunResult } from './cli.js';
 import { pseudoRandom, snapshot, type SnapshotEntry } from './tree.js';
 import { fakeCluster, segment, segmentName } from './wal.js';
 
-export type Op = 'backup' | 'wal-push' | 'expire' | 'gc' | 'mirror' | 'restore' | 'key-add' | 'key-rotate';
+export type Op = 'backup' | 'wal-push' | 'expire' | 'gc' | 'mirror' | 'reencrypt' | 'restore' | 'key-add' | 'key-rotate';
 
 export interface Started {
   done: Promise<RunResult>;
@@ -37,6 +37,9 @@ export interface Acknowledged {
 export class Workbench {
   readonly repo: string;
   readonly mirrorRepo: string;
+  /** The re-encrypted copy (`mirror --reencrypt`) and its own key file. */
+  readonly reencryptedRepo: string;
+  private readonly reencryptedKey: string;
   readonly env: Record<string, string>;
   /** Backups committed and kept, oldest first, with the source as it was when each started. */
   readonly backups: { id: string; snap: Map<string, SnapshotEntry> }[] = [];
@@ -61,6 +64,8 @@ export class Workbench {
   ) {
     this.repo = join(dir, 'repo');
     this.mirrorRepo = join(dir, 'mirror');
+    this.reencryptedRepo = join(dir, 'reencrypted');
+    this.reencryptedKey = join(dir, 'reencrypted-key');
     this.env = { COFFER_KEY_FILE: keyFile, COFFER_LEASE_TTL: '1' };
   }
 
@@ -71,6 +76,7 @@ export class Workbench {
     await mkdir(src);
     const pgdata = await fakeCluster(join(dir, 'pgdata'), SYSID);
     const w = new Workbench(dir, src, pgdata, keyFile, seed, workEnv);
+    await writeFile(w.reencryptedKey, randomBytes(32).toString('base64'), { mode: 0o600 });
     expect((await coffer(['--repo', w.repo, 'init', '--pack-size', String(256 * 1024)], { ...w.env, ...workEnv })).status).toBe(0);
     return w;
   }
@@ -143,6 +149,19 @@ export class Workbench {
           const c = await coffer(['--repo', this.mirrorRepo, '-q', 'check', '--read-data'], this.env);
           expect(c.status, `mirror check: ${c.stdout}${c.stderr}`).toBe(0);
         }
+      });
+    }
+    if (op === 'reencrypt') {
+      return started(this.run(['mirror', '--reencrypt', '--to', this.reencryptedRepo, '--to-key-file', this.reencryptedKey]), async (r) => {
+        // A finished copy opens with its own key alone, checks whole, and holds a backup of each label the source had.
+        if (r.status !== 0) return;
+        const env = { ...this.env, COFFER_KEY_FILE: this.reencryptedKey };
+        const c = await coffer(['--repo', this.reencryptedRepo, '-q', 'check', '--read-data'], env);
+        expect(c.status, `re-encrypted copy check: ${c.stdout}${c.stderr}`).toBe(0);
+        const report = JSON.parse((await coffer(['--repo', this.reencryptedRepo, 'list', '--json'], env)).stdout) as { label: string }[];
+        const copied = new Set(report.map((b) => b.label));
+        const source = JSON.parse((await coffer(['--repo', this.repo, 'list', '--json'], this.env)).stdout) as { label: string }[];
+        for (const b of source) expect(copied.has(b.label), `re-encrypted copy lacks ${b.label}`).toBe(true);
       });
     }
     if (op === 'key-add') {

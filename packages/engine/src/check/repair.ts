@@ -15,7 +15,9 @@
  *    up again with no parent, and every chunk it still has goes back into
  *    the repository — completing older backups that need the same chunks;
  * 3. reports what stays lost: backups some of whose chunks no index lists
- *    (with the files they affect) and WAL files whose packs are gone; and
+ *    (with the files they affect) and WAL files whose packs are gone (or,
+ *    with `readData`, damaged), after putting back from `from` what it
+ *    holds whole; and
  *    writes a damage record naming those backups, which later backups never
  *    take as their parent (so PostgreSQL pages are stored afresh too).
  */
@@ -73,7 +75,7 @@ export interface RepairReport {
   restored: { source: string; key: string }[];
   /** Backups that still cannot be restored in full. */
   incomplete: IncompleteBackup[];
-  /** WAL files whose record names a lost pack. */
+  /** WAL files whose record names a lost (with `readData`: or damaged) pack not put back. */
   lostWal: string[];
   /** The damage record written (when there is damage to record, or an earlier record to clear). */
   damageRecord?: string;
@@ -166,14 +168,26 @@ async function repairUnderLease(repo: Repository, options: RepairOptions): Promi
 
   const lostWal: string[] = [];
   const packsNow = new Set((await repo.objects.list(PACK_PREFIX)).map((o) => o.key));
+  // WAL packs are in no index: with `readData`, each is read whole once and checked against its name.
+  const walPacks = new Map<string, boolean>();
+  const walPackWhole = async (pk: string): Promise<boolean> => {
+    if (!options.readData) return true;
+    let whole = walPacks.get(pk);
+    if (whole === undefined) walPacks.set(pk, (whole = storedObjectProblem(pk, await repo.objects.get(pk)) === undefined));
+    return whole;
+  };
   for (const { key } of await repo.objects.list(WAL_PREFIX)) {
     const record = decodeWalRecord(repo, key, asBuffer(await repo.objects.get(key)));
+    let lacks = false;
     for (const pk of new Set(Object.values(record.locations).map((l) => packKey(l[0])))) {
-      if (packsNow.has(pk) || !from || !(await copyBack(repo, from, pk, say))) continue;
-      packsNow.add(pk);
-      putBack.push(pk);
+      if (packsNow.has(pk) && (await walPackWhole(pk))) continue;
+      if (from && (await copyBack(repo, from, pk, say))) {
+        packsNow.add(pk);
+        walPacks.set(pk, true);
+        putBack.push(pk);
+      } else lacks = true;
     }
-    if (Object.values(record.locations).some((l) => !packsNow.has(packKey(l[0])))) lostWal.push(key);
+    if (lacks) lostWal.push(key);
   }
 
   const report: RepairReport = { unhidden, putBack, lostPacks: [...lost].sort(), indexesRewritten, restored, incomplete, lostWal };
