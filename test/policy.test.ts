@@ -101,6 +101,7 @@ describe('policy file', () => {
         '  - { job: verify, cluster: other, cron: "@daily", timeZone: Mars/Olympus }',
         '  - { job: gc }',
         '  - { job: backup, cluster: main, cron: "@daily", drill: verify }',
+        '  - { job: drill, cron: "@weekly", drill: failover }',
         '',
       ].join('\n'),
     );
@@ -118,7 +119,9 @@ describe('policy file', () => {
       '13:62: schedules.1.timeZone: expected an IANA time zone such as UTC or Europe/Paris',
       '14:5: schedules.2: a gc job names the repository it is about (repository: NAME)',
       '14:5: schedules.2: a gc job runs on a schedule: give its cron expression (cron: "…")',
-      '15:58: schedules.3.drill: only a drill job has a drill kind (restore or verify)',
+      '15:58: schedules.3.drill: only a drill job has a drill kind (restore, verify or failover)',
+      '16:43: schedules.4.drill: the failover drill needs a failover section',
+      '16:43: schedules.4.drill: the failover drill moves the primary twice: it runs only with drills.failover.enabled: true',
     ]);
     const missing = await coffer(['policy', 'check', '--policy', join(work.dir, 'absent.yaml')]);
     expect(missing.status).toBe(EXIT_CODES.COFFER_INVALID_POLICY);

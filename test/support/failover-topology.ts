@@ -8,13 +8,13 @@
  */
 import { appendFile, chown, mkdir, writeFile } from 'node:fs/promises';
 import { Resolver } from 'node:dns/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterEach } from 'vitest';
-import { FileStore, type ObjectStore } from '@coffer/engine';
+import { FileStore, shellQuote, type ObjectStore } from '@coffer/engine';
 import { HttpFailsafeQuorum, ObjectStoreDecisions } from '@coffer/failover';
 import { startBind, type BindServer } from './bind.js';
-import { startCoffer } from './cli.js';
+import { COFFER_COMMAND, startCoffer } from './cli.js';
 import { archivingCluster, Cluster, cofferAsPostgres, debianInstall, freePort, postgresUser } from './pg.js';
 import { newBucket, s3Server, s3Store } from './s3.js';
 
@@ -39,6 +39,11 @@ export interface TopologyOptions {
   ttlSeconds?: number;
   /** Failsafe: observers listen for promise requests, guards ask them (default true; false: a primary cut off from the store fences). */
   failsafe?: boolean;
+  /**
+   * Each node has a rejoin command (`failover.nodes[].rejoin`): after a switchover away from it, its guard
+   * runs `coffer failover rejoin` and starts its server again, as the postgres user.
+   */
+  rejoin?: boolean;
 }
 
 export const OBSERVERS = ['region-a', 'region-b', 'witness'] as const;
@@ -132,7 +137,9 @@ export class Topology {
       decisionStore = new FileStore(dir);
       decisionYaml = () => `{ location: ${dir} }`;
     }
-    if (options.backupAfterPromotion || options.replayFrom) roleEnv.COFFER_PASSPHRASE = env.COFFER_PASSPHRASE;
+    // A rejoin command starts the server from the guard's environment: archive_command needs the key and this Node.
+    if (options.backupAfterPromotion || options.replayFrom || options.rejoin) roleEnv.COFFER_PASSPHRASE = env.COFFER_PASSPHRASE;
+    if (options.rejoin) roleEnv.COFFER_NODE = process.execPath;
     const failsafePorts: Partial<Record<ObserverName, number>> = {};
     if (options.failsafe !== false) for (const o of OBSERVERS) failsafePorts[o] = await freePort();
     return new Topology(work, repo, primary, standby, bind, port, decisionStore, decisionYaml, roleEnv, third, options, failsafePorts);
@@ -163,7 +170,7 @@ export class Topology {
         `  decision: ${this.decisionYaml(role.storeEndpoint)}`,
         '  nodes:',
         // Standbys stream straight from each other, whatever way this role reaches the servers.
-        ...this.nodes.map((n) => `    - { name: ${n}, connection: "${conn(n)}", replication: "host=${ADDRESSES[n]} port=${this.port} user=postgres", address: ${ADDRESSES[n]} }`),
+        ...this.nodes.map((n) => `    - { name: ${n}, connection: "${conn(n)}", replication: "host=${ADDRESSES[n]} port=${this.port} user=postgres", address: ${ADDRESSES[n]}${this.options.rejoin ? `, rejoin: ${JSON.stringify(this.rejoinCommand(n, file))}` : ''} }`),
         `  observers: [${OBSERVERS.join(', ')}]`,
         ...(this.options.ttlSeconds !== undefined ? [`  lease: { ttlSeconds: ${this.options.ttlSeconds} }`] : []),
         ...(this.options.failsafe !== false
@@ -175,6 +182,18 @@ export class Topology {
       ].join('\n'),
     );
     return file;
+  }
+
+  /** A node's rejoin command: `coffer failover rejoin` and the server started as the tests start it, as the postgres user. */
+  private rejoinCommand(n: Node, policyFile: string): string[] {
+    const c = this.cluster(n);
+    const bin = debianInstall().bin;
+    const opts = `-p ${this.port} -c listen_addresses=${ADDRESSES[n]} -c unix_socket_directories=${dirname(c.data)} -c archive_mode=always -c hot_standby=on`;
+    const script = [
+      `${shellQuote(COFFER_COMMAND)} failover rejoin --policy ${shellQuote(policyFile)} --node ${n} --pgdata ${shellQuote(c.data)} --pg-bin ${shellQuote(bin)}`,
+      `${shellQuote(join(bin, 'pg_ctl'))} -D ${shellQuote(c.data)} -o ${shellQuote(opts)} -l ${shellQuote(`${c.data}.log`)} -w -t 120 start`,
+    ].join(' && ');
+    return ['runuser', '-u', 'postgres', '--', 'sh', '-c', script];
   }
 
   /** Starts `coffer failover <args>` with a policy of its own; its output goes to `logs`. */

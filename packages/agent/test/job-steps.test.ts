@@ -103,6 +103,11 @@ describe('jobSteps', () => {
     expect(args).toContain('--smoke-query');
     expect(args.slice(args.indexOf('--reports'))).toEqual(['--reports', '/srv/drills', '--rto-target', '600', '--project-bytes', '2TB']);
     expect(jobId({ job: 'drill', cluster: 'main', drill: 'verify' })).toBe('drill-verify:main');
+    // The weekly failover drill: through the policy file it was scheduled from, with the policy's targets.
+    expect(() => jobSteps(policy, { job: 'drill', cluster: 'main', drill: 'failover' }, env)).toThrow(/policy file/);
+    const [weekly] = jobSteps(parsePolicy(`${policyText(join(dir, 'secret'))}drills: { reports: /srv/drills, rpoTargetSeconds: 60, failover: { enabled: true } }\n`, 'policy.yaml'), { job: 'drill', cluster: 'main', drill: 'failover' }, env, '/etc/coffer/policy.yaml');
+    expect(weekly!.args).toEqual(['drill', 'failover', '--json', '--policy', '/etc/coffer/policy.yaml', '--reports', '/srv/drills', '--rpo-target', '60']);
+    expect(jobId({ job: 'drill', cluster: 'main', drill: 'failover' })).toBe('drill-failover:main');
     const mirrors = jobSteps(policy, { job: 'mirror', repository: 'primary' }, env);
     expect(mirrors.map((m) => m.labels.target)).toEqual(['s3://bucket-b/pg']);
     await rm(dir, { recursive: true, force: true });

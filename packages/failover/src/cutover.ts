@@ -7,7 +7,7 @@
  * caught up with as soon as it answers.
  */
 import { execFile } from 'node:child_process';
-import { CutoverError } from '@coffer/engine';
+import { CutoverError, PostgresError } from '@coffer/engine';
 import { pointName, type DnsUpdateTarget } from './dns-update.js';
 
 export interface CutoverStep {
@@ -42,16 +42,40 @@ export class CommandCutover implements CutoverStep {
   ) {
     this.describe = `command ${argv[0]}`;
   }
-  apply(node: string, epoch: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const env = { ...process.env, COFFER_FAILOVER_NODE: node, COFFER_FAILOVER_ADDRESS: this.addresses[node] ?? '', COFFER_FAILOVER_EPOCH: String(epoch) };
-      execFile(this.argv[0]!, this.argv.slice(1), { env, timeout: this.timeoutMs }, (e, _stdout, stderr) => {
-        if (!e) return resolve();
-        const how = e.killed ? `did not finish within ${this.timeoutMs} ms` : `exited ${e.code ?? e.signal}`;
-        reject(new CutoverError(node, `${this.argv[0]} ${how}: ${String(stderr).trim().slice(-500)}`));
-      });
-    });
+  async apply(node: string, epoch: number): Promise<void> {
+    await runHook(this.argv, { COFFER_FAILOVER_NODE: node, COFFER_FAILOVER_ADDRESS: this.addresses[node] ?? '', COFFER_FAILOVER_EPOCH: String(epoch) }, this.timeoutMs, (detail) => new CutoverError(node, detail));
   }
+}
+
+/**
+ * Runs an operator's command (argv, no shell) with `env` added to this
+ * process's environment; resolves its standard output once it exits 0,
+ * rejects with `fail(detail)` naming the command, how it ended and the end of
+ * its standard error otherwise.
+ */
+export function runHook(argv: readonly string[], env: Readonly<Record<string, string>>, timeoutMs: number, fail: (detail: string) => Error): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 }, (e, stdout, stderr) => {
+      if (!e) return resolve(String(stdout));
+      const how = e.killed ? `did not finish within ${timeoutMs} ms` : `exited ${e.code ?? e.signal}`;
+      reject(fail(`${argv[0]} ${how}: ${String(stderr).trim().slice(-500)}`));
+    });
+  });
+}
+
+/**
+ * The guard's `rejoinAfterSwitchover` from a node's rejoin command (the
+ * policy's `failover.nodes[].rejoin`): run with COFFER_FAILOVER_NODE (this
+ * node), COFFER_FAILOVER_PRIMARY (the new primary) and COFFER_FAILOVER_EPOCH
+ * set; it makes the stopped server a standby of the primary and starts it
+ * (`coffer failover rejoin …` and the server's start command, as its user).
+ */
+export function rejoinCommand(argv: readonly string[], node: string, timeoutMs = 600_000): (primary: string, epoch: number) => Promise<string> {
+  return async (primary, epoch) => {
+    const out = await runHook(argv, { COFFER_FAILOVER_NODE: node, COFFER_FAILOVER_PRIMARY: primary, COFFER_FAILOVER_EPOCH: String(epoch) }, timeoutMs, (detail) => new PostgresError('rejoin', detail));
+    const last = out.trim().split('\n').pop();
+    return `${argv[0]} exited 0${last ? ` (${last.slice(0, 200)})` : ''}`;
+  };
 }
 
 /** POSTs {node, address, epoch} as JSON; any 2xx answer is success. */

@@ -78,6 +78,14 @@ export interface GuardOptions {
    */
   afterPromotion?: (epoch: number, signal: AbortSignal) => Promise<string>;
   /**
+   * After a switchover away from this node (its server stopped cleanly, the handover saved): once the new
+   * primary is promoted, make this node a standby of it and start its server — `coffer failover rejoin` and
+   * the server's start command, say — so that a planned switchover leaves every node serving. Resolves what
+   * to report; a failure is reported and tried again on later ticks, up to three times. Never after a
+   * failover: an old primary that was fenced is rejoined by an operator, who decides what it may discard.
+   */
+  rejoinAfterSwitchover?: (primary: string, epoch: number) => Promise<string>;
+  /**
    * Failsafe: while its lease cannot be renewed, the primary asks the observers for promises every third of
    * the time-to-live and, with a majority in a round that began at `s`, stays up until `s + ttl`; it takes a
    * fresh lease once the decision store answers again. A switchover's new primary closes the old epoch at a
@@ -89,7 +97,7 @@ export interface GuardOptions {
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEventKind = 'lease' | 'failsafe' | 'waiting' | 'replayed' | 'promoted' | 'cutover' | 'report' | 'after-promotion' | 'fenced' | 'released' | 'following' | 'error';
+export type GuardEventKind = 'lease' | 'failsafe' | 'waiting' | 'replayed' | 'promoted' | 'cutover' | 'report' | 'after-promotion' | 'fenced' | 'released' | 'following' | 'rejoined' | 'error';
 
 export interface GuardEvent {
   kind: GuardEventKind;
@@ -103,8 +111,10 @@ export interface GuardEvent {
 export const DEFAULT_PRIMARY_TTL_MS = 10_000;
 
 export class Guard {
-  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget' | 'failsafe'>> &
-    Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget' | 'failsafe'>;
+  private readonly o: Required<Omit<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget' | 'failsafe' | 'rejoinAfterSwitchover'>> &
+    Pick<GuardOptions, 'watchdog' | 'onEvent' | 'password' | 'cutover' | 'replication' | 'afterPromotion' | 'replayTarget' | 'failsafe' | 'rejoinAfterSwitchover'>;
+  /** After this node stepped down for a switchover: the epoch whose primary it is to rejoin, and the tries so far. */
+  private rejoining: { epoch: number; tries: number; since: number } | undefined;
   private lease: PrimaryLease | undefined;
   /** Epochs in which this node was fenced: never primary again in them. */
   private readonly fenced = new Set<number>();
@@ -226,6 +236,27 @@ export class Guard {
     const local: LocalServer = await localServer(this.o.dataDir, this.o.conninfo, this.o.password);
     if (local.running && local.inRecovery === false) return this.fence(leader.epoch, `runs as a primary, but epoch ${leader.epoch} names ${leader.node}`);
     if (local.running && local.inRecovery === true) await this.followLeader(leader);
+    if (!local.running && this.rejoining?.epoch === leader.epoch) await this.rejoin(leader);
+  }
+
+  /** After a switchover away from this node: rejoin the new primary once it is promoted (see `rejoinAfterSwitchover`). */
+  private async rejoin(leader: LeaderRecord): Promise<void> {
+    const run = this.o.rejoinAfterSwitchover;
+    const pending = this.rejoining;
+    if (!run || !pending) return;
+    const source = this.o.replication?.[leader.node];
+    // Rewound against the promoted server, not its standby self; one that cannot be asked is waited for no longer than a stream is.
+    const promoted = source === undefined || (await standbyState({ conninfo: source, ...(this.o.password !== undefined ? { password: this.o.password } : {}), timeoutMs: 2000 }).then((st) => !st.inRecovery, () => false));
+    if (!promoted && monotonicMs() - pending.since < this.o.streamWaitMs) return;
+    pending.tries++;
+    try {
+      const detail = await run(leader.node, leader.epoch);
+      this.rejoining = undefined;
+      this.event('rejoined', leader.epoch, `a standby of ${leader.node} again: ${detail}`);
+    } catch (e) {
+      if (pending.tries >= 3) this.rejoining = undefined;
+      this.event('error', leader.epoch, `rejoining ${leader.node} after the switchover (try ${pending.tries} of 3): ${(e as Error).message}`);
+    }
   }
 
   /**
@@ -296,6 +327,7 @@ export class Guard {
     this.lease = undefined;
     await this.o.watchdog?.disarm().catch(() => undefined);
     if (await lease.release()) this.event('released', epoch, `stepped down for ${leader.node} (switchover): shut down cleanly at ${control.checkpointLsn}`);
+    if (this.o.rejoinAfterSwitchover) this.rejoining = { epoch: leader.epoch, tries: 0, since: monotonicMs() };
   }
 
   /** The watch on `epoch`'s primary lease: the one kept while following, or a new one. */

@@ -20,7 +20,7 @@ export { localServer, promoteServer, type LocalServer } from './local-server.js'
 export { monotonicMs } from './monotonic.js';
 export { failoverStatus, type FailoverStatus } from './status.js';
 export { nodeStates, type NodeState } from './node-states.js';
-export { DnsCutover, CommandCutover, WebhookCutover, type CutoverStep } from './cutover.js';
+export { DnsCutover, CommandCutover, WebhookCutover, rejoinCommand, runHook, type CutoverStep } from './cutover.js';
 export { pointName, DnsUpdateError, type DnsUpdateTarget, type TsigKey, type TsigAlgorithm } from './dns-update.js';
 export { failoverReport, reportMarkdown, reportFigures, type FailoverReport } from './failover-report.js';
 export { switchover, rejoin, type RejoinOptions } from './switchover.js';

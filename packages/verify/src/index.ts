@@ -55,3 +55,4 @@ export {
 } from './drills/drill-report.js';
 export { renderDrillTimeline } from './drills/drill-timeline.js';
 export { verifyDrill, verifyDrillReport, type VerifyDrillOptions, type VerifyDrillResult } from './drills/drill-verify.js';
+export { failoverDrill, type FailoverDrillNode, type FailoverDrillOptions } from './drills/drill-failover.js';

@@ -149,7 +149,9 @@ export class Agent {
     }
     const now = new Date();
     for (const s of p.schedules) {
-      const spec: JobSpec = { job: s.job, ...(s.cluster ? { cluster: s.cluster } : {}), ...(s.repository ? { repository: s.repository } : {}), ...(s.drill ? { drill: s.drill } : {}) };
+      // The failover drill is about the failover section's cluster.
+      const cluster = s.cluster ?? (s.drill === 'failover' ? p.failover?.cluster : undefined);
+      const spec: JobSpec = { job: s.job, ...(cluster ? { cluster } : {}), ...(s.repository ? { repository: s.repository } : {}), ...(s.drill ? { drill: s.drill } : {}) };
       const id = jobId(spec);
       if (s.job === 'wal') {
         this.watchWal(spec);
@@ -306,6 +308,7 @@ export class Agent {
     try {
       outcome = await runJob(p, q.spec, {
         cofferBin: this.options.cofferBin,
+        policyFile: this.options.policyFile,
         env: this.env,
         workDir: join(this.stateDir, 'runs'),
         attempts: q.schedule?.attempts ?? 3,

@@ -15,6 +15,8 @@ export interface FailoverNodeSettings {
   replication: string;
   password?: string;
   address?: string;
+  /** The command its guard runs after a switchover away from it, to rejoin and start it (argv). */
+  rejoin?: string[];
 }
 
 export interface CutoverSettings {
@@ -63,7 +65,7 @@ export function failoverSettings(policy: Policy, env: NodeJS.ProcessEnv): Failov
           }
         : {}),
     },
-    nodes: f.nodes.map((n) => ({ name: n.name, conninfo: n.connection, replication: n.replication ?? n.connection, ...(n.password ? { password: readSecret(n.password, `failover.nodes.${n.name}.password`, env) } : {}), ...(n.address ? { address: n.address } : {}) })),
+    nodes: f.nodes.map((n) => ({ name: n.name, conninfo: n.connection, replication: n.replication ?? n.connection, ...(n.password ? { password: readSecret(n.password, `failover.nodes.${n.name}.password`, env) } : {}), ...(n.address ? { address: n.address } : {}), ...(n.rejoin ? { rejoin: [...n.rejoin] } : {}) })),
     observers: [...f.observers],
     intervalMs: (f.probe?.intervalSeconds ?? 1) * 1000,
     probeTimeoutMs: (f.probe?.timeoutSeconds ?? 2) * 1000,

@@ -15,7 +15,7 @@ export interface JobSpec {
   cluster?: string;
   repository?: string;
   /** A drill job's kind (default `restore`). */
-  drill?: 'restore' | 'verify';
+  drill?: 'restore' | 'verify' | 'failover';
 }
 
 /** The labels a step's metrics carry (never a secret: locations and names only). */
@@ -39,9 +39,9 @@ export interface JobStep {
   labels: StepLabels;
 }
 
-/** `backup:main`, `gc:primary`, `drill-verify:main`: one name per job of a policy. */
+/** `backup:main`, `gc:primary`, `drill-verify:main`, `drill-failover:main`: one name per job of a policy. */
 export function jobId(spec: JobSpec): string {
-  return `${spec.job}${spec.drill === 'verify' ? '-verify' : ''}:${spec.cluster ?? spec.repository ?? ''}`;
+  return `${spec.job}${spec.drill !== undefined && spec.drill !== 'restore' ? `-${spec.drill}` : ''}:${spec.cluster ?? spec.repository ?? ''}`;
 }
 
 /** Reads a secret the policy names; `where` is its key in the policy, for the message (which never holds the value). */
@@ -237,8 +237,15 @@ function walMirrorAccess(policy: Policy, name: string, repository: RepositoryPol
 }
 
 /** The steps of one job of `policy`, with secrets read from `env` and the files the policy names. */
-export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv = process.env): JobStep[] {
+export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv = process.env, policyFile?: string): JobStep[] {
   const id = jobId(spec);
+  if (spec.job === 'drill' && spec.drill === 'failover') {
+    // About the failover section's cluster, through the policy file itself: the drill reads the decision log and every node.
+    if (!policyFile) throw new InvalidArgumentError('drill', 'the failover drill runs with the policy file it was scheduled from');
+    const d = policy.drills ?? {};
+    const labels = { command: spec.job, repository: '', stanza: spec.cluster ?? policy.failover?.cluster ?? '', target: '' };
+    return [{ name: id, args: ['drill', 'failover', '--json', '--policy', policyFile, '--reports', d.reports ?? DEFAULT_DRILL_REPORTS, ...opt('--rpo-target', d.rpoTargetSeconds), ...opt('--rto-target', d.rtoTargetSeconds)], env: {}, labels }];
+  }
   if (spec.job === 'wal') throw new InvalidArgumentError('job', 'the wal job runs all the time under `coffer agent` (it watches the archive); PostgreSQL archives with archive_command = \'coffer wal-push %p\'');
   if (spec.job === 'mirror' || spec.job === 'gc') {
     const { name, repository } = repositoryOf(policy, spec.repository, spec.job);

@@ -59,6 +59,8 @@ export interface RunJobOptions {
   attempts?: number;
   /** Wait before the second try, doubled after each further failure (default 60 s). */
   retryDelayMs?: number;
+  /** The policy file `policy` was read from (the failover drill reads it itself). */
+  policyFile?: string;
   /** More environment for one step (e.g. a metrics textfile of its own). */
   stepEnv?: (step: JobStep) => Record<string, string>;
   /** Told each line a child writes. */
@@ -83,7 +85,7 @@ export async function runJob(policy: Policy, spec: JobSpec, options: RunJobOptio
   const attempts = options.attempts ?? 3;
   let steps: JobStep[];
   try {
-    steps = jobSteps(policy, spec, env);
+    steps = jobSteps(policy, spec, env, options.policyFile);
   } catch (e) {
     // A secret that is not there, a name the policy lacks: the job fails as the CLI would, and says why.
     if (!(e instanceof CofferError)) throw e;

@@ -42,6 +42,7 @@ const FIGURES: Record<string, string> = {
   drill_rto_seconds: 'Recovery time the last drill measured',
   drill_rto_margin_seconds: 'RTO target minus the recovery time the last drill measured (negative: missed)',
   drill_rpo_seconds: 'Age of the newest commit the archive recovered when the last drill began (the data a loss then would have cost)',
+  drill_commits_lost: 'Acknowledged commits missing after the last failover drill (a planned switchover must lose none)',
   expire_removed_backups: 'Backups the last expire removed',
   gc_deleted_bytes: 'Pack bytes the last garbage collection deleted',
   check_problems: 'Problems the last check found',

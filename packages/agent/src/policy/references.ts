@@ -50,7 +50,8 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
   value.schedules.forEach((s: unknown, i) => {
     if (!isObj(s) || typeof s.job !== 'string') return;
     const needsCluster = s.job !== 'mirror' && s.job !== 'gc';
-    if (needsCluster && s.cluster === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job names the cluster it is about (cluster: NAME)` });
+    // The failover drill is about the failover section's cluster, which need not be one Coffer backs up.
+    if (needsCluster && s.cluster === undefined && !(s.job === 'drill' && s.drill === 'failover')) out.push({ path: ['schedules', i], message: `a ${s.job} job names the cluster it is about (cluster: NAME)` });
     if (!needsCluster && s.repository === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job names the repository it is about (repository: NAME)` });
     if (typeof s.cluster === 'string' && !(s.cluster in clusters)) out.push({ path: ['schedules', i, 'cluster'], message: `no cluster named ${JSON.stringify(s.cluster)} under clusters` });
     repo(s.repository, ['schedules', i, 'repository']);
@@ -61,7 +62,14 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
     if (s.job !== 'wal' && s.cron === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job runs on a schedule: give its cron expression (cron: "…")` });
     if (s.job === 'wal' && s.cron !== undefined) out.push({ path: ['schedules', i, 'cron'], message: 'the wal job runs all the time (the archiver or the receiver), not on a schedule' });
     if (s.job !== 'wal' && s.stream !== undefined) out.push({ path: ['schedules', i, 'stream'], message: 'only the wal job streams WAL' });
-    if (s.job !== 'drill' && s.drill !== undefined) out.push({ path: ['schedules', i, 'drill'], message: 'only a drill job has a drill kind (restore or verify)' });
+    if (s.job !== 'drill' && s.drill !== undefined) out.push({ path: ['schedules', i, 'drill'], message: 'only a drill job has a drill kind (restore, verify or failover)' });
+    if (s.job === 'drill' && s.drill === 'failover') {
+      const f = isObj(value.failover) ? value.failover : undefined;
+      const d = isObj(value.drills) && isObj(value.drills.failover) ? value.drills.failover : undefined;
+      if (!f) out.push({ path: ['schedules', i, 'drill'], message: 'the failover drill needs a failover section' });
+      else if (typeof s.cluster === 'string' && s.cluster !== f.cluster) out.push({ path: ['schedules', i, 'cluster'], message: `the failover drill is about the failover section's cluster (${JSON.stringify(f.cluster)}): leave cluster out` });
+      if (d?.enabled !== true) out.push({ path: ['schedules', i, 'drill'], message: 'the failover drill moves the primary twice: it runs only with drills.failover.enabled: true' });
+    }
   });
   return out;
 }

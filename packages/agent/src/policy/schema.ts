@@ -120,6 +120,13 @@ const failoverSchema = z.strictObject({
         replication: z.optional(connection),
         /** The address clients reach it at, for the DNS cutover. */
         address: z.optional(z.union([z.ipv4(), z.ipv6()])),
+        /**
+         * After a switchover away from this node, once the new primary is promoted, its guard runs this command
+         * (argv, no shell; COFFER_FAILOVER_NODE, COFFER_FAILOVER_PRIMARY and COFFER_FAILOVER_EPOCH set): it makes
+         * the stopped server a standby again and starts it, e.g. `coffer failover rejoin …` then the server's
+         * start, as the server's user. Never after a failover. The failover drill needs it on every node.
+         */
+        rejoin: z.optional(z.array(z.string()).check(z.minLength(1))),
       }),
     )
     .check(z.minLength(2)),
@@ -213,10 +220,12 @@ const scheduleSchema = z.strictObject({
   attempts: z.optional(z.int().check(z.positive(), z.lte(20))),
   /**
    * The drill job: `restore` (default: the newest backup restored into a
-   * sandbox and every file re-verified) or `verify` (the nightly drill: a
-   * verification reported against the `drills` targets, with a post-mortem).
+   * sandbox and every file re-verified), `verify` (the nightly drill: a
+   * verification reported against the `drills` targets, with a post-mortem)
+   * or `failover` (the weekly drill: a switchover to a standby and back under
+   * a probe writer; needs `drills.failover.enabled`).
    */
-  drill: z.optional(z.enum(['restore', 'verify'])),
+  drill: z.optional(z.enum(['restore', 'verify', 'failover'])),
   /**
    * The wal job: stream WAL into the repository as well (`coffer wal-receive`,
    * run and restarted by the agent) for an RPO of about the flush interval.
@@ -274,6 +283,20 @@ export const policySchema = z.strictObject({
         rtoTargetSeconds: z.optional(positive),
         /** Production's size, when drills run on a smaller copy: the recovery time is projected to it (e.g. 2TB). */
         projectBytes: z.optional(z.string().check(z.regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'expected a size such as 500GB or 2TiB'))),
+        /**
+         * The failover drill (`coffer drill failover`): a switchover to a standby and back, on the cluster of
+         * the `failover` section, under a probe writer. It moves production's primary twice, so it runs only
+         * when `enabled` says so, and only when every node can rejoin (`failover.nodes[].rejoin`).
+         */
+        failover: z.optional(
+          z.strictObject({
+            enabled: z.boolean(),
+            /** The standby switched to (default: the most advanced streaming standby). */
+            to: z.optional(name),
+            /** Longest wait for each step: a switchover to take writes, a node to stream again (default 180). */
+            stepTimeoutSeconds: z.optional(z.number().check(z.gte(10), z.lte(3600))),
+          }),
+        ),
       }),
     ),
     alerts: z.optional(

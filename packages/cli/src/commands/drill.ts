@@ -2,12 +2,16 @@
  * `coffer drill`: recovery drills.
  * - `drill restore <backup>` (also `drill <backup>`): restore a backup into a temporary sandbox, re-verify every restored file, clean up.
  * - `drill verify`: the nightly drill — a `verify` run reported against the RPO and RTO targets, with a post-mortem, in a reports directory.
+ * - `drill failover`: the weekly drill — a switchover to a standby and back under a probe writer (the policy's failover section; opt-in).
  */
+import { Resolver } from 'node:dns/promises';
 import { rmSync } from 'node:fs';
 import { CorruptObjectError, InvalidArgumentError, parseByteSize, VerifyFailedError } from '@coffer/engine';
 import { secondsOption, withSandboxCleanup, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 import { verifyRunOptions, withVerifyOptions, type VerifyCliOptions } from './verify.js';
+import { policyPath, POLICY_OPTION } from './policy.js';
+import { openDecisions } from './failover.js';
 
 interface DrillVerifyOptions extends VerifyCliOptions {
   reports: string;
@@ -89,4 +93,64 @@ export function register(ctx: CliContext): void {
     }
     if (!report.ok) throw new VerifyFailedError(`stanza ${verification.stanza} (nightly drill)`, report.findings);
   });
+
+  drill
+    .command('failover')
+    .description("the weekly drill: a planned switchover to a standby and back (the policy's failover section), under a probe writer; every acknowledged commit must survive, each old primary must stream again (its guard rejoins it: failover.nodes[].rejoin) and the topology end as it began; reported like drill verify. Moves production's primary twice: runs only with drills.failover.enabled in the policy")
+    .option(...POLICY_OPTION)
+    .option('--to <node>', 'the standby to switch to (default: drills.failover.to, else the streaming standby least behind)')
+    .option('--reports <dir>', 'directory the drill reports go to (default: drills.reports, else drills)')
+    .option('--rpo-target <seconds>', 'data a loss may cost, at most (default: the policy\'s, else 900)', secondsOption('--rpo-target', 0.001, 10 * 365 * 86400))
+    .option('--rto-target <seconds>', 'the longest a client may wait for a commit during a switchover (default: the policy\'s, else 1800)', secondsOption('--rto-target', 0.001, 10 * 365 * 86400))
+    .option('--json', 'print the report as JSON')
+    .action(async (o: { policy?: string; to?: string; reports?: string; rpoTarget?: number; rtoTarget?: number; json?: boolean }) => {
+      const { loadPolicy, failoverSettings } = await import('@coffer/agent');
+      const file = policyPath(o, ctx.io.env);
+      const policy = await loadPolicy(file);
+      const d = policy.drills?.failover;
+      if (d?.enabled !== true) throw new InvalidArgumentError('drills.failover.enabled', `${file} does not enable the failover drill: it moves the primary twice, so it runs only where the policy says so (drills.failover.enabled: true)`);
+      const settings = failoverSettings(policy, ctx.io.env);
+      const norejoin = settings.nodes.filter((n) => !n.rejoin).map((n) => n.name);
+      if (norejoin.length > 0) throw new InvalidArgumentError('failover.nodes[].rejoin', `${norejoin.join(', ')} cannot rejoin after a switchover (no rejoin command): the drill would leave it stopped`);
+      const { switchover } = await import('@coffer/failover');
+      const { failoverDrill, writeDrillReport } = await import('@coffer/verify');
+      const decisions = await openDecisions(settings, ctx.io.env);
+      const dns = settings.cutover.dns;
+      const report = await failoverDrill({
+        cluster: settings.cluster,
+        nodes: settings.nodes.map((n) => ({ name: n.name, conninfo: n.conninfo, ...(n.password !== undefined ? { password: n.password } : {}), ...(n.address ? { address: n.address } : {}) })),
+        primary: async () => {
+          const leader = await decisions.current();
+          if (!leader) throw new InvalidArgumentError('failover', `${decisions.location} names no primary (coffer failover init)`);
+          return leader.node;
+        },
+        switchover: async (to) => void (await switchover(decisions, settings.nodes, to, 'drill failover')),
+        ...(dns ? { resolve: () => resolveAt(dns.server, dns.port, dns.name) } : {}),
+        ...((o.to ?? d.to) ? { to: (o.to ?? d.to)! } : {}),
+        ...(d.stepTimeoutSeconds !== undefined ? { stepTimeoutMs: d.stepTimeoutSeconds * 1000 } : {}),
+        targets: { rpoSeconds: o.rpoTarget ?? policy.drills?.rpoTargetSeconds ?? 900, rtoSeconds: o.rtoTarget ?? policy.drills?.rtoTargetSeconds ?? 1800 },
+        onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
+      });
+      const paths = await writeDrillReport(o.reports ?? policy.drills?.reports ?? 'drills', report);
+      figures({
+        drill_ok: report.ok ? 1 : 0,
+        drill_findings: report.findings.length,
+        ...(report.rto ? { drill_rto_seconds: report.rto.seconds, drill_rto_margin_seconds: report.rto.marginSeconds } : {}),
+        ...(report.rpo?.commits !== undefined ? { drill_commits_lost: report.rpo.commits } : {}),
+      });
+      if (o.json) say(JSON.stringify(report, null, 2));
+      else {
+        say(report.postMortem.summary);
+        for (const f of report.findings) say(`  finding: ${f}`);
+        say(`report: ${paths.markdown}`);
+      }
+      if (!report.ok) throw new VerifyFailedError(`cluster ${settings.cluster} (failover drill)`, report.findings);
+    });
+}
+
+/** The A records `name` has at the DNS server the cutover updates (asked there, not through the system's resolver and its cache). */
+async function resolveAt(server: string, port: number, name: string): Promise<string[]> {
+  const resolver = new Resolver({ timeout: 2000, tries: 2 });
+  resolver.setServers([server.includes(':') ? `[${server}]:${port}` : `${server}:${port}`]);
+  return resolver.resolve4(name).catch(() => []);
 }

@@ -14,12 +14,17 @@ import { policyPath, POLICY_OPTION } from './policy.js';
 
 async function setup(o: { policy?: string }, env: NodeJS.ProcessEnv): Promise<{ settings: FailoverSettings; decisions: DecisionBackend; policy: Policy }> {
   const { loadPolicy, failoverSettings } = await import('@coffer/agent');
-  const { ObjectStoreDecisions } = await import('@coffer/failover');
   const policy = await loadPolicy(policyPath(o, env));
   const settings = failoverSettings(policy, env);
+  return { settings, decisions: await openDecisions(settings, env), policy };
+}
+
+/** The decision log the policy's failover section names. */
+export async function openDecisions(settings: FailoverSettings, env: NodeJS.ProcessEnv): Promise<DecisionBackend> {
+  const { ObjectStoreDecisions } = await import('@coffer/failover');
   const d = settings.decision;
   const store = await storeAt(d.location, { ...(d.endpoint ? { s3Endpoint: d.endpoint } : {}), ...(d.credentials ? { s3Credentials: d.credentials } : {}) }, d.region ? { ...env, AWS_REGION: d.region, AWS_DEFAULT_REGION: d.region } : env);
-  return { settings, decisions: new ObjectStoreDecisions(store, settings.cluster), policy };
+  return new ObjectStoreDecisions(store, settings.cluster);
 }
 
 /** Resolves when SIGTERM or SIGINT arrives. */
@@ -212,7 +217,7 @@ export function register(ctx: CliContext): void {
       const { settings, decisions, policy } = await setup(o, io.env);
       const node = settings.nodes.find((n) => n.name === o.node);
       if (!node) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
-      const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover, HttpFailsafeQuorum } = await import('@coffer/failover');
+      const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover, HttpFailsafeQuorum, rejoinCommand } = await import('@coffer/failover');
       const fs = settings.failsafe;
       const failsafe = fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs: settings.ttlMs / 3, ...(fs.token !== undefined ? { token: fs.token } : {}) }) : undefined;
       const { backupAfterPromotion, replayTargetFromRepository } = await import('@coffer/agent');
@@ -241,6 +246,7 @@ export function register(ctx: CliContext): void {
         cutover,
         ...(failsafe ? { failsafe } : {}),
         ...(afterPromotion ? { afterPromotion } : {}),
+        ...(node.rejoin ? { rejoinAfterSwitchover: rejoinCommand(node.rejoin, o.node) } : {}),
         ...(replayTarget ? { replayTarget, replayWaitMs: settings.replayWaitMs } : {}),
         onEvent: (e) => line(o.json, e),
       });
