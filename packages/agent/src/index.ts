@@ -29,6 +29,6 @@ export type { AgentState, JobRecord, StepRecord } from './agent/state.js';
 export { RpoTracker, type RpoFigures } from './wal/rpo-tracker.js';
 export { archivedEndOf, WalWatch, type ReceiverSlotStatus, type ReplicaStatus, type WalStatus, type WalWatchTarget } from './wal/wal-watch.js';
 export { ReceiverSupervisor, type ReceiverStatus, type SupervisorOptions } from './wal/receiver-supervisor.js';
-export { failoverSettings, type FailoverSettings, type FailoverNodeSettings, type CutoverSettings } from './failover/failover-settings.js';
+export { dnsUpdateSettings, failoverSettings, type FailoverSettings, type FailoverNodeSettings, type CutoverSettings } from './failover/failover-settings.js';
 export { backupAfterPromotion, type BackupAfterPromotionOptions } from './failover/backup-after-promotion.js';
 export { replayTargetFromRepository, type ReplayTarget, type ReplayTargetOptions } from './failover/replay-target.js';

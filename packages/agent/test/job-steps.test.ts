@@ -108,6 +108,12 @@ describe('jobSteps', () => {
     const [weekly] = jobSteps(parsePolicy(`${policyText(join(dir, 'secret'))}drills: { reports: /srv/drills, rpoTargetSeconds: 60, failover: { enabled: true } }\n`, 'policy.yaml'), { job: 'drill', cluster: 'main', drill: 'failover' }, env, '/etc/coffer/policy.yaml');
     expect(weekly!.args).toEqual(['drill', 'failover', '--json', '--policy', '/etc/coffer/policy.yaml', '--reports', '/srv/drills', '--rpo-target', '60']);
     expect(jobId({ job: 'drill', cluster: 'main', drill: 'failover' })).toBe('drill-failover:main');
+    // The quarterly evacuation drill: region B's repository (its own keys and bucket), region A's cluster's stanza.
+    const evacuate = parsePolicy(`${policyText(join(dir, 'secret'))}drills: { evacuate: { enabled: true, cluster: main, repository: dr, loseRegion: [/usr/local/bin/lose-region-a], restore: { dataDir: /srv/evacuate, listen: 10.1.0.5, port: 5432 } } }\n`, 'policy.yaml');
+    const [quarterly] = jobSteps(evacuate, { job: 'drill', cluster: 'main', drill: 'evacuate' }, env, '/etc/coffer/policy.yaml');
+    expect(quarterly!.args.slice(quarterly!.args.indexOf('drill'))).toEqual(['drill', 'evacuate', '--json', '--policy', '/etc/coffer/policy.yaml', '--reports', '/var/lib/coffer/drills']);
+    expect(quarterly!.args.slice(0, 2)).toEqual(['--repo', 's3://bucket-b/pg']);
+    expect(quarterly!.labels.repository).toBe('s3://bucket-b/pg');
     const mirrors = jobSteps(policy, { job: 'mirror', repository: 'primary' }, env);
     expect(mirrors.map((m) => m.labels.target)).toEqual(['s3://bucket-b/pg']);
     await rm(dir, { recursive: true, force: true });

@@ -56,3 +56,5 @@ export {
 export { renderDrillTimeline } from './drills/drill-timeline.js';
 export { verifyDrill, verifyDrillReport, type VerifyDrillOptions, type VerifyDrillResult } from './drills/drill-verify.js';
 export { failoverDrill, type FailoverDrillNode, type FailoverDrillOptions } from './drills/drill-failover.js';
+export { evacuateDrill, type EvacuateDrillOptions, type EvacuatePath } from './drills/drill-evacuate.js';
+export type { ProbeNode } from './drills/probe-writer.js';

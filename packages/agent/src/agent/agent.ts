@@ -149,8 +149,8 @@ export class Agent {
     }
     const now = new Date();
     for (const s of p.schedules) {
-      // The failover drill is about the failover section's cluster.
-      const cluster = s.cluster ?? (s.drill === 'failover' ? p.failover?.cluster : undefined);
+      // The failover drill is about the failover section's cluster, the evacuation drill about region A's.
+      const cluster = s.cluster ?? (s.drill === 'failover' ? p.failover?.cluster : s.drill === 'evacuate' ? p.drills?.evacuate?.cluster : undefined);
       const spec: JobSpec = { job: s.job, ...(cluster ? { cluster } : {}), ...(s.repository ? { repository: s.repository } : {}), ...(s.drill ? { drill: s.drill } : {}) };
       const id = jobId(spec);
       if (s.job === 'wal') {

@@ -96,11 +96,16 @@ function cutoverSettings(f: NonNullable<Policy['failover']>, env: NodeJS.Process
     const missing = f.nodes.filter((n) => !n.address).map((n) => n.name);
     if (missing.length) throw new InvalidArgumentError('failover.nodes', `the DNS cutover needs each node's address: ${missing.join(', ')} has none`);
   }
-  const dnsSecret = dns ? Buffer.from(readSecret(dns.key.secret, 'failover.cutover.dns.key.secret', env).trim(), 'base64') : undefined;
-  if (dnsSecret && dnsSecret.length === 0) throw new InvalidArgumentError('failover.cutover.dns.key.secret', 'expected the key\'s secret in base64, as tsig-keygen writes it');
   return {
-    ...(dns && dnsSecret ? { dns: { server: dns.server, port: dns.port ?? 53, zone: dns.zone, name: dns.name, ttl: dns.ttlSeconds ?? 5, key: { name: dns.key.name, algorithm: dns.key.algorithm ?? 'hmac-sha256', secret: dnsSecret } } } : {}),
+    ...(dns ? { dns: dnsUpdateSettings(dns, 'failover.cutover.dns', env) } : {}),
     ...(c.command ? { command: [...c.command] } : {}),
     ...(c.webhook ? { webhook: { url: c.webhook.url, ...(c.webhook.bearer ? { bearer: readSecret(c.webhook.bearer, 'failover.cutover.webhook.bearer', env) } : {}) } } : {}),
   };
+}
+
+/** A DNS update target of the policy (`failover.cutover.dns`, `drills.evacuate.dns`), its TSIG secret read from where the policy says. */
+export function dnsUpdateSettings(dns: NonNullable<NonNullable<NonNullable<Policy['failover']>['cutover']>['dns']>, where: string, env: NodeJS.ProcessEnv): NonNullable<CutoverSettings['dns']> {
+  const secret = Buffer.from(readSecret(dns.key.secret, `${where}.key.secret`, env).trim(), 'base64');
+  if (secret.length === 0) throw new InvalidArgumentError(`${where}.key.secret`, "expected the key's secret in base64, as tsig-keygen writes it");
+  return { server: dns.server, port: dns.port ?? 53, zone: dns.zone, name: dns.name, ttl: dns.ttlSeconds ?? 5, key: { name: dns.key.name, algorithm: dns.key.algorithm ?? 'hmac-sha256', secret } };
 }

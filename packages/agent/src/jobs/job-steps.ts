@@ -15,7 +15,7 @@ export interface JobSpec {
   cluster?: string;
   repository?: string;
   /** A drill job's kind (default `restore`). */
-  drill?: 'restore' | 'verify' | 'failover';
+  drill?: 'restore' | 'verify' | 'failover' | 'evacuate';
 }
 
 /** The labels a step's metrics carry (never a secret: locations and names only). */
@@ -245,6 +245,19 @@ export function jobSteps(policy: Policy, spec: JobSpec, env: NodeJS.ProcessEnv =
     const d = policy.drills ?? {};
     const labels = { command: spec.job, repository: '', stanza: spec.cluster ?? policy.failover?.cluster ?? '', target: '' };
     return [{ name: id, args: ['drill', 'failover', '--json', '--policy', policyFile, '--reports', d.reports ?? DEFAULT_DRILL_REPORTS, ...opt('--rpo-target', d.rpoTargetSeconds), ...opt('--rto-target', d.rtoTargetSeconds)], env: {}, labels }];
+  }
+  if (spec.job === 'drill' && spec.drill === 'evacuate') {
+    // Region B's repository, with region B's keys alone; everything else from the policy file itself.
+    if (!policyFile) throw new InvalidArgumentError('drill', 'the evacuation drill runs with the policy file it was scheduled from');
+    const d = policy.drills ?? {};
+    const e = d.evacuate;
+    if (!e) throw new InvalidArgumentError('drills.evacuate', 'the policy has no drills.evacuate section');
+    const { name, repository } = repositoryOf(policy, e.repository, 'drill');
+    const access = repositoryAccess(name, repository, env);
+    const cluster = policy.clusters[e.cluster];
+    const stanza = cluster?.stanza ?? e.cluster;
+    const labels = { command: spec.job, repository: repository.location, stanza, target: '' };
+    return [{ name: id, args: [...access.args, '--stanza', stanza, 'drill', 'evacuate', '--json', '--policy', policyFile, '--reports', d.reports ?? DEFAULT_DRILL_REPORTS, ...opt('--rpo-target', d.rpoTargetSeconds), ...opt('--rto-target', d.rtoTargetSeconds)], env: access.env, labels }];
   }
   if (spec.job === 'wal') throw new InvalidArgumentError('job', 'the wal job runs all the time under `coffer agent` (it watches the archive); PostgreSQL archives with archive_command = \'coffer wal-push %p\'');
   if (spec.job === 'mirror' || spec.job === 'gc') {

@@ -46,12 +46,19 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
     }
     if (observers.length === 2) out.push({ path: ['failover', 'observers'], message: 'two observers make no majority when one is cut off from the other: add a witness (three, or any odd number)' });
   }
+  const evacuate = isObj(value.drills) && isObj(value.drills.evacuate) ? value.drills.evacuate : undefined;
+  if (evacuate) {
+    if (typeof evacuate.cluster === 'string' && !(evacuate.cluster in clusters)) out.push({ path: ['drills', 'evacuate', 'cluster'], message: `no cluster named ${JSON.stringify(evacuate.cluster)} under clusters` });
+    repo(evacuate.repository, ['drills', 'evacuate', 'repository']);
+    if (evacuate.standby === undefined && evacuate.restore === undefined) out.push({ path: ['drills', 'evacuate'], message: 'region B needs a standby to promote or a restore (dataDir, listen, port): give one of them' });
+    if (evacuate.dns !== undefined && evacuate.addresses === undefined) out.push({ path: ['drills', 'evacuate', 'addresses'], message: 'the DNS cutover needs region A\'s and region B\'s addresses (addresses: { a, b })' });
+  }
   if (!Array.isArray(value.schedules)) return out;
   value.schedules.forEach((s: unknown, i) => {
     if (!isObj(s) || typeof s.job !== 'string') return;
     const needsCluster = s.job !== 'mirror' && s.job !== 'gc';
     // The failover drill is about the failover section's cluster, which need not be one Coffer backs up.
-    if (needsCluster && s.cluster === undefined && !(s.job === 'drill' && s.drill === 'failover')) out.push({ path: ['schedules', i], message: `a ${s.job} job names the cluster it is about (cluster: NAME)` });
+    if (needsCluster && s.cluster === undefined && !(s.job === 'drill' && (s.drill === 'failover' || s.drill === 'evacuate'))) out.push({ path: ['schedules', i], message: `a ${s.job} job names the cluster it is about (cluster: NAME)` });
     if (!needsCluster && s.repository === undefined) out.push({ path: ['schedules', i], message: `a ${s.job} job names the repository it is about (repository: NAME)` });
     if (typeof s.cluster === 'string' && !(s.cluster in clusters)) out.push({ path: ['schedules', i, 'cluster'], message: `no cluster named ${JSON.stringify(s.cluster)} under clusters` });
     repo(s.repository, ['schedules', i, 'repository']);
@@ -69,6 +76,10 @@ export function referenceProblems(value: unknown): ReferenceProblem[] {
       if (!f) out.push({ path: ['schedules', i, 'drill'], message: 'the failover drill needs a failover section' });
       else if (typeof s.cluster === 'string' && s.cluster !== f.cluster) out.push({ path: ['schedules', i, 'cluster'], message: `the failover drill is about the failover section's cluster (${JSON.stringify(f.cluster)}): leave cluster out` });
       if (d?.enabled !== true) out.push({ path: ['schedules', i, 'drill'], message: 'the failover drill moves the primary twice: it runs only with drills.failover.enabled: true' });
+    }
+    if (s.job === 'drill' && s.drill === 'evacuate') {
+      const d = isObj(value.drills) && isObj(value.drills.evacuate) ? value.drills.evacuate : undefined;
+      if (d?.enabled !== true) out.push({ path: ['schedules', i, 'drill'], message: 'the evacuation drill takes region A away: it runs only with drills.evacuate.enabled: true' });
     }
   });
   return out;

@@ -102,6 +102,20 @@ const decisionStoreSchema = z.strictObject({
   credentials: z.optional(z.strictObject({ accessKeyId: secretRef, secretAccessKey: secretRef, sessionToken: z.optional(secretRef) })),
 });
 
+/** An RFC 2136 dynamic update signed with TSIG: the name's A/AAAA records replaced by an address. */
+const dnsUpdateSchema = z.strictObject({
+  server: z.union([z.ipv4(), z.ipv6()]),
+  port: z.optional(z.int().check(z.positive(), z.lte(65535))),
+  zone: z.string().check(z.minLength(1)),
+  name: z.string().check(z.minLength(1)),
+  /** The record's TTL (default 5): resolvers keep the old address this long. */
+  ttlSeconds: z.optional(z.int().check(z.nonnegative(), z.lte(86_400))),
+  key: z.strictObject({ name: z.string().check(z.minLength(1)), algorithm: z.optional(z.enum(['hmac-sha256', 'hmac-sha512'])), secret: secretRef }),
+});
+
+/** A command: argv, run without a shell. */
+const argv = z.array(z.string()).check(z.minLength(1));
+
 const failoverSchema = z.strictObject({
   /** The cluster's name in the decision log. */
   cluster: name,
@@ -126,7 +140,7 @@ const failoverSchema = z.strictObject({
          * the stopped server a standby again and starts it, e.g. `coffer failover rejoin …` then the server's
          * start, as the server's user. Never after a failover. The failover drill needs it on every node.
          */
-        rejoin: z.optional(z.array(z.string()).check(z.minLength(1))),
+        rejoin: z.optional(argv),
       }),
     )
     .check(z.minLength(2)),
@@ -169,19 +183,9 @@ const failoverSchema = z.strictObject({
   cutover: z.optional(
     z.strictObject({
       /** An RFC 2136 dynamic update signed with TSIG: the name's A/AAAA records replaced by the node's address. */
-      dns: z.optional(
-        z.strictObject({
-          server: z.union([z.ipv4(), z.ipv6()]),
-          port: z.optional(z.int().check(z.positive(), z.lte(65535))),
-          zone: z.string().check(z.minLength(1)),
-          name: z.string().check(z.minLength(1)),
-          /** The record's TTL (default 5): resolvers keep the old address this long. */
-          ttlSeconds: z.optional(z.int().check(z.nonnegative(), z.lte(86_400))),
-          key: z.strictObject({ name: z.string().check(z.minLength(1)), algorithm: z.optional(z.enum(['hmac-sha256', 'hmac-sha512'])), secret: secretRef }),
-        }),
-      ),
+      dns: z.optional(dnsUpdateSchema),
       /** A command run with COFFER_FAILOVER_NODE, COFFER_FAILOVER_ADDRESS and COFFER_FAILOVER_EPOCH set (argv, no shell). */
-      command: z.optional(z.array(z.string()).check(z.minLength(1))),
+      command: z.optional(argv),
       /** A URL that gets {node, address, epoch} as a JSON POST. */
       webhook: z.optional(z.strictObject({ url: z.url(), bearer: z.optional(secretRef) })),
     }),
@@ -222,10 +226,12 @@ const scheduleSchema = z.strictObject({
    * The drill job: `restore` (default: the newest backup restored into a
    * sandbox and every file re-verified), `verify` (the nightly drill: a
    * verification reported against the `drills` targets, with a post-mortem)
-   * or `failover` (the weekly drill: a switchover to a standby and back under
-   * a probe writer; needs `drills.failover.enabled`).
+   * `failover` (the weekly drill: a switchover to a standby and back under
+   * a probe writer; needs `drills.failover.enabled`) or `evacuate` (the
+   * quarterly drill: region A lost, region B takes over; needs
+   * `drills.evacuate.enabled`).
    */
-  drill: z.optional(z.enum(['restore', 'verify', 'failover'])),
+  drill: z.optional(z.enum(['restore', 'verify', 'failover', 'evacuate'])),
   /**
    * The wal job: stream WAL into the repository as well (`coffer wal-receive`,
    * run and restarted by the agent) for an RPO of about the flush interval.
@@ -295,6 +301,42 @@ export const policySchema = z.strictObject({
             to: z.optional(name),
             /** Longest wait for each step: a switchover to take writes, a node to stream again (default 180). */
             stepTimeoutSeconds: z.optional(z.number().check(z.gte(10), z.lte(3600))),
+          }),
+        ),
+        /**
+         * The regional evacuation drill (`coffer drill evacuate`): region A made unavailable by `loseRegion`,
+         * region B taking over — its standby promoted, or the newest backup in region B's repository restored
+         * with region B's keys alone — the name moved, a write accepted, data lost and time taken measured;
+         * then everything put back. Run it where region A may be taken away: `enabled` says so.
+         */
+        evacuate: z.optional(
+          z.strictObject({
+            enabled: z.boolean(),
+            /** Region A's cluster (under clusters): the probe writer commits there until region A is lost. */
+            cluster: name,
+            /** Region B's repository (under repositories, with region B's keys): the agent's job opens it. */
+            repository: name,
+            /** Makes region A unavailable (argv, no shell): stop its server, disable its KMS key, close its bucket. */
+            loseRegion: argv,
+            /** Brings region A back after the drill. */
+            restoreRegion: z.optional(argv),
+            /** Region B's standby of region A's primary, promoted; `rebuild` makes it a standby again after the drill. */
+            standby: z.optional(z.strictObject({ connection, password: z.optional(secretRef), rebuild: z.optional(argv) })),
+            /** Without a standby (or with --via restore): where region B restores and starts the cluster. */
+            restore: z.optional(
+              z.strictObject({
+                dataDir: absolutePath,
+                listen: z.union([z.ipv4(), z.ipv6()]),
+                port: z.int().check(z.positive(), z.lte(65535)),
+                /** Server binaries (default: those of the backup's major version on this machine). */
+                pgBin: z.optional(absolutePath),
+              }),
+            ),
+            /** The name clients use, moved to region B's address and back to region A's. */
+            dns: z.optional(dnsUpdateSchema),
+            addresses: z.optional(z.strictObject({ a: z.union([z.ipv4(), z.ipv6()]), b: z.union([z.ipv4(), z.ipv6()]) })),
+            /** Longest wait for each step (default 1800). */
+            stepTimeoutSeconds: z.optional(z.number().check(z.gte(10), z.lte(86_400))),
           }),
         ),
       }),

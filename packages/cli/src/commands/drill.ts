@@ -3,11 +3,12 @@
  * - `drill restore <backup>` (also `drill <backup>`): restore a backup into a temporary sandbox, re-verify every restored file, clean up.
  * - `drill verify`: the nightly drill — a `verify` run reported against the RPO and RTO targets, with a post-mortem, in a reports directory.
  * - `drill failover`: the weekly drill — a switchover to a standby and back under a probe writer (the policy's failover section; opt-in).
+ * - `drill evacuate`: the quarterly drill — region A lost, region B takes over from what it holds (opt-in).
  */
 import { Resolver } from 'node:dns/promises';
 import { rmSync } from 'node:fs';
 import { CorruptObjectError, InvalidArgumentError, parseByteSize, VerifyFailedError } from '@coffer/engine';
-import { secondsOption, withSandboxCleanup, type CliContext } from '../context.js';
+import { defaultRestoreCommand, secondsOption, withSandboxCleanup, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 import { verifyRunOptions, withVerifyOptions, type VerifyCliOptions } from './verify.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
@@ -146,6 +147,92 @@ export function register(ctx: CliContext): void {
       }
       if (!report.ok) throw new VerifyFailedError(`cluster ${settings.cluster} (failover drill)`, report.findings);
     });
+
+  drill
+    .command('evacuate')
+    .description("the quarterly drill: region A made unavailable (drills.evacuate.loseRegion), region B takes over with what it holds alone — its standby promoted, or the newest backup in this repository (region B's, opened with its keys) restored and recovered to the newest WAL it holds — the name moved, a write accepted; data lost (commits, seconds, WAL bytes) and time taken measured against the targets; then everything put back. Runs only with drills.evacuate.enabled in the policy")
+    .option(...POLICY_OPTION)
+    .option('--via <path>', 'promote (region B\'s standby) or restore (from this repository); default: promote when drills.evacuate.standby is set', (v: string) => {
+      if (v !== 'promote' && v !== 'restore') throw new InvalidArgumentError('--via', `expected promote or restore, got ${JSON.stringify(v)}`);
+      return v;
+    })
+    .option('--keep', 'leave region B serving and the name on it (nothing put back)')
+    .option('--reports <dir>', 'directory the drill reports go to (default: drills.reports, else drills)')
+    .option('--rpo-target <seconds>', 'data a loss may cost, at most (default: the policy\'s, else 900)', secondsOption('--rpo-target', 0.001, 10 * 365 * 86400))
+    .option('--rto-target <seconds>', 'region B must take writes within this long of region A\'s loss (default: the policy\'s, else 1800)', secondsOption('--rto-target', 0.001, 10 * 365 * 86400))
+    .option('--json', 'print the report as JSON')
+    .action(async (o: { policy?: string; via?: 'promote' | 'restore'; keep?: boolean; reports?: string; rpoTarget?: number; rtoTarget?: number; json?: boolean }) => {
+      const { loadPolicy, readSecret, dnsUpdateSettings } = await import('@coffer/agent');
+      const env = ctx.io.env;
+      const file = policyPath(o, env);
+      const policy = await loadPolicy(file);
+      const e = policy.drills?.evacuate;
+      if (e?.enabled !== true) throw new InvalidArgumentError('drills.evacuate.enabled', `${file} does not enable the evacuation drill: it takes region A away, so it runs only where the policy says so (drills.evacuate.enabled: true)`);
+      const cluster = policy.clusters[e.cluster]!;
+      const via = o.via ?? (e.standby ? 'promote' : 'restore');
+      if (via === 'promote' && !e.standby) throw new InvalidArgumentError('--via', 'promote needs drills.evacuate.standby (region B\'s standby)');
+      if (via === 'restore' && !e.restore) throw new InvalidArgumentError('--via', 'restore needs drills.evacuate.restore (dataDir, listen, port)');
+      const repo = await openRepo();
+      const g = ctx.globals();
+      const stanza = g.stanza ?? cluster.stanza ?? e.cluster;
+      const { evacuateDrill, writeDrillReport, postgresAt } = await import('@coffer/verify');
+      const { pointName } = await import('@coffer/failover');
+      const dns = e.dns ? dnsUpdateSettings(e.dns, 'drills.evacuate.dns', env) : undefined;
+      const addresses = e.addresses;
+      const serverEnv = Object.fromEntries(Object.entries(env).filter((x): x is [string, string] => x[1] !== undefined));
+      const install = e.restore?.pgBin ? postgresAt(e.restore.pgBin) : undefined;
+      if (e.restore?.pgBin && !install) throw new InvalidArgumentError('drills.evacuate.restore.pgBin', `${e.restore.pgBin} holds no PostgreSQL server binaries`);
+      const report = await evacuateDrill({
+        cluster: e.cluster,
+        stanza,
+        repo,
+        primary: { name: e.cluster, conninfo: cluster.connection, ...(cluster.password ? { password: readSecret(cluster.password, `clusters.${e.cluster}.password`, env) } : {}) },
+        loseRegion: () => hook(e.loseRegion, 'drills.evacuate.loseRegion'),
+        ...(e.restoreRegion ? { restoreRegion: () => hook(e.restoreRegion!, 'drills.evacuate.restoreRegion') } : {}),
+        via:
+          via === 'promote'
+            ? {
+                kind: 'promote',
+                standby: { name: 'region-b-standby', conninfo: e.standby!.connection, ...(e.standby!.password ? { password: readSecret(e.standby!.password, 'drills.evacuate.standby.password', env) } : {}) },
+                ...(e.standby!.rebuild ? { rebuild: () => hook(e.standby!.rebuild!, 'drills.evacuate.standby.rebuild') } : {}),
+              }
+            : {
+                kind: 'restore',
+                dataDir: e.restore!.dataDir,
+                listen: e.restore!.listen,
+                port: e.restore!.port,
+                ...(install ? { install } : {}),
+                restoreCommand: (scope) => defaultRestoreCommand(g, env, repo.config.repositoryId, scope),
+                serverEnv,
+              },
+        ...(dns && addresses ? { cutover: (to: 'a' | 'b') => pointName(dns, addresses[to]), resolve: () => resolveAt(dns.server, dns.port, dns.name), addressB: addresses.b } : {}),
+        ...(o.keep ? { keep: true } : {}),
+        ...(e.stepTimeoutSeconds !== undefined ? { stepTimeoutMs: e.stepTimeoutSeconds * 1000 } : {}),
+        targets: { rpoSeconds: o.rpoTarget ?? policy.drills?.rpoTargetSeconds ?? 900, rtoSeconds: o.rtoTarget ?? policy.drills?.rtoTargetSeconds ?? 1800 },
+        onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
+      });
+      const paths = await writeDrillReport(o.reports ?? policy.drills?.reports ?? 'drills', report);
+      figures({
+        drill_ok: report.ok ? 1 : 0,
+        drill_findings: report.findings.length,
+        ...(report.rto ? { drill_rto_seconds: report.rto.seconds, drill_rto_margin_seconds: report.rto.marginSeconds } : {}),
+        ...(report.rpo?.seconds !== undefined ? { drill_rpo_seconds: report.rpo.seconds } : {}),
+        ...(report.rpo?.commits !== undefined ? { drill_commits_lost: report.rpo.commits } : {}),
+      });
+      if (o.json) say(JSON.stringify(report, null, 2));
+      else {
+        say(report.postMortem.summary);
+        for (const f of report.findings) say(`  finding: ${f}`);
+        say(`report: ${paths.markdown}`);
+      }
+      if (!report.ok) throw new VerifyFailedError(`cluster ${e.cluster} (evacuation drill)`, report.findings);
+    });
+}
+
+/** Runs an environment's command for a drill (argv, no shell); it must exit 0. */
+async function hook(argv: readonly string[], what: string): Promise<void> {
+  const { runHook } = await import('@coffer/failover');
+  await runHook(argv, {}, 600_000, (detail) => new InvalidArgumentError(what, detail));
 }
 
 /** The A records `name` has at the DNS server the cutover updates (asked there, not through the system's resolver and its cache). */

@@ -23,13 +23,13 @@ export function register(ctx: CliContext): void {
     .option(...POLICY_OPTION)
     .option('--cluster <name>', 'the cluster the job is about (backup, expire, verify, drill); default: the only one the policy schedules for this job')
     .option('--repository <name>', 'the repository the job is about (mirror, gc); default: the only one the policy schedules for this job')
-    .option('--drill <kind>', "the drill job's kind: restore, verify or failover (default: the schedule's, else restore)", (v: string) => {
-      if (v !== 'restore' && v !== 'verify' && v !== 'failover') throw new InvalidArgumentError('--drill', `expected restore, verify or failover, got ${JSON.stringify(v)}`);
+    .option('--drill <kind>', "the drill job's kind: restore, verify, failover or evacuate (default: the schedule's, else restore)", (v: string) => {
+      if (v !== 'restore' && v !== 'verify' && v !== 'failover' && v !== 'evacuate') throw new InvalidArgumentError('--drill', `expected restore, verify, failover or evacuate, got ${JSON.stringify(v)}`);
       return v;
     })
     .option('--attempts <n>', "tries before the job counts as failed (default: the schedule's, else 1)", intOption('--attempts', 1, 20))
     .option('--json', 'print the outcome as JSON (each step\'s exit status, seconds and figures)')
-    .action(async (job: string, o: { policy?: string; cluster?: string; repository?: string; drill?: 'restore' | 'verify' | 'failover'; attempts?: number; json?: boolean }) => {
+    .action(async (job: string, o: { policy?: string; cluster?: string; repository?: string; drill?: 'restore' | 'verify' | 'failover' | 'evacuate'; attempts?: number; json?: boolean }) => {
       if (!(RUNNABLE as readonly string[]).includes(job)) throw new InvalidArgumentError('job', `expected one of ${RUNNABLE.join(', ')}, got ${JSON.stringify(job)}${job === 'wal' ? ' (the wal job runs under `coffer agent`)' : ''}`);
       const { loadPolicy, runJob } = await import('@coffer/agent');
       const file = policyPath(o, io.env);
@@ -40,7 +40,7 @@ export function register(ctx: CliContext): void {
         const flag = job === 'mirror' || job === 'gc' ? '--repository' : '--cluster';
         throw new InvalidArgumentError(flag, scheduled.length === 0 ? `${file} schedules no ${job} job: name what it is about with ${flag}` : `${file} schedules ${scheduled.length} ${job} jobs (${scheduled.map((s) => s.cluster ?? s.repository).join(', ')}): choose one with ${flag}`);
       }
-      const name = about ?? scheduled[0]!.cluster ?? scheduled[0]!.repository ?? (scheduled[0]!.drill === 'failover' ? policy.failover?.cluster : undefined);
+      const name = about ?? scheduled[0]!.cluster ?? scheduled[0]!.repository ?? (scheduled[0]!.drill === 'failover' ? policy.failover?.cluster : scheduled[0]!.drill === 'evacuate' ? policy.drills?.evacuate?.cluster : undefined);
       const drill = job === 'drill' ? (o.drill ?? scheduled[0]?.drill) : undefined;
       const spec = job === 'mirror' || job === 'gc' ? { job: job as 'mirror' | 'gc', repository: name! } : { job: job as 'backup' | 'expire' | 'verify' | 'drill', cluster: name!, ...(drill ? { drill } : {}) };
       // Each step's metrics go to a textfile of its own when the command line or the policy asks for one.

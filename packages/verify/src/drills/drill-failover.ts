@@ -16,15 +16,10 @@
  * step named and the topology as it then stands said in the findings.
  */
 import { randomBytes } from 'node:crypto';
-import { postgresClientSettings } from '@coffer/engine';
-import pg from 'pg';
-import { DEFAULT_DRILL_TARGETS, drillId, postMortemOf, rpoAgainst, rtoAgainst, type DrillCheck, type DrillPhase, type DrillTargets, type RecoveryDrillReport } from './drill-report.js';
+import { createProbeTable, DrillSteps, dropProbeRun, probeRows, ProbeWriter, query, StepFailed, type ProbeNode } from './probe-writer.js';
+import { DEFAULT_DRILL_TARGETS, drillId, postMortemOf, rpoAgainst, rtoAgainst, type DrillCheck, type DrillTargets, type RecoveryDrillReport } from './drill-report.js';
 
-export interface FailoverDrillNode {
-  name: string;
-  /** A connection to the node's server (a database the drill may create its probe table in). */
-  conninfo: string;
-  password?: string;
+export interface FailoverDrillNode extends ProbeNode {
   /** The address clients reach it at, when traffic moves by DNS. */
   address?: string;
 }
@@ -47,100 +42,6 @@ export interface FailoverDrillOptions {
   onProgress?: (line: string) => void;
 }
 
-const PROBE_TABLE = 'coffer_drill_probe';
-
-interface Ack {
-  id: number;
-  /** Seconds from the drill's start. */
-  at: number;
-  node: string;
-}
-
-class StepFailed extends Error {}
-
-/** A client committing numbered rows to the primary of the moment, and what was acknowledged. */
-class ProbeWriter {
-  readonly acked: Ack[] = [];
-  private stopped = false;
-  private next = 1;
-  private running: Promise<void> | undefined;
-
-  constructor(
-    private readonly o: FailoverDrillOptions,
-    private readonly run: string,
-    private readonly t0: number,
-  ) {}
-
-  start(): void {
-    this.running = (async () => {
-      while (!this.stopped) {
-        let client: pg.Client | undefined;
-        try {
-          const name = await this.o.primary();
-          const node = this.o.nodes.find((n) => n.name === name)!;
-          client = connect(node, 2000);
-          await client.connect();
-          while (!this.stopped) {
-            const id = this.next++;
-            await client.query(`INSERT INTO ${PROBE_TABLE} (run, id, node) VALUES ($1, $2, $3)`, [this.run, id, name]);
-            this.acked.push({ id, at: (performance.now() - this.t0) / 1000, node: name });
-            await sleep(10);
-          }
-        } catch {
-          // The primary stopping, a standby not yet promoted, a decision not yet read: find the primary again.
-          await sleep(50);
-        } finally {
-          await client?.end().catch(() => undefined);
-        }
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.running;
-  }
-
-  /** Whether a commit on `node` came after the `since`-th acknowledgement. */
-  wroteOn(node: string, since: number): boolean {
-    for (let i = this.acked.length - 1; i >= since; i--) if (this.acked[i]!.node === node) return true;
-    return false;
-  }
-
-  /** The longest wait between two acknowledged commits from the `from`-th on: what a client saw of a switch. */
-  longestGap(from: number, to = this.acked.length): number {
-    let gap = 0;
-    for (let i = Math.max(1, from); i < to; i++) gap = Math.max(gap, this.acked[i]!.at - this.acked[i - 1]!.at);
-    return gap;
-  }
-}
-
-function connect(node: FailoverDrillNode, timeoutMs: number): pg.Client {
-  const client = new pg.Client({
-    ...postgresClientSettings(node.conninfo),
-    ...(node.password !== undefined ? { password: node.password } : {}),
-    connectionTimeoutMillis: timeoutMs,
-    query_timeout: 10_000,
-    application_name: 'coffer-drill',
-  });
-  client.on('error', () => undefined);
-  return client;
-}
-
-async function query<T extends pg.QueryResultRow>(node: FailoverDrillNode, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = connect(node, 5000);
-  try {
-    await client.connect();
-    return (await client.query<T>(text, values)).rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** The nodes streaming from `primary` now, by application_name, least behind first. */
 async function streamingFrom(primary: FailoverDrillNode): Promise<string[]> {
   const rows = await query<{ name: string }>(primary, "SELECT application_name AS name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY pg_current_wal_lsn() - replay_lsn NULLS LAST");
@@ -149,12 +50,11 @@ async function streamingFrom(primary: FailoverDrillNode): Promise<string[]> {
 
 export async function failoverDrill(o: FailoverDrillOptions): Promise<RecoveryDrillReport> {
   const started = new Date();
-  const t0 = performance.now();
   const targets = o.targets ?? DEFAULT_DRILL_TARGETS;
-  const timeoutMs = o.stepTimeoutMs ?? 180_000;
-  const say = o.onProgress ?? (() => undefined);
-  const now = () => (performance.now() - t0) / 1000;
-  const phases: DrillPhase[] = [];
+  const steps = new DrillSteps(o.stepTimeoutMs ?? 180_000, o.onProgress ?? (() => undefined));
+  const t0 = steps.t0;
+  const phase = steps.phase.bind(steps);
+  const waitFor = steps.waitFor.bind(steps);
   const checks: DrillCheck[] = [];
   const findings: string[] = [];
   const node = (name: string) => {
@@ -162,28 +62,9 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<RecoveryDr
     if (!n) throw new StepFailed(`${name} is not one of the failover nodes (${o.nodes.map((x) => x.name).join(', ')})`);
     return n;
   };
-  const phase = async (name: string, work: () => Promise<string | undefined>): Promise<void> => {
-    const at = now();
-    say(`${name}…`);
-    try {
-      const detail = await work();
-      phases.push({ name, startSeconds: at, seconds: now() - at, ok: true, ...(detail ? { detail } : {}) });
-    } catch (e) {
-      phases.push({ name, startSeconds: at, seconds: now() - at, ok: false, detail: (e as Error).message });
-      throw e;
-    }
-  };
-  const waitFor = async (what: string, done: () => Promise<boolean>): Promise<void> => {
-    const until = performance.now() + timeoutMs;
-    for (;;) {
-      if (await done().catch(() => false)) return;
-      if (performance.now() > until) throw new StepFailed(`${what}: not within ${(timeoutMs / 1000).toFixed(0)} s`);
-      await sleep(200);
-    }
-  };
 
   const run = randomBytes(6).toString('hex');
-  const writer = new ProbeWriter(o, run, t0);
+  const writer = new ProbeWriter(o.nodes, o.primary, run, t0);
   let original: FailoverDrillNode | undefined;
   let standby: FailoverDrillNode | undefined;
   const gaps: { to: string; seconds: number }[] = [];
@@ -197,7 +78,7 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<RecoveryDr
       standby = node(target);
       if (standby.name === original.name) throw new StepFailed(`${target} is the primary already`);
       if (!streaming.includes(standby.name)) throw new StepFailed(`${standby.name} does not stream from ${original.name} now: a switchover to it could lose commits`);
-      await query(original, `CREATE TABLE IF NOT EXISTS ${PROBE_TABLE} (run text NOT NULL, id bigint NOT NULL, node text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run, id))`);
+      await createProbeTable(original);
       return `${original.name} primary; ${streaming.join(', ')} streaming from it; switching to ${standby.name}`;
     });
     const P = original!;
@@ -226,7 +107,7 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<RecoveryDr
     await switchTo(P, S);
     await phase('checks', async () => {
       await writer.stop();
-      const present = new Set((await query<{ id: string }>(P, `SELECT id::text FROM ${PROBE_TABLE} WHERE run = $1`, [run])).map((r) => Number(r.id)));
+      const present = await probeRows(P, run);
       const lost = writer.acked.filter((a) => !present.has(a.id));
       checks.push({ name: 'no commit lost', ok: lost.length === 0, summary: `${writer.acked.length} commits acknowledged, ${lost.length} missing on ${P.name}` });
       if (lost.length > 0) findings.push(`${lost.length} acknowledged commit(s) are missing on ${P.name} after the drill (the first: row ${lost[0]!.id}, acknowledged by ${lost[0]!.node})`);
@@ -247,8 +128,7 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<RecoveryDr
       return `${writer.acked.length} commits, ${lost.length} lost`;
     });
     await phase('cleanup', async () => {
-      await query(P, `DELETE FROM ${PROBE_TABLE} WHERE run = $1`, [run]);
-      await query(P, `DROP TABLE IF EXISTS ${PROBE_TABLE}`).catch(() => undefined);
+      await dropProbeRun(P, run);
       return undefined;
     });
   } catch (e) {
@@ -270,7 +150,7 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<RecoveryDr
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     ok: findings.length === 0 && checks.every((c) => c.ok),
-    phases,
+    phases: steps.phases,
     ...(rto ? { rto } : {}),
     ...(rpo ? { rpo } : {}),
     checks,
