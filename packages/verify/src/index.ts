@@ -38,6 +38,7 @@ export { RadosgwSandbox, radosgwMissing, type RadosgwOptions } from './radosgw-s
 export {
   DEFAULT_DRILL_TARGETS,
   drillId,
+  finishReport,
   postMortemOf,
   projectRto,
   renderDrillMarkdown,

@@ -12,6 +12,7 @@ import { defaultRestoreCommand, secondsOption, withSandboxCleanup, type CliConte
 import { humanBytes } from '../progress.js';
 import { verifyRunOptions, withVerifyOptions, type VerifyCliOptions } from './verify.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
+import type { RecoveryDrillReport } from '@coffer/verify';
 import { openDecisions } from './failover.js';
 
 interface DrillVerifyOptions extends VerifyCliOptions {
@@ -114,7 +115,7 @@ export function register(ctx: CliContext): void {
       const norejoin = settings.nodes.filter((n) => !n.rejoin).map((n) => n.name);
       if (norejoin.length > 0) throw new InvalidArgumentError('failover.nodes[].rejoin', `${norejoin.join(', ')} cannot rejoin after a switchover (no rejoin command): the drill would leave it stopped`);
       const { switchover } = await import('@coffer/failover');
-      const { failoverDrill, writeDrillReport } = await import('@coffer/verify');
+      const { failoverDrill } = await import('@coffer/verify');
       const decisions = await openDecisions(settings, ctx.io.env);
       const dns = settings.cutover.dns;
       const report = await failoverDrill({
@@ -132,20 +133,7 @@ export function register(ctx: CliContext): void {
         targets: { rpoSeconds: o.rpoTarget ?? policy.drills?.rpoTargetSeconds ?? 900, rtoSeconds: o.rtoTarget ?? policy.drills?.rtoTargetSeconds ?? 1800 },
         onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
       });
-      const paths = await writeDrillReport(o.reports ?? policy.drills?.reports ?? 'drills', report);
-      figures({
-        drill_ok: report.ok ? 1 : 0,
-        drill_findings: report.findings.length,
-        ...(report.rto ? { drill_rto_seconds: report.rto.seconds, drill_rto_margin_seconds: report.rto.marginSeconds } : {}),
-        ...(report.rpo?.commits !== undefined ? { drill_commits_lost: report.rpo.commits } : {}),
-      });
-      if (o.json) say(JSON.stringify(report, null, 2));
-      else {
-        say(report.postMortem.summary);
-        for (const f of report.findings) say(`  finding: ${f}`);
-        say(`report: ${paths.markdown}`);
-      }
-      if (!report.ok) throw new VerifyFailedError(`cluster ${settings.cluster} (failover drill)`, report.findings);
+      await finishDrill(ctx, report, o.reports ?? policy.drills?.reports ?? 'drills', o.json, `cluster ${settings.cluster} (failover drill)`);
     });
 
   drill
@@ -175,7 +163,7 @@ export function register(ctx: CliContext): void {
       const repo = await openRepo();
       const g = ctx.globals();
       const stanza = g.stanza ?? cluster.stanza ?? e.cluster;
-      const { evacuateDrill, writeDrillReport, postgresAt } = await import('@coffer/verify');
+      const { evacuateDrill, postgresAt } = await import('@coffer/verify');
       const { pointName } = await import('@coffer/failover');
       const dns = e.dns ? dnsUpdateSettings(e.dns, 'drills.evacuate.dns', env) : undefined;
       const addresses = e.addresses;
@@ -211,22 +199,32 @@ export function register(ctx: CliContext): void {
         targets: { rpoSeconds: o.rpoTarget ?? policy.drills?.rpoTargetSeconds ?? 900, rtoSeconds: o.rtoTarget ?? policy.drills?.rtoTargetSeconds ?? 1800 },
         onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
       });
-      const paths = await writeDrillReport(o.reports ?? policy.drills?.reports ?? 'drills', report);
-      figures({
-        drill_ok: report.ok ? 1 : 0,
-        drill_findings: report.findings.length,
-        ...(report.rto ? { drill_rto_seconds: report.rto.seconds, drill_rto_margin_seconds: report.rto.marginSeconds } : {}),
-        ...(report.rpo?.seconds !== undefined ? { drill_rpo_seconds: report.rpo.seconds } : {}),
-        ...(report.rpo?.commits !== undefined ? { drill_commits_lost: report.rpo.commits } : {}),
-      });
-      if (o.json) say(JSON.stringify(report, null, 2));
-      else {
-        say(report.postMortem.summary);
-        for (const f of report.findings) say(`  finding: ${f}`);
-        say(`report: ${paths.markdown}`);
-      }
-      if (!report.ok) throw new VerifyFailedError(`cluster ${e.cluster} (evacuation drill)`, report.findings);
+      await finishDrill(ctx, report, o.reports ?? policy.drills?.reports ?? 'drills', o.json, `cluster ${e.cluster} (evacuation drill)`);
     });
+}
+
+/**
+ * A drill's report written (JSON, markdown, SVG), its figures for the
+ * metrics, its summary or JSON printed; a failed drill ends the command with
+ * its findings (exit 32), naming `what`.
+ */
+async function finishDrill(ctx: CliContext, report: RecoveryDrillReport, dir: string, json: boolean | undefined, what: string): Promise<void> {
+  const { writeDrillReport } = await import('@coffer/verify');
+  const paths = await writeDrillReport(dir, report);
+  ctx.report({
+    drill_ok: report.ok ? 1 : 0,
+    drill_findings: report.findings.length,
+    ...(report.rto ? { drill_rto_seconds: report.rto.seconds, drill_rto_margin_seconds: report.rto.marginSeconds } : {}),
+    ...(report.rpo?.seconds !== undefined ? { drill_rpo_seconds: report.rpo.seconds } : {}),
+    ...(report.rpo?.commits !== undefined ? { drill_commits_lost: report.rpo.commits } : {}),
+  });
+  if (json) ctx.say(JSON.stringify(report, null, 2));
+  else {
+    ctx.say(report.postMortem.summary);
+    for (const f of report.findings) ctx.say(`  finding: ${f}`);
+    ctx.say(`report: ${paths.markdown}`);
+  }
+  if (!report.ok) throw new VerifyFailedError(what, report.findings);
 }
 
 /** Runs an environment's command for a drill (argv, no shell); it must exit 0. */

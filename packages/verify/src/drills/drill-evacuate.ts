@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { chooseBackup, isArchived, longestStreamed, parseLsn, parseWalStreamName, restorePostgres, type Repository, type RestoreCommandScope } from '@coffer/engine';
 import { findPostgresFor, runAsServerUser, serverUser, type PostgresInstall } from '../postgres-sandbox.js';
 import { createProbeTable, DrillSteps, dropProbeRun, probeRows, ProbeWriter, query, sleep, StepFailed, type Ack, type ProbeNode } from './probe-writer.js';
-import { DEFAULT_DRILL_TARGETS, drillId, postMortemOf, rpoAgainst, rtoAgainst, type DrillCheck, type DrillTargets, type RecoveryDrillReport } from './drill-report.js';
+import { DEFAULT_DRILL_TARGETS, finishReport, rpoAgainst, rtoAgainst, type DrillCheck, type DrillTargets, type RecoveryDrillReport } from './drill-report.js';
 
 export type EvacuatePath =
   | {
@@ -250,19 +250,5 @@ export async function evacuateDrill(o: EvacuateDrillOptions): Promise<RecoveryDr
     rpo = rpoAgainst({ seconds, commits: writer.acked.length - recovered.commits, ...(bytes !== undefined ? { bytes } : {}) }, targets.rpoSeconds, "region A's acknowledged commits region B does not hold: from the newest it holds to the last acknowledged (WAL bytes: their positions' distance, a segment switched by archive_timeout counted whole)");
     if (!rpo.met) findings.push(`RPO: region B lacks the last ${rpo.seconds!.toFixed(1)} s of region A's commits (${rpo.commits} commits), over the ${targets.rpoSeconds} s target: stream WAL to region B (wal-receive with mirrors, or --wal-mirror) or archive more often`);
   }
-  const body = {
-    v: 1 as const,
-    kind: 'evacuate' as const,
-    id: drillId('evacuate', o.cluster, started),
-    subject: o.cluster,
-    startedAt: started.toISOString(),
-    finishedAt: new Date().toISOString(),
-    ok: findings.length === 0 && checks.every((c) => c.ok) && rto !== undefined,
-    phases: steps.phases,
-    ...(rto ? { rto } : {}),
-    ...(rpo ? { rpo } : {}),
-    checks,
-    findings,
-  };
-  return { ...body, postMortem: postMortemOf(body) };
+  return finishReport('evacuate', o.cluster, started, { ok: findings.length === 0 && checks.every((c) => c.ok) && rto !== undefined, phases: steps.phases, ...(rto ? { rto } : {}), ...(rpo ? { rpo } : {}), checks, findings });
 }

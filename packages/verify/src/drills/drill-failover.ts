@@ -17,7 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createProbeTable, DrillSteps, dropProbeRun, probeRows, ProbeWriter, query, StepFailed, type ProbeNode } from './probe-writer.js';
-import { DEFAULT_DRILL_TARGETS, drillId, postMortemOf, rpoAgainst, rtoAgainst, type DrillCheck, type DrillTargets, type RecoveryDrillReport } from './drill-report.js';
+import { DEFAULT_DRILL_TARGETS, finishReport, rpoAgainst, rtoAgainst, type DrillCheck, type DrillTargets, type RecoveryDrillReport } from './drill-report.js';
 
 export interface FailoverDrillNode extends ProbeNode {
   /** The address clients reach it at, when traffic moves by DNS. */
@@ -142,19 +142,5 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<RecoveryDr
   if (rto && !rto.met) findings.push(`RTO: a client waited ${rto.seconds.toFixed(1)} s for a commit during a switchover, over the ${targets.rtoSeconds} s target`);
   const lostCount = lost ? Number(/(\d+) missing/.exec(lost.summary)?.[1] ?? 0) : undefined;
   const rpo = lostCount !== undefined ? rpoAgainst({ commits: lostCount }, targets.rpoSeconds, 'acknowledged commits missing after the switchover and the fallback') : undefined;
-  const body = {
-    v: 1 as const,
-    kind: 'failover' as const,
-    id: drillId('failover', o.cluster, started),
-    subject: o.cluster,
-    startedAt: started.toISOString(),
-    finishedAt: new Date().toISOString(),
-    ok: findings.length === 0 && checks.every((c) => c.ok),
-    phases: steps.phases,
-    ...(rto ? { rto } : {}),
-    ...(rpo ? { rpo } : {}),
-    checks,
-    findings,
-  };
-  return { ...body, postMortem: postMortemOf(body) };
+  return finishReport('failover', o.cluster, started, { ok: findings.length === 0 && checks.every((c) => c.ok), phases: steps.phases, ...(rto ? { rto } : {}), ...(rpo ? { rpo } : {}), checks, findings });
 }

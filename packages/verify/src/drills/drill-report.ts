@@ -132,6 +132,25 @@ export function rpoAgainst(measured: { seconds?: number; bytes?: number; commits
   return { ...measured, target, met, ...(measured.seconds !== undefined ? { marginSeconds: target - measured.seconds } : {}), basis };
 }
 
+/** A finished drill's report: id and times filled in, the post-mortem written from the rest. */
+export function finishReport(kind: DrillKind, subject: string, started: Date, parts: Pick<RecoveryDrillReport, 'ok' | 'phases' | 'rto' | 'rpo' | 'checks' | 'findings'>): RecoveryDrillReport {
+  const body = {
+    v: 1 as const,
+    kind,
+    id: drillId(kind, subject, started),
+    subject,
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    ok: parts.ok,
+    phases: parts.phases,
+    ...(parts.rto ? { rto: parts.rto } : {}),
+    ...(parts.rpo ? { rpo: parts.rpo } : {}),
+    checks: parts.checks,
+    findings: parts.findings,
+  };
+  return { ...body, postMortem: postMortemOf(body) };
+}
+
 /** A report's id: its start time (UTC, to the second, no colons) with its kind and subject. */
 export function drillId(kind: DrillKind, subject: string, startedAt: Date): string {
   const t = startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
