@@ -1,20 +1,19 @@
 /**
  * Runs every runbook in runbooks/ step by step: each step's exit status and
  * output must match what the runbook says. A runbook names the world it runs
- * in (`<!-- runbook-env: postgres -->`: a PostgreSQL 15 cluster archiving
- * into the repository, with a base backup, the steps run as the postgres
+ * in (`<!-- runbook-env: postgres -->`: PostgreSQL, radosgw, KMS and BIND
+ * as support/runbook-world.ts sets them up, the steps run as the postgres
  * user); what happens to that world between steps — the incident the
  * procedure answers — is written as `<!-- incident … -->` comments, which
  * readers do not see and this test runs where they stand.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coffer } from './support/cli.js';
-import { Cluster, cofferAsPostgres, debianInstall, freePort, pgScratch, postgresUser } from './support/pg.js';
+import { postgresWorld, type RunbookWorld } from './support/runbook-world.js';
 import { pseudoRandom, scratch, writeTree } from './support/tree.js';
 
 const RUNBOOKS = fileURLToPath(new URL('../runbooks/', import.meta.url));
@@ -47,19 +46,12 @@ function parseRunbook(text: string): Step[] {
   return steps;
 }
 
-/** The world a runbook runs in: its environment, the user its steps run as, and how to take it down. */
-interface World {
-  env: NodeJS.ProcessEnv;
-  as?: { uid: number; gid: number };
-  cleanup: () => Promise<void>;
-}
-
 const PASSPHRASE = 'runbook passphrase';
 /** Longer than any step takes (a drill verify of the small cluster takes under a minute). */
 const STEP_TIMEOUT_MS = 300_000;
 
 /** A scratch repository and a directory of files to back up (the files runbooks). */
-async function filesWorld(dir: string): Promise<World> {
+async function filesWorld(dir: string): Promise<RunbookWorld> {
   const env = {
     ...process.env,
     PATH: `${BIN}:${process.env.PATH}`,
@@ -77,55 +69,28 @@ async function filesWorld(dir: string): Promise<World> {
 }
 
 /**
- * Production, as the PostgreSQL runbooks find it: a PostgreSQL 15 cluster
- * (DDL logged with its time, as the PITR procedure advises) archiving into
- * the repository, a shop's `orders` table of 1,000 rows, and a base backup.
+ * Runs one step under bash, as the world's user. Asynchronously: the world's
+ * proxies and incident server live in this process, so blocking it would
+ * hold up the very traffic the step makes. A step that hangs is killed.
  */
-async function postgresWorld(): Promise<World> {
-  const install = debianInstall();
-  const work = await pgScratch('coffer-runbook-pg-');
-  const user = postgresUser();
-  const repo = join(work.dir, 'repo');
-  const init = await cofferAsPostgres(['--repo', repo, 'init'], { COFFER_PASSPHRASE: PASSPHRASE });
-  if (init.status !== 0) throw new Error(`coffer init: ${init.stderr}`);
-  const cluster = await Cluster.create(install, work.dir, { archiveRepo: repo, passphrase: PASSPHRASE, conf: { log_statement: 'ddl', log_line_prefix: '%m [%p] ', log_timezone: 'UTC' } });
-  await cluster.start();
-  await cluster.query('CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, amount numeric NOT NULL)');
-  await cluster.query(`INSERT INTO orders SELECT g, 'customer-' || (g % 97), (g * 37) % 1000 FROM generate_series(1, 1000) g`);
-  const backup = await cofferAsPostgres(['--repo', repo, 'backup'], { COFFER_PASSPHRASE: PASSPHRASE, ...cluster.pgEnv });
-  if (backup.status !== 0) throw new Error(`coffer backup: ${backup.stderr}`);
-  // The other region's copy, as the agent's mirror job keeps it.
-  const mirrorRepo = join(work.dir, 'mirror');
-  const mirrored = await cofferAsPostgres(['--repo', repo, 'mirror', '--to', mirrorRepo], { COFFER_PASSPHRASE: PASSPHRASE });
-  if (mirrored.status !== 0) throw new Error(`coffer mirror: ${mirrored.stderr}`);
-  const notes = join(work.dir, 'notes');
-  await mkdir(notes);
-  await chown(notes, user.uid, user.gid);
-  const env = {
-    PATH: `${BIN}:${install.bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
-    HOME: notes,
-    LANG: 'C.UTF-8',
-    COFFER_NODE: process.execPath,
-    COFFER_REPO: repo,
-    COFFER_PASSPHRASE: PASSPHRASE,
-    ...cluster.pgEnv,
-    PGDATA: cluster.data,
-    PGLOG: `${cluster.data}.log`,
-    MIRROR_REPO: mirrorRepo,
-    NEW_REPO: join(work.dir, 'new-repo'),
-    RESTORE_DIR: join(work.dir, 'restored'),
-    RESTORE_PORT: String(await freePort()),
-    WORK: notes,
-  };
-  return {
-    env,
-    as: user,
-    cleanup: async () => {
-      spawnSync(join(install.bin, 'pg_ctl'), ['-D', env.RESTORE_DIR, '-m', 'immediate', 'stop'], { ...user, stdio: 'ignore' });
-      await cluster.stop();
-      await work.cleanup();
-    },
-  };
+function runStep(code: string, world: RunbookWorld, cwd: string): Promise<{ status: number | null; stdout: string; stderr: string; error?: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-eo', 'pipefail', '-c', code], { env: world.env, cwd, stdio: ['ignore', 'pipe', 'pipe'], ...(world.as ?? {}) });
+    let stdout = '';
+    let stderr = '';
+    let error: string | undefined;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      error = `killed after ${STEP_TIMEOUT_MS / 1000} s`;
+      child.kill('SIGKILL');
+    }, STEP_TIMEOUT_MS);
+    child.on('error', (e) => (error = e.message));
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr, ...(error ? { error } : {}) });
+    });
+  });
 }
 
 let work: { dir: string; cleanup: () => Promise<void> };
@@ -159,9 +124,8 @@ describe('runbooks', () => {
       const world = kind === 'postgres' ? await postgresWorld() : await filesWorld(join(work.dir, book));
       try {
         for (const step of steps) {
-          // A step that hangs fails (spawnSync would hold the test's own timeout off).
-          const r = spawnSync('bash', ['-eo', 'pipefail', '-c', step.code], { env: world.env, encoding: 'utf8', cwd: world.env.WORK ?? work.dir, timeout: STEP_TIMEOUT_MS, killSignal: 'SIGKILL', ...(world.as ?? {}) });
-          const where = `${book}:${step.line}${step.incident ? ' (incident)' : ''}: ${step.code.trim()}${r.error ? `\n--- ${r.error.message}` : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+          const r = await runStep(step.code, world, world.env.WORK ?? work.dir);
+          const where = `${book}:${step.line}${step.incident ? ' (incident)' : ''}: ${step.code.trim()}${r.error ? `\n--- ${r.error}` : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
           expect(r.status, where).toBe(step.exit);
           if (step.stdout) expect(r.stdout, where).toMatch(step.stdout);
         }

@@ -100,6 +100,8 @@ describe('repositories wrapped by several KMS keys', () => {
     const repo = await Repository.init(store, provider(east));
     const added = await repo.keyRing.addWrapping(provider(west));
     expect(added?.keyIds).toEqual([1]);
+    // Named as key list and key remove name it.
+    expect(added?.wrapping).toBe(`aws-kms/${west}`);
     expect(await (await Repository.open(store, provider(east))).keyRing.addWrapping(provider(west))).toBeUndefined();
     kms.setEnabled(east, false);
     // Tried in order, the disabled key is passed over for the next wrapping.

@@ -32,6 +32,7 @@ describe('two key files', () => {
     const repo = await Repository.init(store, a);
     const added = await repo.keyRing.addWrapping(b);
     expect(added?.keyIds).toEqual([1]);
+    expect(added?.wrapping).toBe('local/key-file');
     // Adding it again finds it there.
     expect(await (await Repository.open(store, a)).keyRing.addWrapping(b)).toBeUndefined();
     expect((await Repository.open(store, b)).keyRing.currentKeyId).toBe(1);

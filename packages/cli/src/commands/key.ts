@@ -30,7 +30,7 @@ export function register(ctx: CliContext): void {
       const repo = await openRepoAt(await openStore(globals(), io.env), { ...globals(), kmsKeyId: undefined });
       const provider: KeyProvider = adding ? kmsProvider(adding, io.env) : await LocalKeyProvider.fromKeyFile(o.newKeyFile!);
       const added = await repo.keyRing.addWrapping(provider);
-      say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${adding ?? o.newKeyFile} (${added.key})` : `${adding ?? o.newKeyFile} already wraps every data key`);
+      say(added ? `wrapped data key(s) ${added.keyIds.join(', ')} with ${added.wrapping} (${added.key})` : `${adding ?? o.newKeyFile} already wraps every data key`);
     });
 
   key

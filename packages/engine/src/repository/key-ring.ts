@@ -149,7 +149,8 @@ export class KeyRing {
     return [...seen.values()];
   }
 
-  async addWrapping(provider: KeyProvider): Promise<{ key: string; keyIds: number[] } | undefined> {
+  /** Wraps every data key with `provider` too; `wrapping` names it as `key list` does (`aws-kms/<arn>`, `local/key-file`). */
+  async addWrapping(provider: KeyProvider): Promise<{ key: string; keyIds: number[]; wrapping: string } | undefined> {
     const unopened = this.records.filter((r) => !this.keys.dataKeys.has(r.id)).map((r) => r.id);
     if (unopened.length > 0) throw new WrongKeyError(`data key(s) ${unopened.join(', ')} are not open with the given keys, so they cannot be wrapped again`);
     const context = { repositoryId: this.repositoryId };
@@ -163,7 +164,7 @@ export class KeyRing {
     }
     if (records.length === 0) return undefined;
     const key = await this.writeKeyRecords('wrap', records);
-    return { key, keyIds: records.map((r) => r.id) };
+    return { key, keyIds: records.map((r) => r.id), wrapping: describeWrapping(records[0]!.wrappings[0]!) };
   }
 
   /**
