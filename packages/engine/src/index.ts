@@ -126,7 +126,7 @@ export type { VerificationRecord } from './format/verification-record.js';
 export { mirrorBackups, type MirrorBackupsOptions, type MirrorBackupsReport } from './postgres/mirror-backups.js';
 export { reencryptInitOptions, reencryptRepository, type ReencryptOptions, type ReencryptReport } from './postgres/reencrypt.js';
 export { connectPostgres, type PostgresConnection } from './postgres/postgres-connection.js';
-export { clientSettings as postgresClientSettings, parseKeywordValue } from './postgres/connection-string.js';
+export { clientSettings as postgresClientSettings, conninfoSettings, keywordValueString, parseKeywordValue } from './postgres/connection-string.js';
 export { AuditLog, readAuditTrail, type AuditEntry, type AuditTrailReport } from './repository/audit-trail.js';
 export { AUDIT_PREFIX, type AuditRecord, type AuditValue } from './format/audit-record.js';
 export type { AuditAnchor } from './format/manifest.js';

@@ -16,7 +16,7 @@
  */
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, parseKeywordValue } from '@coffer/engine';
+import { conninfoSettings, keywordValueString } from '@coffer/engine';
 import { markStandby } from './fence.js';
 import { withClient } from './server-connection.js';
 import type { ServerConnection } from './server-target.js';
@@ -26,43 +26,14 @@ const DROPPED = new Set(['password', 'dbname', 'replication', 'application_name'
 /** Where a connection goes; the rest (user, TLS, passfile, keepalives…) is how. */
 const TARGET = ['host', 'hostaddr', 'port'] as const;
 
-/** A URI's or keyword/value string's settings, every libpq keyword kept. */
-export function conninfoSettings(source: string, option = 'replication'): Record<string, string> {
-  if (!/^postgres(ql)?:\/\//.test(source)) return parseKeywordValue(source, { anyKeyword: true, option });
-  let url: URL;
-  try {
-    url = new URL(source);
-  } catch {
-    throw new InvalidArgumentError(option, 'not a connection URI one host can be read from (a list of hosts is not taken)');
-  }
-  const out: Record<string, string> = {};
-  // An IPv6 literal comes in brackets.
-  if (url.hostname) out.host = decodeURIComponent(url.hostname.replace(/^\[(.*)\]$/, '$1'));
-  if (url.port) out.port = url.port;
-  if (url.username) out.user = decodeURIComponent(url.username);
-  for (const [k, v] of url.searchParams) out[k] = v;
-  return out;
-}
-
-/** libpq's quoting of a value: bare when it can be, else in single quotes with `\` before `'` and `\`. */
-function quoteValue(v: string): string {
-  return v !== '' && /^[^\s'\\]+$/.test(v) ? v : `'${v.replace(/[\\']/g, (c) => `\\${c}`)}'`;
-}
-
-function keywordValue(settings: Record<string, string>): string {
-  return Object.entries(settings)
-    .map(([k, v]) => `${k}=${quoteValue(v)}`)
-    .join(' ');
-}
-
 /**
  * `primary_conninfo` for a standby of the node reached by `source` (a URI or
  * keyword/value string): its settings without password or database, and
  * `application_name` set to the standby's node name.
  */
 export function standbyConninfo(source: string, applicationName: string): string {
-  const kept = Object.entries(conninfoSettings(source)).filter(([k]) => !DROPPED.has(k));
-  return keywordValue({ ...Object.fromEntries(kept), application_name: applicationName });
+  const kept = Object.entries(conninfoSettings(source, 'replication')).filter(([k]) => !DROPPED.has(k));
+  return keywordValueString({ ...Object.fromEntries(kept), application_name: applicationName });
 }
 
 /**
@@ -80,7 +51,7 @@ export function repointedConninfo(current: string, source: string, applicationNa
     mine = {};
   }
   if (Object.keys(mine).length === 0) return standbyConninfo(source, applicationName);
-  const target = conninfoSettings(source);
+  const target = conninfoSettings(source, 'replication');
   if (TARGET.every((k) => mine[k] === target[k])) return undefined;
   const out: Record<string, string> = { ...mine };
   for (const k of TARGET) {
@@ -88,7 +59,7 @@ export function repointedConninfo(current: string, source: string, applicationNa
     else out[k] = target[k];
   }
   out.application_name ??= applicationName;
-  return keywordValue(out);
+  return keywordValueString(out);
 }
 
 /** A setting's value as a PostgreSQL configuration file or SQL string literal holds it. */

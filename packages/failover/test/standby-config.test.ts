@@ -5,7 +5,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { conninfoSettings, repointedConninfo, standbyConninfo } from '../src/standby-config.js';
+import { conninfoSettings } from '@coffer/engine';
+import { repointedConninfo, standbyConninfo } from '../src/standby-config.js';
 
 const text = fc.string({ minLength: 1, maxLength: 24, unit: 'grapheme' });
 

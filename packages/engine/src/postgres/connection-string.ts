@@ -98,6 +98,38 @@ export function parseKeywordValue(text: string, options: { anyKeyword?: boolean;
   return out;
 }
 
+/** A URI's or keyword/value string's settings, every libpq keyword kept. */
+export function conninfoSettings(source: string, option = '--db'): Record<string, string> {
+  if (!/^postgres(ql)?:\/\//.test(source)) return parseKeywordValue(source, { anyKeyword: true, option });
+  let url: URL;
+  try {
+    url = new URL(source);
+  } catch {
+    throw new InvalidArgumentError(option, 'not a connection URI one host can be read from (a list of hosts is not taken)');
+  }
+  const out: Record<string, string> = {};
+  // An IPv6 literal comes in brackets.
+  if (url.hostname) out.host = decodeURIComponent(url.hostname.replace(/^\[(.*)\]$/, '$1'));
+  if (url.port) out.port = url.port;
+  if (url.username) out.user = decodeURIComponent(url.username);
+  if (url.password) out.password = decodeURIComponent(url.password);
+  if (url.pathname.length > 1) out.dbname = decodeURIComponent(url.pathname.slice(1));
+  for (const [k, v] of url.searchParams) out[k] = v;
+  return out;
+}
+
+/** libpq's quoting of a value: bare when it can be, else in single quotes with `\` before `'` and `\`. */
+function quoteValue(v: string): string {
+  return v !== '' && /^[^\s'\\]+$/.test(v) ? v : `'${v.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+}
+
+/** Settings written back as a libpq keyword/value string, each value quoted as libpq reads it. */
+export function keywordValueString(settings: Record<string, string>): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `${k}=${quoteValue(v)}`)
+    .join(' ');
+}
+
 /** node-postgres settings for a URI or a libpq keyword/value string (TLS as libpq's sslmode means it). */
 export function clientSettings(connectionString: string | undefined): Record<string, unknown> {
   if (!connectionString) {

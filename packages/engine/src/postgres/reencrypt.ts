@@ -47,7 +47,7 @@ import { Lease } from '../repository/leases.js';
 import type { Repository } from '../repository/repository.js';
 import { decodeStanzaRecord, decodeWalRecord, encodeStanzaRecord, encodeWalRecord } from '../repository/sealed-records.js';
 import { filesUsing, locateChunks, planFetches } from '../restore/plan.js';
-import { fetchWalBytes, listWalKeys } from './wal.js';
+import { listWalKeys, walRecordBytes } from './wal.js';
 import { sealWal } from './wal-seal.js';
 
 export interface ReencryptOptions {
@@ -131,9 +131,8 @@ function checkPair(from: Repository, to: Repository): void {
 async function copyStanzas(from: Repository, to: Repository): Promise<number> {
   let written = 0;
   for (const { key } of await from.objects.list(STANZA_PREFIX)) {
-    if (!parseStanzaKey(key)) continue;
+    if (!parseStanzaKey(key) || (await to.objects.head(key))) continue;
     const record = decodeStanzaRecord(from, key, asBuffer(await from.objects.get(key)));
-    if (await to.objects.head(key)) continue;
     try {
       if ((await to.objects.put(key, encodeStanzaRecord(to, record))) === 'created') written++;
     } catch (e) {
@@ -154,7 +153,7 @@ const WAL_BATCH_BYTES = 64 * 1024 * 1024;
  */
 async function copyWal(from: Repository, to: Repository, report: ReencryptReport, progress: (m: string) => void): Promise<void> {
   const keys = await listWalKeys(from);
-  const present = new Set((await listWalKeys(to)).map((k) => k));
+  const present = new Set(await listWalKeys(to));
   const whole = new Set(keys.filter((k) => !WAL_STREAM.test(k.slice(k.lastIndexOf('/') + 1))));
   const longest = new Map<string, { key: string; length: number }>();
   const wanted: string[] = [];
@@ -203,9 +202,10 @@ async function copyWal(from: Repository, to: Repository, report: ReencryptReport
   for (const key of todo) {
     const parsed = parseWalKey(key);
     if (!parsed?.scope) throw new UnsupportedFormatError(key, 'a WAL record of the format 1 layout (no stanza): it cannot be re-encrypted into a stanza');
-    const record = decodeWalRecord(from, key, asBuffer(await from.objects.get(key)));
-    const bytes = await fetchWalBytes(from, parsed.scope, parsed.name);
-    if (!bytes) continue; // removed since the listing (a superseded streamed prefix)
+    const stored = await from.objects.getIfPresent(key);
+    if (!stored) continue; // removed since the listing (a superseded streamed prefix)
+    const record = decodeWalRecord(from, key, asBuffer(stored));
+    const bytes = await walRecordBytes(from, parsed.scope, parsed.name, key, record);
     const sealed = sealWal(to.objects.codec, bytes, 0, record.sha256);
     batch.push({ key, record, ids: sealed.ids, sealed: sealed.sealed });
     batchBytes += bytes.length;

@@ -576,8 +576,11 @@ function sameOrConflict(key: string, existing: WalRecord, sha: string): 'already
  */
 export async function fetchWalBytes(repo: Repository, scope: WalScope, name: string): Promise<Buffer | undefined> {
   const found = await readWalRecord(repo, scope, name);
-  if (!found) return undefined;
-  const { key, record } = found;
+  return found ? walRecordBytes(repo, scope, name, found.key, found.record) : undefined;
+}
+
+/** The WAL file a record (stored at `key`) stands for, read from its packs and checked against its SHA-256. */
+export async function walRecordBytes(repo: Repository, scope: WalScope, name: string, key: string, record: WalRecord): Promise<Buffer> {
   const byPack = new Map<string, [string, WalLocation][]>();
   for (const [id, loc] of Object.entries(record.locations)) {
     const list = byPack.get(loc[0]) ?? [];

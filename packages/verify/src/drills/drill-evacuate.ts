@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chooseBackup, isArchived, longestStreamed, parseLsn, parseWalStreamName, restorePostgres, type Repository, type RestoreCommandScope } from '@coffer/engine';
+import { chooseBackup, conninfoSettings, isArchived, keywordValueString, longestStreamed, parseLsn, parseWalStreamName, restorePostgres, type Repository, type RestoreCommandScope } from '@coffer/engine';
 import { findPostgresFor, runAsServerUser, serverUser, type PostgresInstall } from '../postgres-sandbox.js';
 import { createProbeTable, DrillSteps, dropProbeRun, probeRows, ProbeWriter, query, sleep, StepFailed, type Ack, type ProbeNode } from './probe-writer.js';
 import { DEFAULT_DRILL_TARGETS, finishReport, rpoAgainst, rtoAgainst, type DrillCheck, type DrillTargets, type RecoveryDrillReport } from './drill-report.js';
@@ -160,7 +160,7 @@ export async function evacuateDrill(o: EvacuateDrillOptions): Promise<RecoveryDr
         const opts = `-p ${via.port} -c listen_addresses=${via.listen} -c unix_socket_directories=${via.dataDir}`;
         const r = await runAsServerUser(join(restored!.install.bin, 'pg_ctl'), ['-D', via.dataDir, '-o', opts, '-l', `${via.dataDir}.log`, '-w', '-t', '3600', 'start'], { ...(via.serverEnv ?? {}) });
         if (r.status !== 0) throw new StepFailed(`pg_ctl start: ${r.stderr.trim().slice(-500)}`);
-        B = { name: 'b', conninfo: `host=${via.listen} port=${via.port} user=${A.conninfo.match(/user=(\S+)/)?.[1] ?? 'postgres'} dbname=${A.conninfo.match(/dbname=(\S+)/)?.[1] ?? 'postgres'}` };
+        B = restoredServer(A, via.listen, via.port);
         await steps.waitFor('the restored server to finish recovery', async () => (await query<{ r: boolean }>(B!, 'SELECT pg_is_in_recovery() AS r'))[0]?.r === false);
         return undefined;
       });
@@ -251,4 +251,14 @@ export async function evacuateDrill(o: EvacuateDrillOptions): Promise<RecoveryDr
     if (!rpo.met) findings.push(`RPO: region B lacks the last ${rpo.seconds!.toFixed(1)} s of region A's commits (${rpo.commits} commits), over the ${targets.rpoSeconds} s target: stream WAL to region B (wal-receive with mirrors, or --wal-mirror) or archive more often`);
   }
   return finishReport('evacuate', o.cluster, started, { ok: findings.length === 0 && checks.every((c) => c.ok) && rto !== undefined, phases: steps.phases, ...(rto ? { rto } : {}), ...(rpo ? { rpo } : {}), checks, findings });
+}
+
+/**
+ * Region B's restored server as the probe writer reaches it: region A's way
+ * of connecting (user, database, TLS, password) at region B's address — the
+ * same cluster, restored.
+ */
+function restoredServer(a: ProbeNode, host: string, port: number): ProbeNode {
+  const { host: _h, hostaddr: _a, port: _p, ...how } = conninfoSettings(a.conninfo, 'drills.evacuate cluster');
+  return { name: 'b', conninfo: keywordValueString({ ...how, host, port: String(port) }), ...(a.password !== undefined ? { password: a.password } : {}) };
 }

@@ -133,14 +133,21 @@ export function rpoAgainst(measured: { seconds?: number; bytes?: number; commits
 }
 
 /** A finished drill's report: id and times filled in, the post-mortem written from the rest. */
-export function finishReport(kind: DrillKind, subject: string, started: Date, parts: Pick<RecoveryDrillReport, 'ok' | 'phases' | 'rto' | 'rpo' | 'checks' | 'findings'>): RecoveryDrillReport {
+export function finishReport(
+  kind: DrillKind,
+  subject: string,
+  started: Date,
+  parts: Pick<RecoveryDrillReport, 'ok' | 'phases' | 'rto' | 'rpo' | 'checks' | 'findings'>,
+  /** When the drill ended (default: now), and what its id names (default: the subject). */
+  end: { finished?: Date; idSubject?: string } = {},
+): RecoveryDrillReport {
   const body = {
     v: 1 as const,
     kind,
-    id: drillId(kind, subject, started),
+    id: drillId(kind, end.idSubject ?? subject, started),
     subject,
     startedAt: started.toISOString(),
-    finishedAt: new Date().toISOString(),
+    finishedAt: (end.finished ?? new Date()).toISOString(),
     ok: parts.ok,
     phases: parts.phases,
     ...(parts.rto ? { rto: parts.rto } : {}),

@@ -9,7 +9,7 @@
 import type { Repository } from '@coffer/engine';
 import { verifyRun, type VerifyRunOptions, type VerifyRunReport } from '../verify-run.js';
 import type { VerifyPhaseName } from '../verify-postgres.js';
-import { DEFAULT_DRILL_TARGETS, drillId, postMortemOf, projectRto, rpoAgainst, rtoAgainst, type DrillCheck, type DrillPhase, type RecoveryDrillReport, type DrillTargets } from './drill-report.js';
+import { DEFAULT_DRILL_TARGETS, finishReport, projectRto, rpoAgainst, rtoAgainst, type DrillCheck, type DrillPhase, type RecoveryDrillReport, type DrillTargets } from './drill-report.js';
 
 export interface VerifyDrillOptions extends VerifyRunOptions {
   targets?: DrillTargets;
@@ -83,19 +83,5 @@ export function verifyDrillReport(v: VerifyRunReport, started: Date, finished: D
       if (!rpo.met) findings.push(`RPO: the newest commit the archive recovers is ${rpo.seconds!.toFixed(0)} s older than the drill, over the ${targets.rpoSeconds} s target (archiving behind, stopped, or no commits since)`);
     }
   }
-  const body = {
-    v: 1 as const,
-    kind: 'verify' as const,
-    id: drillId('verify', v.stanza, started),
-    subject: `stanza ${v.stanza}`,
-    startedAt: started.toISOString(),
-    finishedAt: finished.toISOString(),
-    ok: findings.length === 0,
-    phases,
-    ...(rto ? { rto } : {}),
-    ...(rpo ? { rpo } : {}),
-    checks,
-    findings,
-  };
-  return { ...body, postMortem: postMortemOf(body) };
+  return finishReport('verify', `stanza ${v.stanza}`, started, { ok: findings.length === 0, phases, ...(rto ? { rto } : {}), ...(rpo ? { rpo } : {}), checks, findings }, { finished, idSubject: v.stanza });
 }
