@@ -146,13 +146,13 @@ describe('metrics and alert rules', () => {
 describe('the state of KMS wrapping keys', () => {
   it('coffer info reports each KMS key that wraps the data key, and counts those that no longer work (disabled, scheduled for deletion)', async () => {
     const { KmsTestServer } = await import('./support/kms-server.js');
-    const { CreateKeyCommand, KMSClient, ScheduleKeyDeletionCommand } = await import('@aws-sdk/client-kms');
+    const { KMSClient, ScheduleKeyDeletionCommand } = await import('@aws-sdk/client-kms');
     const kms = await KmsTestServer.start();
     const dir = await scratch('coffer-kms-state-');
     try {
       const creds = { accessKeyId: kms.accessKeyId, secretAccessKey: kms.secretAccessKey };
       const client = new KMSClient({ region: 'us-east-1', endpoint: kms.endpoint, credentials: creds });
-      const [a, b] = [(await client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!, (await client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!];
+      const [a, b] = [await kms.createKey(), await kms.createKey()];
       const env = { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_KMS: kms.endpoint };
       const repo = join(dir.dir, 'repo');
       expect((await coffer(['--repo', repo, '--kms-key-id', a, 'init'], env)).status).toBe(0);

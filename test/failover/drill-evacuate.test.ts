@@ -15,7 +15,6 @@ import { spawnSync } from 'node:child_process';
 import { appendFile, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecoveryDrillReport } from '@coffer/verify';
 import { startBind, type BindServer } from '../support/bind.js';
@@ -69,16 +68,8 @@ describe('coffer drill evacuate', () => {
     const s3 = s3Server();
     kms = await KmsTestServer.start({ accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
     bind = await startBind('db.test', { primary: '127.0.0.1' });
-    const createKey = async (region: string) => {
-      const client = new KMSClient({ region, endpoint: kms.endpoint, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
-      try {
-        return (await client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-      } finally {
-        client.destroy();
-      }
-    };
-    keyA = await createKey('us-east-1');
-    const keyB = await createKey('eu-west-1');
+    keyA = await kms.createKey('us-east-1');
+    const keyB = await kms.createKey('eu-west-1');
     repoA = `s3://${await newBucket()}/pg`;
     repoB = `s3://${await newBucket()}/pg`;
     const base = { ...s3Env(), AWS_ENDPOINT_URL_KMS: kms.endpoint };

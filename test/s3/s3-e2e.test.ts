@@ -10,7 +10,6 @@
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coffer, type RunResult } from '../support/cli.js';
 import { KmsTestServer } from '../support/kms-server.js';
@@ -66,14 +65,8 @@ describe('s3:// repositories with KMS keys, end to end', () => {
     const s3 = s3Server();
     // One set of AWS credentials for both services, as the SDK's chain gives one.
     kms = await KmsTestServer.start({ accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
-    const createKey = async (region: string) => {
-      const client = new KMSClient({ region, endpoint: kms.endpoint, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
-      const arn = (await client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-      client.destroy();
-      return arn;
-    };
-    east = await createKey('us-east-1');
-    west = await createKey('eu-west-1');
+    east = await kms.createKey('us-east-1');
+    west = await kms.createKey('eu-west-1');
     primary = `s3://${await newBucket()}/prod/pg`;
     mirrorRepo = `s3://${await newBucket()}/dr/pg`;
     env = { ...s3Env(), AWS_ENDPOINT_URL_KMS: kms.endpoint, COFFER_KMS_KEY_ID: east };

@@ -14,6 +14,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 
 const ACCOUNT = '111122223333';
 const MAGIC = Buffer.from('CKMS');
@@ -65,6 +66,16 @@ export class KmsTestServer {
   async stop(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** A new key in `region`, made as an operator would (CreateKey through the AWS SDK); resolves to its ARN. */
+  async createKey(region = 'us-east-1', description = ''): Promise<string> {
+    const client = new KMSClient({ region, endpoint: this.endpoint, credentials: { accessKeyId: this.accessKeyId, secretAccessKey: this.secretAccessKey } });
+    try {
+      return (await client.send(new CreateKeyCommand({ Description: description }))).KeyMetadata!.Arn!;
+    } finally {
+      client.destroy();
+    }
   }
 
   /** Disables a key as an operator would (DisableKey); every later use fails with DisabledException. */

@@ -14,7 +14,6 @@ import { createServer, type Server } from 'node:http';
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type _Object } from '@aws-sdk/client-s3';
 import { startBind } from './bind.js';
 import { KmsTestServer } from './kms-server.js';
@@ -34,16 +33,6 @@ export interface RunbookWorld {
 /** Where region B's server listens: an address of its own, so that moving the name means something. */
 const REGION_B_HOST = '127.0.0.6';
 const DNS_NAME = 'primary.db.test';
-
-async function createKmsKey(kms: KmsTestServer, region: string): Promise<string> {
-  const s3 = s3Server();
-  const client = new KMSClient({ region, endpoint: kms.endpoint, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
-  try {
-    return (await client.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-  } finally {
-    client.destroy();
-  }
-}
 
 /** Flips four bytes inside the oldest pack of `bucket`'s repository at `prefix`, as rot or a bad disk under the store would. */
 async function corruptOldestPack(bucket: string, prefix: string): Promise<string> {
@@ -91,9 +80,9 @@ export async function postgresWorld(): Promise<RunbookWorld> {
     const regionBS3 = s3.endpoint;
     const kms = await KmsTestServer.start({ accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
     done.push(() => kms.stop());
-    const keyA = await createKmsKey(kms, 'us-east-1');
-    const keyB = await createKmsKey(kms, 'eu-west-1');
-    const newKey = await createKmsKey(kms, 'us-east-1');
+    const keyA = await kms.createKey('us-east-1');
+    const keyB = await kms.createKey('eu-west-1');
+    const newKey = await kms.createKey('us-east-1');
     const bind = await startBind('db.test', { primary: '127.0.0.1' });
     done.push(() => bind.stop());
 

@@ -1,6 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateKeyCommand, DisableKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { DisableKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -25,11 +25,8 @@ let kms: KmsTestServer;
 const credentials = () => ({ accessKeyId: kms.accessKeyId, secretAccessKey: kms.secretAccessKey });
 
 /** A new KMS key in `region`, made through the real SDK; resolves to its ARN. */
-async function createKey(region: string): Promise<string> {
-  const client = new KMSClient({ region, endpoint: kms.endpoint, credentials: credentials() });
-  const r = await client.send(new CreateKeyCommand({ Description: `coffer test key in ${region}` }));
-  client.destroy();
-  return r.KeyMetadata!.Arn!;
+function createKey(region: string): Promise<string> {
+  return kms.createKey(region, `coffer test key in ${region}`);
 }
 
 function provider(keyId: string | undefined, options: { unwrap?: 'any' | 'key-id' } = {}): KmsKeyProvider {

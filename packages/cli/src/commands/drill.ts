@@ -12,7 +12,8 @@ import { defaultRestoreCommand, secondsOption, withSandboxCleanup, type CliConte
 import { humanBytes } from '../progress.js';
 import { verifyRunOptions, withVerifyOptions, type VerifyCliOptions } from './verify.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
-import type { RecoveryDrillReport } from '@coffer/verify';
+import type { DrillTargets, RecoveryDrillReport } from '@coffer/verify';
+import type { Policy } from '@coffer/agent';
 import { openDecisions } from './failover.js';
 
 interface DrillVerifyOptions extends VerifyCliOptions {
@@ -115,7 +116,7 @@ export function register(ctx: CliContext): void {
       const norejoin = settings.nodes.filter((n) => !n.rejoin).map((n) => n.name);
       if (norejoin.length > 0) throw new InvalidArgumentError('failover.nodes[].rejoin', `${norejoin.join(', ')} cannot rejoin after a switchover (no rejoin command): the drill would leave it stopped`);
       const { switchover } = await import('@coffer/failover');
-      const { failoverDrill } = await import('@coffer/verify');
+      const { DEFAULT_DRILL_TARGETS, failoverDrill } = await import('@coffer/verify');
       const decisions = await openDecisions(settings, ctx.io.env);
       const dns = settings.cutover.dns;
       const report = await failoverDrill({
@@ -130,10 +131,10 @@ export function register(ctx: CliContext): void {
         ...(dns ? { resolve: () => resolveAt(dns.server, dns.port, dns.name) } : {}),
         ...((o.to ?? d.to) ? { to: (o.to ?? d.to)! } : {}),
         ...(d.stepTimeoutSeconds !== undefined ? { stepTimeoutMs: d.stepTimeoutSeconds * 1000 } : {}),
-        targets: { rpoSeconds: o.rpoTarget ?? policy.drills?.rpoTargetSeconds ?? 900, rtoSeconds: o.rtoTarget ?? policy.drills?.rtoTargetSeconds ?? 1800 },
+        targets: drillTargets(o, policy.drills, DEFAULT_DRILL_TARGETS),
         onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
       });
-      await finishDrill(ctx, report, o.reports ?? policy.drills?.reports ?? 'drills', o.json, `cluster ${settings.cluster} (failover drill)`);
+      await finishDrill(ctx, report, reportsDir(o, policy.drills), o.json, `cluster ${settings.cluster} (failover drill)`);
     });
 
   drill
@@ -163,7 +164,7 @@ export function register(ctx: CliContext): void {
       const repo = await openRepo();
       const g = ctx.globals();
       const stanza = g.stanza ?? cluster.stanza ?? e.cluster;
-      const { evacuateDrill, postgresAt } = await import('@coffer/verify');
+      const { DEFAULT_DRILL_TARGETS, evacuateDrill, postgresAt } = await import('@coffer/verify');
       const { pointName } = await import('@coffer/failover');
       const dns = e.dns ? dnsUpdateSettings(e.dns, 'drills.evacuate.dns', env) : undefined;
       const addresses = e.addresses;
@@ -196,11 +197,21 @@ export function register(ctx: CliContext): void {
         ...(dns && addresses ? { cutover: (to: 'a' | 'b') => pointName(dns, addresses[to]), resolve: () => resolveAt(dns.server, dns.port, dns.name), addressB: addresses.b } : {}),
         ...(o.keep ? { keep: true } : {}),
         ...(e.stepTimeoutSeconds !== undefined ? { stepTimeoutMs: e.stepTimeoutSeconds * 1000 } : {}),
-        targets: { rpoSeconds: o.rpoTarget ?? policy.drills?.rpoTargetSeconds ?? 900, rtoSeconds: o.rtoTarget ?? policy.drills?.rtoTargetSeconds ?? 1800 },
+        targets: drillTargets(o, policy.drills, DEFAULT_DRILL_TARGETS),
         onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
       });
-      await finishDrill(ctx, report, o.reports ?? policy.drills?.reports ?? 'drills', o.json, `cluster ${e.cluster} (evacuation drill)`);
+      await finishDrill(ctx, report, reportsDir(o, policy.drills), o.json, `cluster ${e.cluster} (evacuation drill)`);
     });
+}
+
+/** A policy drill's RPO and RTO targets: the command line's, else the policy's, else the seeds'. */
+function drillTargets(o: { rpoTarget?: number; rtoTarget?: number }, drills: Policy['drills'], defaults: DrillTargets): DrillTargets {
+  return { rpoSeconds: o.rpoTarget ?? drills?.rpoTargetSeconds ?? defaults.rpoSeconds, rtoSeconds: o.rtoTarget ?? drills?.rtoTargetSeconds ?? defaults.rtoSeconds };
+}
+
+/** Where a policy drill's reports go: --reports, else the policy's drills.reports, else `drills` here. */
+function reportsDir(o: { reports?: string }, drills: Policy['drills']): string {
+  return o.reports ?? drills?.reports ?? 'drills';
 }
 
 /**
