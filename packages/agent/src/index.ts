@@ -9,7 +9,9 @@
  * schedules, watches the WAL archive and serves metrics (`coffer agent`);
  * `readAgentStatus` reads what it is doing (`coffer status`).
  * `writeJobMetrics` writes what one run did for node_exporter's textfile
- * collector.
+ * collector. `ObserverRole` and `GuardRole` start the failover roles a host
+ * runs from the policy's failover section, and `policyFailoverDrill` and
+ * `policyEvacuateDrill` run the policy's drills.
  */
 export { loadPolicy, parsePolicy, PolicyError, type PolicyProblem } from './policy/load.js';
 export { policyJsonSchema } from './policy/json-schema.js';
@@ -32,3 +34,5 @@ export { ReceiverSupervisor, type ReceiverStatus, type SupervisorOptions } from 
 export { dnsUpdateSettings, failoverSettings, type FailoverSettings, type FailoverNodeSettings, type CutoverSettings } from './failover/failover-settings.js';
 export { backupAfterPromotion, type BackupAfterPromotionOptions } from './failover/backup-after-promotion.js';
 export { replayTargetFromRepository, type ReplayTarget, type ReplayTargetOptions } from './failover/replay-target.js';
+export { failoverNode, failoverOverview, rejoinFromPolicy, GuardRole, ObserverRole, type FailoverOverview, type GuardRoleOptions, type PolicyRejoinOptions, type RoleEvent } from './failover/failover-roles.js';
+export { drillReportsDir, drillTargets, policyEvacuateDrill, policyFailoverDrill, type PolicyDrillOverrides, type PolicyEvacuateDrillOptions, type PolicyFailoverDrillOptions } from './drills/policy-drills.js';

@@ -5,15 +5,13 @@
  * - `drill failover`: the weekly drill — a switchover to a standby and back under a probe writer (the policy's failover section; opt-in).
  * - `drill evacuate`: the quarterly drill — region A lost, region B takes over from what it holds (opt-in).
  */
-import { Resolver } from 'node:dns/promises';
 import { rmSync } from 'node:fs';
 import { CorruptObjectError, InvalidArgumentError, parseByteSize, VerifyFailedError } from '@coffer/engine';
 import { defaultRestoreCommand, secondsOption, withSandboxCleanup, type CliContext } from '../context.js';
 import { humanBytes } from '../progress.js';
 import { verifyRunOptions, withVerifyOptions, type VerifyCliOptions } from './verify.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
-import type { DrillTargets, RecoveryDrillReport } from '@coffer/verify';
-import type { Policy } from '@coffer/agent';
+import type { RecoveryDrillReport } from '@coffer/verify';
 import { openDecisions } from './failover.js';
 
 interface DrillVerifyOptions extends VerifyCliOptions {
@@ -107,34 +105,18 @@ export function register(ctx: CliContext): void {
     .option('--rto-target <seconds>', 'the longest a client may wait for a commit during a switchover (default: the policy\'s, else 1800)', secondsOption('--rto-target', 0.001, 10 * 365 * 86400))
     .option('--json', 'print the report as JSON')
     .action(async (o: { policy?: string; to?: string; reports?: string; rpoTarget?: number; rtoTarget?: number; json?: boolean }) => {
-      const { loadPolicy, failoverSettings } = await import('@coffer/agent');
+      const { loadPolicy, policyFailoverDrill, drillReportsDir } = await import('@coffer/agent');
       const file = policyPath(o, ctx.io.env);
       const policy = await loadPolicy(file);
-      const d = policy.drills?.failover;
-      if (d?.enabled !== true) throw new InvalidArgumentError('drills.failover.enabled', `${file} does not enable the failover drill: it moves the primary twice, so it runs only where the policy says so (drills.failover.enabled: true)`);
-      const settings = failoverSettings(policy, ctx.io.env);
-      const norejoin = settings.nodes.filter((n) => !n.rejoin).map((n) => n.name);
-      if (norejoin.length > 0) throw new InvalidArgumentError('failover.nodes[].rejoin', `${norejoin.join(', ')} cannot rejoin after a switchover (no rejoin command): the drill would leave it stopped`);
-      const { switchover } = await import('@coffer/failover');
-      const { DEFAULT_DRILL_TARGETS, failoverDrill } = await import('@coffer/verify');
-      const decisions = await openDecisions(settings, ctx.io.env);
-      const dns = settings.cutover.dns;
-      const report = await failoverDrill({
-        cluster: settings.cluster,
-        nodes: settings.nodes.map((n) => ({ name: n.name, conninfo: n.conninfo, ...(n.password !== undefined ? { password: n.password } : {}), ...(n.address ? { address: n.address } : {}) })),
-        primary: async () => {
-          const leader = await decisions.current();
-          if (!leader) throw new InvalidArgumentError('failover', `${decisions.location} names no primary (coffer failover init)`);
-          return leader.node;
-        },
-        switchover: async (to) => void (await switchover(decisions, settings.nodes, to, 'drill failover')),
-        ...(dns ? { resolve: () => resolveAt(dns.server, dns.port, dns.name) } : {}),
-        ...((o.to ?? d.to) ? { to: (o.to ?? d.to)! } : {}),
-        ...(d.stepTimeoutSeconds !== undefined ? { stepTimeoutMs: d.stepTimeoutSeconds * 1000 } : {}),
-        targets: drillTargets(o, policy.drills, DEFAULT_DRILL_TARGETS),
+      const report = await policyFailoverDrill(policy, {
+        file,
+        env: ctx.io.env,
+        decisions: (settings) => openDecisions(settings, ctx.io.env),
+        ...(o.to ? { to: o.to } : {}),
+        ...targetOverrides(o),
         onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
       });
-      await finishDrill(ctx, report, reportsDir(o, policy.drills), o.json, `cluster ${settings.cluster} (failover drill)`);
+      await finishDrill(ctx, report, drillReportsDir(policy, o.reports), o.json, `cluster ${policy.failover!.cluster} (failover drill)`);
     });
 
   drill
@@ -151,67 +133,29 @@ export function register(ctx: CliContext): void {
     .option('--rto-target <seconds>', 'region B must take writes within this long of region A\'s loss (default: the policy\'s, else 1800)', secondsOption('--rto-target', 0.001, 10 * 365 * 86400))
     .option('--json', 'print the report as JSON')
     .action(async (o: { policy?: string; via?: 'promote' | 'restore'; keep?: boolean; reports?: string; rpoTarget?: number; rtoTarget?: number; json?: boolean }) => {
-      const { loadPolicy, readSecret, dnsUpdateSettings } = await import('@coffer/agent');
+      const { loadPolicy, policyEvacuateDrill, drillReportsDir } = await import('@coffer/agent');
       const env = ctx.io.env;
       const file = policyPath(o, env);
       const policy = await loadPolicy(file);
-      const e = policy.drills?.evacuate;
-      if (e?.enabled !== true) throw new InvalidArgumentError('drills.evacuate.enabled', `${file} does not enable the evacuation drill: it takes region A away, so it runs only where the policy says so (drills.evacuate.enabled: true)`);
-      const cluster = policy.clusters[e.cluster]!;
-      const via = o.via ?? (e.standby ? 'promote' : 'restore');
-      if (via === 'promote' && !e.standby) throw new InvalidArgumentError('--via', 'promote needs drills.evacuate.standby (region B\'s standby)');
-      if (via === 'restore' && !e.restore) throw new InvalidArgumentError('--via', 'restore needs drills.evacuate.restore (dataDir, listen, port)');
-      const repo = await openRepo();
       const g = ctx.globals();
-      const stanza = g.stanza ?? cluster.stanza ?? e.cluster;
-      const { DEFAULT_DRILL_TARGETS, evacuateDrill, postgresAt } = await import('@coffer/verify');
-      const { pointName } = await import('@coffer/failover');
-      const dns = e.dns ? dnsUpdateSettings(e.dns, 'drills.evacuate.dns', env) : undefined;
-      const addresses = e.addresses;
-      const serverEnv = Object.fromEntries(Object.entries(env).filter((x): x is [string, string] => x[1] !== undefined));
-      const install = e.restore?.pgBin ? postgresAt(e.restore.pgBin) : undefined;
-      if (e.restore?.pgBin && !install) throw new InvalidArgumentError('drills.evacuate.restore.pgBin', `${e.restore.pgBin} holds no PostgreSQL server binaries`);
-      const report = await evacuateDrill({
-        cluster: e.cluster,
-        stanza,
-        repo,
-        primary: { name: e.cluster, conninfo: cluster.connection, ...(cluster.password ? { password: readSecret(cluster.password, `clusters.${e.cluster}.password`, env) } : {}) },
-        loseRegion: () => hook(e.loseRegion, 'drills.evacuate.loseRegion'),
-        ...(e.restoreRegion ? { restoreRegion: () => hook(e.restoreRegion!, 'drills.evacuate.restoreRegion') } : {}),
-        via:
-          via === 'promote'
-            ? {
-                kind: 'promote',
-                standby: { name: 'region-b-standby', conninfo: e.standby!.connection, ...(e.standby!.password ? { password: readSecret(e.standby!.password, 'drills.evacuate.standby.password', env) } : {}) },
-                ...(e.standby!.rebuild ? { rebuild: () => hook(e.standby!.rebuild!, 'drills.evacuate.standby.rebuild') } : {}),
-              }
-            : {
-                kind: 'restore',
-                dataDir: e.restore!.dataDir,
-                listen: e.restore!.listen,
-                port: e.restore!.port,
-                ...(install ? { install } : {}),
-                restoreCommand: (scope) => defaultRestoreCommand(g, env, repo.config.repositoryId, scope),
-                serverEnv,
-              },
-        ...(dns && addresses ? { cutover: (to: 'a' | 'b') => pointName(dns, addresses[to]), resolve: () => resolveAt(dns.server, dns.port, dns.name), addressB: addresses.b } : {}),
+      const report = await policyEvacuateDrill(policy, {
+        file,
+        repo: openRepo,
+        env,
+        ...(g.stanza ? { stanza: g.stanza } : {}),
+        ...(o.via ? { via: o.via } : {}),
         ...(o.keep ? { keep: true } : {}),
-        ...(e.stepTimeoutSeconds !== undefined ? { stepTimeoutMs: e.stepTimeoutSeconds * 1000 } : {}),
-        targets: drillTargets(o, policy.drills, DEFAULT_DRILL_TARGETS),
+        restoreCommand: (scope, repo) => defaultRestoreCommand(g, env, repo.config.repositoryId, scope),
+        ...targetOverrides(o),
         onProgress: (line) => ctx.io.stderr.write(`coffer: ${line}\n`),
       });
-      await finishDrill(ctx, report, reportsDir(o, policy.drills), o.json, `cluster ${e.cluster} (evacuation drill)`);
+      await finishDrill(ctx, report, drillReportsDir(policy, o.reports), o.json, `cluster ${policy.drills!.evacuate!.cluster} (evacuation drill)`);
     });
 }
 
-/** A policy drill's RPO and RTO targets: the command line's, else the policy's, else the seeds'. */
-function drillTargets(o: { rpoTarget?: number; rtoTarget?: number }, drills: Policy['drills'], defaults: DrillTargets): DrillTargets {
-  return { rpoSeconds: o.rpoTarget ?? drills?.rpoTargetSeconds ?? defaults.rpoSeconds, rtoSeconds: o.rtoTarget ?? drills?.rtoTargetSeconds ?? defaults.rtoSeconds };
-}
-
-/** Where a policy drill's reports go: --reports, else the policy's drills.reports, else `drills` here. */
-function reportsDir(o: { reports?: string }, drills: Policy['drills']): string {
-  return o.reports ?? drills?.reports ?? 'drills';
+/** The command line's --rpo-target and --rto-target, as the policy drills take them. */
+function targetOverrides(o: { rpoTarget?: number; rtoTarget?: number }): { rpoTargetSeconds?: number; rtoTargetSeconds?: number } {
+  return { ...(o.rpoTarget !== undefined ? { rpoTargetSeconds: o.rpoTarget } : {}), ...(o.rtoTarget !== undefined ? { rtoTargetSeconds: o.rtoTarget } : {}) };
 }
 
 /**
@@ -236,17 +180,4 @@ async function finishDrill(ctx: CliContext, report: RecoveryDrillReport, dir: st
     ctx.say(`report: ${paths.markdown}`);
   }
   if (!report.ok) throw new VerifyFailedError(what, report.findings);
-}
-
-/** Runs an environment's command for a drill (argv, no shell); it must exit 0. */
-async function hook(argv: readonly string[], what: string): Promise<void> {
-  const { runHook } = await import('@coffer/failover');
-  await runHook(argv, {}, 600_000, (detail) => new InvalidArgumentError(what, detail));
-}
-
-/** The A records `name` has at the DNS server the cutover updates (asked there, not through the system's resolver and its cache). */
-async function resolveAt(server: string, port: number, name: string): Promise<string[]> {
-  const resolver = new Resolver({ timeout: 2000, tries: 2 });
-  resolver.setServers([server.includes(':') ? `[${server}]:${port}` : `${server}:${port}`]);
-  return resolver.resolve4(name).catch(() => []);
 }

@@ -4,10 +4,9 @@
  * runs a database host's guard (with its watchdog), `status` shows the
  * decision log. `watch` and `guard` run until SIGTERM.
  */
-import { InvalidArgumentError, postmasterPid, processAlive } from '@coffer/engine';
+import { InvalidArgumentError } from '@coffer/engine';
 import type { FailoverSettings, Policy } from '@coffer/agent';
 import type { DecisionBackend } from '@coffer/failover';
-import { join } from 'node:path';
 import { storeAt } from '../repo-options.js';
 import { COFFER_BIN, intOption, type CliContext } from '../context.js';
 import { policyPath, POLICY_OPTION } from './policy.js';
@@ -53,7 +52,8 @@ export function register(ctx: CliContext): void {
     .requiredOption('--primary <node>', 'the node that is primary now (a name under failover.nodes)')
     .action(async (o: { policy?: string; primary: string }) => {
       const { settings, decisions } = await setup(o, io.env);
-      if (!settings.nodes.some((n) => n.name === o.primary)) throw new InvalidArgumentError('--primary', `${JSON.stringify(o.primary)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
+      const { failoverNode } = await import('@coffer/agent');
+      failoverNode(settings, o.primary, '--primary');
       const { initFailover } = await import('@coffer/failover');
       const leader = await initFailover(decisions, settings.cluster, o.primary);
       say(`${decisions.location}: epoch ${leader.epoch}, primary ${leader.node}`);
@@ -66,13 +66,8 @@ export function register(ctx: CliContext): void {
     .option('--json', 'print it as JSON')
     .action(async (o: { policy?: string; json?: boolean }) => {
       const { settings, decisions } = await setup(o, io.env);
-      const { failoverStatus, nodeStates, HttpFailsafeQuorum } = await import('@coffer/failover');
-      const fs = settings.failsafe;
-      const [status, nodes, failsafe] = await Promise.all([
-        failoverStatus(decisions, settings.observers),
-        nodeStates(settings.nodes.map((n) => ({ name: n.name, conninfo: n.conninfo, ...(n.password !== undefined ? { password: n.password } : {}), timeoutMs: settings.probeTimeoutMs }))),
-        fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs: settings.probeTimeoutMs, ...(fs.token !== undefined ? { token: fs.token } : {}) }).states() : undefined,
-      ]);
+      const { failoverOverview } = await import('@coffer/agent');
+      const { status, nodes, failsafe } = await failoverOverview(settings, decisions);
       if (o.json) return say(JSON.stringify({ ...status, nodes, ...(failsafe ? { failsafe } : {}) }, null, 2));
       if (!status.leader) say(`${decisions.location}: no primary named yet (coffer failover init --primary NODE)`);
       else {
@@ -147,17 +142,10 @@ export function register(ctx: CliContext): void {
     .requiredOption('--pg-bin <dir>', "PostgreSQL's server binaries, for pg_rewind (e.g. /usr/lib/postgresql/17/bin)")
     .action(async (o: { policy?: string; node: string; pgdata: string; pgBin: string }) => {
       const { settings, decisions } = await setup(o, io.env);
-      if (!settings.nodes.some((n) => n.name === o.node)) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
-      const { rejoin } = await import('@coffer/failover');
-      const pid = postmasterPid(o.pgdata);
-      if (pid !== undefined && processAlive(pid)) throw new InvalidArgumentError('--pgdata', `a server runs in ${o.pgdata}: rejoin takes a stopped one (its guard stops it when another node is named)`);
-      const leader = await decisions.current();
-      const node = leader && settings.nodes.find((n) => n.name === leader.node);
-      if (!node) throw new InvalidArgumentError('rejoin', `${decisions.location} names no primary among the policy's nodes`);
-      if (node.name === o.node) throw new InvalidArgumentError('--node', `${o.node} is the primary ${decisions.location} names: it rejoins nothing`);
-      const r = await rejoin({ dataDir: o.pgdata, pgBin: o.pgBin, source: node.conninfo, replication: node.replication, node: o.node, ...(node.password !== undefined ? { password: node.password } : {}) });
+      const { rejoinFromPolicy } = await import('@coffer/agent');
+      const r = await rejoinFromPolicy(settings, decisions, { node: o.node, pgdata: o.pgdata, pgBin: o.pgBin });
       for (const l of r.output.trim().split('\n')) if (l.trim()) say(`pg_rewind: ${l.trim()}`);
-      say(`${o.pgdata}: ${r.rewound ? 'rewound to' : 'already on'} ${node.name}'s history; a standby of ${node.name} once started`);
+      say(`${o.pgdata}: ${r.rewound ? 'rewound to' : 'already on'} ${r.primary}'s history; a standby of ${r.primary} once started`);
     });
 
   failover
@@ -168,41 +156,12 @@ export function register(ctx: CliContext): void {
     .option('--json', 'print events as JSON lines')
     .action(async (o: { policy?: string; observer: string; json?: boolean }) => {
       const { settings, decisions } = await setup(o, io.env);
-      if (!settings.observers.includes(o.observer)) throw new InvalidArgumentError('--observer', `${JSON.stringify(o.observer)} is not one of the policy's failover observers (${settings.observers.join(', ')})`);
-      const { Observer, FailsafePromises, FailsafeServer, monotonicMs } = await import('@coffer/failover');
-      const fs = settings.failsafe;
-      const promises = fs ? await FailsafePromises.open({ ttlMs: settings.ttlMs, marginMs: settings.marginMs, clock: monotonicMs, stateFile: join(fs.stateDir, `${settings.cluster}-${o.observer}.json`) }) : undefined;
-      const observer = new Observer({
-        decisions,
-        name: o.observer,
-        observers: settings.observers,
-        nodes: settings.nodes,
-        intervalMs: settings.intervalMs,
-        probeTimeoutMs: settings.probeTimeoutMs,
-        misses: settings.misses,
-        windowMs: settings.windowMs,
-        maxLagBytes: settings.maxLagBytes,
-        ...(promises ? { failsafe: promises } : {}),
-        onEvent: (e) => line(o.json, e),
-      });
-      const server =
-        fs && promises
-          ? await FailsafeServer.start({
-              promises,
-              cluster: settings.cluster,
-              view: () => observer.view(),
-              listen: fs.endpoints[o.observer]!,
-              ...(fs.token !== undefined ? { token: fs.token } : {}),
-              onEvent: (kind, epoch, detail) => line(o.json, { kind: `failsafe-${kind}`, epoch, detail }),
-            }).catch((e: Error) => {
-              throw new InvalidArgumentError('failover.failsafe.endpoints', `${o.observer}: cannot listen on ${fs.endpoints[o.observer]}: ${e.message}`);
-            })
-          : undefined;
-      say(`observer ${o.observer} watching ${decisions.location}${server ? `; failsafe promises on ${server.address}` : ''}`);
-      observer.start();
+      const { ObserverRole } = await import('@coffer/agent');
+      const role = await ObserverRole.open(settings, decisions, o.observer, (e) => line(o.json, e));
+      say(`observer ${o.observer} watching ${decisions.location}${role.failsafeAddress ? `; failsafe promises on ${role.failsafeAddress}` : ''}`);
+      role.start();
       await untilSignalled();
-      await observer.stop();
-      await server?.stop();
+      await role.stop();
     });
 
   failover
@@ -215,47 +174,12 @@ export function register(ctx: CliContext): void {
     .option('--json', 'print events as JSON lines')
     .action(async (o: { policy?: string; node: string; pgdata: string; localDb?: string; json?: boolean }) => {
       const { settings, decisions, policy } = await setup(o, io.env);
-      const node = settings.nodes.find((n) => n.name === o.node);
-      if (!node) throw new InvalidArgumentError('--node', `${JSON.stringify(o.node)} is not one of the policy's failover nodes (${settings.nodes.map((n) => n.name).join(', ')})`);
-      const { Guard, Watchdog, DnsCutover, CommandCutover, WebhookCutover, HttpFailsafeQuorum, rejoinCommand } = await import('@coffer/failover');
-      const fs = settings.failsafe;
-      const failsafe = fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs: settings.ttlMs / 3, ...(fs.token !== undefined ? { token: fs.token } : {}) }) : undefined;
-      const { backupAfterPromotion, replayTargetFromRepository } = await import('@coffer/agent');
-      const afterPromotion = backupAfterPromotion(policy, { node: o.node, pgdata: o.pgdata, ...(o.localDb ? { connection: o.localDb } : {}), cofferBin: COFFER_BIN, env: io.env });
-      const replayTarget = replayTargetFromRepository(policy, { cofferBin: COFFER_BIN, env: io.env });
-      const addresses = Object.fromEntries(settings.nodes.flatMap((n) => (n.address ? [[n.name, n.address]] : [])));
-      const c = settings.cutover;
-      const cutover = [
-        ...(c.dns ? [new DnsCutover(c.dns, addresses)] : []),
-        ...(c.command ? [new CommandCutover(c.command, addresses)] : []),
-        ...(c.webhook ? [new WebhookCutover(c.webhook.url, addresses, c.webhook.bearer)] : []),
-      ];
-      const watchdog = await Watchdog.start();
-      const guard = new Guard({
-        decisions,
-        node: o.node,
-        dataDir: o.pgdata,
-        conninfo: o.localDb ?? node.conninfo,
-        ...(node.password !== undefined ? { password: node.password } : {}),
-        observers: settings.observers,
-        replication: Object.fromEntries(settings.nodes.map((n) => [n.name, n.replication])),
-        ttlMs: settings.ttlMs,
-        marginMs: settings.marginMs,
-        tickMs: Math.min(1000, settings.ttlMs / 4),
-        watchdog,
-        cutover,
-        ...(failsafe ? { failsafe } : {}),
-        ...(afterPromotion ? { afterPromotion } : {}),
-        ...(node.rejoin ? { rejoinAfterSwitchover: rejoinCommand(node.rejoin, o.node) } : {}),
-        ...(replayTarget ? { replayTarget, replayWaitMs: settings.replayWaitMs } : {}),
-        onEvent: (e) => line(o.json, e),
-      });
-      say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${watchdog.pid}; ${failsafe ? `failsafe: asks ${Object.keys(fs!.endpoints).join(', ')} when the store is out of reach` : 'failsafe off (no failover.failsafe): cut off from the decision store, a primary fences itself when its lease runs out'}`);
-      guard.start();
+      const { GuardRole } = await import('@coffer/agent');
+      const role = await GuardRole.open(policy, settings, decisions, { node: o.node, pgdata: o.pgdata, ...(o.localDb ? { localDb: o.localDb } : {}), cofferBin: COFFER_BIN, env: io.env, onEvent: (e) => line(o.json, e) });
+      say(`guard of ${o.node} (${o.pgdata}) watching ${decisions.location}; watchdog pid ${role.watchdogPid}; ${role.failsafeObservers ? `failsafe: asks ${role.failsafeObservers.join(', ')} when the store is out of reach` : 'failsafe off (no failover.failsafe): cut off from the decision store, a primary fences itself when its lease runs out'}`);
+      role.start();
       await untilSignalled();
-      // A primary's lease stays armed in the watchdog: stopping the guard must not leave a primary nothing fences.
-      await guard.stop();
-      if (guard.holding === undefined) await watchdog.stop();
-      else say(`still primary in epoch ${guard.holding}: the watchdog (pid ${watchdog.pid}) fences the server when the lease runs out unless a guard takes over`);
+      const held = await role.stop();
+      if (held !== undefined) say(`still primary in epoch ${held}: the watchdog (pid ${role.watchdogPid}) fences the server when the lease runs out unless a guard takes over`);
     });
 }
