@@ -103,7 +103,11 @@ export function buildProgram(io: CliIo, record = new RunRecord()): Command {
       const expectRepositoryId = g.repositoryId ?? io.env.COFFER_REPOSITORY_ID;
       const warn = (line: string) => io.stderr.write(`coffer: warning: ${line}\n`);
       const repo = await Repository.open(store, await keyProviders(g, io.env, warn), { onWarning: warn, ...(expectRepositoryId ? { expectRepositoryId } : {}) });
-      record.repo ??= repo;
+      if (!record.repo) {
+        record.repo = repo;
+        // The audit record's link to another chain is looked up while the command works.
+        if (record.job && !NOT_AUDITED.has(record.job)) record.audit.prepare(repo);
+      }
       return repo;
     } catch (e) {
       // No key given at all, and the repository is not one KMS could open: a missing setting, not a wrong key.

@@ -6,8 +6,8 @@
  * the trail reports it, naming the record or the backup.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { AuditLog, backupFiles, LocalKeyProvider, MemoryStore, readAuditTrail, Repository, AUDIT_PREFIX } from '@coffer/engine';
+import { describe, expect, it, vi } from 'vitest';
+import { AuditLog, backupFiles, LocalKeyProvider, MemoryStore, readAuditTrail, Repository, AUDIT_PREFIX, type ObjectInfo } from '@coffer/engine';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,49 @@ describe('audit trail', () => {
       expect(after.problems).toEqual([expect.stringContaining(`backup ${manifest.label} (${key.slice(-64, -52)}): its audit record ${recordKey} is missing`)]);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a new chain names the newest other chain, listing only the span that holds one (its hour, day, month, year, then all)', async () => {
+    /** A store that remembers the prefixes listed under audit/. */
+    class ListedStore extends MemoryStore {
+      readonly prefixes: string[] = [];
+      override list(prefix: string): AsyncIterable<ObjectInfo> {
+        if (prefix.startsWith(AUDIT_PREFIX)) this.prefixes.push(prefix.slice(AUDIT_PREFIX.length));
+        return super.list(prefix);
+      }
+    }
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const store = new ListedStore();
+      const repo = await Repository.init(store, provider);
+      const chainAt = async (iso: string) => {
+        vi.setSystemTime(new Date(iso));
+        const log = new AuditLog();
+        store.prefixes.length = 0;
+        const key = await log.append(repo, { command: 'job', result: 'ok', exitStatus: 0, details: {} });
+        return { key, listed: [...store.prefixes] };
+      };
+      const old = await chainAt('2025-03-01T10:00:00.000Z');
+      const first = await chainAt('2026-12-01T23:00:00.000Z');
+      expect(first.listed).toEqual(['20261201T23', '20261201', '202612', '2026', '']);
+      const morning = await chainAt('2026-12-02T06:10:00.000Z');
+      expect(morning.listed).toEqual(['20261202T06', '20261202', '202612']);
+      const later = await chainAt('2026-12-02T06:30:00.000Z');
+      // Another chain began this hour: one listing, of this hour's chains.
+      expect(later.listed).toEqual(['20261202T06']);
+      const nextYear = await chainAt('2027-02-01T10:00:00.000Z');
+      expect(nextYear.listed).toEqual(['20270201T10', '20270201', '202702', '2027', '']);
+      const trail = await readAuditTrail(repo);
+      expect(trail.problems).toEqual([]);
+      const seen = new Map(trail.records.map((r) => [r.key, r.seen?.key]));
+      expect(seen.get(old.key)).toBeUndefined();
+      expect(seen.get(first.key)).toBe(old.key);
+      expect(seen.get(morning.key)).toBe(first.key);
+      expect(seen.get(later.key)).toBe(morning.key);
+      expect(seen.get(nextYear.key)).toBe(later.key);
+    } finally {
+      vi.useRealTimers();
     }
   });
 });

@@ -36,6 +36,7 @@ export class AuditLog {
   readonly chain: string;
   private seq = 0;
   private prev: string | null = null;
+  private link: { repo: Repository; record: Promise<{ key: string; sha256: string } | undefined> } | undefined;
 
   /** `link`: the first record names the newest record of another chain (a LIST of audit/; WAL pushes go without). */
   constructor(private readonly options: { link?: boolean } = {}) {
@@ -47,8 +48,22 @@ export class AuditLog {
     return { chain: this.chain, seq: this.seq };
   }
 
+  /**
+   * Starts looking for the record the first record will name, while the
+   * command works: the record is appended when the command ends, and the
+   * lookup (a listing and a read) need not add to its time. `append` waits
+   * for it, and meets its failure there.
+   */
+  prepare(repo: Repository): void {
+    if (this.seq !== 0 || this.options.link === false || this.link?.repo === repo) return;
+    const record = newestRecord(repo, this.chain);
+    record.catch(() => undefined);
+    this.link = { repo, record };
+  }
+
   async append(repo: Repository, entry: AuditEntry): Promise<string> {
-    const seen = this.seq === 0 && this.options.link !== false ? await newestRecord(repo, this.chain) : undefined;
+    if (this.seq === 0) this.prepare(repo);
+    const seen = this.seq === 0 && this.link ? await this.link.record : undefined;
     const record: AuditRecord = { format: 1, chain: this.chain, seq: this.seq, prev: this.prev, ...(seen ? { seen } : {}), at: new Date().toISOString(), host: hostname(), user: whoAmI(), ...entry };
     const bytes = sealJson(repo, AUDIT_MAGIC, 'audit', record);
     const key = auditKey(this.chain, this.seq);
@@ -59,16 +74,26 @@ export class AuditLog {
   }
 }
 
-/** The newest record of the newest chain but `own`, by name (chains are named by their start time). */
+/**
+ * The newest record of the newest chain but `own`, by name (chains are named
+ * by their start time). Chains are listed within the hour `own` began, then
+ * its day, month and year, and only then all of them: one chain is written
+ * per command, so a listing of every chain would grow with the repository's
+ * whole history and be paid by every command. A chain named later than that
+ * widening reaches (another host's clock ahead by more than the span) is not
+ * the one named; any other chain's record serves the link as well.
+ */
 async function newestRecord(repo: Repository, own: string): Promise<{ key: string; sha256: string } | undefined> {
-  let best: { key: string; chain: string; seq: number } | undefined;
-  for (const o of await repo.objects.list(AUDIT_PREFIX)) {
-    const p = parseAuditKey(o.key);
-    if (!p || p.chain === own) continue;
-    if (!best || p.chain > best.chain || (p.chain === best.chain && p.seq > best.seq)) best = { key: o.key, ...p };
+  for (const span of [11, 8, 6, 4, 0]) {
+    let best: { key: string; chain: string; seq: number } | undefined;
+    for (const o of await repo.objects.list(AUDIT_PREFIX + own.slice(0, span))) {
+      const p = parseAuditKey(o.key);
+      if (!p || p.chain === own) continue;
+      if (!best || p.chain > best.chain || (p.chain === best.chain && p.seq > best.seq)) best = { key: o.key, ...p };
+    }
+    if (best) return { key: best.key, sha256: sha256(await repo.objects.get(best.key)) };
   }
-  if (!best) return undefined;
-  return { key: best.key, sha256: sha256(await repo.objects.get(best.key)) };
+  return undefined;
 }
 
 export interface AuditTrailReport {
