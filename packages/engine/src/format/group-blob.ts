@@ -63,7 +63,7 @@ export function decodeGroupHead(plain: Buffer): GroupDirectory | string {
 }
 
 /** The index of the member whose id prefix matches `id`'s, searching from `from` (members are usually asked for in order); -1 if none. */
-export function findMember(dir: GroupDirectory, id: Uint8Array, from: number, skip: (i: number) => boolean = () => false): number {
+export function findMember(dir: Pick<GroupDirectory, 'prefixWords' | 'lengths'>, id: Uint8Array, from: number, skip: (i: number) => boolean = () => false): number {
   const n = dir.lengths.length;
   const hi = ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
   const lo = ((id[4]! << 24) | (id[5]! << 16) | (id[6]! << 8) | id[7]!) >>> 0;
