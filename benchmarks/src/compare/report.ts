@@ -126,7 +126,7 @@ export function workloadMarkdown(w: WorkloadFigures): string {
         return [t.tool, num(seconds, 2), num(files / sum(days.map((d) => d.fetch!.ms / 1000)), 1), callPercentiles(t, 'fetch'), num(Math.max(...days.map((d) => d.fetch!.maxRssMiB ?? NaN)), 0)];
       });
       parts.push(
-        'WAL replay: the same files fetched back as recovery calls restore_command (one call per file, in order, each into pg_wal/RECOVERYXLOG; Coffer with its defaults — a prefetcher keeping up to 128 MiB spooled ahead, 2 at once, and a spooled file moved into place without opening the repository — pgBackRest with archive-async, process-max 2 and its default 128 MiB queue):\n',
+        'WAL replay: the same files fetched back as recovery calls restore_command (one call per file, in order, each into pg_wal/RECOVERYXLOG; Coffer as the installed command (\'coffer wal-fetch %f %p\', as the restore_command coffer restore writes calls it) with its defaults — a prefetcher keeping up to 128 MiB spooled ahead, 2 at once, and a spooled file moved into place by the command script without starting Node — pgBackRest with archive-async, process-max 2 and its default 128 MiB queue):\n',
         table(['tool', 'fetch s (all files of a day)', 'files/s', 'per call p50 / p99 ms', 'peak RSS MiB'], fetchRows),
         '',
       );

@@ -180,10 +180,10 @@ class Coffer implements Tool {
    * confirms a call from the archiver's note without starting Node (a
    * revision from before it had none: then the entry point itself).
    */
-  private command(args: string[]) {
+  private command(args: string[], cwd?: string) {
     const script = join(dirname(this.bin), 'coffer');
-    if (!existsSync(script)) return this.coffer(args);
-    return run(script, ['--repo', this.repo, '--quiet', ...args], { env: { ...this.env, COFFER_NODE: process.execPath } });
+    if (!existsSync(script)) return this.coffer(args, {}, cwd);
+    return run(script, ['--repo', this.repo, '--quiet', ...args], { env: { ...this.env, COFFER_NODE: process.execPath }, ...(cwd ? { cwd } : {}) });
   }
   async init(dir: string, source?: Source): Promise<void> {
     this.repo = dir;
@@ -212,9 +212,10 @@ class Coffer implements Tool {
     return r;
   }
   walFetch(names: string[]): Promise<StepFigures> {
-    // restore_command runs in the data directory: its defaults (prefetch 2 at once, up to 128 MiB ahead).
+    // restore_command runs in the data directory: its defaults (prefetch 2 at once, up to 128 MiB ahead), through
+    // the installed command as the restore_command `coffer restore` writes calls it.
     const walDir = join(dirname(this.repo), 'pg_wal');
-    return fetchLikePostgres(names, walDir, join(this.pgdata, 'global', 'pg_control'), (n, dest) => this.coffer(['wal-fetch', n, dest], {}, dirname(walDir)));
+    return fetchLikePostgres(names, walDir, join(this.pgdata, 'global', 'pg_control'), (n, dest) => this.command(['wal-fetch', n, dest], dirname(walDir)));
   }
   async restore(to: string): Promise<StepFigures> {
     return this.coffer(['restore', 'latest', '--to', to]);

@@ -79,6 +79,8 @@ export function daysOption(name: string) {
 
 /** This command's own entry point, for restore_command and background prefetch. */
 export const COFFER_BIN = fileURLToPath(new URL('../bin/coffer.js', import.meta.url));
+/** The `coffer` shell script beside it: archive_command and restore_command call it, for the cases it serves without starting Node. */
+export const COFFER_COMMAND = fileURLToPath(new URL('../bin/coffer', import.meta.url));
 export const VERSION = (JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }).version;
 
 /** A repeatable NAME=DIR option's collector: each pair is checked as it is given. */
@@ -139,9 +141,15 @@ export function repoArgs(g: GlobalOptions, env: NodeJS.ProcessEnv, repositoryId?
   ];
 }
 
-/** wal-fetch through this same coffer and repository, for the backup's cluster; the key comes from the server's environment or the key file. */
+/**
+ * wal-fetch through this same coffer and repository, for the backup's
+ * cluster; the key comes from the server's environment or the key file.
+ * Through the `coffer` script, which moves a prefetched segment into place
+ * without starting Node (most calls of a recovery), told which Node runs the
+ * rest: the server's PATH need not have one.
+ */
 export function defaultRestoreCommand(g: GlobalOptions, env: NodeJS.ProcessEnv, repositoryId: string, scope: RestoreCommandScope): string {
-  return commandLine([process.execPath, COFFER_BIN, ...repoArgs({ ...g, stanza: scope.stanza }, env, repositoryId), 'wal-fetch', '--system-id', scope.systemIdentifier, '%f', '%p']);
+  return commandLine(['/usr/bin/env', `COFFER_NODE=${process.execPath}`, COFFER_COMMAND, ...repoArgs({ ...g, stanza: scope.stanza }, env, repositoryId), 'wal-fetch', '--system-id', scope.systemIdentifier, '%f', '%p']);
 }
 
 /**

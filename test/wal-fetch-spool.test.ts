@@ -1,0 +1,113 @@
+/**
+ * restore_command's common case through the `coffer` script: a segment the
+ * prefetcher spooled is moved into place without starting Node; one the
+ * prefetcher is about to spool is waited for; anything else — no live
+ * prefetcher, the spool on another file system, an option the script does
+ * not know, a segment before where recovery stands — runs the program.
+ * COFFER_NODE=/bin/false tells the two apart: the program then "fails"
+ * (status 1) and the spooled file stays where it was.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { COFFER_COMMAND } from './support/cli.js';
+
+const SEG = (n: number) => `00000001000000000000${n.toString(16).toUpperCase().padStart(4, '0')}`;
+let dir: string;
+let pgdata: string;
+let spool: string;
+const held: ChildProcess[] = [];
+
+/** A process whose command line has `wal-prefetch` as an argument, as a prefetcher's has; its pid in the spool's lock. */
+function fakePrefetcher(lockDir: string): Promise<void> {
+  const child = spawn('sh', ['-c', 'sleep 60', 'wal-prefetch'], { stdio: 'ignore' });
+  held.push(child);
+  return writeFile(join(lockDir, '.prefetch.lock'), String(child.pid));
+}
+
+/** `coffer wal-fetch` as PostgreSQL calls it (in the data directory), with a Node that always fails. */
+function fetch(args: string[]): Promise<{ status: number | null; ms: number }> {
+  const t0 = performance.now();
+  const child = spawn(COFFER_COMMAND, ['--repo', join(dir, 'no-repository'), 'wal-fetch', ...args], { cwd: pgdata, env: { PATH: process.env.PATH, COFFER_NODE: '/bin/false' }, stdio: 'ignore' });
+  return new Promise((resolve) => child.on('close', (status) => resolve({ status, ms: performance.now() - t0 })));
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'coffer-spool-'));
+  pgdata = join(dir, 'data');
+  spool = join(pgdata, 'pg_wal', '.coffer-spool');
+  await mkdir(spool, { recursive: true });
+});
+afterEach(async () => {
+  for (const c of held.splice(0)) c.kill('SIGKILL');
+  await rm(dir, { recursive: true, force: true });
+});
+afterAll(() => {
+  for (const c of held) c.kill('SIGKILL');
+});
+
+describe('restore_command served from the spool by the coffer script', () => {
+  it('moves a spooled segment into place and notes where recovery stands; each segment of a recovery in turn', async () => {
+    await fakePrefetcher(spool);
+    for (let n = 1; n <= 5; n++) await writeFile(join(spool, SEG(n)), `segment ${n}`);
+    for (let n = 1; n <= 5; n++) {
+      const r = await fetch([SEG(n), 'pg_wal/RECOVERYXLOG']);
+      expect(r.status).toBe(0);
+      expect(await readFile(join(pgdata, 'pg_wal', 'RECOVERYXLOG'), 'utf8')).toBe(`segment ${n}`);
+      expect(await readFile(join(spool, '.wanted'), 'utf8')).toBe(SEG(n));
+    }
+    expect((await readdir(spool)).filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+
+  it('waits for the segment the prefetcher is about to spool, after the one recovery asked for last', async () => {
+    await fakePrefetcher(spool);
+    await writeFile(join(spool, '.wanted'), SEG(0x1ff));
+    const pending = fetch([SEG(0x200), 'pg_wal/RECOVERYXLOG', '--prefetch', '2']);
+    await new Promise((r) => setTimeout(r, 300));
+    // The call told the prefetcher where recovery stands before waiting.
+    expect(await readFile(join(spool, '.wanted'), 'utf8')).toBe(SEG(0x200));
+    await writeFile(join(spool, SEG(0x200)), 'arrived');
+    const r = await pending;
+    expect(r.status).toBe(0);
+    expect(r.ms).toBeGreaterThan(250);
+    expect(await readFile(join(pgdata, 'pg_wal', 'RECOVERYXLOG'), 'utf8')).toBe('arrived');
+  });
+
+  it('runs the program for anything else, leaving the spool as it was', async () => {
+    await writeFile(join(spool, SEG(7)), 'seven');
+    // No prefetcher holds the spool (a dead pid, then a live process that is not one).
+    await writeFile(join(spool, '.prefetch.lock'), '2147483646');
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG'])).status).toBe(1);
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    held.push(other);
+    await writeFile(join(spool, '.prefetch.lock'), String(other.pid));
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG'])).status).toBe(1);
+    await fakePrefetcher(spool);
+    // An option the script does not know; a history file; a third argument.
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--verbose'])).status).toBe(1);
+    expect((await fetch(['00000002.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(1);
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', 'extra'])).status).toBe(1);
+    // Not spooled, and before where recovery stands (or on another timeline): not waited for.
+    await writeFile(join(spool, '.wanted'), SEG(9));
+    const before = await fetch([SEG(8), 'pg_wal/RECOVERYXLOG']);
+    expect(before.status).toBe(1);
+    expect(before.ms).toBeLessThan(2000);
+    expect((await fetch([`00000002${SEG(10).slice(8)}`, 'pg_wal/RECOVERYXLOG'])).status).toBe(1);
+    // A spool on another file system: a move would be a copy, not a rename.
+    const elsewhere = await mkdtemp('/dev/shm/coffer-spool-');
+    try {
+      expect((await stat(elsewhere)).dev).not.toBe((await stat(pgdata)).dev);
+      await fakePrefetcher(elsewhere);
+      await writeFile(join(elsewhere, SEG(7)), 'seven');
+      expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--spool', elsewhere])).status).toBe(1);
+      expect(await readFile(join(elsewhere, SEG(7)), 'utf8')).toBe('seven');
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
+    expect(await readFile(join(spool, SEG(7)), 'utf8')).toBe('seven');
+    // And with all of that right, served.
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--prefetch=2', '--queue-max', '64', '--system-id', '123'])).status).toBe(0);
+  });
+});
