@@ -574,20 +574,36 @@ function sameOrConflict(key: string, existing: WalRecord, sha: string): 'already
  * Undefined only when the store answers that the file's record is absent;
  * a missing pack, damaged bytes or an unreachable store throw.
  */
-export async function fetchWalBytes(repo: Repository, scope: WalScope, name: string): Promise<Buffer | undefined> {
+export async function fetchWalBytes(repo: Repository, scope: WalScope, name: string, into?: Buffer): Promise<Buffer | undefined> {
   const found = await readWalRecord(repo, scope, name);
-  return found ? walRecordBytes(repo, scope, name, found.key, found.record) : undefined;
+  return found ? walRecordBytes(repo, scope, name, found.key, found.record, into) : undefined;
 }
 
-/** The WAL file a record (stored at `key`) stands for, read from its packs and checked against its SHA-256. */
-export async function walRecordBytes(repo: Repository, scope: WalScope, name: string, key: string, record: WalRecord): Promise<Buffer> {
+/**
+ * The WAL file a record (stored at `key`) stands for, read from its packs and
+ * checked against its SHA-256; in `into` (a view of it) when it fits there.
+ */
+export async function walRecordBytes(repo: Repository, scope: WalScope, name: string, key: string, record: WalRecord, into?: Buffer): Promise<Buffer> {
+  // Each chunk is decoded straight into its place in the file (a chunk repeated in the file — zeroes at a
+  // segment's end — is copied from its first place afterwards), not gathered and joined: a segment is
+  // 16 MiB, and copying it twice more cost more than decompressing it.
+  const firstAt = new Map<string, number>();
+  let size = 0;
+  for (const id of record.chunks) {
+    const loc = record.locations[id];
+    if (!loc) throw new CorruptObjectError(key, `lists chunk ${id} but no location for it`);
+    if (!firstAt.has(id)) firstAt.set(id, size);
+    size += loc[3];
+  }
+  if (size !== record.size) throw new CorruptObjectError(key, 'reassembled WAL file does not match its SHA-256');
+  const bytes = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   const byPack = new Map<string, [string, WalLocation][]>();
-  for (const [id, loc] of Object.entries(record.locations)) {
+  for (const id of firstAt.keys()) {
+    const loc = record.locations[id]!;
     const list = byPack.get(loc[0]) ?? [];
     list.push([id, loc]);
     byPack.set(loc[0], list);
   }
-  const plain = new Map<string, Buffer>();
   for (const [pack, list] of byPack) {
     const start = Math.min(...list.map(([, l]) => l[1]));
     const end = Math.max(...list.map(([, l]) => l[1] + l[2]));
@@ -599,16 +615,23 @@ export async function walRecordBytes(repo: Repository, scope: WalScope, name: st
       if (e instanceof MissingObjectError) throw new MissingObjectError(packKey(pack), `needed by ${key}`);
       throw e;
     }
-    for (const [id, [, offset, length]] of list) {
-      const out = repo.objects.codec.decode(Buffer.from(id, 'hex'), data.subarray(offset - start, offset - start + length));
+    for (const [id, [, offset, length, rawLength]] of list) {
+      const slot = bytes.subarray(firstAt.get(id)!, firstAt.get(id)! + rawLength);
+      const out = repo.objects.codec.decode(Buffer.from(id, 'hex'), data.subarray(offset - start, offset - start + length), slot);
       if (typeof out === 'string') throw new CorruptObjectError(packKey(pack), `${out} (needed by ${key})`);
-      plain.set(id, Buffer.from(out));
+      if (out.length !== rawLength) throw new CorruptObjectError(key, 'reassembled WAL file does not match its SHA-256');
+      // A chunk stored raw opens as a view of its blob, not of the slot.
+      if (out.buffer !== slot.buffer || out.byteOffset !== slot.byteOffset) out.copy(slot);
     }
   }
-  const missing = record.chunks.find((id) => !plain.has(id));
-  if (missing) throw new CorruptObjectError(key, `lists chunk ${missing} but no location for it`);
-  const bytes = Buffer.concat(record.chunks.map((id) => plain.get(id)!));
-  if (bytes.length !== record.size || sha256Hex(bytes) !== record.sha256) throw new CorruptObjectError(key, 'reassembled WAL file does not match its SHA-256');
+  let at = 0;
+  for (const id of record.chunks) {
+    const first = firstAt.get(id)!;
+    const rawLength = record.locations[id]![3];
+    if (first !== at) bytes.copy(bytes, at, first, first + rawLength);
+    at += rawLength;
+  }
+  if (sha256Hex(bytes) !== record.sha256) throw new CorruptObjectError(key, 'reassembled WAL file does not match its SHA-256');
   if (record.stanza === undefined && WAL_SEGMENT.test(name.slice(0, 24)) && !name.endsWith('.backup')) {
     const header = readSegmentHeader(bytes);
     if (typeof header !== 'string' && header.systemIdentifier !== scope.systemIdentifier) {
@@ -820,16 +843,24 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
   try {
     const present = new Set(await readdir(spoolDir));
     const limit = pLimit(Math.max(1, options.parallel ?? 2));
+    // One segment-sized buffer per fetch at once, used again for the next segment: a fresh 16 MiB buffer
+    // per segment costs a page fault for every 4 KiB of it.
+    const buffers: Buffer[] = [];
     const fetchTo = async (n: string): Promise<'spooled' | 'absent' | 'failed'> => {
       if (present.has(n)) return 'spooled';
+      let buffer = buffers.pop();
       try {
-        const bytes = await fetchWalBytes(repo, scope, n);
+        const bytes = await fetchWalBytes(repo, scope, n, buffer);
         if (!bytes) return 'absent';
+        // Kept: a segment's own buffer (small files come from Node's shared pool, never to be written into again).
+        if (bytes.buffer !== buffer?.buffer && bytes.byteLength >= 1 << 20) buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         await writeDurably(join(spoolDir, n), bytes);
         return 'spooled';
       } catch {
         // restore_command fetches it again itself, and reports what goes wrong.
         return 'failed';
+      } finally {
+        if (buffer) buffers.push(buffer);
       }
     };
     if (options.queueBytes === undefined || names.length === 0) {
