@@ -13,7 +13,7 @@
  * a member by id prefix, decodes its frame against the base's plaintext and
  * checks the page against the member's full keyed id, as for any chunk.
  */
-import { GROUP_ID_PREFIX } from './group-blob.js';
+import { GROUP_ID_PREFIX, groupMembers } from './group-blob.js';
 
 export const ENC_GROUP_DELTA = 5;
 /** Bytes of a base chunk id. */
@@ -73,10 +73,9 @@ export interface DeltaDirectory {
  * bytes appended is damaged, not partly readable.
  */
 export function decodeDeltaGroupHead(plain: Buffer): DeltaDirectory | string {
-  if (plain.length < 3 || plain[0] !== ENC_GROUP_DELTA) return `has unknown encoding ${plain[0]}`;
-  const n = plain.readUInt16BE(1);
+  const n = groupMembers(plain, [ENC_GROUP_DELTA], ENTRY);
+  if (typeof n === 'string') return n;
   const bodyStart = 3 + n * ENTRY;
-  if (n === 0 || plain.length < bodyStart) return 'has a truncated delta directory';
   const prefixWords = new Uint32Array(n * 2);
   const lengths: number[] = [];
   const bases: Buffer[] = [];

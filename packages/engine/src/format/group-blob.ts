@@ -41,11 +41,22 @@ export interface GroupDirectory {
 }
 
 /** Reads a group's directory, or says what is wrong with it. */
-export function decodeGroupHead(plain: Buffer): GroupDirectory | string {
-  if (plain.length < 3 || (plain[0] !== ENC_GROUP_ZSTD && plain[0] !== ENC_GROUP_RAW)) return `has unknown encoding ${plain[0]}`;
+/**
+ * How many members a group's directory lists, or what is wrong with its
+ * start: a format byte `formats` does not hold, no members, or less room than
+ * `entry` bytes a member (plain groups here, delta groups in `delta-group.ts`).
+ */
+export function groupMembers(plain: Buffer, formats: readonly number[], entry: number): number | string {
+  if (plain.length < 3 || !formats.includes(plain[0]!)) return `has unknown encoding ${plain[0]}`;
   const n = plain.readUInt16BE(1);
+  if (n === 0 || plain.length < 3 + n * entry) return 'has a truncated directory';
+  return n;
+}
+
+export function decodeGroupHead(plain: Buffer): GroupDirectory | string {
+  const n = groupMembers(plain, [ENC_GROUP_ZSTD, ENC_GROUP_RAW], ENTRY);
+  if (typeof n === 'string') return n;
   const bodyStart = 3 + n * ENTRY;
-  if (n === 0 || plain.length < bodyStart) return 'has a truncated directory';
   const prefixWords = new Uint32Array(n * 2);
   const offsets: number[] = [];
   const lengths: number[] = [];
