@@ -35,6 +35,12 @@ import { backupAfterPromotion } from './backup-after-promotion.js';
 import { replayTargetFromRepository } from './replay-target.js';
 import type { FailoverNodeSettings, FailoverSettings } from './failover-settings.js';
 
+/** The observers' failsafe promises as a guard or `failoverOverview` asks for them, when the policy has failsafe. */
+function failsafeQuorum(settings: FailoverSettings, timeoutMs: number): HttpFailsafeQuorum | undefined {
+  const fs = settings.failsafe;
+  return fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs, ...(fs.token !== undefined ? { token: fs.token } : {}) }) : undefined;
+}
+
 /** One thing a role did or saw, for its log. */
 export interface RoleEvent {
   kind: string;
@@ -131,7 +137,7 @@ export class GuardRole {
   static async open(policy: Policy, settings: FailoverSettings, decisions: DecisionBackend, o: GuardRoleOptions): Promise<GuardRole> {
     const node = failoverNode(settings, o.node, '--node');
     const fs = settings.failsafe;
-    const failsafe = fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs: settings.ttlMs / 3, ...(fs.token !== undefined ? { token: fs.token } : {}) }) : undefined;
+    const failsafe = failsafeQuorum(settings, settings.ttlMs / 3);
     const afterPromotion = backupAfterPromotion(policy, { node: o.node, pgdata: o.pgdata, ...(o.localDb ? { connection: o.localDb } : {}), cofferBin: o.cofferBin, env: o.env });
     const replayTarget = replayTargetFromRepository(policy, { cofferBin: o.cofferBin, env: o.env });
     const addresses = Object.fromEntries(settings.nodes.flatMap((n) => (n.address ? [[n.name, n.address]] : [])));
@@ -193,11 +199,10 @@ export interface FailoverOverview {
 }
 
 export async function failoverOverview(settings: FailoverSettings, decisions: DecisionBackend): Promise<FailoverOverview> {
-  const fs = settings.failsafe;
   const [status, nodes, failsafe] = await Promise.all([
     failoverStatus(decisions, settings.observers),
     nodeStates(settings.nodes.map((n) => ({ name: n.name, conninfo: n.conninfo, ...(n.password !== undefined ? { password: n.password } : {}), timeoutMs: settings.probeTimeoutMs }))),
-    fs ? new HttpFailsafeQuorum({ cluster: settings.cluster, endpoints: fs.endpoints, timeoutMs: settings.probeTimeoutMs, ...(fs.token !== undefined ? { token: fs.token } : {}) }).states() : undefined,
+    failsafeQuorum(settings, settings.probeTimeoutMs)?.states(),
   ]);
   return { status, nodes, ...(failsafe ? { failsafe } : {}) };
 }

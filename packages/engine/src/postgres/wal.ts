@@ -595,7 +595,7 @@ export async function walRecordBytes(repo: Repository, scope: WalScope, name: st
     if (!firstAt.has(id)) firstAt.set(id, size);
     size += loc[3];
   }
-  if (size !== record.size) throw new CorruptObjectError(key, 'reassembled WAL file does not match its SHA-256');
+  if (size !== record.size) throw new CorruptObjectError(key, `lists chunks of ${size} bytes for a file of ${record.size}`);
   const bytes = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   const byPack = new Map<string, [string, WalLocation][]>();
   for (const id of firstAt.keys()) {
@@ -619,7 +619,7 @@ export async function walRecordBytes(repo: Repository, scope: WalScope, name: st
       const slot = bytes.subarray(firstAt.get(id)!, firstAt.get(id)! + rawLength);
       const out = repo.objects.codec.decode(Buffer.from(id, 'hex'), data.subarray(offset - start, offset - start + length), slot);
       if (typeof out === 'string') throw new CorruptObjectError(packKey(pack), `${out} (needed by ${key})`);
-      if (out.length !== rawLength) throw new CorruptObjectError(key, 'reassembled WAL file does not match its SHA-256');
+      if (out.length !== rawLength) throw new CorruptObjectError(packKey(pack), `chunk ${id} holds ${out.length} bytes, ${key} says ${rawLength}`);
       // A chunk stored raw opens as a view of its blob, not of the slot.
       if (out.buffer !== slot.buffer || out.byteOffset !== slot.byteOffset) out.copy(slot);
     }
