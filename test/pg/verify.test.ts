@@ -9,7 +9,6 @@
  * a pack, and a heap block damaged where its page checksum cannot see.
  */
 import { cp, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '@coffer/cli';
@@ -229,16 +228,18 @@ describe('verify a pgbench cluster on PostgreSQL 15 while it keeps writing', () 
   }, 600_000);
 
   it('a machine that cannot make the sandbox is told so before anything runs (exit 31): no namespace tools, server binaries of another version', async () => {
-    const sandboxes = async () => (await readdir(tmpdir())).filter((n) => n.startsWith('coffer-verify-'));
-    const before = await sandboxes();
-    const noTools = await coffer(['--repo', repo, 'verify', '--no-record'], { ...env, PATH: '/nonexistent' });
+    // A parent of its own: other test files make and remove sandboxes under the shared temporary directory meanwhile.
+    const parent = join(work.dir, 'refused-sandboxes');
+    await mkdir(parent);
+    const sandboxes = async () => readdir(parent);
+    const noTools = await coffer(['--repo', repo, 'verify', '--no-record', '--sandbox', parent], { ...env, PATH: '/nonexistent' });
     expect(noTools.status).toBe(EXIT_CODES.COFFER_SANDBOX_UNAVAILABLE);
     expect(noTools.stderr).toContain('verification sandbox: unshare:');
     const other = pgInstalls().find((i) => i.major !== 15)!;
-    const wrong = await coffer(['--repo', repo, 'verify', '--no-record', '--pg-bin', other.bin], env);
+    const wrong = await coffer(['--repo', repo, 'verify', '--no-record', '--sandbox', parent, '--pg-bin', other.bin], env);
     expect(wrong.status).toBe(EXIT_CODES.COFFER_SANDBOX_UNAVAILABLE);
     expect(wrong.stderr).toContain(`is of PostgreSQL 15, but the server binaries given are of ${other.major}`);
-    expect(await sandboxes()).toEqual(before);
+    expect(await sandboxes()).toEqual([]);
   });
 
   it('stopped by SIGTERM while the sandbox server runs, verify stops the sandbox server and removes the sandbox (exit 143)', async () => {
