@@ -97,6 +97,8 @@ class ToolRunner {
         this.ready = true;
       }
       await warm(source.kind === 'postgres' ? source.cluster.data : source.dir);
+      // The day's changes and the previous tool's repository reach the disk now, not while this tool is timed.
+      syncNow();
       const backup = await this.tool.backup(source);
       this.figures.days.push({ day, backup, storedBytes: await this.tool.storedBytes() });
       log(`  ${this.tool.name}: backup ${(backup.ms / 1000).toFixed(2)} s, repository ${(this.figures.days.at(-1)!.storedBytes / 1e6).toFixed(1)} MB`);

@@ -103,6 +103,10 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   // A data directory is large: its workers start loading now, while the index and the parent are read.
   const pacer = options.maxBytesPerSecond !== undefined ? new ReadPacer(options.maxBytesPerSecond) : undefined;
   let pool = options.workers === undefined && src.kind === 'postgres' ? new ChunkWorkerPool(repo, cores, sink, pacer) : undefined;
+  // The parent is looked up while the lease is taken and the index read: which backup it is depends on
+  // neither, and what may be deduplicated against is settled by the condemned packs read under the lease.
+  const parentLookup = findParent(repo, src.isParent, options.parent ?? 'auto');
+  parentLookup.catch(() => undefined);
   try {
     return await withLease(repo, { purpose: 'backup', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) }, backupWith);
   } finally {
@@ -124,7 +128,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       const packs = new Set((await repo.objects.list(PACK_PREFIX)).map((o) => o.key));
       index.dropPacks((sha) => !packs.has(packKey(sha)));
     }
-    const parent = await findParent(repo, src.isParent, parentChoice);
+    const parent = await parentLookup;
     const parentPages = pageSet(parent?.manifest);
     const known = (id: Uint8Array) => parentPages.has(id);
     const { entries, skipped, absPath } = await walkTree(source, src.walk);
@@ -285,7 +289,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       ...(options.audit ? { audit: options.audit } : {}),
     };
     lease.prove(`writing the manifest of backup ${manifest.label}`);
-    const key = await repo.writeManifest(manifest);
+    const key = await repo.writeManifest(manifest, { committed: () => lease.release() });
     return { key, manifest };
   }
 }

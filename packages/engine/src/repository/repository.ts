@@ -291,12 +291,17 @@ export class Repository {
     });
   }
 
-  async writeManifest(manifest: BackupManifest): Promise<string> {
+  /**
+   * Stores the manifest, then its catalogue summary. `committed` runs once
+   * the manifest is durable, beside the summary's write (a backup's lease
+   * ends there: what it protected is named by a manifest from then on).
+   */
+  async writeManifest(manifest: BackupManifest, options: { committed?: () => Promise<unknown> } = {}): Promise<string> {
     const sealed = this.objects.seal('manifest', this.objects.codec.compress(encodeManifest(manifest)));
     const key = backupKey(manifest.label, sha256Hex(sealed));
     await this.objects.put(key, sealed);
     // The backup exists from here; its catalogue summary follows (a crash before it: summarised from the manifest).
-    await writeSummary(this, key, manifest);
+    await Promise.all([writeSummary(this, key, manifest), options.committed?.()]);
     return key;
   }
 
