@@ -2,7 +2,7 @@
  * `npm run bench`: the engine's figures, then the comparison with
  * pgBackRest, restic and borg, in one run.
  *   --quick           small inputs and fewer repeats (under 5 minutes)
- *   --only SECTION    engine | compare | gc | rpo
+ *   --only SECTION    engine | compare | s3pg | gc | rpo
  *   --tree-gib N      size of the engine's generated tree (default 2)
  *   --scale N         pgbench scale (default 100; quick 20)
  *   --transactions N  pgbench transactions per day (default 80,000; quick 10,000)
@@ -11,6 +11,8 @@
  *   --days N          days after the first (default 2)
  *   --workloads LIST  pgbench,oltp,tree (default all)
  *   --seed N          workload seed (default 1)
+ *   --s3-scale N      pgbench scale of the PostgreSQL comparison on S3 (default 50; quick 20)
+ *   --s3-noise-mb N   incompressible rows beside it (default 300; quick 60)
  *   --gc-chunks N     chunks of the synthetic repository for check, expire and gc (default 50,000,000; quick 2,000,000)
  *   --baseline DIR    a built checkout of another Coffer revision, run beside this one in the comparison
  *                     (before/after in one sitting; results go to compare[-quick]-baseline.*)
@@ -28,6 +30,7 @@ import { gcFigures } from './gc.js';
 import { pipelineFigures } from './pipeline.js';
 import { rpoDrill, syncCommitFigures } from './rpo.js';
 import { s3Figures } from './s3.js';
+import { S3_STEPS, s3PostgresFigures } from './compare/s3-postgres.js';
 import { treeFigures } from './tree.js';
 
 // The engines field states the Node lines we support; the AWS SDK's notice about its own would clutter the report.
@@ -47,6 +50,8 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     work: { type: 'string' },
     'gc-chunks': { type: 'string' },
+    's3-scale': { type: 'string' },
+    's3-noise-mb': { type: 'string' },
     baseline: { type: 'string' },
   },
 });
@@ -56,7 +61,7 @@ const work = values.work ?? join(tmpdir(), 'coffer-bench');
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
 
 const only = values.only;
-if (only !== undefined && only !== 'engine' && only !== 'compare' && only !== 'gc' && only !== 'rpo') throw new Error(`--only takes engine, compare, gc or rpo, not ${only}`);
+if (only !== undefined && !['engine', 'compare', 's3pg', 'gc', 'rpo'].includes(only)) throw new Error(`--only takes engine, compare, s3pg, gc or rpo, not ${only}`);
 const numberFlag = (name: keyof typeof values, fallback: number): number => {
   const raw = values[name];
   const n = raw === undefined ? fallback : Number(raw);
@@ -69,6 +74,7 @@ await mkdir(resultsDir, { recursive: true });
 if (only === undefined || only === 'engine') await engineSection();
 if (only === undefined || only === 'gc') await gcSection();
 if (only === undefined || only === 'compare') await compareSection();
+if (only === undefined || only === 's3pg') await s3PostgresSection();
 if (only === undefined || only === 'rpo') await rpoSection();
 await stopArchivers(work);
 await rm(work, { recursive: true, force: true });
@@ -195,6 +201,67 @@ async function compareSection(): Promise<void> {
 function baselineMarkdown(f: Awaited<ReturnType<typeof compareFigures>>): string[] {
   const rows = f.workloads.flatMap(baselineRatios).map((r) => [r.step, fmt(r.coffer, 2), fmt(r.baseline, 2), fmt(r.ratio, 3)]);
   return ['## Against the baseline', '', table(['step', 'this revision s', 'baseline s', 'ratio'], rows), ''];
+}
+
+/** Coffer and pgBackRest backing up, restoring and recovering one cluster on radosgw over TLS. */
+async function s3PostgresSection(): Promise<void> {
+  const started = Date.now();
+  const log = (line: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
+  const f = await s3PostgresFigures({
+    work,
+    scale: numberFlag('s3-scale', quick ? 20 : 50),
+    noiseBytes: numberFlag('s3-noise-mb', quick ? 60 : 300) * 1e6,
+    transactions: numberFlag('transactions', quick ? 10_000 : 80_000),
+    seed: numberFlag('seed', 1),
+    log,
+  });
+  const head = ['# PostgreSQL on S3: Coffer and pgBackRest', '', `${machine}; \`${command}\`; ${new Date().toISOString()}; ${((Date.now() - started) / 60000).toFixed(1)} minutes.`, ''];
+  if ('missing' in f) {
+    const md = [...head, `Not measured: ${f.missing}`].join('\n');
+    console.log(md);
+    await writeFile(join(resultsDir, quick ? 's3-postgres-quick.md' : 's3-postgres.md'), md + '\n');
+    return;
+  }
+  const GiB = 2 ** 30;
+  const pgbr = f.tools.find((t) => t.tool === 'pgBackRest');
+  const rows = f.tools.flatMap((t) =>
+    S3_STEPS.flatMap((name) => {
+      const st = t.steps[name];
+      if (!st) return [];
+      const other = pgbr && pgbr !== t ? pgbr.steps[name] : undefined;
+      return [[t.tool, name, fmt(st.ms / 1000, 2), other ? fmt(st.ms / other.ms, 2) : '', st.maxRssMiB === undefined ? '' : fmt(st.maxRssMiB), fmt(st.requests), fmt(st.gets), fmt(st.puts), fmt((st.requests * GiB) / f.logicalBytes), other ? fmt(st.requests / Math.max(1, other.requests), 2) : '']];
+    }),
+  );
+  const stepTable = table(['tool', 'step', 'seconds', 'time vs pgBackRest', 'peak RSS MiB', 'requests', 'object GETs', 'object PUTs', 'requests per GiB', 'requests vs pgBackRest'], rows);
+  const stored = table(['tool', 'bucket after both backups and the WAL, MB'], f.tools.map((t) => [t.tool, t.storedBytes === undefined ? '' : fmt(t.storedBytes / 1e6, 1)]));
+  const coffer = f.tools.find((t) => t.tool === 'Coffer');
+  const goal = (name: (typeof S3_STEPS)[number]) => {
+    const a = coffer?.steps[name];
+    const b = pgbr?.steps[name];
+    if (!a || !b) return `- **not measured**: ${name}`;
+    const r = a.ms / b.ms;
+    return `- ${r <= 0.8 ? 'met' : '**not met**'}: ${name} ${fmt(r, 2)}× pgBackRest's time (goal ≤ 0.8×)`;
+  };
+  const md = [
+    ...head,
+    `${f.description}; ${fmt(f.logicalBytes / 1e6)} MB of data files at the full backup, ${f.walFiles} WAL files pushed to each repository before the restores (not timed). radosgw on loopback over TLS (beast ssl_endpoint, the sandbox's own CA, tcp_nodelay), a bucket per tool; requests are radosgw's own count for each step (its performance counters before and after).`,
+    '',
+    ...f.tools.map((t) => `- ${t.tool} ${t.version}: ${t.settings}${t.error ? ` — **failed**: ${t.error}` : ''}`),
+    '',
+    '## Goals (issue: on S3, restore and restore plus recovery ≤ 0.8× pgBackRest\'s time)',
+    '',
+    goal('restore'),
+    goal('restore + recovery to a promoted server'),
+    '',
+    '## Steps',
+    '',
+    stepTable,
+    '',
+    stored,
+  ].join('\n');
+  console.log(md);
+  await writeFile(join(resultsDir, quick ? 's3-postgres-quick.md' : 's3-postgres.md'), md + '\n');
+  await writeFile(join(resultsDir, quick ? 's3-postgres-quick.json' : 's3-postgres.json'), JSON.stringify({ machine, command, ...f }, null, 1) + '\n');
 }
 
 async function gcSection(): Promise<void> {

@@ -22,7 +22,8 @@ export interface PgWorkload {
   close(): Promise<void>;
 }
 
-async function archivingCluster(name: string): Promise<{ cluster: PostgresSandbox; archiveDir: string; cleanup: () => Promise<void> }> {
+/** A PostgreSQL cluster of the Debian install whose archive_command copies each WAL file into `archiveDir`. */
+export async function archivingCluster(name: string): Promise<{ cluster: PostgresSandbox; archiveDir: string; cleanup: () => Promise<void> }> {
   const scratch = await serverScratch(`coffer-bench-${name}-`);
   const archiveDir = join(scratch.dir, 'archive');
   const install = findPostgres();

@@ -182,7 +182,8 @@ rgw crypt s3 kms encryption keys = ${this.sseKmsKeyId}=${randomBytes(32).toStrin
     const { dir } = this;
     await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', this.caFile, '-days', '7', '-subj', '/CN=coffer test CA']);
     await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'rgw.key'), '-out', join(dir, 'rgw.csr'), '-subj', '/CN=127.0.0.1']);
-    await writeFile(join(dir, 'san.cnf'), 'subjectAltName = IP:127.0.0.1\n');
+    // The address as a DNS name too: pgBackRest matches the host it connects to against DNS names only.
+    await writeFile(join(dir, 'san.cnf'), 'subjectAltName = IP:127.0.0.1, DNS:127.0.0.1\n');
     await run('openssl', ['x509', '-req', '-in', join(dir, 'rgw.csr'), '-CA', this.caFile, '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-out', join(dir, 'rgw.crt'), '-days', '7', '-extfile', join(dir, 'san.cnf')]);
     // beast reads the key from the certificate file when no ssl_private_key is given.
     await writeFile(join(dir, 'rgw-tls.pem'), (await readFile(join(dir, 'rgw.crt'), 'utf8')) + (await readFile(join(dir, 'rgw.key'), 'utf8')), { mode: 0o600 });
@@ -201,6 +202,18 @@ rgw crypt s3 kms encryption keys = ${this.sseKmsKeyId}=${randomBytes(32).toStrin
     const child = spawn(cmd, args, { stdio: 'ignore' });
     child.on('error', () => undefined);
     this.children.push({ name, child });
+  }
+
+  /**
+   * radosgw's own count of the requests it has served since it started (its
+   * performance counters, read over the admin socket): every client is counted
+   * the same way, whatever it does or does not report of itself.
+   */
+  async requestCounts(): Promise<{ requests: number; gets: number; puts: number }> {
+    const dump = JSON.parse(await run('ceph', ['--admin-daemon', join(this.dir, 'run', 'client.rgw.asok'), 'perf', 'dump'])) as { rgw?: { req?: number; get?: number; put?: number } };
+    const rgw = dump.rgw;
+    if (typeof rgw?.req !== 'number' || typeof rgw.get !== 'number' || typeof rgw.put !== 'number') throw new Error('radosgw perf dump: no rgw req/get/put counters');
+    return { requests: rgw.req, gets: rgw.get, puts: rgw.put };
   }
 
   /** Runs `radosgw-admin` against this cluster; resolves to its standard output. */
