@@ -218,6 +218,35 @@ describe("wal-fetch: exit statuses PostgreSQL reads as 'not archived' only when 
     const fromSpool = await fetch(names[1]!);
     expect(fromSpool.status).toBe(0);
     expect(sha256Hex(await readFile(join(pgdata, 'pg_wal', 'RECOVERYXLOG')))).toBe(sha256Hex(segment(S, 11)));
+    // It stays a while at the archive's end; the test ends with it (it writes its audit record as it goes).
+    const gone = Date.now() + 30_000;
+    while ((await readdir(spool)).includes('.prefetch.lock') && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+    expect(await readdir(spool)).not.toContain('.prefetch.lock');
+  });
+
+  it("a history file asked for while backup_label is there starts the prefetcher at the backup's first segment", async () => {
+    const spool = join(pgdata, 'pg_wal', '.coffer-spool');
+    await rm(spool, { recursive: true, force: true });
+    await writeFile(join(pgdata, 'backup_label'), `START WAL LOCATION: 0/1000028 (file ${names[0]})\nCHECKPOINT LOCATION: 0/1000060\n`);
+    try {
+      // Recovery's first call: the next timeline's history, not archived.
+      const history = await coffer(['--repo', repo, 'wal-fetch', '--prefetch', '2', '00000002.history', 'pg_wal/RECOVERYHISTORY'], env(), { cwd: pgdata });
+      expect(history.status).toBe(1);
+      const until = Date.now() + 20_000;
+      while (!(await readdir(spool).catch(() => [] as string[])).includes(names[1]!) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      const spooled = await readdir(spool);
+      expect(spooled).toEqual(expect.arrayContaining([names[0], names[1]]));
+      // Recovery stands just before the backup's first segment, so a call for it waits for the prefetcher.
+      expect(await readFile(join(spool, '.wanted'), 'utf8')).toBe('000000010000000000000000');
+      const first = await coffer(['--repo', repo, 'wal-fetch', '--prefetch', '2', names[0]!, 'pg_wal/RECOVERYXLOG'], env(), { cwd: pgdata });
+      expect(first.status).toBe(0);
+      expect(sha256Hex(await readFile(join(pgdata, 'pg_wal', 'RECOVERYXLOG')))).toBe(sha256Hex(segment(S, 10)));
+    } finally {
+      await rm(join(pgdata, 'backup_label'), { force: true });
+      const gone = Date.now() + 30_000;
+      while ((await readdir(spool).catch(() => [] as string[])).includes('.prefetch.lock') && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await readdir(spool)).not.toContain('.prefetch.lock');
   });
 });
 

@@ -3,12 +3,13 @@
  * prefetcher spooled is moved into place without starting Node; one the
  * prefetcher is about to spool is waited for; anything else — no live
  * prefetcher, the spool on another file system, an option the script does
- * not know, a segment before where recovery stands — runs the program.
- * COFFER_NODE=/bin/false tells the two apart: the program then "fails"
- * (status 1) and the spooled file stays where it was.
+ * not know, a segment before where recovery stands — runs the program. A
+ * file the live prefetcher noted as not archived is "not found" (status 1).
+ * A Node that always exits 77 tells the program apart: the spooled file
+ * then stays where it was.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -27,10 +28,13 @@ function fakePrefetcher(lockDir: string): Promise<void> {
   return writeFile(join(lockDir, '.prefetch.lock'), String(child.pid));
 }
 
-/** `coffer wal-fetch` as PostgreSQL calls it (in the data directory), with a Node that always fails. */
+/** What the program's run shows as: the status of the stand-in for Node. */
+const PROGRAM = 77;
+
+/** `coffer wal-fetch` as PostgreSQL calls it (in the data directory), with a Node that always exits PROGRAM. */
 function fetch(args: string[]): Promise<{ status: number | null; ms: number }> {
   const t0 = performance.now();
-  const child = spawn(COFFER_COMMAND, ['--repo', join(dir, 'no-repository'), 'wal-fetch', ...args], { cwd: pgdata, env: { PATH: process.env.PATH, COFFER_NODE: '/bin/false' }, stdio: 'ignore' });
+  const child = spawn(COFFER_COMMAND, ['--repo', join(dir, 'no-repository'), 'wal-fetch', ...args], { cwd: pgdata, env: { PATH: process.env.PATH, COFFER_NODE: join(dir, 'node') }, stdio: 'ignore' });
   return new Promise((resolve) => child.on('close', (status) => resolve({ status, ms: performance.now() - t0 })));
 }
 
@@ -39,6 +43,8 @@ beforeEach(async () => {
   pgdata = join(dir, 'data');
   spool = join(pgdata, 'pg_wal', '.coffer-spool');
   await mkdir(spool, { recursive: true });
+  await writeFile(join(dir, 'node'), `#!/bin/sh\nexit ${PROGRAM}\n`);
+  await chmod(join(dir, 'node'), 0o755);
 });
 afterEach(async () => {
   for (const c of held.splice(0)) c.kill('SIGKILL');
@@ -79,29 +85,29 @@ describe('restore_command served from the spool by the coffer script', () => {
     await writeFile(join(spool, SEG(7)), 'seven');
     // No prefetcher holds the spool (a dead pid, then a live process that is not one).
     await writeFile(join(spool, '.prefetch.lock'), '2147483646');
-    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG'])).status).toBe(1);
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG'])).status).toBe(PROGRAM);
     const other = spawn('sleep', ['60'], { stdio: 'ignore' });
     held.push(other);
     await writeFile(join(spool, '.prefetch.lock'), String(other.pid));
-    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG'])).status).toBe(1);
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG'])).status).toBe(PROGRAM);
     await fakePrefetcher(spool);
-    // An option the script does not know; a history file; a third argument.
-    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--verbose'])).status).toBe(1);
-    expect((await fetch(['00000002.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(1);
-    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', 'extra'])).status).toBe(1);
+    // An option the script does not know; a history file not spooled nor noted; a third argument.
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--verbose'])).status).toBe(PROGRAM);
+    expect((await fetch(['00000002.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(PROGRAM);
+    expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', 'extra'])).status).toBe(PROGRAM);
     // Not spooled, and before where recovery stands (or on another timeline): not waited for.
     await writeFile(join(spool, '.wanted'), SEG(9));
     const before = await fetch([SEG(8), 'pg_wal/RECOVERYXLOG']);
-    expect(before.status).toBe(1);
+    expect(before.status).toBe(PROGRAM);
     expect(before.ms).toBeLessThan(2000);
-    expect((await fetch([`00000002${SEG(10).slice(8)}`, 'pg_wal/RECOVERYXLOG'])).status).toBe(1);
+    expect((await fetch([`00000002${SEG(10).slice(8)}`, 'pg_wal/RECOVERYXLOG'])).status).toBe(PROGRAM);
     // A spool on another file system: a move would be a copy, not a rename.
     const elsewhere = await mkdtemp('/dev/shm/coffer-spool-');
     try {
       expect((await stat(elsewhere)).dev).not.toBe((await stat(pgdata)).dev);
       await fakePrefetcher(elsewhere);
       await writeFile(join(elsewhere, SEG(7)), 'seven');
-      expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--spool', elsewhere])).status).toBe(1);
+      expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--spool', elsewhere])).status).toBe(PROGRAM);
       expect(await readFile(join(elsewhere, SEG(7)), 'utf8')).toBe('seven');
     } finally {
       await rm(elsewhere, { recursive: true, force: true });
@@ -109,5 +115,40 @@ describe('restore_command served from the spool by the coffer script', () => {
     expect(await readFile(join(spool, SEG(7)), 'utf8')).toBe('seven');
     // And with all of that right, served.
     expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--prefetch=2', '--queue-max', '64', '--system-id', '123'])).status).toBe(0);
+  });
+
+  it("at the archive's end: what the live prefetcher noted as not archived is \"not found\", waited for or not; history files come from the spool", async () => {
+    await fakePrefetcher(spool);
+    await writeFile(join(spool, '.wanted'), SEG(4));
+    await writeFile(join(spool, `.${SEG(5)}.absent`), '');
+    const absent = await fetch([SEG(5), 'pg_wal/RECOVERYXLOG']);
+    expect(absent.status).toBe(1);
+    expect(absent.ms).toBeLessThan(2000);
+    // Noted while the call waits for it.
+    const pending = fetch([SEG(6), 'pg_wal/RECOVERYXLOG']);
+    await new Promise((r) => setTimeout(r, 300));
+    await writeFile(join(spool, `.${SEG(6)}.absent`), '');
+    expect((await pending).status).toBe(1);
+    // The last segment, marked to keep: copied into place and left for recovery's second request.
+    await writeFile(join(spool, SEG(4)), 'four');
+    await writeFile(join(spool, `.${SEG(4)}.keep`), '');
+    for (let i = 0; i < 2; i++) {
+      expect((await fetch([SEG(4), 'pg_wal/RECOVERYXLOG'])).status).toBe(0);
+      expect(await readFile(join(pgdata, 'pg_wal', 'RECOVERYXLOG'), 'utf8')).toBe('four');
+      expect(await readFile(join(spool, SEG(4)), 'utf8')).toBe('four');
+    }
+    // The next timeline's history: spooled, or noted.
+    await writeFile(join(spool, '00000002.history'), '1\t0/5000000\tno recovery target specified\n');
+    expect((await fetch(['00000002.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(0);
+    expect(await readFile(join(pgdata, 'pg_wal', 'RECOVERYHISTORY'), 'utf8')).toContain('no recovery target');
+    // A history file does not move where recovery stands.
+    expect(await readFile(join(spool, '.wanted'), 'utf8')).toBe(SEG(4));
+    await writeFile(join(spool, '.00000003.history.absent'), '');
+    expect((await fetch(['00000003.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(1);
+    // A note counts only while a prefetcher holds the spool.
+    for (const c of held.splice(0)) c.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch([SEG(5), 'pg_wal/RECOVERYXLOG'])).status).toBe(PROGRAM);
+    expect((await fetch(['00000003.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(PROGRAM);
   });
 });

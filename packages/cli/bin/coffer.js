@@ -26,7 +26,9 @@ if (process.argv.includes('wal-push')) {
 // no repository opened).
 if (process.argv.includes('wal-fetch')) {
   const spool = await import('../dist/wal-spool.js').catch(() => undefined);
-  if (spool && (await spool.serveFromSpool(process.argv.slice(2), process.env, process.cwd()))) process.exit(0);
+  const served = spool ? await spool.serveFromSpool(process.argv.slice(2), process.env, process.cwd()) : undefined;
+  // Served, or noted by the prefetcher as not archived: restore_command's "not found".
+  if (served) process.exit(served === 'served' ? 0 : 1);
 }
 import('../bundle/main.js').catch((e) => {
   if (e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('bundle/main.js')) {

@@ -60,15 +60,15 @@ export class RunRecord {
   }
 }
 
-/**
- * Commands that leave an audit record in the repository they opened: those that write, delete or read
- * data. Not: listings and metadata (list, info), and wal-fetch (restore_command runs once a segment; a
- * restore's own record tells of the recovery).
- */
 /** Commands that write WAL to `--wal-mirror`s or read it from them (restore: in the restore_command it writes). */
 const WAL_MIRROR_COMMANDS = new Set(['wal-push', 'wal-archiver', 'wal-receive', 'wal-fetch', 'wal-prefetch', 'restore']);
 
-const NOT_AUDITED = new Set(['list', 'info', 'wal-fetch', 'audit', 'status', 'policy check', 'policy schema', 'run', 'agent']);
+/**
+ * Commands that leave an audit record in the repository they opened: those that write, delete or read
+ * data. Not: listings and metadata (list, info), and wal-fetch with its prefetcher (restore_command runs
+ * once a segment; a restore's own record tells of the recovery).
+ */
+const NOT_AUDITED = new Set(['list', 'info', 'wal-fetch', 'wal-prefetch', 'audit', 'status', 'policy check', 'policy schema', 'run', 'agent']);
 
 export function buildProgram(io: CliIo, record = new RunRecord()): Command {
   const program = new Command('coffer')

@@ -1,20 +1,25 @@
 /**
- * restore_command's common case: the segment PostgreSQL asks for is in the
- * spool already — fetched, checked against its SHA-256 and written durably by
- * the prefetcher (`coffer wal-prefetch`) — and `wal-fetch` only has to move
- * it into place. The entry point (bin/coffer.js) does that from here before
- * loading the bundle: a rename, the note of where recovery stands (which the
- * prefetcher follows), and a prefetcher started when none runs. Anything
- * else (the segment not spooled, a history file, options it does not know)
- * runs the full program. This module imports only Node's own.
+ * restore_command's common case: the segment or history file PostgreSQL asks
+ * for is in the spool already — fetched, checked against its SHA-256 and
+ * written durably by the prefetcher (`coffer wal-prefetch`) — and `wal-fetch`
+ * only has to move it into place; or the prefetcher, which still holds the
+ * spool, noted it as not archived (at the archive's end). The entry point
+ * (bin/coffer.js) does that from here before loading the bundle: a rename,
+ * the note of where recovery stands (which the prefetcher follows), and a
+ * prefetcher started when none runs. Anything else (nothing spooled or
+ * noted, options it does not know) runs the full program. This module
+ * imports only Node's own.
  */
 import { spawn } from 'node:child_process';
-import { open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 const SEGMENT = /^[0-9A-F]{24}$/;
+const HISTORY = /^[0-9A-F]{8}\.history$/;
 /** As the engine names them (postgres/wal.ts). */
 const WANTED = '.wanted';
+/** The prefetcher's note of a file it found not archived: `.<name>.absent`. */
+const ABSENT = '.absent';
 const PREFETCH_LOCK = '.prefetch.lock';
 const TMP_SUFFIX = '.coffer-tmp';
 /** How long a call waits for the prefetcher to spool its segment before fetching it itself. */
@@ -47,7 +52,7 @@ export function walFetchCall(argv: readonly string[], cwd: string): WalFetchCall
     if (!['--prefetch', '--queue-max', '--spool', '--system-id'].includes(flag) || value === undefined) return undefined;
     o[flag] = value;
   }
-  if (positional.length !== 2 || !SEGMENT.test(positional[0]!)) return undefined;
+  if (positional.length !== 2 || !(SEGMENT.test(positional[0]!) || HISTORY.test(positional[0]!))) return undefined;
   const [name, destArg] = positional as [string, string];
   const dest = resolve(cwd, destArg);
   const prefetch = Number(o['--prefetch'] ?? 2);
@@ -64,18 +69,24 @@ export function walFetchCall(argv: readonly string[], cwd: string): WalFetchCall
   };
 }
 
-/** True when the segment `argv` asks for was in the spool and is now at its destination; false: the full program runs. */
-export async function serveFromSpool(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<boolean> {
+/**
+ * `served`: the file `argv` asks for was in the spool and is now at its
+ * destination; `absent`: the prefetcher holding the spool found it not
+ * archived; undefined: the full program runs.
+ */
+export async function serveFromSpool(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<'served' | 'absent' | undefined> {
   try {
     const call = walFetchCall(argv, cwd);
-    if (!call) return false;
+    if (!call) return undefined;
     const spooled = join(call.spool, call.name);
     let fh = await open(spooled, 'r').catch(() => undefined);
+    const noted = async () => call.prefetch > 0 && (await open(join(call.spool, `.${call.name}${ABSENT}`), 'r').then((h) => (h.close(), true)).catch(() => false)) && (await prefetcherAlive(call.spool));
+    if (!fh && (await noted())) return 'absent';
     // Not spooled yet, but a prefetcher is at work and recovery moves forward on its timeline: the prefetcher,
     // which follows it, is fetching this segment or about to, so wait for it rather than fetch it a second time —
     // while it lives, and at most a while. (A segment asked for again, or on another timeline, is fetched now.)
     const before = fh ? undefined : await readFile(join(call.spool, WANTED), 'utf8').catch(() => undefined);
-    if (!fh && call.prefetch > 0 && before !== undefined && before.slice(0, 8) === call.name.slice(0, 8) && call.name > before.trim()) {
+    if (!fh && call.prefetch > 0 && SEGMENT.test(call.name) && before !== undefined && before.slice(0, 8) === call.name.slice(0, 8) && call.name > before.trim()) {
       await writeFile(join(call.spool, WANTED), call.name).catch(() => undefined);
       const end = Date.now() + PREFETCH_WAIT_MS;
       let checked = 0;
@@ -86,17 +97,22 @@ export async function serveFromSpool(argv: readonly string[], env: NodeJS.Proces
         }
         await new Promise((r) => setTimeout(r, 2));
         fh = await open(spooled, 'r').catch(() => undefined);
+        if (!fh && (await noted())) return 'absent';
       }
     }
-    if (!fh) return false;
+    if (!fh) return undefined;
     const size = (await fh.stat().finally(() => fh.close())).size;
-    await rename(spooled, call.dest);
+    // The archive's last segment (the prefetcher's keep note): recovery asks for it once more as it ends.
+    const keep = await open(join(call.spool, `.${call.name}.keep`), 'r').then((h) => (h.close(), true)).catch(() => false);
+    if (keep) await copyFile(spooled, call.dest);
+    else await rename(spooled, call.dest);
+    if (!SEGMENT.test(call.name)) return 'served';
     await writeFile(join(call.spool, WANTED), call.name).catch(() => undefined);
     await clearStale(call.spool, call.name);
     if (call.prefetch > 0) await startPrefetcher(call, size, env, cwd);
-    return true;
+    return 'served';
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -1,14 +1,15 @@
 /**
  * The prefetcher that follows recovery: it keeps the segments after the last
  * one restore_command asked for in the spool — in order, byte for byte, never
- * more than its queue allows — and stops at the archive's end.
+ * more than its queue allows; at the archive's end it spools the last segment
+ * again and notes what is not archived, while it stays.
  */
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileStore, LocalKeyProvider, Repository, SPOOL_WANTED, walPrefetch, WalStreamArchiver } from '@coffer/engine';
+import { FileStore, LocalKeyProvider, prefetcherRunning, Repository, SPOOL_WANTED, walPrefetch, WalStreamArchiver } from '@coffer/engine';
 import { scratch } from '../../../test/support/tree.js';
 import { segment, segmentName } from '../../../test/support/wal.js';
 
@@ -45,7 +46,7 @@ describe('walPrefetch following recovery', () => {
         const spool = join(work.dir, `spool-${run++}`);
         const dest = join(work.dir, `RECOVERYXLOG-${run}`);
         // Recovery has just restored segment 1 (served without the spool) and starts the prefetcher at segment 2.
-        const prefetch = walPrefetch(repo, scope, [segmentName(2)], spool, { queueBytes: queue * SEG, parallel, segmentBytes: SEG, idleExitMs: 5000 });
+        const prefetch = walPrefetch(repo, scope, [segmentName(2)], spool, { queueBytes: queue * SEG, parallel, segmentBytes: SEG, idleExitMs: 5000, lingerMs: 0 });
         let most = 0;
         for (let i = 2; i <= COUNT; i++) {
           const name = segmentName(i);
@@ -71,4 +72,28 @@ describe('walPrefetch following recovery', () => {
       { numRuns: 6 },
     );
   }, 120_000);
+
+  it("at the archive's end: the last segment spooled again and marked to keep, the next segment and the history files noted as not archived while it stays, all gone with it", async () => {
+    const spool = join(work.dir, 'spool-end');
+    const last = segmentName(COUNT);
+    const prefetch = walPrefetch(repo, scope, [last], spool, { queueBytes: 4 * SEG, parallel: 2, segmentBytes: SEG, idleExitMs: 5000, lingerMs: 1500 });
+    const seen = async () => readdir(spool).catch(() => [] as string[]);
+    const until = Date.now() + 20_000;
+    while (!(await seen()).includes(last) && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    // As restore_command does with it; then recovery asks for the next, which is not archived.
+    await rename(join(spool, last), join(work.dir, 'RECOVERYXLOG-end'));
+    await writeFile(join(spool, SPOOL_WANTED), last);
+    const next = segmentName(COUNT + 1);
+    const notes = [`.${next}.absent`, `.${last}.keep`, '.00000002.history.absent', '.00000001.history.absent'];
+    // This timeline's history file is looked up last.
+    while (!(await seen()).includes(notes[3]!) && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    const during = await seen();
+    expect(during).toEqual(expect.arrayContaining([last, ...notes]));
+    expect(await prefetcherRunning(spool)).toBe(true);
+    expect((await readFile(join(spool, last))).equals(archived.get(last)!)).toBe(true);
+    await prefetch;
+    const after = await seen();
+    expect(after.filter((n) => n.endsWith('.absent') || n.endsWith('.keep'))).toEqual([]);
+    expect(after).not.toContain(last);
+  }, 60_000);
 });

@@ -27,6 +27,7 @@ export function register(ctx: CliContext): void {
           result = await walFetch(repo, scope, name, dest, {
             ...(o.spool !== undefined ? { spoolDir: o.spool } : {}),
             prefetch: o.prefetch,
+            pgdata: process.cwd(),
             // Detached, so PostgreSQL gets this segment now while the next ones are on their way.
             startPrefetcher: (next, spool, s, segmentBytes) => {
               const args = [COFFER_BIN, ...repoArgs(globals(), io.env), 'wal-prefetch', '--spool', spool, '--system-id', s.systemIdentifier, '--parallel', String(o.prefetch), '--queue-max', String(o.queueMax), '--segment-bytes', String(segmentBytes), ...next];

@@ -46,7 +46,7 @@ import { collectList } from '../store/object-store.js';
 import { PackWriter } from '../content/pack-writer.js';
 import { ChunkIndex } from '../repository/chunk-index.js';
 import { Lease } from '../repository/leases.js';
-import { formatLsn, nextSegment, segmentNumber } from './layout.js';
+import { formatLsn, nextSegment, segmentName, segmentNumber } from './layout.js';
 import { historyName, parseHistory } from './timeline-history.js';
 import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSystem } from './stanza.js';
 import { readSegmentHeader } from './wal-header.js';
@@ -653,6 +653,13 @@ export interface WalFetchOptions {
    * work on the spool, so prefetchers never multiply.
    */
   startPrefetcher?: (names: string[], spoolDir: string, scope: WalScope, segmentBytes: number) => void;
+  /**
+   * The data directory restore_command runs in. While its backup_label is
+   * there (recovery has not begun to replay), a call that serves no segment
+   * — the history files recovery asks for first — starts the prefetcher at
+   * the backup's first segment, so it is under way before it is asked for.
+   */
+  pgdata?: string;
 }
 
 export interface WalFetchResult {
@@ -673,12 +680,40 @@ export interface WalFetchResult {
 export async function walFetch(repo: Repository, scope: WalScope, name: string, dest: string, options: WalFetchOptions = {}): Promise<WalFetchResult> {
   const result = await fetchOne(repo, scope, name, dest, options);
   const { prefetch = 0, startPrefetcher } = options;
-  if (result.outcome !== 'absent' && prefetch > 0 && startPrefetcher) {
+  if (prefetch > 0 && startPrefetcher) {
     const spool = options.spoolDir ?? defaultSpool(dest);
-    const next = segmentsAfter(name, prefetch, result.size);
-    if (next.length > 0 && !(await prefetcherRunning(spool))) startPrefetcher(next, spool, scope, result.size);
+    const next = result.outcome !== 'absent' ? segmentsAfter(name, prefetch, result.size) : [];
+    const start = next.length === 0 && options.pgdata !== undefined ? await backupLabelStart(options.pgdata) : undefined;
+    if ((next.length > 0 || start) && !(await prefetcherRunning(spool))) {
+      if (next.length > 0) startPrefetcher(next, spool, scope, result.size);
+      else if (start) {
+        // Where recovery stands, as restore_command would have noted it: just before the backup's first segment.
+        const number = segmentNumber(start.name, start.segmentBytes);
+        await mkdir(spool, { recursive: true, mode: 0o700 });
+        if (number > 0n) await writeFile(join(spool, SPOOL_WANTED), segmentName(parseInt(start.name.slice(0, 8), 16), number - 1n, start.segmentBytes)).catch(() => undefined);
+        startPrefetcher([start.name], spool, scope, start.segmentBytes);
+      }
+    }
   }
   return result;
+}
+
+/**
+ * The first WAL segment the backup restored in `pgdata` needs, from its
+ * backup_label, and the segment size: the one under which the label's start
+ * LSN falls in that segment (undefined when no label, or when more than one
+ * size would fit).
+ */
+export async function backupLabelStart(pgdata: string): Promise<{ name: string; segmentBytes: number } | undefined> {
+  const label = await readFile(join(pgdata, 'backup_label'), 'utf8').catch(() => undefined);
+  const m = label && /^START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+) \(file ([0-9A-F]{24})\)$/m.exec(label);
+  if (!m) return undefined;
+  const [hi, lo] = m[1]!.split('/').map((h) => BigInt(`0x${h}`)) as [bigint, bigint];
+  const lsn = (hi << 32n) | lo;
+  const name = m[2]!;
+  const fits: number[] = [];
+  for (let bytes = 1 << 20; bytes <= 1 << 30; bytes *= 2) if (segmentName(parseInt(name.slice(0, 8), 16), lsn / BigInt(bytes), bytes) === name) fits.push(bytes);
+  return fits.length === 1 ? { name, segmentBytes: fits[0]! } : undefined;
 }
 
 async function fetchOne(repo: Repository, scope: WalScope, name: string, dest: string, options: WalFetchOptions): Promise<WalFetchResult> {
@@ -827,6 +862,8 @@ export interface WalPrefetchOptions {
   parallel?: number;
   /** The cluster's WAL segment size (default 16 MiB): how segment names follow one another. */
   segmentBytes?: number;
+  /** Following: how long to stay once the archive's end is reached (default 5 s). */
+  lingerMs?: number;
 }
 
 /** The spool file where restore_command notes the segment it asked for last: how far ahead the prefetcher is. */
@@ -841,17 +878,24 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
   await mkdir(spoolDir, { recursive: true, mode: 0o700 });
   if (!(await takePrefetchLock(spoolDir))) return [];
   try {
+    // Notes of an earlier prefetcher said what was absent then, not now.
+    await clearNotes(spoolDir);
     const present = new Set(await readdir(spoolDir));
     const limit = pLimit(Math.max(1, options.parallel ?? 2));
     // One segment-sized buffer per fetch at once, used again for the next segment: a fresh 16 MiB buffer
     // per segment costs a page fault for every 4 KiB of it.
     const buffers: Buffer[] = [];
-    const fetchTo = async (n: string): Promise<'spooled' | 'absent' | 'failed'> => {
-      if (present.has(n)) return 'spooled';
+    const fetchTo = async (n: string, again = false): Promise<'spooled' | 'absent' | 'failed'> => {
+      if (present.has(n) && !again) return 'spooled';
       let buffer = buffers.pop();
       try {
         const bytes = await fetchWalBytes(repo, scope, n, buffer);
-        if (!bytes) return 'absent';
+        if (!bytes) {
+          // Noted for restore_command while this prefetcher lives, unless wal-fetch would serve a streamed
+          // prefix of it (which only the full program does).
+          if (!WAL_SEGMENT.test(n) || (await longestStreamed(repo, scope, n)) === undefined) await writeFile(join(spoolDir, absentNote(n)), '');
+          return 'absent';
+        }
         // Kept: a segment's own buffer (small files come from Node's shared pool, never to be written into again).
         if (bytes.buffer !== buffer?.buffer && bytes.byteLength >= 1 << 20) buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         await writeDurably(join(spoolDir, n), bytes);
@@ -869,17 +913,57 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
       for (let i = 0; i < names.length && results[i] === 'spooled'; i++) done.push(names[i]!);
       return done;
     }
-    return await followRequests(spoolDir, names[0]!, options.segmentBytes ?? 16 * 1024 * 1024, options.queueBytes, options.idleExitMs ?? 60_000, limit, fetchTo);
+    return await followRequests(spoolDir, names[0]!, options.segmentBytes ?? 16 * 1024 * 1024, options.queueBytes, options.idleExitMs ?? 60_000, options.lingerMs ?? PREFETCH_LINGER_MS, limit, fetchTo);
   } finally {
+    // Its notes (and the copy of the last segment it kept) go before its lock: restore_command trusts a
+    // note only while a prefetcher holds the spool.
+    await clearNotes(spoolDir, (await readFile(join(spoolDir, SPOOL_WANTED), 'utf8').catch(() => '')).trim());
     await rm(join(spoolDir, PREFETCH_LOCK), { force: true });
+  }
+}
+
+/** The note a prefetcher leaves in the spool for WAL file `name`, which it found not archived (hidden, as its other notes). */
+export function absentNote(name: string): string {
+  return `.${name}.absent`;
+}
+
+/** The note on the archive's last segment: restore_command copies it into place and leaves it, as recovery asks for it twice. */
+export function keepNote(name: string): string {
+  return `.${name}.keep`;
+}
+
+/**
+ * How long a prefetcher stays after it reached the archive's end and
+ * recovery last asked for something: recovery goes on through what is
+ * spooled, then asks for the segment after the last (absent), the last one
+ * again, and the history files of the next timeline and of its own, each
+ * answered from the spool and the notes instead of by a process that opens
+ * the repository.
+ */
+const PREFETCH_LINGER_MS = 5_000;
+
+/**
+ * Removes the prefetcher's notes, and the segment a keep note named when
+ * recovery has had it (it asked for it, or for a later one: `wanted`).
+ */
+async function clearNotes(spoolDir: string, wanted = ''): Promise<void> {
+  for (const n of await readdir(spoolDir).catch(() => [] as string[])) {
+    if (!n.startsWith('.')) continue;
+    if (n.endsWith('.keep')) {
+      await rm(join(spoolDir, n), { force: true });
+      const kept = n.slice(1, -'.keep'.length);
+      if (WAL_SEGMENT.test(wanted) && kept.slice(0, 8) === wanted.slice(0, 8) && kept <= wanted) await rm(join(spoolDir, kept), { force: true });
+    } else if (n.endsWith('.absent')) await rm(join(spoolDir, n), { force: true });
   }
 }
 
 /**
  * The long-lived prefetcher's loop: keeps the segments after the last one
  * asked for (SPOOL_WANTED) spooled, up to `queueBytes`, in order, a few at
- * once; follows the requests to another timeline or past it; stops at the
- * archive's end, when idle, or when the spool is gone.
+ * once; follows the requests to another timeline or past it. At the
+ * archive's end it spools the last segment again (recovery reads it once
+ * more as it ends) and looks up the next timeline's history file, then
+ * lingers; it stops when idle, or when the spool is gone.
  */
 async function followRequests(
   spoolDir: string,
@@ -887,14 +971,18 @@ async function followRequests(
   segmentBytes: number,
   queueBytes: number,
   idleExitMs: number,
+  lingerMs: number,
   limit: ReturnType<typeof pLimit>,
-  fetchTo: (n: string) => Promise<'spooled' | 'absent' | 'failed'>,
+  fetchTo: (n: string, again?: boolean) => Promise<'spooled' | 'absent' | 'failed'>,
 ): Promise<string[]> {
   const spooled: string[] = [];
   let cursor = first;
   let wanted = '';
   let heard = performance.now();
   let ended = false;
+  /** The first segment found absent in this run to the end, and when the end's work was done. */
+  let end: string | undefined;
+  let endedAt: number | undefined;
   let inFlight = 0;
   for (;;) {
     const asked = await readFile(join(spoolDir, SPOOL_WANTED), 'utf8').catch(() => undefined);
@@ -907,6 +995,8 @@ async function followRequests(
       if (now.slice(0, 8) !== cursor.slice(0, 8) || now >= cursor) {
         cursor = nextSegment(now, segmentBytes);
         ended = false;
+        end = undefined;
+        endedAt = undefined;
       }
     }
     const ahead = (await readdir(spoolDir).catch(() => [] as string[])).filter((n) => WAL_SEGMENT.test(n) && (!wanted || (n.slice(0, 8) === wanted.slice(0, 8) && n > wanted))).length;
@@ -918,15 +1008,39 @@ async function followRequests(
         const r = await fetchTo(name);
         inFlight--;
         if (r === 'spooled') spooled.push(name);
-        else if (r === 'absent') ended = true;
+        else if (r === 'absent') {
+          ended = true;
+          if (end === undefined || name < end) end = name;
+        }
       });
       if ((ahead + inFlight + 1) * segmentBytes > queueBytes) break;
     }
-    if ((ended && inFlight === 0) || performance.now() - heard > idleExitMs) break;
+    if (ended && inFlight === 0 && endedAt === undefined) {
+      if (end !== undefined) await endOfArchive(spoolDir, end, segmentBytes, fetchTo);
+      endedAt = performance.now();
+    }
+    // Staying while recovery still asks: it may be segments behind the end yet.
+    if ((endedAt !== undefined && performance.now() - Math.max(endedAt, heard) > lingerMs) || performance.now() - heard > idleExitMs) break;
     await new Promise((r) => setTimeout(r, 20));
   }
   while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
   return spooled;
+}
+
+/**
+ * What recovery asks for once it has replayed the last archived segment
+ * before `absent`: that segment again (kept in the spool when served, or
+ * spooled anew if it was handed over already), and the history files of the
+ * next timeline and of this one (spooled, or noted as absent).
+ */
+async function endOfArchive(spoolDir: string, absent: string, segmentBytes: number, fetchTo: (n: string, again?: boolean) => Promise<'spooled' | 'absent' | 'failed'>): Promise<void> {
+  const number = segmentNumber(absent, segmentBytes);
+  const last = number > 0n ? segmentName(parseInt(absent.slice(0, 8), 16), number - 1n, segmentBytes) : undefined;
+  if (last !== undefined && ((await fileSize(join(spoolDir, last))) !== undefined || (await fetchTo(last, true)) === 'spooled')) await writeFile(join(spoolDir, keepNote(last)), '');
+  // Ending, recovery picks the next timeline, and copies the history of the one it leaves (PostgreSQL asks for
+  // that file even for timeline 1, which has none).
+  const timeline = parseInt(absent.slice(0, 8), 16);
+  for (const tli of [timeline + 1, timeline]) await fetchTo(`${tli.toString(16).toUpperCase().padStart(8, '0')}.history`, true);
 }
 
 /** Spooled segments that sort before `name` on its timeline will never be asked for again. */
