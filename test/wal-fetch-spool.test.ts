@@ -145,6 +145,14 @@ describe('restore_command served from the spool by the coffer script', () => {
     expect(await readFile(join(spool, '.wanted'), 'utf8')).toBe(SEG(4));
     await writeFile(join(spool, '.00000003.history.absent'), '');
     expect((await fetch(['00000003.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(1);
+    // One the prefetcher failed to fetch: the program fetches it at once, rather than the call waiting.
+    await writeFile(join(spool, '.wanted'), SEG(4));
+    await writeFile(join(spool, `.${SEG(5)}.failed`), 'store unreachable');
+    await rm(join(spool, `.${SEG(5)}.absent`));
+    const failed = await fetch([SEG(5), 'pg_wal/RECOVERYXLOG']);
+    expect(failed.status).toBe(PROGRAM);
+    expect(failed.ms).toBeLessThan(2000);
+    await writeFile(join(spool, `.${SEG(5)}.absent`), '');
     // A note counts only while a prefetcher holds the spool.
     for (const c of held.splice(0)) c.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 100));

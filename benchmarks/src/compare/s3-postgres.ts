@@ -20,6 +20,7 @@ import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/cl
 import { LocalKeyProvider } from '@coffer/engine';
 import { PostgresSandbox, RadosgwSandbox, radosgwMissing, serverUser } from '@coffer/verify';
 import { run, versionOf, warm, type StepFigures } from './proc.js';
+import { pgBackRestConf } from './tools.js';
 import { archivingCluster } from './workloads.js';
 
 export type S3StepName = 'full backup' | 'incremental backup' | 'restore' | 'restore + recovery to a promoted server';
@@ -150,9 +151,7 @@ class PgBackRestS3 implements S3Tool {
   }
   async init(): Promise<void> {
     const { home, cluster } = this.s;
-    for (const d of ['pgbr-log', 'pgbr-lock', 'pgbr-spool']) await ownedByServer(join(home, d), true);
-    const lines = [
-      '[global]',
+    const repo = [
       'repo1-type=s3',
       `repo1-s3-bucket=${this.bucket}`,
       'repo1-s3-endpoint=127.0.0.1',
@@ -161,25 +160,10 @@ class PgBackRestS3 implements S3Tool {
       `repo1-s3-region=${this.s.server.region}`,
       'repo1-s3-uri-style=path',
       'repo1-path=/repo',
-      `log-path=${join(home, 'pgbr-log')}`,
-      `lock-path=${join(home, 'pgbr-lock')}`,
-      `spool-path=${join(home, 'pgbr-spool')}`,
-      'log-level-console=warn',
-      'log-level-file=off',
-      'compress-type=zst',
-      'process-max=2',
-      'repo1-retention-full=9999',
-      'repo1-cipher-type=aes-256-cbc',
-      'start-fast=y',
-      'archive-check=n',
+      // archive-get keeps a queue (128 MiB by default) during recovery, as Coffer's prefetcher does.
       'archive-async=y',
-      '[bench]',
-      `pg1-path=${cluster.data}`,
-      `pg1-port=${cluster.port}`,
-      `pg1-socket-path=${dirname(cluster.data)}`,
-      'pg1-user=postgres',
     ];
-    await writeFile(this.conf, lines.join('\n') + '\n');
+    await writeFile(this.conf, await pgBackRestConf(home, cluster, repo));
     await ownedByServer(this.conf);
     await this.pgbackrest(['stanza-create']);
   }

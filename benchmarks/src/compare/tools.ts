@@ -263,6 +263,38 @@ class Coffer implements Tool {
   }
 }
 
+/**
+ * pgBackRest's configuration as the comparisons run it (zst, process-max 2,
+ * aes-256-cbc, stanza `bench` for `cluster`), its log, lock and spool
+ * directories made in `home` for the server user; `repo`: where the
+ * repository is, and how.
+ */
+export async function pgBackRestConf(home: string, cluster: PostgresSandbox, repo: string[]): Promise<string> {
+  for (const d of ['pgbr-log', 'pgbr-lock', 'pgbr-spool']) await ownedByServer(join(home, d));
+  const lines = [
+    '[global]',
+    ...repo,
+    `log-path=${join(home, 'pgbr-log')}`,
+    `lock-path=${join(home, 'pgbr-lock')}`,
+    `spool-path=${join(home, 'pgbr-spool')}`,
+    'log-level-console=warn',
+    'log-level-file=off',
+    'compress-type=zst',
+    'process-max=2',
+    'repo1-retention-full=9999',
+    'repo1-cipher-type=aes-256-cbc',
+    'start-fast=y',
+    // WAL is measured on its own (archive-push per segment), not through the backup.
+    'archive-check=n',
+    '[bench]',
+    `pg1-path=${cluster.data}`,
+    `pg1-port=${cluster.port}`,
+    `pg1-socket-path=${dirname(cluster.data)}`,
+    'pg1-user=postgres',
+  ];
+  return lines.join('\n') + '\n';
+}
+
 class PgBackRest implements Tool {
   readonly name = 'pgBackRest';
   readonly version: string;
@@ -292,31 +324,9 @@ class PgBackRest implements Tool {
     this.repo = dir;
     this.pgdata = c.data;
     const home = dirname(dir);
-    for (const d of [dir, join(home, 'pgbr-log'), join(home, 'pgbr-lock'), join(home, 'pgbr-spool')]) await ownedByServer(d);
+    await ownedByServer(dir);
     this.conf = join(home, 'pgbackrest.conf');
-    const lines = [
-      '[global]',
-      `repo1-path=${dir}`,
-      `log-path=${join(home, 'pgbr-log')}`,
-      `lock-path=${join(home, 'pgbr-lock')}`,
-      `spool-path=${join(home, 'pgbr-spool')}`,
-      'log-level-console=warn',
-      'log-level-file=off',
-      'compress-type=zst',
-      'process-max=2',
-      'repo1-retention-full=9999',
-      'repo1-cipher-type=aes-256-cbc',
-      'start-fast=y',
-      // WAL is measured on its own (archive-push per segment), not through the backup.
-      'archive-check=n',
-      ...(this.hasBlockIncremental ? ['repo1-bundle=y', 'repo1-block=y'] : []),
-      '[bench]',
-      `pg1-path=${c.data}`,
-      `pg1-port=${c.port}`,
-      `pg1-socket-path=${dirname(c.data)}`,
-      'pg1-user=postgres',
-    ];
-    await writeFile(this.conf, lines.join('\n') + '\n');
+    await writeFile(this.conf, await pgBackRestConf(home, c, [`repo1-path=${dir}`, ...(this.hasBlockIncremental ? ['repo1-bundle=y', 'repo1-block=y'] : [])]));
     await this.pgbackrest(['stanza-create']);
   }
   async backup(): Promise<StepFigures> {

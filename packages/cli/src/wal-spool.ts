@@ -11,7 +11,7 @@
  * imports only Node's own.
  */
 import { spawn } from 'node:child_process';
-import { copyFile, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, copyFile, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 const SEGMENT = /^[0-9A-F]{24}$/;
@@ -80,7 +80,7 @@ export async function serveFromSpool(argv: readonly string[], env: NodeJS.Proces
     if (!call) return undefined;
     const spooled = join(call.spool, call.name);
     let fh = await open(spooled, 'r').catch(() => undefined);
-    const noted = async () => call.prefetch > 0 && (await open(join(call.spool, `.${call.name}${ABSENT}`), 'r').then((h) => (h.close(), true)).catch(() => false)) && (await prefetcherAlive(call.spool));
+    const noted = async () => call.prefetch > 0 && (await exists(join(call.spool, `.${call.name}${ABSENT}`))) && (await prefetcherAlive(call.spool));
     if (!fh && (await noted())) return 'absent';
     // Not spooled yet, but a prefetcher is at work and recovery moves forward on its timeline: the prefetcher,
     // which follows it, is fetching this segment or about to, so wait for it rather than fetch it a second time —
@@ -98,13 +98,14 @@ export async function serveFromSpool(argv: readonly string[], env: NodeJS.Proces
         await new Promise((r) => setTimeout(r, 2));
         fh = await open(spooled, 'r').catch(() => undefined);
         if (!fh && (await noted())) return 'absent';
+        // The prefetcher could not fetch it: the program fetches it now and says what goes wrong.
+        if (!fh && (await exists(join(call.spool, `.${call.name}.failed`)))) return undefined;
       }
     }
     if (!fh) return undefined;
     const size = (await fh.stat().finally(() => fh.close())).size;
     // The archive's last segment (the prefetcher's keep note): recovery asks for it once more as it ends.
-    const keep = await open(join(call.spool, `.${call.name}.keep`), 'r').then((h) => (h.close(), true)).catch(() => false);
-    if (keep) await copyFile(spooled, call.dest);
+    if (await exists(join(call.spool, `.${call.name}.keep`))) await copyFile(spooled, call.dest);
     else await rename(spooled, call.dest);
     if (!SEGMENT.test(call.name)) return 'served';
     await writeFile(join(call.spool, WANTED), call.name).catch(() => undefined);
@@ -116,10 +117,18 @@ export async function serveFromSpool(argv: readonly string[], env: NodeJS.Proces
   }
 }
 
+const exists = (path: string): Promise<boolean> => access(path).then(
+  () => true,
+  () => false,
+);
+
 /** Spooled segments before `name` on its timeline will not be asked for again. */
 async function clearStale(spool: string, name: string): Promise<void> {
   for (const n of await readdir(spool).catch(() => [] as string[])) {
-    if (n.endsWith(TMP_SUFFIX) || (SEGMENT.test(n) && n.slice(0, 8) === name.slice(0, 8) && n < name)) await rm(join(spool, n), { force: true });
+    // A temporary file is of the segment its name begins with: one of a later segment is a live prefetcher's
+    // write in flight, and removing it would fail that fetch.
+    const of = n.endsWith(TMP_SUFFIX) ? n.slice(1).split('.')[0]! : n;
+    if (SEGMENT.test(of) && of.slice(0, 8) === name.slice(0, 8) && of < name) await rm(join(spool, n), { force: true });
   }
 }
 

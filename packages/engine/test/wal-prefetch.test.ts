@@ -5,11 +5,11 @@
  * again and notes what is not archived, while it stays.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileStore, LocalKeyProvider, prefetcherRunning, Repository, SPOOL_WANTED, walPrefetch, WalStreamArchiver } from '@coffer/engine';
+import { FileStore, LocalKeyProvider, prefetcherRunning, Repository, SPOOL_WANTED, walFetch, walPrefetch, WalStreamArchiver } from '@coffer/engine';
 import { scratch } from '../../../test/support/tree.js';
 import { segment, segmentName } from '../../../test/support/wal.js';
 
@@ -72,6 +72,20 @@ describe('walPrefetch following recovery', () => {
       { numRuns: 6 },
     );
   }, 120_000);
+
+  it("serving a segment clears the spool before it, and leaves the prefetcher's writes of later segments in flight alone", async () => {
+    const spool = join(work.dir, 'spool-tmp');
+    await mkdir(spool);
+    const earlier = `.${segmentName(1)}.0a0b0c0d.coffer-tmp`;
+    const later = `.${segmentName(5)}.0a0b0c0d.coffer-tmp`;
+    for (const n of [earlier, later, segmentName(2)]) await writeFile(join(spool, n), 'x');
+    const r = await walFetch(repo, scope, segmentName(3), join(work.dir, 'RECOVERYXLOG-tmp'), { spoolDir: spool });
+    expect(r.outcome).toBe('archive');
+    const left = await readdir(spool);
+    expect(left).toContain(later);
+    expect(left).not.toContain(earlier);
+    expect(left).not.toContain(segmentName(2));
+  });
 
   it("at the archive's end: the last segment spooled again and marked to keep, the next segment and the history files noted as not archived while it stays, all gone with it", async () => {
     const spool = join(work.dir, 'spool-end');

@@ -900,8 +900,9 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
         if (bytes.buffer !== buffer?.buffer && bytes.byteLength >= 1 << 20) buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         await writeDurably(join(spoolDir, n), bytes);
         return 'spooled';
-      } catch {
-        // restore_command fetches it again itself, and reports what goes wrong.
+      } catch (e) {
+        // restore_command fetches it again itself, and reports what goes wrong; the note spares it waiting for this.
+        await writeFile(join(spoolDir, failedNote(n)), (e as Error)?.message ?? String(e)).catch(() => undefined);
         return 'failed';
       } finally {
         if (buffer) buffers.push(buffer);
@@ -923,12 +924,17 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
 }
 
 /** The note a prefetcher leaves in the spool for WAL file `name`, which it found not archived (hidden, as its other notes). */
-export function absentNote(name: string): string {
+function absentNote(name: string): string {
   return `.${name}.absent`;
 }
 
+/** The note on a file the prefetcher could not fetch (what went wrong): restore_command fetches it itself at once rather than wait. */
+function failedNote(name: string): string {
+  return `.${name}.failed`;
+}
+
 /** The note on the archive's last segment: restore_command copies it into place and leaves it, as recovery asks for it twice. */
-export function keepNote(name: string): string {
+function keepNote(name: string): string {
   return `.${name}.keep`;
 }
 
@@ -953,7 +959,7 @@ async function clearNotes(spoolDir: string, wanted = ''): Promise<void> {
       await rm(join(spoolDir, n), { force: true });
       const kept = n.slice(1, -'.keep'.length);
       if (WAL_SEGMENT.test(wanted) && kept.slice(0, 8) === wanted.slice(0, 8) && kept <= wanted) await rm(join(spoolDir, kept), { force: true });
-    } else if (n.endsWith('.absent')) await rm(join(spoolDir, n), { force: true });
+    } else if (n.endsWith('.absent') || n.endsWith('.failed')) await rm(join(spoolDir, n), { force: true });
   }
 }
 
@@ -1047,7 +1053,10 @@ async function endOfArchive(spoolDir: string, absent: string, segmentBytes: numb
 async function clearStaleSpool(spool: string, name: string): Promise<void> {
   const names = await readdir(spool).catch(() => [] as string[]);
   for (const n of names) {
-    if (n.endsWith(TMP_SUFFIX) || (WAL_SEGMENT.test(n) && n.slice(0, 8) === name.slice(0, 8) && n < name)) await rm(join(spool, n), { force: true });
+    // A temporary file is of the segment its name begins with: one of a later segment is a live prefetcher's
+    // write in flight, and removing it would fail that fetch.
+    const of = n.endsWith(TMP_SUFFIX) ? n.slice(1).split('.')[0]! : n;
+    if (WAL_SEGMENT.test(of) && of.slice(0, 8) === name.slice(0, 8) && of < name) await rm(join(spool, n), { force: true });
   }
 }
 
