@@ -27,8 +27,7 @@ if (process.argv.includes('wal-push')) {
 if (process.argv.includes('wal-fetch')) {
   const spool = await import('../dist/wal-spool.js').catch(() => undefined);
   const served = spool ? await spool.serveFromSpool(process.argv.slice(2), process.env, process.cwd()) : undefined;
-  // Served, or noted by the prefetcher as not archived: restore_command's "not found".
-  if (served) process.exit(served === 'served' ? 0 : 1);
+  if (served === 'served') process.exit(0);
 }
 import('../bundle/main.js').catch((e) => {
   if (e && e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes('bundle/main.js')) {

@@ -2,12 +2,11 @@
  * restore_command's common case: the segment or history file PostgreSQL asks
  * for is in the spool already — fetched, checked against its SHA-256 and
  * written durably by the prefetcher (`coffer wal-prefetch`) — and `wal-fetch`
- * only has to move it into place; or the prefetcher, which still holds the
- * spool, noted it as not archived (at the archive's end). The entry point
+ * only has to move it into place. The entry point
  * (bin/coffer.js) does that from here before loading the bundle: a rename,
  * the note of where recovery stands (which the prefetcher follows), and a
- * prefetcher started when none runs. Anything else (nothing spooled or
- * noted, options it does not know) runs the full program. This module
+ * prefetcher started when none runs. Anything else (nothing spooled,
+ * options it does not know) runs the full program, which asks the store. This module
  * imports only Node's own.
  */
 import { spawn } from 'node:child_process';
@@ -18,8 +17,6 @@ const SEGMENT = /^[0-9A-F]{24}$/;
 const HISTORY = /^[0-9A-F]{8}\.history$/;
 /** As the engine names them (postgres/wal.ts). */
 const WANTED = '.wanted';
-/** The prefetcher's note of a file it found not archived: `.<name>.absent`. */
-const ABSENT = '.absent';
 const PREFETCH_LOCK = '.prefetch.lock';
 const TMP_SUFFIX = '.coffer-tmp';
 /** How long a call waits for the prefetcher to spool its segment before fetching it itself. */
@@ -69,19 +66,13 @@ export function walFetchCall(argv: readonly string[], cwd: string): WalFetchCall
   };
 }
 
-/**
- * `served`: the file `argv` asks for was in the spool and is now at its
- * destination; `absent`: the prefetcher holding the spool found it not
- * archived; undefined: the full program runs.
- */
-export async function serveFromSpool(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<'served' | 'absent' | undefined> {
+/** `served`: the file `argv` asks for was in the spool and is now at its destination; undefined: the full program runs. */
+export async function serveFromSpool(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<'served' | undefined> {
   try {
     const call = walFetchCall(argv, cwd);
     if (!call) return undefined;
     const spooled = join(call.spool, call.name);
     let fh = await open(spooled, 'r').catch(() => undefined);
-    const noted = async () => call.prefetch > 0 && (await exists(join(call.spool, `.${call.name}${ABSENT}`))) && (await prefetcherAlive(call.spool));
-    if (!fh && (await noted())) return 'absent';
     // Not spooled yet, but a prefetcher is at work and recovery moves forward on its timeline: the prefetcher,
     // which follows it, is fetching this segment or about to, so wait for it rather than fetch it a second time —
     // while it lives, and at most a while. (A segment asked for again, or on another timeline, is fetched now.)
@@ -97,7 +88,6 @@ export async function serveFromSpool(argv: readonly string[], env: NodeJS.Proces
         }
         await new Promise((r) => setTimeout(r, 2));
         fh = await open(spooled, 'r').catch(() => undefined);
-        if (!fh && (await noted())) return 'absent';
         // The prefetcher could not fetch it: the program fetches it now and says what goes wrong.
         if (!fh && (await exists(join(call.spool, `.${call.name}.failed`)))) return undefined;
       }

@@ -890,12 +890,9 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
       let buffer = buffers.pop();
       try {
         const bytes = await fetchWalBytes(repo, scope, n, buffer);
-        if (!bytes) {
-          // Noted for restore_command while this prefetcher lives, unless wal-fetch would serve a streamed
-          // prefix of it (which only the full program does).
-          if (!WAL_SEGMENT.test(n) || (await longestStreamed(repo, scope, n)) === undefined) await writeFile(join(spoolDir, absentNote(n)), '');
-          return 'absent';
-        }
+        // Not noted: "not archived" is true only as of the look, and a segment archived after it must be
+        // served to whoever asks after its archiving was acknowledged; restore_command asks the store.
+        if (!bytes) return 'absent';
         // Kept: a segment's own buffer (small files come from Node's shared pool, never to be written into again).
         if (bytes.buffer !== buffer?.buffer && bytes.byteLength >= 1 << 20) buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         await writeDurably(join(spoolDir, n), bytes);
@@ -923,11 +920,6 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
   }
 }
 
-/** The note a prefetcher leaves in the spool for WAL file `name`, which it found not archived (hidden, as its other notes). */
-function absentNote(name: string): string {
-  return `.${name}.absent`;
-}
-
 /** The note on a file the prefetcher could not fetch (what went wrong): restore_command fetches it itself at once rather than wait. */
 function failedNote(name: string): string {
   return `.${name}.failed`;
@@ -941,10 +933,8 @@ function keepNote(name: string): string {
 /**
  * How long a prefetcher stays after it reached the archive's end and
  * recovery last asked for something: recovery goes on through what is
- * spooled, then asks for the segment after the last (absent), the last one
- * again, and the history files of the next timeline and of its own, each
- * answered from the spool and the notes instead of by a process that opens
- * the repository.
+ * spooled, and asks for the last segment once more as it ends, which is
+ * served from the spool only while a prefetcher holds it.
  */
 const PREFETCH_LINGER_MS = 5_000;
 
@@ -959,7 +949,7 @@ async function clearNotes(spoolDir: string, wanted = ''): Promise<void> {
       await rm(join(spoolDir, n), { force: true });
       const kept = n.slice(1, -'.keep'.length);
       if (WAL_SEGMENT.test(wanted) && kept.slice(0, 8) === wanted.slice(0, 8) && kept <= wanted) await rm(join(spoolDir, kept), { force: true });
-    } else if (n.endsWith('.absent') || n.endsWith('.failed')) await rm(join(spoolDir, n), { force: true });
+    } else if (n.endsWith('.failed')) await rm(join(spoolDir, n), { force: true });
   }
 }
 
@@ -1037,7 +1027,7 @@ async function followRequests(
  * What recovery asks for once it has replayed the last archived segment
  * before `absent`: that segment again (kept in the spool when served, or
  * spooled anew if it was handed over already), and the history files of the
- * next timeline and of this one (spooled, or noted as absent).
+ * next timeline and of this one (spooled when archived).
  */
 async function endOfArchive(spoolDir: string, absent: string, segmentBytes: number, fetchTo: (n: string, again?: boolean) => Promise<'spooled' | 'absent' | 'failed'>): Promise<void> {
   const number = segmentNumber(absent, segmentBytes);
