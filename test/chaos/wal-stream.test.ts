@@ -72,9 +72,12 @@ describe('wal-receive under faults', () => {
     await cluster.query('CREATE TABLE t (id bigserial PRIMARY KEY, pad text)');
     const db = `host=127.0.0.1 port=${cluster.port} user=postgres dbname=postgres`;
     let checked = 0;
+    /** Where the slot stood when the receiver made it: nothing before it was ever streamed, so nothing was acknowledged yet. */
+    let created: string | undefined;
     for (let trial = 0; trial < KILLS; trial++) {
       const r = receiver(repo, db, ['--flush-interval', '0.2']);
       await until(() => /streaming timeline 1/.test(r.output()), 'the receiver to start streaming', 30_000, 50);
+      created ??= (await cluster.query<{ lsn: string | null }>(`SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'coffer'`))[0]?.lsn ?? undefined;
       let writing = true;
       const writer = (async () => {
         for (let i = 0; writing; i++) {
@@ -88,8 +91,12 @@ describe('wal-receive under faults', () => {
       writing = false;
       await writer;
       // Everything before the slot's restart point was reported flushed: it must be in the repository, exact.
-      const [slot] = await cluster.query<{ lsn: string | null }>(`SELECT (restart_lsn - 1)::text AS lsn FROM pg_replication_slots WHERE slot_name = 'coffer'`);
-      if (!slot?.lsn) continue;
+      const [slot] = await cluster.query<{ lsn: string | null; moved: boolean | null }>(
+        `SELECT (restart_lsn - 1)::text AS lsn, restart_lsn::text <> $1 AS moved FROM pg_replication_slots WHERE slot_name = 'coffer'`,
+        [created ?? ''],
+      );
+      // Killed before its first flush was reported: the slot still stands where it was made, and nothing is acknowledged.
+      if (!slot?.lsn || !slot.moved) continue;
       const { name, offset } = locate(slot.lsn);
       const stored = await fetchAs(repo, name, join(work.dir, `probe-${trial}`), cluster.data);
       expect(stored, `acknowledged up to ${slot.lsn} in ${name}`).toBeDefined();
