@@ -136,8 +136,12 @@ describe('restore_command served from the spool by the coffer script', () => {
     const failed = await fetch([SEG(5), 'pg_wal/RECOVERYXLOG']);
     expect(failed.status).toBe(PROGRAM);
     expect(failed.ms).toBeLessThan(2000);
-    // "Not archived" is the store's answer at the moment of the call: even a note saying so is not taken.
+    // Found not archived by the prefetcher: not waited for, and the store answers (the program runs at once).
     await writeFile(join(spool, `.${SEG(6)}.absent`), '');
+    await writeFile(join(spool, '.wanted'), SEG(5));
+    const absent = await fetch([SEG(6), 'pg_wal/RECOVERYXLOG']);
+    expect(absent.status).toBe(PROGRAM);
+    expect(absent.ms).toBeLessThan(2000);
     await writeFile(join(spool, '.00000003.history.absent'), '');
     expect((await fetch(['00000003.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(PROGRAM);
   });

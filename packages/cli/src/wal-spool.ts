@@ -88,8 +88,8 @@ export async function serveFromSpool(argv: readonly string[], env: NodeJS.Proces
         }
         await new Promise((r) => setTimeout(r, 2));
         fh = await open(spooled, 'r').catch(() => undefined);
-        // The prefetcher could not fetch it: the program fetches it now and says what goes wrong.
-        if (!fh && (await exists(join(call.spool, `.${call.name}.failed`)))) return undefined;
+        // The prefetcher could not fetch it, or found it not archived: the program asks the store now.
+        if (!fh && ((await exists(join(call.spool, `.${call.name}.failed`))) || (await exists(join(call.spool, `.${call.name}.absent`))))) return undefined;
       }
     }
     if (!fh) return undefined;

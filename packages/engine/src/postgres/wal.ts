@@ -890,9 +890,12 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
       let buffer = buffers.pop();
       try {
         const bytes = await fetchWalBytes(repo, scope, n, buffer);
-        // Not noted: "not archived" is true only as of the look, and a segment archived after it must be
-        // served to whoever asks after its archiving was acknowledged; restore_command asks the store.
-        if (!bytes) return 'absent';
+        if (!bytes) {
+          // Noted so that a call for it does not wait for this prefetcher, but asks the store itself: "not
+          // archived" is true only as of this look, and a file archived since must be served.
+          await writeFile(join(spoolDir, `.${n}.absent`), '').catch(() => undefined);
+          return 'absent';
+        }
         // Kept: a segment's own buffer (small files come from Node's shared pool, never to be written into again).
         if (bytes.buffer !== buffer?.buffer && bytes.byteLength >= 1 << 20) buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         await writeDurably(join(spoolDir, n), bytes);
@@ -949,7 +952,7 @@ async function clearNotes(spoolDir: string, wanted = ''): Promise<void> {
       await rm(join(spoolDir, n), { force: true });
       const kept = n.slice(1, -'.keep'.length);
       if (WAL_SEGMENT.test(wanted) && kept.slice(0, 8) === wanted.slice(0, 8) && kept <= wanted) await rm(join(spoolDir, kept), { force: true });
-    } else if (n.endsWith('.failed')) await rm(join(spoolDir, n), { force: true });
+    } else if (n.endsWith('.failed') || n.endsWith('.absent')) await rm(join(spoolDir, n), { force: true });
   }
 }
 
