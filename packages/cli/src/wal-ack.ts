@@ -33,7 +33,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { controlSystemIdentifier } from './wal-spool.js';
@@ -152,6 +152,39 @@ export async function writeWalAck(walFile: string, ack: Omit<WalAck, 'v' | 'at'>
     await h.close();
   }
   await rename(tmp, path);
+  await wakeWaiters(dir);
+}
+
+/** Names of the pipes calls wait on in `.coffer-ack` (`wait-<pid>`). */
+export const WAITER_PREFIX = 'wait-';
+
+/**
+ * A call waiting for a note (bin/coffer, the shell script) blocks reading a
+ * pipe of its own, `.coffer-ack/wait-<pid>`, instead of polling: each note or
+ * error note written wakes every waiter, which then looks for its own. The
+ * pipe is opened without blocking: one that nobody reads any more (its call
+ * was killed) is removed; a full one has a wake-up pending already.
+ */
+async function wakeWaiters(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    if (!n.startsWith(WAITER_PREFIX)) continue;
+    const path = join(dir, n);
+    try {
+      // Never through a link, and never into anything but a pipe.
+      const h = await open(path, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+      try {
+        if ((await h.stat()).isFIFO()) await h.write('n\n');
+      } catch {
+        // Full (EAGAIN): a wake-up is pending already.
+      } finally {
+        await h.close();
+      }
+    } catch (e) {
+      // No reader (ENXIO): its call is gone.
+      if ((e as NodeJS.ErrnoException).code === 'ENXIO') await unlink(path).catch(() => undefined);
+    }
+  }
 }
 
 /** Removes the note for `walFile`, if any: the full program archived it itself. */
@@ -165,6 +198,7 @@ export async function writeWalError(walFile: string, message: string): Promise<v
   const path = errorNote(walFile);
   await writeFile(`${path}.tmp-${process.pid}`, JSON.stringify({ v: 1, message, at: Date.now() }), { mode: 0o600 });
   await rename(`${path}.tmp-${process.pid}`, path);
+  await wakeWaiters(ackDir(walFile));
 }
 
 /** True when the archiver named by `path` runs: its heartbeat is recent and its process is there. */
@@ -217,7 +251,8 @@ export function heartbeat(path: string, onLost: () => void = () => undefined): (
 export async function pruneWalAcks(walFile: string, now = Date.now()): Promise<void> {
   const dir = ackDir(walFile);
   for (const n of await readdir(dir).catch(() => [] as string[])) {
-    if (n.startsWith('archiver-')) continue;
+    // Waiters' pipes are their calls' own (and a note's wake-up removes those nobody reads).
+    if (n.startsWith('archiver-') || n.startsWith(WAITER_PREFIX)) continue;
     const s = await stat(join(dir, n)).catch(() => undefined);
     if (s && now - s.mtimeMs > ACK_TTL_MS) await unlink(join(dir, n)).catch(() => undefined);
   }

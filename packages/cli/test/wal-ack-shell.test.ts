@@ -187,6 +187,8 @@ describe('bin/coffer confirms archive_command calls without Node', () => {
     expect(r.status).toBe(0);
     expect(r.ms).toBeGreaterThanOrEqual(400);
     expect(Date.now() - written).toBeLessThan(2000);
+    // It waited on a pipe of its own, gone with the call.
+    expect((await readdir(join(pgdata, 'pg_wal', '.coffer-ack'))).filter((n) => n.startsWith('wait-'))).toEqual([]);
 
     // The archiver says it failed on the file: the program archives it.
     const failing = script(call());

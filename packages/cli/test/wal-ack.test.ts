@@ -4,8 +4,9 @@
  * bytes, same cluster, same command line and environment, young enough — once;
  * anything else falls through to the full program.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -52,6 +53,24 @@ const env = { COFFER_STANZA: 'main' };
 const noStart = (repo = 's3://b/p') => ['--repo', repo, 'wal-push', '--archiver-idle', '0', `pg_wal/${NAME}`];
 
 describe('wal-push notes', () => {
+  it('wakes each call that waits on a pipe of its own when a note or an error note is written, and removes a pipe nobody reads', async () => {
+    const acks = join(pgdata, 'pg_wal', '.coffer-ack');
+    await mkdir(acks, { recursive: true });
+    for (const n of ['wait-1', 'wait-2']) expect(spawnSync('mkfifo', [join(acks, n)]).status).toBe(0);
+    // wait-2's call reads (as the script does, the pipe opened without blocking); wait-1's call is gone.
+    const reader = openSync(join(acks, 'wait-2'), constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const { path, sha256 } = await segment(1);
+      await writeWalAck(path, { identity: 'x', name: NAME, sha256, systemIdentifier: SYSID.toString() });
+      await writeWalError(join(pgdata, 'pg_wal', '000000010000000000000004'), 'store unavailable');
+      const got = Buffer.alloc(16);
+      expect(got.subarray(0, readSync(reader, got)).toString()).toBe('n\nn\n');
+      expect((await readdir(acks)).filter((n) => n.startsWith('wait-'))).toEqual(['wait-2']);
+    } finally {
+      closeSync(reader);
+    }
+  });
+
   it('reads only the plain command line, and none that must leave a record', () => {
     expect(walPushCall(argv(), env, pgdata)).toMatchObject({ path: join(pgdata, 'pg_wal', NAME) });
     expect(walPushCall(['wal-push', '--ahead', '8', `pg_wal/${NAME}`], {}, pgdata)).toBeDefined();

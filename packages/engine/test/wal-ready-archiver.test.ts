@@ -90,7 +90,7 @@ describe('archiveReadyWal', () => {
     );
   }, 120_000);
 
-  it('seals on a worker what it would seal on its own thread; says when a worker has started (until then the archiver seals on its own thread)', async () => {
+  it('seals on a worker what it would seal on its own thread; says when a worker has started', async () => {
     const { walDir, repo } = await setup();
     const bytes = await markReady(walDir, 7);
     const pool = new WalSealPool(repo, 1);

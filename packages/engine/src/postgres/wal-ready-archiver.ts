@@ -24,7 +24,7 @@ import type { Repository } from '../repository/repository.js';
 import { WalFilePusher, type DurableWal } from './wal.js';
 import { readWalFile, type WalFileIdentity } from './wal-file-read.js';
 import { WalSealPool } from './wal-seal-pool.js';
-import type { SealedWal } from './wal-seal.js';
+import { sealWal, type SealedWal } from './wal-seal.js';
 
 export type { WalFileIdentity };
 
@@ -43,7 +43,11 @@ export interface WalReadyArchiverOptions {
   leaseCycleMs?: number;
   /** Files archived at once (default 2). */
   parallel?: number;
-  /** Worker threads that read, hash and seal segments (default: as many as `parallel`; 0: the main thread does it). */
+  /**
+   * Worker threads that read, hash and seal segments besides this thread,
+   * which seals one itself whenever it has none (default: `parallel` - 1;
+   * 0: this thread alone).
+   */
   workers?: number;
   /** Return after this long with nothing to archive (default 5 minutes; 0: never). */
   idleExitMs?: number;
@@ -75,6 +79,10 @@ export interface WalReadyArchiverResult {
 }
 
 const MAX_RETRY_MS = 60_000;
+/** PostgreSQL's default segment size: the read buffer this thread keeps (larger segments get buffers of their own). */
+const READ_BUFFER = 16 * 1024 * 1024;
+/** A WAL page: the long header at its start names the cluster and the segment size. */
+const HEAD_BYTES = 8192;
 
 /** Archives `walDir`'s ready files as they appear, until idle, aborted, or the directory is gone. */
 export async function archiveReadyWal(repo: Repository, walDir: string, options: WalReadyArchiverOptions = {}): Promise<WalReadyArchiverResult> {
@@ -83,7 +91,9 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
   const pusher = new WalFilePusher(repo, walDir, options);
   const parallel = Math.max(1, options.parallel ?? 2);
   const limit = pLimit(parallel);
-  const workers = options.workers ?? parallel;
+  // This thread seals too: a worker more would only start (a thread, the bundle, zstd: tens of milliseconds of
+  // CPU each, taken from the first file's sealing, which the first call waits for) to share the same cores.
+  const workers = options.workers ?? parallel - 1;
   const pool = workers > 0 ? new WalSealPool(repo, workers) : undefined;
   const idleExitMs = options.idleExitMs ?? 300_000;
   const pollMs = options.pollMs ?? 1000;
@@ -106,18 +116,29 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
   }
   options.signal?.addEventListener('abort', poke, { once: true });
 
-  /** A segment is being sealed on this thread (while no worker has started yet). */
+  /** A segment is being sealed on this thread. */
   let sealingHere = false;
+  let readBuffer: Buffer | undefined;
   const archiveOne = async (name: string): Promise<void> => {
     const path = join(walDir, name);
-    // Whole segments are sealed on a worker thread. Until one has started, one at a time is sealed here: the
-    // first call waits for its file, and a worker takes longer to start than a segment to seal. History and
-    // backup history files are small.
-    const here = !pool || !WAL_SEGMENT.test(name) || (!pool.warm && !sealingHere);
-    const sealsHere = here && pool !== undefined && WAL_SEGMENT.test(name);
+    // A segment is sealed here, in the buffer kept for it, while this thread seals none; else on a worker
+    // thread (or, with none, inline in the push, in a buffer of its own). History and backup history files
+    // are small.
+    const segment = WAL_SEGMENT.test(name);
+    let sealsHere = segment && !sealingHere;
     if (sealsHere) sealingHere = true;
     try {
-      const read: { data: Buffer; identity?: WalFileIdentity; sealed?: SealedWal } = here ? await readWalFile(path) : await pool.seal(path);
+      let read: { data: Buffer; identity?: WalFileIdentity; sealed?: SealedWal };
+      if (sealsHere) {
+        // One buffer, read into again for each file (16 MiB fresh each time would cost page faults).
+        read = await readWalFile(path, (readBuffer ??= Buffer.allocUnsafeSlow(READ_BUFFER)));
+        // Sealed now, not in the push: this thread is free for the next file while the push writes. The push
+        // needs the first page only (its header names the cluster), as from a worker.
+        read.sealed = sealWal(repo.objects.codec, read.data);
+        read.data = Buffer.from(read.data.subarray(0, HEAD_BYTES));
+        sealsHere = sealingHere = false;
+        poke();
+      } else read = segment && pool ? await pool.seal(path) : await readWalFile(path);
       const { outcome, file } = await pusher.push(name, read.data, read.sealed);
       retry.delete(name);
       handled.add(name);
