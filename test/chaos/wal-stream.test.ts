@@ -85,7 +85,15 @@ describe('wal-receive under faults', () => {
           if (i % 20 === 19) await cluster.query('SELECT pg_switch_wal()');
         }
       })();
-      await new Promise((res) => setTimeout(res, 300 + Math.random() * 2500));
+      // Killed only once something is acknowledged (the slot has moved), at a random moment after: a kill
+      // before the first acknowledgement has nothing to check, and on a slow machine every trial could be one.
+      await until(
+        async () => (await cluster.query<{ moved: boolean | null }>(`SELECT restart_lsn::text <> $1 AS moved FROM pg_replication_slots WHERE slot_name = 'coffer'`, [created ?? '']))[0]?.moved === true,
+        'the first acknowledged flush',
+        30_000,
+        50,
+      );
+      await new Promise((res) => setTimeout(res, Math.random() * 2500));
       r.child.kill('SIGKILL');
       await r.done;
       writing = false;

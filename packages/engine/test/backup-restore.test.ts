@@ -37,7 +37,8 @@ describe('backup → restore', () => {
       }),
       { numRuns: 25 },
     );
-  });
+    // 25 backups and restores: minutes on a slow machine, beyond the suite's default limit.
+  }, 600_000);
 
   it('the worker-thread pipeline stores and restores the same as the inline one', async () => {
     const src = fresh('src');
