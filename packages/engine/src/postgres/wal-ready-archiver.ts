@@ -24,7 +24,7 @@ import type { Repository } from '../repository/repository.js';
 import { WalFilePusher, type DurableWal } from './wal.js';
 import { readWalFile, type WalFileIdentity } from './wal-file-read.js';
 import { WalSealPool } from './wal-seal-pool.js';
-import { sealWal, type SealedWal } from './wal-seal.js';
+import { SEAL_READ_BUFFER, sealWal, WAL_HEAD_BYTES, type SealedWal } from './wal-seal.js';
 
 export type { WalFileIdentity };
 
@@ -79,10 +79,6 @@ export interface WalReadyArchiverResult {
 }
 
 const MAX_RETRY_MS = 60_000;
-/** PostgreSQL's default segment size: the read buffer this thread keeps (larger segments get buffers of their own). */
-const READ_BUFFER = 16 * 1024 * 1024;
-/** A WAL page: the long header at its start names the cluster and the segment size. */
-const HEAD_BYTES = 8192;
 
 /** Archives `walDir`'s ready files as they appear, until idle, aborted, or the directory is gone. */
 export async function archiveReadyWal(repo: Repository, walDir: string, options: WalReadyArchiverOptions = {}): Promise<WalReadyArchiverResult> {
@@ -131,11 +127,11 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
       let read: { data: Buffer; identity?: WalFileIdentity; sealed?: SealedWal };
       if (sealsHere) {
         // One buffer, read into again for each file (16 MiB fresh each time would cost page faults).
-        read = await readWalFile(path, (readBuffer ??= Buffer.allocUnsafeSlow(READ_BUFFER)));
+        read = await readWalFile(path, (readBuffer ??= Buffer.allocUnsafeSlow(SEAL_READ_BUFFER)));
         // Sealed now, not in the push: this thread is free for the next file while the push writes. The push
         // needs the first page only (its header names the cluster), as from a worker.
         read.sealed = sealWal(repo.objects.codec, read.data);
-        read.data = Buffer.from(read.data.subarray(0, HEAD_BYTES));
+        read.data = Buffer.from(read.data.subarray(0, WAL_HEAD_BYTES));
         sealsHere = sealingHere = false;
         poke();
       } else read = segment && pool ? await pool.seal(path) : await readWalFile(path);

@@ -2,17 +2,13 @@
 import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import { readWalFile } from './wal-file-read.js';
-import { sealWal } from './wal-seal.js';
+import { SEAL_READ_BUFFER, sealWal, WAL_HEAD_BYTES } from './wal-seal.js';
 import type { WalSealToMain, WalSealToWorker } from './wal-seal-pool.js';
 
 const port = parentPort;
 if (!port) throw new Error('wal-seal-worker must run in a worker thread');
 let codec: ChunkCodec | undefined;
 let buffer: Buffer | undefined;
-/** PostgreSQL's default segment size; larger segments are read into buffers of their own. */
-const READ_BUFFER = 16 * 1024 * 1024;
-/** A WAL page: the long header at its start names the cluster and the segment size. */
-const HEAD_BYTES = 8192;
 
 port.on('message', (msg: WalSealToWorker) => {
   if (msg.t === 'init') {
@@ -23,12 +19,12 @@ port.on('message', (msg: WalSealToWorker) => {
   void (async () => {
     try {
       // One read buffer, used again for every file: sealWal copies out what it keeps.
-      const read = await readWalFile(msg.path, (buffer ??= Buffer.allocUnsafeSlow(READ_BUFFER)));
+      const read = await readWalFile(msg.path, (buffer ??= Buffer.allocUnsafeSlow(SEAL_READ_BUFFER)));
       const data = read.data;
       const identity = read.identity;
       const s = sealWal(codec!, data);
       // The main thread needs the first page (the header names the cluster), not the file.
-      const head = owned(Buffer.from(data.subarray(0, HEAD_BYTES)));
+      const head = owned(Buffer.from(data.subarray(0, WAL_HEAD_BYTES)));
       const blobs = owned(Buffer.concat(s.sealed.map((b) => b.blob)));
       const reply: WalSealToMain = {
         t: 'done',

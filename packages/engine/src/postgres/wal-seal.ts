@@ -10,6 +10,10 @@ import { sealInGroups, type SealedBlob } from '../content/sealed-groups.js';
 
 /** Bytes of WAL chunks compressed and sealed as one group blob. */
 export const WAL_GROUP = 1024 * 1024;
+/** PostgreSQL's default segment size: the read buffer a sealing thread keeps (larger segments get buffers of their own). */
+export const SEAL_READ_BUFFER = 16 * 1024 * 1024;
+/** A WAL page: the long header at a file's start names the cluster and the segment size; a sealed file's push needs only it. */
+export const WAL_HEAD_BYTES = 8192;
 /** Bytes of a WAL chunk (the last piece of a file or of a flush may be shorter). */
 export const WAL_CHUNK = 256 * 1024;
 

@@ -893,7 +893,7 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
         if (!bytes) {
           // Noted so that a call for it does not wait for this prefetcher, but asks the store itself: "not
           // archived" is true only as of this look, and a file archived since must be served.
-          await writeFile(join(spoolDir, `.${n}.absent`), '').catch(() => undefined);
+          await writeFile(join(spoolDir, absentNote(n)), '').catch(() => undefined);
           return 'absent';
         }
         // Kept: a segment's own buffer (small files come from Node's shared pool, never to be written into again).
@@ -921,6 +921,11 @@ export async function walPrefetch(repo: Repository, scope: WalScope, names: read
     await clearNotes(spoolDir, (await readFile(join(spoolDir, SPOOL_WANTED), 'utf8').catch(() => '')).trim());
     await rm(join(spoolDir, PREFETCH_LOCK), { force: true });
   }
+}
+
+/** The note on a file the prefetcher found not archived, as of its look: restore_command asks the store itself at once rather than wait. */
+function absentNote(name: string): string {
+  return `.${name}.absent`;
 }
 
 /** The note on a file the prefetcher could not fetch (what went wrong): restore_command fetches it itself at once rather than wait. */
