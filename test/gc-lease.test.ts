@@ -21,8 +21,9 @@ beforeAll(async () => {
   work = await scratch('coffer-gc-lease-');
   const keyFile = join(work.dir, 'key');
   await writeFile(keyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
-  // Leases of one second: gc gives up on a silent holder after two.
-  env = { COFFER_KEY_FILE: keyFile, COFFER_LEASE_TTL: '1' };
+  // Leases of four seconds: gc gives up on a silent holder six seconds after it first saw its record, which is
+  // longer than gc takes to reach its look at who is working even on a slow machine (with one second, two, it was not).
+  env = { COFFER_KEY_FILE: keyFile, COFFER_LEASE_TTL: '4' };
 });
 afterAll(async () => work.cleanup());
 

@@ -111,7 +111,12 @@ logs: { format: json }
       await until(async () => (await firing('CofferRpoBreach')).length === 1, 'the RPO alert to fire in Prometheus', 90_000, 500);
       const [alert] = await firing('CofferRpoBreach');
       expect(alert!.labels).toMatchObject({ cluster: 'main', stanza: 'main', repository: repo, severity: 'critical' });
-      const status = JSON.parse((await coffer(['status', '--json', '--policy', policyFile])).stdout) as { alerts: { name: string; about: string }[]; wal: { rpoSeconds: number; archiveFailures: number }[] };
+      type Status = { alerts: { name: string; about: string }[]; wal: { rpoSeconds: number; archiveFailures: number }[] };
+      const read = async () => JSON.parse((await coffer(['status', '--json', '--policy', policyFile])).stdout) as Status;
+      // The agent's status is its last sample: PostgreSQL's failed archive_command calls reach pg_stat_archiver as
+      // each call ends, which on a slow machine may be a sample after the RPO passed its threshold.
+      let status = await read();
+      await until(async () => (status = await read()).wal[0]!.archiveFailures > 0, 'coffer status to count the failed archive_command calls', 60_000, 500);
       expect(status.alerts.map((a) => a.name)).toContain('CofferRpoBreach');
       expect(status.wal[0]!.rpoSeconds).toBeGreaterThan(RPO_SECONDS);
       expect(status.wal[0]!.archiveFailures).toBeGreaterThan(0);

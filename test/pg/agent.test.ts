@@ -207,7 +207,11 @@ ${o.extra ?? ''}`;
       writing = false;
       await writer;
     }
-    const s = await status(policyFile);
+    let s = await status(policyFile);
+    // The repository figures come from a look every repositoryLookSeconds: on a slow machine the last one may
+    // predate the second backup.
+    await untilAgent(agent, async () => (sample(await metricsText(s.listen!), 'coffer_repository_backups', { command: 'info', repository: primary }) ?? 0) >= 2, 'a repository look after the second backup', 60_000, 500);
+    s = await status(policyFile);
     expect(s.running).toBe(true);
     const text = await metricsText(s.listen!);
     for (const job of s.jobs) {

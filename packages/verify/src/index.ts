@@ -14,7 +14,7 @@ export { verifyPostgresBackup, type PostgresVerifyOptions, type PostgresVerifyRe
 export { verifyRun, backupsToVerify, chainFailures, type VerifyRunOptions, type VerifyRunReport } from './verify-run.js';
 export { renderVerifyMarkdown, renderVerifySummary } from './verify-report.js';
 export { removeSandbox } from './sandbox-removal.js';
-export { fetchWalViaSocket, WalSocketServer, type WalServeStats } from './wal-socket.js';
+export { fetchWalViaSocket, WalSocketServer, type WalServeOptions, type WalServeStats } from './wal-socket.js';
 export { isolationProblem } from './isolation.js';
 export type { SmokeQuery } from './smoke.js';
 export {

@@ -208,7 +208,8 @@ export async function verifyPostgresBackup(repo: Repository, selector: string | 
     if (Buffer.byteLength(join(sandbox, '.s.PGSQL.65535.lock')) > 100) throw new InvalidArgumentError('--sandbox', `${sandbox} is too long a path for a Unix socket: choose a shorter parent directory`);
     const user = serverUser();
     if (user) await chown(sandbox, user.uid, user.gid);
-    wal = await WalSocketServer.listen(repo, { stanza, systemIdentifier: pg.systemIdentifier }, socketPath, pg.walSegmentSize);
+    // Recovery "to the end of the archive" ends at the end the chain was read with, though the source archives on.
+    wal = await WalSocketServer.listen(repo, { stanza, systemIdentifier: pg.systemIdentifier }, socketPath, pg.walSegmentSize, chain.newest ? { through: chain.newest } : {});
     const tablespaceMap = Object.fromEntries(pg.tablespaces.map((t) => [t.oid, join(sandbox, 'tablespaces', t.oid)]));
     if (pg.tablespaces.length > 0) {
       // The server must traverse it to reach each relocated tablespace (the restore creates the rest with their owners).

@@ -18,7 +18,7 @@ export interface WalServeStats {
   /** Files served, and bytes. */
   files: number;
   bytes: number;
-  /** Names asked for that the repository does not hold (the end of the archive, probes for later timelines). */
+  /** Names asked for that the repository does not hold (the end of the archive, probes for later timelines), or that lie past the horizon. */
   absent: string[];
   /** The first fetch that failed, with its reason. */
   failure?: string;
@@ -27,19 +27,33 @@ export interface WalServeStats {
 /** At most this many bytes of segments read ahead (whole segments; at least one). */
 const READ_AHEAD_BYTES = 256 * 1024 * 1024;
 
+export interface WalServeOptions {
+  /**
+   * The newest segment to serve: segments past its position, on any timeline, are answered as not archived.
+   * A source that keeps archiving would otherwise keep a sandbox recovering "to the end of the archive" for as
+   * long as it replays slower than the source writes: the end is the one the run began with.
+   */
+  through?: string;
+}
+
+/** A segment name's position (log and segment digits), timeline aside. */
+const position = (name: string): string => name.slice(8, 24);
+
 export class WalSocketServer {
   readonly path: string;
   readonly stats: WalServeStats = { files: 0, bytes: 0, absent: [] };
   private readonly server: Server;
   private readonly ahead = new Map<string, Promise<Buffer | undefined>>();
+  private readonly horizon: string | undefined;
 
-  private constructor(path: string, server: Server) {
+  private constructor(path: string, server: Server, options: WalServeOptions) {
     this.path = path;
     this.server = server;
+    this.horizon = options.through === undefined ? undefined : position(options.through);
   }
 
   /** Listens on `path` (a new socket file the server user may connect to). */
-  static async listen(repo: Repository, scope: WalScope, path: string, segmentBytes: number): Promise<WalSocketServer> {
+  static async listen(repo: Repository, scope: WalScope, path: string, segmentBytes: number, options: WalServeOptions = {}): Promise<WalSocketServer> {
     let self: WalSocketServer | undefined;
     const server = createServer((req, res) => {
       void self!.answer(repo, scope, segmentBytes, req.url ?? '', (status, body) => {
@@ -47,7 +61,7 @@ export class WalSocketServer {
         res.end(body);
       });
     });
-    self = new WalSocketServer(path, server);
+    self = new WalSocketServer(path, server, options);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
@@ -60,6 +74,10 @@ export class WalSocketServer {
   private async answer(repo: Repository, scope: WalScope, segmentBytes: number, url: string, reply: (status: number, body: Buffer) => void): Promise<void> {
     const name = decodeURIComponent(url.replace(/^\//, ''));
     if (!WAL_FILE.test(name)) return reply(400, Buffer.from(`not a WAL file name: ${name}`));
+    if (this.pastHorizon(name)) {
+      this.stats.absent.push(name);
+      return reply(404, Buffer.from(`${name} was archived after this run began`));
+    }
     try {
       const pending = this.ahead.get(name) ?? fetchWalBytes(repo, scope, name);
       this.ahead.delete(name);
@@ -83,6 +101,7 @@ export class WalSocketServer {
   private readAhead(repo: Repository, scope: WalScope, name: string, segmentBytes: number): void {
     const count = Math.max(1, Math.min(8, Math.floor(READ_AHEAD_BYTES / segmentBytes)));
     for (const next of segmentsAfter(name, count, segmentBytes)) {
+      if (this.pastHorizon(next)) break;
       if (this.ahead.has(next)) continue;
       const p = fetchWalBytes(repo, scope, next);
       p.catch(() => undefined);
@@ -90,6 +109,10 @@ export class WalSocketServer {
     }
     // Never more than the window: drop what recovery skipped past (a timeline switch).
     while (this.ahead.size > count) this.ahead.delete(this.ahead.keys().next().value!);
+  }
+
+  private pastHorizon(name: string): boolean {
+    return this.horizon !== undefined && WAL_SEGMENT.test(name) && position(name) > this.horizon;
   }
 
   async close(): Promise<void> {
