@@ -22,7 +22,7 @@ beforeAll(async () => {
 afterAll(async () => work.cleanup());
 
 describe('WalSocketServer', () => {
-  it('serves archived segments up to its horizon, and answers "absent" past it on any timeline and beyond the archive', async () => {
+  it('serves archived segments up to its horizon, and answers "absent" for those archived past it, on any timeline', async () => {
     const repo = await Repository.init(new MemoryStore(), keys);
     const pgdata = await fakeCluster(join(work.dir, 'pg'), SYS);
     const segments = new Map<string, Buffer>();
