@@ -12,7 +12,7 @@
  */
 import { createServer, get, type Server } from 'node:http';
 import { chmod, rename, rm, writeFile } from 'node:fs/promises';
-import { fetchWalBytes, StoreUnavailableError, WAL_FILE, WAL_SEGMENT, segmentsAfter, type Repository, type WalScope } from '@coffer/engine';
+import { fetchWalBytes, segmentNumber, StoreUnavailableError, WAL_FILE, WAL_SEGMENT, segmentsAfter, type Repository, type WalScope } from '@coffer/engine';
 
 export interface WalServeStats {
   /** Files served, and bytes. */
@@ -36,20 +36,18 @@ export interface WalServeOptions {
   through?: string;
 }
 
-/** A segment name's position (log and segment digits), timeline aside. */
-const position = (name: string): string => name.slice(8, 24);
-
 export class WalSocketServer {
   readonly path: string;
   readonly stats: WalServeStats = { files: 0, bytes: 0, absent: [] };
   private readonly server: Server;
   private readonly ahead = new Map<string, Promise<Buffer | undefined>>();
-  private readonly horizon: string | undefined;
+  /** The `through` segment's number (its position, timeline aside). */
+  private readonly horizon: bigint | undefined;
 
-  private constructor(path: string, server: Server, options: WalServeOptions) {
+  private constructor(path: string, server: Server, horizon: bigint | undefined) {
     this.path = path;
     this.server = server;
-    this.horizon = options.through === undefined ? undefined : position(options.through);
+    this.horizon = horizon;
   }
 
   /** Listens on `path` (a new socket file the server user may connect to). */
@@ -61,7 +59,7 @@ export class WalSocketServer {
         res.end(body);
       });
     });
-    self = new WalSocketServer(path, server, options);
+    self = new WalSocketServer(path, server, options.through === undefined ? undefined : segmentNumber(options.through, segmentBytes));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
@@ -74,7 +72,7 @@ export class WalSocketServer {
   private async answer(repo: Repository, scope: WalScope, segmentBytes: number, url: string, reply: (status: number, body: Buffer) => void): Promise<void> {
     const name = decodeURIComponent(url.replace(/^\//, ''));
     if (!WAL_FILE.test(name)) return reply(400, Buffer.from(`not a WAL file name: ${name}`));
-    if (this.pastHorizon(name)) {
+    if (this.pastHorizon(name, segmentBytes)) {
       this.stats.absent.push(name);
       return reply(404, Buffer.from(`${name} was archived after this run began`));
     }
@@ -101,7 +99,7 @@ export class WalSocketServer {
   private readAhead(repo: Repository, scope: WalScope, name: string, segmentBytes: number): void {
     const count = Math.max(1, Math.min(8, Math.floor(READ_AHEAD_BYTES / segmentBytes)));
     for (const next of segmentsAfter(name, count, segmentBytes)) {
-      if (this.pastHorizon(next)) break;
+      if (this.pastHorizon(next, segmentBytes)) break;
       if (this.ahead.has(next)) continue;
       const p = fetchWalBytes(repo, scope, next);
       p.catch(() => undefined);
@@ -111,8 +109,8 @@ export class WalSocketServer {
     while (this.ahead.size > count) this.ahead.delete(this.ahead.keys().next().value!);
   }
 
-  private pastHorizon(name: string): boolean {
-    return this.horizon !== undefined && WAL_SEGMENT.test(name) && position(name) > this.horizon;
+  private pastHorizon(name: string, segmentBytes: number): boolean {
+    return this.horizon !== undefined && WAL_SEGMENT.test(name) && segmentNumber(name, segmentBytes) > this.horizon;
   }
 
   async close(): Promise<void> {
