@@ -107,6 +107,9 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   // neither, and what may be deduplicated against is settled by the condemned packs read under the lease.
   const parentLookup = findParent(repo, src.isParent, options.parent ?? 'auto');
   parentLookup.catch(() => undefined);
+  // So is the source walked: the walk reads only the source (a PostgreSQL backup has begun on the server by now).
+  const walked = walkTree(source, src.walk);
+  walked.catch(() => undefined);
   try {
     return await withLease(repo, { purpose: 'backup', ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}) }, backupWith);
   } finally {
@@ -131,7 +134,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     const parent = await parentLookup;
     const parentPages = pageSet(parent?.manifest);
     const known = (id: Uint8Array) => parentPages.has(id);
-    const { entries, skipped, absPath } = await walkTree(source, src.walk);
+    const { entries, skipped, absPath } = await walked;
 
     const parentFiles = new Map<string, TreeEntry>();
     for (const e of parent?.manifest.entries ?? []) if (e.type === 'file') parentFiles.set(e.path, e);
