@@ -12,7 +12,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { COFFER_COMMAND } from './support/cli.js';
+import { coffer, COFFER_COMMAND } from './support/cli.js';
 
 const SEG = (n: number) => `00000001000000000000${n.toString(16).toUpperCase().padStart(4, '0')}`;
 let dir: string;
@@ -114,6 +114,21 @@ describe('restore_command served from the spool by the coffer script', () => {
     expect(await readFile(join(spool, SEG(7)), 'utf8')).toBe('seven');
     // And with all of that right, served.
     expect((await fetch([SEG(7), 'pg_wal/RECOVERYXLOG', '--prefetch=2', '--queue-max', '64', '--system-id', '123'])).status).toBe(0);
+  });
+
+  it('answers "not archived" for timeline 1\'s history file, which no cluster archives, without a spool, a prefetcher or the program; the program answers the same without opening the repository', async () => {
+    await rm(spool, { recursive: true, force: true });
+    const r = await fetch(['00000001.history', 'pg_wal/RECOVERYHISTORY']);
+    expect(r.status).toBe(1);
+    expect(await stat(join(pgdata, 'pg_wal', 'RECOVERYHISTORY')).catch(() => undefined)).toBeUndefined();
+    // Any other history file still goes to the program (the store decides), as before.
+    expect((await fetch(['00000002.history', 'pg_wal/RECOVERYHISTORY'])).status).toBe(PROGRAM);
+    // The program itself: the repository named does not exist, and is not opened.
+    const program = await coffer(['--repo', join(dir, 'no-repository'), 'wal-fetch', '00000001.history', 'pg_wal/RECOVERYHISTORY'], {}, { cwd: pgdata });
+    expect(program.status).toBe(1);
+    expect(program.stderr).toBe('');
+    const other = await coffer(['--repo', join(dir, 'no-repository'), 'wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY'], {}, { cwd: pgdata });
+    expect(other.status).toBe(255);
   });
 
   it("at the archive's end: the last segment, marked to keep, is copied and left for recovery's second request; a history file comes from the spool; a failed fetch is not waited for; nothing is ever answered \"not archived\" here", async () => {

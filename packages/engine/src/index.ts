@@ -77,7 +77,7 @@ export {
 } from './postgres/wal.js';
 export { walKey, legacyWalKey, parseWalKey, walStreamName, parseWalStreamName, WAL_FILE, WAL_SEGMENT, WAL_STREAM, type WalLocation, type WalRecord, type WalScope } from './format/wal-record.js';
 export { restorePostgres, chooseBackup, backupToRestore, recoverySettings, parseTargetTime, timelineAncestry, RESTORE_MARKER, type RecoveryTarget, type RestoreCommandScope, type PostgresRestoreOptions, type PostgresRestoreResult } from './postgres/restore-postgres.js';
-export { recoveryMode, restoreCommandStatus, commandLine, shellQuote, RESTORE_FATAL, RESTORE_FETCHED, RESTORE_NOT_ARCHIVED, type RecoveryMode } from './postgres/restore-command.js';
+export { recoveryMode, restoreCommandStatus, neverArchived, commandLine, shellQuote, RESTORE_FATAL, RESTORE_FETCHED, RESTORE_NOT_ARCHIVED, type RecoveryMode } from './postgres/restore-command.js';
 export { clusterIdentity } from './postgres/cluster-identity.js';
 export { DEFAULT_STANZA, readStanza, listStanzas, ensureStanza, upgradeStanza, requireStanza } from './postgres/stanza.js';
 export { validateStanzaName, type StanzaRecord, type StanzaEntry, type StanzaIdentity } from './format/stanza-record.js';

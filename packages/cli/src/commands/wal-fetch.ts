@@ -1,6 +1,6 @@
 /** `coffer wal-fetch` (restore_command) and the hidden background `wal-prefetch`; exit statuses as PostgreSQL reads them. */
 import { spawn } from 'node:child_process';
-import { recoveryMode, restoreCommandStatus, walFetchScope, walFetch, walPrefetch, CofferError, fromSystemError } from '@coffer/engine';
+import { neverArchived, recoveryMode, restoreCommandStatus, walFetchScope, walFetch, walPrefetch, CofferError, fromSystemError } from '@coffer/engine';
 import { intOption, repoArgs, stanzaOf, COFFER_BIN, CommandExit, type CliContext } from '../context.js';
 
 export function register(ctx: CliContext): void {
@@ -16,6 +16,8 @@ export function register(ctx: CliContext): void {
     .action(async (name: string, dest: string, o: { prefetch: number; queueMax: number; spool?: string; systemId?: string; socket?: string }) => {
       // restore_command runs in the data directory: its signal file says how PostgreSQL will read our status.
       const mode = await recoveryMode(process.cwd());
+      // Answered before the repository is opened: that is what this call would otherwise cost.
+      if (neverArchived(name)) throw new CommandExit(restoreCommandStatus('absent', mode));
       let result;
       try {
         if (o.socket !== undefined) {

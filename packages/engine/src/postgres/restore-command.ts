@@ -24,6 +24,19 @@ export const RESTORE_FATAL = 255;
 
 export type RecoveryMode = 'recovery' | 'standby';
 
+/**
+ * Files no cluster archives, answered "not archived" without asking the
+ * store. Timeline 1 has no history file: PostgreSQL writes one for each new
+ * timeline (2 and up), naming its parent. It still asks for
+ * `00000001.history` once, at the promotion that starts timeline 2, to copy
+ * the parent's history into the new file — empty for timeline 1 either way.
+ * On S3 that call cost a process start and a repository opening at the end
+ * of every restore's recovery.
+ */
+export function neverArchived(name: string): boolean {
+  return name === '00000001.history';
+}
+
 /** The recovery mode of the data directory restore_command runs in (its working directory). */
 export async function recoveryMode(pgdata: string): Promise<RecoveryMode> {
   return access(join(pgdata, 'standby.signal')).then(

@@ -49,6 +49,7 @@ import { Lease } from '../repository/leases.js';
 import { formatLsn, nextSegment, segmentName, segmentNumber } from './layout.js';
 import { historyName, parseHistory } from './timeline-history.js';
 import { DEFAULT_STANZA, ensureStanza, readStanza, requireStanza, stanzaHasSystem } from './stanza.js';
+import { neverArchived } from './restore-command.js';
 import { readSegmentHeader } from './wal-header.js';
 import { sealWal, type SealedWal } from './wal-seal.js';
 
@@ -718,6 +719,7 @@ export async function backupLabelStart(pgdata: string): Promise<{ name: string; 
 
 async function fetchOne(repo: Repository, scope: WalScope, name: string, dest: string, options: WalFetchOptions): Promise<WalFetchResult> {
   checkWalName(name);
+  if (neverArchived(name)) return { outcome: 'absent', size: 0 };
   const spool = options.spoolDir ?? defaultSpool(dest);
   await clearStaleSpool(spool, name);
   // Where recovery stands, for a prefetcher that follows it (a hint: nothing depends on it being written).
@@ -1042,9 +1044,12 @@ async function endOfArchive(spoolDir: string, absent: string, segmentBytes: numb
   const last = number > 0n ? segmentName(parseInt(absent.slice(0, 8), 16), number - 1n, segmentBytes) : undefined;
   if (last !== undefined && ((await fileSize(join(spoolDir, last))) !== undefined || (await fetchTo(last, true)) === 'spooled')) await writeFile(join(spoolDir, keepNote(last)), '');
   // Ending, recovery picks the next timeline, and copies the history of the one it leaves (PostgreSQL asks for
-  // that file even for timeline 1, which has none).
+  // that file even for timeline 1, which has none: wal-fetch answers that call without the store).
   const timeline = parseInt(absent.slice(0, 8), 16);
-  for (const tli of [timeline + 1, timeline]) await fetchTo(`${tli.toString(16).toUpperCase().padStart(8, '0')}.history`, true);
+  for (const tli of [timeline + 1, timeline]) {
+    const history = historyName(tli);
+    if (!neverArchived(history)) await fetchTo(history, true);
+  }
 }
 
 /** Spooled segments that sort before `name` on its timeline will never be asked for again. */
