@@ -70,6 +70,44 @@ describe('StreamingChunker', () => {
     );
   });
 
+  it('released chunkers hand their buffers on without touching a live chunker’s bytes, in any interleaving', () => {
+    // Up to three files chunked at once (as a thread does), each released when done and a new one started:
+    // every chunk, checked as it is returned, must hold the input's bytes at its offset.
+    fc.assert(
+      fc.property(fc.array(inputArb, { minLength: 1, maxLength: 6 }), fc.array(fc.tuple(fc.nat(2), fc.integer({ min: 1, max: 7000 })), { minLength: 1, maxLength: 80 }), (files, steps) => {
+        type Live = { data: Buffer; fed: number; emitted: number; chunker: StreamingChunker };
+        const queue = files.map((f) => Buffer.from(f));
+        const lanes: (Live | undefined)[] = [undefined, undefined, undefined];
+        const check = (l: Live, chunks: Buffer[]) => {
+          for (const ch of chunks) {
+            expect(ch.equals(l.data.subarray(l.emitted, l.emitted + ch.length))).toBe(true);
+            l.emitted += ch.length;
+          }
+        };
+        const advance = (lane: number, bytes: number) => {
+          let l = lanes[lane];
+          if (!l) {
+            const data = queue.shift();
+            if (!data) return;
+            l = lanes[lane] = { data, fed: 0, emitted: 0, chunker: new StreamingChunker(SMALL) };
+          }
+          const piece = l.data.subarray(l.fed, l.fed + bytes);
+          l.fed += piece.length;
+          check(l, l.chunker.push(piece));
+          if (l.fed === l.data.length) {
+            check(l, l.chunker.finish());
+            expect(l.emitted).toBe(l.data.length);
+            l.chunker.release();
+            lanes[lane] = undefined;
+          }
+        };
+        for (const [lane, bytes] of steps) advance(lane, bytes);
+        for (let lane = 0; lane < lanes.length; lane++) while (lanes[lane] || queue.length > 0) advance(lane, 7000);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('chunks concatenate to the input and respect min/max (all but the last ≥ min)', () => {
     fc.assert(
       fc.property(inputArb, (data) => {

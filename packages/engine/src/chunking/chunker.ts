@@ -11,6 +11,7 @@
  * only on the bytes, never on how they were split into reads.
  */
 import { requireCommonJs } from '../commonjs.js';
+import { BufferPool } from '../buffer-pool.js';
 import { InvalidArgumentError } from '../errors.js';
 
 const { get_chunks } = requireCommonJs('fastcdc-wasm') as typeof import('fastcdc-wasm');
@@ -54,6 +55,8 @@ export function validateFixedChunker(p: FixedChunkerParams): FixedChunkerParams 
 export interface Chunker {
   push(data: Uint8Array): Buffer[];
   finish(): Buffer[];
+  /** Done with the chunker and every chunk it returned: its buffers may serve the next one. */
+  release?(): void;
 }
 
 export function createChunker(c: Chunking): Chunker {
@@ -68,6 +71,9 @@ export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
   if (!ok) throw new InvalidArgumentError('chunker parameters', `need 64 ≤ min ≤ avg ≤ max ≤ 64 MiB with avg ≥ 256 and max ≥ 1024, got ${JSON.stringify(p)}`);
   return p;
 }
+
+/** Working buffers of released chunkers, for the next file's (a new one would fault in every byte it chunks). */
+const workBuffers = new BufferPool(4);
 
 /**
  * Feed bytes in any pieces; receive chunks. Returned chunks are views into a
@@ -89,9 +95,12 @@ export class StreamingChunker implements Chunker {
     if (data.byteLength === 0) return [];
     const pending = this.len - this.start;
     if (pending + data.byteLength > this.work.length) {
-      // Pending bytes stay below maxSize, so this grows only to maxSize + the largest push.
-      const next = Buffer.allocUnsafeSlow(Math.max(pending + data.byteLength, this.params.maxSize * 2, this.work.length * 2));
+      // Pending bytes stay below maxSize, so this grows only to maxSize + the largest push (with room
+      // for what stays pending: reads of one size then fit without growing again).
+      const need = pending + data.byteLength;
+      const next = workBuffers.take(need, Math.max(need + this.params.maxSize * 2, this.work.length * 2));
       this.work.copy(next, 0, this.start, this.len);
+      workBuffers.give(this.work);
       this.work = next;
     } else if (this.start > 0) {
       this.work.copyWithin(0, this.start, this.len);
@@ -110,6 +119,12 @@ export class StreamingChunker implements Chunker {
     const out = this.cut(true);
     this.start = this.len = 0;
     return out;
+  }
+
+  release(): void {
+    workBuffers.give(this.work);
+    this.work = Buffer.alloc(0);
+    this.start = this.len = 0;
   }
 
   private cut(atEnd: boolean): Buffer[] {

@@ -8,6 +8,7 @@
 import type { ReadPacer } from './read-pacer.js';
 import { fsPath } from '../names.js';
 import { open, type FileHandle } from 'node:fs/promises';
+import { BufferPool } from '../buffer-pool.js';
 import { createChunker, type Chunking } from '../chunking/chunker.js';
 import type { ChunkCodec } from '../format/chunk-codec.js';
 import { loadReadCheck, type CheckedFile, type ReadCheckSpec } from './read-check.js';
@@ -33,11 +34,8 @@ export interface FileChunks {
 
 export const READ_SIZE = 4 * 1024 * 1024;
 
-/** Two read buffers per thread, reused from file to file: reads alternate between them. */
-const spare: Buffer[] = [];
-function takeBuffer(): Buffer {
-  return spare.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
-}
+/** Read buffers, reused from file to file (each file reads into two, alternately). */
+const readBuffers = new BufferPool(4);
 
 /** Part of a file: `length` bytes from `start` (`undefined`: to the end). Only fixed chunking may split a file, at a multiple of its chunk size. */
 export interface FileRange {
@@ -55,7 +53,7 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
   const pageChunks = chunking.algorithm === 'fixed';
   const groupBytes = pageChunks ? (chunking.groupBytes ?? 0) : 0;
   const ids: Buffer[] = [];
-  const buffers = [takeBuffer(), takeBuffer()];
+  const buffers = [readBuffers.take(READ_SIZE), readBuffers.take(READ_SIZE)];
   let size = 0;
   let turn = 0;
   let position = range?.start ?? 0;
@@ -95,7 +93,8 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
     // No read may still be filling a buffer when it goes back to the pool.
     await next.catch(() => undefined);
     await fh.close();
-    spare.push(...buffers);
+    for (const b of buffers) readBuffers.give(b);
+    chunker.release?.();
   }
   return { ids: Buffer.concat(ids), size, ...(damaged && damaged.length > 0 ? { damaged } : {}) };
 }
