@@ -1,9 +1,9 @@
 /**
- * Large scratch buffers kept on a thread for its next file or range. A new
- * buffer of a few MiB costs a page fault (and the kernel's zeroing) for every
- * 4 KiB first written to it, and the garbage collector's unmapping after:
- * paid on every file read or range restored, that was a tenth of a short
- * backup's main thread. A kept buffer was faulted in once.
+ * Large scratch buffers kept on a thread for its next file. A new buffer of a
+ * few MiB costs a page fault (and the kernel's zeroing) for every 4 KiB first
+ * written to it, and the garbage collector's unmapping after: paid on every
+ * file read, that was a tenth of a short backup's main thread. A kept buffer
+ * was faulted in once.
  */
 export class BufferPool {
   private readonly spare: Buffer[] = [];

@@ -34,8 +34,8 @@ export interface FileChunks {
 
 export const READ_SIZE = 4 * 1024 * 1024;
 
-/** Read buffers, reused from file to file (each file reads into two, alternately). */
-const readBuffers = new BufferPool(4);
+/** Read buffers, reused from file to file (each file reads into two, alternately; a thread reads up to four files at once). */
+const readBuffers = new BufferPool(8);
 
 /** Part of a file: `length` bytes from `start` (`undefined`: to the end). Only fixed chunking may split a file, at a multiple of its chunk size. */
 export interface FileRange {

@@ -5,7 +5,6 @@
  * chunks that continue each other in a file (pages) are gathered into one
  * write; a chunk is written only after it verified.
  */
-import { BufferPool } from '../buffer-pool.js';
 import { ID_BYTES, type ChunkCodec } from '../format/chunk-codec.js';
 
 /**
@@ -32,10 +31,6 @@ export interface RangeWriter {
 /** Chunks up to this size are copied into runs of consecutive bytes of a file, written once per run of up to `WRITE_RUN` bytes. */
 const SMALL_CHUNK = 32 * 1024;
 const WRITE_RUN = 1024 * 1024;
-/** Decompression buffers are at least this large, so one kept serves the ranges after it. */
-const SCRATCH = 1024 * 1024;
-/** Scratch and run buffers of finished ranges; several ranges may be written at once on the main thread. */
-const rangeBuffers = new BufferPool(8);
 
 /** Zeros to compare large chunks with. */
 const ZEROS = Buffer.alloc(256 * 1024);
@@ -58,52 +53,42 @@ function allZero(b: Uint8Array): boolean {
 export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeChunks, out: RangeWriter, onChunk?: (bytes: number) => void, holes = false): Promise<string | undefined> {
   const { starts, lengths, rawLengths, useCounts, useFiles, useOffsets } = chunks;
   const ids = Buffer.from(chunks.ids.buffer, chunks.ids.byteOffset, chunks.ids.byteLength);
-  // One decompression buffer per range, reused chunk after chunk (writes are awaited in turn), and
-  // both kept for the thread's next range.
+  // One decompression buffer per range, reused chunk after chunk (writes are awaited in turn).
   let largest = 1;
   for (const n of rawLengths) largest = Math.max(largest, n);
-  const scratch = rangeBuffers.take(largest, Math.max(largest, SCRATCH));
+  const scratch = Buffer.allocUnsafeSlow(largest);
   const run = { file: -1, offset: 0, length: 0, uses: 0, buf: undefined as Buffer | undefined };
-  try {
-    return await writeChunks();
-  } finally {
-    rangeBuffers.give(scratch);
-    if (run.buf) rangeBuffers.give(run.buf);
-  }
-
-  async function writeChunks(): Promise<string | undefined> {
-    const flush = async () => {
-      if (run.uses === 0) return;
-      await out.write(run.file, run.buf!.subarray(0, run.length), run.offset, run.uses);
-      run.uses = run.length = 0;
-    };
-    let u = 0;
-    for (let i = 0; i < starts.length; i++) {
-      const start = starts[i]!;
-      const plain = codec.decode(ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES), data.subarray(start, start + lengths[i]!), scratch);
-      if (typeof plain === 'string') return plain;
-      const end = u + useCounts[i]!;
-      for (; u < end; u++) {
-        const file = useFiles[u]!;
-        const offset = useOffsets[u]!;
-        if (plain.length > SMALL_CHUNK) {
-          await flush();
-          await out.write(file, holes && allZero(plain) ? plain.subarray(0, 0) : plain, offset, 1);
-        } else {
-          if (run.uses > 0 && (run.file !== file || run.offset + run.length !== offset || run.length + plain.length > WRITE_RUN)) await flush();
-          if (run.uses === 0) {
-            run.file = file;
-            run.offset = offset;
-          }
-          run.buf ??= rangeBuffers.take(WRITE_RUN);
-          plain.copy(run.buf, run.length);
-          run.length += plain.length;
-          run.uses++;
+  const flush = async () => {
+    if (run.uses === 0) return;
+    await out.write(run.file, run.buf!.subarray(0, run.length), run.offset, run.uses);
+    run.uses = run.length = 0;
+  };
+  let u = 0;
+  for (let i = 0; i < starts.length; i++) {
+    const start = starts[i]!;
+    const plain = codec.decode(ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES), data.subarray(start, start + lengths[i]!), scratch);
+    if (typeof plain === 'string') return plain;
+    const end = u + useCounts[i]!;
+    for (; u < end; u++) {
+      const file = useFiles[u]!;
+      const offset = useOffsets[u]!;
+      if (plain.length > SMALL_CHUNK) {
+        await flush();
+        await out.write(file, holes && allZero(plain) ? plain.subarray(0, 0) : plain, offset, 1);
+      } else {
+        if (run.uses > 0 && (run.file !== file || run.offset + run.length !== offset || run.length + plain.length > WRITE_RUN)) await flush();
+        if (run.uses === 0) {
+          run.file = file;
+          run.offset = offset;
         }
+        run.buf ??= Buffer.allocUnsafe(WRITE_RUN);
+        plain.copy(run.buf, run.length);
+        run.length += plain.length;
+        run.uses++;
       }
-      onChunk?.(plain.length * useCounts[i]!);
     }
-    await flush();
-    return undefined;
+    onChunk?.(plain.length * useCounts[i]!);
   }
+  await flush();
+  return undefined;
 }
