@@ -12,7 +12,7 @@ const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
 /** Rank of each top-level folder or root file: an import may point only to an equal or lower rank. */
 const LAYERS: [number, string[]][] = [
-  [0, ['errors.ts', 'bytes.ts', 'commonjs.ts', 'names.ts', 'durable.ts', 'pid-file.ts', 'xattrs.ts', 'host-port.ts', 'crypto', 'chunking', 'store', 'keys', 'testing']],
+  [0, ['errors.ts', 'bytes.ts', 'commonjs.ts', 'names.ts', 'durable.ts', 'pid-file.ts', 'xattrs.ts', 'host-port.ts', 'buffer-pool.ts', 'crypto', 'chunking', 'store', 'keys', 'testing']],
   [1, ['format']],
   [2, ['repository']],
   [3, ['content']],
