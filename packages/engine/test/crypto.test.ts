@@ -166,7 +166,9 @@ describe('LocalKeyProvider', () => {
 });
 
 describe('pack trailers', () => {
-  const entryArb = fc.record({ id: fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b)), length: fc.integer({ min: 1, max: 1 << 20 }), rawLength: fc.nat(1 << 24), members: fc.integer({ min: 1, max: 4 }) });
+  const id = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b));
+  // A blob of page deltas names a base per member (CPK3); a pack without any is CPK2.
+  const entryArb = fc.record({ id, length: fc.integer({ min: 1, max: 1 << 20 }), rawLength: fc.nat(1 << 24), members: fc.integer({ min: 1, max: 4 }), base: fc.option(id, { freq: 3 }) });
 
   it('round trip: members of one blob share its offset and length', () => {
     fc.assert(
@@ -174,10 +176,12 @@ describe('pack trailers', () => {
         const entries: PackEntry[] = [];
         let offset = 0;
         for (const b of blobs) {
-          for (let m = 0; m < b.members; m++) entries.push({ id: b.id, offset, length: b.length, rawLength: b.rawLength + m });
+          for (let m = 0; m < b.members; m++) entries.push({ id: b.id, offset, length: b.length, rawLength: b.rawLength + m, ...(b.base ? { base: b.base } : {}) });
           offset += b.length;
         }
-        expect(decodeTrailer(encodeTrailer(entries))).toEqual(entries);
+        const trailer = encodeTrailer(entries);
+        expect(trailer.subarray(0, 4).toString()).toBe(entries.some((e) => e.base) ? 'CPK3' : 'CPK2');
+        expect(decodeTrailer(trailer)).toEqual(entries);
       }),
     );
   });

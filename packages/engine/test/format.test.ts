@@ -2,29 +2,40 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { backupWalFiles, chunkIdBytes, chunkIdsOf, decodeIndex, decodeManifest, encodeIndex, encodeManifest, pageChecksum, parseLsn, segmentName, type BackupManifest, type IndexedPack } from '@coffer/engine';
 // Internals, not part of the package's public surface: tested where they are built.
-import { forEachPackRecord, joinPackRecords, scanIndex } from '../dist/format/index-file.js';
+import { copyPackRecord, forEachPackRecord, joinPackRecords, scanIndex, type PackRecord } from '../dist/format/index-file.js';
 import { IdTable } from '../dist/repository/id-table.js';
 
 describe('index objects', () => {
+  const id = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b));
+  // Some entries are page deltas naming their base (CIX2); an index without any is CIX1.
   const packArb = fc.record({
     sha: fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b).toString('hex')),
     entries: fc.array(
-      fc.record({ id: fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b)), offset: fc.nat(2 ** 31), length: fc.nat(2 ** 24), rawLength: fc.nat(2 ** 24) }),
+      fc.tuple(fc.record({ id, offset: fc.nat(2 ** 31), length: fc.nat(2 ** 24), rawLength: fc.nat(2 ** 24) }), fc.option(id, { freq: 4 })).map(([e, base]) => (base ? { ...e, base } : e)),
       { maxLength: 20 },
     ),
   });
+  const view = (p: IndexedPack) => ({ sha: p.sha, entries: p.entries.map((e) => ({ ...e, id: Buffer.from(e.id), ...(e.base ? { base: Buffer.from(e.base) } : {}) })) });
 
   it('scanning in place sees exactly what decoding sees, pack by pack and entry by entry', () => {
     fc.assert(
       fc.property(fc.array(packArb, { maxLength: 8 }), (packs: IndexedPack[]) => {
         const plain = encodeIndex(packs);
+        expect(plain.subarray(0, 4).toString()).toBe(packs.some((p) => p.entries.some((e) => e.base)) ? 'CIX2' : 'CIX1');
         const seen: IndexedPack[] = [];
+        const at = new Map<number, IndexedPack['entries'][number]>();
         scanIndex(
           plain,
           (sha) => seen.push({ sha, entries: [] }),
-          (bytes, at) => seen[seen.length - 1]!.entries.push({ id: Buffer.from(bytes.subarray(at, at + 32)), offset: bytes.readUInt32BE(at + 32), length: bytes.readUInt32BE(at + 36), rawLength: bytes.readUInt32BE(at + 40) }),
+          (bytes, o) => {
+            const e = { id: Buffer.from(bytes.subarray(o, o + 32)), offset: bytes.readUInt32BE(o + 32), length: bytes.readUInt32BE(o + 36), rawLength: bytes.readUInt32BE(o + 40) };
+            seen[seen.length - 1]!.entries.push(e);
+            at.set(o, e);
+          },
+          (bytes, entryAt, baseAt) => void (at.get(entryAt)!.base = Buffer.from(bytes.subarray(baseAt, baseAt + 32))),
         );
-        expect(seen).toEqual(decodeIndex(plain).map((p) => ({ sha: p.sha, entries: p.entries.map((e) => ({ ...e, id: Buffer.from(e.id) })) })));
+        expect(seen).toEqual(decodeIndex(plain).map(view));
+        expect(decodeIndex(plain).map(view)).toEqual(packs.map(view));
       }),
     );
   });
@@ -32,19 +43,31 @@ describe('index objects', () => {
   it('pack records copied as bytes from several indexes, some dropped, make the index of the packs kept', () => {
     fc.assert(
       fc.property(fc.array(fc.array(packArb, { maxLength: 5 }), { maxLength: 4 }), fc.func(fc.boolean()), (objects: IndexedPack[][], drop: (sha: string) => boolean) => {
-        const records: Buffer[] = [];
-        for (const packs of objects) forEachPackRecord(encodeIndex(packs), (sha, _n, start, end) => void (drop(sha) || records.push(encodeIndex(packs).subarray(start, end))));
+        const records: PackRecord[] = [];
+        for (const packs of objects) {
+          const plain = encodeIndex(packs);
+          forEachPackRecord(plain, (sha, _n, start, end) => void (drop(sha) || records.push(copyPackRecord(plain, start, end))));
+        }
         const kept = objects.flat().filter((p) => !drop(p.sha));
         expect(joinPackRecords(records).equals(encodeIndex(kept))).toBe(true);
       }),
     );
   });
 
-  it('a truncated or padded index is refused by both readers', () => {
-    const plain = encodeIndex([{ sha: 'ab'.repeat(32), entries: [{ id: Buffer.alloc(32, 1), offset: 0, length: 10, rawLength: 20 }] }]);
-    for (const bad of [plain.subarray(0, plain.length - 1), Buffer.concat([plain, Buffer.of(0)]), Buffer.concat([Buffer.from('CIX9'), plain.subarray(4)])]) {
-      expect(() => decodeIndex(bad)).toThrow(RangeError);
-      expect(() => scanIndex(bad, () => undefined, () => undefined)).toThrow(RangeError);
+  it('a truncated or padded index, or a delta record naming no entry, is refused by both readers', () => {
+    const entry = { id: Buffer.alloc(32, 1), offset: 0, length: 10, rawLength: 20 };
+    for (const plain of [encodeIndex([{ sha: 'ab'.repeat(32), entries: [entry] }]), encodeIndex([{ sha: 'ab'.repeat(32), entries: [{ ...entry, base: Buffer.alloc(32, 2) }] }])]) {
+      const bad = [plain.subarray(0, plain.length - 1), Buffer.concat([plain, Buffer.of(0)]), Buffer.concat([Buffer.from('CIX9'), plain.subarray(4)])];
+      if (plain.subarray(0, 4).toString() === 'CIX2') {
+        // The delta record's entry number (after the one entry and the count) points past the pack's entries.
+        const past = Buffer.from(plain);
+        past.writeUInt32BE(1, 8 + 36 + 44 + 4);
+        bad.push(past);
+      }
+      for (const b of bad) {
+        expect(() => decodeIndex(b)).toThrow(RangeError);
+        expect(() => scanIndex(b, () => undefined, () => undefined)).toThrow(RangeError);
+      }
     }
   });
 });

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PageDelta, PageDeltaError } from '../src/format/page-delta.js';
+import { ChunkCodec } from '../src/format/chunk-codec.js';
 
 const PAGE = 8192;
 const codec = new PageDelta(3);
@@ -107,5 +108,33 @@ describe('page deltas', () => {
     const delta = Buffer.from(codec.encode(Buffer.alloc(PAGE, 4), plain)!);
     expect(() => codec.decode(delta, plain, PAGE - 1)).toThrow(PageDeltaError);
     expect(() => codec.decode(Buffer.from('not a frame'), plain, PAGE)).toThrow(PageDeltaError);
+  });
+});
+
+describe('page deltas in a sealed group', () => {
+  const keys = { idKey: randomBytes(32), dataKeys: new Map([[1, randomBytes(32)]]), currentKeyId: 1 };
+  const chunks = new ChunkCodec(keys, 3);
+
+  it('a member gives its page only against its own base: another base, or no base, is a reason and never bytes', () => {
+    fc.assert(
+      fc.property(page, page, fc.uint8Array({ minLength: 24, maxLength: 24 }), edits, (base, other, header, changes) => {
+        const p = edited(base, header, changes);
+        const frame = chunks.deltaOf(p, base);
+        fc.pre(frame !== undefined && !p.equals(base));
+        const id = chunks.id(p);
+        chunks.startBatch();
+        const blob = Buffer.from(chunks.encodeDeltaGroup([{ id, base: chunks.id(base), rawLength: PAGE, frame: frame! }]));
+        const found = chunks.findDelta(id, blob);
+        expect(typeof found === 'string' ? found : found.base.equals(chunks.id(base))).toBe(true);
+        expect(Buffer.from(chunks.decodeDelta(id, blob, base) as Buffer).equals(p)).toBe(true);
+        if (!other.equals(base)) expect(typeof chunks.decodeDelta(id, blob, other)).toBe('string');
+        expect(chunks.decode(id, blob)).toMatch(/page delta/);
+        // A codec of its own: this one keeps the group it opened, known by its nonce and tag.
+        const flipped = Buffer.from(blob);
+        flipped[flipped.length - 20]! ^= 1;
+        expect(typeof new ChunkCodec(keys, 3).decodeDelta(id, flipped, base)).toBe('string');
+      }),
+      { numRuns: 150 },
+    );
   });
 });

@@ -71,6 +71,8 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
   let missingUnreported = 0;
 
   const scratch = new ReadScratch();
+  // The bases of the page deltas backups reference, wherever their ids fall: looked up after the ranges.
+  const wantedBases = new Map<string, Buffer>();
   let queue = split({ lo: 0, hi: SPAN }, rangesFor(input.expectedEntries, capacity));
   let surveyed = false;
   while (queue.length > 0) {
@@ -85,6 +87,8 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
     let full = false;
     let current = -1;
     let currentCondemned = false;
+    /** For entries of the range that are page deltas: table index → base id. */
+    const deltaBase = new Map<number, Buffer>();
     for (const key of input.indexKeys) {
       if (badIndexKeys.has(key)) continue;
       const plain = await openIndex(repo, key, survey, (e) => {
@@ -115,6 +119,11 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
           if (i === before) packOf[i] = current;
           // A chunk also in a condemned pack (one being repacked) is located in its other pack.
           else if (!currentCondemned && condemned.has(packs.shas[packOf[i]!]!)) packOf[i] = current;
+        },
+        (bytes, entryAt, baseAt) => {
+          if (full || !inRange(bytes, entryAt, range)) return;
+          const i = table.find(bytes, entryAt);
+          if (i >= 0) deltaBase.set(i, Buffer.from(bytes.subarray(baseAt, baseAt + ID_BYTES)));
         },
       );
     }
@@ -178,7 +187,9 @@ export async function checkReferences(repo: Repository, input: ReferenceInput): 
         }
       }
     }
+    for (const [i, base] of deltaBase) if (referenced[i]) wantedBases.set(base.toString('latin1'), base);
   }
+  await checkBases(repo, input, badIndexKeys, wantedBases, problems);
   if (missingUnreported > 0) problems.push(new MissingObjectError('chunks', `${missingUnreported} more references to chunks listed by no index (the first ${MISSING_REPORTED} are reported one by one)`));
   return result;
 }
@@ -250,4 +261,48 @@ export function idCapacity(memoryBytes: number): number {
     best = Math.max(best, Math.min(Math.floor(slots * MAX_LOAD), Math.floor((memoryBytes - slots * 8 - ID_BYTES) / (ID_BYTES + 5))));
   }
   return Math.max(256, best);
+}
+
+/**
+ * The bases the referenced page deltas need, and theirs in turn, must be
+ * indexed too: a restore applies each delta to its base. Their packs count
+ * as needed. Memory is a table of those bases (32 bytes and slots each).
+ */
+async function checkBases(repo: Repository, input: ReferenceInput, bad: ReadonlySet<string>, wanted: Map<string, Buffer>, problems: CofferError[]): Promise<void> {
+  const found = new Set<string>();
+  let frontier = [...wanted.values()];
+  while (frontier.length > 0) {
+    const table = new IdTable(frontier.length);
+    for (const id of frontier) table.addBytes(id, 0);
+    const next = new Map<string, Buffer>();
+    for (const key of input.indexKeys) {
+      if (bad.has(key)) continue;
+      let current = -1;
+      scanIndex(
+        await repo.openIndexObject(key),
+        (sha) => (current = input.packs.number(sha, `listed by index ${key}`)),
+        (bytes, at) => {
+          if (!table.has(bytes, at)) return;
+          found.add(bytes.toString('latin1', at, at + ID_BYTES));
+          input.packs.mark(current, NEEDED);
+        },
+        (bytes, entryAt, baseAt) => {
+          if (!table.has(bytes, entryAt)) return;
+          const k = bytes.toString('latin1', baseAt, baseAt + ID_BYTES);
+          if (!wanted.has(k)) next.set(k, Buffer.from(bytes.subarray(baseAt, baseAt + ID_BYTES)));
+        },
+      );
+    }
+    for (const [k, id] of next) wanted.set(k, id);
+    frontier = [...next.values()];
+  }
+  let reported = 0;
+  for (const [k, id] of wanted) {
+    if (found.has(k)) continue;
+    if (reported++ === MISSING_REPORTED) {
+      problems.push(new MissingObjectError('chunks', `more bases of page deltas listed by no index (the first ${MISSING_REPORTED} are reported one by one)`));
+      break;
+    }
+    problems.push(new MissingObjectError(`chunk ${id.toString('hex')}`, 'the base of a page delta a backup references, but listed by no index'));
+  }
 }

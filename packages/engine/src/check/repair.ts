@@ -157,7 +157,8 @@ async function repairUnderLease(repo: Repository, options: RepairOptions): Promi
       const ids = chunkIdsOf(e);
       let lacks = false;
       for (let at = 0; at < ids.length; at += 32) {
-        if (index.has(ids.subarray(at, at + 32))) continue;
+        // A page delta needs its whole chain of bases.
+        if (index.complete(ids.subarray(at, at + 32))) continue;
         missing++;
         lacks = true;
       }

@@ -34,8 +34,17 @@ export async function verifyPack(repo: Repository, sha: string, listed: readonly
   const at = new Map<string, PackEntry[]>();
   for (const c of chunks) {
     if (c.offset + c.length > dataEnd) throw new CorruptObjectError(key, `trailer places chunk ${c.id.toString('hex')} past the end of the data`);
-    const plain = repo.objects.codec.decode(c.id, data.subarray(c.offset, c.offset + c.length));
-    if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    const blob = data.subarray(c.offset, c.offset + c.length);
+    if (c.base) {
+      // A page delta is found, opened and its base named as the trailer says here; its page is proven with its
+      // base's bytes (`verifyDeltas`).
+      const found = repo.objects.codec.findDelta(c.id, blob);
+      if (typeof found === 'string') throw new CorruptObjectError(key, found);
+      if (!found.base.equals(c.base)) throw new CorruptObjectError(key, `chunk ${c.id.toString('hex')} is a delta against ${found.base.toString('hex')}, its trailer says against ${c.base.toString('hex')}`);
+    } else {
+      const plain = repo.objects.codec.decode(c.id, blob);
+      if (typeof plain === 'string') throw new CorruptObjectError(key, plain);
+    }
     const k = c.id.toString('latin1');
     at.set(k, [...(at.get(k) ?? []), c]);
   }

@@ -112,7 +112,7 @@ export class PackWriter {
       this.append(b.blob);
       const offset = this.size - b.blob.length;
       for (const c of b.chunks) {
-        this.entries.push({ id: Buffer.from(c.id), offset, length: b.blob.length, rawLength: c.rawLength });
+        this.entries.push({ id: Buffer.from(c.id), offset, length: b.blob.length, rawLength: c.rawLength, ...(c.base ? { base: Buffer.from(c.base) } : {}) });
         this.stats.newChunks++;
         this.stats.newBytes += c.rawLength;
       }

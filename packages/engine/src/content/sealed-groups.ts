@@ -5,10 +5,10 @@
  */
 import type { ChunkCodec } from '../format/chunk-codec.js';
 
-/** A sealed blob and the chunks it holds: one, or the members of a group in order. */
+/** A sealed blob and the chunks it holds: one, or the members of a group in order (with its base, a page delta's). */
 export interface SealedBlob {
   blob: Buffer;
-  chunks: { id: Buffer; rawLength: number }[];
+  chunks: { id: Buffer; rawLength: number; base?: Buffer }[];
 }
 
 /** Blobs are views into the codec's slab: the caller copies them out before the codec's next `startBatch`. */

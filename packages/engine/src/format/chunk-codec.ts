@@ -4,12 +4,14 @@
  * (`sealed-blob.ts`) and the group layout (`group-blob.ts`).
  *
  * A single chunk is a version-1 blob whose plaintext is a format byte, then
- * the body — 0 = raw, 1 = zstd (2 is reserved for a zstd body compressed with
- * a base chunk as dictionary, the planned page-delta representation) — sealed
- * with the chunk id as associated data. A group blob (version 2) holds several
- * small chunks compressed together — the new pages of one relation file,
- * which compress far better side by side than one by one — under a fixed
- * associated text. Every member is still a chunk of its own in the index.
+ * the body — 0 = raw, 1 = zstd (2 stays reserved) — sealed with the chunk id
+ * as associated data. A group blob (version 2) holds several small chunks
+ * compressed together — the new pages of one relation file, which compress
+ * far better side by side than one by one — under a fixed associated text.
+ * A delta group (a group blob whose plaintext has format 5) holds changed
+ * pages as deltas against their previous versions (`page-delta.ts`): a
+ * member decodes only with its base's bytes in hand. Every member is still a
+ * chunk of its own in the index.
  *
  * Opening verifies the tag, decodes, and recomputes the keyed id: a blob that
  * decrypts but yields other bytes than its id promises is corrupt too. The
@@ -20,6 +22,8 @@ import { TAG_BYTES, NONCE_BYTES, SEAL_OVERHEAD } from '../crypto/aead.js';
 import { chunkId, chunkIdMatches, ID_BYTES } from './chunk-id.js';
 import { Zstd } from './compression.js';
 import { decodeGroupHead, encodeGroupHead, findMember, type GroupDirectory } from './group-blob.js';
+import { decodeDeltaGroupHead, deltaFrame, encodeDeltaGroup, ENC_GROUP_DELTA, type DeltaDirectory, type DeltaMember } from './delta-group.js';
+import { PageDelta } from './page-delta.js';
 import { BLOB_HEADER, BLOB_OVERHEAD, BLOB_VERSION, BlobSealer, GROUP_BLOB_VERSION, type Keys } from './sealed-blob.js';
 
 // Ids, envelope constants and keys live in their own leaves; they are re-exported where the codec's users find them.
@@ -32,13 +36,21 @@ const GROUP_CACHE = 8;
 const ENC_RAW = 0;
 const ENC_ZSTD = 1;
 
-interface DecodedGroup {
-  dir: GroupDirectory;
+type DecodedGroup = {
   /** Where the next search starts. */
   next: number;
-  body: Buffer;
   /** The reusable buffer `body` lies in. */
   buffer: Buffer;
+} & ({ delta: false; dir: GroupDirectory; body: Buffer } | { delta: true; dir: DeltaDirectory; plain: Buffer });
+
+/** A delta member as found in its group, before its base is applied. */
+export interface FoundDelta {
+  /** The chunk id of the page the frame was taken against. */
+  base: Buffer;
+  /** Bytes of the page. */
+  rawLength: number;
+  /** The frame (a view of the codec's cache: use it before the next decode). */
+  frame: Buffer;
 }
 
 /** Reused codec state, one per thread. */
@@ -47,8 +59,11 @@ export class ChunkCodec {
   private readonly zstd: Zstd;
   private readonly sealer: BlobSealer;
 
+  private readonly level: number;
+
   constructor(keys: Keys, compressionLevel: number) {
     this.keys = keys;
+    this.level = compressionLevel;
     this.zstd = new Zstd(compressionLevel);
     this.sealer = new BlobSealer(keys);
   }
@@ -87,13 +102,37 @@ export class ChunkCodec {
   }
 
   /**
+   * Seals changed pages as one delta group (a view into the slab, like
+   * `encode`'s). Each member's frame is already compressed (`deltaOf`).
+   */
+  encodeDeltaGroup(members: readonly DeltaMember[]): Buffer {
+    return this.sealer.seal(GROUP_BLOB_VERSION, GROUP_AAD, encodeDeltaGroup(members), Buffer.alloc(0));
+  }
+
+  private pageDelta: PageDelta | undefined;
+
+  /** The delta of `page` against `base` (a copy), or undefined when it is not smaller than `limit` bytes (`PageDelta.encode`). */
+  deltaOf(page: Uint8Array, base: Uint8Array, limit?: number): Buffer | undefined {
+    this.pageDelta ??= new PageDelta(this.level);
+    const frame = this.pageDelta.encode(page, base, limit);
+    return frame && Buffer.from(frame);
+  }
+
+  /**
    * Opens a blob and checks it against `id`; returns the plaintext, or a reason
    * it is corrupt (a string, so callers attach the object key and files).
    * With `into`, a compressed chunk is decompressed into that buffer when it
    * fits, and the result is a view of it.
    */
   decode(id: Uint8Array, blob: Uint8Array, into?: Buffer): Buffer | string {
-    if (blob[0] === GROUP_BLOB_VERSION) return this.decodeMember(id, blob, into);
+    if (blob[0] === GROUP_BLOB_VERSION) {
+      const found = this.findMember(id, blob);
+      if (typeof found === 'string') return found;
+      if (found.delta) return `chunk ${hex(id)} is a page delta: it decodes only against its base`;
+      const { data } = found;
+      if (into && into.length >= data.length) return into.subarray(0, data.copy(into));
+      return Buffer.from(data);
+    }
     const plain = this.sealer.open(blob, id);
     if (typeof plain === 'string') return plain;
     let data: Buffer;
@@ -114,11 +153,45 @@ export class ChunkCodec {
   private readonly spareBodies: Buffer[] = [];
 
   /**
-   * A member of a group blob; the group is opened once and kept for its next
-   * members. The bytes returned are a copy (in `into` when it fits): group
-   * buffers are reused once they leave the cache.
+   * A page delta's member of a delta group: its base id and frame, found and
+   * checked against the group's tag but not yet applied (a restore or a
+   * check fetches the base first). A member of a plain group is not a delta.
    */
-  private decodeMember(id: Uint8Array, blob: Uint8Array, into?: Buffer): Buffer | string {
+  findDelta(id: Uint8Array, blob: Uint8Array): FoundDelta | string {
+    if (blob[0] !== GROUP_BLOB_VERSION) return `chunk ${hex(id)} is stored whole, not as a page delta`;
+    const found = this.findMember(id, blob);
+    if (typeof found === 'string') return found;
+    if (!found.delta) return `chunk ${hex(id)} is stored whole, not as a page delta`;
+    return found.found;
+  }
+
+  /**
+   * A delta member's page, from its group and its base's bytes, checked
+   * against `id`: a delta never yields bytes its id does not promise. `base`
+   * must not share memory with the result's buffer (`into`).
+   */
+  decodeDelta(id: Uint8Array, blob: Uint8Array, base: Uint8Array, into?: Buffer): Buffer | string {
+    const found = this.findDelta(id, blob);
+    if (typeof found === 'string') return found;
+    if (base.byteLength === 0) return `chunk ${hex(id)}: its base ${hex(found.base)} is empty`;
+    this.pageDelta ??= new PageDelta(this.level);
+    let page: Buffer;
+    try {
+      page = this.pageDelta.decode(found.frame, base, found.rawLength);
+    } catch (e) {
+      return `chunk ${hex(id)} does not decode against its base ${hex(found.base)}: ${(e as Error).message}`;
+    }
+    if (!chunkIdMatches(this.keys.idKey, page, id)) return `chunk ${hex(id)} decodes against its base ${hex(found.base)} to bytes with another id`;
+    if (into && into.length >= page.length) return into.subarray(0, page.copy(into));
+    return page;
+  }
+
+  /**
+   * A member of a group blob; the group is opened once and kept for its next
+   * members. What is returned lies in the cache: callers copy it (group
+   * buffers are reused once they leave the cache).
+   */
+  private findMember(id: Uint8Array, blob: Uint8Array): { delta: false; data: Buffer } | { delta: true; found: FoundDelta } | string {
     // Members of a group are asked for one after another from the same bytes: that case needs no lookup
     // (the same memory, and the same tag, which no other sealed blob has).
     const b = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
@@ -145,20 +218,39 @@ export class ChunkCodec {
       const tag = [0, 4, 8, 12].map((o) => b.readUInt32LE(tagAt + o));
       this.lastGroup = { from: blob.buffer, offset: blob.byteOffset, length: blob.byteLength, tag, group };
     }
+    if (group.delta) {
+      // A delta member is told apart by its full id only once decoded: a prefix shared within one group
+      // (one chance in 2⁶⁴ per pair) makes the page fail its id check, never pass as another.
+      const { dir, plain } = group;
+      const i = findMember(dir, id, group.next);
+      if (i < 0) return `chunk ${hex(id)} is not in the delta group that the index names`;
+      group.next = i + 1;
+      return { delta: true, found: { base: dir.bases[i]!, rawLength: dir.lengths[i]!, frame: deltaFrame(plain, dir, i) } };
+    }
     const { dir, body } = group;
     const memberOf = (i: number) => body.subarray(dir.offsets[i]!, dir.offsets[i]! + dir.lengths[i]!);
     // A prefix shared by two members is told apart by the full keyed id.
     const i = findMember(dir, id, group.next, (k) => !chunkIdMatches(this.keys.idKey, memberOf(k), id));
     if (i < 0) return `chunk ${hex(id)} is not in the group blob that the index names, or decrypts to bytes with another id`;
     group.next = i + 1;
-    const data = memberOf(i);
-    if (into && into.length >= data.length) return into.subarray(0, data.copy(into));
-    return Buffer.from(data);
+    return { delta: false, data: memberOf(i) };
   }
 
   private openGroup(b: Buffer, id: Uint8Array): DecodedGroup | string {
     const plain = this.sealer.open(b, GROUP_AAD);
     if (typeof plain === 'string') return `group holding chunk ${hex(id)}: ${plain}`;
+    if (plain[0] === ENC_GROUP_DELTA) {
+      // The directory's views and the frames must outlive the sealer's scratch: the plaintext is kept in a buffer of the cache's.
+      let buffer = this.spareBodies.pop();
+      if (!buffer || buffer.length < plain.length) buffer = Buffer.allocUnsafeSlow(Math.max(plain.length, 256 * 1024));
+      const kept = buffer.subarray(0, plain.copy(buffer));
+      const dir = decodeDeltaGroupHead(kept);
+      if (typeof dir === 'string') {
+        this.spareBodies.push(buffer);
+        return `delta group holding chunk ${hex(id)} ${dir}`;
+      }
+      return { delta: true, dir, next: 0, plain: kept, buffer };
+    }
     const dir = decodeGroupHead(plain);
     if (typeof dir === 'string') return `group holding chunk ${hex(id)} ${dir}`;
     let buffer = this.spareBodies.pop();
@@ -176,7 +268,7 @@ export class ChunkCodec {
       return `group holding chunk ${hex(id)} does not decompress: ${(e as Error).message}`;
     }
     if (body.length !== dir.total) return `group holding chunk ${hex(id)} holds ${body.length} bytes, its directory says ${dir.total}`;
-    return { dir, next: 0, body, buffer };
+    return { delta: false, dir, next: 0, body, buffer };
   }
 
   /** Seals a metadata object (index, manifest) under the current data key. */

@@ -5,7 +5,8 @@
  * "live" chunks copied — instead of deleted. So the ids the filter calls live
  * in mostly dead packs (few: the dead share is what made them candidates) are
  * gathered into an exact table, every manifest is read once more, and only
- * the ids a manifest names count as live there. Packs left with none are
+ * the ids a manifest names (or the bases of page deltas the filter keeps)
+ * count as live there. Packs left with none are
  * deleted outright; the others are repacked with only their confirmed chunks.
  *
  * Memory is the table's (64 bytes per id plus 12 bytes per entry) within a
@@ -74,6 +75,18 @@ export async function confirmLive(repo: Repository, mark: MarkResult, candidates
     const i = table.find(ids, at);
     if (i >= 0) named[i] = 1;
   });
+  // A base counts as named for a delta the filter calls live: the mark put every live chain in the filter.
+  await scanIndexObjects(
+    repo,
+    mark.indexObjects,
+    () => undefined,
+    () => undefined,
+    (bytes, entryAt, baseAt) => {
+      if (!mark.filter.mayHave(bytes, entryAt)) return;
+      const i = table.find(bytes, baseAt);
+      if (i >= 0) named[i] = 1;
+    },
+  );
 
   for (const p of packs) {
     p.liveEntries = 0;

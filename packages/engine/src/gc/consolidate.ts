@@ -8,7 +8,7 @@
  */
 import { isPageIndexKey } from '../format/keys-layout.js';
 import { CorruptObjectError } from '../errors.js';
-import { forEachPackRecord, joinPackRecords } from '../format/index-file.js';
+import { copyPackRecord, forEachPackRecord, joinPackRecords, type PackRecord } from '../format/index-file.js';
 import { deleteUnlessLocked, type LockedObject } from '../repository/object-lock.js';
 import type { Repository } from '../repository/repository.js';
 
@@ -55,7 +55,7 @@ export async function consolidateIndex(repo: Repository, keys: readonly string[]
   const written: string[] = [];
   for (const pages of [false, true]) {
     // Pack records are copied as bytes (no object per entry): an object's worth at a time.
-    let batch: Buffer[] = [];
+    let batch: PackRecord[] = [];
     let batchEntries = 0;
     const flush = async () => {
       if (batch.length > 0) written.push((await repo.writeIndexPlain(joinPackRecords(batch), pages)).key);
@@ -65,17 +65,17 @@ export async function consolidateIndex(repo: Repository, keys: readonly string[]
     for (const key of keys) {
       if (isPageIndexKey(key) !== pages) continue;
       const plain = await repo.openIndexObject(key);
-      const records: { n: number; bytes: Buffer }[] = [];
+      const records: { n: number; record: PackRecord }[] = [];
       try {
         forEachPackRecord(plain, (sha, n, start, end) => {
-          if (!dropped(sha)) records.push({ n, bytes: Buffer.from(plain.subarray(start, end)) });
+          if (!dropped(sha)) records.push({ n, record: copyPackRecord(plain, start, end) });
         });
       } catch (e) {
         throw new CorruptObjectError(key, (e as Error).message);
       }
       for (const r of records) {
         if (batchEntries + r.n > ENTRIES_PER_OBJECT) await flush();
-        batch.push(r.bytes);
+        batch.push(r.record);
         batchEntries += r.n;
       }
     }

@@ -29,7 +29,7 @@ import { consolidateIndex, planConsolidation, type IndexObjectUse } from './cons
 import { acquireExclusive, describe, sleep } from './exclusive.js';
 import { IdFilter } from './id-filter.js';
 import { IdTable } from '../repository/id-table.js';
-import { addManifestIds, addWalReferences, DEFAULT_FILTER_BYTES, markLive, scanIndexObjects, walRecordKeys, type MarkResult, type PackUse } from './mark.js';
+import { addDeltaBases, addManifestIds, addWalReferences, DEFAULT_FILTER_BYTES, markLive, scanIndexObjects, walRecordKeys, type MarkResult, type PackUse } from './mark.js';
 import { repack } from './repack.js';
 import { confirmLive, type LiveTest } from './confirm.js';
 import { hiddenObjects } from '../repository/hidden.js';
@@ -299,6 +299,8 @@ async function committedMeanwhile(repo: Repository, mark: MarkResult, countedLiv
   }
   const fresh = IdFilter.sized(mark.entries + 1, 0.001, budgetBytes);
   await addManifestIds(repo, newManifests, fresh);
+  // A new backup's page deltas need their bases, wherever those are stored.
+  await addDeltaBases(repo, [...mark.indexObjects, ...newIndex], fresh);
   let current: string | undefined;
   await scanIndexObjects(
     repo,

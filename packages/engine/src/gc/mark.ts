@@ -81,6 +81,7 @@ export async function scanIndexObjects(
   keys: readonly string[],
   onPack: (key: string, sha: string, n: number) => void,
   onEntry: (bytes: Buffer, at: number) => void,
+  onBase?: (bytes: Buffer, entryAt: number, baseAt: number) => void,
 ): Promise<void> {
   // One at a time: an index object can be 8 MiB, held three times over while it is checked, opened and scanned.
   const limit = pLimit(1);
@@ -89,7 +90,7 @@ export async function scanIndexObjects(
       limit(async () => {
         const plain = await repo.openIndexObject(key);
         try {
-          scanIndex(plain, (sha, n) => onPack(key, sha, n), onEntry);
+          scanIndex(plain, (sha, n) => onPack(key, sha, n), onEntry, onBase);
         } catch (e) {
           throw new CorruptObjectError(key, (e as Error).message);
         }
@@ -122,6 +123,35 @@ export async function forEachManifestId(repo: Repository, keys: Iterable<string>
       }),
     ),
   );
+}
+
+/**
+ * Adds to `filter` the base of every page delta it may hold, and their bases
+ * in turn, until no more are added: a live delta keeps its whole chain (the
+ * filter may only err toward live). After the first pass over `keys`, only
+ * the index objects that list deltas are read again.
+ */
+export async function addDeltaBases(repo: Repository, keys: readonly string[], filter: IdFilter): Promise<void> {
+  let withDeltas = keys;
+  for (;;) {
+    let added = 0;
+    let current = '';
+    const listing = new Set<string>();
+    await scanIndexObjects(
+      repo,
+      withDeltas,
+      (key) => (current = key),
+      () => undefined,
+      (bytes, entryAt, baseAt) => {
+        listing.add(current);
+        if (!filter.mayHave(bytes, entryAt) || filter.mayHave(bytes, baseAt)) return;
+        filter.add(bytes, baseAt);
+        added++;
+      },
+    );
+    if (added === 0) return;
+    withDeltas = withDeltas.filter((k) => listing.has(k));
+  }
 }
 
 /** Adds every chunk id the manifests in `keys` reference to `filter`. */
@@ -174,6 +204,7 @@ export async function markLive(repo: Repository, options: MarkOptions = {}): Pro
   const walPacks = new Set<string>();
   await addWalReferences(repo, walKeys, filter, walPacks);
   for (const sha of walPacks) use(sha).wal = true;
+  await addDeltaBases(repo, indexObjects, filter);
 
   // Count and weigh each pack's live share (scanIndex is synchronous: one object's callbacks run without interleaving).
   let entries = 0;

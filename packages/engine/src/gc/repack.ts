@@ -49,7 +49,7 @@ class PackCopier {
 
   async add(blob: Buffer, members: readonly PackEntry[]): Promise<void> {
     if (this.size > 0 && this.size + blob.length + (this.entries.length + members.length) * 44 > this.packSize) await this.flush();
-    for (const m of members) this.entries.push({ id: m.id, offset: this.size, length: blob.length, rawLength: m.rawLength });
+    for (const m of members) this.entries.push({ id: m.id, offset: this.size, length: blob.length, rawLength: m.rawLength, ...(m.base ? { base: m.base } : {}) });
     this.blobs.push(blob);
     this.size += blob.length;
   }

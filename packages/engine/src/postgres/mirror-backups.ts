@@ -58,10 +58,24 @@ export async function mirrorBackups(repo: Repository, to: ObjectStore, selectors
     // The chunks the backups name, and the WAL PostgreSQL backups need.
     const manifests = await Promise.all(keys.map((k) => repo.readManifest(k)));
     const count = manifests.reduce((n, m) => n + m.entries.reduce((c, e) => c + (e.type === 'file' && e.linkTo === undefined ? chunkIdsOf(e).length / ID_BYTES : 0), 0), 0);
-    const ids = new IdTable(Math.max(1, count));
-    for (const m of manifests) for (const e of m.entries) if (e.type === 'file' && e.linkTo === undefined) {
-      const list = chunkIdsOf(e);
-      for (let at = 0; at < list.length; at += ID_BYTES) ids.addBytes(list, at);
+    const indexKeys = await repo.listIndexKeys();
+    // The chunks the backups name, and the bases their page deltas need (each pass finds one more step of the chains).
+    const bases: Buffer[] = [];
+    let ids: IdTable;
+    for (;;) {
+      ids = new IdTable(Math.max(1, count + bases.length));
+      for (const m of manifests) for (const e of m.entries) if (e.type === 'file' && e.linkTo === undefined) {
+        const list = chunkIdsOf(e);
+        for (let at = 0; at < list.length; at += ID_BYTES) ids.addBytes(list, at);
+      }
+      for (const b of bases) ids.addBytes(b, 0);
+      const more = new Map<string, Buffer>();
+      const table = ids;
+      await scanIndexObjects(repo, indexKeys, () => undefined, () => undefined, (bytes, entryAt, baseAt) => {
+        if (table.has(bytes, entryAt) && !table.has(bytes, baseAt)) more.set(bytes.toString('latin1', baseAt, baseAt + ID_BYTES), Buffer.from(bytes.subarray(baseAt, baseAt + ID_BYTES)));
+      });
+      if (more.size === 0) break;
+      bases.push(...more.values());
     }
     const walKeys = new Set<string>();
     for (const m of manifests) {
@@ -76,7 +90,6 @@ export async function mirrorBackups(repo: Repository, to: ObjectStore, selectors
     const needed = new Set<string>();
     const pagePacks = new Set<string>();
     let current = '';
-    const indexKeys = await repo.listIndexKeys();
     await scanIndexObjects(
       repo,
       indexKeys,
@@ -101,6 +114,11 @@ export async function mirrorBackups(repo: Repository, to: ObjectStore, selectors
           p.entries.push({ id: Buffer.from(bytes.subarray(at, at + ID_BYTES)), offset: bytes.readUInt32BE(at + ID_BYTES), length: bytes.readUInt32BE(at + ID_BYTES + 4), rawLength: bytes.readUInt32BE(at + ID_BYTES + 8) });
         }
         entries.set(current, p);
+      },
+      (bytes, entryAt, baseAt) => {
+        const offset = bytes.readUInt32BE(entryAt + ID_BYTES);
+        const e = entries.get(current)?.entries.find((x) => x.offset === offset && x.id.equals(bytes.subarray(entryAt, entryAt + ID_BYTES)));
+        if (e) e.base = Buffer.from(bytes.subarray(baseAt, baseAt + ID_BYTES));
       },
     );
     const walPacks = new Set<string>();

@@ -267,6 +267,9 @@ async function copyChunks(from: Repository, to: Repository, manifestKey: string,
   if (lookup.unindexed.length > 0) {
     throw new MissingObjectError(`chunk ${table.hex(lookup.unindexed[0]!)}`, `no index lists it (${lookup.unindexed.length} chunk(s) of ${manifestKey} missing); nothing of this backup was written to the copy`, filesUsing(files, lookup, lookup.unindexed));
   }
+  // Re-encryption gives pages new ids, so a delta's base would have to be named anew: it comes with the delta
+  // writer (docs/FORMAT.md, "Known limits"). No repository holds deltas before then.
+  if (lookup.base.some((b) => b >= 0)) throw new UnsupportedFormatError(manifestKey, 'its pages are stored as deltas against earlier versions, which this Coffer cannot re-encrypt; nothing of this backup was written to the copy');
   const isPage = new Uint8Array(table.count);
   for (let c = 0; c < table.count; c++) {
     const firstUse = lookup.chunkUses[lookup.chunkUseStart[c]!]!;

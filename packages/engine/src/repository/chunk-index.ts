@@ -11,7 +11,12 @@ export interface ChunkLocation {
   offset: number;
   length: number;
   rawLength: number;
+  /** For a page delta: the chunk its page was taken against. */
+  base?: Buffer;
 }
+
+/** Steps of a delta chain followed before a chain is taken for a loop (as a restore does). */
+const MAX_CHAIN = 64;
 
 export function idKeyOf(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
@@ -25,6 +30,8 @@ export class ChunkIndex {
   private readonly locOffset: number[] = [];
   private readonly locLength: number[] = [];
   private readonly locRaw: number[] = [];
+  /** Base ids of the chunks stored as page deltas, by slot. */
+  private readonly bases = new Map<number, Buffer>();
 
   get size(): number {
     return this.slots.size;
@@ -41,7 +48,20 @@ export class ChunkIndex {
   get(id: Uint8Array): ChunkLocation | undefined {
     const slot = this.slots.get(idKeyOf(id));
     if (slot === undefined) return undefined;
-    return { pack: this.packs[this.locPack[slot]!]!, offset: this.locOffset[slot]!, length: this.locLength[slot]!, rawLength: this.locRaw[slot]! };
+    const base = this.bases.get(slot);
+    return { pack: this.packs[this.locPack[slot]!]!, offset: this.locOffset[slot]!, length: this.locLength[slot]!, rawLength: this.locRaw[slot]!, ...(base ? { base } : {}) };
+  }
+
+  /** Whether the chunk can be read back: it is indexed, and so is every base its delta chain needs. */
+  complete(id: Uint8Array): boolean {
+    let slot = this.slots.get(idKeyOf(id));
+    for (let step = 0; slot !== undefined; step++) {
+      const base = this.bases.get(slot);
+      if (!base) return true;
+      if (step === MAX_CHAIN) return false;
+      slot = this.slots.get(idKeyOf(base));
+    }
+    return false;
   }
 
   /** Records a chunk's location; the first location seen for an id wins. */
@@ -59,6 +79,7 @@ export class ChunkIndex {
     this.locOffset.push(entry.offset);
     this.locLength.push(entry.length);
     this.locRaw.push(entry.rawLength);
+    if (entry.base) this.bases.set(slot, Buffer.from(entry.base));
     this.slots.set(key, slot);
   }
 

@@ -5,6 +5,14 @@
  * request, or the whole pack in one SHA-256-verified read when most of it is
  * needed anyway.
  *
+ * A page stored as a delta (`format/delta-group.ts`) needs its base, and the
+ * base perhaps its own: the plan adds each chain's chunks and cuts the
+ * restore into phases. Phase 0 writes every chunk stored whole — for a use
+ * whose chunk is a delta, the whole page its chain starts from — at the
+ * use's place; phase k applies the k-th delta of each chain there, against
+ * the bytes phase k − 1 left (a delta and its base always have one size).
+ * Memory does not grow with the chains: the bases live in the target.
+ *
  * A backup of relation pages needs hundreds of thousands of chunks, so the
  * plan keeps them in parallel typed arrays beside an `IdTable`: no object,
  * string or hash-map entry per chunk or per use, which cost more to build and
@@ -68,7 +76,12 @@ export interface ChunkLookup {
   unindexed: number[];
   /** Per pack index holding needed chunks: where its blobs end and how many it has (fixes its size). */
   packInfo: Map<number, { dataEnd: number; n: number }>;
+  /** Per chunk, the chunk its delta was taken against, or -1 for a chunk stored whole. */
+  base: Int32Array;
 }
+
+/** Deltas of deltas a restore follows before it calls a chain damaged (a writer stops far sooner). */
+export const MAX_CHAIN = 64;
 
 export interface FetchRange {
   pack: string;
@@ -90,7 +103,7 @@ export interface PlanOptions {
 export const DEFAULT_PLAN: PlanOptions = { mergeGap: 256 * 1024, maxRequest: 16 * 1024 * 1024 };
 
 /** The distinct chunks the given entries reference and every use of them (offsets are filled once lengths are known). `source` names the manifest in errors. */
-export function neededChunks(files: readonly TreeEntry[], source: string): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo'> {
+export function neededChunks(files: readonly TreeEntry[], source: string, bases: readonly Buffer[] = []): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo' | 'base'> {
   const lists = files.map((f) => {
     try {
       return chunkIdsOf(f);
@@ -105,7 +118,7 @@ export function neededChunks(files: readonly TreeEntry[], source: string): Omit<
     total += ids.length / ID_BYTES;
   });
   fileStart[files.length] = total;
-  const table = new ChunkTable(total);
+  const table = new ChunkTable(total + bases.length);
   const useChunk = new Int32Array(total);
   const useFile = new Int32Array(total);
   let u = 0;
@@ -115,13 +128,27 @@ export function neededChunks(files: readonly TreeEntry[], source: string): Omit<
       useFile[u++] = file;
     }
   });
+  // The bases of deltas: needed, at no place of their own.
+  for (const id of bases) table.addBytes(id, 0);
   return { table, fileStart, useChunk, useFile, useOffset: new Float64Array(total), live: new Uint8Array(total).fill(1) };
 }
 
-/** Files (paths) that use any of the given chunks. */
-export function filesUsing(files: readonly TreeEntry[], lookup: ChunkLookup, chunks: Iterable<number>): string[] {
+/** Files (paths) that use any of the given chunks, or a delta taken against one of them (`base`, when known). */
+export function filesUsing(files: readonly TreeEntry[], lookup: Pick<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'useFile'> & { base?: Int32Array }, chunks: Iterable<number>): string[] {
+  const wanted = new Set(chunks);
+  const { base } = lookup;
+  if (base?.some((b) => b >= 0)) {
+    for (let c = 0; c < base.length; c++) {
+      for (let b = base[c]!, d = 0; b >= 0 && d < MAX_CHAIN; b = base[b]!, d++) {
+        if (wanted.has(b)) {
+          wanted.add(c);
+          break;
+        }
+      }
+    }
+  }
   const hit = new Set<number>();
-  for (const c of chunks) for (let k = lookup.chunkUseStart[c]!; k < lookup.chunkUseStart[c + 1]!; k++) hit.add(lookup.useFile[lookup.chunkUses[k]!]!);
+  for (const c of wanted) for (let k = lookup.chunkUseStart[c]!; k < lookup.chunkUseStart[c + 1]!; k++) hit.add(lookup.useFile[lookup.chunkUses[k]!]!);
   return [...hit].sort((a, b) => a - b).map((f) => files[f]!.path);
 }
 
@@ -132,11 +159,34 @@ function packSize(dataEnd: number, n: number): number {
 
 /** Finds where each chunk the entries need sits, and every (file, offset) that uses it. */
 export async function locateChunks(repo: Repository, files: readonly TreeEntry[], source: string): Promise<ChunkLookup> {
-  const needed = neededChunks(files, source);
-  const { table } = needed;
-  const packInfo = new Map<number, { dataEnd: number; n: number }>();
   // A chunk also held by a pack a running garbage collection condemned (one it repacked) is read from its other pack.
   const condemned = await condemnedPacks(repo);
+  // Each pass over the index finds the bases of the deltas found so far; a chain of k deltas takes k + 1
+  // passes. Only bases are carried from pass to pass, so memory follows the backup, not the repository.
+  const bases: Buffer[] = [];
+  for (let pass = 0; ; pass++) {
+    const found = await locatePass(repo, files, source, condemned, bases);
+    const missing = new Map<string, Buffer>();
+    for (const id of found.baseIds.values()) if (found.needed.table.find(id, 0) < 0) missing.set(id.toString('latin1'), id);
+    if (missing.size === 0) return finishLookup(files, source, found);
+    if (pass === MAX_CHAIN) throw new CorruptObjectError(source, `its pages need deltas of deltas more than ${MAX_CHAIN} deep: the index's base records form a loop or are damaged`);
+    bases.push(...missing.values());
+  }
+}
+
+interface LocatePass {
+  needed: ReturnType<typeof neededChunks>;
+  packInfo: ChunkLookup['packInfo'];
+  /** The base id of each located chunk stored as a delta, by chunk. */
+  baseIds: Map<number, Buffer>;
+}
+
+/** One scan of every index object for where the entries' chunks, and `bases`, sit. */
+async function locatePass(repo: Repository, files: readonly TreeEntry[], source: string, condemned: ReadonlySet<string>, bases: readonly Buffer[]): Promise<LocatePass> {
+  const needed = neededChunks(files, source, bases);
+  const { table } = needed;
+  const packInfo = new Map<number, { dataEnd: number; n: number }>();
+  const baseIds = new Map<number, Buffer>();
   const condemnedNumbers = new Set<number>();
   // Scan index objects keeping only what this backup needs: memory follows the backup, not the repository.
   // Objects are fetched a few at a time; each is scanned in place.
@@ -168,9 +218,16 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
             table.offset[c] = bytes.readUInt32BE(at + ID_BYTES);
             table.length[c] = bytes.readUInt32BE(at + ID_BYTES + 4);
             table.rawLength[c] = bytes.readUInt32BE(at + ID_BYTES + 8);
+            // Stored whole here, unless this pack's delta section says otherwise (it comes after the entries).
+            if (baseIds.size > 0) baseIds.delete(c);
           }
           // The pack's last entry fixes where its blobs end, which sizes a whole-pack read.
           if (++seen === n && pack >= 0) packInfo.set(pack, { dataEnd: bytes.readUInt32BE(at + ID_BYTES) + bytes.readUInt32BE(at + ID_BYTES + 4), n });
+        },
+        (bytes, entryAt, baseAt) => {
+          const c = table.find(bytes, entryAt);
+          // Only the copy the chunk is read from decides how it decodes.
+          if (c >= 0 && pack >= 0 && table.pack[c] === pack && table.offset[c] === bytes.readUInt32BE(entryAt + ID_BYTES)) baseIds.set(c, Buffer.from(bytes.subarray(baseAt, baseAt + ID_BYTES)));
         },
       );
     } catch (e) {
@@ -182,19 +239,36 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
     // A retry starts over: what an earlier pass found is found again.
     table.pack.fill(-1);
     packInfo.clear();
+    baseIds.clear();
     condemnedNumbers.clear();
     await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await repo.openIndexObject(key)))));
   });
+  return { needed, packInfo, baseIds };
+}
 
+/** Uses grouped by chunk: chunk `c`'s uses are `chunkUses[chunkUseStart[c]]` up to `chunkUses[chunkUseStart[c + 1]]`. */
+function usesByChunk(chunks: number, useChunk: Int32Array): { chunkUseStart: Int32Array; chunkUses: Int32Array } {
+  const chunkUseStart = new Int32Array(chunks + 1);
+  for (let u = 0; u < useChunk.length; u++) chunkUseStart[useChunk[u]! + 1]!++;
+  for (let c = 0; c < chunks; c++) chunkUseStart[c + 1]! += chunkUseStart[c]!;
+  const chunkUses = new Int32Array(useChunk.length);
+  const next = chunkUseStart.slice(0, chunks);
+  for (let u = 0; u < useChunk.length; u++) chunkUses[next[useChunk[u]!]!++] = u;
+  return { chunkUseStart, chunkUses };
+}
+
+function finishLookup(files: readonly TreeEntry[], source: string, { needed, packInfo, baseIds }: LocatePass): ChunkLookup {
+  const { table } = needed;
   const unindexed: number[] = [];
   for (let c = 0; c < table.count; c++) if (table.pack[c] === -1) unindexed.push(c);
-  // Uses grouped by chunk: counted, then placed.
-  const chunkUseStart = new Int32Array(table.count + 1);
-  for (let u = 0; u < needed.useChunk.length; u++) chunkUseStart[needed.useChunk[u]! + 1]!++;
-  for (let c = 0; c < table.count; c++) chunkUseStart[c + 1]! += chunkUseStart[c]!;
-  const chunkUses = new Int32Array(needed.useChunk.length);
-  const next = chunkUseStart.slice(0, table.count);
-  for (let u = 0; u < needed.useChunk.length; u++) chunkUses[next[needed.useChunk[u]!]!++] = u;
+  const base = new Int32Array(table.count).fill(-1);
+  for (const [c, id] of baseIds) {
+    const b = table.find(id, 0);
+    base[c] = b;
+    // A delta is applied where its base was written: a base of another size would spill into the next place.
+    if (table.pack[b] !== -1 && table.rawLength[b] !== table.rawLength[c]) throw new CorruptObjectError(source, `chunk ${table.hex(c)} is a delta of ${table.rawLength[c]} bytes against chunk ${table.hex(b)} of ${table.rawLength[b]}`);
+  }
+  const { chunkUseStart, chunkUses } = usesByChunk(table.count, needed.useChunk);
   if (unindexed.length === 0) {
     for (let f = 0; f < files.length; f++) {
       let offset = 0;
@@ -207,7 +281,48 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
       if (e.type === 'file' && e.linkTo === undefined && offset !== (e.size ?? 0)) throw new CorruptObjectError(source, `entry ${JSON.stringify(e.path)}: its chunks add up to ${offset} bytes, not its size ${e.size ?? 0}`);
     }
   }
-  return { ...needed, chunkUseStart, chunkUses, unindexed, packInfo };
+  return { ...needed, chunkUseStart, chunkUses, unindexed, packInfo, base };
+}
+
+/**
+ * The restore's phases (see the module comment): one lookup per step of the
+ * longest chain, each with the same chunks and places, and as uses the live
+ * places whose chain reaches that step. Without deltas, `lookup` alone.
+ */
+export function restorePhases(lookup: ChunkLookup, source: string): ChunkLookup[] {
+  const { table, base } = lookup;
+  if (!base.some((b) => b >= 0)) return [lookup];
+  const depth = new Uint8Array(table.count);
+  let deepest = 0;
+  for (let c = 0; c < table.count; c++) {
+    let d = 0;
+    for (let b = base[c]!; b >= 0; b = base[b]!) if (++d > MAX_CHAIN) throw new CorruptObjectError(source, `chunk ${table.hex(c)} is a delta at the end of a chain longer than ${MAX_CHAIN}: the index's base records form a loop`);
+    depth[c] = d;
+    deepest = Math.max(deepest, d);
+  }
+  const phases: ChunkLookup[] = [];
+  for (let p = 0; p <= deepest; p++) {
+    const useChunk: number[] = [];
+    const useFile: number[] = [];
+    const useOffset: number[] = [];
+    const fileStart = new Int32Array(lookup.fileStart.length);
+    for (let f = 0; f + 1 < lookup.fileStart.length; f++) {
+      fileStart[f] = useChunk.length;
+      for (let u = lookup.fileStart[f]!; u < lookup.fileStart[f + 1]!; u++) {
+        if (!lookup.live[u]) continue;
+        let c = lookup.useChunk[u]!;
+        if (depth[c]! < p) continue;
+        for (let up = depth[c]! - p; up > 0; up--) c = base[c]!;
+        useChunk.push(c);
+        useFile.push(f);
+        useOffset.push(lookup.useOffset[u]!);
+      }
+    }
+    fileStart[fileStart.length - 1] = useChunk.length;
+    const chunks = Int32Array.from(useChunk);
+    phases.push({ ...lookup, fileStart, useChunk: chunks, useFile: Int32Array.from(useFile), useOffset: Float64Array.from(useOffset), live: new Uint8Array(chunks.length).fill(1), ...usesByChunk(table.count, chunks) });
+  }
+  return phases;
 }
 
 /** Uses of chunk `c` still to write. */

@@ -3,7 +3,9 @@
  * workers: the chunks of one fetched pack range are opened (AEAD tag, chunk
  * id) one after another and written to every place that uses them. Small
  * chunks that continue each other in a file (pages) are gathered into one
- * write; a chunk is written only after it verified.
+ * write; a chunk is written only after it verified. In a restore's delta
+ * phases (`plan.ts`) each chunk is a page delta, applied against the bytes
+ * its first place holds (its base, written by the phase before).
  */
 import { ID_BYTES, type ChunkCodec } from '../format/chunk-codec.js';
 
@@ -21,11 +23,15 @@ export interface RangeChunks {
   useCounts: Uint32Array;
   useFiles: Uint32Array;
   useOffsets: Float64Array;
+  /** Every chunk is a page delta against what its places hold now. */
+  deltas?: boolean;
 }
 
 export interface RangeWriter {
   /** Writes `data` at `offset` of `file`: `uses` chunk uses of that file done. */
   write(file: number, data: Uint8Array, offset: number, uses: number): Promise<void>;
+  /** Reads `into.length` bytes at `offset` of `file` into `into` (for delta phases); how many it read. */
+  read(file: number, into: Buffer, offset: number): Promise<number>;
 }
 
 /** Chunks up to this size are copied into runs of consecutive bytes of a file, written once per run of up to `WRITE_RUN` bytes. */
@@ -57,6 +63,7 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
   let largest = 1;
   for (const n of rawLengths) largest = Math.max(largest, n);
   const scratch = Buffer.allocUnsafeSlow(largest);
+  const baseBytes = chunks.deltas ? Buffer.allocUnsafeSlow(largest) : undefined;
   const run = { file: -1, offset: 0, length: 0, uses: 0, buf: undefined as Buffer | undefined };
   const flush = async () => {
     if (run.uses === 0) return;
@@ -66,7 +73,17 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
   let u = 0;
   for (let i = 0; i < starts.length; i++) {
     const start = starts[i]!;
-    const plain = codec.decode(ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES), data.subarray(start, start + lengths[i]!), scratch);
+    const id = ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES);
+    const blob = data.subarray(start, start + lengths[i]!);
+    let plain: Buffer | string;
+    if (baseBytes) {
+      if (useCounts[i] === 0) continue;
+      // Every place of a delta holds its base now: the first one is read (after what is gathered for it is written).
+      await flush();
+      const base = baseBytes.subarray(0, rawLengths[i]!);
+      const n = await out.read(useFiles[u]!, base, useOffsets[u]!);
+      plain = n === base.length ? codec.decodeDelta(id, blob, base, scratch) : `chunk ${id.toString('hex')}: its base was not in place (${n} of ${base.length} bytes)`;
+    } else plain = codec.decode(id, blob, scratch);
     if (typeof plain === 'string') return plain;
     const end = u + useCounts[i]!;
     for (; u < end; u++) {
@@ -74,7 +91,7 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
       const offset = useOffsets[u]!;
       if (plain.length > SMALL_CHUNK) {
         await flush();
-        await out.write(file, holes && allZero(plain) ? plain.subarray(0, 0) : plain, offset, 1);
+        await out.write(file, holes && !baseBytes && allZero(plain) ? plain.subarray(0, 0) : plain, offset, 1);
       } else {
         if (run.uses > 0 && (run.file !== file || run.offset + run.length !== offset || run.length + plain.length > WRITE_RUN)) await flush();
         if (run.uses === 0) {
@@ -87,7 +104,8 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
         run.uses++;
       }
     }
-    onChunk?.(plain.length * useCounts[i]!);
+    // A place's bytes are counted once, when its first phase writes it.
+    if (!baseBytes) onChunk?.(plain.length * useCounts[i]!);
   }
   await flush();
   return undefined;

@@ -4,7 +4,7 @@
  * and reports which chunk uses it completed (the main thread fsyncs a file
  * once all of its chunks are written).
  */
-import { closeSync, constants as fsc, fdatasync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fdatasync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha256Hex } from '../bytes.js';
 import { ChunkCodec } from '../format/chunk-codec.js';
@@ -37,16 +37,31 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
   let syncError: NodeJS.ErrnoException | undefined;
   /** The file being written, to name it when a write fails (fd-based calls carry no path). */
   let writing: string | undefined;
+  const handleOf = (file: number): number => {
+    let fd = handles.get(file);
+    if (fd === undefined) handles.set(file, (fd = openSync(fsPath(job.paths[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW)));
+    return fd;
+  };
   try {
     const corrupt = await writeRange(
       codec!,
       data,
       job,
       {
+        async read(file, into, offset) {
+          writing = job.paths[file];
+          const fd = handleOf(file);
+          let n = 0;
+          while (n < into.length) {
+            const got = readSync(fd, into, n, into.length - n, offset + n);
+            if (got === 0) break;
+            n += got;
+          }
+          return n;
+        },
         async write(file, bytesOut, offset, uses) {
           writing = job.paths[file];
-          let fd = handles.get(file);
-          if (fd === undefined) handles.set(file, (fd = openSync(fsPath(job.paths[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW)));
+          const fd = handleOf(file);
           let n = 0;
           while (n < bytesOut.byteLength) n += writeSync(fd, bytesOut, n, bytesOut.byteLength - n, offset + n);
           bytesWritten += n;

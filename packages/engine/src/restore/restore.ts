@@ -23,7 +23,7 @@ import { applyMetadata, readLink, toTime } from './metadata.js';
 import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, checkFilesDeltaTarget, dropChunksInPlace, hasContent, prepareTarget, removeUnlisted, RESTORING_SUFFIX, writeFilesMark } from './target.js';
 import { RestoreWorkerPool } from './restore-pool.js';
 import type { RestoreJob } from './restore-protocol.js';
-import { DEFAULT_PLAN, filesUsing, liveUses, locateChunks, planFetches, rangeChunks, type ChunkLookup, type FetchRange, type PlanOptions } from './plan.js';
+import { DEFAULT_PLAN, filesUsing, liveUses, locateChunks, planFetches, rangeChunks, restorePhases, type ChunkLookup, type FetchRange, type PlanOptions } from './plan.js';
 
 export interface RestoreProgress {
   bytesTotal: number;
@@ -172,7 +172,8 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       removed = await removeUnlisted(targetDir, entries, relocate, lastFiles, marker?.name);
       await dropChunksInPlace(repo, entries, lookup, pathOf);
     }
-    const ranges = planFetches(lookup, { ...DEFAULT_PLAN, ...options.plan });
+    // Chunks stored as page deltas are applied in phases after what they are taken against (plan.ts).
+    const phases = restorePhases(lookup, key);
 
     // Directories first, writable by us until their final modes are applied at the end.
     for (const e of entries) if (e.type === 'dir') await mkdir(fsPath(pathOf(e)), { recursive: true, mode: 0o700 });
@@ -183,8 +184,9 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         await symlink(dir, at);
       }
     }
+    // A file is complete, and made durable, once every phase has written its places.
     const remaining = new Int32Array(entries.length);
-    for (let u = 0; u < lookup.live.length; u++) remaining[lookup.useFile[u]!]! += lookup.live[u]!;
+    for (const phase of phases) for (let u = 0; u < phase.live.length; u++) remaining[phase.useFile[u]!]! += phase.live[u]!;
     const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
     const fsLimit = pLimit(FS_PARALLEL);
     try {
@@ -215,6 +217,21 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       );
 
       const handles = new Map<number, Promise<FileHandle>>();
+      /** Reads what a place holds now (a delta's base), in the main thread's own restores. */
+      const readFrom = async (file: number, into: Buffer, offset: number): Promise<number> => {
+        const fh = await (handles.get(file) ?? open(fsPath(pathOf(entries[file]!)), fsc.O_RDONLY | fsc.O_NOFOLLOW));
+        try {
+          let n = 0;
+          while (n < into.length) {
+            const { bytesRead } = await fh.read(into, n, into.length - n, offset + n);
+            if (bytesRead === 0) break;
+            n += bytesRead;
+          }
+          return n;
+        } finally {
+          if (!handles.has(file)) await fh.close();
+        }
+      };
       /** Writes `data` at `offset`, which completes `uses` chunk uses of the file. */
       const writeTo = async (file: number, data: Uint8Array, offset: number, uses = 1): Promise<void> => {
         let h = handles.get(file);
@@ -259,7 +276,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       let failed: unknown;
       let jobs = 0;
       const limit = pLimit(Math.max(1, options.concurrency ?? 3));
-      const runRange = async (r: FetchRange): Promise<void> => {
+      const runRange = async (lookup: ChunkLookup, r: FetchRange, deltas: boolean): Promise<void> => {
         if (failed) return;
         const key = packKey(r.pack);
         const affected = () => filesUsing(entries, lookup, r.chunks);
@@ -289,10 +306,10 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
           const replies = await Promise.all(
             parts.map((part, i) => {
               const bytes = buffers[i]!;
-              const chunks = rangeChunks(lookup, part, r.offset + starts[i]!);
+              const chunks = { ...rangeChunks(lookup, part, r.offset + starts[i]!), deltas };
               const paths: Record<number, string> = {};
               for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
-              const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing };
+              const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing && !deltas };
               const transfer = [bytes.buffer, chunks.ids.buffer, chunks.starts.buffer, chunks.lengths.buffer, chunks.rawLengths.buffer, chunks.useCounts.buffer, chunks.useFiles.buffer, chunks.useOffsets.buffer] as ArrayBuffer[];
               return pool.run(job, transfer);
             }),
@@ -313,26 +330,31 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         const corrupt = await writeRange(
           repo.objects.codec,
           data,
-          rangeChunks(lookup, r.chunks, r.offset),
-          { write: writeTo },
+          { ...rangeChunks(lookup, r.chunks, r.offset), deltas },
+          { write: writeTo, read: readFrom },
           (bytes) => {
             progress.bytesDone += bytes;
             options.onProgress?.({ ...progress });
           },
-          !existing,
+          !existing && !deltas,
         );
         if (corrupt) throw new CorruptObjectError(key, corrupt, affected());
       };
       try {
-        await Promise.all(
-          ranges.map((r) =>
-            limit(() =>
-              runRange(r).catch((e: unknown) => {
-                failed ??= e;
-              }),
+        // Phase after phase: a delta is applied only once the phase before has written its base in place.
+        for (const [p, phase] of phases.entries()) {
+          const ranges = planFetches(phase, { ...DEFAULT_PLAN, ...options.plan });
+          await Promise.all(
+            ranges.map((r) =>
+              limit(() =>
+                runRange(phase, r, p > 0).catch((e: unknown) => {
+                  failed ??= e;
+                }),
+              ),
             ),
-          ),
-        );
+          );
+          if (failed) break;
+        }
       } finally {
         for (const h of handles.values()) await (await h).close().catch(() => undefined);
       }
