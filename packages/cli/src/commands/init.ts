@@ -15,7 +15,8 @@ export function register(ctx: CliContext): void {
     .option('--relation-group-size <bytes>', 'PostgreSQL relation files: new chunks compressed together up to this many bytes (default 131072)', intOption('--relation-group-size', 8192, 16 << 20))
     .option('--pack-size <bytes>', 'target pack size', intOption('--pack-size', 64 << 10, 1 << 30))
     .option('--compression-level <n>', 'zstd level 1–19', intOption('--compression-level', 1, 19))
-    .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; relationChunkSize?: number; relationGroupSize?: number; packSize?: number; compressionLevel?: number }) => {
+    .option('--page-delta-depth <n>', 'PostgreSQL relation files: a changed page is stored as a delta against its previous version, at most this many deltas deep (default 8; 0 = whole pages, format 2)', intOption('--page-delta-depth', 0, 32))
+    .action(async (o: { chunkMin?: number; chunkAvg?: number; chunkMax?: number; relationChunkSize?: number; relationGroupSize?: number; packSize?: number; compressionLevel?: number; pageDeltaDepth?: number }) => {
       const store = await openStore(globals(), io.env);
       const providers = await initProviders(globals(), io.env, (line) => io.stderr.write(`coffer: ${line}\n`));
       const chunker = { ...(o.chunkMin ? { minSize: o.chunkMin } : {}), ...(o.chunkAvg ? { avgSize: o.chunkAvg } : {}), ...(o.chunkMax ? { maxSize: o.chunkMax } : {}) };
@@ -23,7 +24,8 @@ export function register(ctx: CliContext): void {
         chunker,
         ...(o.relationChunkSize !== undefined ? { relationChunkSize: o.relationChunkSize } : {}),
         ...(o.relationGroupSize !== undefined ? { relationGroupBytes: o.relationGroupSize } : {}),
-        ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}) });
+        ...(o.packSize ? { packSize: o.packSize } : {}), ...(o.compressionLevel ? { compressionLevel: o.compressionLevel } : {}),
+        ...(o.pageDeltaDepth !== undefined ? { pageDeltaDepth: o.pageDeltaDepth } : {}) });
       adopt(repo);
       audit({ repositoryId: repo.config.repositoryId, location: repo.location });
       say(`initialised repository ${repo.config.repositoryId} at ${repo.location}`);

@@ -26,6 +26,7 @@ import { ReadPacer } from '../content/read-pacer.js';
 import { chunkFile, type ChunkSink, type FileChunks, type FileRange } from '../content/chunk-pipeline.js';
 import type { ReadCheckSpec } from '../content/read-check.js';
 import { PackWriter } from '../content/pack-writer.js';
+import { PageBases } from './page-bases.js';
 import { walkTree, type WalkDecision, type WalkOptions } from './walk.js';
 import { excludeMatcher } from './exclude.js';
 import { ChunkWorkerPool } from '../content/worker-pool.js';
@@ -98,7 +99,11 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   const source = src.root;
   // Workers may start before the pack writers exist: they reach them through this indirection.
   let target: ChunkSink | undefined;
-  const sink: ChunkSink = { claim: (ids, bytes, pages) => target!.claim(ids, bytes, pages), store: (blobs, pages) => target!.store(blobs, pages) };
+  const sink: ChunkSink = {
+    claim: (ids, bytes, pages) => target!.claim(ids, bytes, pages),
+    store: (blobs, pages) => target!.store(blobs, pages),
+    bases: (place, blocks) => target!.bases?.(place, blocks) ?? Promise.resolve(blocks.map(() => undefined)),
+  };
   const cores = Math.min(availableParallelism(), 4);
   // A data directory is large: its workers start loading now, while the index and the parent are read.
   const pacer = options.maxBytesPerSecond !== undefined ? new ReadPacer(options.maxBytesPerSecond) : undefined;
@@ -133,6 +138,10 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
     }
     const parent = await parentLookup;
     const parentPages = pageSet(parent?.manifest);
+    // Changed pages are stored as deltas against the parent's (format 3).
+    const depth = repo.config.pageDeltas?.depth ?? 0;
+    const pageBases = parent && depth > 0 && parentPages.count > 0 ? new PageBases(repo, parent, condemned, depth) : undefined;
+    pageBases?.prepare();
     const known = (id: Uint8Array) => parentPages.has(id);
     const { entries, skipped, absPath } = await walked;
 
@@ -165,6 +174,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       bytesDone: bytesTotal - bytesToRead,
       newBytes: 0,
     };
+    let deltaPages = 0;
     const beforeIndex = () => lease.prove('writing an index object');
     const writer = new PackWriter(repo, index, { beforeIndex });
     const pageWriter = new PackWriter(repo, new ChunkIndex(), { pages: true, known, beforeIndex });
@@ -177,7 +187,11 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
         options.onProgress?.({ ...progress });
         return (pages ? pageWriter : writer).claim(ids);
       },
-      store: (blobs, pages) => (pages ? pageWriter : writer).add(blobs),
+      store: (blobs, pages) => {
+        for (const b of blobs) for (const c of b.chunks) if (c.base) deltaPages++;
+        return (pages ? pageWriter : writer).add(blobs);
+      },
+      ...(pageBases ? { bases: (place: string, blocks: number[]) => pageBases.bases(place, blocks) } : {}),
     };
     const workers = options.workers ?? (bytesToRead >= WORKER_THRESHOLD ? cores : 0);
     if (workers === 0 && pool) {
@@ -208,7 +222,9 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
             // compared with moves on each time), a few times, and then reported as changed during the backup.
             // PostgreSQL files are exempt: WAL replay repairs whatever a base backup read mid-write.
             for (let attempt = 0; ; attempt++) {
-              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, readCheck, range) : chunkFile(abs, chunking, repo.objects.codec, sink, readCheck, range, pacer)))));
+              // A file of pages the parent held too may store its changed pages as deltas against the parent's.
+              const place = pageBases && chunking.algorithm === 'fixed' && parentFiles.get(e.path)?.chunking === 'fixed' ? e.path : undefined;
+              parts = await Promise.all(ranges.map((range) => limit(() => (pool ? pool.run(abs, chunking, readCheck, range, place) : chunkFile(abs, chunking, repo.objects.codec, sink, readCheck, range, pacer, place)))));
               if (!src.checkStable) break;
               const now = await lstat(fsPath(abs), { bigint: true });
               const readBytes = parts.reduce((n, p) => n + p.size, 0);
@@ -272,6 +288,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
       newChunks: writer.stats.newChunks + pageWriter.stats.newChunks,
       newBytes: newBytes(),
       storedBytes: writer.stats.storedBytes + pageWriter.stats.storedBytes,
+      ...(deltaPages > 0 ? { deltaPages } : {}),
       skipped: [...skipped, ...vanished],
       ...(changed.length ? { changed } : {}),
       ...(damaged.length ? { damaged: damaged.sort(), damagedBlocks: kept.reduce((n, e) => n + (e.damagedBlocks?.length ?? 0), 0) } : {}),

@@ -12,7 +12,8 @@ import { BufferPool } from '../buffer-pool.js';
 import { createChunker, type Chunking } from '../chunking/chunker.js';
 import type { ChunkCodec } from '../format/chunk-codec.js';
 import { loadReadCheck, type CheckedFile, type ReadCheckSpec } from './read-check.js';
-import { sealInGroups, type SealedBlob } from './sealed-groups.js';
+import { sealDeltaGroups, sealInGroups, type SealedBlob } from './sealed-groups.js';
+import type { DeltaMember } from '../format/delta-group.js';
 
 export interface ChunkSink {
   /**
@@ -22,6 +23,18 @@ export interface ChunkSink {
   claim(ids: Buffer[], bytes: number, pages: boolean): Promise<boolean[]>;
   /** Takes sealed blobs; must copy them before resolving (they are reused afterwards). */
   store(blobs: SealedBlob[], pages: boolean): Promise<void>;
+  /**
+   * For new pages of the file the parent backup knew as `place`, at these
+   * block numbers: the page each may be stored as a delta against (its
+   * previous version, with its chunk id), or undefined. Absent: no deltas.
+   */
+  bases?(place: string, blocks: number[]): Promise<(PageBase | undefined)[]>;
+}
+
+/** A page's previous version, to store the new one as a delta against. */
+export interface PageBase {
+  id: Uint8Array;
+  page: Uint8Array;
 }
 
 export interface FileChunks {
@@ -43,7 +56,13 @@ export interface FileRange {
   length?: number;
 }
 
-export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, readCheck?: ReadCheckSpec, range?: FileRange, pacer?: ReadPacer): Promise<FileChunks> {
+/**
+ * Chunks, ids, and seals what the repository lacks of one file (or `range`
+ * of it). With `place` — the file's path in the parent backup — a page
+ * chunker asks the sink for the previous versions of new pages, and stores
+ * each as a delta where that is smaller than the page compressed alone.
+ */
+export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCodec, sink: ChunkSink, readCheck?: ReadCheckSpec, range?: FileRange, pacer?: ReadPacer, place?: string): Promise<FileChunks> {
   if (range && range.start > 0 && (chunking.algorithm !== 'fixed' || range.start % chunking.size !== 0)) {
     throw new RangeError(`a file can be split only at a multiple of a fixed chunk size (start ${range.start})`);
   }
@@ -74,6 +93,8 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
   };
   let next = read();
   let damaged: number[] | undefined;
+  // Where the next batch starts, in blocks of the file (fixed chunking only: pages).
+  const deltas = pageChunks && place !== undefined && sink.bases ? { place, block: (range?.start ?? 0) / chunking.size } : undefined;
   try {
     const checker = readCheck ? (await loadReadCheck(readCheck))(readCheck.options, checkedFile(fh), range?.start ?? 0) : undefined;
     for (;;) {
@@ -85,9 +106,9 @@ export async function chunkFile(path: string, chunking: Chunking, codec: ChunkCo
       const batch = chunker.push(buffer.subarray(0, bytesRead));
       next = read();
       size += bytesRead;
-      await processBatch(batch, codec, sink, ids, pageChunks, groupBytes);
+      await processBatch(batch, codec, sink, ids, pageChunks, groupBytes, deltas);
     }
-    await processBatch(chunker.finish(), codec, sink, ids, pageChunks, groupBytes);
+    await processBatch(chunker.finish(), codec, sink, ids, pageChunks, groupBytes, deltas);
     damaged = checker?.damaged?.();
   } finally {
     // No read may still be filling a buffer when it goes back to the pool.
@@ -112,20 +133,36 @@ function checkedFile(fh: FileHandle): CheckedFile {
 /**
  * Ids for a batch of chunks, then the new ones sealed: one blob each, or —
  * with `groupBytes` — the new chunks of the batch in groups of up to that
- * many bytes, compressed together.
+ * many bytes, compressed together. With `deltas`, new pages whose previous
+ * version the sink gives are sealed as delta groups where that is smaller.
  */
-async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: Buffer[], pages: boolean, groupBytes: number): Promise<void> {
+async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink, ids: Buffer[], pages: boolean, groupBytes: number, deltas: { place: string; block: number } | undefined): Promise<void> {
   if (pieces.length === 0) return;
   const batchIds = pieces.map((p) => codec.id(p));
   ids.push(...batchIds);
+  const first = deltas?.block ?? 0;
+  if (deltas) deltas.block += pieces.length;
   const needed = await sink.claim(batchIds, pieces.reduce((n, p) => n + p.length, 0), pages);
+  const fresh: number[] = [];
+  for (let i = 0; i < pieces.length; i++) if (needed[i]) fresh.push(i);
+  if (fresh.length === 0) return;
+  const bases = deltas ? await sink.bases!(deltas.place, fresh.map((i) => first + i)) : [];
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
   const newIds: Buffer[] = [];
   const newPieces: Buffer[] = [];
-  for (let i = 0; i < pieces.length; i++) {
-    if (!needed[i]) continue;
-    newIds.push(batchIds[i]!);
-    newPieces.push(pieces[i]!);
-  }
-  if (newPieces.length > 0) await sink.store(sealInGroups(codec, newIds, newPieces, groupBytes), pages);
+  const members: DeltaMember[] = [];
+  fresh.forEach((i, k) => {
+    const base = bases[k];
+    const page = pieces[i]!;
+    // A delta is kept when it is smaller than the page compressed on its own (a group compresses a little better still).
+    const frame = base && base.page.byteLength === page.length ? codec.deltaOf(page, base.page, codec.compress(page).length) : undefined;
+    if (frame) members.push({ id: batchIds[i]!, base: base!.id, rawLength: page.length, frame });
+    else {
+      newIds.push(batchIds[i]!);
+      newPieces.push(page);
+    }
+  });
+  const blobs = newPieces.length > 0 ? sealInGroups(codec, newIds, newPieces, groupBytes) : [];
+  if (members.length > 0) blobs.push(...sealDeltaGroups(codec, members, groupBytes));
+  await sink.store(blobs, pages);
 }

@@ -9,7 +9,7 @@ import type { Chunking } from '../chunking/chunker.js';
 import { ReadPacer } from './read-pacer.js';
 import { chunkFile, type ChunkSink, type FileRange } from './chunk-pipeline.js';
 import type { ReadCheckSpec } from './read-check.js';
-import type { ToMain, ToWorker } from './worker-protocol.js';
+import type { BasesReply, ToMain, ToWorker } from './worker-protocol.js';
 import type { SealedBlob } from './pack-writer.js';
 
 const port = parentPort;
@@ -20,7 +20,7 @@ let pacer: ReadPacer | undefined;
 let nextReq = 1;
 const waiting = new Map<number, (value: unknown) => void>();
 
-function call(msg: Extract<ToMain, { t: 'claim' | 'store' }>, transfer: ArrayBuffer[] = []): Promise<unknown> {
+function call(msg: Extract<ToMain, { t: 'claim' | 'store' | 'bases' }>, transfer: ArrayBuffer[] = []): Promise<unknown> {
   return new Promise((resolve) => {
     waiting.set(msg.req, resolve);
     port!.postMessage(msg, transfer);
@@ -36,7 +36,7 @@ port.on('message', (msg: ToWorker) => {
     waiting.delete(msg.req);
     resolve?.(msg.value);
   } else if (msg.t === 'file') {
-    void runJob(msg.job, msg.path, msg.chunking, msg.range, msg.readCheck);
+    void runJob(msg.job, msg.path, msg.chunking, msg.range, msg.readCheck, msg.place);
   }
 });
 
@@ -50,7 +50,7 @@ function takeBatchBuffer(size: number): Buffer {
   return Buffer.from(new ArrayBuffer(Math.max(size, 2 << 20)), 0, size);
 }
 
-async function runJob(job: number, path: string, chunking: Chunking, range: FileRange | undefined, readCheck: ReadCheckSpec | undefined): Promise<void> {
+async function runJob(job: number, path: string, chunking: Chunking, range: FileRange | undefined, readCheck: ReadCheckSpec | undefined, place: string | undefined): Promise<void> {
   const sink: ChunkSink = {
     async claim(ids: Buffer[], bytes: number, pages: boolean) {
       const flat = Buffer.concat(ids);
@@ -64,6 +64,10 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
       const chunks = blobs.flatMap((b) => b.chunks);
       const data = takeBatchBuffer(total);
       const ids = Buffer.allocUnsafeSlow(chunks.length * 32);
+      const deltaAt: number[] = [];
+      chunks.forEach((c, i) => c.base && deltaAt.push(i));
+      const bases = Buffer.allocUnsafeSlow(deltaAt.length * 32);
+      deltaAt.forEach((i, k) => bases.set(chunks[i]!.base!, k * 32));
       let o = 0;
       for (const b of blobs) {
         data.set(b.blob, o);
@@ -80,15 +84,20 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
         rawLengths: chunks.map((c) => c.rawLength),
         data,
         pages,
+        deltaAt,
+        bases,
       };
-      storing = call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]).then((returned) => {
+      storing = call(msg, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer, bases.buffer as ArrayBuffer]).then((returned) => {
         if (returned instanceof ArrayBuffer) batchBuffer = returned;
       });
+    },
+    async bases(at: string, blocks: number[]) {
+      return (await call({ t: 'bases', job, req: nextReq++, place: at, blocks })) as BasesReply;
     },
   };
   let storing: Promise<void> = Promise.resolve();
   try {
-    const result = await chunkFile(path, chunking, codec!, sink, readCheck, range, pacer);
+    const result = await chunkFile(path, chunking, codec!, sink, readCheck, range, pacer, place);
     // The file is done once the main thread holds all of its blobs.
     await storing;
     port!.postMessage({ t: 'done', job, result } satisfies ToMain);

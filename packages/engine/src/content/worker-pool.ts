@@ -18,6 +18,7 @@ interface Job {
   chunking: Chunking;
   range: FileRange | undefined;
   readCheck: ReadCheckSpec | undefined;
+  place: string | undefined;
   resolve: (r: FileChunks) => void;
   reject: (e: Error) => void;
 }
@@ -55,10 +56,11 @@ export class ChunkWorkerPool {
     }
   }
 
-  run(path: string, chunking: Chunking, readCheck?: ReadCheckSpec, range?: FileRange): Promise<FileChunks> {
+  /** Chunks a file (or part) on the next free worker; `place` as for `chunkFile`. */
+  run(path: string, chunking: Chunking, readCheck?: ReadCheckSpec, range?: FileRange, place?: string): Promise<FileChunks> {
     if (this.fatal) return Promise.reject(this.fatal);
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextJob++, path, chunking, range, readCheck, resolve, reject });
+      this.queue.push({ id: this.nextJob++, path, chunking, range, readCheck, place, resolve, reject });
       this.dispatch();
     });
   }
@@ -68,7 +70,7 @@ export class ChunkWorkerPool {
       const worker = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(job.id, { job, worker });
-      worker.postMessage({ t: 'file', job: job.id, path: job.path, chunking: job.chunking, ...(job.range ? { range: job.range } : {}), ...(job.readCheck ? { readCheck: job.readCheck } : {}) } satisfies ToWorker);
+      worker.postMessage({ t: 'file', job: job.id, path: job.path, chunking: job.chunking, ...(job.range ? { range: job.range } : {}), ...(job.readCheck ? { readCheck: job.readCheck } : {}), ...(job.place !== undefined ? { place: job.place } : {}) } satisfies ToWorker);
     }
   }
 
@@ -81,14 +83,25 @@ export class ChunkWorkerPool {
         (value) => worker.postMessage({ t: 'reply', req: m.req, value } satisfies ToWorker),
         (e: unknown) => this.onFatal(asError(e)),
       );
+    } else if (m.t === 'bases') {
+      const ask = this.sink.bases ? this.sink.bases(m.place, m.blocks) : Promise.resolve(m.blocks.map(() => undefined));
+      ask.then(
+        (value) => worker.postMessage({ t: 'reply', req: m.req, value } satisfies ToWorker),
+        (e: unknown) => this.onFatal(asError(e)),
+      );
     } else if (m.t === 'store') {
       const data = asBuf(m.data);
       const ids = asBuf(m.ids);
+      const bases = asBuf(m.bases);
+      const baseOf = new Map(m.deltaAt.map((c, k) => [c, bases.subarray(k * 32, k * 32 + 32)]));
       let o = 0;
       let c = 0;
       const blobs: SealedBlob[] = m.lengths.map((length, i) => {
         const blob = data.subarray(o, (o += length));
-        const chunks = Array.from({ length: m.counts[i]! }, () => ({ id: ids.subarray(c * 32, c * 32 + 32), rawLength: m.rawLengths[c++]! }));
+        const chunks = Array.from({ length: m.counts[i]! }, () => {
+          const base = baseOf.get(c);
+          return { id: ids.subarray(c * 32, c * 32 + 32), rawLength: m.rawLengths[c++]!, ...(base ? { base } : {}) };
+        });
         return { blob, chunks };
       });
       this.sink.store(blobs, m.pages).then(

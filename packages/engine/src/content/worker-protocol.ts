@@ -1,6 +1,6 @@
 /** Messages between the backup's main thread and its chunk workers. */
 import type { Chunking } from '../chunking/chunker.js';
-import type { FileChunks, FileRange } from './chunk-pipeline.js';
+import type { FileChunks, FileRange, PageBase } from './chunk-pipeline.js';
 import type { ReadCheckSpec } from './read-check.js';
 
 export interface WorkerInit {
@@ -13,11 +13,19 @@ export interface WorkerInit {
   pacer?: { bytesPerSecond: number; state: SharedArrayBuffer };
 }
 
-export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; range?: FileRange; readCheck?: ReadCheckSpec } | { t: 'reply'; req: number; value: unknown };
+/** A file to chunk; `place` is its path in the parent backup, for page deltas. */
+export type ToWorker = WorkerInit | { t: 'file'; job: number; path: string; chunking: Chunking; range?: FileRange; readCheck?: ReadCheckSpec; place?: string } | { t: 'reply'; req: number; value: unknown };
+
+/** The main thread's answer to `bases`. */
+export type BasesReply = (PageBase | undefined)[];
 
 export type ToMain =
   | { t: 'claim'; job: number; req: number; ids: Uint8Array; bytes: number; pages: boolean }
-  /** Sealed blobs back to back in `data` (transferred, not copied) with their lengths; per blob, how many chunks it holds; per chunk, id and raw length. */
-  | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; counts: number[]; rawLengths: number[]; data: Uint8Array; pages: boolean }
+  | { t: 'bases'; job: number; req: number; place: string; blocks: number[] }
+  /**
+   * Sealed blobs back to back in `data` (transferred, not copied) with their lengths; per blob, how many chunks it
+   * holds; per chunk, id and raw length; the chunks that are page deltas (by number) and their bases' ids, in order.
+   */
+  | { t: 'store'; job: number; req: number; ids: Uint8Array; lengths: number[]; counts: number[]; rawLengths: number[]; data: Uint8Array; pages: boolean; deltaAt: number[]; bases: Uint8Array }
   | { t: 'done'; job: number; result: FileChunks }
   | { t: 'failed'; job: number; message: string; code: string | undefined };

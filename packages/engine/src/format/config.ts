@@ -18,7 +18,15 @@ import type { WrappedKey } from '../keys/key-provider.js';
  * repositories are read as they are (see docs/FORMAT.md, "Versions").
  */
 export const FORMAT_VERSION = 2;
-export const READABLE_FORMATS: readonly number[] = [1, 2];
+/**
+ * Format 3 is format 2 with relation pages stored as deltas against their
+ * previous versions (delta groups, CIX2 index objects, CPK3 trailers): a
+ * config says 3 when the repository was made with `pageDeltas`, so that a
+ * Coffer that cannot read deltas refuses it instead of failing on them.
+ * Its other objects are format 2's.
+ */
+export const DELTA_FORMAT = 3;
+export const READABLE_FORMATS: readonly number[] = [1, 2, 3];
 
 export interface KeyRecord {
   /** Small integer written into every blob sealed under this key. */
@@ -40,6 +48,8 @@ export interface RepositoryConfig {
   compression: { algorithm: 'zstd'; level: number };
   /** Target size of a pack, in bytes. */
   packSize: number;
+  /** Changed relation pages are stored as deltas against their previous versions, at most `depth` deltas deep (format 3). */
+  pageDeltas?: { depth: number };
   keys: KeyRecord[];
   /** HMAC of a fixed text under the chunk-id key: later key records must carry the same chunk-id key. */
   idKeyCheck?: string;

@@ -54,6 +54,8 @@ export interface BackupStats {
   /** Chunks and bytes this backup added to the repository. */
   newChunks: number;
   newBytes: number;
+  /** Of the new chunks, the relation pages stored as deltas against their previous versions (format 3). */
+  deltaPages?: number;
   /** Bytes this backup added to the store (packs, indexes; the manifest excluded). */
   storedBytes: number;
   /** Entries the source held but a backup cannot represent (sockets, devices…), or that vanished while read. */

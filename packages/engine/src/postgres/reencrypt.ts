@@ -46,7 +46,7 @@ import { keepKeys, readKeepMarks, setKeepMark } from '../repository/keep-marks.j
 import { Lease } from '../repository/leases.js';
 import type { Repository } from '../repository/repository.js';
 import { decodeStanzaRecord, decodeWalRecord, encodeStanzaRecord, encodeWalRecord } from '../repository/sealed-records.js';
-import { filesUsing, locateChunks, planFetches } from '../restore/plan.js';
+import { chainDepths, DEFAULT_PLAN, filesUsing, locateChunks, planFetches } from '../restore/plan.js';
 import { listWalKeys, walRecordBytes } from './wal.js';
 import { sealWal } from './wal-seal.js';
 
@@ -87,6 +87,7 @@ export function reencryptInitOptions(config: RepositoryConfig): InitOptions {
     ...(config.relationChunker ? { relationGroupBytes: config.relationChunker.groupBytes } : {}),
     compressionLevel: config.compression.level,
     packSize: config.packSize,
+    pageDeltaDepth: config.pageDeltas?.depth ?? 0,
   };
 }
 
@@ -267,13 +268,20 @@ async function copyChunks(from: Repository, to: Repository, manifestKey: string,
   if (lookup.unindexed.length > 0) {
     throw new MissingObjectError(`chunk ${table.hex(lookup.unindexed[0]!)}`, `no index lists it (${lookup.unindexed.length} chunk(s) of ${manifestKey} missing); nothing of this backup was written to the copy`, filesUsing(files, lookup, lookup.unindexed));
   }
-  // Re-encryption gives pages new ids, so a delta's base would have to be named anew: it comes with the delta
-  // writer (docs/FORMAT.md, "Known limits"). No repository holds deltas before then.
-  if (lookup.base.some((b) => b >= 0)) throw new UnsupportedFormatError(manifestKey, 'its pages are stored as deltas against earlier versions, which this Coffer cannot re-encrypt; nothing of this backup was written to the copy');
+  // Pages stored as deltas are read chain step by chain step (a base before what is taken against it) and
+  // stored whole in the copy: their new ids are known only once their pages are, and a base is kept in memory
+  // until the last delta taken against it is read.
+  const depth = chainDepths(lookup, manifestKey);
+  const isBase = new Uint8Array(table.count);
+  for (const b of lookup.base) if (b >= 0) isBase[b] = 1;
+  let deepest = 0;
+  for (const d of depth) deepest = Math.max(deepest, d);
+  const basePlain = new Map<number, Buffer>();
   const isPage = new Uint8Array(table.count);
   for (let c = 0; c < table.count; c++) {
     const firstUse = lookup.chunkUses[lookup.chunkUseStart[c]!]!;
-    isPage[c] = files[lookup.useFile[firstUse]!]!.chunking === 'fixed' ? 1 : 0;
+    // A base no file uses is a page all the same: only pages are stored as deltas.
+    isPage[c] = isBase[c] || lookup.base[c]! >= 0 || files[lookup.useFile[firstUse]!]!.chunking === 'fixed' ? 1 : 0;
   }
   const newIds = Buffer.alloc(table.count * ID_BYTES);
   // Every chunk the copy holds, pages and the rest: a chunk is stored there once.
@@ -285,61 +293,67 @@ async function copyChunks(from: Repository, to: Repository, manifestKey: string,
   const sealing = pLimit(1);
   const fetching = pLimit(Math.max(1, concurrency));
   let failed: unknown;
-  await Promise.all(
-    planFetches(lookup).map((r) =>
-      fetching(async () => {
-        if (failed) return;
-        try {
-          const key = packKey(r.pack);
-          let data: Buffer;
+  for (let phase = 0; phase <= deepest && !failed; phase++) {
+    await Promise.all(
+      planFetches(lookup, DEFAULT_PLAN, (c) => depth[c] === phase).map((r) =>
+        fetching(async () => {
+          if (failed) return;
           try {
-            data = asBuffer(await from.objects.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
-          } catch (e) {
-            if (e instanceof MissingObjectError) throw new MissingObjectError(key, `not found in ${from.location}`, filesUsing(files, lookup, r.chunks));
-            throw e;
-          }
-          if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', filesUsing(files, lookup, r.chunks));
-          const pieces: { c: number; plain: Buffer }[] = [];
-          for (const c of r.chunks) {
-            const at = table.offset[c]! - r.offset;
-            const plain = from.objects.codec.decode(table.id(c), data.subarray(at, at + table.length[c]!));
-            if (typeof plain === 'string') throw new CorruptObjectError(key, plain, filesUsing(files, lookup, [c]));
-            pieces.push({ c, plain: Buffer.from(plain) });
-          }
-          await sealing(async () => {
-            const codec = to.objects.codec;
-            codec.startBatch();
-            const page = { ids: [] as Buffer[], pieces: [] as Buffer[] };
-            const plainBlobs: SealedBlob[] = [];
-            const ids = pieces.map(({ plain }) => codec.id(plain));
-            const claimedPages = pageWriter.claim(ids.filter((_, i) => isPage[pieces[i]!.c]));
-            const claimedPlain = plainWriter.claim(ids.filter((_, i) => !isPage[pieces[i]!.c]));
-            let p = 0;
-            let q = 0;
-            pieces.forEach(({ c, plain }, i) => {
-              const id = ids[i]!;
-              id.copy(newIds, c * ID_BYTES);
-              report.chunksRead++;
-              report.bytesRead += plain.length;
-              if (isPage[c]) {
-                if (!claimedPages[p++]) return;
-                page.ids.push(id);
-                page.pieces.push(plain);
-              } else {
-                if (!claimedPlain[q++]) return;
-                plainBlobs.push({ blob: codec.encode(id, plain), chunks: [{ id, rawLength: plain.length }] });
-              }
-              report.chunksWritten++;
+            const key = packKey(r.pack);
+            let data: Buffer;
+            try {
+              data = asBuffer(await from.objects.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
+            } catch (e) {
+              if (e instanceof MissingObjectError) throw new MissingObjectError(key, `not found in ${from.location}`, filesUsing(files, lookup, r.chunks));
+              throw e;
+            }
+            if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', filesUsing(files, lookup, r.chunks));
+            const pieces: { c: number; plain: Buffer }[] = [];
+            for (const c of r.chunks) {
+              const at = table.offset[c]! - r.offset;
+              const blob = data.subarray(at, at + table.length[c]!);
+              const plain = phase === 0 ? from.objects.codec.decode(table.id(c), blob) : from.objects.codec.decodeDelta(table.id(c), blob, basePlain.get(lookup.base[c]!)!);
+              if (typeof plain === 'string') throw new CorruptObjectError(key, plain, filesUsing(files, lookup, [c]));
+              pieces.push({ c, plain: Buffer.from(plain) });
+              if (isBase[c]) basePlain.set(c, pieces[pieces.length - 1]!.plain);
+            }
+            await sealing(async () => {
+              const codec = to.objects.codec;
+              codec.startBatch();
+              const page = { ids: [] as Buffer[], pieces: [] as Buffer[] };
+              const plainBlobs: SealedBlob[] = [];
+              const ids = pieces.map(({ plain }) => codec.id(plain));
+              const claimedPages = pageWriter.claim(ids.filter((_, i) => isPage[pieces[i]!.c]));
+              const claimedPlain = plainWriter.claim(ids.filter((_, i) => !isPage[pieces[i]!.c]));
+              let p = 0;
+              let q = 0;
+              pieces.forEach(({ c, plain }, i) => {
+                const id = ids[i]!;
+                id.copy(newIds, c * ID_BYTES);
+                report.chunksRead++;
+                report.bytesRead += plain.length;
+                if (isPage[c]) {
+                  if (!claimedPages[p++]) return;
+                  page.ids.push(id);
+                  page.pieces.push(plain);
+                } else {
+                  if (!claimedPlain[q++]) return;
+                  plainBlobs.push({ blob: codec.encode(id, plain), chunks: [{ id, rawLength: plain.length }] });
+                }
+                report.chunksWritten++;
+              });
+              await plainWriter.add(plainBlobs);
+              await pageWriter.add(sealInGroups(codec, page.ids, page.pieces, groupBytes));
             });
-            await plainWriter.add(plainBlobs);
-            await pageWriter.add(sealInGroups(codec, page.ids, page.pieces, groupBytes));
-          });
-        } catch (e) {
-          failed ??= e;
-        }
-      }),
-    ),
-  );
+          } catch (e) {
+            failed ??= e;
+          }
+        }),
+      ),
+    );
+    // The bases of this step's deltas are read: those of deeper steps only are kept.
+    for (const c of [...basePlain.keys()]) if (depth[c]! < phase) basePlain.delete(c);
+  }
   if (failed) {
     await Promise.all([plainWriter.abandon(), pageWriter.abandon()]);
     throw failed instanceof CofferError ? failed : new CorruptObjectError(manifestKey, (failed as Error).message);

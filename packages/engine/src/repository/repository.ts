@@ -20,7 +20,7 @@ import {
   ObjectConflictError,
   UnsupportedFormatError,
 } from '../errors.js';
-import { decodeConfig, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type RepositoryConfig } from '../format/config.js';
+import { decodeConfig, DELTA_FORMAT, encodeConfig, FORMAT_VERSION, READABLE_FORMATS, type RepositoryConfig } from '../format/config.js';
 import { decodeIndex, encodeIndex, type IndexedPack } from '../format/index-file.js';
 import { BACKUP_PREFIX, backupKey, CONFIG_KEY, expectedSha, INDEX_PREFIX, indexKey, isBackupKey, isIndexKey, isPageIndexKey } from '../format/keys-layout.js';
 import type { ReadScratch } from './read-scratch.js';
@@ -42,7 +42,17 @@ export interface InitOptions {
   compressionLevel?: number;
   /** Target pack size in bytes (default 16 MiB). */
   packSize?: number;
+  /**
+   * How many deltas deep a changed relation page may be stored against its previous versions before it is
+   * stored whole again (default 8; 0 stores every page whole). With deltas the repository is format 3.
+   */
+  pageDeltaDepth?: number;
 }
+
+/** Deltas of deltas a page may be stored as by default: a restore applies up to this many per page. */
+export const DEFAULT_PAGE_DELTA_DEPTH = 8;
+/** The deepest chain a repository may be set up for (a restore follows at most 64). */
+export const MAX_PAGE_DELTA_DEPTH = 32;
 
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
@@ -109,16 +119,21 @@ export class Repository {
     if (!Number.isInteger(packSize) || packSize < 64 * 1024 || packSize > 1024 * 1024 * 1024) {
       throw new InvalidArgumentError('pack size', `must be between 64 KiB and 1 GiB, got ${packSize}`);
     }
+    const depth = options.pageDeltaDepth ?? DEFAULT_PAGE_DELTA_DEPTH;
+    if (!Number.isInteger(depth) || depth < 0 || depth > MAX_PAGE_DELTA_DEPTH) throw new InvalidArgumentError('page delta depth', `must be an integer 0–${MAX_PAGE_DELTA_DEPTH}, got ${depth}`);
+    // Deltas are taken between relation pages: without fixed relation chunks there are none.
+    const pageDeltas = depth > 0 && relationChunker ? { depth } : undefined;
     const repositoryId = randomUUID();
     const { ring, record, idKeyCheck } = await KeyRing.create(store, repositoryId, list);
     const config: RepositoryConfig = {
-      format: FORMAT_VERSION,
+      format: pageDeltas ? DELTA_FORMAT : FORMAT_VERSION,
       repositoryId,
       createdAt: new Date().toISOString(),
       chunker: { algorithm: 'fastcdc', ...chunker },
       ...(relationChunker ? { relationChunker } : {}),
       compression: { algorithm: 'zstd', level },
       packSize,
+      ...(pageDeltas ? { pageDeltas } : {}),
       keys: [record],
       idKeyCheck,
     };
@@ -202,7 +217,7 @@ export class Repository {
       if (present.some((k) => COFFER_PREFIXES.some((p) => k.startsWith(p)))) throw new CorruptObjectError(CONFIG_KEY, `${config}; the location holds a repository's objects, so its config is damaged (a mirror holds a copy)`);
       throw new NotARepositoryError(store.properties.location, config);
     }
-    if (!READABLE_FORMATS.includes(config.format)) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads formats ${READABLE_FORMATS.join(' and ')}`);
+    if (!READABLE_FORMATS.includes(config.format)) throw new UnsupportedFormatError(CONFIG_KEY, `format ${config.format}; this Coffer reads formats ${READABLE_FORMATS.join(', ')}`);
     if (options.expectRepositoryId !== undefined && config.repositoryId !== options.expectRepositoryId) {
       throw new CorruptObjectError(CONFIG_KEY, `belongs to repository ${config.repositoryId}, not the expected ${options.expectRepositoryId} (replaced, or the wrong location)`);
     }

@@ -284,6 +284,18 @@ function finishLookup(files: readonly TreeEntry[], source: string, { needed, pac
   return { ...needed, chunkUseStart, chunkUses, unindexed, packInfo, base };
 }
 
+/** Per chunk, how many deltas deep it is (0: stored whole); a chain past `MAX_CHAIN` is damaged. */
+export function chainDepths(lookup: Pick<ChunkLookup, 'table' | 'base'>, source: string): Uint8Array {
+  const { table, base } = lookup;
+  const depth = new Uint8Array(table.count);
+  for (let c = 0; c < table.count; c++) {
+    let d = 0;
+    for (let b = base[c]!; b >= 0; b = base[b]!) if (++d > MAX_CHAIN) throw new CorruptObjectError(source, `chunk ${table.hex(c)} is a delta at the end of a chain longer than ${MAX_CHAIN}: the index's base records form a loop`);
+    depth[c] = d;
+  }
+  return depth;
+}
+
 /**
  * The restore's phases (see the module comment): one lookup per step of the
  * longest chain, each with the same chunks and places, and as uses the live
@@ -292,14 +304,9 @@ function finishLookup(files: readonly TreeEntry[], source: string, { needed, pac
 export function restorePhases(lookup: ChunkLookup, source: string): ChunkLookup[] {
   const { table, base } = lookup;
   if (!base.some((b) => b >= 0)) return [lookup];
-  const depth = new Uint8Array(table.count);
+  const depth = chainDepths(lookup, source);
   let deepest = 0;
-  for (let c = 0; c < table.count; c++) {
-    let d = 0;
-    for (let b = base[c]!; b >= 0; b = base[b]!) if (++d > MAX_CHAIN) throw new CorruptObjectError(source, `chunk ${table.hex(c)} is a delta at the end of a chain longer than ${MAX_CHAIN}: the index's base records form a loop`);
-    depth[c] = d;
-    deepest = Math.max(deepest, d);
-  }
+  for (const d of depth) deepest = Math.max(deepest, d);
   const phases: ChunkLookup[] = [];
   for (let p = 0; p <= deepest; p++) {
     const useChunk: number[] = [];
@@ -332,11 +339,11 @@ export function liveUses(lookup: ChunkLookup, c: number): number {
   return n;
 }
 
-/** Requests that fetch every located chunk that still has uses. */
-export function planFetches(lookup: ChunkLookup, opts: PlanOptions = DEFAULT_PLAN): FetchRange[] {
+/** Requests that fetch every located chunk that still has uses (or, with `want`, every located chunk it names). */
+export function planFetches(lookup: ChunkLookup, opts: PlanOptions = DEFAULT_PLAN, want: (c: number) => boolean = (c) => liveUses(lookup, c) > 0): FetchRange[] {
   const { table, packInfo } = lookup;
   const byPack: number[][] = table.packs.map(() => []);
-  for (let c = 0; c < table.count; c++) if (table.pack[c]! >= 0 && liveUses(lookup, c) > 0) byPack[table.pack[c]!]!.push(c);
+  for (let c = 0; c < table.count; c++) if (table.pack[c]! >= 0 && want(c)) byPack[table.pack[c]!]!.push(c);
   const ranges: FetchRange[] = [];
   byPack.forEach((list, p) => {
     if (list.length === 0) return;
