@@ -23,7 +23,7 @@ import { condemnedPacks } from '../repository/condemned.js';
 import { withLease, type Lease } from '../repository/leases.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { ReadPacer } from '../content/read-pacer.js';
-import { chunkFile, type ChunkSink, type FileChunks, type FileRange } from '../content/chunk-pipeline.js';
+import { chunkFile, noBases, type ChunkSink, type FileChunks, type FileRange } from '../content/chunk-pipeline.js';
 import type { ReadCheckSpec } from '../content/read-check.js';
 import { PackWriter } from '../content/pack-writer.js';
 import { PageBases } from './page-bases.js';
@@ -102,7 +102,7 @@ export async function backupTree(repo: Repository, src: TreeSource, options: Bac
   const sink: ChunkSink = {
     claim: (ids, bytes, pages) => target!.claim(ids, bytes, pages),
     store: (blobs, pages) => target!.store(blobs, pages),
-    bases: (place, blocks) => target!.bases?.(place, blocks) ?? Promise.resolve(blocks.map(() => undefined)),
+    bases: (place, blocks) => target!.bases?.(place, blocks) ?? Promise.resolve(noBases(blocks.length)),
   };
   const cores = Math.min(availableParallelism(), 4);
   // A data directory is large: its workers start loading now, while the index and the parent are read.

@@ -13,25 +13,28 @@
  * - it reads back and verifies. A damaged base makes the page be stored
  *   whole, never fails the backup: the new backup then needs nothing of it.
  *
+ * This class finds the chains and reads their sealed blobs; the thread that
+ * asked decodes them (`decodeBases` in the chunk pipeline), so a backup's
+ * worker threads share that work and the main thread only reads.
+ *
  * Where the parent's pages lie is found once, the first time a base is
  * asked for, by the restore's planning (the parent's page-chunked files as
  * a restore would need them): memory follows the parent's pages, not the
- * repository's history. Pages read are kept in a bounded cache (a changed
- * page's neighbours share its group blob and often its chain).
+ * repository's history. Packs are read in aligned segments, a few kept: a
+ * changed page's neighbours share its group blob and its segment, and are
+ * usually asked for next.
  */
 import pLimit from 'p-limit';
 import { asBuffer } from '../bytes.js';
-import type { PageBase } from '../content/chunk-pipeline.js';
-import { ChunkCodec } from '../format/chunk-codec.js';
+import { noBases, type BaseChains } from '../content/chunk-pipeline.js';
 import { packKey } from '../format/keys-layout.js';
 import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import { chainDepths, locateChunks, type ChunkLookup } from '../restore/plan.js';
 
-/** Pages kept decoded (8 KiB each: 32 MiB). */
-const PAGE_CACHE = 4096;
-/** Blobs kept as fetched (a group blob holds up to 16 pages of 8 KiB, compressed). */
-const BLOB_CACHE = 256;
+/** Packs are read in aligned segments of this size (a parent's groups of one file lie one after another), and the last few kept. */
+const SEGMENT = 1024 * 1024;
+const SEGMENT_CACHE = 24;
 /** Reads in flight. */
 const READS = 8;
 
@@ -45,12 +48,8 @@ interface Located {
 
 export class PageBases {
   private located: Promise<Located | undefined> | undefined;
-  private readonly codec: ChunkCodec;
-  private readonly pages = new Map<number, Promise<Buffer | undefined>>();
-  private readonly blobs = new Map<string, Promise<Buffer>>();
+  private readonly segments = new Map<string, Promise<Buffer>>();
   private readonly limit = pLimit(READS);
-  /** Pages given as bases, and pages whose base could not be read. */
-  readonly stats = { given: 0, unreadable: 0 };
 
   /**
    * `parent` is the backup's parent; `condemned` the packs a running
@@ -62,11 +61,7 @@ export class PageBases {
     private readonly parent: { key: string; manifest: BackupManifest },
     private readonly condemned: ReadonlySet<string>,
     private readonly depth: number,
-  ) {
-    const { idKey, dataKeys, currentKeyId } = repo.keyRing.material;
-    // A codec of its own: the main thread's seals chunks of inline backups meanwhile.
-    this.codec = new ChunkCodec({ idKey, dataKeys: new Map(dataKeys), currentKeyId }, repo.config.compression.level);
-  }
+  ) {}
 
   /** Starts finding where the parent's pages lie, before the first base is asked for. */
   prepare(): void {
@@ -74,28 +69,53 @@ export class PageBases {
     this.located ??= this.locate().catch(() => undefined);
   }
 
-  /** For blocks `blocks` of the file at `place`: each one's base, or undefined. */
-  async bases(place: string, blocks: readonly number[]): Promise<(PageBase | undefined)[]> {
+  /**
+   * For blocks `blocks` of the file at `place`: each one's base as the chain
+   * of sealed blobs that gives it, for the asking thread to decode (`decodeBases`).
+   */
+  async bases(place: string, blocks: readonly number[]): Promise<BaseChains> {
     this.prepare();
     const located = await this.located;
-    if (!located) return blocks.map(() => undefined);
-    const { lookup, files, usable } = located;
-    const f = files.get(place);
-    if (f === undefined) return blocks.map(() => undefined);
-    const first = lookup.fileStart[f]!;
-    const end = lookup.fileStart[f + 1]!;
-    return Promise.all(
-      blocks.map(async (b) => {
+    const f = located?.files.get(place);
+    const chains: number[][] = blocks.map(() => []);
+    if (located && f !== undefined) {
+      const { lookup, usable } = located;
+      const first = lookup.fileStart[f]!;
+      const end = lookup.fileStart[f + 1]!;
+      blocks.forEach((b, i) => {
         const u = first + b;
-        if (u >= end) return undefined;
-        const c = lookup.useChunk[u]!;
-        if (!usable[c]) return undefined;
-        const page = await this.page(lookup, c);
-        if (!page) return undefined;
-        this.stats.given++;
-        return { id: lookup.table.id(c), page };
-      }),
-    );
+        if (u >= end || !usable[lookup.useChunk[u]!]) return;
+        for (let c = lookup.useChunk[u]!; c >= 0; c = lookup.base[c]!) chains[i]!.push(c);
+        chains[i]!.reverse();
+      });
+    }
+    return located ? this.pack(located.lookup, chains) : noBases(blocks.length);
+  }
+
+  /** The chains as one reply: each blob once (a group serves many pages), read through the segment cache. */
+  private async pack(lookup: ChunkLookup, chains: number[][]): Promise<BaseChains> {
+    const { table } = lookup;
+    const blobOf = new Map<string, number>();
+    const order: number[] = [];
+    const blobs: number[] = [];
+    const steps = chains.map((chain) => chain.length);
+    const ids = new Uint8Array(new ArrayBuffer(steps.reduce((n, k) => n + k, 0) * 32));
+    let step = 0;
+    for (const chain of chains) {
+      for (const c of chain) {
+        const key = `${table.pack[c]}:${table.offset[c]}`;
+        let b = blobOf.get(key);
+        if (b === undefined) blobOf.set(key, (b = order.push(c) - 1));
+        blobs.push(b);
+        ids.set(table.ids.subarray(c * 32, c * 32 + 32), step++ * 32);
+      }
+    }
+    const bytes = await Promise.all(order.map((c) => this.blob(lookup, c)));
+    const bounds = [0];
+    for (const b of bytes) bounds.push(bounds[bounds.length - 1]! + b.length);
+    const data = new Uint8Array(new ArrayBuffer(bounds[bounds.length - 1]!));
+    bytes.forEach((b, i) => data.set(b, bounds[i]!));
+    return { data, bounds, steps, ids, blobs };
   }
 
   private async locate(): Promise<Located> {
@@ -113,36 +133,26 @@ export class PageBases {
     return { lookup, files: new Map(entries.map((e, i) => [e.path, i])), usable };
   }
 
-  /** Chunk `c`'s page, verified against its id (its chain's bases first); undefined when it cannot be read. */
-  private page(lookup: ChunkLookup, c: number): Promise<Buffer | undefined> {
-    let p = this.pages.get(c);
-    if (p) return p;
-    p = this.read(lookup, c).catch(() => {
-      this.stats.unreadable++;
-      return undefined;
-    });
-    remember(this.pages, c, p, PAGE_CACHE);
-    return p;
-  }
-
-  private async read(lookup: ChunkLookup, c: number): Promise<Buffer | undefined> {
+  /** Chunk `c`'s blob, from the segment of its pack that holds it (or read alone when it crosses one's end). */
+  private async blob(lookup: ChunkLookup, c: number): Promise<Buffer> {
     const { table } = lookup;
-    const b = lookup.base[c]!;
-    const base = b >= 0 ? await this.page(lookup, b) : undefined;
-    if (b >= 0 && !base) return undefined;
-    const blob = await this.blob(table.packs[table.pack[c]!]!, table.offset[c]!, table.length[c]!);
-    const page = base ? this.codec.decodeDelta(table.id(c), blob, base) : this.codec.decode(table.id(c), blob);
-    return typeof page === 'string' ? undefined : Buffer.from(page);
-  }
-
-  private blob(pack: string, offset: number, length: number): Promise<Buffer> {
-    const key = `${pack}:${offset}`;
-    let p = this.blobs.get(key);
-    if (!p) {
-      p = this.limit(async () => asBuffer(await this.repo.objects.get(packKey(pack), { offset, length })));
-      remember(this.blobs, key, p, BLOB_CACHE);
+    const pack = table.packs[table.pack[c]!]!;
+    const offset = table.offset[c]!;
+    const length = table.length[c]!;
+    const first = Math.floor(offset / SEGMENT);
+    const dataEnd = lookup.packInfo.get(table.pack[c]!)?.dataEnd ?? 0;
+    if (Math.floor((offset + length - 1) / SEGMENT) !== first || dataEnd < offset + length) {
+      return this.limit(async () => asBuffer(await this.repo.objects.get(packKey(pack), { offset, length })));
     }
-    return p;
+    const key = `${pack}:${first}`;
+    let segment = this.segments.get(key);
+    if (!segment) {
+      const start = first * SEGMENT;
+      segment = this.limit(async () => asBuffer(await this.repo.objects.get(packKey(pack), { offset: start, length: Math.min(SEGMENT, dataEnd - start) })));
+      remember(this.segments, key, segment, SEGMENT_CACHE);
+    }
+    const bytes = await segment;
+    return bytes.subarray(offset - first * SEGMENT, offset - first * SEGMENT + length);
   }
 }
 

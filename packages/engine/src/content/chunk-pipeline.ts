@@ -25,16 +25,56 @@ export interface ChunkSink {
   store(blobs: SealedBlob[], pages: boolean): Promise<void>;
   /**
    * For new pages of the file the parent backup knew as `place`, at these
-   * block numbers: the page each may be stored as a delta against (its
-   * previous version, with its chunk id), or undefined. Absent: no deltas.
+   * block numbers: where the page each may be stored as a delta against (its
+   * previous version) is read from. Absent: no deltas.
    */
-  bases?(place: string, blocks: number[]): Promise<(PageBase | undefined)[]>;
+  bases?(place: string, blocks: number[]): Promise<BaseChains>;
+}
+
+/**
+ * The previous versions of some pages, as the sealed blobs that hold them:
+ * each page's chain from the version stored whole to the page itself. The
+ * thread that asked decodes them (so that a backup's threads share the work),
+ * and every step is checked against its id as it is decoded.
+ */
+export interface BaseChains {
+  /** Sealed blobs, back to back; blob `b` is `data[bounds[b], bounds[b + 1])`. */
+  data: Uint8Array;
+  bounds: number[];
+  /** Per block asked, how many steps its chain has (0: no base). */
+  steps: number[];
+  /** Per step, in order (each chain from its root): its chunk id, 32 bytes, and its blob. */
+  ids: Uint8Array;
+  blobs: number[];
 }
 
 /** A page's previous version, to store the new one as a delta against. */
 export interface PageBase {
   id: Uint8Array;
   page: Uint8Array;
+}
+
+/** No base for any of `n` blocks. */
+export function noBases(n: number): BaseChains {
+  return { data: new Uint8Array(0), bounds: [0], steps: new Array<number>(n).fill(0), ids: new Uint8Array(0), blobs: [] };
+}
+
+/** The pages `chains` lead to, decoded and checked; a chain that does not decode gives no base (the page is stored whole). */
+export function decodeBases(codec: ChunkCodec, chains: BaseChains): (PageBase | undefined)[] {
+  const data = Buffer.from(chains.data.buffer, chains.data.byteOffset, chains.data.byteLength);
+  const ids = Buffer.from(chains.ids.buffer, chains.ids.byteOffset, chains.ids.byteLength);
+  const blob = (b: number) => data.subarray(chains.bounds[b]!, chains.bounds[b + 1]!);
+  let step = 0;
+  return chains.steps.map((n) => {
+    let page: Buffer | string | undefined;
+    let id: Buffer | undefined;
+    for (let k = 0; k < n; k++, step++) {
+      id = ids.subarray(step * 32, step * 32 + 32);
+      if (typeof page === 'string') continue;
+      page = k === 0 ? codec.decode(id, blob(chains.blobs[step]!)) : codec.decodeDelta(id, blob(chains.blobs[step]!), page!);
+    }
+    return page !== undefined && typeof page !== 'string' ? { id: id!, page } : undefined;
+  });
 }
 
 export interface FileChunks {
@@ -146,7 +186,7 @@ async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink
   const fresh: number[] = [];
   for (let i = 0; i < pieces.length; i++) if (needed[i]) fresh.push(i);
   if (fresh.length === 0) return;
-  const bases = deltas ? await sink.bases!(deltas.place, fresh.map((i) => first + i)) : [];
+  const bases = deltas ? decodeBases(codec, await sink.bases!(deltas.place, fresh.map((i) => first + i))) : [];
   codec.startBatch(); // the previous batch's blobs were copied out by sink.store
   const newIds: Buffer[] = [];
   const newPieces: Buffer[] = [];
@@ -154,8 +194,11 @@ async function processBatch(pieces: Buffer[], codec: ChunkCodec, sink: ChunkSink
   fresh.forEach((i, k) => {
     const base = bases[k];
     const page = pieces[i]!;
-    // A delta is kept when it is smaller than the page compressed on its own (a group compresses a little better still).
-    const frame = base && base.page.byteLength === page.length ? codec.deltaOf(page, base.page, codec.compress(page).length) : undefined;
+    // A delta is kept when it is smaller than the page compressed on its own (a group compresses a little better
+    // still). One of at most 1/16 of the page is kept without asking: pages alone compress less than that, but for
+    // nearly empty ones, whose few bytes either way do not matter.
+    let frame = base && base.page.byteLength === page.length ? codec.deltaOf(page, base.page) : undefined;
+    if (frame && frame.length > page.length / 16 && frame.length >= codec.compress(page).length) frame = undefined;
     if (frame) members.push({ id: batchIds[i]!, base: base!.id, rawLength: page.length, frame });
     else {
       newIds.push(batchIds[i]!);

@@ -7,9 +7,9 @@ import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
 import type { Chunking } from '../chunking/chunker.js';
 import { ReadPacer } from './read-pacer.js';
-import { chunkFile, type ChunkSink, type FileRange } from './chunk-pipeline.js';
+import { chunkFile, type BaseChains, type ChunkSink, type FileRange } from './chunk-pipeline.js';
 import type { ReadCheckSpec } from './read-check.js';
-import type { BasesReply, ToMain, ToWorker } from './worker-protocol.js';
+import type { ToMain, ToWorker } from './worker-protocol.js';
 import type { SealedBlob } from './pack-writer.js';
 
 const port = parentPort;
@@ -92,7 +92,7 @@ async function runJob(job: number, path: string, chunking: Chunking, range: File
       });
     },
     async bases(at: string, blocks: number[]) {
-      return (await call({ t: 'bases', job, req: nextReq++, place: at, blocks })) as BasesReply;
+      return (await call({ t: 'bases', job, req: nextReq++, place: at, blocks })) as BaseChains;
     },
   };
   let storing: Promise<void> = Promise.resolve();

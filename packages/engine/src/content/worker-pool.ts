@@ -7,10 +7,10 @@ import type { ReadPacer } from './read-pacer.js';
 import { Worker } from 'node:worker_threads';
 import type { Repository } from '../repository/repository.js';
 import type { Chunking } from '../chunking/chunker.js';
-import type { ChunkSink, FileChunks, FileRange } from './chunk-pipeline.js';
+import { noBases, type ChunkSink, type FileChunks, type FileRange } from './chunk-pipeline.js';
 import type { ReadCheckSpec } from './read-check.js';
 import type { SealedBlob } from './pack-writer.js';
-import type { ToMain, ToWorker } from './worker-protocol.js';
+import { basesTransfer, type ToMain, type ToWorker } from './worker-protocol.js';
 
 interface Job {
   id: number;
@@ -84,9 +84,9 @@ export class ChunkWorkerPool {
         (e: unknown) => this.onFatal(asError(e)),
       );
     } else if (m.t === 'bases') {
-      const ask = this.sink.bases ? this.sink.bases(m.place, m.blocks) : Promise.resolve(m.blocks.map(() => undefined));
+      const ask = this.sink.bases ? this.sink.bases(m.place, m.blocks) : Promise.resolve(noBases(m.blocks.length));
       ask.then(
-        (value) => worker.postMessage({ t: 'reply', req: m.req, value } satisfies ToWorker),
+        (chains) => worker.postMessage({ t: 'reply', req: m.req, value: chains } satisfies ToWorker, basesTransfer(chains)),
         (e: unknown) => this.onFatal(asError(e)),
       );
     } else if (m.t === 'store') {

@@ -78,8 +78,8 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
     let plain: Buffer | string;
     if (baseBytes) {
       if (useCounts[i] === 0) continue;
-      // Every place of a delta holds its base now: the first one is read (after what is gathered for it is written).
-      await flush();
+      // Every place of a delta holds its base now: the first one is read. No write gathered for this phase is
+      // pending there (a phase writes each place once, and this place's chunk is this one), so none is flushed.
       const base = baseBytes.subarray(0, rawLengths[i]!);
       const n = await out.read(useFiles[u]!, base, useOffsets[u]!);
       plain = n === base.length ? codec.decodeDelta(id, blob, base, scratch) : `chunk ${id.toString('hex')}: its base was not in place (${n} of ${base.length} bytes)`;
