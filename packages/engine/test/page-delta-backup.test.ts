@@ -9,7 +9,7 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collectList, LocalKeyProvider, MemoryStore, Repository, restoreBackup, type BackupSummary, type TreeEntry } from '@coffer/engine';
+import { collectList, LocalKeyProvider, MemoryStore, reencryptInitOptions, reencryptRepository, Repository, restoreBackup, type BackupSummary, type TreeEntry } from '@coffer/engine';
 // Internals: a tree whose one file is chunked in pages, as a PostgreSQL relation file is.
 import { backupTree, type TreeSource } from '../dist/backup/backup-files.js';
 import { writeCondemned } from '../dist/repository/condemned.js';
@@ -105,6 +105,18 @@ describe('page deltas, written', () => {
     expect(manifest.stats.deltaPages ?? 0).toBe(0);
     expect((await restored(repo, key)).equals(day1)).toBe(true);
   }, 60_000);
+
+  it('a re-encrypted copy holds every day of a history of deltas, restored exactly (its pages stored whole)', async () => {
+    const repo = await Repository.init(new MemoryStore(), provider, { packSize: 128 * 1024, pageDeltaDepth: 4 });
+    const history = await days(repo, 24, 4, (d, k) => k % 2 === d % 2 || k < 4, () => 0);
+    expect(history[3]!.deltaPages).toBeGreaterThan(0);
+    const copy = await Repository.init(new MemoryStore(), LocalKeyProvider.fromPassphrase('the copy'), reencryptInitOptions(repo.config));
+    expect(copy.config.pageDeltas).toEqual({ depth: 4 });
+    const report = await reencryptRepository(repo, copy);
+    expect(report.backupsCopied).toBe(4);
+    const copies = (await copy.listBackups()).sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1));
+    for (const [d, day] of history.entries()) expect((await restored(copy, copies[d]!.key)).equals(day.content), `day ${d}`).toBe(true);
+  }, 120_000);
 
   it('a repository made without deltas stores the same days whole, at several times the bytes', async () => {
     const edits = (d: number, k: number) => k % 3 === d % 3;

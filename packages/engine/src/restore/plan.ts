@@ -164,8 +164,10 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
   // Each pass over the index finds the bases of the deltas found so far; a chain of k deltas takes k + 1
   // passes. Only bases are carried from pass to pass, so memory follows the backup, not the repository.
   const bases: Buffer[] = [];
+  // A pass after the first reads every index object again: the first keeps their plaintexts, up to a bound.
+  const kept = new IndexKeep();
   for (let pass = 0; ; pass++) {
-    const found = await locatePass(repo, files, source, condemned, bases);
+    const found = await locatePass(repo, files, source, condemned, bases, kept);
     const missing = new Map<string, Buffer>();
     for (const id of found.baseIds.values()) if (found.needed.table.find(id, 0) < 0) missing.set(id.toString('latin1'), id);
     if (missing.size === 0) return finishLookup(files, source, found);
@@ -182,7 +184,26 @@ interface LocatePass {
 }
 
 /** One scan of every index object for where the entries' chunks, and `bases`, sit. */
-async function locatePass(repo: Repository, files: readonly TreeEntry[], source: string, condemned: ReadonlySet<string>, bases: readonly Buffer[]): Promise<LocatePass> {
+/** Index plaintexts kept between passes, at most `KEEP_BYTES` of them. */
+class IndexKeep {
+  private readonly plains = new Map<string, Buffer>();
+  private bytes = 0;
+  async open(repo: Repository, key: string): Promise<Buffer> {
+    const kept = this.plains.get(key);
+    if (kept) return kept;
+    const plain = await repo.openIndexObject(key);
+    if (this.bytes + plain.length <= KEEP_BYTES) {
+      this.plains.set(key, plain);
+      this.bytes += plain.length;
+    }
+    return plain;
+  }
+}
+
+/** Index plaintexts a restore keeps for its later passes (index objects are immutable: a kept one stays true). */
+const KEEP_BYTES = 64 * 1024 * 1024;
+
+async function locatePass(repo: Repository, files: readonly TreeEntry[], source: string, condemned: ReadonlySet<string>, bases: readonly Buffer[], kept: IndexKeep): Promise<LocatePass> {
   const needed = neededChunks(files, source, bases);
   const { table } = needed;
   const packInfo = new Map<number, { dataEnd: number; n: number }>();
@@ -241,7 +262,7 @@ async function locatePass(repo: Repository, files: readonly TreeEntry[], source:
     packInfo.clear();
     baseIds.clear();
     condemnedNumbers.clear();
-    await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await repo.openIndexObject(key)))));
+    await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await kept.open(repo, key)))));
   });
   return { needed, packInfo, baseIds };
 }
