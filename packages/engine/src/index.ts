@@ -34,7 +34,8 @@ export {
   type FixedChunkerParams,
 } from './chunking/chunker.js';
 export { seal, open as openSealed, SEAL_OVERHEAD } from './crypto/aead.js';
-export { ChunkCodec, chunkId, type Keys } from './format/chunk-codec.js';
+export { ChunkCodec, chunkId, type FoundDelta, type Keys } from './format/chunk-codec.js';
+export type { DeltaMember } from './format/delta-group.js';
 export { encodeTrailer, decodeTrailer, type PackEntry } from './format/pack.js';
 export { encodeIndex, decodeIndex, type IndexedPack } from './format/index-file.js';
 export type { RepositoryConfig, KeyRecord } from './format/config.js';

@@ -36,8 +36,8 @@ export async function verifyPack(repo: Repository, sha: string, listed: readonly
     if (c.offset + c.length > dataEnd) throw new CorruptObjectError(key, `trailer places chunk ${c.id.toString('hex')} past the end of the data`);
     const blob = data.subarray(c.offset, c.offset + c.length);
     if (c.base) {
-      // A page delta is found, opened and its base named as the trailer says here; its page is proven with its
-      // base's bytes (`verifyDeltas`).
+      // A page delta is found, opened and its base named as the trailer says here; the page it gives needs its
+      // base's bytes, which a restore (and a verification drill) proves (docs/FORMAT.md, "Known limits").
       const found = repo.objects.codec.findDelta(c.id, blob);
       if (typeof found === 'string') throw new CorruptObjectError(key, found);
       if (!found.base.equals(c.base)) throw new CorruptObjectError(key, `chunk ${c.id.toString('hex')} is a delta against ${found.base.toString('hex')}, its trailer says against ${c.base.toString('hex')}`);
