@@ -135,35 +135,56 @@ function history(pages: number, days: number, edits: (day: number, k: number) =>
   return out;
 }
 
-async function restoredFile(repo: Repository, key: string, options: { workers?: number; delta?: boolean; out?: string } = {}): Promise<Buffer> {
+/** Deltas read ahead and applied in memory (the default), or phase by phase against bases read back from the target. */
+type Apply = 'ahead' | 'phases';
+
+async function restoredFile(repo: Repository, key: string, options: { workers?: number; delta?: boolean; out?: string; apply?: Apply } = {}): Promise<Buffer> {
   const out = options.out ?? fresh('out');
-  await restoreBackup(repo, key, out, { ...(options.workers !== undefined ? { workers: options.workers } : {}), ...(options.delta ? { delta: true } : {}) });
+  await restoreBackup(repo, key, out, {
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    ...(options.delta ? { delta: true } : {}),
+    ...(options.apply === 'phases' ? { deltaPreloadBytes: 0 } : {}),
+  });
   return readFile(join(out, 'rel'));
 }
 
 describe('page deltas, read back', () => {
   it('every version of random histories restores byte-identically, chains of deltas and pages stored whole again alike', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 2, max: 7 }), fc.integer({ min: 1, max: 2 ** 30 }), fc.integer({ min: 0, max: 1 }), async (pages, days, seed, workers) => {
+      fc.asyncProperty(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 2, max: 7 }), fc.integer({ min: 1, max: 2 ** 30 }), fc.integer({ min: 0, max: 1 }), fc.constantFrom<Apply>('ahead', 'phases'), async (pages, days, seed, workers, apply) => {
         const pick = (d: number, k: number, salt: number) => ((seed ^ (d * 7919 + k * 104729 + salt)) >>> 0) % 3 === 0;
         const versions = history(pages, days, (d, k) => pick(d, k, 1) || k === 0, (d, k) => pick(d, k, 2) && pick(d, k, 3));
         const { repo, keys } = await repositoryOf(versions);
-        for (const [i, v] of versions.entries()) expect((await restoredFile(repo, keys[i]!, { workers })).equals(Buffer.concat(v.pages))).toBe(true);
+        for (const [i, v] of versions.entries()) expect((await restoredFile(repo, keys[i]!, { workers, apply })).equals(Buffer.concat(v.pages))).toBe(true);
       }),
       { numRuns: 12 },
     );
   }, 300_000);
 
-  it('a chain of seven deltas on every page restores on worker threads and inline, and over an older restore', async () => {
+  it('a chain of seven deltas on every page restores on worker threads and inline, and over an older restore, read ahead or phase by phase', async () => {
     const versions = history(48, 8, () => true, () => false);
     const { repo, keys, deltas } = await repositoryOf(versions);
     expect(deltas).toBe(48 * 7);
     const last = Buffer.concat(versions[7]!.pages);
-    expect((await restoredFile(repo, keys[7]!, { workers: 2 })).equals(last)).toBe(true);
-    expect((await restoredFile(repo, keys[7]!, { workers: 0 })).equals(last)).toBe(true);
-    const out = fresh('over');
-    expect((await restoredFile(repo, keys[2]!, { out })).equals(Buffer.concat(versions[2]!.pages))).toBe(true);
-    expect((await restoredFile(repo, keys[7]!, { out, delta: true })).equals(last)).toBe(true);
+    for (const apply of ['ahead', 'phases'] as const) {
+      expect((await restoredFile(repo, keys[7]!, { workers: 2, apply })).equals(last)).toBe(true);
+      expect((await restoredFile(repo, keys[7]!, { workers: 0, apply })).equals(last)).toBe(true);
+      const out = fresh('over');
+      expect((await restoredFile(repo, keys[2]!, { out, apply })).equals(Buffer.concat(versions[2]!.pages))).toBe(true);
+      expect((await restoredFile(repo, keys[7]!, { out, delta: true, apply })).equals(last)).toBe(true);
+    }
+  }, 120_000);
+
+  it('read ahead, each place is written once; phase by phase, once per step of its chain', async () => {
+    const versions = history(48, 4, () => true, () => false);
+    const { repo, keys } = await repositoryOf(versions);
+    const size = 48 * PAGE;
+    for (const workers of [0, 2]) {
+      const ahead = await restoreBackup(repo, keys[3]!, fresh('ahead'), { workers });
+      const phased = await restoreBackup(repo, keys[3]!, fresh('phased'), { workers, deltaPreloadBytes: 0 });
+      expect(ahead.bytesWritten).toBe(size);
+      expect(phased.bytesWritten).toBe(4 * size);
+    }
   }, 120_000);
 
   it('a damaged base, or a damaged delta, fails the restore naming the pack and the file', async () => {
@@ -176,11 +197,12 @@ describe('page deltas, read back', () => {
       bytes[40] = bytes[40]! ^ 0xff;
       await store.delete(victim);
       await store.put(victim, bytes);
-      const out = fresh('broken');
-      const err = await restoreBackup(repo, keys[2]!, out, { workers: 0 }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(CorruptObjectError);
-      expect((err as CorruptObjectError).message).toContain(victim);
-      expect((err as CorruptObjectError).message).toContain('rel');
+      for (const deltaPreloadBytes of [undefined, 0]) {
+        const err = await restoreBackup(repo, keys[2]!, fresh('broken'), { workers: 0, ...(deltaPreloadBytes !== undefined ? { deltaPreloadBytes } : {}) }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(CorruptObjectError);
+        expect((err as CorruptObjectError).message).toContain(victim);
+        expect((err as CorruptObjectError).message).toContain('rel');
+      }
     }
   }, 120_000);
 

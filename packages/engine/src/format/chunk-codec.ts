@@ -173,16 +173,24 @@ export class ChunkCodec {
   decodeDelta(id: Uint8Array, blob: Uint8Array, base: Uint8Array, into?: Buffer): Buffer | string {
     const found = this.findDelta(id, blob);
     if (typeof found === 'string') return found;
+    return this.applyDelta(id, found, base, into);
+  }
+
+  /**
+   * The page a delta found earlier (`findDelta`, its frame copied out of the
+   * cache) stands for against `base`, checked against `id`; in `into` when it
+   * fits (a view of it). `base` must not share memory with `into`.
+   */
+  applyDelta(id: Uint8Array, found: FoundDelta, base: Uint8Array, into?: Buffer): Buffer | string {
     if (base.byteLength === 0) return `chunk ${hex(id)}: its base ${hex(found.base)} is empty`;
     this.pageDelta ??= new PageDelta(this.level);
     let page: Buffer;
     try {
-      page = this.pageDelta.decode(found.frame, base, found.rawLength);
+      page = this.pageDelta.decode(found.frame, base, found.rawLength, into);
     } catch (e) {
       return `chunk ${hex(id)} does not decode against its base ${hex(found.base)}: ${(e as Error).message}`;
     }
     if (!chunkIdMatches(this.keys.idKey, page, id)) return `chunk ${hex(id)} decodes against its base ${hex(found.base)} to bytes with another id`;
-    if (into && into.length >= page.length) return into.subarray(0, page.copy(into));
     return page;
   }
 

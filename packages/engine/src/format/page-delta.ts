@@ -48,8 +48,12 @@ export class PageDelta {
     return length < limit ? this.scratch.subarray(0, length) : undefined;
   }
 
-  /** The page `delta` stands for against `base`, `size` bytes long; PageDeltaError when it does not give exactly that. */
-  decode(delta: Uint8Array, base: Uint8Array, size: number): Buffer {
+  /**
+   * The page `delta` stands for against `base`, `size` bytes long (in `into`
+   * when given and large enough: a view of it); PageDeltaError when it does
+   * not give exactly that. `into` must not share memory with `base`.
+   */
+  decode(delta: Uint8Array, base: Uint8Array, size: number, into?: Buffer): Buffer {
     let declared: number | null;
     try {
       declared = getFrameContentSize(delta);
@@ -57,7 +61,7 @@ export class PageDelta {
       throw new PageDeltaError(`not a delta frame: ${(e as Error).message}`);
     }
     if (declared !== size) throw new PageDeltaError(`the delta declares ${declared ?? 'no'} bytes, the page has ${size}`);
-    const out = Buffer.allocUnsafe(size);
+    const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
     let length: number;
     try {
       length = this.dctx.decompressUsingDict(out, delta, base);

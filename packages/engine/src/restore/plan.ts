@@ -11,14 +11,16 @@
  * whose chunk is a delta, the whole page its chain starts from — at the
  * use's place; phase k applies the k-th delta of each chain there, against
  * the bytes phase k − 1 left (a delta and its base always have one size).
- * Memory does not grow with the chains: the bases live in the target.
+ * Memory does not grow with the chains: the bases live in the target. When
+ * the deltas fit a budget they are read ahead instead (`delta-preload.ts`)
+ * and phase 0 applies them in memory, writing each place once.
  *
  * A backup of relation pages needs hundreds of thousands of chunks, so the
  * plan keeps them in parallel typed arrays beside an `IdTable`: no object,
  * string or hash-map entry per chunk or per use, which cost more to build and
  * to collect than the lookups themselves.
  */
-import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
+import { BLOB_HEADER, ID_BYTES, type FoundDelta } from '../format/chunk-codec.js';
 import { TRAILER_ENTRY } from '../format/pack.js';
 import { SEAL_OVERHEAD } from '../crypto/aead.js';
 import { chunkIdsOf, type TreeEntry } from '../format/manifest.js';
@@ -29,6 +31,7 @@ import { scanIndex } from '../format/index-file.js';
 import { IdTable } from '../repository/id-table.js';
 import { condemnedPacks } from '../repository/condemned.js';
 import type { RangeChunks } from './range-writer.js';
+import { stepSize, writeStep } from './delta-chains.js';
 
 /** The distinct chunks a restore needs, with where each sits: chunk `i`'s location is at index `i` of the arrays. */
 export class ChunkTable extends IdTable {
@@ -78,6 +81,11 @@ export interface ChunkLookup {
   packInfo: Map<number, { dataEnd: number; n: number }>;
   /** Per chunk, the chunk its delta was taken against, or -1 for a chunk stored whole. */
   base: Int32Array;
+  /**
+   * In a restore's phase 0, per use, the page the place ends with: `useChunk[u]` itself, or a delta whose
+   * chain from `useChunk[u]` was read ahead and is applied in memory before the write (`delta-preload.ts`).
+   */
+  tip?: Int32Array;
 }
 
 /** Deltas of deltas a restore follows before it calls a chain damaged (a writer stops far sooner). */
@@ -320,17 +328,31 @@ export function chainDepths(lookup: Pick<ChunkLookup, 'table' | 'base'>, source:
 /**
  * The restore's phases (see the module comment): one lookup per step of the
  * longest chain, each with the same chunks and places, and as uses the live
- * places whose chain reaches that step. Without deltas, `lookup` alone.
+ * places whose chain reaches that step. A place whose deltas were all read
+ * ahead (`inMemory`) is written once, in phase 0, with its final page as
+ * `tip`. Without deltas, `lookup` alone.
  */
-export function restorePhases(lookup: ChunkLookup, source: string): ChunkLookup[] {
+export function restorePhases(lookup: ChunkLookup, source: string, inMemory: (c: number) => boolean = () => false): ChunkLookup[] {
   const { table, base } = lookup;
   if (!base.some((b) => b >= 0)) return [lookup];
   const depth = chainDepths(lookup, source);
+  /** Per chunk: 1 when its whole chain is applied in memory. */
+  const fused = new Uint8Array(table.count);
+  for (let c = 0; c < table.count; c++) {
+    if (depth[c] === 0) continue;
+    let all = true;
+    for (let d = c; base[d]! >= 0 && all; d = base[d]!) all = inMemory(d);
+    fused[c] = all ? 1 : 0;
+  }
   let deepest = 0;
-  for (const d of depth) deepest = Math.max(deepest, d);
+  for (let u = 0; u < lookup.useChunk.length; u++) {
+    const c = lookup.useChunk[u]!;
+    if (lookup.live[u] && !fused[c]) deepest = Math.max(deepest, depth[c]!);
+  }
   const phases: ChunkLookup[] = [];
   for (let p = 0; p <= deepest; p++) {
     const useChunk: number[] = [];
+    const useTip: number[] = [];
     const useFile: number[] = [];
     const useOffset: number[] = [];
     const fileStart = new Int32Array(lookup.fileStart.length);
@@ -338,17 +360,33 @@ export function restorePhases(lookup: ChunkLookup, source: string): ChunkLookup[
       fileStart[f] = useChunk.length;
       for (let u = lookup.fileStart[f]!; u < lookup.fileStart[f + 1]!; u++) {
         if (!lookup.live[u]) continue;
-        let c = lookup.useChunk[u]!;
-        if (depth[c]! < p) continue;
-        for (let up = depth[c]! - p; up > 0; up--) c = base[c]!;
+        const tip = lookup.useChunk[u]!;
+        let c = tip;
+        if (fused[tip]) {
+          if (p > 0) continue;
+          while (base[c]! >= 0) c = base[c]!;
+        } else {
+          if (depth[c]! < p) continue;
+          for (let up = depth[c]! - p; up > 0; up--) c = base[c]!;
+        }
         useChunk.push(c);
+        useTip.push(fused[tip] ? tip : c);
         useFile.push(f);
         useOffset.push(lookup.useOffset[u]!);
       }
     }
     fileStart[fileStart.length - 1] = useChunk.length;
     const chunks = Int32Array.from(useChunk);
-    phases.push({ ...lookup, fileStart, useChunk: chunks, useFile: Int32Array.from(useFile), useOffset: Float64Array.from(useOffset), live: new Uint8Array(chunks.length).fill(1), ...usesByChunk(table.count, chunks) });
+    phases.push({
+      ...lookup,
+      fileStart,
+      useChunk: chunks,
+      useFile: Int32Array.from(useFile),
+      useOffset: Float64Array.from(useOffset),
+      live: new Uint8Array(chunks.length).fill(1),
+      ...usesByChunk(table.count, chunks),
+      ...(p === 0 ? { tip: Int32Array.from(useTip) } : {}),
+    });
   }
   return phases;
 }
@@ -394,9 +432,13 @@ export function planFetches(lookup: ChunkLookup, opts: PlanOptions = DEFAULT_PLA
   return ranges;
 }
 
-/** The chunks `chunks` of a range fetched from `rangeOffset`, with their live uses, as a writer takes them. */
-export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rangeOffset: number): RangeChunks {
-  const { table } = lookup;
+/**
+ * The chunks `chunks` of a range fetched from `rangeOffset`, with their live
+ * uses, as a writer takes them; with the chains of deltas the uses apply in
+ * memory (`lookup.tip`), whose frames `frameOf` gives.
+ */
+export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rangeOffset: number, frameOf?: (c: number) => FoundDelta | undefined): RangeChunks {
+  const { table, tip, base } = lookup;
   const n = chunks.length;
   const ids = new Uint8Array(n * ID_BYTES);
   const starts = new Uint32Array(n);
@@ -407,6 +449,13 @@ export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rang
   for (const c of chunks) uses += liveUses(lookup, c);
   const useFiles = new Uint32Array(uses);
   const useOffsets = new Float64Array(uses);
+  /** Use `u`'s chain, tip first. */
+  const chainOf = (u: number, c: number): number[] => {
+    const steps: number[] = [];
+    if (tip && frameOf) for (let t = tip[u]!; t !== c; t = base[t]!) steps.push(t);
+    return steps;
+  };
+  let chainBytes = 0;
   let w = 0;
   chunks.forEach((c, i) => {
     ids.set(table.ids.subarray(c * ID_BYTES, (c + 1) * ID_BYTES), i * ID_BYTES);
@@ -419,7 +468,24 @@ export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rang
       useFiles[w] = lookup.useFile[u]!;
       useOffsets[w++] = lookup.useOffset[u]!;
       useCounts[i]!++;
+      for (const t of chainOf(u, c)) chainBytes += stepSize(frameOf!(t)!.frame);
     }
   });
-  return { ids, starts, lengths, rawLengths, useCounts, useFiles, useOffsets };
+  const out: RangeChunks = { ids, starts, lengths, rawLengths, useCounts, useFiles, useOffsets };
+  if (chainBytes === 0) return out;
+  // A second walk in the same order lays the steps out, each chain from the page stored whole to the tip.
+  const chains = { starts: new Uint32Array(uses + 1), bytes: new Uint8Array(chainBytes) };
+  const into = Buffer.from(chains.bytes.buffer);
+  let at = 0;
+  w = 0;
+  for (const c of chunks) {
+    for (let k = lookup.chunkUseStart[c]!; k < lookup.chunkUseStart[c + 1]!; k++) {
+      const u = lookup.chunkUses[k]!;
+      if (!lookup.live[u]) continue;
+      chains.starts[w] = at;
+      for (const t of chainOf(u, c).reverse()) at = writeStep(into, at, table.ids.subarray(t * ID_BYTES, (t + 1) * ID_BYTES), frameOf!(t)!);
+      chains.starts[++w] = at;
+    }
+  }
+  return { ...out, chains };
 }

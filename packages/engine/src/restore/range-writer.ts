@@ -5,9 +5,12 @@
  * chunks that continue each other in a file (pages) are gathered into one
  * write; a chunk is written only after it verified. In a restore's delta
  * phases (`plan.ts`) each chunk is a page delta, applied against the bytes
- * its first place holds (its base, written by the phase before).
+ * its first place holds (its base, written by the phase before). Deltas
+ * read ahead come with the range (`chains`) and are applied in memory to a
+ * chunk before it is written at a place.
  */
 import { ID_BYTES, type ChunkCodec } from '../format/chunk-codec.js';
+import { readStep, type DeltaChains } from './delta-chains.js';
 
 /**
  * The chunks of one fetched range and where each goes, as parallel arrays
@@ -25,6 +28,8 @@ export interface RangeChunks {
   useOffsets: Float64Array;
   /** Every chunk is a page delta against what its places hold now. */
   deltas?: boolean;
+  /** Per use, the deltas applied in memory to the chunk before it is written there. */
+  chains?: DeltaChains;
 }
 
 export interface RangeWriter {
@@ -64,6 +69,23 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
   for (const n of rawLengths) largest = Math.max(largest, n);
   const scratch = Buffer.allocUnsafeSlow(largest);
   const baseBytes = chunks.deltas ? Buffer.allocUnsafeSlow(largest) : undefined;
+  // A chain applied in memory alternates between two buffers (a delta's base and result never share memory).
+  const chainStarts = chunks.chains?.starts;
+  const chainBytes = chunks.chains && Buffer.from(chunks.chains.bytes.buffer, chunks.chains.bytes.byteOffset, chunks.chains.bytes.byteLength);
+  const applied = chainBytes ? [Buffer.allocUnsafeSlow(largest), Buffer.allocUnsafeSlow(largest)] : [];
+  /** What use `w` ends with: `plain`, or the page its chain of deltas gives; a string when a delta fails. */
+  const finalPage = (w: number, plain: Buffer): Buffer | string => {
+    let page = plain;
+    if (!chainStarts || !chainBytes) return page;
+    for (let at = chainStarts[w]!; at < chainStarts[w + 1]!; ) {
+      const { step, next } = readStep(chainBytes, at);
+      const result = codec.applyDelta(step.id, step, page, page.buffer === applied[0]!.buffer ? applied[1] : applied[0]);
+      if (typeof result === 'string') return result;
+      page = result;
+      at = next;
+    }
+    return page;
+  };
   const run = { file: -1, offset: 0, length: 0, uses: 0, buf: undefined as Buffer | undefined };
   const flush = async () => {
     if (run.uses === 0) return;
@@ -89,9 +111,11 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
     for (; u < end; u++) {
       const file = useFiles[u]!;
       const offset = useOffsets[u]!;
-      if (plain.length > SMALL_CHUNK) {
+      const page = finalPage(u, plain);
+      if (typeof page === 'string') return page;
+      if (page.length > SMALL_CHUNK) {
         await flush();
-        await out.write(file, holes && !baseBytes && allZero(plain) ? plain.subarray(0, 0) : plain, offset, 1);
+        await out.write(file, holes && !baseBytes && allZero(page) ? page.subarray(0, 0) : page, offset, 1);
       } else {
         if (run.uses > 0 && (run.file !== file || run.offset + run.length !== offset || run.length + plain.length > WRITE_RUN)) await flush();
         if (run.uses === 0) {
@@ -99,8 +123,8 @@ export async function writeRange(codec: ChunkCodec, data: Buffer, chunks: RangeC
           run.offset = offset;
         }
         run.buf ??= Buffer.allocUnsafe(WRITE_RUN);
-        plain.copy(run.buf, run.length);
-        run.length += plain.length;
+        page.copy(run.buf, run.length);
+        run.length += page.length;
         run.uses++;
       }
     }

@@ -10,7 +10,7 @@ import { link, mkdir, open, readlink, rename, rm, symlink, utimes, type FileHand
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import pLimit from 'p-limit';
-import { asBuffer, sha256Hex } from '../bytes.js';
+import { sha256Hex } from '../bytes.js';
 import { fsyncDir, writeDurably } from '../durable.js';
 import { fsPath } from '../names.js';
 import { CorruptObjectError, MissingObjectError } from '../errors.js';
@@ -19,6 +19,8 @@ import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { LoadedBackup, Repository } from '../repository/repository.js';
 import { withLease } from '../repository/leases.js';
 import { writeRange } from './range-writer.js';
+import { fetchRange } from './fetch-range.js';
+import { DELTA_PRELOAD_BYTES, preloadDeltas } from './delta-preload.js';
 import { applyMetadata, readLink, toTime } from './metadata.js';
 import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, checkFilesDeltaTarget, dropChunksInPlace, hasContent, prepareTarget, removeUnlisted, RESTORING_SUFFIX, writeFilesMark } from './target.js';
 import { RestoreWorkerPool } from './restore-pool.js';
@@ -38,6 +40,12 @@ export interface RestoreOptions {
   /** Pack requests in flight (default 3: with 16 MiB packs read whole, about 50 MiB of reads in memory). */
   concurrency?: number;
   plan?: Partial<PlanOptions>;
+  /**
+   * Memory for page deltas read ahead and applied before each page is written once (default 32 MiB); a
+   * backup whose deltas need more is restored phase by phase instead, each delta applied to its base read
+   * back from the target. 0 always takes phases.
+   */
+  deltaPreloadBytes?: number;
   onProgress?: (p: RestoreProgress) => void;
   /** Threads that verify and write chunks; 0 does it on the calling thread. Default: one per core (up to 4) for large restores. */
   workers?: number;
@@ -172,8 +180,12 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       removed = await removeUnlisted(targetDir, entries, relocate, lastFiles, marker?.name);
       await dropChunksInPlace(repo, entries, lookup, pathOf);
     }
-    // Chunks stored as page deltas are applied in phases after what they are taken against (plan.ts).
-    const phases = restorePhases(lookup, key);
+    // Chunks stored as page deltas are read ahead and applied in memory when they fit the budget, else in
+    // phases after what they are taken against (plan.ts, delta-preload.ts).
+    const planOptions = { ...DEFAULT_PLAN, ...options.plan };
+    const frames = await preloadDeltas(repo, entries, lookup, { plan: planOptions, budget: options.deltaPreloadBytes ?? DELTA_PRELOAD_BYTES, concurrency: options.concurrency ?? 3 });
+    const phases = restorePhases(lookup, key, frames ? (c) => frames.has(c) : undefined);
+    const frameOf = frames && ((c: number) => frames.get(c));
 
     // Directories first, writable by us until their final modes are applied at the end.
     for (const e of entries) if (e.type === 'dir') await mkdir(fsPath(pathOf(e)), { recursive: true, mode: 0o700 });
@@ -269,10 +281,10 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         progress.filesDone++;
       };
 
-      let requests = 0;
-      let rangedRequests = 0;
+      let requests = frames?.requests ?? 0;
+      let rangedRequests = frames?.requests ?? 0;
       let bytesWritten = 0;
-      let bytesFetched = 0;
+      let bytesFetched = frames?.bytesFetched ?? 0;
       let failed: unknown;
       let jobs = 0;
       const limit = pLimit(Math.max(1, options.concurrency ?? 3));
@@ -280,13 +292,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         if (failed) return;
         const key = packKey(r.pack);
         const affected = () => filesUsing(entries, lookup, r.chunks);
-        let data: Buffer;
-        try {
-          data = asBuffer(await repo.objects.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
-        } catch (e) {
-          if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
-          throw e;
-        }
+        const data = await fetchRange(repo, r, affected);
         requests++;
         if (!r.whole) rangedRequests++;
         bytesFetched += data.length;
@@ -306,11 +312,12 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
           const replies = await Promise.all(
             parts.map((part, i) => {
               const bytes = buffers[i]!;
-              const chunks = { ...rangeChunks(lookup, part, r.offset + starts[i]!), deltas };
+              const chunks = { ...rangeChunks(lookup, part, r.offset + starts[i]!, frameOf), deltas };
               const paths: Record<number, string> = {};
               for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
               const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing && !deltas };
               const transfer = [bytes.buffer, chunks.ids.buffer, chunks.starts.buffer, chunks.lengths.buffer, chunks.rawLengths.buffer, chunks.useCounts.buffer, chunks.useFiles.buffer, chunks.useOffsets.buffer] as ArrayBuffer[];
+              if (chunks.chains) transfer.push(chunks.chains.starts.buffer as ArrayBuffer, chunks.chains.bytes.buffer as ArrayBuffer);
               return pool.run(job, transfer);
             }),
           );
@@ -330,7 +337,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         const corrupt = await writeRange(
           repo.objects.codec,
           data,
-          { ...rangeChunks(lookup, r.chunks, r.offset), deltas },
+          { ...rangeChunks(lookup, r.chunks, r.offset, frameOf), deltas },
           { write: writeTo, read: readFrom },
           (bytes) => {
             progress.bytesDone += bytes;
@@ -343,7 +350,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       try {
         // Phase after phase: a delta is applied only once the phase before has written its base in place.
         for (const [p, phase] of phases.entries()) {
-          const ranges = planFetches(phase, { ...DEFAULT_PLAN, ...options.plan });
+          const ranges = planFetches(phase, planOptions);
           await Promise.all(
             ranges.map((r) =>
               limit(() =>

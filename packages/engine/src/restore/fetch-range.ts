@@ -1,0 +1,17 @@
+/** One planned request of a restore: a pack's bytes, whole or a range of them. */
+import { asBuffer } from '../bytes.js';
+import { MissingObjectError } from '../errors.js';
+import { packKey } from '../format/keys-layout.js';
+import type { Repository } from '../repository/repository.js';
+import type { FetchRange } from './plan.js';
+
+/** The bytes of `r`; a pack gone from the store is named with the files (`affected`) it leaves without content. */
+export async function fetchRange(repo: Repository, r: FetchRange, affected: () => string[]): Promise<Buffer> {
+  const key = packKey(r.pack);
+  try {
+    return asBuffer(await repo.objects.get(key, r.whole ? undefined : { offset: r.offset, length: r.length }));
+  } catch (e) {
+    if (e instanceof MissingObjectError) throw new MissingObjectError(key, 'not found in the store', affected());
+    throw e;
+  }
+}
