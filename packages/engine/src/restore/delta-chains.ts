@@ -30,14 +30,14 @@ export function stepSize(frame: Uint8Array): number {
   return STEP_HEAD + frame.byteLength;
 }
 
-/** Writes the step for the page `id` at `at` of `into`; where the next begins. */
-export function writeStep(into: Buffer, at: number, id: Uint8Array, delta: FoundDelta): number {
+/** Writes the step to the page `id` (`rawLength` bytes) from its base `baseId` at `at` of `into`; where the next begins. */
+export function writeStep(into: Buffer, at: number, id: Uint8Array, baseId: Uint8Array, rawLength: number, frame: Uint8Array): number {
   into.set(id, at);
-  into.set(delta.base, at + ID_BYTES);
-  into.writeUInt32LE(delta.rawLength, at + 2 * ID_BYTES);
-  into.writeUInt32LE(delta.frame.byteLength, at + 2 * ID_BYTES + 4);
-  into.set(delta.frame, at + STEP_HEAD);
-  return at + STEP_HEAD + delta.frame.byteLength;
+  into.set(baseId, at + ID_BYTES);
+  into.writeUInt32LE(rawLength, at + 2 * ID_BYTES);
+  into.writeUInt32LE(frame.byteLength, at + 2 * ID_BYTES + 4);
+  into.set(frame, at + STEP_HEAD);
+  return at + STEP_HEAD + frame.byteLength;
 }
 
 /** The step at `at` of `bytes` (views of it) and where the next begins. */

@@ -11,46 +11,53 @@
 import pLimit from 'p-limit';
 import { sha256Hex } from '../bytes.js';
 import { CorruptObjectError } from '../errors.js';
-import { ID_BYTES, type FoundDelta } from '../format/chunk-codec.js';
+import { ID_BYTES } from '../format/chunk-codec.js';
 import { packKey } from '../format/keys-layout.js';
 import type { TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
 import { fetchRange } from './fetch-range.js';
 import { filesUsing, planFetches, type ChunkLookup, type PlanOptions } from './plan.js';
 
-/** What a frame read ahead costs beyond its bytes (the map entry and the view). */
-const PER_FRAME = 96;
+/** What reading ahead costs beyond the frames, per chunk of the restore's table (where each frame lies). */
+const PER_CHUNK = 8;
 
 /** Default bound on the deltas a restore reads ahead. */
 export const DELTA_PRELOAD_BYTES = 32 * 1024 * 1024;
 
-/** The frames of the needed deltas, by chunk number of the restore's table. */
+/** The frames of the needed deltas, by chunk number of the restore's table, in one buffer. */
 export class DeltaFrames {
-  private readonly frames = new Map<number, FoundDelta>();
-  private arena = Buffer.alloc(0);
+  /** Where chunk `c`'s frame starts in `arena`, or -1. */
+  private readonly at: Int32Array;
+  private readonly length: Int32Array;
   private used = 0;
   requests = 0;
   bytesFetched = 0;
 
+  /** For a table of `chunks` chunks, with room for the frames in `arena`. */
+  constructor(
+    chunks: number,
+    private readonly arena: Buffer,
+  ) {
+    this.at = new Int32Array(chunks).fill(-1);
+    this.length = new Int32Array(chunks);
+  }
+
   has(c: number): boolean {
-    return this.frames.has(c);
+    return this.at[c]! >= 0;
   }
 
-  get(c: number): FoundDelta | undefined {
-    return this.frames.get(c);
+  /** Chunk `c`'s frame (a view), or undefined. */
+  get(c: number): Buffer | undefined {
+    const at = this.at[c]!;
+    return at < 0 ? undefined : this.arena.subarray(at, at + this.length[c]!);
   }
 
-  /** Keeps a copy of `found` (its frame lies in the codec's cache) for chunk `c`. */
-  add(c: number, found: FoundDelta): void {
-    const n = found.frame.byteLength;
-    if (this.used + n > this.arena.length) {
-      this.arena = Buffer.allocUnsafeSlow(Math.max(n, 1024 * 1024));
-      this.used = 0;
-    }
-    const frame = this.arena.subarray(this.used, this.used + n);
-    found.frame.copy(frame);
-    this.used += n;
-    this.frames.set(c, { base: Buffer.from(found.base), rawLength: found.rawLength, frame });
+  /** Keeps a copy of `frame` (it lies in the codec's cache) for chunk `c`. */
+  add(c: number, frame: Buffer): void {
+    if (this.used + frame.length > this.arena.length) throw new RangeError(`delta frames exceed the ${this.arena.length} bytes planned`);
+    this.used += frame.copy(this.arena, this.used);
+    this.at[c] = this.used - frame.length;
+    this.length[c] = frame.length;
   }
 }
 
@@ -64,9 +71,10 @@ export class DeltaFrames {
 export async function preloadDeltas(repo: Repository, entries: readonly TreeEntry[], lookup: ChunkLookup, options: { plan: PlanOptions; budget: number; concurrency: number }): Promise<DeltaFrames | undefined> {
   const { table, base } = lookup;
   const wanted = new Uint8Array(table.count);
-  // Members of a delta group share its blob (one offset and length): each blob is counted once.
+  // Members of a delta group share its blob (one offset and length): each blob is counted once. A frame is
+  // smaller than its share of the blob, so the blobs' bytes bound the frames'.
   const blobs = new Set<number>();
-  let cost = 0;
+  let blobBytes = 0;
   for (let u = 0; u < lookup.useChunk.length; u++) {
     if (!lookup.live[u]) continue;
     for (let c = lookup.useChunk[u]!; base[c]! >= 0 && !wanted[c]; c = base[c]!) {
@@ -74,13 +82,12 @@ export async function preloadDeltas(repo: Repository, entries: readonly TreeEntr
       const blob = table.pack[c]! * 2 ** 32 + table.offset[c]!;
       if (!blobs.has(blob)) {
         blobs.add(blob);
-        cost += table.length[c]!;
+        blobBytes += table.length[c]!;
       }
-      cost += PER_FRAME;
     }
   }
-  if (cost === 0 || cost > options.budget) return undefined;
-  const frames = new DeltaFrames();
+  if (blobBytes === 0 || blobBytes + PER_CHUNK * table.count > options.budget) return undefined;
+  const frames = new DeltaFrames(table.count, Buffer.allocUnsafeSlow(blobBytes));
   const limit = pLimit(Math.max(1, options.concurrency));
   const codec = repo.objects.codec;
   await Promise.all(
@@ -100,7 +107,7 @@ export async function preloadDeltas(repo: Repository, entries: readonly TreeEntr
           if (!found.base.equals(table.ids.subarray(base[c]! * ID_BYTES, (base[c]! + 1) * ID_BYTES))) {
             throw new CorruptObjectError(key, `chunk ${table.hex(c)} is a delta against ${found.base.toString('hex')}, its index record says ${table.hex(base[c]!)}`, filesUsing(entries, lookup, [c]));
           }
-          frames.add(c, found);
+          frames.add(c, found.frame);
         }
       }),
     ),

@@ -20,7 +20,7 @@
  * string or hash-map entry per chunk or per use, which cost more to build and
  * to collect than the lookups themselves.
  */
-import { BLOB_HEADER, ID_BYTES, type FoundDelta } from '../format/chunk-codec.js';
+import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
 import { TRAILER_ENTRY } from '../format/pack.js';
 import { SEAL_OVERHEAD } from '../crypto/aead.js';
 import { chunkIdsOf, type TreeEntry } from '../format/manifest.js';
@@ -50,6 +50,20 @@ export class ChunkTable extends IdTable {
     this.offset = new Uint32Array(capacity);
     this.length = new Uint32Array(capacity);
     this.rawLength = new Uint32Array(capacity);
+  }
+
+  /** A copy with room for `capacity` chunks: the same chunks under the same numbers, located alike. */
+  grown(capacity: number): ChunkTable {
+    const t = new ChunkTable(capacity);
+    for (let i = 0; i < this.count; i++) t.addBytes(this.ids, i * ID_BYTES);
+    for (const [to, from] of [
+      [t.pack, this.pack],
+      [t.offset, this.offset],
+      [t.length, this.length],
+      [t.rawLength, this.rawLength],
+    ] as const) to.set(from.subarray(0, this.count));
+    for (const sha of this.packs) t.packNumber(sha);
+    return t;
   }
 
   /** The number of the pack named `sha`, given on first sight. */
@@ -111,7 +125,7 @@ export interface PlanOptions {
 export const DEFAULT_PLAN: PlanOptions = { mergeGap: 256 * 1024, maxRequest: 16 * 1024 * 1024 };
 
 /** The distinct chunks the given entries reference and every use of them (offsets are filled once lengths are known). `source` names the manifest in errors. */
-export function neededChunks(files: readonly TreeEntry[], source: string, bases: readonly Buffer[] = []): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo' | 'base'> {
+export function neededChunks(files: readonly TreeEntry[], source: string, bases: readonly Buffer[] = [], spare = 0): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo' | 'base'> {
   const lists = files.map((f) => {
     try {
       return chunkIdsOf(f);
@@ -126,7 +140,8 @@ export function neededChunks(files: readonly TreeEntry[], source: string, bases:
     total += ids.length / ID_BYTES;
   });
   fileStart[files.length] = total;
-  const table = new ChunkTable(total + bases.length);
+  // `spare`: room for bases found later, as a fraction of the uses (a base is found after its delta is located).
+  const table = new ChunkTable(total + bases.length + Math.ceil(total * spare));
   const useChunk = new Int32Array(total);
   const useFile = new Int32Array(total);
   let u = 0;
@@ -170,17 +185,21 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
   // A chunk also held by a pack a running garbage collection condemned (one it repacked) is read from its other pack.
   const condemned = await condemnedPacks(repo);
   // Each pass over the index finds the bases of the deltas found so far; a chain of k deltas takes k + 1
-  // passes. Only bases are carried from pass to pass, so memory follows the backup, not the repository.
-  const bases: Buffer[] = [];
+  // passes. Only bases are carried from pass to pass, so memory follows the backup, not the repository. A
+  // pass after the first adds the new bases to the table (made larger when they do not fit) and looks for
+  // them alone.
   // A pass after the first reads every index object again: the first keeps their plaintexts, up to a bound.
   const kept = new IndexKeep();
+  const found: LocatePass = { needed: neededChunks(files, source, [], 0.25), packInfo: new Map(), baseIds: new Map(), condemnedNumbers: new Set() };
   for (let pass = 0; ; pass++) {
-    const found = await locatePass(repo, files, source, condemned, bases, kept);
+    await locatePass(repo, found, condemned, kept);
     const missing = new Map<string, Buffer>();
     for (const id of found.baseIds.values()) if (found.needed.table.find(id, 0) < 0) missing.set(id.toString('latin1'), id);
     if (missing.size === 0) return finishLookup(files, source, found);
     if (pass === MAX_CHAIN) throw new CorruptObjectError(source, `its pages need deltas of deltas more than ${MAX_CHAIN} deep: the index's base records form a loop or are damaged`);
-    bases.push(...missing.values());
+    let { table } = found.needed;
+    if (table.count + missing.size > table.capacity) found.needed = { ...found.needed, table: (table = table.grown(Math.ceil((table.count + missing.size) * 1.25))) };
+    for (const id of missing.values()) table.addBytes(id, 0);
   }
 }
 
@@ -189,9 +208,10 @@ interface LocatePass {
   packInfo: ChunkLookup['packInfo'];
   /** The base id of each located chunk stored as a delta, by chunk. */
   baseIds: Map<number, Buffer>;
+  /** Numbers of the packs a running garbage collection condemned, among those holding needed chunks. */
+  condemnedNumbers: Set<number>;
 }
 
-/** One scan of every index object for where the entries' chunks, and `bases`, sit. */
 /** Index plaintexts kept between passes, at most `KEEP_BYTES` of them. */
 class IndexKeep {
   private readonly plains = new Map<string, Buffer>();
@@ -211,12 +231,13 @@ class IndexKeep {
 /** Index plaintexts a restore keeps for its later passes (index objects are immutable: a kept one stays true). */
 const KEEP_BYTES = 64 * 1024 * 1024;
 
-async function locatePass(repo: Repository, files: readonly TreeEntry[], source: string, condemned: ReadonlySet<string>, bases: readonly Buffer[], kept: IndexKeep): Promise<LocatePass> {
-  const needed = neededChunks(files, source, bases);
+/**
+ * Scans every index object for where the table's chunks not yet located sit (and, from a pack a garbage
+ * collection condemned, where another copy sits), filling `found` in.
+ */
+async function locatePass(repo: Repository, found: LocatePass, condemned: ReadonlySet<string>, kept: IndexKeep): Promise<void> {
+  const { needed, packInfo, baseIds, condemnedNumbers } = found;
   const { table } = needed;
-  const packInfo = new Map<number, { dataEnd: number; n: number }>();
-  const baseIds = new Map<number, Buffer>();
-  const condemnedNumbers = new Set<number>();
   // Scan index objects keeping only what this backup needs: memory follows the backup, not the repository.
   // Objects are fetched a few at a time; each is scanned in place.
   const scan = (key: string, plain: Buffer) => {
@@ -272,7 +293,6 @@ async function locatePass(repo: Repository, files: readonly TreeEntry[], source:
     condemnedNumbers.clear();
     await Promise.all((await repo.listIndexKeys()).map((key) => limit(async () => scan(key, await kept.open(repo, key)))));
   });
-  return { needed, packInfo, baseIds };
 }
 
 /** Uses grouped by chunk: chunk `c`'s uses are `chunkUses[chunkUseStart[c]]` up to `chunkUses[chunkUseStart[c + 1]]`. */
@@ -391,6 +411,24 @@ export function restorePhases(lookup: ChunkLookup, source: string, inMemory: (c:
   return phases;
 }
 
+/**
+ * Per chunk, 1 when a live use's chain starts from it: what phase 0 writes,
+ * whether the deltas are then applied in memory or phase by phase.
+ */
+export function chainRoots(lookup: ChunkLookup, source: string): Uint8Array {
+  const { table, base } = lookup;
+  // Damaged base records that loop fail here, before anything is walked.
+  chainDepths(lookup, source);
+  const roots = new Uint8Array(table.count);
+  for (let u = 0; u < lookup.useChunk.length; u++) {
+    if (!lookup.live[u]) continue;
+    let c = lookup.useChunk[u]!;
+    while (base[c]! >= 0) c = base[c]!;
+    roots[c] = 1;
+  }
+  return roots;
+}
+
 /** Uses of chunk `c` still to write. */
 export function liveUses(lookup: ChunkLookup, c: number): number {
   let n = 0;
@@ -437,7 +475,7 @@ export function planFetches(lookup: ChunkLookup, opts: PlanOptions = DEFAULT_PLA
  * uses, as a writer takes them; with the chains of deltas the uses apply in
  * memory (`lookup.tip`), whose frames `frameOf` gives.
  */
-export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rangeOffset: number, frameOf?: (c: number) => FoundDelta | undefined): RangeChunks {
+export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rangeOffset: number, frameOf?: (c: number) => Uint8Array | undefined): RangeChunks {
   const { table, tip, base } = lookup;
   const n = chunks.length;
   const ids = new Uint8Array(n * ID_BYTES);
@@ -468,7 +506,7 @@ export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rang
       useFiles[w] = lookup.useFile[u]!;
       useOffsets[w++] = lookup.useOffset[u]!;
       useCounts[i]!++;
-      for (const t of chainOf(u, c)) chainBytes += stepSize(frameOf!(t)!.frame);
+      for (const t of chainOf(u, c)) chainBytes += stepSize(frameOf!(t)!);
     }
   });
   const out: RangeChunks = { ids, starts, lengths, rawLengths, useCounts, useFiles, useOffsets };
@@ -483,7 +521,7 @@ export function rangeChunks(lookup: ChunkLookup, chunks: readonly number[], rang
       const u = lookup.chunkUses[k]!;
       if (!lookup.live[u]) continue;
       chains.starts[w] = at;
-      for (const t of chainOf(u, c).reverse()) at = writeStep(into, at, table.ids.subarray(t * ID_BYTES, (t + 1) * ID_BYTES), frameOf!(t)!);
+      for (const t of chainOf(u, c).reverse()) at = writeStep(into, at, table.id(t), table.id(base[t]!), table.rawLength[t]!, frameOf!(t)!);
       chains.starts[++w] = at;
     }
   }

@@ -20,12 +20,12 @@ import type { LoadedBackup, Repository } from '../repository/repository.js';
 import { withLease } from '../repository/leases.js';
 import { writeRange } from './range-writer.js';
 import { fetchRange } from './fetch-range.js';
-import { DELTA_PRELOAD_BYTES, preloadDeltas } from './delta-preload.js';
+import { DELTA_PRELOAD_BYTES, preloadDeltas, type DeltaFrames } from './delta-preload.js';
 import { applyMetadata, readLink, toTime } from './metadata.js';
 import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, checkFilesDeltaTarget, dropChunksInPlace, hasContent, prepareTarget, removeUnlisted, RESTORING_SUFFIX, writeFilesMark } from './target.js';
 import { RestoreWorkerPool } from './restore-pool.js';
 import type { RestoreJob } from './restore-protocol.js';
-import { DEFAULT_PLAN, filesUsing, liveUses, locateChunks, planFetches, rangeChunks, restorePhases, type ChunkLookup, type FetchRange, type PlanOptions } from './plan.js';
+import { chainRoots, DEFAULT_PLAN, filesUsing, liveUses, locateChunks, planFetches, rangeChunks, restorePhases, type ChunkLookup, type FetchRange, type PlanOptions } from './plan.js';
 
 export interface RestoreProgress {
   bytesTotal: number;
@@ -180,12 +180,9 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       removed = await removeUnlisted(targetDir, entries, relocate, lastFiles, marker?.name);
       await dropChunksInPlace(repo, entries, lookup, pathOf);
     }
-    // Chunks stored as page deltas are read ahead and applied in memory when they fit the budget, else in
-    // phases after what they are taken against (plan.ts, delta-preload.ts).
     const planOptions = { ...DEFAULT_PLAN, ...options.plan };
-    const frames = await preloadDeltas(repo, entries, lookup, { plan: planOptions, budget: options.deltaPreloadBytes ?? DELTA_PRELOAD_BYTES, concurrency: options.concurrency ?? 3 });
-    const phases = restorePhases(lookup, key, frames ? (c) => frames.has(c) : undefined);
-    const frameOf = frames && ((c: number) => frames.get(c));
+    // What phase 0 writes: the chunk each live place's chain starts from (damaged chains fail here, first).
+    const roots = chainRoots(lookup, key);
 
     // Directories first, writable by us until their final modes are applied at the end.
     for (const e of entries) if (e.type === 'dir') await mkdir(fsPath(pathOf(e)), { recursive: true, mode: 0o700 });
@@ -196,14 +193,16 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         await symlink(dir, at);
       }
     }
-    // A file is complete, and made durable, once every phase has written its places.
+    // A file is complete, and made durable, once every phase has written its places. Until the phases are
+    // known, every file counts as incomplete: a failure then removes all that this restore created.
     const remaining = new Int32Array(entries.length);
-    for (const phase of phases) for (let u = 0; u < phase.live.length; u++) remaining[phase.useFile[u]!]! += phase.live[u]!;
+    entries.forEach((e, i) => (remaining[i] = e.type === 'file' && e.linkTo === undefined ? 1 : 0));
     const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
     const fsLimit = pLimit(FS_PARALLEL);
+    let creating: Promise<unknown> = Promise.resolve();
     try {
-      await Promise.all(
-        entries.map((e, i) =>
+      creating = Promise.all(
+        entries.map((e) =>
           fsLimit(async () => {
             if (e.type === 'file' && e.linkTo === undefined) {
               // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
@@ -211,13 +210,11 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
               const fh = await open(fsPath(pathOf(e)), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
               try {
                 await fh.truncate(e.size ?? 0);
-                if (remaining[i] === 0) await fh.sync();
               } finally {
                 await fh.close();
               }
               progress.filesTotal++;
               progress.bytesTotal += e.size ?? 0;
-              if (remaining[i] === 0) progress.filesDone++;
             } else if (e.type === 'symlink') {
               const p = fsPath(pathOf(e));
               if (existing && (await readLink(p)) === e.target) return;
@@ -227,6 +224,38 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
           }),
         ),
       );
+      // Chunks stored as page deltas are read ahead and applied in memory when they fit the budget, else in
+      // phases after what they are taken against (plan.ts, delta-preload.ts). Meanwhile the files are created
+      // and the first ranges of phase 0, which is the same either way, are fetched.
+      let phases: ChunkLookup[] = [];
+      let frames: DeltaFrames | undefined;
+      const ready = (async () => {
+        frames = await preloadDeltas(repo, entries, lookup, { plan: planOptions, budget: options.deltaPreloadBytes ?? DELTA_PRELOAD_BYTES, concurrency: options.concurrency ?? 3 });
+        const preloaded = frames;
+        phases = restorePhases(lookup, key, preloaded && ((c) => preloaded.has(c)));
+        remaining.fill(0);
+        for (const phase of phases) for (let u = 0; u < phase.live.length; u++) remaining[phase.useFile[u]!]! += phase.live[u]!;
+        await creating;
+        // Files with nothing to write (empty, or all in place already) are complete now.
+        await Promise.all(
+          entries.map((e, i) =>
+            e.type !== 'file' || e.linkTo !== undefined || remaining[i] !== 0
+              ? undefined
+              : fsLimit(async () => {
+                  const fh = await open(fsPath(pathOf(e)), fsc.O_RDWR | fsc.O_NOFOLLOW);
+                  try {
+                    await fh.sync();
+                  } finally {
+                    await fh.close();
+                  }
+                  progress.filesDone++;
+                }),
+          ),
+        );
+      })();
+      // Each range awaits it, and so does the restore after its last phase.
+      ready.catch(() => undefined);
+      const frameOf = (c: number) => frames?.get(c);
 
       const handles = new Map<number, Promise<FileHandle>>();
       /** Reads what a place holds now (a delta's base), in the main thread's own restores. */
@@ -269,40 +298,56 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
           progress.filesDone++;
         } else if (transient) await fh.close();
       };
-      /** Uses written by a worker: a file whose chunks are now all written is made durable here. */
-      const completeUses = async (file: number, uses: number): Promise<void> => {
+      /**
+       * Uses written by a worker: a file whose chunks are now all written is made durable here, while the
+       * restore goes on (many fsyncs in flight let the file system commit them together; one after another,
+       * each waits for its own commit).
+       */
+      const syncing: Promise<void>[] = [];
+      const completeUses = (file: number, uses: number): void => {
         if ((remaining[file]! -= uses) !== 0) return;
-        const fh = await open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        progress.filesDone++;
+        const sync = fsLimit(async () => {
+          const fh = await open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
+          try {
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          progress.filesDone++;
+        });
+        syncing.push(
+          sync.catch((e: unknown) => {
+            failed ??= e;
+          }),
+        );
       };
 
-      let requests = frames?.requests ?? 0;
-      let rangedRequests = frames?.requests ?? 0;
+      let requests = 0;
+      let rangedRequests = 0;
       let bytesWritten = 0;
-      let bytesFetched = frames?.bytesFetched ?? 0;
+      let bytesFetched = 0;
       let failed: unknown;
       let jobs = 0;
       const limit = pLimit(Math.max(1, options.concurrency ?? 3));
-      const runRange = async (lookup: ChunkLookup, r: FetchRange, deltas: boolean): Promise<void> => {
+      const runRange = async (p: number, r: FetchRange): Promise<void> => {
         if (failed) return;
         const key = packKey(r.pack);
-        const affected = () => filesUsing(entries, lookup, r.chunks);
-        const data = await fetchRange(repo, r, affected);
+        const data = await fetchRange(repo, r, () => filesUsing(entries, lookup, r.chunks));
         requests++;
         if (!r.whole) rangedRequests++;
         bytesFetched += data.length;
+        await ready;
+        if (failed) return;
+        const deltas = p > 0;
+        const phase = phases[p]!;
+        const affected = () => filesUsing(entries, phase, r.chunks);
         if (pool) {
           // A range with many chunks (a pack of pages can expand to hundreds of MB) is shared by all workers.
-          const parts = splitChunks(lookup, r.chunks, workers);
+          const parts = splitChunks(phase, r.chunks, workers);
           // The first part takes the fetched buffer itself (moved, not copied, when it owns its memory) and checks
           // a whole pack against its name; the others get copies of their bytes, made before anything moves (their
           // chunks are still checked one by one, tag and id, before any is written).
-          const { table } = lookup;
+          const { table } = phase;
           const starts = parts.map((part, i) => (i === 0 ? 0 : table.offset[part[0]!]! - r.offset));
           const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
           const buffers = parts.map((part, i) => {
@@ -312,7 +357,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
           const replies = await Promise.all(
             parts.map((part, i) => {
               const bytes = buffers[i]!;
-              const chunks = { ...rangeChunks(lookup, part, r.offset + starts[i]!, frameOf), deltas };
+              const chunks = { ...rangeChunks(phase, part, r.offset + starts[i]!, frameOf), deltas };
               const paths: Record<number, string> = {};
               for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
               const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing && !deltas };
@@ -324,7 +369,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
           for (const reply of replies) {
             bytesWritten += reply.bytesWritten;
             progress.bytesDone += reply.bytes;
-            for (const [file, uses] of reply.done) await completeUses(file, uses);
+            for (const [file, uses] of reply.done) completeUses(file, uses);
           }
           for (const reply of replies) {
             if (reply.corrupt) throw new CorruptObjectError(key, reply.corrupt, affected());
@@ -337,7 +382,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         const corrupt = await writeRange(
           repo.objects.codec,
           data,
-          { ...rangeChunks(lookup, r.chunks, r.offset, frameOf), deltas },
+          { ...rangeChunks(phase, r.chunks, r.offset, frameOf), deltas },
           { write: writeTo, read: readFrom },
           (bytes) => {
             progress.bytesDone += bytes;
@@ -349,23 +394,29 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       };
       try {
         // Phase after phase: a delta is applied only once the phase before has written its base in place.
-        for (const [p, phase] of phases.entries()) {
-          const ranges = planFetches(phase, planOptions);
+        // Phase 0 writes the chunk each live place's chain starts from: its ranges are known before `ready`.
+        for (let p = 0; p === 0 || p < phases.length; p++) {
+          const ranges = p === 0 ? planFetches(lookup, planOptions, (c) => roots[c] === 1) : planFetches(phases[p]!, planOptions);
           await Promise.all(
             ranges.map((r) =>
               limit(() =>
-                runRange(phase, r, p > 0).catch((e: unknown) => {
+                runRange(p, r).catch((e: unknown) => {
                   failed ??= e;
                 }),
               ),
             ),
           );
           if (failed) break;
+          await ready;
         }
       } finally {
+        await Promise.all(syncing);
         for (const h of handles.values()) await (await h).close().catch(() => undefined);
       }
       if (failed) throw failed;
+      requests += frames?.requests ?? 0;
+      rangedRequests += frames?.requests ?? 0;
+      bytesFetched += frames?.bytesFetched ?? 0;
 
       // Hard links once their first names are complete.
       const firstOf = new Map(entries.map((e) => [e.path, e]));
@@ -391,6 +442,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
     } catch (e) {
       // Into an empty target, a failed restore leaves only complete files (and directories): no file at full
       // size that is only holes. A retry with --delta resumes from them.
+      await creating.catch(() => undefined);
       if (!existing) {
         for (let i = 0; i < entries.length; i++) {
           const e = entries[i]!;
