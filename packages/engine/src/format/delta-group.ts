@@ -22,6 +22,13 @@ const ENTRY = GROUP_ID_PREFIX + 4 + DELTA_BASE_ID + 4;
 /** The largest page a member may stand for (PostgreSQL's largest block size is 32 KiB). */
 export const MAX_DELTA_PAGE = 1024 * 1024;
 
+/**
+ * Deltas of deltas a reader follows before it calls a chain damaged (a loop
+ * in the base records): far past any depth a writer takes
+ * (`MAX_PAGE_DELTA_DEPTH`, 32).
+ */
+export const MAX_CHAIN = 64;
+
 export interface DeltaMember {
   /** The page's chunk id (its first 8 bytes are kept). */
   id: Uint8Array;

@@ -4,6 +4,7 @@
  * live in parallel number arrays, not one object per chunk.
  */
 import type { PackEntry } from '../format/pack.js';
+import { MAX_CHAIN } from '../format/delta-group.js';
 
 export interface ChunkLocation {
   /** Pack SHA-256, hex. */
@@ -14,9 +15,6 @@ export interface ChunkLocation {
   /** For a page delta: the chunk its page was taken against. */
   base?: Buffer;
 }
-
-/** Steps of a delta chain followed before a chain is taken for a loop (as a restore does). */
-const MAX_CHAIN = 64;
 
 export function idKeyOf(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');

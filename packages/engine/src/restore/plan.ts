@@ -22,6 +22,7 @@
  */
 import { BLOB_HEADER, ID_BYTES } from '../format/chunk-codec.js';
 import { TRAILER_ENTRY } from '../format/pack.js';
+import { MAX_CHAIN } from '../format/delta-group.js';
 import { SEAL_OVERHEAD } from '../crypto/aead.js';
 import { chunkIdsOf, type TreeEntry } from '../format/manifest.js';
 import { withIndexRetry, type Repository } from '../repository/repository.js';
@@ -101,9 +102,6 @@ export interface ChunkLookup {
    */
   tip?: Int32Array;
 }
-
-/** Deltas of deltas a restore follows before it calls a chain damaged (a writer stops far sooner). */
-export const MAX_CHAIN = 64;
 
 export interface FetchRange {
   pack: string;

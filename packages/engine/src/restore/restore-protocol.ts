@@ -17,6 +17,8 @@ export interface RestoreJob extends RangeChunks {
   sha?: string;
   /** Target path of every file the range writes to. */
   paths: Record<number, string>;
+  /** Files the worker creates, if they are not there yet, at their size (as given): an empty target's. */
+  create: Record<number, number>;
   /** Files were created empty at their size: chunks of zeros are left as holes. */
   holes: boolean;
 }

@@ -4,7 +4,7 @@
  * and reports which chunk uses it completed (the main thread fsyncs a file
  * once all of its chunks are written).
  */
-import { closeSync, constants as fsc, fdatasync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fdatasync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { sha256Hex } from '../bytes.js';
 import { ChunkCodec } from '../format/chunk-codec.js';
@@ -39,7 +39,12 @@ async function run(job: RestoreJob): Promise<RestoreReply> {
   let writing: string | undefined;
   const handleOf = (file: number): number => {
     let fd = handles.get(file);
-    if (fd === undefined) handles.set(file, (fd = openSync(fsPath(job.paths[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW)));
+    if (fd !== undefined) return fd;
+    const size = job.create[file];
+    fd = openSync(fsPath(job.paths[file]!), fsc.O_RDWR | fsc.O_NOFOLLOW | (size !== undefined ? fsc.O_CREAT : 0), 0o600);
+    handles.set(file, fd);
+    // Whichever writer comes first creates the file; setting the same size again loses nothing written.
+    if (size !== undefined) ftruncateSync(fd, size);
     return fd;
   };
   try {

@@ -3,7 +3,11 @@
  * fetches each needed pack range once, `concurrency` requests at a time, and
  * for every chunk in it: verify (pack SHA-256 on whole-pack reads, AEAD tag,
  * chunk id), then write it to every file offset that uses it. No unverified
- * byte is written. Memory is bounded by `concurrency × maxRequest`.
+ * byte is written. Memory is bounded by `concurrency × maxRequest` (plus the
+ * page deltas read ahead, within their own budget). Preparation overlaps:
+ * the first ranges are fetched while deltas are read ahead and files are
+ * created, and into an empty target a file with places to write is created
+ * by its first writer.
  */
 import { constants as fsc } from 'node:fs';
 import { link, mkdir, open, readlink, rename, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
@@ -199,12 +203,22 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
     entries.forEach((e, i) => (remaining[i] = e.type === 'file' && e.linkTo === undefined ? 1 : 0));
     const progress: RestoreProgress = { bytesTotal: 0, bytesDone: 0, filesTotal: 0, filesDone: 0 };
     const fsLimit = pLimit(FS_PARALLEL);
+    // Into an empty target, a file with places to write is created by its first writer (a worker or this
+    // thread), at its size, so that writing need not wait for a thousand files to be made one by one; the
+    // others are created here meanwhile. Over existing content every file is made ready here, first.
+    const writerCreates = (i: number) => !existing && lookup.fileStart[i + 1]! > lookup.fileStart[i]!;
+    for (const e of entries) {
+      if (e.type !== 'file' || e.linkTo !== undefined) continue;
+      progress.filesTotal++;
+      progress.bytesTotal += e.size ?? 0;
+    }
     let creating: Promise<unknown> = Promise.resolve();
     try {
       creating = Promise.all(
-        entries.map((e) =>
+        entries.map((e, i) =>
           fsLimit(async () => {
             if (e.type === 'file' && e.linkTo === undefined) {
+              if (writerCreates(i)) return;
               // Over existing content keep the bytes (chunks in place stay); otherwise start empty.
               // O_NOFOLLOW: a link planted at a file's name is never followed out of the target.
               const fh = await open(fsPath(pathOf(e)), (existing ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC) | fsc.O_NOFOLLOW, 0o600);
@@ -213,8 +227,6 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
               } finally {
                 await fh.close();
               }
-              progress.filesTotal++;
-              progress.bytesTotal += e.size ?? 0;
             } else if (e.type === 'symlink') {
               const p = fsPath(pathOf(e));
               if (existing && (await readLink(p)) === e.target) return;
@@ -258,6 +270,19 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       const frameOf = (c: number) => frames?.get(c);
 
       const handles = new Map<number, Promise<FileHandle>>();
+      /** A file this thread writes, created at its size by the first write when `writerCreates` (again later: harmless). */
+      const openForWriting = async (file: number): Promise<FileHandle> => {
+        const e = entries[file]!;
+        if (!writerCreates(file)) return open(fsPath(pathOf(e)), fsc.O_RDWR | fsc.O_NOFOLLOW);
+        const fh = await open(fsPath(pathOf(e)), fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
+        try {
+          await fh.truncate(e.size ?? 0);
+        } catch (err) {
+          await fh.close();
+          throw err;
+        }
+        return fh;
+      };
       /** Reads what a place holds now (a delta's base), in the main thread's own restores. */
       const readFrom = async (file: number, into: Buffer, offset: number): Promise<number> => {
         const fh = await (handles.get(file) ?? open(fsPath(pathOf(entries[file]!)), fsc.O_RDONLY | fsc.O_NOFOLLOW));
@@ -278,7 +303,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
         let h = handles.get(file);
         const transient = !h && handles.size >= MAX_OPEN_FILES;
         if (!h) {
-          h = open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
+          h = openForWriting(file);
           if (!transient) handles.set(file, h);
         }
         const fh = await h;
@@ -359,8 +384,12 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
               const bytes = buffers[i]!;
               const chunks = { ...rangeChunks(phase, part, r.offset + starts[i]!, frameOf), deltas };
               const paths: Record<number, string> = {};
-              for (const f of chunks.useFiles) paths[f] ??= pathOf(entries[f]!);
-              const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, holes: !existing && !deltas };
+              const create: Record<number, number> = {};
+              for (const f of chunks.useFiles) {
+                paths[f] ??= pathOf(entries[f]!);
+                if (writerCreates(f)) create[f] ??= entries[f]!.size ?? 0;
+              }
+              const job: RestoreJob = { t: 'range', job: ++jobs, data: bytes, ...(r.whole && i === 0 ? { sha: r.pack } : {}), ...chunks, paths, create, holes: !existing && !deltas };
               const transfer = [bytes.buffer, chunks.ids.buffer, chunks.starts.buffer, chunks.lengths.buffer, chunks.rawLengths.buffer, chunks.useCounts.buffer, chunks.useFiles.buffer, chunks.useOffsets.buffer] as ArrayBuffer[];
               if (chunks.chains) transfer.push(chunks.chains.starts.buffer as ArrayBuffer, chunks.chains.bytes.buffer as ArrayBuffer);
               return pool.run(job, transfer);
