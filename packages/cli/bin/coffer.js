@@ -6,10 +6,6 @@
 // compiling the bundle again. It lives in the user's own cache directory, never a shared
 // /tmp: what is in it becomes code. Without a home, or where it cannot be written, Node
 // runs without it.
-// File-system calls wait in libuv's thread pool, 4 threads unless told: a restore makes a file durable as soon as
-// it is complete, and fsyncs in flight together are committed together by the file system. Read when the pool
-// first starts, so set before any asynchronous call; an operator's own setting stands.
-process.env.UV_THREADPOOL_SIZE ??= '16';
 const { enableCompileCache } = await import('node:module');
 const cacheHome = process.env.XDG_CACHE_HOME || (process.env.HOME ? `${process.env.HOME}/.cache` : undefined);
 if (enableCompileCache && cacheHome) {
