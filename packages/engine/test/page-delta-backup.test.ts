@@ -13,9 +13,9 @@ import { collectList, LocalKeyProvider, MemoryStore, reencryptInitOptions, reenc
 // Internals: a tree whose one file is chunked in pages, as a PostgreSQL relation file is.
 import { backupTree, type TreeSource } from '../dist/backup/backup-files.js';
 import { writeCondemned } from '../dist/repository/condemned.js';
-import { pseudoRandom, scratch } from '../../../test/support/tree.js';
+import { scratch } from '../../../test/support/tree.js';
+import { editPage, heapPage as page, PAGE } from '../../../test/support/pages.js';
 
-const PAGE = 8192;
 const provider = LocalKeyProvider.fromPassphrase('page delta backup test');
 let work: { dir: string; cleanup: () => Promise<void> };
 let n = 0;
@@ -25,25 +25,6 @@ beforeAll(async () => {
   work = await scratch('coffer-pdb-');
 });
 afterAll(async () => work.cleanup());
-
-/** A heap-like page: text-like tuples, so an update in place leaves most of it as it was. */
-function page(seed: number): Buffer {
-  const p = Buffer.alloc(PAGE);
-  let x = seed * 2654435761;
-  for (let at = 24; at < PAGE - 16; ) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    at += p.write(`row${x % 5000},${(x >>> 8) % 97};`, at);
-  }
-  p.writeUInt32LE(seed, 0);
-  return p;
-}
-
-function edit(p: Buffer, seed: number): Buffer {
-  const out = Buffer.from(p);
-  pseudoRandom(40, seed).copy(out, 200 + (seed % 7000));
-  out.writeUInt32LE(seed, 4);
-  return out;
-}
 
 function source(root: string): TreeSource {
   return { kind: 'files', root, checkStable: false, walk: {}, isParent: (b: BackupSummary) => b.kind === 'files' && b.source === root, isRelation: (e: TreeEntry) => e.path === 'rel' };
@@ -56,7 +37,7 @@ async function days(repo: Repository, pages: number, count: number, edits: (day:
   let content = Array.from({ length: pages }, (_, k) => page(k + 1));
   const out: { key: string; deltaPages: number; storedBytes: number; content: Buffer }[] = [];
   for (let d = 0; d < count; d++) {
-    if (d > 0) content = content.map((p, k) => (edits(d, k) ? edit(p, d * 10_000 + k) : p));
+    if (d > 0) content = content.map((p, k) => (edits(d, k) ? editPage(p, 176 + ((d * 10_000 + k) % 7000), d * 10_000 + k) : p));
     const bytes = Buffer.concat(content);
     await writeFile(join(src, 'rel'), bytes);
     const { key, manifest } = await backupTree(repo, source(src), { workers: workers(d) });
@@ -98,7 +79,7 @@ describe('page deltas, written', () => {
     const packs = (await collectList(store, 'data/')).map((o) => o.key.slice(o.key.lastIndexOf('/') + 1));
     // As a collection that condemned every pack and still runs (its lease is not looked at here).
     await writeCondemned(repo, 'gc-0123456789abcdef', packs);
-    const day1 = Buffer.concat(day0.map((p, k) => (k % 2 ? edit(p, k) : p)));
+    const day1 = Buffer.concat(day0.map((p, k) => (k % 2 ? editPage(p, 176 + (k % 7000), k) : p)));
     await writeFile(join(src, 'rel'), day1);
     const { key, manifest } = await backupTree(repo, source(src), { workers: 0 });
     expect(manifest.stats.newChunks).toBe(10);

@@ -20,9 +20,9 @@ import { PackWriter, type SealedBlob } from '../dist/content/pack-writer.js';
 import { sealInGroups } from '../dist/content/sealed-groups.js';
 import { ChunkIndex } from '../dist/repository/chunk-index.js';
 import { setChunkIdBytes } from '../dist/format/manifest.js';
-import { pseudoRandom, scratch } from '../../../test/support/tree.js';
+import { scratch } from '../../../test/support/tree.js';
+import { editPage as edit, heapPage as page, PAGE } from '../../../test/support/pages.js';
 
-const PAGE = 8192;
 const provider = LocalKeyProvider.fromPassphrase('page delta test');
 let work: { dir: string; cleanup: () => Promise<void> };
 let n = 0;
@@ -32,28 +32,6 @@ beforeAll(async () => {
   work = await scratch('coffer-pdelta-');
 });
 afterAll(async () => work.cleanup());
-
-/** A page like PostgreSQL's: mostly text-like tuples, so a small edit leaves most of it predictable. */
-function page(seed: number): Buffer {
-  const p = Buffer.alloc(PAGE);
-  const words = ['alpha', 'beta', 'gamma', 'delta', 'tuple', 'xmin', 'xmax', 'heap'];
-  let x = seed * 2654435761;
-  for (let at = 24; at < PAGE - 16; ) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    const w = `${words[x % words.length]}${x % 1000};`;
-    at += p.write(w, at);
-  }
-  p.writeUInt32LE(seed, 0);
-  return p;
-}
-
-/** `p` with a few bytes changed at `at` (a tuple updated in place). */
-function edit(p: Buffer, at: number, seed: number): Buffer {
-  const out = Buffer.from(p);
-  pseudoRandom(24, seed).copy(out, (at % (PAGE - 64)) + 24);
-  out.writeUInt32LE(seed, 4); // the page header's LSN moves
-  return out;
-}
 
 interface Version {
   pages: Buffer[];
