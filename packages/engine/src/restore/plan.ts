@@ -123,7 +123,7 @@ export interface PlanOptions {
 export const DEFAULT_PLAN: PlanOptions = { mergeGap: 256 * 1024, maxRequest: 16 * 1024 * 1024 };
 
 /** The distinct chunks the given entries reference and every use of them (offsets are filled once lengths are known). `source` names the manifest in errors. */
-export function neededChunks(files: readonly TreeEntry[], source: string, bases: readonly Buffer[] = [], spare = 0): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo' | 'base'> {
+export function neededChunks(files: readonly TreeEntry[], source: string, spare = 0): Omit<ChunkLookup, 'chunkUseStart' | 'chunkUses' | 'unindexed' | 'packInfo' | 'base'> {
   const lists = files.map((f) => {
     try {
       return chunkIdsOf(f);
@@ -139,7 +139,7 @@ export function neededChunks(files: readonly TreeEntry[], source: string, bases:
   });
   fileStart[files.length] = total;
   // `spare`: room for bases found later, as a fraction of the uses (a base is found after its delta is located).
-  const table = new ChunkTable(total + bases.length + Math.ceil(total * spare));
+  const table = new ChunkTable(total + Math.ceil(total * spare));
   const useChunk = new Int32Array(total);
   const useFile = new Int32Array(total);
   let u = 0;
@@ -149,8 +149,6 @@ export function neededChunks(files: readonly TreeEntry[], source: string, bases:
       useFile[u++] = file;
     }
   });
-  // The bases of deltas: needed, at no place of their own.
-  for (const id of bases) table.addBytes(id, 0);
   return { table, fileStart, useChunk, useFile, useOffset: new Float64Array(total), live: new Uint8Array(total).fill(1) };
 }
 
@@ -188,7 +186,7 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
   // them alone.
   // A pass after the first reads every index object again: the first keeps their plaintexts, up to a bound.
   const kept = new IndexKeep();
-  const found: LocatePass = { needed: neededChunks(files, source, [], 0.25), packInfo: new Map(), baseIds: new Map(), condemnedNumbers: new Set() };
+  const found: LocatePass = { needed: neededChunks(files, source, 0.25), packInfo: new Map(), baseIds: new Map(), condemnedNumbers: new Set() };
   for (let pass = 0; ; pass++) {
     await locatePass(repo, found, condemned, kept);
     const missing = new Map<string, Buffer>();
@@ -197,6 +195,7 @@ export async function locateChunks(repo: Repository, files: readonly TreeEntry[]
     if (pass === MAX_CHAIN) throw new CorruptObjectError(source, `its pages need deltas of deltas more than ${MAX_CHAIN} deep: the index's base records form a loop or are damaged`);
     let { table } = found.needed;
     if (table.count + missing.size > table.capacity) found.needed = { ...found.needed, table: (table = table.grown(Math.ceil((table.count + missing.size) * 1.25))) };
+    // The bases of deltas: needed, at no place of their own.
     for (const id of missing.values()) table.addBytes(id, 0);
   }
 }
