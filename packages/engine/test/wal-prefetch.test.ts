@@ -5,7 +5,7 @@
  * again and marks it to keep, while it stays.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,8 +94,15 @@ describe('walPrefetch following recovery', () => {
     const seen = async () => readdir(spool).catch(() => [] as string[]);
     const until = Date.now() + 20_000;
     while (!(await seen()).includes(last) && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
-    // As restore_command does with it; then recovery asks for the next, which is not archived.
-    await rename(join(spool, last), join(work.dir, 'RECOVERYXLOG-end'));
+    // As restore_command does with it: moved into place, or copied when the prefetcher has already marked it
+    // to keep (it may reach the archive's end first); then recovery asks for the next, which is not archived.
+    const taken = join(work.dir, 'RECOVERYXLOG-end');
+    if ((await seen()).includes(`.${last}.keep`)) await copyFile(join(spool, last), taken);
+    else {
+      await rename(join(spool, last), taken);
+      // Marked to keep while it was being moved: restore_command would have copied it.
+      if ((await seen()).includes(`.${last}.keep`)) await copyFile(taken, join(spool, last));
+    }
     await writeFile(join(spool, SPOOL_WANTED), last);
     const next = segmentName(COUNT + 1);
     while (!(await seen()).includes(`.${last}.keep`) && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
