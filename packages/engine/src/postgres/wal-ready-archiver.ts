@@ -22,9 +22,9 @@ import pLimit from 'p-limit';
 import { checkWalName, WAL_SEGMENT } from '../format/wal-record.js';
 import type { Repository } from '../repository/repository.js';
 import { WalFilePusher, type DurableWal } from './wal.js';
-import { readWalFile, type WalFileIdentity } from './wal-file-read.js';
+import { readWalFile, sealWalFile, type WalFileIdentity } from './wal-file-read.js';
 import { WalSealPool } from './wal-seal-pool.js';
-import { SEAL_READ_BUFFER, sealWal, WAL_HEAD_BYTES, type SealedWal } from './wal-seal.js';
+import { WAL_GROUP, type SealedWal } from './wal-seal.js';
 
 export type { WalFileIdentity };
 
@@ -41,12 +41,14 @@ export interface WalReadyArchiverOptions {
   leaseTtlMs?: number;
   /** How long one lease serves before the next write takes a fresh one (default 60 s). */
   leaseCycleMs?: number;
-  /** Files archived at once (default 2). */
+  /** Files pushed at once, and sealers (this thread and workers) at most (default 2). */
   parallel?: number;
   /**
-   * Worker threads that read, hash and seal segments besides this thread,
-   * which seals one itself whenever it has none (default: `parallel` - 1;
-   * 0: this thread alone).
+   * Worker threads that read, hash and seal segments. With fewer than
+   * `parallel`, this thread seals too, one segment at a time, pausing while
+   * the file PostgreSQL calls for next is being pushed; with as many, it seals
+   * only until a worker has started (default: `parallel` - 1; 0: this thread
+   * alone).
    */
   workers?: number;
   /** Return after this long with nothing to archive (default 5 minutes; 0: never). */
@@ -86,11 +88,17 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
   const home = await stat(walDir, { bigint: true });
   const pusher = new WalFilePusher(repo, walDir, options);
   const parallel = Math.max(1, options.parallel ?? 2);
-  const limit = pLimit(parallel);
+  // Pushes (packs, records, notes: I/O) at once; sealing (CPU) runs ahead of them, so that no sealing thread
+  // waits for a push to end before it starts on the next file.
+  const pushes = pLimit(parallel);
   // This thread seals too: a worker more would only start (a thread, the bundle, zstd: tens of milliseconds of
   // CPU each, taken from the first file's sealing, which the first call waits for) to share the same cores.
   const workers = options.workers ?? parallel - 1;
-  const pool = workers > 0 ? new WalSealPool(repo, workers) : undefined;
+  const mainSeals = workers < parallel;
+  const pool = workers > 0 ? new WalSealPool(repo, workers, () => sealerFree()) : undefined;
+  // Files in hand at once: those pushing, one sealing here and one on each worker, and one more for each
+  // sealer to take next.
+  const inHand = parallel + 2 * workers + 1;
   const idleExitMs = options.idleExitMs ?? 300_000;
   const pollMs = options.pollMs ?? 1000;
   const inFlight = new Set<string>();
@@ -114,39 +122,84 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
 
   /** A segment is being sealed on this thread. */
   let sealingHere = false;
+  /** Files being pushed (their packs, records and notes written). */
+  const pushing = new Set<string>();
+  /**
+   * Whether the oldest file in hand — the one PostgreSQL calls for next, if
+   * it does not wait for it already — is being pushed: then this thread
+   * starts sealing no other, and pauses one it is sealing, as its steps
+   * would hold up every step of that push and of its note.
+   */
+  const callWaits = () => {
+    let oldest: string | undefined;
+    for (const n of inFlight) if (oldest === undefined || n < oldest) oldest = n;
+    return oldest !== undefined && pushing.has(oldest);
+  };
+  /** Between the steps of this thread's sealing: the event loop's turn, and no further while a call waits for a push. */
+  const giveWay = async () => {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (callWaits()) await new Promise<void>((resolve) => sealerWaits.push(resolve));
+  };
+  /** Segments waiting for a sealer (this thread, or a started worker) to be free. */
+  let sealerWaits: (() => void)[] = [];
+  function sealerFree(): void {
+    const waits = sealerWaits;
+    sealerWaits = [];
+    for (const w of waits) w();
+  }
   let readBuffer: Buffer | undefined;
   const archiveOne = async (name: string): Promise<void> => {
     const path = join(walDir, name);
-    // A segment is sealed here, in the buffer kept for it, while this thread seals none; else on a worker
-    // thread (or, with none, inline in the push, in a buffer of its own). History and backup history files
-    // are small.
+    // A segment is sealed here while this thread seals none; else on a worker thread (or, with none, inline
+    // in the push). History and backup history files are small.
     const segment = WAL_SEGMENT.test(name);
-    let sealsHere = segment && !sealingHere;
+    pusher.prepare();
+    // Segments go to the first sealer free, oldest first, rather than queue for one: a worker not started yet
+    // (a thread, the bundle, zstd: longer than a segment takes to seal) or busy may well be free later than
+    // this thread.
+    let sealsHere = false;
+    while (segment) {
+      if (pool?.free) break;
+      if (!sealingHere && !callWaits() && (!pool?.warm || mainSeals)) {
+        sealsHere = true;
+        break;
+      }
+      await new Promise<void>((resolve) => sealerWaits.push(resolve));
+    }
     if (sealsHere) sealingHere = true;
     try {
       let read: { data: Buffer; identity?: WalFileIdentity; sealed?: SealedWal };
       if (sealsHere) {
-        // One buffer, read into again for each file (16 MiB fresh each time would cost page faults).
-        read = await readWalFile(path, (readBuffer ??= Buffer.allocUnsafeSlow(SEAL_READ_BUFFER)));
-        // Sealed now, not in the push: this thread is free for the next file while the push writes. The push
-        // needs the first page only (its header names the cluster), as from a worker.
-        read.sealed = sealWal(repo.objects.codec, read.data);
-        read.data = Buffer.from(read.data.subarray(0, WAL_HEAD_BYTES));
+        // Sealed as it is read, in one buffer read into again for each file, and not in the push: between the
+        // reads, pushes and notes of other files go on. The push needs the first page only (its header names
+        // the cluster), as from a worker.
+        const { sealed, head, identity } = await sealWalFile(repo.objects.codec, path, (readBuffer ??= Buffer.allocUnsafeSlow(WAL_GROUP)), giveWay);
+        read = { data: head, sealed, ...(identity ? { identity } : {}) };
         sealsHere = sealingHere = false;
+        sealerFree();
         poke();
       } else read = segment && pool ? await pool.seal(path) : await readWalFile(path);
-      const { outcome, file } = await pusher.push(name, read.data, read.sealed);
-      retry.delete(name);
-      handled.add(name);
-      result.archived++;
-      await options.onDurable?.({ ...file, outcome, ...(read.identity ? { identity: read.identity } : {}) });
+      pushing.add(name);
+      try {
+        const { outcome, file } = await pushes(() => pusher.push(name, read.data, read.sealed));
+        retry.delete(name);
+        handled.add(name);
+        result.archived++;
+        await options.onDurable?.({ ...file, outcome, ...(read.identity ? { identity: read.identity } : {}) });
+      } finally {
+        pushing.delete(name);
+        sealerFree();
+      }
     } catch (e) {
       result.failures++;
       const waitMs = Math.min(MAX_RETRY_MS, (retry.get(name)?.waitMs ?? 500) * 2);
       retry.set(name, { at: performance.now() + waitMs, waitMs });
       await options.onFailure?.(name, e instanceof Error ? e : new Error(String(e)), waitMs);
     } finally {
-      if (sealsHere) sealingHere = false;
+      if (sealsHere) {
+        sealingHere = false;
+        sealerFree();
+      }
       inFlight.delete(name);
       lastWork = performance.now();
       poke();
@@ -174,7 +227,7 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
       }
       const ready = await readyNames(statusDir);
       const readySet = new Set(ready);
-      const allowed = options.window ? await windowOf(ready, options.window) : readySet;
+      const allowed = options.window ? windowOf(ready, options.window.ahead, await options.window.lastCall()) : readySet;
       for (const n of handled) if (!readySet.has(n)) handled.delete(n);
       for (const n of retry.keys()) if (!readySet.has(n)) retry.delete(n);
       let started = 0;
@@ -186,9 +239,10 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
           handled.add(name);
           continue;
         }
+        if (inFlight.size >= inHand) break;
         inFlight.add(name);
         started++;
-        void limit(() => archiveOne(name));
+        void archiveOne(name);
       }
       if (started > 0 || inFlight.size > 0) lastWork = performance.now();
       else {
@@ -219,13 +273,12 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
 }
 
 /** Of the ready files (in order), those the window lets through: history files, those up to the last call, and `ahead` more. */
-async function windowOf(ready: readonly string[], window: NonNullable<WalReadyArchiverOptions['window']>): Promise<Set<string>> {
-  const last = await window.lastCall();
+function windowOf(ready: readonly string[], ahead: number, last: string | undefined): Set<string> {
   const out = new Set<string>();
   let past = 0;
   for (const name of ready) {
     if (name.endsWith('.history') || (last !== undefined && name <= last)) out.add(name);
-    else if (past++ < window.ahead) out.add(name);
+    else if (past++ < ahead) out.add(name);
   }
   return out;
 }

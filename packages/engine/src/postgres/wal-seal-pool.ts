@@ -53,7 +53,12 @@ export class WalSealPool {
   private fatal: Error | undefined;
   private readyWorkers = 0;
 
-  constructor(repo: Repository, size: number) {
+  /** `onFree`: called when a worker has started, or has finished a file (see `free`). */
+  constructor(
+    repo: Repository,
+    size: number,
+    private readonly onFree: () => void = () => undefined,
+  ) {
     const init: WalSealToWorker = {
       t: 'init',
       idKey: repo.keyRing.material.idKey,
@@ -94,6 +99,15 @@ export class WalSealPool {
     return this.readyWorkers > 0 && !this.fatal;
   }
 
+  /**
+   * Whether a file given now would start at once on a started worker:
+   * files queued here wait for this pool's workers alone, while the caller's
+   * thread might be free sooner.
+   */
+  get free(): boolean {
+    return this.warm && this.idle.length > 0 && this.queue.length === 0;
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
@@ -110,12 +124,14 @@ export class WalSealPool {
   private onMessage(worker: Worker, m: WalSealToMain): void {
     if (m.t === 'ready') {
       this.readyWorkers++;
+      this.onFree();
       return;
     }
     const entry = this.waiting.get(m.job);
     this.waiting.delete(m.job);
     this.idle.push(worker);
     this.dispatch();
+    if (this.free) this.onFree();
     if (!entry) return;
     if (m.t === 'failed') {
       entry.reject(Object.assign(new Error(`${m.path}: ${m.message}`), { code: m.code }));

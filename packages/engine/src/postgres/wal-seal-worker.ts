@@ -1,8 +1,8 @@
-/** Worker-thread side of the archiver's pool: reads a WAL file, hashes, cuts and seals it (`sealWal`), and hands bytes and blobs back without copies. */
+/** Worker-thread side of the archiver's pool: reads a WAL file, hashing, cutting and sealing it as it goes (`sealWalFile`), and hands bytes and blobs back without copies. */
 import { parentPort } from 'node:worker_threads';
 import { ChunkCodec } from '../format/chunk-codec.js';
-import { readWalFile } from './wal-file-read.js';
-import { SEAL_READ_BUFFER, sealWal, WAL_HEAD_BYTES } from './wal-seal.js';
+import { sealWalFile } from './wal-file-read.js';
+import { WAL_GROUP } from './wal-seal.js';
 import type { WalSealToMain, WalSealToWorker } from './wal-seal-pool.js';
 
 const port = parentPort;
@@ -18,13 +18,10 @@ port.on('message', (msg: WalSealToWorker) => {
   }
   void (async () => {
     try {
-      // One read buffer, used again for every file: sealWal copies out what it keeps.
-      const read = await readWalFile(msg.path, (buffer ??= Buffer.allocUnsafeSlow(SEAL_READ_BUFFER)));
-      const data = read.data;
-      const identity = read.identity;
-      const s = sealWal(codec!, data);
+      // One read buffer, used again for every file: the sealer copies out what it keeps.
+      const { sealed: s, head: first, identity } = await sealWalFile(codec!, msg.path, (buffer ??= Buffer.allocUnsafeSlow(WAL_GROUP)));
       // The main thread needs the first page (the header names the cluster), not the file.
-      const head = owned(Buffer.from(data.subarray(0, WAL_HEAD_BYTES)));
+      const head = owned(first);
       const blobs = owned(Buffer.concat(s.sealed.map((b) => b.blob)));
       const reply: WalSealToMain = {
         t: 'done',

@@ -198,6 +198,18 @@ export class WalFilePusher {
     return { outcome, file };
   }
 
+  /**
+   * Takes the lease now, while the first file is read and sealed, rather
+   * than when its pack is written. A failure shows in the push, which takes
+   * the lease as always.
+   */
+  prepare(): void {
+    void this.contexts
+      .current()
+      .then((ctx) => ctx.lease())
+      .catch(() => undefined);
+  }
+
   /** Lets go of the lease while nothing is being archived (call with no push running). */
   idle(): Promise<void> {
     return this.contexts.release();
