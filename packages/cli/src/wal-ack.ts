@@ -6,7 +6,7 @@
  * the cluster that wrote it, and a digest of the command line and the
  * environment that chose the repository and stanza. When PostgreSQL then
  * calls `coffer wal-push` for that file, the entry point (bin/coffer, a
- * shell script, for a segment; else bin/coffer.js before the bundle loads)
+ * shell script; on any doubt, bin/coffer.js before the bundle loads)
  * confirms it from the note — hashing the file again, reading its header —
  * and exits 0 without loading the engine, the AWS SDK or a key: a process
  * start and a hash instead of a repository opened.
@@ -139,19 +139,20 @@ const errorNote = (walFile: string) => join(ackDir(walFile), `${basename(walFile
 
 /** Leaves a note for a file found durable (written beside, flushed, renamed: never half a note). */
 export async function writeWalAck(walFile: string, ack: Omit<WalAck, 'v' | 'at'>): Promise<void> {
-  await unlink(errorNote(walFile)).catch(() => undefined);
   const dir = ackDir(walFile);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, ack.name);
   const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, JSON.stringify({ v: 1, ...ack, at: Date.now() } satisfies WalAck), { mode: 0o600 });
-  const h = await open(tmp, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  await rename(tmp, path);
+  const text = JSON.stringify({ v: 1, ...ack, at: Date.now() } satisfies WalAck);
+  // Not synced: a note only tells of what is durable already. Lost in a crash, the call archives the file
+  // again (the same bytes: success); torn, it fails every check and the program decides. Each step here is a
+  // step the call waits for.
+  await writeFile(tmp, text, { mode: 0o600 }).catch(async (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(tmp, text, { mode: 0o600 });
+  });
+  // An earlier try's error note goes with it (a waiting call looks for the note first).
+  await Promise.all([rename(tmp, path), unlink(errorNote(walFile)).catch(() => undefined)]);
   await wakeWaiters(dir);
 }
 

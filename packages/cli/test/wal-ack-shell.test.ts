@@ -157,11 +157,57 @@ describe('bin/coffer confirms archive_command calls without Node', () => {
     }
   });
 
-  it('leaves history and backup-label files to the program (their cluster is in pg_control)', async () => {
+  it('confirms history, backup-label and partial files by their cluster: pg_control beside pg_wal for the first two, the header for a partial', async () => {
+    const control = join(pgdata, 'global', 'pg_control');
+    await mkdir(dirname(control));
+    const controlBytes = Buffer.alloc(8192, 5);
+    controlBytes.writeBigUInt64LE(SYSID, 0);
+    await writeFile(control, controlBytes);
+    const partial = `${NAME.slice(0, 23)}8.partial`;
+    await writeFile(join(pgdata, 'pg_wal', partial), await readFile(path));
+    for (const name of ['00000002.history', `${NAME}.00000028.backup`, partial]) {
+      const file = join(pgdata, 'pg_wal', name);
+      if (!name.endsWith('.partial')) await writeFile(file, `text of ${name}\n`);
+      const noteFor = async (systemIdentifier: bigint) => writeWalAck(file, { identity: idOf(), name, sha256: '0'.repeat(64), systemIdentifier: systemIdentifier.toString(), file: await fileOf(file) });
+      await noteFor(SYSID);
+      expect((await script(call([`pg_wal/${name}`]))).status, name).toBe(0);
+      expect((await readdir(join(pgdata, 'pg_wal', '.coffer-ack'))).includes(name), name).toBe(false);
+      // A note for another cluster than the one pg_control (or the header) names.
+      await noteFor(SYSID + 1n);
+      expect((await script(call([`pg_wal/${name}`]))).status, name).toBe(1);
+      await rm(join(pgdata, 'pg_wal', '.coffer-ack', name));
+    }
+    // Without pg_control, nothing says whose a history file is: the program decides.
+    await rm(control);
     const history = join(pgdata, 'pg_wal', '00000002.history');
-    await writeFile(history, '1\t0/3000000\tno recovery target specified\n');
     await writeWalAck(history, { identity: idOf(), name: '00000002.history', sha256: '0'.repeat(64), systemIdentifier: SYSID.toString(), file: await fileOf(history) });
     expect((await script(call(['pg_wal/00000002.history']))).status).toBe(1);
+  });
+
+  it('keeps the command line\'s digest for the next calls: the same digest from the cache, never another\'s', async () => {
+    const cache = join(pgdata, 'pg_wal', '.coffer-ack', 'identity-cache');
+    await note(idOf());
+    expect((await script(call())).status).toBe(0);
+    const cached = await readFile(cache, 'utf8');
+    expect(cached.split('\n')[0]).toBe(idOf());
+    // Confirmed again from the cache.
+    await note(idOf());
+    expect((await script(call())).status).toBe(0);
+    // A cache that holds this call's fields under another digest is believed (it is the archiver's own
+    // directory): so the digest it holds must be the one the fields make, which the call writes itself.
+    await writeFile(cache, cached.replace(idOf(), idOf([...GLOBALS, '--quiet'])));
+    await note(idOf());
+    expect((await script(call())).status).toBe(1);
+    // Another command line does not take the cached digest: it makes its own, and caches that.
+    const other = [...GLOBALS, '--quiet'];
+    await note(idOf(other));
+    expect((await script([...other, 'wal-push', `pg_wal/${NAME}`])).status).toBe(0);
+    expect((await readFile(cache, 'utf8')).split('\n')[0]).toBe(idOf(other));
+    // A field with a newline in it is not cached, and is still confirmed by its digest.
+    const odd = ['--repo', 's3://bucket/a\nb'];
+    await note(idOf(odd));
+    expect((await script([...odd, 'wal-push', `pg_wal/${NAME}`])).status).toBe(0);
+    expect((await readFile(cache, 'utf8')).split('\n')[0]).toBe(idOf(other));
   });
 
   it('waits for the note while the archiver works on the file; runs the program at once when there is no archiver, it failed on the file, or dies', async () => {
