@@ -7,7 +7,7 @@
  * idle, aborted, or when its pg_wal goes away.
  */
 import { randomBytes } from 'node:crypto';
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -149,6 +149,32 @@ describe('archiveReadyWal', () => {
     await new Promise((r) => setTimeout(r, 200));
     await rm(pgdata, { recursive: true, force: true });
     expect((await run).reason).toBe('gone');
+  }, 30_000);
+
+  it('keeps to its window past the last call, and moves it as soon as a call is written to the call file, not at the next look', async () => {
+    const { walDir, repo } = await setup();
+    for (const i of [1, 2, 3, 4]) await markReady(walDir, i);
+    const callFile = join(walDir, 'last-call');
+    await writeFile(callFile, segmentName(1));
+    const reported: string[] = [];
+    const stop = new AbortController();
+    const window = { ahead: 1, callFile, lastCall: () => readFile(callFile, 'utf8').catch(() => undefined) };
+    // A minute between looks: only the watch can move the window in time.
+    const run = archiveReadyWal(repo, walDir, { idleExitMs: 0, pollMs: 60_000, window, signal: stop.signal, onDurable: (f) => void reported.push(f.name) });
+    await until(() => reported.length === 2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(reported.sort()).toEqual([segmentName(1), segmentName(2)]);
+    await writeFile(callFile, segmentName(2));
+    const called = Date.now();
+    await until(() => reported.length === 3, 10_000);
+    expect(reported).toContain(segmentName(3));
+    expect(Date.now() - called).toBeLessThan(5_000);
+    expect(reported).not.toContain(segmentName(4));
+    // Stopped while it looks: it does not wait the minute out.
+    const stopped = Date.now();
+    stop.abort();
+    expect((await run).reason).toBe('aborted');
+    expect(Date.now() - stopped).toBeLessThan(5_000);
   }, 30_000);
 
   it('stops once the repository has a newer data key (key rotate elsewhere), not for a wrapping added; opened again, it seals with that key', async () => {

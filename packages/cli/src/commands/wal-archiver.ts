@@ -68,7 +68,7 @@ export function register(ctx: CliContext): void {
           stanza: stanzaOf(globals(), io.env),
           ...leaseOptions(globals(), io.env),
           signal: stop.signal,
-          ...(o.ahead > 0 ? { window: { ahead: o.ahead, lastCall: () => readFile(callFile(walDir, identity), 'utf8').then((t) => t.trim(), () => undefined) } } : {}),
+          ...(o.ahead > 0 ? { window: { ahead: o.ahead, callFile: callFile(walDir, identity), lastCall: () => readFile(callFile(walDir, identity), 'utf8').then((t) => t.trim(), () => undefined) } } : {}),
           // A file a full wal-push archived ahead has its note already.
           skip: (name) => existsSync(join(walDir, '.coffer-ack', name)),
           onDurable: async (f) => {

@@ -17,7 +17,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import pLimit from 'p-limit';
 import { checkWalName, WAL_SEGMENT } from '../format/wal-record.js';
 import type { Repository } from '../repository/repository.js';
@@ -62,9 +62,12 @@ export interface WalReadyArchiverOptions {
    * (`lastCall`; history files aside). Tied to the calls, the archiver stops
    * archiving soon after archive_command stops naming it (changed to another
    * command, say) rather than go on as long as WAL is written; without a
-   * window it archives every file marked ready.
+   * window it archives every file marked ready. `callFile`, when given, is
+   * the file each call writes its name to: watched, the window moves as soon
+   * as a call comes (else at the next look, up to `pollMs` later, while the
+   * call waits for a file the window held back).
    */
-  window?: { ahead: number; lastCall: () => Promise<string | undefined> };
+  window?: { ahead: number; lastCall: () => Promise<string | undefined>; callFile?: string };
   /** How often to look for a newer data key, and stop when there is one (default 60 s). */
   keyCheckMs?: number;
   onDurable?: (file: ArchivedReady) => void | Promise<void>;
@@ -110,14 +113,25 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
   let keysLookedAt = performance.now();
   let lastWork = performance.now();
   let wake: (() => void) | undefined;
-  const poke = () => wake?.();
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(statusDir, poke);
-    watcher.on('error', poke);
-  } catch {
-    // No watch (the directory is not there yet, or no inotify): polling alone finds the files.
-  }
+  /** Something changed since this look began (a poke while the look runs must not wait for the next one). */
+  let poked = false;
+  const poke = () => {
+    poked = true;
+    wake?.();
+  };
+  const watchers: FSWatcher[] = [];
+  const watchDir = (dir: string, onChange: (file: string | null) => void) => {
+    try {
+      const w = watch(dir, (_, file) => onChange(file));
+      w.on('error', poke);
+      watchers.push(w);
+    } catch {
+      // No watch (the directory is not there yet, or no inotify): polling alone finds the changes.
+    }
+  };
+  watchDir(statusDir, poke);
+  const callFile = options.window?.callFile;
+  if (callFile) watchDir(dirname(callFile), (file) => file === basename(callFile) && poke());
   options.signal?.addEventListener('abort', poke, { once: true });
 
   /** A segment is being sealed on this thread. */
@@ -208,6 +222,7 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
 
   try {
     for (;;) {
+      poked = false;
       if (options.signal?.aborted) {
         result.reason = 'aborted';
         break;
@@ -250,6 +265,7 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
         await pusher.idle();
         if (idleExitMs > 0 && performance.now() - lastWork >= idleExitMs) break;
       }
+      if (poked) continue;
       const waitMs = idleExitMs > 0 && inFlight.size === 0 ? Math.min(pollMs, Math.max(1, idleExitMs - (performance.now() - lastWork))) : pollMs;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, waitMs);
@@ -265,7 +281,7 @@ export async function archiveReadyWal(repo: Repository, walDir: string, options:
     while (inFlight.size > 0) await new Promise<void>((resolve) => (wake = resolve));
     return result;
   } finally {
-    watcher?.close();
+    for (const w of watchers) w.close();
     options.signal?.removeEventListener('abort', poke);
     await pusher.close();
     await pool?.close();
