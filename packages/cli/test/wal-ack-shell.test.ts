@@ -39,15 +39,18 @@ afterEach(async () => {
   await rm(pgdata, { recursive: true, force: true });
 });
 
-/** Runs the script; its exit status and output. */
-function script(args: string[], env: Record<string, string> = {}, node = '/bin/false'): Promise<{ status: number | null; stdout: string; ms: number }> {
+/** Runs the script; its exit status and output, and how long its output stayed open after it exited (`heldMs`). */
+function script(args: string[], env: Record<string, string> = {}, node = '/bin/false'): Promise<{ status: number | null; stdout: string; ms: number; heldMs: number }> {
   const t = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(SCRIPT, args, { cwd: pgdata, env: { PATH: process.env.PATH!, COFFER_NODE: node, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(SCRIPT, args, { cwd: pgdata, env: { PATH: process.env.PATH!, COFFER_NODE: node, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
+    let exited = 0;
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => process.stderr.write(d));
     child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, ms: Date.now() - t }));
+    child.on('exit', () => (exited = Date.now()));
+    child.on('close', (status) => resolve({ status, stdout, ms: Date.now() - t, heldMs: Date.now() - exited }));
   });
 }
 
@@ -232,6 +235,15 @@ describe('bin/coffer confirms archive_command calls without Node', () => {
     const r = await waiting;
     expect(r.status).toBe(0);
     expect(r.ms).toBeGreaterThanOrEqual(400);
+    // Nothing it started (the ticker's last sleep) keeps its output open after it: a caller reading it would wait.
+    for (let i = 0; i < 5; i++) {
+      const again = script(call());
+      await new Promise((r) => setTimeout(r, 60));
+      await note(id);
+      const confirmed = await again;
+      expect(confirmed.status).toBe(0);
+      expect(confirmed.heldMs).toBeLessThan(100);
+    }
     expect(Date.now() - written).toBeLessThan(2000);
     // It waited on a pipe of its own, gone with the call.
     expect((await readdir(join(pgdata, 'pg_wal', '.coffer-ack'))).filter((n) => n.startsWith('wait-'))).toEqual([]);
