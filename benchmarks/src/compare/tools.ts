@@ -77,16 +77,22 @@ async function eachFile(files: string[], push: (f: string) => Promise<StepFigure
  * archive_status/, the command is called for one file at a time, oldest
  * first, and each success turns its `.ready` into `.done`. So a tool that
  * archives ahead (Coffer's archiver, pgBackRest's archive-async) sees the
- * backlog it would see on a server. Putting the files in place is not timed;
- * the `.ready` notes appear together just before the first call, so nothing
- * already running (Coffer's archiver, which outlives a day when the next
- * comes soon enough) gets a head start.
+ * backlog it would see on a server. The staged pg_wal sits in a data
+ * directory of its own with a copy of the cluster's `global/pg_control`, as on
+ * a server: the tools read the cluster's identity there (history and
+ * backup-label files name none themselves). Putting the files in place is not
+ * timed; the `.ready` notes appear together just before the first call, so
+ * nothing already running gets a head start.
  */
-async function archiveLikePostgres(files: string[], walDir: string, push: (f: string) => Promise<StepFigures>): Promise<StepFigures> {
+async function archiveLikePostgres(files: string[], walDir: string, pgdata: string, push: (f: string) => Promise<StepFigures>): Promise<StepFigures> {
   await rm(walDir, { recursive: true, force: true });
   await ownedByServer(join(walDir, 'archive_status'));
   await ownedByServer(walDir);
   const user = serverUser();
+  const control = join(dirname(walDir), 'global', 'pg_control');
+  await ownedByServer(dirname(control));
+  await copyFile(join(pgdata, 'global', 'pg_control'), control);
+  if (user) await chown(control, user.uid, user.gid);
   const sources = [...files].sort((a, b) => basename(a).localeCompare(basename(b)));
   const staged = sources.map((f) => join(walDir, basename(f)));
   for (const [i, f] of staged.entries()) {
@@ -200,7 +206,7 @@ class Coffer implements Tool {
   }
   async walPush(segments: string[]): Promise<StepFigures> {
     const walDir = join(dirname(this.repo), 'pg_wal');
-    const r = await archiveLikePostgres(segments, walDir, (s) => this.command(['wal-push', s]));
+    const r = await archiveLikePostgres(segments, walDir, this.pgdata, (s) => this.command(['wal-push', s]));
     // The archiver the first call started does most of the work: its peak memory counts too.
     const archivers = (await readdir(join(walDir, '.coffer-ack')).catch(() => [] as string[])).filter((n) => n.startsWith('archiver-'));
     for (const n of archivers) {
@@ -335,14 +341,10 @@ class PgBackRest implements Tool {
     return this.pgbackrest(['backup', `--type=${type}`]);
   }
   async walPush(segments: string[]): Promise<StepFigures> {
-    // Async archive-push reads the .ready backlog from pg1-path's pg_wal: point it at the staged one, beside a copy
-    // of the cluster's pg_control (which it reads there too).
+    // Async archive-push reads the .ready backlog from pg1-path's pg_wal: point it at the staged one (beside its
+    // copy of the cluster's pg_control, which it reads there too).
     const walDir = join(dirname(this.repo), 'pg_wal');
-    await ownedByServer(join(dirname(walDir), 'global'));
-    await copyFile(join(this.pgdata, 'global', 'pg_control'), join(dirname(walDir), 'global', 'pg_control'));
-    const user = serverUser();
-    if (user) await chown(join(dirname(walDir), 'global', 'pg_control'), user.uid, user.gid);
-    return archiveLikePostgres(segments, walDir, (s) => this.pgbackrest(['archive-push', '--archive-async', `--pg1-path=${dirname(walDir)}`, s]));
+    return archiveLikePostgres(segments, walDir, this.pgdata, (s) => this.pgbackrest(['archive-push', '--archive-async', `--pg1-path=${dirname(walDir)}`, s]));
   }
   walFetch(names: string[]): Promise<StepFigures> {
     // Async archive-get: the first call starts a process that fills the spool queue (archive-get-queue-max, 128 MiB by default), process-max 2.
