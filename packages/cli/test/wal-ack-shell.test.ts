@@ -235,14 +235,15 @@ describe('bin/coffer confirms archive_command calls without Node', () => {
     const r = await waiting;
     expect(r.status).toBe(0);
     expect(r.ms).toBeGreaterThanOrEqual(400);
-    // Nothing it started (the ticker's last sleep) keeps its output open after it: a caller reading it would wait.
-    for (let i = 0; i < 5; i++) {
+    // Nothing it started (the ticker's last sleep, up to 250 ms) keeps its output open after it: a caller reading
+    // it would wait.
+    for (let i = 0; i < 10; i++) {
       const again = script(call());
       await new Promise((r) => setTimeout(r, 60));
       await note(id);
       const confirmed = await again;
       expect(confirmed.status).toBe(0);
-      expect(confirmed.heldMs).toBeLessThan(100);
+      expect(confirmed.heldMs).toBeLessThan(150);
     }
     expect(Date.now() - written).toBeLessThan(2000);
     // It waited on a pipe of its own, gone with the call.

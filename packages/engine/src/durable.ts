@@ -1,10 +1,20 @@
 /** Small files made durable: written, fsynced, and their directory entry fsynced. Errors from fsync are final, never retried or ignored. */
 import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export async function fsyncDir(dir: string | Buffer): Promise<void> {
-  const fh = await open(dir, 'r');
+  await fsyncAt(dir, 'r');
+}
+
+/** Makes a file written through other descriptors durable; never through a symbolic link (`O_NOFOLLOW`). */
+export async function fsyncFile(path: string | Buffer): Promise<void> {
+  await fsyncAt(path, fsc.O_RDWR | fsc.O_NOFOLLOW);
+}
+
+async function fsyncAt(path: string | Buffer, flags: string | number): Promise<void> {
+  const fh = await open(path, flags);
   try {
     await fh.sync();
   } finally {

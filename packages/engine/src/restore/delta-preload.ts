@@ -9,13 +9,12 @@
  * the restore goes phase by phase, so memory stays bounded at any size.
  */
 import pLimit from 'p-limit';
-import { sha256Hex } from '../bytes.js';
 import { CorruptObjectError } from '../errors.js';
 import { ID_BYTES } from '../format/chunk-codec.js';
 import { packKey } from '../format/keys-layout.js';
 import type { TreeEntry } from '../format/manifest.js';
 import type { Repository } from '../repository/repository.js';
-import { fetchRange } from './fetch-range.js';
+import { checkWholePack, fetchRange } from './fetch-range.js';
 import { filesUsing, planFetches, type ChunkLookup, type PlanOptions } from './plan.js';
 
 /** What reading ahead costs beyond the frames, per chunk of the restore's table (where each frame lies). */
@@ -98,7 +97,7 @@ export async function preloadDeltas(repo: Repository, entries: readonly TreeEntr
         const data = await fetchRange(repo, r, affected);
         frames.requests++;
         frames.bytesFetched += data.length;
-        if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+        checkWholePack(r, data, affected);
         for (const c of r.chunks) {
           const at = table.offset[c]! - r.offset;
           const id = table.ids.subarray(c * ID_BYTES, (c + 1) * ID_BYTES);

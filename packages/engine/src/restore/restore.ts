@@ -14,8 +14,7 @@ import { link, mkdir, open, readlink, rename, rm, symlink, utimes, type FileHand
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import pLimit from 'p-limit';
-import { sha256Hex } from '../bytes.js';
-import { fsyncDir, writeDurably } from '../durable.js';
+import { fsyncDir, fsyncFile, writeDurably } from '../durable.js';
 import { fsPath } from '../names.js';
 import { CorruptObjectError, MissingObjectError } from '../errors.js';
 import { packKey } from '../format/keys-layout.js';
@@ -23,7 +22,7 @@ import type { BackupManifest, TreeEntry } from '../format/manifest.js';
 import type { LoadedBackup, Repository } from '../repository/repository.js';
 import { withLease } from '../repository/leases.js';
 import { writeRange } from './range-writer.js';
-import { fetchRange } from './fetch-range.js';
+import { checkWholePack, fetchRange } from './fetch-range.js';
 import { DELTA_PRELOAD_BYTES, preloadDeltas, type DeltaFrames } from './delta-preload.js';
 import { applyMetadata, readLink, toTime } from './metadata.js';
 import { applyLinkMap, assertEmptyOrAbsent, checkEntryPaths, checkFilesDeltaTarget, dropChunksInPlace, hasContent, prepareTarget, removeUnlisted, RESTORING_SUFFIX, writeFilesMark } from './target.js';
@@ -254,12 +253,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
             e.type !== 'file' || e.linkTo !== undefined || remaining[i] !== 0
               ? undefined
               : fsLimit(async () => {
-                  const fh = await open(fsPath(pathOf(e)), fsc.O_RDWR | fsc.O_NOFOLLOW);
-                  try {
-                    await fh.sync();
-                  } finally {
-                    await fh.close();
-                  }
+                  await fsyncFile(fsPath(pathOf(e)));
                   progress.filesDone++;
                 }),
           ),
@@ -332,12 +326,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
       const completeUses = (file: number, uses: number): void => {
         if ((remaining[file]! -= uses) !== 0) return;
         const sync = fsLimit(async () => {
-          const fh = await open(fsPath(pathOf(entries[file]!)), fsc.O_RDWR | fsc.O_NOFOLLOW);
-          try {
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
+          await fsyncFile(fsPath(pathOf(entries[file]!)));
           progress.filesDone++;
         });
         syncing.push(
@@ -407,7 +396,7 @@ export async function restoreBackup(repo: Repository, selector: string | LoadedB
           options.onProgress?.({ ...progress });
           return;
         }
-        if (r.whole && sha256Hex(data) !== r.pack) throw new CorruptObjectError(key, 'SHA-256 of its bytes does not match its name', affected());
+        checkWholePack(r, data, affected);
         const corrupt = await writeRange(
           repo.objects.codec,
           data,
