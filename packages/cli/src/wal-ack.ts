@@ -137,7 +137,7 @@ export const archiverFile = (walDir: string, identity: string) => join(walDir, '
 export const callFile = (walDir: string, identity: string) => join(walDir, '.coffer-ack', `archiver-${identity.slice(0, 16)}.call`);
 const errorNote = (walFile: string) => join(ackDir(walFile), `${basename(walFile)}.error`);
 
-/** Leaves a note for a file found durable (written beside, flushed, renamed: never half a note). */
+/** Leaves a note for a file found durable (written beside and renamed: never half a note), and wakes the calls waiting. */
 export async function writeWalAck(walFile: string, ack: Omit<WalAck, 'v' | 'at'>): Promise<void> {
   const dir = ackDir(walFile);
   const path = join(dir, ack.name);

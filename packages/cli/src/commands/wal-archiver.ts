@@ -29,6 +29,8 @@ export function register(ctx: CliContext): void {
       const at = process.argv.indexOf('wal-archiver');
       const identity = commandIdentity(process.argv.slice(2, at), io.env, process.cwd());
       const beat = archiverFile(walDir, identity);
+      // Where each wal-push call writes its file's name: the archiver's window follows it.
+      const calls = callFile(walDir, identity);
       // The wal-push call that started this process wrote its heartbeat file for it (with this pid).
       const mine = await readFile(beat, 'utf8').then((t) => Number(t.split('\n')[0]) === process.pid, () => false);
       if (!mine) {
@@ -68,7 +70,7 @@ export function register(ctx: CliContext): void {
           stanza: stanzaOf(globals(), io.env),
           ...leaseOptions(globals(), io.env),
           signal: stop.signal,
-          ...(o.ahead > 0 ? { window: { ahead: o.ahead, callFile: callFile(walDir, identity), lastCall: () => readFile(callFile(walDir, identity), 'utf8').then((t) => t.trim(), () => undefined) } } : {}),
+          ...(o.ahead > 0 ? { window: { ahead: o.ahead, callFile: calls, lastCall: () => readFile(calls, 'utf8').then((t) => t.trim(), () => undefined) } } : {}),
           // A file a full wal-push archived ahead has its note already.
           skip: (name) => existsSync(join(walDir, '.coffer-ack', name)),
           onDurable: async (f) => {
